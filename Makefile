@@ -33,26 +33,33 @@ TS_OBJ   := $(BUILD)/obj/src/proto/gen/test_support.o $(BUILD)/obj/tests/unit/li
 
 all: $(BUILD)/spoold
 
+Q := $(if $(V),,@)
+
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+	@$(if $(Q),echo "  CC    $<")
+	$(Q)$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 
 # The generated codec is large and regular; -O1 builds it in half the time
 # with no measurable cost on the request path.
 $(BUILD)/obj/src/proto/gen/%.o: src/proto/gen/%.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -O1 -MMD -MP -c $< -o $@
+	@$(if $(Q),echo "  CC    $<")
+	$(Q)$(CC) $(CFLAGS) -O1 -MMD -MP -c $< -o $@
 
 $(BUILD)/libspool.a: $(LIB_OBJ)
 	@rm -f $@
-	ar rcs $@ $^
+	@echo "  AR    $@"
+	$(Q)ar rcs $@ $^
 
 $(BUILD)/spoold: $(BUILD)/obj/src/spoold.o $(BUILD)/libspool.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	@echo "  LD    $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libspool.a $(TS_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Itests/unit -o $@ $< $(TS_OBJ) $(BUILD)/libspool.a $(LDLIBS)
+	@echo "  LD    $@"
+	$(Q)$(CC) $(CFLAGS) -Itests/unit -o $@ $< $(TS_OBJ) $(BUILD)/libspool.a $(LDLIBS)
 
 deps:
 	@scripts/install-deps

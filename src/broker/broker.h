@@ -1,0 +1,26 @@
+/*
+ * broker.h - the broker's settings as request handlers see them.
+ *
+ * Filled once by spoold.c from the configuration before any worker starts,
+ * then read-only: every thread reads it without locks.
+ */
+#ifndef SP_BROKER_BROKER_H
+#define SP_BROKER_BROKER_H
+
+#include <stdint.h>
+
+typedef struct sp_broker {
+    int32_t node_id;
+    int32_t max_request_bytes;     /* socket.request.max.bytes */
+    char cluster_id[32];
+    char *rack;                    /* broker.rack or NULL */
+    char **log_dirs;
+    int nlog_dirs;
+    char *bind_host;               /* from listeners */
+    int bind_port;
+    char *adv_host;                /* from advertised.listeners */
+    int adv_port;
+    int io_threads;
+} sp_broker_t;
+
+#endif

@@ -1,0 +1,85 @@
+/*
+ * image.h - the metadata image: an immutable snapshot of cluster metadata
+ * (brokers, topics, partitions, cluster id, controller) that request
+ * handlers read.
+ *
+ * Principle 4 of DESIGN.md: metadata is a log of Kafka's metadata records;
+ * applied in order they build an image; a new image is published by
+ * swapping a reference-counted pointer.  Readers never see a half-applied
+ * change and never block the metadata thread for longer than a pointer swap.
+ *
+ * Threads: any thread may sp_image_acquire()/sp_image_release(); only the
+ * metadata owner publishes.
+ *
+ * Invariants:
+ *  (1) an image is never modified after sp_image_publish();
+ *  (2) topics[] is sorted by name (binary search), ids are unique;
+ *  (3) an image stays alive while any holder has not released it.
+ */
+#ifndef SP_CLUSTER_IMAGE_H
+#define SP_CLUSTER_IMAGE_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "proto/wire.h"
+
+typedef struct sp_broker_info {
+    int32_t node_id;
+    char *host;
+    int32_t port;
+    char *rack;              /* NULL if none */
+} sp_broker_info_t;
+
+typedef struct sp_partition_info {
+    int32_t index;
+    int32_t leader;          /* -1 if none */
+    int32_t leader_epoch;
+    int32_t partition_epoch;
+    int32_t *replicas;
+    int32_t nreplicas;
+    int32_t *isr;
+    int32_t nisr;
+} sp_partition_info_t;
+
+typedef struct sp_topic_info {
+    char *name;
+    sp_uuid_t id;
+    bool internal;
+    int32_t npartitions;
+    sp_partition_info_t *partitions;
+} sp_topic_info_t;
+
+typedef struct sp_image {
+    atomic_int refs;
+    int64_t offset;          /* last metadata record applied, -1 if none */
+    char cluster_id[32];
+    int32_t controller_id;
+    int32_t nbrokers;
+    sp_broker_info_t *brokers;
+    int32_t ntopics;
+    sp_topic_info_t *topics; /* sorted by name */
+} sp_image_t;
+
+/* An empty image owned by the caller (refs = 1); NULL on OOM. */
+sp_image_t *sp_image_new(const char *cluster_id, int32_t controller_id);
+/* Adds a broker to an unpublished image.  Copies strings.  0 or -1. */
+int sp_image_add_broker(sp_image_t *img, int32_t node_id, const char *host, int32_t port,
+                        const char *rack);
+
+/* Makes img the current image; takes the caller's reference. */
+void sp_image_publish(sp_image_t *img);
+/* The current image with one more reference (never NULL after the first
+ * publish).  Pair with sp_image_release(). */
+sp_image_t *sp_image_acquire(void);
+void sp_image_release(sp_image_t *img);
+/* Drops the published image (at shutdown). */
+void sp_image_unpublish(void);
+
+/* Lookups; borrowed pointers valid while the image is held. */
+const sp_topic_info_t *sp_image_topic(const sp_image_t *img, const char *name, int32_t len);
+const sp_topic_info_t *sp_image_topic_by_id(const sp_image_t *img, sp_uuid_t id);
+const sp_broker_info_t *sp_image_broker(const sp_image_t *img, int32_t node_id);
+
+#endif

@@ -1,0 +1,18 @@
+/* names.c - see names.h. */
+#include "cluster/names.h"
+
+#include <ctype.h>
+
+bool sp_topic_name_valid(const char *name, int32_t len)
+{
+    if (!name || len <= 0 || len > SP_TOPIC_NAME_MAX)
+        return false;
+    if ((len == 1 && name[0] == '.') || (len == 2 && name[0] == '.' && name[1] == '.'))
+        return false;
+    for (int32_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)name[i];
+        if (!isalnum(c) && c != '.' && c != '_' && c != '-')
+            return false;
+    }
+    return true;
+}

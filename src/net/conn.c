@@ -1,0 +1,427 @@
+/*
+ * conn.c - one client connection: framing, dispatch, responses in order.
+ *
+ * State machine (worker thread only):
+ *
+ *     +--------+  frame complete   +------+  response fully written  +--------+
+ *     | READING| ----------------> | BUSY | -----------------------> | READING|
+ *     +--------+   (dispatch)      +------+   (req_finish)           +--------+
+ *         |                           |
+ *         | EOF, read error,          | handler closes, or a
+ *         | bad frame                 | write fails
+ *         v                           v
+ *     +---------+  uv_close -> on_closed frees everything
+ *     | CLOSING |
+ *     +---------+
+ *
+ * Kafka's rule: one request in progress per connection; the next frame is
+ * not parsed until the previous response has been handed to the socket,
+ * so responses leave in request order.  While a request waits (its
+ * response not yet written), reading stops, so the frame bytes the
+ * request borrows never move.
+ *
+ * Input buffer layout:  in[0 .. in_off) consumed | in[in_off .. in_len) pending
+ * Frames are decoded in place (zero copy); the buffer is compacted only
+ * when no request borrows it.
+ *
+ * | transition                | function     |
+ * |---------------------------|--------------|
+ * | READING -> BUSY           | dispatch     |
+ * | BUSY -> READING           | req_finish   |
+ * | any -> CLOSING            | conn_close   |
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <unistd.h>
+
+#include "net/internal.h"
+#include "proto/gen/response_header.h"
+#include "util/log.h"
+
+#define READ_CHUNK (64 * 1024)
+#define ARENA_BASE_LIMIT ((size_t)64 << 20)
+
+struct sp_conn {
+    uv_tcp_t tcp;
+    sp_worker_t *w;
+    sp_conn_t *prev, *next;
+    uint64_t id;
+    uint8_t *in;
+    size_t in_off, in_len, in_cap;
+    int32_t want;              /* announced length of the pending frame, -1 */
+    bool busy, closing, reading, in_process;
+    sp_req_t *req;             /* request in progress */
+    size_t req_frame;          /* 4 + length of that request's frame */
+    char peer[64];
+};
+
+typedef struct write_req {
+    uv_write_t w;
+    uint8_t *buf;
+} write_req_t;
+
+static void conn_process(sp_conn_t *c);
+static void conn_close(sp_conn_t *c, enum sp_log_level lvl, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* ---- lifecycle --------------------------------------------------------- */
+
+static void on_closed(uv_handle_t *h)
+{
+    sp_conn_t *c = h->data;
+    sp_worker_t *w = c->w;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        w->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    w->nconns--;
+    if (c->req) {
+        sp_arena_free(&c->req->arena);
+        free(c->req);
+    }
+    free(c->in);
+    free(c);
+}
+
+static void conn_close(sp_conn_t *c, enum sp_log_level lvl, const char *fmt, ...)
+{
+    char why[512];
+    va_list ap;
+    if (c->closing)
+        return;
+    c->closing = true;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof(why), fmt, ap);
+    va_end(ap);
+    sp_log(lvl, "net", "closing connection %llu from %s: %s", (unsigned long long)c->id,
+           c->peer, why);
+    uv_close((uv_handle_t *)&c->tcp, on_closed);
+}
+
+void sp_conn_close_all(sp_worker_t *w)
+{
+    for (sp_conn_t *c = w->conns; c; c = c->next)
+        conn_close(c, SP_LOG_DEBUG, "broker shutting down");
+}
+
+static void describe_peer(int fd, char *out, size_t cap)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    char host[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+    snprintf(out, cap, "?");
+    if (getpeername(fd, (struct sockaddr *)&ss, &sl) != 0)
+        return;
+    if (ss.ss_family == AF_INET) {
+        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+        inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
+        port = ntohs(a->sin_port);
+    } else if (ss.ss_family == AF_INET6) {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+        inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
+        port = ntohs(a->sin6_port);
+    }
+    snprintf(out, cap, "%s:%d", host, port);
+}
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf);
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
+void sp_conn_adopt(sp_worker_t *w, int fd)
+{
+    sp_conn_t *c = calloc(1, sizeof(*c));
+    if (!c) {
+        sp_error("net", "out of memory accepting a connection");
+        close(fd);
+        return;
+    }
+    c->w = w;
+    c->want = -1;
+    c->id = __atomic_add_fetch(&w->srv->next_conn_id, 1, __ATOMIC_RELAXED);
+    describe_peer(fd, c->peer, sizeof(c->peer));
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (uv_tcp_init(&w->loop, &c->tcp) != 0 || uv_tcp_open(&c->tcp, fd) != 0) {
+        sp_error("net", "cannot adopt socket from %s", c->peer);
+        close(fd);
+        free(c);
+        return;
+    }
+    c->tcp.data = c;
+    c->next = w->conns;
+    if (w->conns)
+        w->conns->prev = c;
+    w->conns = c;
+    w->nconns++;
+    sp_debug("net", "connection %llu from %s on worker %d", (unsigned long long)c->id, c->peer, w->id);
+    conn_process(c);
+}
+
+/* ---- reading ----------------------------------------------------------- */
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+    sp_conn_t *c = h->data;
+    (void)hint;
+    buf->base = NULL;
+    buf->len = 0;
+    /* no request borrows the buffer while we read: compact it */
+    if (c->in_off > 0) {
+        memmove(c->in, c->in + c->in_off, c->in_len - c->in_off);
+        c->in_len -= c->in_off;
+        c->in_off = 0;
+    }
+    size_t need = READ_CHUNK;
+    if (c->want >= 0 && (size_t)c->want + 4 > c->in_len)
+        need = (size_t)c->want + 4 - c->in_len;
+    if (need < READ_CHUNK)
+        need = READ_CHUNK;
+    if (c->in_cap - c->in_len < need) {
+        size_t cap = c->in_len + need;
+        uint8_t *n = realloc(c->in, cap);
+        if (!n)
+            return; /* libuv reports UV_ENOBUFS to on_read */
+        c->in = n;
+        c->in_cap = cap;
+    }
+    buf->base = (char *)c->in + c->in_len;
+    buf->len = c->in_cap - c->in_len;
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    sp_conn_t *c = s->data;
+    (void)buf;
+    if (nread < 0) {
+        if (nread == UV_EOF)
+            conn_close(c, SP_LOG_DEBUG, "closed by peer");
+        else if (nread == UV_ENOBUFS)
+            conn_close(c, SP_LOG_ERROR, "out of memory for input");
+        else
+            conn_close(c, SP_LOG_INFO, "read error: %s", uv_strerror((int)nread));
+        return;
+    }
+    c->in_len += (size_t)nread;
+    conn_process(c);
+}
+
+static void set_reading(sp_conn_t *c, bool on)
+{
+    if (c->closing || c->reading == on)
+        return;
+    if (on) {
+        if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) {
+            conn_close(c, SP_LOG_INFO, "cannot read");
+            return;
+        }
+    } else {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+    }
+    c->reading = on;
+}
+
+/* ---- dispatch ---------------------------------------------------------- */
+
+static void dispatch(sp_conn_t *c, const uint8_t *frame, size_t len)
+{
+    const sp_broker_t *b = c->w->srv->broker;
+    sp_req_t *req = calloc(1, sizeof(*req));
+    if (!req) {
+        conn_close(c, SP_LOG_ERROR, "out of memory for a request");
+        return;
+    }
+    sp_arena_init(&req->arena, ARENA_BASE_LIMIT + 8 * len);
+    req->broker = b;
+    req->conn = c;
+    c->req = req;
+    c->busy = true;
+
+    int rc = sp_request_parse(frame, len, &req->arena, &req->r, 0);
+    int16_t key = req->r.hdr.request_api_key;
+    int16_t ver = req->r.hdr.request_api_version;
+    const sp_api_t *api = sp_api_find(key);
+    if (rc == SP_REQ_MALFORMED && len < 8) {
+        conn_close(c, SP_LOG_WARN, "frame of %zu bytes is too short for a request header", len);
+        return;
+    }
+    if (!api) {
+        conn_close(c, SP_LOG_WARN, "unknown or unimplemented API key %d (version %d, correlation %d)",
+                   key, ver, req->r.hdr.correlation_id);
+        return;
+    }
+    if (rc == SP_REQ_BAD_VERSION || ver < api->min_version || ver > api->max_version) {
+        if (key == SP_API_API_VERSIONS) {
+            sp_api_versions_error(req, SP_ERR_UNSUPPORTED_VERSION, 0);
+            return;
+        }
+        conn_close(c, SP_LOG_WARN, "unsupported version %d of API key %d (supported %d-%d)", ver,
+                   key, api->min_version, api->max_version);
+        return;
+    }
+    if (rc != 0) {
+        conn_close(c, SP_LOG_WARN, "malformed request header (API key %d version %d)", key, ver);
+        return;
+    }
+    sp_reader_t r = sp_reader(req->r.body_ptr, req->r.body_len);
+    req->r.body = sp_arena_alloc(&req->arena, req->r.desc->struct_size);
+    if (req->r.body)
+        req->r.desc->init(req->r.body);
+    if (!req->r.body || req->r.desc->decode(&r, &req->arena, req->r.body, ver) != 0 ||
+        sp_reader_left(&r) != 0) {
+        if (key == SP_API_API_VERSIONS) {
+            sp_api_versions_error(req, SP_ERR_INVALID_REQUEST, ver);
+            return;
+        }
+        conn_close(c, SP_LOG_WARN, "malformed %s v%d body (%zu bytes, correlation %d)",
+                   req->r.desc->name, ver, req->r.body_len, req->r.hdr.correlation_id);
+        return;
+    }
+    api->handle(req);
+}
+
+static void conn_process(sp_conn_t *c)
+{
+    if (c->in_process)
+        return; /* the outer call's loop picks up where we are */
+    c->in_process = true;
+    while (!c->busy && !c->closing) {
+        int32_t flen;
+        int rc = sp_frame_parse(c->in + c->in_off, c->in_len - c->in_off,
+                                c->w->srv->broker->max_request_bytes, &flen);
+        if (rc == SP_FRAME_BAD) {
+            conn_close(c, SP_LOG_WARN, "frame length %d outside 0..%d (socket.request.max.bytes)",
+                       flen, c->w->srv->broker->max_request_bytes);
+            break;
+        }
+        if (rc == SP_FRAME_AGAIN) {
+            c->want = flen;
+            set_reading(c, true);
+            break;
+        }
+        c->want = -1;
+        c->req_frame = 4 + (size_t)flen;
+        dispatch(c, c->in + c->in_off + 4, (size_t)flen);
+        if (c->busy && !c->closing)
+            set_reading(c, false); /* the request borrows the buffer */
+    }
+    c->in_process = false;
+}
+
+/* ---- responses --------------------------------------------------------- */
+
+static void req_finish(sp_conn_t *c)
+{
+    if (c->req) {
+        sp_arena_free(&c->req->arena);
+        free(c->req);
+        c->req = NULL;
+    }
+    c->in_off += c->req_frame;
+    c->req_frame = 0;
+    c->busy = false;
+    if (c->in_off == c->in_len)
+        c->in_off = c->in_len = 0;
+}
+
+static void on_written(uv_write_t *w, int status)
+{
+    write_req_t *wr = (write_req_t *)w;
+    sp_conn_t *c = w->handle->data;
+    free(wr->buf);
+    free(wr);
+    if (c->closing)
+        return;
+    if (status < 0) {
+        conn_close(c, SP_LOG_INFO, "write error: %s", uv_strerror(status));
+        return;
+    }
+    req_finish(c);
+    conn_process(c);
+}
+
+/* Takes ownership of buf. */
+static void conn_send(sp_conn_t *c, uint8_t *buf, size_t len)
+{
+    uv_buf_t b = uv_buf_init((char *)buf, (unsigned)len);
+    int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    if (n == (int)len) {
+        free(buf);
+        req_finish(c);
+        conn_process(c);
+        return;
+    }
+    if (n < 0 && n != UV_EAGAIN) {
+        free(buf);
+        conn_close(c, SP_LOG_INFO, "write error: %s", uv_strerror(n));
+        return;
+    }
+    if (n < 0)
+        n = 0;
+    write_req_t *wr = malloc(sizeof(*wr));
+    if (!wr) {
+        free(buf);
+        conn_close(c, SP_LOG_ERROR, "out of memory for a response");
+        return;
+    }
+    wr->buf = buf;
+    b = uv_buf_init((char *)buf + n, (unsigned)(len - (size_t)n));
+    if (uv_write(&wr->w, (uv_stream_t *)&c->tcp, &b, 1, on_written) != 0) {
+        free(buf);
+        free(wr);
+        conn_close(c, SP_LOG_INFO, "write failed");
+    }
+}
+
+void sp_req_respond_at(sp_req_t *req, const void *resp, int16_t version)
+{
+    sp_conn_t *c = req->conn;
+    int16_t key = req->r.hdr.request_api_key;
+    const sp_msg_desc_t *d = sp_msg_response_desc(key);
+    int16_t hv = sp_response_header_version(key, version);
+    sp_response_header_t h;
+
+    if (c->closing)
+        return;
+    sp_response_header_init(&h);
+    h.correlation_id = req->r.hdr.correlation_id;
+    size_t total = sp_response_header_size(&h, hv) + d->size(resp, version);
+    if (total > INT32_MAX) {
+        conn_close(c, SP_LOG_ERROR, "%s response of %zu bytes is too large", d->name, total);
+        return;
+    }
+    uint8_t *buf = malloc(4 + total);
+    if (!buf) {
+        conn_close(c, SP_LOG_ERROR, "out of memory for a %zu-byte response", total);
+        return;
+    }
+    sp_writer_t w = sp_writer(buf, 4 + total);
+    sp_write_i32(&w, (int32_t)total);
+    sp_response_header_encode(&w, &h, hv);
+    d->encode(&w, resp, version);
+    if (w.err || sp_writer_len(&w) != 4 + total) {
+        free(buf);
+        conn_close(c, SP_LOG_ERROR, "internal error encoding %s v%d", d->name, version);
+        return;
+    }
+    conn_send(c, buf, 4 + total);
+}
+
+void sp_req_respond(sp_req_t *req, const void *resp)
+{
+    sp_req_respond_at(req, resp, req->r.hdr.request_api_version);
+}
+
+void sp_req_close(sp_req_t *req, const char *why)
+{
+    conn_close(req->conn, SP_LOG_WARN, "%s", why);
+}

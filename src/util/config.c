@@ -1,0 +1,234 @@
+/* config.c - see config.h. */
+#include "util/config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "util/log.h"
+
+/* Every key Spool understands.  Keep docs/CONFIG.md in step. */
+static const sp_cfg_def_t defs[] = {
+    { "node.id", SP_CFG_INT, "1", 0, INT32_MAX, NULL,
+      "The id of this broker in the cluster." },
+    { "broker.id", SP_CFG_INT, NULL, 0, INT32_MAX, "node.id",
+      "Older name of node.id; used when node.id is not set." },
+    { "listeners", SP_CFG_LIST, "PLAINTEXT://127.0.0.1:9092", 0, 0, NULL,
+      "Comma-separated listener URIs the broker binds (NAME://host:port)." },
+    { "advertised.listeners", SP_CFG_LIST, NULL, 0, 0, NULL,
+      "Listener URIs given to clients in metadata; defaults to listeners." },
+    { "broker.rack", SP_CFG_STRING, NULL, 0, 0, NULL,
+      "Rack of the broker, returned in metadata." },
+    { "log.dirs", SP_CFG_LIST, NULL, 0, 0, NULL,
+      "Directories where partition logs and meta.properties are kept; overrides log.dir." },
+    { "log.dir", SP_CFG_STRING, "/tmp/kafka-logs", 0, 0, NULL,
+      "Directory for log data, used when log.dirs is not set." },
+    { "socket.request.max.bytes", SP_CFG_INT, "104857600", 1, INT32_MAX, NULL,
+      "Largest request frame accepted; checked on the length prefix before any allocation." },
+    { "num.network.threads", SP_CFG_INT, "0", 0, 256, NULL,
+      "I/O worker threads, each an event loop owning its connections; 0 = one per core." },
+    { "log.level", SP_CFG_STRING, "info", 0, 0, NULL,
+      "Spool's log threshold: debug, info, warn or error." },
+};
+
+/* Kafka keys that are accepted for compatibility but have no effect. */
+static const char *ignored_keys[] = {
+    "process.roles", "controller.quorum.voters", "controller.quorum.bootstrap.servers",
+    "controller.listener.names", "listener.security.protocol.map",
+    "inter.broker.listener.name", "num.io.threads", "socket.send.buffer.bytes",
+    "socket.receive.buffer.bytes", "num.recovery.threads.per.data.dir",
+    "zookeeper.connect", "zookeeper.connection.timeout.ms",
+    "group.initial.rebalance.delay.ms.legacy",
+};
+
+#define NDEFS ((int)(sizeof(defs) / sizeof(defs[0])))
+
+struct sp_config {
+    char *values[NDEFS];        /* NULL = not set (default applies) */
+};
+
+const sp_cfg_def_t *sp_config_defs(int *count)
+{
+    *count = NDEFS;
+    return defs;
+}
+
+sp_config_t *sp_config_new(void)
+{
+    return calloc(1, sizeof(sp_config_t));
+}
+
+void sp_config_free(sp_config_t *c)
+{
+    if (!c)
+        return;
+    for (int i = 0; i < NDEFS; i++)
+        free(c->values[i]);
+    free(c);
+}
+
+static int find(const char *name)
+{
+    for (int i = 0; i < NDEFS; i++)
+        if (strcmp(defs[i].name, name) == 0)
+            return i;
+    return -1;
+}
+
+static char *trim(char *s)
+{
+    while (isspace((unsigned char)*s))
+        s++;
+    char *e = s + strlen(s);
+    while (e > s && isspace((unsigned char)e[-1]))
+        *--e = 0;
+    return s;
+}
+
+static int validate(const sp_cfg_def_t *d, const char *v)
+{
+    char *end;
+    switch (d->type) {
+    case SP_CFG_INT:
+    case SP_CFG_LONG: {
+        errno = 0;
+        long long x = strtoll(v, &end, 10);
+        if (errno || end == v || *end || x < d->min || (d->max && x > d->max))
+            return -1;
+        return 0;
+    }
+    case SP_CFG_BOOL:
+        return strcasecmp(v, "true") == 0 || strcasecmp(v, "false") == 0 ? 0 : -1;
+    default:
+        return 0;
+    }
+}
+
+static int set_value(sp_config_t *c, const char *key, const char *val, const char *origin)
+{
+    int i = find(key);
+    if (i < 0) {
+        for (size_t k = 0; k < sizeof(ignored_keys) / sizeof(ignored_keys[0]); k++) {
+            if (strcmp(ignored_keys[k], key) == 0) {
+                sp_warn("config", "%s: key '%s' is a Kafka setting Spool does not use; ignored", origin, key);
+                return 0;
+            }
+        }
+        sp_warn("config", "%s: unknown key '%s' ignored", origin, key);
+        return 0;
+    }
+    if (validate(&defs[i], val) != 0) {
+        sp_error("config", "%s: invalid value '%s' for %s", origin, val, key);
+        return -1;
+    }
+    free(c->values[i]);
+    c->values[i] = strdup(val);
+    return c->values[i] ? 0 : -1;
+}
+
+int sp_config_set_kv(sp_config_t *c, const char *kv, const char *origin)
+{
+    const char *eq = strchr(kv, '=');
+    if (!eq) {
+        sp_error("config", "%s: expected key=value, got '%s'", origin, kv);
+        return -1;
+    }
+    char *key = strndup(kv, (size_t)(eq - kv));
+    char *val = strdup(eq + 1);
+    int rc = -1;
+    if (key && val)
+        rc = set_value(c, trim(key), trim(val), origin);
+    free(key);
+    free(val);
+    return rc;
+}
+
+int sp_config_load_file(sp_config_t *c, const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        sp_error("config", "cannot open %s: %s", path, strerror(errno));
+        return -1;
+    }
+    char line[8192], logical[16384];
+    size_t ll = 0;
+    int rc = 0, lineno = 0;
+    while (fgets(line, sizeof(line), f)) {
+        lineno++;
+        char *s = line;
+        size_t n = strlen(s);
+        while (n && (s[n - 1] == '\n' || s[n - 1] == '\r'))
+            s[--n] = 0;
+        if (ll == 0) {
+            s = trim(s);
+            if (*s == '#' || *s == '!' || *s == 0)
+                continue;
+        } else {
+            while (isspace((unsigned char)*s))
+                s++;
+        }
+        n = strlen(s);
+        bool cont = n && s[n - 1] == '\\';
+        if (cont)
+            s[--n] = 0;
+        if (ll + n >= sizeof(logical)) {
+            sp_error("config", "%s:%d: line too long", path, lineno);
+            rc = -1;
+            break;
+        }
+        memcpy(logical + ll, s, n);
+        ll += n;
+        logical[ll] = 0;
+        if (cont)
+            continue;
+        /* key ends at the first unescaped '=', ':' or whitespace */
+        char *p = logical;
+        while (*p && *p != '=' && *p != ':' && !isspace((unsigned char)*p))
+            p++;
+        char *key = logical;
+        char *val = p;
+        if (*p) {
+            *p++ = 0;
+            while (isspace((unsigned char)*p) || *p == '=' || *p == ':')
+                p++;
+            val = p;
+        }
+        char origin[512];
+        snprintf(origin, sizeof(origin), "%s:%d", path, lineno);
+        if (set_value(c, trim(key), trim(val), origin) != 0)
+            rc = -1;
+        ll = 0;
+    }
+    fclose(f);
+    return rc;
+}
+
+const char *sp_config_str(const sp_config_t *c, const char *name)
+{
+    int i = find(name);
+    if (i < 0)
+        return NULL;
+    return c->values[i] ? c->values[i] : defs[i].def;
+}
+
+int64_t sp_config_long(const sp_config_t *c, const char *name)
+{
+    const char *v = sp_config_str(c, name);
+    return v ? strtoll(v, NULL, 10) : 0;
+}
+
+bool sp_config_bool(const sp_config_t *c, const char *name)
+{
+    const char *v = sp_config_str(c, name);
+    return v && strcasecmp(v, "true") == 0;
+}
+
+sp_cfg_source_t sp_config_source(const sp_config_t *c, const char *name)
+{
+    int i = find(name);
+    return i >= 0 && c->values[i] ? SP_CFG_SRC_STATIC : SP_CFG_SRC_DEFAULT;
+}

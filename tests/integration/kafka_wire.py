@@ -1,0 +1,405 @@
+"""Hand-built Kafka protocol frames for raw-socket integration tests.
+
+Only what the tests need: primitive encoders, request header v1/v2 framing,
+ApiVersions / Metadata request builders, a tolerant reader and decoders for
+the ApiVersions (v0-v3) and Metadata v1 responses.
+"""
+
+import socket
+import struct
+import time
+
+API_METADATA = 3
+API_API_VERSIONS = 18
+
+# ---------------------------------------------------------------- encoders
+
+
+def int8(v):
+    return struct.pack('>b', v)
+
+
+def int16(v):
+    return struct.pack('>h', v)
+
+
+def int32(v):
+    return struct.pack('>i', v)
+
+
+def int64(v):
+    return struct.pack('>q', v)
+
+
+def boolean(v):
+    return b'\x01' if v else b'\x00'
+
+
+def uvarint(v):
+    """Unsigned varint (protobuf style, 7 bits per byte, LSB first)."""
+    if v < 0:
+        raise ValueError('uvarint must be >= 0')
+    out = bytearray()
+    while True:
+        b = v & 0x7f
+        v >>= 7
+        if v:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def string(s):
+    """Classic (int16 length) nullable string."""
+    if s is None:
+        return int16(-1)
+    b = s.encode() if isinstance(s, str) else s
+    return int16(len(b)) + b
+
+
+def compact_string(s):
+    """Compact (uvarint length+1) nullable string."""
+    if s is None:
+        return uvarint(0)
+    b = s.encode() if isinstance(s, str) else s
+    return uvarint(len(b) + 1) + b
+
+
+def array(items):
+    """Classic array: int32 count followed by already-encoded items; None -> -1."""
+    if items is None:
+        return int32(-1)
+    items = list(items)
+    return int32(len(items)) + b''.join(items)
+
+
+def compact_array(items):
+    if items is None:
+        return uvarint(0)
+    items = list(items)
+    return uvarint(len(items) + 1) + b''.join(items)
+
+
+TAGGED_NONE = uvarint(0)  # empty tagged-field section
+
+
+def frame(payload):
+    """Prefix payload with its int32 size."""
+    return int32(len(payload)) + payload
+
+
+def request_header(api_key, api_version, correlation_id, client_id='spool-test',
+                   flexible=False):
+    """Request header v1 (v2 when flexible: adds an empty tagged-field section)."""
+    h = int16(api_key) + int16(api_version) + int32(correlation_id) + string(client_id)
+    if flexible:
+        h += TAGGED_NONE
+    return h
+
+
+def request(api_key, api_version, correlation_id, body=b'', client_id='spool-test',
+            flexible=False):
+    """A whole framed request (length prefix + header + body)."""
+    return frame(request_header(api_key, api_version, correlation_id, client_id,
+                                flexible) + body)
+
+
+def api_versions_request(version, correlation_id, software_name='spool-test',
+                         software_version='1.0', client_id='spool-test'):
+    if version >= 3:
+        body = (compact_string(software_name) + compact_string(software_version)
+                + TAGGED_NONE)
+        return request(API_API_VERSIONS, version, correlation_id, body, client_id,
+                       flexible=True)
+    return request(API_API_VERSIONS, version, correlation_id, b'', client_id)
+
+
+def metadata_request(version, correlation_id, topics=None, client_id='spool-test',
+                     allow_auto_topic_creation=False):
+    """Metadata request v0-v12.
+
+    topics=None means "all topics" (v0 encodes that as an empty array).
+    v9+ are flexible (header v2, compact encodings, tagged fields); v10+
+    topics carry a (zero) topic id before the name.
+    """
+    flexible = version >= 9
+    if version == 0:
+        body = array(string(t) for t in (topics or []))
+    elif not flexible:
+        body = array(None if topics is None else [string(t) for t in topics])
+    else:
+        def topic(t):
+            return ((b'\x00' * 16 if version >= 10 else b'')
+                    + compact_string(t) + TAGGED_NONE)
+        body = compact_array(None if topics is None else [topic(t) for t in topics])
+    if version >= 4:
+        body += boolean(allow_auto_topic_creation)
+    if 8 <= version <= 10:
+        body += boolean(False)          # include_cluster_authorized_operations
+    if version >= 8:
+        body += boolean(False)          # include_topic_authorized_operations
+    if flexible:
+        body += TAGGED_NONE
+    return request(API_METADATA, version, correlation_id, body, client_id,
+                   flexible=flexible)
+
+
+# ---------------------------------------------------------------- socket I/O
+
+
+def connect(port, host='127.0.0.1', timeout=5.0):
+    s = socket.create_connection((host, port), timeout=timeout)
+    s.settimeout(timeout)
+    return s
+
+
+def recv_exact(sock, n, timeout=5.0):
+    """Read exactly n bytes; raises EOFError on orderly close, socket.timeout on timeout."""
+    deadline = time.monotonic() + timeout
+    buf = bytearray()
+    while len(buf) < n:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise socket.timeout('timed out after %d/%d bytes' % (len(buf), n))
+        sock.settimeout(remaining)
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            raise EOFError('connection closed after %d/%d bytes' % (len(buf), n))
+        buf += chunk
+    return bytes(buf)
+
+
+def recv_frame(sock, timeout=5.0):
+    """Read one size-prefixed response frame; returns the payload (without size)."""
+    deadline = time.monotonic() + timeout
+    (size,) = struct.unpack('>i', recv_exact(sock, 4, timeout))
+    if size < 0 or size > 64 * 1024 * 1024:
+        raise ValueError('bad response size %d' % size)
+    return recv_exact(sock, size, max(0.0, deadline - time.monotonic()))
+
+
+def send_recv(port_or_sock, data, timeout=5.0):
+    """Send bytes and read one response frame. Accepts a port or a connected socket."""
+    if isinstance(port_or_sock, int):
+        with connect(port_or_sock, timeout=timeout) as s:
+            s.sendall(data)
+            return recv_frame(s, timeout)
+    port_or_sock.sendall(data)
+    return recv_frame(port_or_sock, timeout)
+
+
+def wait_closed(sock, timeout=5.0):
+    """Wait until the peer closes: returns True on EOF (or reset), False on timeout.
+
+    Any data the peer sends before closing is drained and ignored.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        sock.settimeout(remaining)
+        try:
+            chunk = sock.recv(65536)
+        except socket.timeout:
+            return False
+        except (ConnectionResetError, BrokenPipeError):
+            return True
+        if not chunk:
+            return True
+
+
+# ---------------------------------------------------------------- decoding
+
+
+class Reader:
+    def __init__(self, data):
+        self.data = bytes(data)
+        self.pos = 0
+
+    def _take(self, n):
+        if self.pos + n > len(self.data):
+            raise ValueError('short read: need %d at %d of %d' % (n, self.pos, len(self.data)))
+        b = self.data[self.pos:self.pos + n]
+        self.pos += n
+        return b
+
+    def int8(self):
+        return struct.unpack('>b', self._take(1))[0]
+
+    def boolean(self):
+        return self._take(1) != b'\x00'
+
+    def int16(self):
+        return struct.unpack('>h', self._take(2))[0]
+
+    def int32(self):
+        return struct.unpack('>i', self._take(4))[0]
+
+    def int64(self):
+        return struct.unpack('>q', self._take(8))[0]
+
+    def uvarint(self):
+        shift = 0
+        v = 0
+        while True:
+            b = self._take(1)[0]
+            v |= (b & 0x7f) << shift
+            if not b & 0x80:
+                return v
+            shift += 7
+            if shift > 35:
+                raise ValueError('uvarint too long')
+
+    def string(self):
+        n = self.int16()
+        if n < 0:
+            return None
+        return self._take(n).decode()
+
+    def compact_string(self):
+        n = self.uvarint()
+        if n == 0:
+            return None
+        return self._take(n - 1).decode()
+
+    def array(self, item):
+        n = self.int32()
+        if n < 0:
+            return None
+        return [item(self) for _ in range(n)]
+
+    def compact_array(self, item):
+        n = self.uvarint()
+        if n == 0:
+            return None
+        return [item(self) for _ in range(n - 1)]
+
+    def tagged_fields(self):
+        out = {}
+        for _ in range(self.uvarint()):
+            tag = self.uvarint()
+            size = self.uvarint()
+            out[tag] = self._take(size)
+        return out
+
+    def remaining(self):
+        return len(self.data) - self.pos
+
+
+def parse_api_versions_response(payload, version):
+    """Decode an ApiVersions response (header v0 always). Returns a dict:
+    correlation_id, error_code, api_keys {key: (min, max)}, throttle_time_ms."""
+    r = Reader(payload)
+    out = {'correlation_id': r.int32(), 'error_code': r.int16()}
+    if version >= 3:
+        def entry(rr):
+            e = (rr.int16(), rr.int16(), rr.int16())
+            rr.tagged_fields()
+            return e
+        entries = r.compact_array(entry)
+    else:
+        entries = r.array(lambda rr: (rr.int16(), rr.int16(), rr.int16()))
+    out['api_keys'] = {k: (lo, hi) for k, lo, hi in (entries or [])}
+    out['api_key_list'] = [k for k, _, _ in (entries or [])]
+    if version >= 1:
+        out['throttle_time_ms'] = r.int32()
+    if version >= 3:
+        out['tagged_fields'] = r.tagged_fields()
+    out['trailing'] = r.remaining()
+    return out
+
+
+def parse_metadata_response_v1(payload):
+    """Decode a Metadata v1 response (response header v0)."""
+    r = Reader(payload)
+    out = {'correlation_id': r.int32()}
+
+    def broker(rr):
+        return {'node_id': rr.int32(), 'host': rr.string(), 'port': rr.int32(),
+                'rack': rr.string()}
+
+    def partition(rr):
+        return {'error_code': rr.int16(), 'partition_index': rr.int32(),
+                'leader_id': rr.int32(),
+                'replica_nodes': rr.array(lambda x: x.int32()),
+                'isr_nodes': rr.array(lambda x: x.int32())}
+
+    def topic(rr):
+        return {'error_code': rr.int16(), 'name': rr.string(),
+                'is_internal': rr.boolean(), 'partitions': rr.array(partition)}
+
+    out['brokers'] = r.array(broker)
+    out['controller_id'] = r.int32()
+    out['topics'] = r.array(topic)
+    out['trailing'] = r.remaining()
+    return out
+
+
+def parse_metadata_response(payload, version):
+    """Decode a Metadata response of any version 0-12."""
+    flex = version >= 9
+    r = Reader(payload)
+    out = {'correlation_id': r.int32()}
+    if flex:
+        r.tagged_fields()                       # response header v1
+    s = r.compact_string if flex else r.string
+    arr = r.compact_array if flex else r.array
+
+    def sub_array(rr, item):
+        return rr.compact_array(item) if flex else rr.array(item)
+
+    def tags(rr):
+        if flex:
+            rr.tagged_fields()
+
+    if version >= 3:
+        out['throttle_time_ms'] = r.int32()
+
+    def broker(rr):
+        b = {'node_id': rr.int32(), 'host': s(), 'port': rr.int32()}
+        b['rack'] = s() if version >= 1 else None
+        tags(rr)
+        return b
+
+    def partition(rr):
+        p = {'error_code': rr.int16(), 'partition_index': rr.int32(),
+             'leader_id': rr.int32()}
+        if version >= 7:
+            p['leader_epoch'] = rr.int32()
+        p['replica_nodes'] = sub_array(rr, lambda x: x.int32())
+        p['isr_nodes'] = sub_array(rr, lambda x: x.int32())
+        if version >= 5:
+            p['offline_replicas'] = sub_array(rr, lambda x: x.int32())
+        tags(rr)
+        return p
+
+    def topic(rr):
+        t = {'error_code': rr.int16(), 'name': s()}
+        if version >= 10:
+            t['topic_id'] = rr._take(16)
+        if version >= 1:
+            t['is_internal'] = rr.boolean()
+        t['partitions'] = sub_array(rr, partition)
+        if version >= 8:
+            t['topic_authorized_operations'] = rr.int32()
+        tags(rr)
+        return t
+
+    out['brokers'] = arr(broker)
+    if version >= 2:
+        out['cluster_id'] = s()
+    if version >= 1:
+        out['controller_id'] = r.int32()
+    out['topics'] = arr(topic)
+    if 8 <= version <= 10:
+        out['cluster_authorized_operations'] = r.int32()
+    if flex:
+        out['tagged_fields'] = r.tagged_fields()
+    out['trailing'] = r.remaining()
+    return out
+
+
+def correlation_id(payload):
+    return struct.unpack('>i', payload[:4])[0]
