@@ -15,11 +15,13 @@ WERROR   ?= $(if $(CI),-Werror,)
 OPT      ?= -O2
 SANFLAGS ?=
 
-PKGS     := libuv zlib
+# Record batch codecs: zlib (gzip), libzstd, liblz4; snappy has no .pc file
+# on every Debian release, so it is linked by name.
+PKGS     := libuv zlib libzstd liblz4
 CFLAGS   += -std=c11 -D_GNU_SOURCE -g $(OPT) -Wall -Wextra $(WERROR) \
             -Isrc -I$(BUILD)/include -fno-strict-aliasing -pthread $(SANFLAGS) \
             $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -pthread -lm
+LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lsnappy -pthread -lm
 LDFLAGS  += $(SANFLAGS)
 
 GEN_SRC  := $(filter-out src/proto/gen/test_support.c,$(wildcard src/proto/gen/*.c))

@@ -17,8 +17,10 @@
 #include <uv.h>
 
 #include "broker/broker.h"
+#include "cluster/controller.h"
 #include "cluster/image.h"
 #include "cluster/meta_properties.h"
+#include "log/logmgr.h"
 #include "net/server.h"
 #include "util/config.h"
 #include "util/log.h"
@@ -234,10 +236,10 @@ int main(int argc, char **argv)
                                 broker.cluster_id, sizeof(broker.cluster_id)) != 0)
         goto out_broker;
 
-    sp_image_t *img = sp_image_new(broker.cluster_id, broker.node_id);
-    if (!img || sp_image_add_broker(img, broker.node_id, broker.adv_host, broker.adv_port, broker.rack) != 0)
+    if (sp_logmgr_start(broker.log_dirs, broker.nlog_dirs) != 0)
         goto out_broker;
-    sp_image_publish(img);
+    if (sp_controller_start(&broker, cfg) != 0)
+        goto out_logs;
 
     uv_loop_t *loop = uv_default_loop();
     server = sp_server_new(&broker);
@@ -259,6 +261,11 @@ int main(int argc, char **argv)
 out_server:
     if (server && rc != 0)
         sp_server_stop(server);
+    /* no request runs now: metadata, then the logs (clean-shutdown marker
+     * last), then whatever completions they posted */
+    sp_controller_stop();
+out_logs:
+    sp_logmgr_shutdown();
     sp_server_free(server);
     sp_image_unpublish();
 out_broker:

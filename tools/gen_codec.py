@@ -580,7 +580,7 @@ def tagged_nondefault(f):
     if f.struct:
         if f.nullable:
             return '!%s_is_null' % lv
-        return '1'
+        return '!%s_is_default(&%s)' % (f.struct.fn, lv)
     t = f.type
     if t in ('string', 'bytes', 'records'):
         d = f.default
@@ -659,6 +659,21 @@ def gen_encode(e, st, static):
         value_encode_stmts(e, st, f, vcond(f.nullable))
         e.end()
     e.end()
+    e.ind -= 1
+    e('}')
+    e('')
+
+
+def gen_is_default(e, st):
+    """Whether every field holds its default (Kafka writes a tagged struct
+    field only when it differs from the default)."""
+    e('static inline int %s_is_default(const %s *x)' % (st.fn, st.ctype))
+    e('{')
+    e.ind += 1
+    e('(void)x;')
+    for f in st.fields:
+        e('if (%s) return 0;' % tagged_nondefault(f))
+    e('return 1;')
     e.ind -= 1
     e('}')
     e('')
@@ -842,6 +857,7 @@ def gen_message_files(m, out):
     c('')
     for st in m.structs:
         gen_init(c, st)
+        gen_is_default(c, st)
         gen_alloc(c, st)
         gen_min_size(c, st)
         gen_decode(c, st, st is not top)

@@ -13,16 +13,38 @@
 #ifndef SP_BROKER_API_H
 #define SP_BROKER_API_H
 
+#include <stdatomic.h>
+#include <stdbool.h>
+
 #include "broker/broker.h"
 #include "proto/gen/errors.h"
 #include "proto/gen/messages.h"
 #include "proto/request.h"
 
+/*
+ * A request in progress.  Reference counted: the connection holds one
+ * reference until the request is answered; anything that finishes it from
+ * another thread (flush thread, metadata thread, a partition's waiter
+ * list) holds one and hands it back through sp_req_post().  The last
+ * reference is always dropped on the connection's worker thread.
+ *
+ * The decoded body borrows the connection's input buffer: it is valid
+ * until the response is sent (or the request given up), not after.
+ */
 typedef struct sp_req {
     sp_request_t r;              /* header and decoded body */
-    sp_arena_t arena;            /* freed once the response is sent */
+    sp_arena_t arena;            /* freed with the request */
     const sp_broker_t *broker;
     void *conn;                  /* the connection (net/conn.c), opaque */
+    void *worker;                /* its worker (net/internal.h), opaque */
+    atomic_int refs;
+    bool answered;               /* respond/close/no-response happened */
+    /* Set by a handler that parks the request: called on the worker thread
+     * if the connection closes first, to unlink it from waiter lists and
+     * stop timers.  It must end with sp_req_respond (a no-op by then). */
+    void (*cancel)(struct sp_req *req);
+    void *ctx;                   /* the handler's state while parked */
+    bool autocreated;            /* auto topic creation already tried */
 } sp_req_t;
 
 typedef void (*sp_api_handler_fn)(sp_req_t *req);
@@ -44,7 +66,21 @@ const sp_api_t *sp_api_list(int *count);
  * it is encoded before they return. */
 void sp_req_respond(sp_req_t *req, const void *resp);
 void sp_req_respond_at(sp_req_t *req, const void *resp, int16_t version);
+/* As sp_req_respond, with a writer fill callback (wire.h) for byte fields
+ * left as (NULL, len): the single-copy path of Fetch. */
+void sp_req_respond_fill(sp_req_t *req, const void *resp,
+                         int (*fill)(void *ctx, uint8_t *dst, size_t len), void *ctx);
 void sp_req_close(sp_req_t *req, const char *why);
+/* Finishes a request that gets no response (Produce with acks=0). */
+void sp_req_no_response(sp_req_t *req);
+/* Runs fn(req, arg) on the request's worker thread, soon; any thread.
+ * Takes a new reference for the trip and drops it after fn. */
+void sp_req_post(sp_req_t *req, void (*fn)(sp_req_t *req, void *arg), void *arg);
+void sp_req_ref(sp_req_t *req);
+/* Worker thread only. */
+void sp_req_unref(sp_req_t *req);
+/* The libuv loop of the request's worker (for timers). */
+struct uv_loop_s *sp_req_loop(sp_req_t *req);
 
 /* Handlers (one file per API family). */
 void sp_handle_api_versions(sp_req_t *req);
@@ -52,5 +88,27 @@ void sp_handle_api_versions(sp_req_t *req);
  * version above ours, INVALID_REQUEST for a body that does not decode. */
 void sp_api_versions_error(sp_req_t *req, int16_t error_code, int16_t version);
 void sp_handle_metadata(sp_req_t *req);
+void sp_handle_produce(sp_req_t *req);
+void sp_handle_fetch(sp_req_t *req);
+void sp_handle_list_offsets(sp_req_t *req);
+void sp_handle_create_topics(sp_req_t *req);
+void sp_handle_delete_topics(sp_req_t *req);
+void sp_handle_create_partitions(sp_req_t *req);
+void sp_handle_delete_records(sp_req_t *req);
+void sp_handle_describe_configs(sp_req_t *req);
+void sp_handle_alter_configs(sp_req_t *req);
+void sp_handle_incremental_alter_configs(sp_req_t *req);
+void sp_handle_describe_cluster(sp_req_t *req);
+void sp_handle_describe_log_dirs(sp_req_t *req);
+
+/*
+ * Auto topic creation (auto.create.topics.enable): when some of names[]
+ * are valid topic names missing from the image, submits their creation
+ * (num.partitions, default.replication.factor) and returns true; the
+ * handler then returns, and 'again' re-runs it on the worker once the
+ * topics exist (req->autocreated set, so it is tried once).  Returns false
+ * when nothing needs creating or it is disabled.
+ */
+bool sp_autocreate(sp_req_t *req, const sp_str_t *names, int n, void (*again)(sp_req_t *req));
 
 #endif

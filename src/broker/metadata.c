@@ -6,6 +6,8 @@
  *   v0: an empty topic list means all topics; v1+: null means all.
  *   v10+: topic ids; v12: topics may be requested by id (name null).
  *   v8+: authorized operations when asked (no authorizer: everything).
+ * Named topics that do not exist are created first when
+ * auto.create.topics.enable is on and the request allows it (v4+ flag).
  */
 #include "broker/api.h"
 #include "cluster/image.h"
@@ -45,6 +47,15 @@ void sp_handle_metadata(sp_req_t *req)
 {
     const sp_metadata_request_t *body = req->r.body;
     int16_t v = req->r.hdr.request_api_version;
+    bool allow_auto = v < 4 || body->allow_auto_topic_creation;
+
+    if (allow_auto && body->topics.n > 0 && !(v == 0 && body->topics.n == 0)) {
+        sp_str_t *names = sp_arena_alloc(&req->arena, sizeof(sp_str_t) * (size_t)body->topics.n);
+        for (int32_t i = 0; names && i < body->topics.n; i++)
+            names[i] = body->topics.v[i].name;
+        if (names && sp_autocreate(req, names, body->topics.n, sp_handle_metadata))
+            return; /* answered once the topics exist */
+    }
     sp_image_t *img = sp_image_acquire();
     sp_metadata_response_t resp;
     sp_metadata_response_init(&resp);

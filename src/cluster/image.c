@@ -42,6 +42,22 @@ int sp_image_add_broker(sp_image_t *img, int32_t node_id, const char *host, int3
     return 0;
 }
 
+static void topic_free(sp_topic_info_t *t)
+{
+    for (int32_t p = 0; p < t->npartitions; p++) {
+        free(t->partitions[p].replicas);
+        free(t->partitions[p].isr);
+    }
+    free(t->partitions);
+    for (int i = 0; i < t->nconfigs; i++) {
+        free(t->ckeys[i]);
+        free(t->cvalues[i]);
+    }
+    free(t->ckeys);
+    free(t->cvalues);
+    free(t->name);
+}
+
 static void image_free(sp_image_t *img)
 {
     for (int32_t i = 0; i < img->nbrokers; i++) {
@@ -49,15 +65,8 @@ static void image_free(sp_image_t *img)
         free(img->brokers[i].rack);
     }
     free(img->brokers);
-    for (int32_t i = 0; i < img->ntopics; i++) {
-        sp_topic_info_t *t = &img->topics[i];
-        for (int32_t p = 0; p < t->npartitions; p++) {
-            free(t->partitions[p].replicas);
-            free(t->partitions[p].isr);
-        }
-        free(t->partitions);
-        free(t->name);
-    }
+    for (int32_t i = 0; i < img->ntopics; i++)
+        topic_free(&img->topics[i]);
     free(img->topics);
     free(img);
 }
@@ -130,4 +139,191 @@ const sp_broker_info_t *sp_image_broker(const sp_image_t *img, int32_t node_id)
         if (img->brokers[i].node_id == node_id)
             return &img->brokers[i];
     return NULL;
+}
+
+/* ---- builder ----------------------------------------------------------- */
+
+static int32_t *dup_ints(const int32_t *v, int32_t n)
+{
+    int32_t *d = malloc(sizeof(int32_t) * (size_t)(n > 0 ? n : 1));
+    if (d && n > 0)
+        memcpy(d, v, sizeof(int32_t) * (size_t)n);
+    return d;
+}
+
+static char *dup_n(const char *s, int32_t n)
+{
+    char *d = malloc((size_t)n + 1);
+    if (d) {
+        memcpy(d, s, (size_t)n);
+        d[n] = 0;
+    }
+    return d;
+}
+
+static int copy_topic(sp_topic_info_t *d, const sp_topic_info_t *s)
+{
+    memset(d, 0, sizeof(*d));
+    d->name = strdup(s->name);
+    d->id = s->id;
+    d->internal = s->internal;
+    d->partitions = calloc((size_t)(s->npartitions > 0 ? s->npartitions : 1), sizeof(sp_partition_info_t));
+    d->ckeys = calloc((size_t)(s->nconfigs > 0 ? s->nconfigs : 1), sizeof(char *));
+    d->cvalues = calloc((size_t)(s->nconfigs > 0 ? s->nconfigs : 1), sizeof(char *));
+    if (!d->name || !d->partitions || !d->ckeys || !d->cvalues)
+        return -1;
+    d->npartitions = s->npartitions;
+    for (int32_t p = 0; p < s->npartitions; p++) {
+        d->partitions[p] = s->partitions[p];
+        d->partitions[p].replicas = dup_ints(s->partitions[p].replicas, s->partitions[p].nreplicas);
+        d->partitions[p].isr = dup_ints(s->partitions[p].isr, s->partitions[p].nisr);
+        if (!d->partitions[p].replicas || !d->partitions[p].isr)
+            return -1;
+    }
+    d->nconfigs = s->nconfigs;
+    for (int i = 0; i < s->nconfigs; i++) {
+        d->ckeys[i] = strdup(s->ckeys[i]);
+        d->cvalues[i] = strdup(s->cvalues[i]);
+        if (!d->ckeys[i] || !d->cvalues[i])
+            return -1;
+    }
+    return 0;
+}
+
+sp_image_t *sp_image_clone(const sp_image_t *img)
+{
+    sp_image_t *n = sp_image_new(img->cluster_id, img->controller_id);
+    if (!n)
+        return NULL;
+    n->offset = img->offset;
+    for (int32_t i = 0; i < img->nbrokers; i++) {
+        const sp_broker_info_t *b = &img->brokers[i];
+        if (sp_image_add_broker(n, b->node_id, b->host, b->port, b->rack) != 0)
+            goto fail;
+    }
+    n->topics = calloc((size_t)(img->ntopics > 0 ? img->ntopics : 1), sizeof(sp_topic_info_t));
+    if (!n->topics)
+        goto fail;
+    for (int32_t i = 0; i < img->ntopics; i++) {
+        n->ntopics = i + 1;
+        if (copy_topic(&n->topics[i], &img->topics[i]) != 0)
+            goto fail;
+    }
+    return n;
+fail:
+    sp_image_release(n);
+    return NULL;
+}
+
+sp_topic_info_t *sp_image_topic_mut(sp_image_t *img, const char *name, int32_t len)
+{
+    return (sp_topic_info_t *)sp_image_topic(img, name, len);
+}
+
+int sp_image_add_topic(sp_image_t *img, const char *name, int32_t len, sp_uuid_t id)
+{
+    if (sp_image_topic(img, name, len) || sp_image_topic_by_id(img, id))
+        return -1;
+    sp_topic_info_t *n = realloc(img->topics, sizeof(*n) * (size_t)(img->ntopics + 1));
+    if (!n)
+        return -1;
+    img->topics = n;
+    int32_t at = 0;
+    while (at < img->ntopics) {
+        const char *tn = img->topics[at].name;
+        size_t tl = strlen(tn);
+        int c = memcmp(tn, name, tl < (size_t)len ? tl : (size_t)len);
+        if (c > 0 || (c == 0 && tl > (size_t)len))
+            break;
+        at++;
+    }
+    memmove(&img->topics[at + 1], &img->topics[at], sizeof(*n) * (size_t)(img->ntopics - at));
+    sp_topic_info_t *t = &img->topics[at];
+    memset(t, 0, sizeof(*t));
+    t->name = dup_n(name, len);
+    t->id = id;
+    t->internal = len > 2 && name[0] == '_' && name[1] == '_';
+    img->ntopics++;
+    return t->name ? 0 : -1;
+}
+
+int sp_image_set_partition(sp_image_t *img, sp_uuid_t topic_id, const sp_partition_info_t *p)
+{
+    sp_topic_info_t *t = (sp_topic_info_t *)sp_image_topic_by_id(img, topic_id);
+    if (!t || p->index < 0)
+        return -1;
+    if (p->index >= t->npartitions) {
+        sp_partition_info_t *n = realloc(t->partitions, sizeof(*n) * (size_t)(p->index + 1));
+        if (!n)
+            return -1;
+        memset(n + t->npartitions, 0, sizeof(*n) * (size_t)(p->index + 1 - t->npartitions));
+        for (int32_t i = t->npartitions; i <= p->index; i++) {
+            n[i].index = i;
+            n[i].leader = -1;
+        }
+        t->partitions = n;
+        t->npartitions = p->index + 1;
+    }
+    sp_partition_info_t *d = &t->partitions[p->index];
+    free(d->replicas);
+    free(d->isr);
+    *d = *p;
+    d->replicas = dup_ints(p->replicas, p->nreplicas);
+    d->isr = dup_ints(p->isr, p->nisr);
+    return d->replicas && d->isr ? 0 : -1;
+}
+
+int sp_image_remove_topic(sp_image_t *img, sp_uuid_t id)
+{
+    for (int32_t i = 0; i < img->ntopics; i++) {
+        if (memcmp(img->topics[i].id.b, id.b, 16) != 0)
+            continue;
+        topic_free(&img->topics[i]);
+        memmove(&img->topics[i], &img->topics[i + 1], sizeof(sp_topic_info_t) * (size_t)(img->ntopics - i - 1));
+        img->ntopics--;
+        return 0;
+    }
+    return -1;
+}
+
+int sp_image_set_topic_config(sp_image_t *img, const char *topic, int32_t tlen, const char *key,
+                              int32_t klen, const char *value, int32_t vlen)
+{
+    sp_topic_info_t *t = sp_image_topic_mut(img, topic, tlen);
+    if (!t)
+        return -1;
+    for (int i = 0; i < t->nconfigs; i++) {
+        if ((int32_t)strlen(t->ckeys[i]) != klen || memcmp(t->ckeys[i], key, (size_t)klen) != 0)
+            continue;
+        if (!value) {
+            free(t->ckeys[i]);
+            free(t->cvalues[i]);
+            t->ckeys[i] = t->ckeys[t->nconfigs - 1];
+            t->cvalues[i] = t->cvalues[t->nconfigs - 1];
+            t->nconfigs--;
+            return 0;
+        }
+        char *v = dup_n(value, vlen);
+        if (!v)
+            return -1;
+        free(t->cvalues[i]);
+        t->cvalues[i] = v;
+        return 0;
+    }
+    if (!value)
+        return 0;
+    char **nk = realloc(t->ckeys, sizeof(char *) * (size_t)(t->nconfigs + 1));
+    if (!nk)
+        return -1;
+    t->ckeys = nk;
+    char **nv = realloc(t->cvalues, sizeof(char *) * (size_t)(t->nconfigs + 1));
+    if (!nv)
+        return -1;
+    t->cvalues = nv;
+    t->ckeys[t->nconfigs] = dup_n(key, klen);
+    t->cvalues[t->nconfigs] = dup_n(value, vlen);
+    if (!t->ckeys[t->nconfigs] || !t->cvalues[t->nconfigs])
+        return -1;
+    t->nconfigs++;
+    return 0;
 }

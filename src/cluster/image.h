@@ -48,7 +48,9 @@ typedef struct sp_topic_info {
     sp_uuid_t id;
     bool internal;
     int32_t npartitions;
-    sp_partition_info_t *partitions;
+    sp_partition_info_t *partitions;  /* indexed by partition id */
+    int nconfigs;                     /* topic overrides (ConfigRecord) */
+    char **ckeys, **cvalues;
 } sp_topic_info_t;
 
 typedef struct sp_image {
@@ -67,6 +69,22 @@ sp_image_t *sp_image_new(const char *cluster_id, int32_t controller_id);
 /* Adds a broker to an unpublished image.  Copies strings.  0 or -1. */
 int sp_image_add_broker(sp_image_t *img, int32_t node_id, const char *host, int32_t port,
                         const char *rack);
+
+/* ---- building the next image (metadata thread, unpublished images) ---- */
+
+/* A deep copy (refs = 1), to which records are applied before publishing. */
+sp_image_t *sp_image_clone(const sp_image_t *img);
+/* TopicRecord.  0, or -1 (OOM or duplicate). */
+int sp_image_add_topic(sp_image_t *img, const char *name, int32_t len, sp_uuid_t id);
+/* PartitionRecord: adds or replaces partition p of the topic with id. */
+int sp_image_set_partition(sp_image_t *img, sp_uuid_t topic_id, const sp_partition_info_t *p);
+/* RemoveTopicRecord. */
+int sp_image_remove_topic(sp_image_t *img, sp_uuid_t id);
+/* ConfigRecord for a topic: value NULL removes the override. */
+int sp_image_set_topic_config(sp_image_t *img, const char *topic, int32_t tlen, const char *key,
+                              int32_t klen, const char *value, int32_t vlen);
+/* Non-const lookup for the builder. */
+sp_topic_info_t *sp_image_topic_mut(sp_image_t *img, const char *name, int32_t len);
 
 /* Makes img the current image; takes the caller's reference. */
 void sp_image_publish(sp_image_t *img);

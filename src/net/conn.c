@@ -51,6 +51,7 @@
 struct sp_conn {
     uv_tcp_t tcp;
     sp_worker_t *w;
+    int refs;                  /* the handle + the request in progress */
     sp_conn_t *prev, *next;
     uint64_t id;
     uint8_t *in;
@@ -73,6 +74,83 @@ static void conn_close(sp_conn_t *c, enum sp_log_level lvl, const char *fmt, ...
 
 /* ---- lifecycle --------------------------------------------------------- */
 
+static void conn_unref(sp_conn_t *c)
+{
+    if (--c->refs > 0)
+        return;
+    free(c->in);
+    free(c);
+}
+
+static void req_free(sp_req_t *req)
+{
+    sp_conn_t *c = req->conn;
+    sp_arena_free(&req->arena);
+    free(req);
+    conn_unref(c);
+}
+
+void sp_req_ref(sp_req_t *req)
+{
+    atomic_fetch_add_explicit(&req->refs, 1, memory_order_relaxed);
+}
+
+void sp_req_unref(sp_req_t *req)
+{
+    if (atomic_fetch_sub_explicit(&req->refs, 1, memory_order_acq_rel) == 1)
+        req_free(req);
+}
+
+uv_loop_t *sp_req_loop(sp_req_t *req)
+{
+    return &((sp_worker_t *)req->worker)->loop;
+}
+
+void sp_req_post(sp_req_t *req, void (*fn)(sp_req_t *req, void *arg), void *arg)
+{
+    sp_worker_t *w = req->worker;
+    sp_post_t *p = malloc(sizeof(*p));
+    if (!p) {
+        sp_error("net", "out of memory posting to worker %d; request %d dropped", w->id,
+                 req->r.hdr.correlation_id);
+        return;
+    }
+    sp_req_ref(req);
+    p->next = NULL;
+    p->req = req;
+    p->fn = fn;
+    p->arg = arg;
+    pthread_mutex_lock(&w->mu);
+    if (w->posts_tail)
+        w->posts_tail->next = p;
+    else
+        w->posts = p;
+    w->posts_tail = p;
+    bool stopped = w->stopped;
+    pthread_mutex_unlock(&w->mu);
+    if (!stopped)
+        uv_async_send(&w->wake);
+}
+
+void sp_worker_run_posts(sp_worker_t *w)
+{
+    for (;;) {
+        pthread_mutex_lock(&w->mu);
+        sp_post_t *p = w->posts;
+        w->posts = w->posts_tail = NULL;
+        pthread_mutex_unlock(&w->mu);
+        if (!p)
+            return;
+        while (p) {
+            sp_post_t *next = p->next;
+            p->fn(p->req, p->arg);
+            sp_req_unref(p->req);
+            free(p);
+            p = next;
+        }
+    }
+}
+
 static void on_closed(uv_handle_t *h)
 {
     sp_conn_t *c = h->data;
@@ -84,12 +162,7 @@ static void on_closed(uv_handle_t *h)
     if (c->next)
         c->next->prev = c->prev;
     w->nconns--;
-    if (c->req) {
-        sp_arena_free(&c->req->arena);
-        free(c->req);
-    }
-    free(c->in);
-    free(c);
+    conn_unref(c);
 }
 
 static void conn_close(sp_conn_t *c, enum sp_log_level lvl, const char *fmt, ...)
@@ -105,6 +178,8 @@ static void conn_close(sp_conn_t *c, enum sp_log_level lvl, const char *fmt, ...
     sp_log(lvl, "net", "closing connection %llu from %s: %s", (unsigned long long)c->id,
            c->peer, why);
     uv_close((uv_handle_t *)&c->tcp, on_closed);
+    if (c->req && !c->req->answered && c->req->cancel)
+        c->req->cancel(c->req); /* a parked request lets go of its waits */
 }
 
 void sp_conn_close_all(sp_worker_t *w)
@@ -134,6 +209,11 @@ static void describe_peer(int fd, char *out, size_t cap)
     snprintf(out, cap, "%s:%d", host, port);
 }
 
+static void req_finish(sp_conn_t *c);
+
+/* Closes the connection and gives up its request in progress. */
+#define fail_req(c, ...) do { conn_close((c), __VA_ARGS__); req_finish(c); } while (0)
+
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf);
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 
@@ -146,6 +226,7 @@ void sp_conn_adopt(sp_worker_t *w, int fd)
         return;
     }
     c->w = w;
+    c->refs = 1;
     c->want = -1;
     c->id = __atomic_add_fetch(&w->srv->next_conn_id, 1, __ATOMIC_RELAXED);
     describe_peer(fd, c->peer, sizeof(c->peer));
@@ -243,6 +324,9 @@ static void dispatch(sp_conn_t *c, const uint8_t *frame, size_t len)
     sp_arena_init(&req->arena, ARENA_BASE_LIMIT + 8 * len);
     req->broker = b;
     req->conn = c;
+    req->worker = c->w;
+    atomic_init(&req->refs, 1); /* the connection's */
+    c->refs++;                  /* the request's hold on the connection */
     c->req = req;
     c->busy = true;
 
@@ -251,11 +335,11 @@ static void dispatch(sp_conn_t *c, const uint8_t *frame, size_t len)
     int16_t ver = req->r.hdr.request_api_version;
     const sp_api_t *api = sp_api_find(key);
     if (rc == SP_REQ_MALFORMED && len < 8) {
-        conn_close(c, SP_LOG_WARN, "frame of %zu bytes is too short for a request header", len);
+        fail_req(c, SP_LOG_WARN, "frame of %zu bytes is too short for a request header", len);
         return;
     }
     if (!api) {
-        conn_close(c, SP_LOG_WARN, "unknown or unimplemented API key %d (version %d, correlation %d)",
+        fail_req(c, SP_LOG_WARN, "unknown or unimplemented API key %d (version %d, correlation %d)",
                    key, ver, req->r.hdr.correlation_id);
         return;
     }
@@ -264,12 +348,12 @@ static void dispatch(sp_conn_t *c, const uint8_t *frame, size_t len)
             sp_api_versions_error(req, SP_ERR_UNSUPPORTED_VERSION, 0);
             return;
         }
-        conn_close(c, SP_LOG_WARN, "unsupported version %d of API key %d (supported %d-%d)", ver,
+        fail_req(c, SP_LOG_WARN, "unsupported version %d of API key %d (supported %d-%d)", ver,
                    key, api->min_version, api->max_version);
         return;
     }
     if (rc != 0) {
-        conn_close(c, SP_LOG_WARN, "malformed request header (API key %d version %d)", key, ver);
+        fail_req(c, SP_LOG_WARN, "malformed request header (API key %d version %d)", key, ver);
         return;
     }
     sp_reader_t r = sp_reader(req->r.body_ptr, req->r.body_len);
@@ -282,7 +366,7 @@ static void dispatch(sp_conn_t *c, const uint8_t *frame, size_t len)
             sp_api_versions_error(req, SP_ERR_INVALID_REQUEST, ver);
             return;
         }
-        conn_close(c, SP_LOG_WARN, "malformed %s v%d body (%zu bytes, correlation %d)",
+        fail_req(c, SP_LOG_WARN, "malformed %s v%d body (%zu bytes, correlation %d)",
                    req->r.desc->name, ver, req->r.body_len, req->r.hdr.correlation_id);
         return;
     }
@@ -322,9 +406,10 @@ static void conn_process(sp_conn_t *c)
 static void req_finish(sp_conn_t *c)
 {
     if (c->req) {
-        sp_arena_free(&c->req->arena);
-        free(c->req);
+        sp_req_t *req = c->req;
         c->req = NULL;
+        req->answered = true;
+        sp_req_unref(req);
     }
     c->in_off += c->req_frame;
     c->req_frame = 0;
@@ -339,10 +424,12 @@ static void on_written(uv_write_t *w, int status)
     sp_conn_t *c = w->handle->data;
     free(wr->buf);
     free(wr);
-    if (c->closing)
+    if (c->closing) {
+        req_finish(c);
         return;
+    }
     if (status < 0) {
-        conn_close(c, SP_LOG_INFO, "write error: %s", uv_strerror(status));
+        fail_req(c, SP_LOG_INFO, "write error: %s", uv_strerror(status));
         return;
     }
     req_finish(c);
@@ -362,7 +449,7 @@ static void conn_send(sp_conn_t *c, uint8_t *buf, size_t len)
     }
     if (n < 0 && n != UV_EAGAIN) {
         free(buf);
-        conn_close(c, SP_LOG_INFO, "write error: %s", uv_strerror(n));
+        fail_req(c, SP_LOG_INFO, "write error: %s", uv_strerror(n));
         return;
     }
     if (n < 0)
@@ -370,7 +457,7 @@ static void conn_send(sp_conn_t *c, uint8_t *buf, size_t len)
     write_req_t *wr = malloc(sizeof(*wr));
     if (!wr) {
         free(buf);
-        conn_close(c, SP_LOG_ERROR, "out of memory for a response");
+        fail_req(c, SP_LOG_ERROR, "out of memory for a response");
         return;
     }
     wr->buf = buf;
@@ -378,11 +465,12 @@ static void conn_send(sp_conn_t *c, uint8_t *buf, size_t len)
     if (uv_write(&wr->w, (uv_stream_t *)&c->tcp, &b, 1, on_written) != 0) {
         free(buf);
         free(wr);
-        conn_close(c, SP_LOG_INFO, "write failed");
+        fail_req(c, SP_LOG_INFO, "write failed");
     }
 }
 
-void sp_req_respond_at(sp_req_t *req, const void *resp, int16_t version)
+static void respond(sp_req_t *req, const void *resp, int16_t version,
+                    int (*fill)(void *ctx, uint8_t *dst, size_t len), void *fill_ctx)
 {
     sp_conn_t *c = req->conn;
     int16_t key = req->r.hdr.request_api_key;
@@ -390,38 +478,69 @@ void sp_req_respond_at(sp_req_t *req, const void *resp, int16_t version)
     int16_t hv = sp_response_header_version(key, version);
     sp_response_header_t h;
 
-    if (c->closing)
+    if (req->answered || c->req != req)
         return;
+    if (c->closing) {
+        req_finish(c);
+        return;
+    }
     sp_response_header_init(&h);
     h.correlation_id = req->r.hdr.correlation_id;
     size_t total = sp_response_header_size(&h, hv) + d->size(resp, version);
     if (total > INT32_MAX) {
-        conn_close(c, SP_LOG_ERROR, "%s response of %zu bytes is too large", d->name, total);
+        fail_req(c, SP_LOG_ERROR, "%s response of %zu bytes is too large", d->name, total);
         return;
     }
     uint8_t *buf = malloc(4 + total);
     if (!buf) {
-        conn_close(c, SP_LOG_ERROR, "out of memory for a %zu-byte response", total);
+        fail_req(c, SP_LOG_ERROR, "out of memory for a %zu-byte response", total);
         return;
     }
     sp_writer_t w = sp_writer(buf, 4 + total);
+    w.fill = fill;
+    w.fill_ctx = fill_ctx;
     sp_write_i32(&w, (int32_t)total);
     sp_response_header_encode(&w, &h, hv);
     d->encode(&w, resp, version);
     if (w.err || sp_writer_len(&w) != 4 + total) {
         free(buf);
-        conn_close(c, SP_LOG_ERROR, "internal error encoding %s v%d", d->name, version);
+        fail_req(c, SP_LOG_ERROR, "internal error encoding %s v%d", d->name, version);
         return;
     }
     conn_send(c, buf, 4 + total);
 }
 
+void sp_req_respond_at(sp_req_t *req, const void *resp, int16_t version)
+{
+    respond(req, resp, version, NULL, NULL);
+}
+
 void sp_req_respond(sp_req_t *req, const void *resp)
 {
-    sp_req_respond_at(req, resp, req->r.hdr.request_api_version);
+    respond(req, resp, req->r.hdr.request_api_version, NULL, NULL);
+}
+
+void sp_req_respond_fill(sp_req_t *req, const void *resp,
+                         int (*fill)(void *ctx, uint8_t *dst, size_t len), void *ctx)
+{
+    respond(req, resp, req->r.hdr.request_api_version, fill, ctx);
 }
 
 void sp_req_close(sp_req_t *req, const char *why)
 {
-    conn_close(req->conn, SP_LOG_WARN, "%s", why);
+    sp_conn_t *c = req->conn;
+    if (req->answered || c->req != req)
+        return;
+    conn_close(c, SP_LOG_WARN, "%s", why);
+    req_finish(c);
+}
+
+void sp_req_no_response(sp_req_t *req)
+{
+    sp_conn_t *c = req->conn;
+    if (req->answered || c->req != req)
+        return;
+    req_finish(c);
+    if (!c->closing)
+        conn_process(c);
 }

@@ -23,7 +23,10 @@ typedef struct sp_worker {
     pthread_mutex_t mu;        /* guards fds/nfds/stop */
     int *fds;
     int nfds, capfds;
+    struct sp_post *posts;     /* sp_req_post queue (FIFO) */
+    struct sp_post *posts_tail;
     bool stop;
+    bool stopped;              /* loop gone: posts are run by sp_server_stop */
     sp_conn_t *conns;          /* live connections (worker thread only) */
     int nconns;
 } sp_worker_t;
@@ -39,6 +42,16 @@ struct sp_server {
     unsigned next_worker;
     uint64_t next_conn_id;
 };
+
+typedef struct sp_post {
+    struct sp_post *next;
+    sp_req_t *req;
+    void (*fn)(sp_req_t *req, void *arg);
+    void *arg;
+} sp_post_t;
+
+/* conn.c: runs queued posts (worker thread, or main after the join). */
+void sp_worker_run_posts(sp_worker_t *w);
 
 /* conn.c: adopt an accepted socket on worker w (worker thread). */
 void sp_conn_adopt(sp_worker_t *w, int fd);

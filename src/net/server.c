@@ -47,8 +47,10 @@ static void on_wake(uv_async_t *a)
                 sp_conn_adopt(w, fds[i]);
         }
     } while (n == 256);
+    sp_worker_run_posts(w);
     if (stop) {
         sp_conn_close_all(w);
+        sp_worker_run_posts(w);
         uv_close((uv_handle_t *)&w->wake, NULL);
     }
 }
@@ -197,16 +199,26 @@ void sp_server_stop(sp_server_t *s)
     for (int i = 0; i < s->nworkers; i++) {
         sp_worker_t *w = &s->workers[i];
         uv_thread_join(&w->thread);
+        pthread_mutex_lock(&w->mu);
+        w->stopped = true;
+        pthread_mutex_unlock(&w->mu);
+        /* completions that arrived after the loop ended: their requests are
+         * answered already (connections closed), so they only let go */
+        sp_worker_run_posts(w);
         uv_loop_close(&w->loop);
-        pthread_mutex_destroy(&w->mu);
-        free(w->fds);
     }
-    free(s->workers);
-    s->workers = NULL;
-    s->nworkers = 0;
 }
 
 void sp_server_free(sp_server_t *s)
 {
+    if (!s)
+        return;
+    for (int i = 0; i < s->nworkers; i++) {
+        sp_worker_t *w = &s->workers[i];
+        sp_worker_run_posts(w); /* late completions from other threads */
+        pthread_mutex_destroy(&w->mu);
+        free(w->fds);
+    }
+    free(s->workers);
     free(s);
 }

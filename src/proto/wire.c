@@ -380,6 +380,12 @@ void sp_write_bytes(sp_writer_t *w, sp_bytes_t b, int compact)
         sp_write_uvarint(w, b.len < 0 ? 0 : (uint32_t)b.len + 1);
     else
         sp_write_i32(w, b.len < 0 ? -1 : b.len);
+    if (b.len > 0 && !b.ptr) {
+        uint8_t *p = room(w, (size_t)b.len);
+        if (p && (!w->fill || w->fill(w->fill_ctx, p, (size_t)b.len) != 0))
+            w->err = true;
+        return;
+    }
     if (b.len > 0)
         sp_write_raw(w, b.ptr, (size_t)b.len);
 }

@@ -137,16 +137,25 @@ const uint8_t *sp_read_raw(sp_reader_t *r, size_t n);
 
 /* ---- writer ----------------------------------------------------------- */
 
+/*
+ * A writer over a fixed buffer.  'fill' supports single-copy responses: a
+ * bytes field written with ptr == NULL and len > 0 reserves len bytes and
+ * asks fill(fill_ctx, dst, len) to produce them in place (Fetch reads
+ * record batches from segment files straight into the response this way).
+ * Such fields are filled in encoding order.  fill returns 0 or -1.
+ */
 typedef struct sp_writer {
     uint8_t *buf;
     uint8_t *pos;
     uint8_t *end;
     bool err;
+    int (*fill)(void *ctx, uint8_t *dst, size_t len);
+    void *fill_ctx;
 } sp_writer_t;
 
 static inline sp_writer_t sp_writer(void *buf, size_t cap)
 {
-    sp_writer_t w = { (uint8_t *)buf, (uint8_t *)buf, (uint8_t *)buf + cap, false };
+    sp_writer_t w = { (uint8_t *)buf, (uint8_t *)buf, (uint8_t *)buf + cap, false, NULL, NULL };
     return w;
 }
 

@@ -10,6 +10,13 @@ void sp_abort_transaction_record_init(sp_abort_transaction_record_t *x)
     x->reason.len = -1;
 }
 
+static inline int sp_abort_transaction_record_is_default(const sp_abort_transaction_record_t *x)
+{
+    (void)x;
+    if (x->reason.len >= 0) return 0;
+    return 1;
+}
+
 sp_abort_transaction_record_t *sp_abort_transaction_record_alloc(sp_arena_t *a, int32_t n)
 {
     sp_abort_transaction_record_t *v;

@@ -9,6 +9,20 @@ void sp_access_control_entry_record_init(sp_access_control_entry_record_t *x)
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_access_control_entry_record_is_default(const sp_access_control_entry_record_t *x)
+{
+    (void)x;
+    if (!sp_uuid_is_zero(x->id)) return 0;
+    if (x->resource_type != 0) return 0;
+    if (!sp_str_eq_lit(x->resource_name, "")) return 0;
+    if (x->pattern_type != 0) return 0;
+    if (!sp_str_eq_lit(x->principal, "")) return 0;
+    if (!sp_str_eq_lit(x->host, "")) return 0;
+    if (x->operation != 0) return 0;
+    if (x->permission_type != 0) return 0;
+    return 1;
+}
+
 sp_access_control_entry_record_t *sp_access_control_entry_record_alloc(sp_arena_t *a, int32_t n)
 {
     sp_access_control_entry_record_t *v;

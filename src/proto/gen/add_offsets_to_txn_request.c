@@ -9,6 +9,16 @@ void sp_add_offsets_to_txn_request_init(sp_add_offsets_to_txn_request_t *x)
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_add_offsets_to_txn_request_is_default(const sp_add_offsets_to_txn_request_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->transactional_id, "")) return 0;
+    if (x->producer_id != 0) return 0;
+    if (x->producer_epoch != 0) return 0;
+    if (!sp_str_eq_lit(x->group_id, "")) return 0;
+    return 1;
+}
+
 sp_add_offsets_to_txn_request_t *sp_add_offsets_to_txn_request_alloc(sp_arena_t *a, int32_t n)
 {
     sp_add_offsets_to_txn_request_t *v;

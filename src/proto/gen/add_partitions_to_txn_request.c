@@ -15,6 +15,14 @@ void sp_add_partitions_to_txn_request_add_partitions_to_txn_topic_init(sp_add_pa
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_add_partitions_to_txn_request_add_partitions_to_txn_topic_is_default(const sp_add_partitions_to_txn_request_add_partitions_to_txn_topic_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->name, "")) return 0;
+    if (x->partitions.n != 0) return 0;
+    return 1;
+}
+
 sp_add_partitions_to_txn_request_add_partitions_to_txn_topic_t *sp_add_partitions_to_txn_request_add_partitions_to_txn_topic_alloc(sp_arena_t *a, int32_t n)
 {
     sp_add_partitions_to_txn_request_add_partitions_to_txn_topic_t *v;
@@ -107,6 +115,17 @@ static void sp_add_partitions_to_txn_request_add_partitions_to_txn_topic_encode(
 void sp_add_partitions_to_txn_request_add_partitions_to_txn_transaction_init(sp_add_partitions_to_txn_request_add_partitions_to_txn_transaction_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_add_partitions_to_txn_request_add_partitions_to_txn_transaction_is_default(const sp_add_partitions_to_txn_request_add_partitions_to_txn_transaction_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->transactional_id, "")) return 0;
+    if (x->producer_id != 0) return 0;
+    if (x->producer_epoch != 0) return 0;
+    if (x->verify_only != false) return 0;
+    if (x->topics.n != 0) return 0;
+    return 1;
 }
 
 sp_add_partitions_to_txn_request_add_partitions_to_txn_transaction_t *sp_add_partitions_to_txn_request_add_partitions_to_txn_transaction_alloc(sp_arena_t *a, int32_t n)
@@ -232,6 +251,17 @@ static void sp_add_partitions_to_txn_request_add_partitions_to_txn_transaction_e
 void sp_add_partitions_to_txn_request_init(sp_add_partitions_to_txn_request_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_add_partitions_to_txn_request_is_default(const sp_add_partitions_to_txn_request_t *x)
+{
+    (void)x;
+    if (x->transactions.n != 0) return 0;
+    if (!sp_str_eq_lit(x->v3_and_below_transactional_id, "")) return 0;
+    if (x->v3_and_below_producer_id != 0) return 0;
+    if (x->v3_and_below_producer_epoch != 0) return 0;
+    if (x->v3_and_below_topics.n != 0) return 0;
+    return 1;
 }
 
 sp_add_partitions_to_txn_request_t *sp_add_partitions_to_txn_request_alloc(sp_arena_t *a, int32_t n)

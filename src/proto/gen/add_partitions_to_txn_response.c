@@ -18,6 +18,14 @@ void sp_add_partitions_to_txn_response_add_partitions_to_txn_partition_result_in
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_add_partitions_to_txn_response_add_partitions_to_txn_partition_result_is_default(const sp_add_partitions_to_txn_response_add_partitions_to_txn_partition_result_t *x)
+{
+    (void)x;
+    if (x->partition_index != 0) return 0;
+    if (x->partition_error_code != 0) return 0;
+    return 1;
+}
+
 sp_add_partitions_to_txn_response_add_partitions_to_txn_partition_result_t *sp_add_partitions_to_txn_response_add_partitions_to_txn_partition_result_alloc(sp_arena_t *a, int32_t n)
 {
     sp_add_partitions_to_txn_response_add_partitions_to_txn_partition_result_t *v;
@@ -99,6 +107,14 @@ static void sp_add_partitions_to_txn_response_add_partitions_to_txn_partition_re
 void sp_add_partitions_to_txn_response_add_partitions_to_txn_topic_result_init(sp_add_partitions_to_txn_response_add_partitions_to_txn_topic_result_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_add_partitions_to_txn_response_add_partitions_to_txn_topic_result_is_default(const sp_add_partitions_to_txn_response_add_partitions_to_txn_topic_result_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->name, "")) return 0;
+    if (x->results_by_partition.n != 0) return 0;
+    return 1;
 }
 
 sp_add_partitions_to_txn_response_add_partitions_to_txn_topic_result_t *sp_add_partitions_to_txn_response_add_partitions_to_txn_topic_result_alloc(sp_arena_t *a, int32_t n)
@@ -196,6 +212,14 @@ void sp_add_partitions_to_txn_response_add_partitions_to_txn_result_init(sp_add_
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_add_partitions_to_txn_response_add_partitions_to_txn_result_is_default(const sp_add_partitions_to_txn_response_add_partitions_to_txn_result_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->transactional_id, "")) return 0;
+    if (x->topic_results.n != 0) return 0;
+    return 1;
+}
+
 sp_add_partitions_to_txn_response_add_partitions_to_txn_result_t *sp_add_partitions_to_txn_response_add_partitions_to_txn_result_alloc(sp_arena_t *a, int32_t n)
 {
     sp_add_partitions_to_txn_response_add_partitions_to_txn_result_t *v;
@@ -289,6 +313,16 @@ static void sp_add_partitions_to_txn_response_add_partitions_to_txn_result_encod
 void sp_add_partitions_to_txn_response_init(sp_add_partitions_to_txn_response_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_add_partitions_to_txn_response_is_default(const sp_add_partitions_to_txn_response_t *x)
+{
+    (void)x;
+    if (x->throttle_time_ms != 0) return 0;
+    if (x->error_code != 0) return 0;
+    if (x->results_by_transaction.n != 0) return 0;
+    if (x->results_by_topic_v3_and_below.n != 0) return 0;
+    return 1;
 }
 
 sp_add_partitions_to_txn_response_t *sp_add_partitions_to_txn_response_alloc(sp_arena_t *a, int32_t n)

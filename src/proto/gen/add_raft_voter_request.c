@@ -12,6 +12,15 @@ void sp_add_raft_voter_request_listener_init(sp_add_raft_voter_request_listener_
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_add_raft_voter_request_listener_is_default(const sp_add_raft_voter_request_listener_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->name, "")) return 0;
+    if (!sp_str_eq_lit(x->host, "")) return 0;
+    if (x->port != 0) return 0;
+    return 1;
+}
+
 sp_add_raft_voter_request_listener_t *sp_add_raft_voter_request_listener_alloc(sp_arena_t *a, int32_t n)
 {
     sp_add_raft_voter_request_listener_t *v;
@@ -103,6 +112,17 @@ static void sp_add_raft_voter_request_listener_encode(sp_writer_t *w, const sp_a
 void sp_add_raft_voter_request_init(sp_add_raft_voter_request_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_add_raft_voter_request_is_default(const sp_add_raft_voter_request_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->cluster_id, "")) return 0;
+    if (x->timeout_ms != 0) return 0;
+    if (x->voter_id != 0) return 0;
+    if (!sp_uuid_is_zero(x->voter_directory_id)) return 0;
+    if (x->listeners.n != 0) return 0;
+    return 1;
 }
 
 sp_add_raft_voter_request_t *sp_add_raft_voter_request_alloc(sp_arena_t *a, int32_t n)

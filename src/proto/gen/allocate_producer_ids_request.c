@@ -10,6 +10,14 @@ void sp_allocate_producer_ids_request_init(sp_allocate_producer_ids_request_t *x
     x->broker_epoch = (int64_t)-1LL;
 }
 
+static inline int sp_allocate_producer_ids_request_is_default(const sp_allocate_producer_ids_request_t *x)
+{
+    (void)x;
+    if (x->broker_id != 0) return 0;
+    if (x->broker_epoch != (int64_t)-1LL) return 0;
+    return 1;
+}
+
 sp_allocate_producer_ids_request_t *sp_allocate_producer_ids_request_alloc(sp_arena_t *a, int32_t n)
 {
     sp_allocate_producer_ids_request_t *v;

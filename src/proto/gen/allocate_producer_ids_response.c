@@ -9,6 +9,16 @@ void sp_allocate_producer_ids_response_init(sp_allocate_producer_ids_response_t 
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_allocate_producer_ids_response_is_default(const sp_allocate_producer_ids_response_t *x)
+{
+    (void)x;
+    if (x->throttle_time_ms != 0) return 0;
+    if (x->error_code != 0) return 0;
+    if (x->producer_id_start != 0) return 0;
+    if (x->producer_id_len != 0) return 0;
+    return 1;
+}
+
 sp_allocate_producer_ids_response_t *sp_allocate_producer_ids_response_alloc(sp_arena_t *a, int32_t n)
 {
     sp_allocate_producer_ids_response_t *v;

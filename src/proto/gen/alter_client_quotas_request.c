@@ -18,6 +18,14 @@ void sp_alter_client_quotas_request_entity_data_init(sp_alter_client_quotas_requ
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_alter_client_quotas_request_entity_data_is_default(const sp_alter_client_quotas_request_entity_data_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->entity_type, "")) return 0;
+    if (!sp_str_eq_lit(x->entity_name, "")) return 0;
+    return 1;
+}
+
 sp_alter_client_quotas_request_entity_data_t *sp_alter_client_quotas_request_entity_data_alloc(sp_arena_t *a, int32_t n)
 {
     sp_alter_client_quotas_request_entity_data_t *v;
@@ -99,6 +107,15 @@ static void sp_alter_client_quotas_request_entity_data_encode(sp_writer_t *w, co
 void sp_alter_client_quotas_request_op_data_init(sp_alter_client_quotas_request_op_data_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_alter_client_quotas_request_op_data_is_default(const sp_alter_client_quotas_request_op_data_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->key, "")) return 0;
+    if (x->value != 0.0) return 0;
+    if (x->remove != false) return 0;
+    return 1;
 }
 
 sp_alter_client_quotas_request_op_data_t *sp_alter_client_quotas_request_op_data_alloc(sp_arena_t *a, int32_t n)
@@ -192,6 +209,14 @@ static void sp_alter_client_quotas_request_op_data_encode(sp_writer_t *w, const 
 void sp_alter_client_quotas_request_entry_data_init(sp_alter_client_quotas_request_entry_data_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_alter_client_quotas_request_entry_data_is_default(const sp_alter_client_quotas_request_entry_data_t *x)
+{
+    (void)x;
+    if (x->entity.n != 0) return 0;
+    if (x->ops.n != 0) return 0;
+    return 1;
 }
 
 sp_alter_client_quotas_request_entry_data_t *sp_alter_client_quotas_request_entry_data_alloc(sp_arena_t *a, int32_t n)
@@ -299,6 +324,14 @@ static void sp_alter_client_quotas_request_entry_data_encode(sp_writer_t *w, con
 void sp_alter_client_quotas_request_init(sp_alter_client_quotas_request_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_alter_client_quotas_request_is_default(const sp_alter_client_quotas_request_t *x)
+{
+    (void)x;
+    if (x->entries.n != 0) return 0;
+    if (x->validate_only != false) return 0;
+    return 1;
 }
 
 sp_alter_client_quotas_request_t *sp_alter_client_quotas_request_alloc(sp_arena_t *a, int32_t n)

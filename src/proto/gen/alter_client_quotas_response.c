@@ -15,6 +15,14 @@ void sp_alter_client_quotas_response_entity_data_init(sp_alter_client_quotas_res
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_alter_client_quotas_response_entity_data_is_default(const sp_alter_client_quotas_response_entity_data_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->entity_type, "")) return 0;
+    if (!sp_str_eq_lit(x->entity_name, "")) return 0;
+    return 1;
+}
+
 sp_alter_client_quotas_response_entity_data_t *sp_alter_client_quotas_response_entity_data_alloc(sp_arena_t *a, int32_t n)
 {
     sp_alter_client_quotas_response_entity_data_t *v;
@@ -96,6 +104,15 @@ static void sp_alter_client_quotas_response_entity_data_encode(sp_writer_t *w, c
 void sp_alter_client_quotas_response_entry_data_init(sp_alter_client_quotas_response_entry_data_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_alter_client_quotas_response_entry_data_is_default(const sp_alter_client_quotas_response_entry_data_t *x)
+{
+    (void)x;
+    if (x->error_code != 0) return 0;
+    if (!sp_str_eq_lit(x->error_message, "")) return 0;
+    if (x->entity.n != 0) return 0;
+    return 1;
 }
 
 sp_alter_client_quotas_response_entry_data_t *sp_alter_client_quotas_response_entry_data_alloc(sp_arena_t *a, int32_t n)
@@ -201,6 +218,14 @@ static void sp_alter_client_quotas_response_entry_data_encode(sp_writer_t *w, co
 void sp_alter_client_quotas_response_init(sp_alter_client_quotas_response_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_alter_client_quotas_response_is_default(const sp_alter_client_quotas_response_t *x)
+{
+    (void)x;
+    if (x->throttle_time_ms != 0) return 0;
+    if (x->entries.n != 0) return 0;
+    return 1;
 }
 
 sp_alter_client_quotas_response_t *sp_alter_client_quotas_response_alloc(sp_arena_t *a, int32_t n)

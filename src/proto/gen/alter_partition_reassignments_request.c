@@ -16,6 +16,14 @@ void sp_alter_partition_reassignments_request_reassignable_partition_init(sp_alt
     x->replicas.n = -1;
 }
 
+static inline int sp_alter_partition_reassignments_request_reassignable_partition_is_default(const sp_alter_partition_reassignments_request_reassignable_partition_t *x)
+{
+    (void)x;
+    if (x->partition_index != 0) return 0;
+    if (x->replicas.n >= 0) return 0;
+    return 1;
+}
+
 sp_alter_partition_reassignments_request_reassignable_partition_t *sp_alter_partition_reassignments_request_reassignable_partition_alloc(sp_arena_t *a, int32_t n)
 {
     sp_alter_partition_reassignments_request_reassignable_partition_t *v;
@@ -108,6 +116,14 @@ static void sp_alter_partition_reassignments_request_reassignable_partition_enco
 void sp_alter_partition_reassignments_request_reassignable_topic_init(sp_alter_partition_reassignments_request_reassignable_topic_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_alter_partition_reassignments_request_reassignable_topic_is_default(const sp_alter_partition_reassignments_request_reassignable_topic_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->name, "")) return 0;
+    if (x->partitions.n != 0) return 0;
+    return 1;
 }
 
 sp_alter_partition_reassignments_request_reassignable_topic_t *sp_alter_partition_reassignments_request_reassignable_topic_alloc(sp_arena_t *a, int32_t n)
@@ -204,6 +220,14 @@ void sp_alter_partition_reassignments_request_init(sp_alter_partition_reassignme
 {
     memset(x, 0, sizeof(*x));
     x->timeout_ms = 60000;
+}
+
+static inline int sp_alter_partition_reassignments_request_is_default(const sp_alter_partition_reassignments_request_t *x)
+{
+    (void)x;
+    if (x->timeout_ms != 60000) return 0;
+    if (x->topics.n != 0) return 0;
+    return 1;
 }
 
 sp_alter_partition_reassignments_request_t *sp_alter_partition_reassignments_request_alloc(sp_arena_t *a, int32_t n)

@@ -15,6 +15,15 @@ void sp_alter_partition_reassignments_response_reassignable_partition_response_i
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_alter_partition_reassignments_response_reassignable_partition_response_is_default(const sp_alter_partition_reassignments_response_reassignable_partition_response_t *x)
+{
+    (void)x;
+    if (x->partition_index != 0) return 0;
+    if (x->error_code != 0) return 0;
+    if (!sp_str_eq_lit(x->error_message, "")) return 0;
+    return 1;
+}
+
 sp_alter_partition_reassignments_response_reassignable_partition_response_t *sp_alter_partition_reassignments_response_reassignable_partition_response_alloc(sp_arena_t *a, int32_t n)
 {
     sp_alter_partition_reassignments_response_reassignable_partition_response_t *v;
@@ -106,6 +115,14 @@ static void sp_alter_partition_reassignments_response_reassignable_partition_res
 void sp_alter_partition_reassignments_response_reassignable_topic_response_init(sp_alter_partition_reassignments_response_reassignable_topic_response_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_alter_partition_reassignments_response_reassignable_topic_response_is_default(const sp_alter_partition_reassignments_response_reassignable_topic_response_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->name, "")) return 0;
+    if (x->partitions.n != 0) return 0;
+    return 1;
 }
 
 sp_alter_partition_reassignments_response_reassignable_topic_response_t *sp_alter_partition_reassignments_response_reassignable_topic_response_alloc(sp_arena_t *a, int32_t n)
@@ -201,6 +218,16 @@ static void sp_alter_partition_reassignments_response_reassignable_topic_respons
 void sp_alter_partition_reassignments_response_init(sp_alter_partition_reassignments_response_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_alter_partition_reassignments_response_is_default(const sp_alter_partition_reassignments_response_t *x)
+{
+    (void)x;
+    if (x->throttle_time_ms != 0) return 0;
+    if (x->error_code != 0) return 0;
+    if (!sp_str_eq_lit(x->error_message, "")) return 0;
+    if (x->responses.n != 0) return 0;
+    return 1;
 }
 
 sp_alter_partition_reassignments_response_t *sp_alter_partition_reassignments_response_alloc(sp_arena_t *a, int32_t n)

@@ -19,6 +19,14 @@ void sp_alter_partition_request_broker_state_init(sp_alter_partition_request_bro
     x->broker_epoch = (int64_t)-1LL;
 }
 
+static inline int sp_alter_partition_request_broker_state_is_default(const sp_alter_partition_request_broker_state_t *x)
+{
+    (void)x;
+    if (x->broker_id != 0) return 0;
+    if (x->broker_epoch != (int64_t)-1LL) return 0;
+    return 1;
+}
+
 sp_alter_partition_request_broker_state_t *sp_alter_partition_request_broker_state_alloc(sp_arena_t *a, int32_t n)
 {
     sp_alter_partition_request_broker_state_t *v;
@@ -100,6 +108,18 @@ static void sp_alter_partition_request_broker_state_encode(sp_writer_t *w, const
 void sp_alter_partition_request_partition_data_init(sp_alter_partition_request_partition_data_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_alter_partition_request_partition_data_is_default(const sp_alter_partition_request_partition_data_t *x)
+{
+    (void)x;
+    if (x->partition_index != 0) return 0;
+    if (x->leader_epoch != 0) return 0;
+    if (x->new_isr.n != 0) return 0;
+    if (x->new_isr_with_epochs.n != 0) return 0;
+    if (x->leader_recovery_state != 0) return 0;
+    if (x->partition_epoch != 0) return 0;
+    return 1;
 }
 
 sp_alter_partition_request_partition_data_t *sp_alter_partition_request_partition_data_alloc(sp_arena_t *a, int32_t n)
@@ -248,6 +268,15 @@ void sp_alter_partition_request_topic_data_init(sp_alter_partition_request_topic
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_alter_partition_request_topic_data_is_default(const sp_alter_partition_request_topic_data_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->topic_name, "")) return 0;
+    if (!sp_uuid_is_zero(x->topic_id)) return 0;
+    if (x->partitions.n != 0) return 0;
+    return 1;
+}
+
 sp_alter_partition_request_topic_data_t *sp_alter_partition_request_topic_data_alloc(sp_arena_t *a, int32_t n)
 {
     sp_alter_partition_request_topic_data_t *v;
@@ -352,6 +381,15 @@ void sp_alter_partition_request_init(sp_alter_partition_request_t *x)
 {
     memset(x, 0, sizeof(*x));
     x->broker_epoch = (int64_t)-1LL;
+}
+
+static inline int sp_alter_partition_request_is_default(const sp_alter_partition_request_t *x)
+{
+    (void)x;
+    if (x->broker_id != 0) return 0;
+    if (x->broker_epoch != (int64_t)-1LL) return 0;
+    if (x->topics.n != 0) return 0;
+    return 1;
 }
 
 sp_alter_partition_request_t *sp_alter_partition_request_alloc(sp_arena_t *a, int32_t n)

@@ -15,6 +15,19 @@ void sp_alter_partition_response_partition_data_init(sp_alter_partition_response
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_alter_partition_response_partition_data_is_default(const sp_alter_partition_response_partition_data_t *x)
+{
+    (void)x;
+    if (x->partition_index != 0) return 0;
+    if (x->error_code != 0) return 0;
+    if (x->leader_id != 0) return 0;
+    if (x->leader_epoch != 0) return 0;
+    if (x->isr.n != 0) return 0;
+    if (x->leader_recovery_state != 0) return 0;
+    if (x->partition_epoch != 0) return 0;
+    return 1;
+}
+
 sp_alter_partition_response_partition_data_t *sp_alter_partition_response_partition_data_alloc(sp_arena_t *a, int32_t n)
 {
     sp_alter_partition_response_partition_data_t *v;
@@ -159,6 +172,15 @@ void sp_alter_partition_response_topic_data_init(sp_alter_partition_response_top
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_alter_partition_response_topic_data_is_default(const sp_alter_partition_response_topic_data_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->topic_name, "")) return 0;
+    if (!sp_uuid_is_zero(x->topic_id)) return 0;
+    if (x->partitions.n != 0) return 0;
+    return 1;
+}
+
 sp_alter_partition_response_topic_data_t *sp_alter_partition_response_topic_data_alloc(sp_arena_t *a, int32_t n)
 {
     sp_alter_partition_response_topic_data_t *v;
@@ -262,6 +284,15 @@ static void sp_alter_partition_response_topic_data_encode(sp_writer_t *w, const 
 void sp_alter_partition_response_init(sp_alter_partition_response_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_alter_partition_response_is_default(const sp_alter_partition_response_t *x)
+{
+    (void)x;
+    if (x->throttle_time_ms != 0) return 0;
+    if (x->error_code != 0) return 0;
+    if (x->topics.n != 0) return 0;
+    return 1;
 }
 
 sp_alter_partition_response_t *sp_alter_partition_response_alloc(sp_arena_t *a, int32_t n)

@@ -15,6 +15,14 @@ void sp_alter_replica_log_dirs_request_alter_replica_log_dir_topic_init(sp_alter
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_alter_replica_log_dirs_request_alter_replica_log_dir_topic_is_default(const sp_alter_replica_log_dirs_request_alter_replica_log_dir_topic_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->name, "")) return 0;
+    if (x->partitions.n != 0) return 0;
+    return 1;
+}
+
 sp_alter_replica_log_dirs_request_alter_replica_log_dir_topic_t *sp_alter_replica_log_dirs_request_alter_replica_log_dir_topic_alloc(sp_arena_t *a, int32_t n)
 {
     sp_alter_replica_log_dirs_request_alter_replica_log_dir_topic_t *v;
@@ -107,6 +115,14 @@ static void sp_alter_replica_log_dirs_request_alter_replica_log_dir_topic_encode
 void sp_alter_replica_log_dirs_request_alter_replica_log_dir_init(sp_alter_replica_log_dirs_request_alter_replica_log_dir_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_alter_replica_log_dirs_request_alter_replica_log_dir_is_default(const sp_alter_replica_log_dirs_request_alter_replica_log_dir_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->path, "")) return 0;
+    if (x->topics.n != 0) return 0;
+    return 1;
 }
 
 sp_alter_replica_log_dirs_request_alter_replica_log_dir_t *sp_alter_replica_log_dirs_request_alter_replica_log_dir_alloc(sp_arena_t *a, int32_t n)
@@ -202,6 +218,13 @@ static void sp_alter_replica_log_dirs_request_alter_replica_log_dir_encode(sp_wr
 void sp_alter_replica_log_dirs_request_init(sp_alter_replica_log_dirs_request_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_alter_replica_log_dirs_request_is_default(const sp_alter_replica_log_dirs_request_t *x)
+{
+    (void)x;
+    if (x->dirs.n != 0) return 0;
+    return 1;
 }
 
 sp_alter_replica_log_dirs_request_t *sp_alter_replica_log_dirs_request_alloc(sp_arena_t *a, int32_t n)

@@ -15,6 +15,14 @@ void sp_alter_replica_log_dirs_response_alter_replica_log_dir_partition_result_i
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_alter_replica_log_dirs_response_alter_replica_log_dir_partition_result_is_default(const sp_alter_replica_log_dirs_response_alter_replica_log_dir_partition_result_t *x)
+{
+    (void)x;
+    if (x->partition_index != 0) return 0;
+    if (x->error_code != 0) return 0;
+    return 1;
+}
+
 sp_alter_replica_log_dirs_response_alter_replica_log_dir_partition_result_t *sp_alter_replica_log_dirs_response_alter_replica_log_dir_partition_result_alloc(sp_arena_t *a, int32_t n)
 {
     sp_alter_replica_log_dirs_response_alter_replica_log_dir_partition_result_t *v;
@@ -96,6 +104,14 @@ static void sp_alter_replica_log_dirs_response_alter_replica_log_dir_partition_r
 void sp_alter_replica_log_dirs_response_alter_replica_log_dir_topic_result_init(sp_alter_replica_log_dirs_response_alter_replica_log_dir_topic_result_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_alter_replica_log_dirs_response_alter_replica_log_dir_topic_result_is_default(const sp_alter_replica_log_dirs_response_alter_replica_log_dir_topic_result_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->topic_name, "")) return 0;
+    if (x->partitions.n != 0) return 0;
+    return 1;
 }
 
 sp_alter_replica_log_dirs_response_alter_replica_log_dir_topic_result_t *sp_alter_replica_log_dirs_response_alter_replica_log_dir_topic_result_alloc(sp_arena_t *a, int32_t n)
@@ -191,6 +207,14 @@ static void sp_alter_replica_log_dirs_response_alter_replica_log_dir_topic_resul
 void sp_alter_replica_log_dirs_response_init(sp_alter_replica_log_dirs_response_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_alter_replica_log_dirs_response_is_default(const sp_alter_replica_log_dirs_response_t *x)
+{
+    (void)x;
+    if (x->throttle_time_ms != 0) return 0;
+    if (x->results.n != 0) return 0;
+    return 1;
 }
 
 sp_alter_replica_log_dirs_response_t *sp_alter_replica_log_dirs_response_alloc(sp_arena_t *a, int32_t n)

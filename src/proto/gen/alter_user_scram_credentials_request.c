@@ -15,6 +15,14 @@ void sp_alter_user_scram_credentials_request_scram_credential_deletion_init(sp_a
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_alter_user_scram_credentials_request_scram_credential_deletion_is_default(const sp_alter_user_scram_credentials_request_scram_credential_deletion_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->name, "")) return 0;
+    if (x->mechanism != 0) return 0;
+    return 1;
+}
+
 sp_alter_user_scram_credentials_request_scram_credential_deletion_t *sp_alter_user_scram_credentials_request_scram_credential_deletion_alloc(sp_arena_t *a, int32_t n)
 {
     sp_alter_user_scram_credentials_request_scram_credential_deletion_t *v;
@@ -96,6 +104,17 @@ static void sp_alter_user_scram_credentials_request_scram_credential_deletion_en
 void sp_alter_user_scram_credentials_request_scram_credential_upsertion_init(sp_alter_user_scram_credentials_request_scram_credential_upsertion_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_alter_user_scram_credentials_request_scram_credential_upsertion_is_default(const sp_alter_user_scram_credentials_request_scram_credential_upsertion_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->name, "")) return 0;
+    if (x->mechanism != 0) return 0;
+    if (x->iterations != 0) return 0;
+    if (x->salt.len != 0) return 0;
+    if (x->salted_password.len != 0) return 0;
+    return 1;
 }
 
 sp_alter_user_scram_credentials_request_scram_credential_upsertion_t *sp_alter_user_scram_credentials_request_scram_credential_upsertion_alloc(sp_arena_t *a, int32_t n)
@@ -209,6 +228,14 @@ static void sp_alter_user_scram_credentials_request_scram_credential_upsertion_e
 void sp_alter_user_scram_credentials_request_init(sp_alter_user_scram_credentials_request_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_alter_user_scram_credentials_request_is_default(const sp_alter_user_scram_credentials_request_t *x)
+{
+    (void)x;
+    if (x->deletions.n != 0) return 0;
+    if (x->upsertions.n != 0) return 0;
+    return 1;
 }
 
 sp_alter_user_scram_credentials_request_t *sp_alter_user_scram_credentials_request_alloc(sp_arena_t *a, int32_t n)

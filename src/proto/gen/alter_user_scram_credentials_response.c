@@ -12,6 +12,15 @@ void sp_alter_user_scram_credentials_response_alter_user_scram_credentials_resul
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_alter_user_scram_credentials_response_alter_user_scram_credentials_result_is_default(const sp_alter_user_scram_credentials_response_alter_user_scram_credentials_result_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->user, "")) return 0;
+    if (x->error_code != 0) return 0;
+    if (!sp_str_eq_lit(x->error_message, "")) return 0;
+    return 1;
+}
+
 sp_alter_user_scram_credentials_response_alter_user_scram_credentials_result_t *sp_alter_user_scram_credentials_response_alter_user_scram_credentials_result_alloc(sp_arena_t *a, int32_t n)
 {
     sp_alter_user_scram_credentials_response_alter_user_scram_credentials_result_t *v;
@@ -103,6 +112,14 @@ static void sp_alter_user_scram_credentials_response_alter_user_scram_credential
 void sp_alter_user_scram_credentials_response_init(sp_alter_user_scram_credentials_response_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_alter_user_scram_credentials_response_is_default(const sp_alter_user_scram_credentials_response_t *x)
+{
+    (void)x;
+    if (x->throttle_time_ms != 0) return 0;
+    if (x->results.n != 0) return 0;
+    return 1;
 }
 
 sp_alter_user_scram_credentials_response_t *sp_alter_user_scram_credentials_response_alloc(sp_arena_t *a, int32_t n)

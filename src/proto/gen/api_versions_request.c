@@ -9,6 +9,14 @@ void sp_api_versions_request_init(sp_api_versions_request_t *x)
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_api_versions_request_is_default(const sp_api_versions_request_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->client_software_name, "")) return 0;
+    if (!sp_str_eq_lit(x->client_software_version, "")) return 0;
+    return 1;
+}
+
 sp_api_versions_request_t *sp_api_versions_request_alloc(sp_arena_t *a, int32_t n)
 {
     sp_api_versions_request_t *v;

@@ -18,6 +18,15 @@ void sp_api_versions_response_api_version_init(sp_api_versions_response_api_vers
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_api_versions_response_api_version_is_default(const sp_api_versions_response_api_version_t *x)
+{
+    (void)x;
+    if (x->api_key != 0) return 0;
+    if (x->min_version != 0) return 0;
+    if (x->max_version != 0) return 0;
+    return 1;
+}
+
 sp_api_versions_response_api_version_t *sp_api_versions_response_api_version_alloc(sp_arena_t *a, int32_t n)
 {
     sp_api_versions_response_api_version_t *v;
@@ -109,6 +118,15 @@ static void sp_api_versions_response_api_version_encode(sp_writer_t *w, const sp
 void sp_api_versions_response_supported_feature_key_init(sp_api_versions_response_supported_feature_key_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_api_versions_response_supported_feature_key_is_default(const sp_api_versions_response_supported_feature_key_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->name, "")) return 0;
+    if (x->min_version != 0) return 0;
+    if (x->max_version != 0) return 0;
+    return 1;
 }
 
 sp_api_versions_response_supported_feature_key_t *sp_api_versions_response_supported_feature_key_alloc(sp_arena_t *a, int32_t n)
@@ -204,6 +222,15 @@ void sp_api_versions_response_finalized_feature_key_init(sp_api_versions_respons
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_api_versions_response_finalized_feature_key_is_default(const sp_api_versions_response_finalized_feature_key_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->name, "")) return 0;
+    if (x->max_version_level != 0) return 0;
+    if (x->min_version_level != 0) return 0;
+    return 1;
+}
+
 sp_api_versions_response_finalized_feature_key_t *sp_api_versions_response_finalized_feature_key_alloc(sp_arena_t *a, int32_t n)
 {
     sp_api_versions_response_finalized_feature_key_t *v;
@@ -296,6 +323,19 @@ void sp_api_versions_response_init(sp_api_versions_response_t *x)
 {
     memset(x, 0, sizeof(*x));
     x->finalized_features_epoch = (int64_t)-1LL;
+}
+
+static inline int sp_api_versions_response_is_default(const sp_api_versions_response_t *x)
+{
+    (void)x;
+    if (x->error_code != 0) return 0;
+    if (x->api_keys.n != 0) return 0;
+    if (x->throttle_time_ms != 0) return 0;
+    if (x->supported_features.n != 0) return 0;
+    if (x->finalized_features_epoch != (int64_t)-1LL) return 0;
+    if (x->finalized_features.n != 0) return 0;
+    if (x->zk_migration_ready != false) return 0;
+    return 1;
 }
 
 sp_api_versions_response_t *sp_api_versions_response_alloc(sp_arena_t *a, int32_t n)

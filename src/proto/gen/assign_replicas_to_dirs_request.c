@@ -18,6 +18,13 @@ void sp_assign_replicas_to_dirs_request_partition_data_init(sp_assign_replicas_t
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_assign_replicas_to_dirs_request_partition_data_is_default(const sp_assign_replicas_to_dirs_request_partition_data_t *x)
+{
+    (void)x;
+    if (x->partition_index != 0) return 0;
+    return 1;
+}
+
 sp_assign_replicas_to_dirs_request_partition_data_t *sp_assign_replicas_to_dirs_request_partition_data_alloc(sp_arena_t *a, int32_t n)
 {
     sp_assign_replicas_to_dirs_request_partition_data_t *v;
@@ -89,6 +96,14 @@ static void sp_assign_replicas_to_dirs_request_partition_data_encode(sp_writer_t
 void sp_assign_replicas_to_dirs_request_topic_data_init(sp_assign_replicas_to_dirs_request_topic_data_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_assign_replicas_to_dirs_request_topic_data_is_default(const sp_assign_replicas_to_dirs_request_topic_data_t *x)
+{
+    (void)x;
+    if (!sp_uuid_is_zero(x->topic_id)) return 0;
+    if (x->partitions.n != 0) return 0;
+    return 1;
 }
 
 sp_assign_replicas_to_dirs_request_topic_data_t *sp_assign_replicas_to_dirs_request_topic_data_alloc(sp_arena_t *a, int32_t n)
@@ -186,6 +201,14 @@ void sp_assign_replicas_to_dirs_request_directory_data_init(sp_assign_replicas_t
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_assign_replicas_to_dirs_request_directory_data_is_default(const sp_assign_replicas_to_dirs_request_directory_data_t *x)
+{
+    (void)x;
+    if (!sp_uuid_is_zero(x->id)) return 0;
+    if (x->topics.n != 0) return 0;
+    return 1;
+}
+
 sp_assign_replicas_to_dirs_request_directory_data_t *sp_assign_replicas_to_dirs_request_directory_data_alloc(sp_arena_t *a, int32_t n)
 {
     sp_assign_replicas_to_dirs_request_directory_data_t *v;
@@ -280,6 +303,15 @@ void sp_assign_replicas_to_dirs_request_init(sp_assign_replicas_to_dirs_request_
 {
     memset(x, 0, sizeof(*x));
     x->broker_epoch = (int64_t)-1LL;
+}
+
+static inline int sp_assign_replicas_to_dirs_request_is_default(const sp_assign_replicas_to_dirs_request_t *x)
+{
+    (void)x;
+    if (x->broker_id != 0) return 0;
+    if (x->broker_epoch != (int64_t)-1LL) return 0;
+    if (x->directories.n != 0) return 0;
+    return 1;
 }
 
 sp_assign_replicas_to_dirs_request_t *sp_assign_replicas_to_dirs_request_alloc(sp_arena_t *a, int32_t n)

@@ -18,6 +18,14 @@ void sp_assign_replicas_to_dirs_response_partition_data_init(sp_assign_replicas_
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_assign_replicas_to_dirs_response_partition_data_is_default(const sp_assign_replicas_to_dirs_response_partition_data_t *x)
+{
+    (void)x;
+    if (x->partition_index != 0) return 0;
+    if (x->error_code != 0) return 0;
+    return 1;
+}
+
 sp_assign_replicas_to_dirs_response_partition_data_t *sp_assign_replicas_to_dirs_response_partition_data_alloc(sp_arena_t *a, int32_t n)
 {
     sp_assign_replicas_to_dirs_response_partition_data_t *v;
@@ -99,6 +107,14 @@ static void sp_assign_replicas_to_dirs_response_partition_data_encode(sp_writer_
 void sp_assign_replicas_to_dirs_response_topic_data_init(sp_assign_replicas_to_dirs_response_topic_data_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_assign_replicas_to_dirs_response_topic_data_is_default(const sp_assign_replicas_to_dirs_response_topic_data_t *x)
+{
+    (void)x;
+    if (!sp_uuid_is_zero(x->topic_id)) return 0;
+    if (x->partitions.n != 0) return 0;
+    return 1;
 }
 
 sp_assign_replicas_to_dirs_response_topic_data_t *sp_assign_replicas_to_dirs_response_topic_data_alloc(sp_arena_t *a, int32_t n)
@@ -196,6 +212,14 @@ void sp_assign_replicas_to_dirs_response_directory_data_init(sp_assign_replicas_
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_assign_replicas_to_dirs_response_directory_data_is_default(const sp_assign_replicas_to_dirs_response_directory_data_t *x)
+{
+    (void)x;
+    if (!sp_uuid_is_zero(x->id)) return 0;
+    if (x->topics.n != 0) return 0;
+    return 1;
+}
+
 sp_assign_replicas_to_dirs_response_directory_data_t *sp_assign_replicas_to_dirs_response_directory_data_alloc(sp_arena_t *a, int32_t n)
 {
     sp_assign_replicas_to_dirs_response_directory_data_t *v;
@@ -289,6 +313,15 @@ static void sp_assign_replicas_to_dirs_response_directory_data_encode(sp_writer_
 void sp_assign_replicas_to_dirs_response_init(sp_assign_replicas_to_dirs_response_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_assign_replicas_to_dirs_response_is_default(const sp_assign_replicas_to_dirs_response_t *x)
+{
+    (void)x;
+    if (x->throttle_time_ms != 0) return 0;
+    if (x->error_code != 0) return 0;
+    if (x->directories.n != 0) return 0;
+    return 1;
 }
 
 sp_assign_replicas_to_dirs_response_t *sp_assign_replicas_to_dirs_response_alloc(sp_arena_t *a, int32_t n)

@@ -18,6 +18,16 @@ void sp_begin_quorum_epoch_request_partition_data_init(sp_begin_quorum_epoch_req
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_begin_quorum_epoch_request_partition_data_is_default(const sp_begin_quorum_epoch_request_partition_data_t *x)
+{
+    (void)x;
+    if (x->partition_index != 0) return 0;
+    if (!sp_uuid_is_zero(x->voter_directory_id)) return 0;
+    if (x->leader_id != 0) return 0;
+    if (x->leader_epoch != 0) return 0;
+    return 1;
+}
+
 sp_begin_quorum_epoch_request_partition_data_t *sp_begin_quorum_epoch_request_partition_data_alloc(sp_arena_t *a, int32_t n)
 {
     sp_begin_quorum_epoch_request_partition_data_t *v;
@@ -121,6 +131,14 @@ void sp_begin_quorum_epoch_request_topic_data_init(sp_begin_quorum_epoch_request
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_begin_quorum_epoch_request_topic_data_is_default(const sp_begin_quorum_epoch_request_topic_data_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->topic_name, "")) return 0;
+    if (x->partitions.n != 0) return 0;
+    return 1;
+}
+
 sp_begin_quorum_epoch_request_topic_data_t *sp_begin_quorum_epoch_request_topic_data_alloc(sp_arena_t *a, int32_t n)
 {
     sp_begin_quorum_epoch_request_topic_data_t *v;
@@ -216,6 +234,15 @@ void sp_begin_quorum_epoch_request_leader_endpoint_init(sp_begin_quorum_epoch_re
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_begin_quorum_epoch_request_leader_endpoint_is_default(const sp_begin_quorum_epoch_request_leader_endpoint_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->name, "")) return 0;
+    if (!sp_str_eq_lit(x->host, "")) return 0;
+    if (x->port != 0) return 0;
+    return 1;
+}
+
 sp_begin_quorum_epoch_request_leader_endpoint_t *sp_begin_quorum_epoch_request_leader_endpoint_alloc(sp_arena_t *a, int32_t n)
 {
     sp_begin_quorum_epoch_request_leader_endpoint_t *v;
@@ -309,6 +336,16 @@ void sp_begin_quorum_epoch_request_init(sp_begin_quorum_epoch_request_t *x)
     memset(x, 0, sizeof(*x));
     x->cluster_id.len = -1;
     x->voter_id = -1;
+}
+
+static inline int sp_begin_quorum_epoch_request_is_default(const sp_begin_quorum_epoch_request_t *x)
+{
+    (void)x;
+    if (x->cluster_id.len >= 0) return 0;
+    if (x->voter_id != -1) return 0;
+    if (x->topics.n != 0) return 0;
+    if (x->leader_endpoints.n != 0) return 0;
+    return 1;
 }
 
 sp_begin_quorum_epoch_request_t *sp_begin_quorum_epoch_request_alloc(sp_arena_t *a, int32_t n)

@@ -10,6 +10,13 @@ void sp_begin_transaction_record_init(sp_begin_transaction_record_t *x)
     x->name.len = -1;
 }
 
+static inline int sp_begin_transaction_record_is_default(const sp_begin_transaction_record_t *x)
+{
+    (void)x;
+    if (x->name.len >= 0) return 0;
+    return 1;
+}
+
 sp_begin_transaction_record_t *sp_begin_transaction_record_alloc(sp_arena_t *a, int32_t n)
 {
     sp_begin_transaction_record_t *v;

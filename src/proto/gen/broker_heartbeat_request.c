@@ -10,6 +10,18 @@ void sp_broker_heartbeat_request_init(sp_broker_heartbeat_request_t *x)
     x->broker_epoch = (int64_t)-1LL;
 }
 
+static inline int sp_broker_heartbeat_request_is_default(const sp_broker_heartbeat_request_t *x)
+{
+    (void)x;
+    if (x->broker_id != 0) return 0;
+    if (x->broker_epoch != (int64_t)-1LL) return 0;
+    if (x->current_metadata_offset != 0) return 0;
+    if (x->want_fence != false) return 0;
+    if (x->want_shut_down != false) return 0;
+    if (x->offline_log_dirs.n != 0) return 0;
+    return 1;
+}
+
 sp_broker_heartbeat_request_t *sp_broker_heartbeat_request_alloc(sp_arena_t *a, int32_t n)
 {
     sp_broker_heartbeat_request_t *v;

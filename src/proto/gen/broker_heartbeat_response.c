@@ -10,6 +10,17 @@ void sp_broker_heartbeat_response_init(sp_broker_heartbeat_response_t *x)
     x->is_fenced = true;
 }
 
+static inline int sp_broker_heartbeat_response_is_default(const sp_broker_heartbeat_response_t *x)
+{
+    (void)x;
+    if (x->throttle_time_ms != 0) return 0;
+    if (x->error_code != 0) return 0;
+    if (x->is_caught_up != false) return 0;
+    if (x->is_fenced != true) return 0;
+    if (x->should_shut_down != false) return 0;
+    return 1;
+}
+
 sp_broker_heartbeat_response_t *sp_broker_heartbeat_response_alloc(sp_arena_t *a, int32_t n)
 {
     sp_broker_heartbeat_response_t *v;

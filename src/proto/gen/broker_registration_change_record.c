@@ -9,6 +9,17 @@ void sp_broker_registration_change_record_init(sp_broker_registration_change_rec
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_broker_registration_change_record_is_default(const sp_broker_registration_change_record_t *x)
+{
+    (void)x;
+    if (x->broker_id != 0) return 0;
+    if (x->broker_epoch != 0) return 0;
+    if (x->fenced != 0) return 0;
+    if (x->in_controlled_shutdown != 0) return 0;
+    if (x->log_dirs.n != 0) return 0;
+    return 1;
+}
+
 sp_broker_registration_change_record_t *sp_broker_registration_change_record_alloc(sp_arena_t *a, int32_t n)
 {
     sp_broker_registration_change_record_t *v;

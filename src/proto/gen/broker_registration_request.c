@@ -15,6 +15,16 @@ void sp_broker_registration_request_listener_init(sp_broker_registration_request
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_broker_registration_request_listener_is_default(const sp_broker_registration_request_listener_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->name, "")) return 0;
+    if (!sp_str_eq_lit(x->host, "")) return 0;
+    if (x->port != 0) return 0;
+    if (x->security_protocol != 0) return 0;
+    return 1;
+}
+
 sp_broker_registration_request_listener_t *sp_broker_registration_request_listener_alloc(sp_arena_t *a, int32_t n)
 {
     sp_broker_registration_request_listener_t *v;
@@ -118,6 +128,15 @@ void sp_broker_registration_request_feature_init(sp_broker_registration_request_
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_broker_registration_request_feature_is_default(const sp_broker_registration_request_feature_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->name, "")) return 0;
+    if (x->min_supported_version != 0) return 0;
+    if (x->max_supported_version != 0) return 0;
+    return 1;
+}
+
 sp_broker_registration_request_feature_t *sp_broker_registration_request_feature_alloc(sp_arena_t *a, int32_t n)
 {
     sp_broker_registration_request_feature_t *v;
@@ -210,6 +229,21 @@ void sp_broker_registration_request_init(sp_broker_registration_request_t *x)
 {
     memset(x, 0, sizeof(*x));
     x->previous_broker_epoch = (int64_t)-1LL;
+}
+
+static inline int sp_broker_registration_request_is_default(const sp_broker_registration_request_t *x)
+{
+    (void)x;
+    if (x->broker_id != 0) return 0;
+    if (!sp_str_eq_lit(x->cluster_id, "")) return 0;
+    if (!sp_uuid_is_zero(x->incarnation_id)) return 0;
+    if (x->listeners.n != 0) return 0;
+    if (x->features.n != 0) return 0;
+    if (!sp_str_eq_lit(x->rack, "")) return 0;
+    if (x->is_migrating_zk_broker != false) return 0;
+    if (x->log_dirs.n != 0) return 0;
+    if (x->previous_broker_epoch != (int64_t)-1LL) return 0;
+    return 1;
 }
 
 sp_broker_registration_request_t *sp_broker_registration_request_alloc(sp_arena_t *a, int32_t n)

@@ -10,6 +10,15 @@ void sp_broker_registration_response_init(sp_broker_registration_response_t *x)
     x->broker_epoch = (int64_t)-1LL;
 }
 
+static inline int sp_broker_registration_response_is_default(const sp_broker_registration_response_t *x)
+{
+    (void)x;
+    if (x->throttle_time_ms != 0) return 0;
+    if (x->error_code != 0) return 0;
+    if (x->broker_epoch != (int64_t)-1LL) return 0;
+    return 1;
+}
+
 sp_broker_registration_response_t *sp_broker_registration_response_alloc(sp_arena_t *a, int32_t n)
 {
     sp_broker_registration_response_t *v;

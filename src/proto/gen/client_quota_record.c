@@ -12,6 +12,14 @@ void sp_client_quota_record_entity_data_init(sp_client_quota_record_entity_data_
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_client_quota_record_entity_data_is_default(const sp_client_quota_record_entity_data_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->entity_type, "")) return 0;
+    if (!sp_str_eq_lit(x->entity_name, "")) return 0;
+    return 1;
+}
+
 sp_client_quota_record_entity_data_t *sp_client_quota_record_entity_data_alloc(sp_arena_t *a, int32_t n)
 {
     sp_client_quota_record_entity_data_t *v;
@@ -93,6 +101,16 @@ static void sp_client_quota_record_entity_data_encode(sp_writer_t *w, const sp_c
 void sp_client_quota_record_init(sp_client_quota_record_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_client_quota_record_is_default(const sp_client_quota_record_t *x)
+{
+    (void)x;
+    if (x->entity.n != 0) return 0;
+    if (!sp_str_eq_lit(x->key, "")) return 0;
+    if (x->value != 0.0) return 0;
+    if (x->remove != false) return 0;
+    return 1;
 }
 
 sp_client_quota_record_t *sp_client_quota_record_alloc(sp_arena_t *a, int32_t n)

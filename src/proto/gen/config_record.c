@@ -9,6 +9,16 @@ void sp_config_record_init(sp_config_record_t *x)
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_config_record_is_default(const sp_config_record_t *x)
+{
+    (void)x;
+    if (x->resource_type != 0) return 0;
+    if (!sp_str_eq_lit(x->resource_name, "")) return 0;
+    if (!sp_str_eq_lit(x->name, "")) return 0;
+    if (!sp_str_eq_lit(x->value, "")) return 0;
+    return 1;
+}
+
 sp_config_record_t *sp_config_record_alloc(sp_arena_t *a, int32_t n)
 {
     sp_config_record_t *v;

@@ -12,6 +12,14 @@ void sp_consumer_group_current_member_assignment_value_topic_partitions_init(sp_
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_consumer_group_current_member_assignment_value_topic_partitions_is_default(const sp_consumer_group_current_member_assignment_value_topic_partitions_t *x)
+{
+    (void)x;
+    if (!sp_uuid_is_zero(x->topic_id)) return 0;
+    if (x->partitions.n != 0) return 0;
+    return 1;
+}
+
 sp_consumer_group_current_member_assignment_value_topic_partitions_t *sp_consumer_group_current_member_assignment_value_topic_partitions_alloc(sp_arena_t *a, int32_t n)
 {
     sp_consumer_group_current_member_assignment_value_topic_partitions_t *v;
@@ -104,6 +112,17 @@ static void sp_consumer_group_current_member_assignment_value_topic_partitions_e
 void sp_consumer_group_current_member_assignment_value_init(sp_consumer_group_current_member_assignment_value_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_consumer_group_current_member_assignment_value_is_default(const sp_consumer_group_current_member_assignment_value_t *x)
+{
+    (void)x;
+    if (x->member_epoch != 0) return 0;
+    if (x->previous_member_epoch != 0) return 0;
+    if (x->state != 0) return 0;
+    if (x->assigned_partitions.n != 0) return 0;
+    if (x->partitions_pending_revocation.n != 0) return 0;
+    return 1;
 }
 
 sp_consumer_group_current_member_assignment_value_t *sp_consumer_group_current_member_assignment_value_alloc(sp_arena_t *a, int32_t n)

@@ -9,6 +9,14 @@ void sp_consumer_group_describe_request_init(sp_consumer_group_describe_request_
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_consumer_group_describe_request_is_default(const sp_consumer_group_describe_request_t *x)
+{
+    (void)x;
+    if (x->group_ids.n != 0) return 0;
+    if (x->include_authorized_operations != false) return 0;
+    return 1;
+}
+
 sp_consumer_group_describe_request_t *sp_consumer_group_describe_request_alloc(sp_arena_t *a, int32_t n)
 {
     sp_consumer_group_describe_request_t *v;

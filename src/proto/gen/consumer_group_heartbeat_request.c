@@ -12,6 +12,14 @@ void sp_consumer_group_heartbeat_request_topic_partitions_init(sp_consumer_group
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_consumer_group_heartbeat_request_topic_partitions_is_default(const sp_consumer_group_heartbeat_request_topic_partitions_t *x)
+{
+    (void)x;
+    if (!sp_uuid_is_zero(x->topic_id)) return 0;
+    if (x->partitions.n != 0) return 0;
+    return 1;
+}
+
 sp_consumer_group_heartbeat_request_topic_partitions_t *sp_consumer_group_heartbeat_request_topic_partitions_alloc(sp_arena_t *a, int32_t n)
 {
     sp_consumer_group_heartbeat_request_topic_partitions_t *v;
@@ -111,6 +119,22 @@ void sp_consumer_group_heartbeat_request_init(sp_consumer_group_heartbeat_reques
     x->subscribed_topic_regex.len = -1;
     x->server_assignor.len = -1;
     x->topic_partitions.n = -1;
+}
+
+static inline int sp_consumer_group_heartbeat_request_is_default(const sp_consumer_group_heartbeat_request_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->group_id, "")) return 0;
+    if (!sp_str_eq_lit(x->member_id, "")) return 0;
+    if (x->member_epoch != 0) return 0;
+    if (x->instance_id.len >= 0) return 0;
+    if (x->rack_id.len >= 0) return 0;
+    if (x->rebalance_timeout_ms != -1) return 0;
+    if (x->subscribed_topic_names.n >= 0) return 0;
+    if (x->subscribed_topic_regex.len >= 0) return 0;
+    if (x->server_assignor.len >= 0) return 0;
+    if (x->topic_partitions.n >= 0) return 0;
+    return 1;
 }
 
 sp_consumer_group_heartbeat_request_t *sp_consumer_group_heartbeat_request_alloc(sp_arena_t *a, int32_t n)

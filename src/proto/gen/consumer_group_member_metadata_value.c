@@ -15,6 +15,14 @@ void sp_consumer_group_member_metadata_value_classic_protocol_init(sp_consumer_g
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_consumer_group_member_metadata_value_classic_protocol_is_default(const sp_consumer_group_member_metadata_value_classic_protocol_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->name, "")) return 0;
+    if (x->metadata.len != 0) return 0;
+    return 1;
+}
+
 sp_consumer_group_member_metadata_value_classic_protocol_t *sp_consumer_group_member_metadata_value_classic_protocol_alloc(sp_arena_t *a, int32_t n)
 {
     sp_consumer_group_member_metadata_value_classic_protocol_t *v;
@@ -96,6 +104,14 @@ static void sp_consumer_group_member_metadata_value_classic_protocol_encode(sp_w
 void sp_consumer_group_member_metadata_value_classic_member_metadata_init(sp_consumer_group_member_metadata_value_classic_member_metadata_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_consumer_group_member_metadata_value_classic_member_metadata_is_default(const sp_consumer_group_member_metadata_value_classic_member_metadata_t *x)
+{
+    (void)x;
+    if (x->session_timeout_ms != 0) return 0;
+    if (x->supported_protocols.n != 0) return 0;
+    return 1;
 }
 
 sp_consumer_group_member_metadata_value_classic_member_metadata_t *sp_consumer_group_member_metadata_value_classic_member_metadata_alloc(sp_arena_t *a, int32_t n)
@@ -194,6 +210,21 @@ void sp_consumer_group_member_metadata_value_init(sp_consumer_group_member_metad
     x->rebalance_timeout_ms = -1;
     sp_consumer_group_member_metadata_value_classic_member_metadata_init(&x->classic_member_metadata);
     x->classic_member_metadata_is_null = true;
+}
+
+static inline int sp_consumer_group_member_metadata_value_is_default(const sp_consumer_group_member_metadata_value_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->instance_id, "")) return 0;
+    if (!sp_str_eq_lit(x->rack_id, "")) return 0;
+    if (!sp_str_eq_lit(x->client_id, "")) return 0;
+    if (!sp_str_eq_lit(x->client_host, "")) return 0;
+    if (x->subscribed_topic_names.n != 0) return 0;
+    if (!sp_str_eq_lit(x->subscribed_topic_regex, "")) return 0;
+    if (x->rebalance_timeout_ms != -1) return 0;
+    if (!sp_str_eq_lit(x->server_assignor, "")) return 0;
+    if (!x->classic_member_metadata_is_null) return 0;
+    return 1;
 }
 
 sp_consumer_group_member_metadata_value_t *sp_consumer_group_member_metadata_value_alloc(sp_arena_t *a, int32_t n)

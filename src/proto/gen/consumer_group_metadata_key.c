@@ -9,6 +9,13 @@ void sp_consumer_group_metadata_key_init(sp_consumer_group_metadata_key_t *x)
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_consumer_group_metadata_key_is_default(const sp_consumer_group_metadata_key_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->group_id, "")) return 0;
+    return 1;
+}
+
 sp_consumer_group_metadata_key_t *sp_consumer_group_metadata_key_alloc(sp_arena_t *a, int32_t n)
 {
     sp_consumer_group_metadata_key_t *v;

@@ -15,6 +15,14 @@ void sp_consumer_group_partition_metadata_value_partition_metadata_init(sp_consu
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_consumer_group_partition_metadata_value_partition_metadata_is_default(const sp_consumer_group_partition_metadata_value_partition_metadata_t *x)
+{
+    (void)x;
+    if (x->partition != 0) return 0;
+    if (x->racks.n != 0) return 0;
+    return 1;
+}
+
 sp_consumer_group_partition_metadata_value_partition_metadata_t *sp_consumer_group_partition_metadata_value_partition_metadata_alloc(sp_arena_t *a, int32_t n)
 {
     sp_consumer_group_partition_metadata_value_partition_metadata_t *v;
@@ -107,6 +115,16 @@ static void sp_consumer_group_partition_metadata_value_partition_metadata_encode
 void sp_consumer_group_partition_metadata_value_topic_metadata_init(sp_consumer_group_partition_metadata_value_topic_metadata_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_consumer_group_partition_metadata_value_topic_metadata_is_default(const sp_consumer_group_partition_metadata_value_topic_metadata_t *x)
+{
+    (void)x;
+    if (!sp_uuid_is_zero(x->topic_id)) return 0;
+    if (!sp_str_eq_lit(x->topic_name, "")) return 0;
+    if (x->num_partitions != 0) return 0;
+    if (x->partition_metadata.n != 0) return 0;
+    return 1;
 }
 
 sp_consumer_group_partition_metadata_value_topic_metadata_t *sp_consumer_group_partition_metadata_value_topic_metadata_alloc(sp_arena_t *a, int32_t n)
@@ -222,6 +240,13 @@ static void sp_consumer_group_partition_metadata_value_topic_metadata_encode(sp_
 void sp_consumer_group_partition_metadata_value_init(sp_consumer_group_partition_metadata_value_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_consumer_group_partition_metadata_value_is_default(const sp_consumer_group_partition_metadata_value_t *x)
+{
+    (void)x;
+    if (x->topics.n != 0) return 0;
+    return 1;
 }
 
 sp_consumer_group_partition_metadata_value_t *sp_consumer_group_partition_metadata_value_alloc(sp_arena_t *a, int32_t n)

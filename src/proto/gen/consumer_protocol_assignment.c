@@ -12,6 +12,14 @@ void sp_consumer_protocol_assignment_topic_partition_init(sp_consumer_protocol_a
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_consumer_protocol_assignment_topic_partition_is_default(const sp_consumer_protocol_assignment_topic_partition_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->topic, "")) return 0;
+    if (x->partitions.n != 0) return 0;
+    return 1;
+}
+
 sp_consumer_protocol_assignment_topic_partition_t *sp_consumer_protocol_assignment_topic_partition_alloc(sp_arena_t *a, int32_t n)
 {
     sp_consumer_protocol_assignment_topic_partition_t *v;
@@ -105,6 +113,14 @@ void sp_consumer_protocol_assignment_init(sp_consumer_protocol_assignment_t *x)
 {
     memset(x, 0, sizeof(*x));
     x->user_data.len = -1;
+}
+
+static inline int sp_consumer_protocol_assignment_is_default(const sp_consumer_protocol_assignment_t *x)
+{
+    (void)x;
+    if (x->assigned_partitions.n != 0) return 0;
+    if (x->user_data.len >= 0) return 0;
+    return 1;
 }
 
 sp_consumer_protocol_assignment_t *sp_consumer_protocol_assignment_alloc(sp_arena_t *a, int32_t n)

@@ -12,6 +12,14 @@ void sp_consumer_protocol_subscription_topic_partition_init(sp_consumer_protocol
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_consumer_protocol_subscription_topic_partition_is_default(const sp_consumer_protocol_subscription_topic_partition_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->topic, "")) return 0;
+    if (x->partitions.n != 0) return 0;
+    return 1;
+}
+
 sp_consumer_protocol_subscription_topic_partition_t *sp_consumer_protocol_subscription_topic_partition_alloc(sp_arena_t *a, int32_t n)
 {
     sp_consumer_protocol_subscription_topic_partition_t *v;
@@ -107,6 +115,17 @@ void sp_consumer_protocol_subscription_init(sp_consumer_protocol_subscription_t 
     x->user_data.len = -1;
     x->generation_id = -1;
     x->rack_id.len = -1;
+}
+
+static inline int sp_consumer_protocol_subscription_is_default(const sp_consumer_protocol_subscription_t *x)
+{
+    (void)x;
+    if (x->topics.n != 0) return 0;
+    if (x->user_data.len >= 0) return 0;
+    if (x->owned_partitions.n != 0) return 0;
+    if (x->generation_id != -1) return 0;
+    if (x->rack_id.len >= 0) return 0;
+    return 1;
 }
 
 sp_consumer_protocol_subscription_t *sp_consumer_protocol_subscription_alloc(sp_arena_t *a, int32_t n)

@@ -10,6 +10,14 @@ void sp_controlled_shutdown_request_init(sp_controlled_shutdown_request_t *x)
     x->broker_epoch = (int64_t)-1LL;
 }
 
+static inline int sp_controlled_shutdown_request_is_default(const sp_controlled_shutdown_request_t *x)
+{
+    (void)x;
+    if (x->broker_id != 0) return 0;
+    if (x->broker_epoch != (int64_t)-1LL) return 0;
+    return 1;
+}
+
 sp_controlled_shutdown_request_t *sp_controlled_shutdown_request_alloc(sp_arena_t *a, int32_t n)
 {
     sp_controlled_shutdown_request_t *v;

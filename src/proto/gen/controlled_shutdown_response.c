@@ -12,6 +12,14 @@ void sp_controlled_shutdown_response_remaining_partition_init(sp_controlled_shut
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_controlled_shutdown_response_remaining_partition_is_default(const sp_controlled_shutdown_response_remaining_partition_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->topic_name, "")) return 0;
+    if (x->partition_index != 0) return 0;
+    return 1;
+}
+
 sp_controlled_shutdown_response_remaining_partition_t *sp_controlled_shutdown_response_remaining_partition_alloc(sp_arena_t *a, int32_t n)
 {
     sp_controlled_shutdown_response_remaining_partition_t *v;
@@ -93,6 +101,14 @@ static void sp_controlled_shutdown_response_remaining_partition_encode(sp_writer
 void sp_controlled_shutdown_response_init(sp_controlled_shutdown_response_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_controlled_shutdown_response_is_default(const sp_controlled_shutdown_response_t *x)
+{
+    (void)x;
+    if (x->error_code != 0) return 0;
+    if (x->remaining_partitions.n != 0) return 0;
+    return 1;
 }
 
 sp_controlled_shutdown_response_t *sp_controlled_shutdown_response_alloc(sp_arena_t *a, int32_t n)

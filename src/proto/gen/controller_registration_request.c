@@ -15,6 +15,16 @@ void sp_controller_registration_request_listener_init(sp_controller_registration
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_controller_registration_request_listener_is_default(const sp_controller_registration_request_listener_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->name, "")) return 0;
+    if (!sp_str_eq_lit(x->host, "")) return 0;
+    if (x->port != 0) return 0;
+    if (x->security_protocol != 0) return 0;
+    return 1;
+}
+
 sp_controller_registration_request_listener_t *sp_controller_registration_request_listener_alloc(sp_arena_t *a, int32_t n)
 {
     sp_controller_registration_request_listener_t *v;
@@ -118,6 +128,15 @@ void sp_controller_registration_request_feature_init(sp_controller_registration_
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_controller_registration_request_feature_is_default(const sp_controller_registration_request_feature_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->name, "")) return 0;
+    if (x->min_supported_version != 0) return 0;
+    if (x->max_supported_version != 0) return 0;
+    return 1;
+}
+
 sp_controller_registration_request_feature_t *sp_controller_registration_request_feature_alloc(sp_arena_t *a, int32_t n)
 {
     sp_controller_registration_request_feature_t *v;
@@ -209,6 +228,17 @@ static void sp_controller_registration_request_feature_encode(sp_writer_t *w, co
 void sp_controller_registration_request_init(sp_controller_registration_request_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_controller_registration_request_is_default(const sp_controller_registration_request_t *x)
+{
+    (void)x;
+    if (x->controller_id != 0) return 0;
+    if (!sp_uuid_is_zero(x->incarnation_id)) return 0;
+    if (x->zk_migration_ready != false) return 0;
+    if (x->listeners.n != 0) return 0;
+    if (x->features.n != 0) return 0;
+    return 1;
 }
 
 sp_controller_registration_request_t *sp_controller_registration_request_alloc(sp_arena_t *a, int32_t n)

@@ -9,6 +9,15 @@ void sp_controller_registration_response_init(sp_controller_registration_respons
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_controller_registration_response_is_default(const sp_controller_registration_response_t *x)
+{
+    (void)x;
+    if (x->throttle_time_ms != 0) return 0;
+    if (x->error_code != 0) return 0;
+    if (!sp_str_eq_lit(x->error_message, "")) return 0;
+    return 1;
+}
+
 sp_controller_registration_response_t *sp_controller_registration_response_alloc(sp_arena_t *a, int32_t n)
 {
     sp_controller_registration_response_t *v;

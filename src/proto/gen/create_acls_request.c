@@ -13,6 +13,19 @@ void sp_create_acls_request_acl_creation_init(sp_create_acls_request_acl_creatio
     x->resource_pattern_type = 3;
 }
 
+static inline int sp_create_acls_request_acl_creation_is_default(const sp_create_acls_request_acl_creation_t *x)
+{
+    (void)x;
+    if (x->resource_type != 0) return 0;
+    if (!sp_str_eq_lit(x->resource_name, "")) return 0;
+    if (x->resource_pattern_type != 3) return 0;
+    if (!sp_str_eq_lit(x->principal, "")) return 0;
+    if (!sp_str_eq_lit(x->host, "")) return 0;
+    if (x->operation != 0) return 0;
+    if (x->permission_type != 0) return 0;
+    return 1;
+}
+
 sp_create_acls_request_acl_creation_t *sp_create_acls_request_acl_creation_alloc(sp_arena_t *a, int32_t n)
 {
     sp_create_acls_request_acl_creation_t *v;
@@ -144,6 +157,13 @@ static void sp_create_acls_request_acl_creation_encode(sp_writer_t *w, const sp_
 void sp_create_acls_request_init(sp_create_acls_request_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_create_acls_request_is_default(const sp_create_acls_request_t *x)
+{
+    (void)x;
+    if (x->creations.n != 0) return 0;
+    return 1;
 }
 
 sp_create_acls_request_t *sp_create_acls_request_alloc(sp_arena_t *a, int32_t n)

@@ -12,6 +12,14 @@ void sp_create_acls_response_acl_creation_result_init(sp_create_acls_response_ac
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_create_acls_response_acl_creation_result_is_default(const sp_create_acls_response_acl_creation_result_t *x)
+{
+    (void)x;
+    if (x->error_code != 0) return 0;
+    if (!sp_str_eq_lit(x->error_message, "")) return 0;
+    return 1;
+}
+
 sp_create_acls_response_acl_creation_result_t *sp_create_acls_response_acl_creation_result_alloc(sp_arena_t *a, int32_t n)
 {
     sp_create_acls_response_acl_creation_result_t *v;
@@ -93,6 +101,14 @@ static void sp_create_acls_response_acl_creation_result_encode(sp_writer_t *w, c
 void sp_create_acls_response_init(sp_create_acls_response_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_create_acls_response_is_default(const sp_create_acls_response_t *x)
+{
+    (void)x;
+    if (x->throttle_time_ms != 0) return 0;
+    if (x->results.n != 0) return 0;
+    return 1;
 }
 
 sp_create_acls_response_t *sp_create_acls_response_alloc(sp_arena_t *a, int32_t n)

@@ -12,6 +12,14 @@ void sp_create_delegation_token_request_creatable_renewers_init(sp_create_delega
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_create_delegation_token_request_creatable_renewers_is_default(const sp_create_delegation_token_request_creatable_renewers_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->principal_type, "")) return 0;
+    if (!sp_str_eq_lit(x->principal_name, "")) return 0;
+    return 1;
+}
+
 sp_create_delegation_token_request_creatable_renewers_t *sp_create_delegation_token_request_creatable_renewers_alloc(sp_arena_t *a, int32_t n)
 {
     sp_create_delegation_token_request_creatable_renewers_t *v;
@@ -93,6 +101,16 @@ static void sp_create_delegation_token_request_creatable_renewers_encode(sp_writ
 void sp_create_delegation_token_request_init(sp_create_delegation_token_request_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_create_delegation_token_request_is_default(const sp_create_delegation_token_request_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->owner_principal_type, "")) return 0;
+    if (!sp_str_eq_lit(x->owner_principal_name, "")) return 0;
+    if (x->renewers.n != 0) return 0;
+    if (x->max_lifetime_ms != 0) return 0;
+    return 1;
 }
 
 sp_create_delegation_token_request_t *sp_create_delegation_token_request_alloc(sp_arena_t *a, int32_t n)

@@ -9,6 +9,23 @@ void sp_create_delegation_token_response_init(sp_create_delegation_token_respons
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_create_delegation_token_response_is_default(const sp_create_delegation_token_response_t *x)
+{
+    (void)x;
+    if (x->error_code != 0) return 0;
+    if (!sp_str_eq_lit(x->principal_type, "")) return 0;
+    if (!sp_str_eq_lit(x->principal_name, "")) return 0;
+    if (!sp_str_eq_lit(x->token_requester_principal_type, "")) return 0;
+    if (!sp_str_eq_lit(x->token_requester_principal_name, "")) return 0;
+    if (x->issue_timestamp_ms != 0) return 0;
+    if (x->expiry_timestamp_ms != 0) return 0;
+    if (x->max_timestamp_ms != 0) return 0;
+    if (!sp_str_eq_lit(x->token_id, "")) return 0;
+    if (x->hmac.len != 0) return 0;
+    if (x->throttle_time_ms != 0) return 0;
+    return 1;
+}
+
 sp_create_delegation_token_response_t *sp_create_delegation_token_response_alloc(sp_arena_t *a, int32_t n)
 {
     sp_create_delegation_token_response_t *v;

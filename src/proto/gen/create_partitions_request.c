@@ -15,6 +15,13 @@ void sp_create_partitions_request_create_partitions_assignment_init(sp_create_pa
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_create_partitions_request_create_partitions_assignment_is_default(const sp_create_partitions_request_create_partitions_assignment_t *x)
+{
+    (void)x;
+    if (x->broker_ids.n != 0) return 0;
+    return 1;
+}
+
 sp_create_partitions_request_create_partitions_assignment_t *sp_create_partitions_request_create_partitions_assignment_alloc(sp_arena_t *a, int32_t n)
 {
     sp_create_partitions_request_create_partitions_assignment_t *v;
@@ -97,6 +104,15 @@ static void sp_create_partitions_request_create_partitions_assignment_encode(sp_
 void sp_create_partitions_request_create_partitions_topic_init(sp_create_partitions_request_create_partitions_topic_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_create_partitions_request_create_partitions_topic_is_default(const sp_create_partitions_request_create_partitions_topic_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->name, "")) return 0;
+    if (x->count != 0) return 0;
+    if (x->assignments.n != 0) return 0;
+    return 1;
 }
 
 sp_create_partitions_request_create_partitions_topic_t *sp_create_partitions_request_create_partitions_topic_alloc(sp_arena_t *a, int32_t n)
@@ -202,6 +218,15 @@ static void sp_create_partitions_request_create_partitions_topic_encode(sp_write
 void sp_create_partitions_request_init(sp_create_partitions_request_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_create_partitions_request_is_default(const sp_create_partitions_request_t *x)
+{
+    (void)x;
+    if (x->topics.n != 0) return 0;
+    if (x->timeout_ms != 0) return 0;
+    if (x->validate_only != false) return 0;
+    return 1;
 }
 
 sp_create_partitions_request_t *sp_create_partitions_request_alloc(sp_arena_t *a, int32_t n)

@@ -13,6 +13,15 @@ void sp_create_partitions_response_create_partitions_topic_result_init(sp_create
     x->error_message.len = -1;
 }
 
+static inline int sp_create_partitions_response_create_partitions_topic_result_is_default(const sp_create_partitions_response_create_partitions_topic_result_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->name, "")) return 0;
+    if (x->error_code != 0) return 0;
+    if (x->error_message.len >= 0) return 0;
+    return 1;
+}
+
 sp_create_partitions_response_create_partitions_topic_result_t *sp_create_partitions_response_create_partitions_topic_result_alloc(sp_arena_t *a, int32_t n)
 {
     sp_create_partitions_response_create_partitions_topic_result_t *v;
@@ -104,6 +113,14 @@ static void sp_create_partitions_response_create_partitions_topic_result_encode(
 void sp_create_partitions_response_init(sp_create_partitions_response_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_create_partitions_response_is_default(const sp_create_partitions_response_t *x)
+{
+    (void)x;
+    if (x->throttle_time_ms != 0) return 0;
+    if (x->results.n != 0) return 0;
+    return 1;
 }
 
 sp_create_partitions_response_t *sp_create_partitions_response_alloc(sp_arena_t *a, int32_t n)

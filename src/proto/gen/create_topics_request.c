@@ -18,6 +18,14 @@ void sp_create_topics_request_creatable_replica_assignment_init(sp_create_topics
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_create_topics_request_creatable_replica_assignment_is_default(const sp_create_topics_request_creatable_replica_assignment_t *x)
+{
+    (void)x;
+    if (x->partition_index != 0) return 0;
+    if (x->broker_ids.n != 0) return 0;
+    return 1;
+}
+
 sp_create_topics_request_creatable_replica_assignment_t *sp_create_topics_request_creatable_replica_assignment_alloc(sp_arena_t *a, int32_t n)
 {
     sp_create_topics_request_creatable_replica_assignment_t *v;
@@ -112,6 +120,14 @@ void sp_create_topics_request_creatable_topic_config_init(sp_create_topics_reque
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_create_topics_request_creatable_topic_config_is_default(const sp_create_topics_request_creatable_topic_config_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->name, "")) return 0;
+    if (!sp_str_eq_lit(x->value, "")) return 0;
+    return 1;
+}
+
 sp_create_topics_request_creatable_topic_config_t *sp_create_topics_request_creatable_topic_config_alloc(sp_arena_t *a, int32_t n)
 {
     sp_create_topics_request_creatable_topic_config_t *v;
@@ -193,6 +209,17 @@ static void sp_create_topics_request_creatable_topic_config_encode(sp_writer_t *
 void sp_create_topics_request_creatable_topic_init(sp_create_topics_request_creatable_topic_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_create_topics_request_creatable_topic_is_default(const sp_create_topics_request_creatable_topic_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->name, "")) return 0;
+    if (x->num_partitions != 0) return 0;
+    if (x->replication_factor != 0) return 0;
+    if (x->assignments.n != 0) return 0;
+    if (x->configs.n != 0) return 0;
+    return 1;
 }
 
 sp_create_topics_request_creatable_topic_t *sp_create_topics_request_creatable_topic_alloc(sp_arena_t *a, int32_t n)
@@ -331,6 +358,15 @@ void sp_create_topics_request_init(sp_create_topics_request_t *x)
 {
     memset(x, 0, sizeof(*x));
     x->timeout_ms = 60000;
+}
+
+static inline int sp_create_topics_request_is_default(const sp_create_topics_request_t *x)
+{
+    (void)x;
+    if (x->topics.n != 0) return 0;
+    if (x->timeout_ms != 60000) return 0;
+    if (x->validate_only != false) return 0;
+    return 1;
 }
 
 sp_create_topics_request_t *sp_create_topics_request_alloc(sp_arena_t *a, int32_t n)

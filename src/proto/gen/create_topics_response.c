@@ -16,6 +16,17 @@ void sp_create_topics_response_creatable_topic_configs_init(sp_create_topics_res
     x->config_source = -1;
 }
 
+static inline int sp_create_topics_response_creatable_topic_configs_is_default(const sp_create_topics_response_creatable_topic_configs_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->name, "")) return 0;
+    if (!sp_str_eq_lit(x->value, "")) return 0;
+    if (x->read_only != false) return 0;
+    if (x->config_source != -1) return 0;
+    if (x->is_sensitive != false) return 0;
+    return 1;
+}
+
 sp_create_topics_response_creatable_topic_configs_t *sp_create_topics_response_creatable_topic_configs_alloc(sp_arena_t *a, int32_t n)
 {
     sp_create_topics_response_creatable_topic_configs_t *v;
@@ -129,6 +140,20 @@ void sp_create_topics_response_creatable_topic_result_init(sp_create_topics_resp
     memset(x, 0, sizeof(*x));
     x->num_partitions = -1;
     x->replication_factor = -1;
+}
+
+static inline int sp_create_topics_response_creatable_topic_result_is_default(const sp_create_topics_response_creatable_topic_result_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->name, "")) return 0;
+    if (!sp_uuid_is_zero(x->topic_id)) return 0;
+    if (x->error_code != 0) return 0;
+    if (!sp_str_eq_lit(x->error_message, "")) return 0;
+    if (x->topic_config_error_code != 0) return 0;
+    if (x->num_partitions != -1) return 0;
+    if (x->replication_factor != -1) return 0;
+    if (x->configs.n != 0) return 0;
+    return 1;
 }
 
 sp_create_topics_response_creatable_topic_result_t *sp_create_topics_response_creatable_topic_result_alloc(sp_arena_t *a, int32_t n)
@@ -297,6 +322,14 @@ static void sp_create_topics_response_creatable_topic_result_encode(sp_writer_t 
 void sp_create_topics_response_init(sp_create_topics_response_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_create_topics_response_is_default(const sp_create_topics_response_t *x)
+{
+    (void)x;
+    if (x->throttle_time_ms != 0) return 0;
+    if (x->topics.n != 0) return 0;
+    return 1;
 }
 
 sp_create_topics_response_t *sp_create_topics_response_alloc(sp_arena_t *a, int32_t n)

@@ -9,6 +9,15 @@ void sp_default_principal_data_init(sp_default_principal_data_t *x)
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_default_principal_data_is_default(const sp_default_principal_data_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->type, "")) return 0;
+    if (!sp_str_eq_lit(x->name, "")) return 0;
+    if (x->token_authenticated != false) return 0;
+    return 1;
+}
+
 sp_default_principal_data_t *sp_default_principal_data_alloc(sp_arena_t *a, int32_t n)
 {
     sp_default_principal_data_t *v;

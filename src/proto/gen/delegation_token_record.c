@@ -9,6 +9,19 @@ void sp_delegation_token_record_init(sp_delegation_token_record_t *x)
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_delegation_token_record_is_default(const sp_delegation_token_record_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->owner, "")) return 0;
+    if (!sp_str_eq_lit(x->requester, "")) return 0;
+    if (x->renewers.n != 0) return 0;
+    if (x->issue_timestamp != 0) return 0;
+    if (x->max_timestamp != 0) return 0;
+    if (x->expiration_timestamp != 0) return 0;
+    if (!sp_str_eq_lit(x->token_id, "")) return 0;
+    return 1;
+}
+
 sp_delegation_token_record_t *sp_delegation_token_record_alloc(sp_arena_t *a, int32_t n)
 {
     sp_delegation_token_record_t *v;

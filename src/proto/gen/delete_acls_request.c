@@ -13,6 +13,19 @@ void sp_delete_acls_request_delete_acls_filter_init(sp_delete_acls_request_delet
     x->pattern_type_filter = 3;
 }
 
+static inline int sp_delete_acls_request_delete_acls_filter_is_default(const sp_delete_acls_request_delete_acls_filter_t *x)
+{
+    (void)x;
+    if (x->resource_type_filter != 0) return 0;
+    if (!sp_str_eq_lit(x->resource_name_filter, "")) return 0;
+    if (x->pattern_type_filter != 3) return 0;
+    if (!sp_str_eq_lit(x->principal_filter, "")) return 0;
+    if (!sp_str_eq_lit(x->host_filter, "")) return 0;
+    if (x->operation != 0) return 0;
+    if (x->permission_type != 0) return 0;
+    return 1;
+}
+
 sp_delete_acls_request_delete_acls_filter_t *sp_delete_acls_request_delete_acls_filter_alloc(sp_arena_t *a, int32_t n)
 {
     sp_delete_acls_request_delete_acls_filter_t *v;
@@ -144,6 +157,13 @@ static void sp_delete_acls_request_delete_acls_filter_encode(sp_writer_t *w, con
 void sp_delete_acls_request_init(sp_delete_acls_request_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_delete_acls_request_is_default(const sp_delete_acls_request_t *x)
+{
+    (void)x;
+    if (x->filters.n != 0) return 0;
+    return 1;
 }
 
 sp_delete_acls_request_t *sp_delete_acls_request_alloc(sp_arena_t *a, int32_t n)

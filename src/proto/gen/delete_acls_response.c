@@ -16,6 +16,21 @@ void sp_delete_acls_response_delete_acls_matching_acl_init(sp_delete_acls_respon
     x->pattern_type = 3;
 }
 
+static inline int sp_delete_acls_response_delete_acls_matching_acl_is_default(const sp_delete_acls_response_delete_acls_matching_acl_t *x)
+{
+    (void)x;
+    if (x->error_code != 0) return 0;
+    if (!sp_str_eq_lit(x->error_message, "")) return 0;
+    if (x->resource_type != 0) return 0;
+    if (!sp_str_eq_lit(x->resource_name, "")) return 0;
+    if (x->pattern_type != 3) return 0;
+    if (!sp_str_eq_lit(x->principal, "")) return 0;
+    if (!sp_str_eq_lit(x->host, "")) return 0;
+    if (x->operation != 0) return 0;
+    if (x->permission_type != 0) return 0;
+    return 1;
+}
+
 sp_delete_acls_response_delete_acls_matching_acl_t *sp_delete_acls_response_delete_acls_matching_acl_alloc(sp_arena_t *a, int32_t n)
 {
     sp_delete_acls_response_delete_acls_matching_acl_t *v;
@@ -169,6 +184,15 @@ void sp_delete_acls_response_delete_acls_filter_result_init(sp_delete_acls_respo
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_delete_acls_response_delete_acls_filter_result_is_default(const sp_delete_acls_response_delete_acls_filter_result_t *x)
+{
+    (void)x;
+    if (x->error_code != 0) return 0;
+    if (!sp_str_eq_lit(x->error_message, "")) return 0;
+    if (x->matching_acls.n != 0) return 0;
+    return 1;
+}
+
 sp_delete_acls_response_delete_acls_filter_result_t *sp_delete_acls_response_delete_acls_filter_result_alloc(sp_arena_t *a, int32_t n)
 {
     sp_delete_acls_response_delete_acls_filter_result_t *v;
@@ -272,6 +296,14 @@ static void sp_delete_acls_response_delete_acls_filter_result_encode(sp_writer_t
 void sp_delete_acls_response_init(sp_delete_acls_response_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_delete_acls_response_is_default(const sp_delete_acls_response_t *x)
+{
+    (void)x;
+    if (x->throttle_time_ms != 0) return 0;
+    if (x->filter_results.n != 0) return 0;
+    return 1;
 }
 
 sp_delete_acls_response_t *sp_delete_acls_response_alloc(sp_arena_t *a, int32_t n)

@@ -9,6 +9,13 @@ void sp_delete_groups_request_init(sp_delete_groups_request_t *x)
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_delete_groups_request_is_default(const sp_delete_groups_request_t *x)
+{
+    (void)x;
+    if (x->groups_names.n != 0) return 0;
+    return 1;
+}
+
 sp_delete_groups_request_t *sp_delete_groups_request_alloc(sp_arena_t *a, int32_t n)
 {
     sp_delete_groups_request_t *v;

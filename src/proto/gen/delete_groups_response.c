@@ -12,6 +12,14 @@ void sp_delete_groups_response_deletable_group_result_init(sp_delete_groups_resp
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_delete_groups_response_deletable_group_result_is_default(const sp_delete_groups_response_deletable_group_result_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->group_id, "")) return 0;
+    if (x->error_code != 0) return 0;
+    return 1;
+}
+
 sp_delete_groups_response_deletable_group_result_t *sp_delete_groups_response_deletable_group_result_alloc(sp_arena_t *a, int32_t n)
 {
     sp_delete_groups_response_deletable_group_result_t *v;
@@ -93,6 +101,14 @@ static void sp_delete_groups_response_deletable_group_result_encode(sp_writer_t 
 void sp_delete_groups_response_init(sp_delete_groups_response_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_delete_groups_response_is_default(const sp_delete_groups_response_t *x)
+{
+    (void)x;
+    if (x->throttle_time_ms != 0) return 0;
+    if (x->results.n != 0) return 0;
+    return 1;
 }
 
 sp_delete_groups_response_t *sp_delete_groups_response_alloc(sp_arena_t *a, int32_t n)

@@ -15,6 +15,14 @@ void sp_delete_records_request_delete_records_partition_init(sp_delete_records_r
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_delete_records_request_delete_records_partition_is_default(const sp_delete_records_request_delete_records_partition_t *x)
+{
+    (void)x;
+    if (x->partition_index != 0) return 0;
+    if (x->offset != 0) return 0;
+    return 1;
+}
+
 sp_delete_records_request_delete_records_partition_t *sp_delete_records_request_delete_records_partition_alloc(sp_arena_t *a, int32_t n)
 {
     sp_delete_records_request_delete_records_partition_t *v;
@@ -96,6 +104,14 @@ static void sp_delete_records_request_delete_records_partition_encode(sp_writer_
 void sp_delete_records_request_delete_records_topic_init(sp_delete_records_request_delete_records_topic_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_delete_records_request_delete_records_topic_is_default(const sp_delete_records_request_delete_records_topic_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->name, "")) return 0;
+    if (x->partitions.n != 0) return 0;
+    return 1;
 }
 
 sp_delete_records_request_delete_records_topic_t *sp_delete_records_request_delete_records_topic_alloc(sp_arena_t *a, int32_t n)
@@ -191,6 +207,14 @@ static void sp_delete_records_request_delete_records_topic_encode(sp_writer_t *w
 void sp_delete_records_request_init(sp_delete_records_request_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_delete_records_request_is_default(const sp_delete_records_request_t *x)
+{
+    (void)x;
+    if (x->topics.n != 0) return 0;
+    if (x->timeout_ms != 0) return 0;
+    return 1;
 }
 
 sp_delete_records_request_t *sp_delete_records_request_alloc(sp_arena_t *a, int32_t n)

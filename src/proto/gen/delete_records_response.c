@@ -15,6 +15,15 @@ void sp_delete_records_response_delete_records_partition_result_init(sp_delete_r
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_delete_records_response_delete_records_partition_result_is_default(const sp_delete_records_response_delete_records_partition_result_t *x)
+{
+    (void)x;
+    if (x->partition_index != 0) return 0;
+    if (x->low_watermark != 0) return 0;
+    if (x->error_code != 0) return 0;
+    return 1;
+}
+
 sp_delete_records_response_delete_records_partition_result_t *sp_delete_records_response_delete_records_partition_result_alloc(sp_arena_t *a, int32_t n)
 {
     sp_delete_records_response_delete_records_partition_result_t *v;
@@ -106,6 +115,14 @@ static void sp_delete_records_response_delete_records_partition_result_encode(sp
 void sp_delete_records_response_delete_records_topic_result_init(sp_delete_records_response_delete_records_topic_result_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_delete_records_response_delete_records_topic_result_is_default(const sp_delete_records_response_delete_records_topic_result_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->name, "")) return 0;
+    if (x->partitions.n != 0) return 0;
+    return 1;
 }
 
 sp_delete_records_response_delete_records_topic_result_t *sp_delete_records_response_delete_records_topic_result_alloc(sp_arena_t *a, int32_t n)
@@ -201,6 +218,14 @@ static void sp_delete_records_response_delete_records_topic_result_encode(sp_wri
 void sp_delete_records_response_init(sp_delete_records_response_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_delete_records_response_is_default(const sp_delete_records_response_t *x)
+{
+    (void)x;
+    if (x->throttle_time_ms != 0) return 0;
+    if (x->topics.n != 0) return 0;
+    return 1;
 }
 
 sp_delete_records_response_t *sp_delete_records_response_alloc(sp_arena_t *a, int32_t n)

@@ -15,6 +15,13 @@ void sp_delete_share_group_state_request_partition_data_init(sp_delete_share_gro
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_delete_share_group_state_request_partition_data_is_default(const sp_delete_share_group_state_request_partition_data_t *x)
+{
+    (void)x;
+    if (x->partition != 0) return 0;
+    return 1;
+}
+
 sp_delete_share_group_state_request_partition_data_t *sp_delete_share_group_state_request_partition_data_alloc(sp_arena_t *a, int32_t n)
 {
     sp_delete_share_group_state_request_partition_data_t *v;
@@ -86,6 +93,14 @@ static void sp_delete_share_group_state_request_partition_data_encode(sp_writer_
 void sp_delete_share_group_state_request_delete_state_data_init(sp_delete_share_group_state_request_delete_state_data_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_delete_share_group_state_request_delete_state_data_is_default(const sp_delete_share_group_state_request_delete_state_data_t *x)
+{
+    (void)x;
+    if (!sp_uuid_is_zero(x->topic_id)) return 0;
+    if (x->partitions.n != 0) return 0;
+    return 1;
 }
 
 sp_delete_share_group_state_request_delete_state_data_t *sp_delete_share_group_state_request_delete_state_data_alloc(sp_arena_t *a, int32_t n)
@@ -181,6 +196,14 @@ static void sp_delete_share_group_state_request_delete_state_data_encode(sp_writ
 void sp_delete_share_group_state_request_init(sp_delete_share_group_state_request_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_delete_share_group_state_request_is_default(const sp_delete_share_group_state_request_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->group_id, "")) return 0;
+    if (x->topics.n != 0) return 0;
+    return 1;
 }
 
 sp_delete_share_group_state_request_t *sp_delete_share_group_state_request_alloc(sp_arena_t *a, int32_t n)

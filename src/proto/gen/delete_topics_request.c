@@ -13,6 +13,14 @@ void sp_delete_topics_request_delete_topic_state_init(sp_delete_topics_request_d
     x->name.len = -1;
 }
 
+static inline int sp_delete_topics_request_delete_topic_state_is_default(const sp_delete_topics_request_delete_topic_state_t *x)
+{
+    (void)x;
+    if (x->name.len >= 0) return 0;
+    if (!sp_uuid_is_zero(x->topic_id)) return 0;
+    return 1;
+}
+
 sp_delete_topics_request_delete_topic_state_t *sp_delete_topics_request_delete_topic_state_alloc(sp_arena_t *a, int32_t n)
 {
     sp_delete_topics_request_delete_topic_state_t *v;
@@ -94,6 +102,15 @@ static void sp_delete_topics_request_delete_topic_state_encode(sp_writer_t *w, c
 void sp_delete_topics_request_init(sp_delete_topics_request_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_delete_topics_request_is_default(const sp_delete_topics_request_t *x)
+{
+    (void)x;
+    if (x->topics.n != 0) return 0;
+    if (x->topic_names.n != 0) return 0;
+    if (x->timeout_ms != 0) return 0;
+    return 1;
 }
 
 sp_delete_topics_request_t *sp_delete_topics_request_alloc(sp_arena_t *a, int32_t n)

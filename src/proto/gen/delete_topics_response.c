@@ -13,6 +13,16 @@ void sp_delete_topics_response_deletable_topic_result_init(sp_delete_topics_resp
     x->error_message.len = -1;
 }
 
+static inline int sp_delete_topics_response_deletable_topic_result_is_default(const sp_delete_topics_response_deletable_topic_result_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->name, "")) return 0;
+    if (!sp_uuid_is_zero(x->topic_id)) return 0;
+    if (x->error_code != 0) return 0;
+    if (x->error_message.len >= 0) return 0;
+    return 1;
+}
+
 sp_delete_topics_response_deletable_topic_result_t *sp_delete_topics_response_deletable_topic_result_alloc(sp_arena_t *a, int32_t n)
 {
     sp_delete_topics_response_deletable_topic_result_t *v;
@@ -114,6 +124,14 @@ static void sp_delete_topics_response_deletable_topic_result_encode(sp_writer_t 
 void sp_delete_topics_response_init(sp_delete_topics_response_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_delete_topics_response_is_default(const sp_delete_topics_response_t *x)
+{
+    (void)x;
+    if (x->throttle_time_ms != 0) return 0;
+    if (x->responses.n != 0) return 0;
+    return 1;
 }
 
 sp_delete_topics_response_t *sp_delete_topics_response_alloc(sp_arena_t *a, int32_t n)

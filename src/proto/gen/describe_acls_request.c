@@ -10,6 +10,19 @@ void sp_describe_acls_request_init(sp_describe_acls_request_t *x)
     x->pattern_type_filter = 3;
 }
 
+static inline int sp_describe_acls_request_is_default(const sp_describe_acls_request_t *x)
+{
+    (void)x;
+    if (x->resource_type_filter != 0) return 0;
+    if (!sp_str_eq_lit(x->resource_name_filter, "")) return 0;
+    if (x->pattern_type_filter != 3) return 0;
+    if (!sp_str_eq_lit(x->principal_filter, "")) return 0;
+    if (!sp_str_eq_lit(x->host_filter, "")) return 0;
+    if (x->operation != 0) return 0;
+    if (x->permission_type != 0) return 0;
+    return 1;
+}
+
 sp_describe_acls_request_t *sp_describe_acls_request_alloc(sp_arena_t *a, int32_t n)
 {
     sp_describe_acls_request_t *v;

@@ -15,6 +15,16 @@ void sp_describe_acls_response_acl_description_init(sp_describe_acls_response_ac
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_describe_acls_response_acl_description_is_default(const sp_describe_acls_response_acl_description_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->principal, "")) return 0;
+    if (!sp_str_eq_lit(x->host, "")) return 0;
+    if (x->operation != 0) return 0;
+    if (x->permission_type != 0) return 0;
+    return 1;
+}
+
 sp_describe_acls_response_acl_description_t *sp_describe_acls_response_acl_description_alloc(sp_arena_t *a, int32_t n)
 {
     sp_describe_acls_response_acl_description_t *v;
@@ -117,6 +127,16 @@ void sp_describe_acls_response_describe_acls_resource_init(sp_describe_acls_resp
 {
     memset(x, 0, sizeof(*x));
     x->pattern_type = 3;
+}
+
+static inline int sp_describe_acls_response_describe_acls_resource_is_default(const sp_describe_acls_response_describe_acls_resource_t *x)
+{
+    (void)x;
+    if (x->resource_type != 0) return 0;
+    if (!sp_str_eq_lit(x->resource_name, "")) return 0;
+    if (x->pattern_type != 3) return 0;
+    if (x->acls.n != 0) return 0;
+    return 1;
 }
 
 sp_describe_acls_response_describe_acls_resource_t *sp_describe_acls_response_describe_acls_resource_alloc(sp_arena_t *a, int32_t n)
@@ -232,6 +252,16 @@ static void sp_describe_acls_response_describe_acls_resource_encode(sp_writer_t 
 void sp_describe_acls_response_init(sp_describe_acls_response_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_describe_acls_response_is_default(const sp_describe_acls_response_t *x)
+{
+    (void)x;
+    if (x->throttle_time_ms != 0) return 0;
+    if (x->error_code != 0) return 0;
+    if (!sp_str_eq_lit(x->error_message, "")) return 0;
+    if (x->resources.n != 0) return 0;
+    return 1;
 }
 
 sp_describe_acls_response_t *sp_describe_acls_response_alloc(sp_arena_t *a, int32_t n)

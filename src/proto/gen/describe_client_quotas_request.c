@@ -12,6 +12,15 @@ void sp_describe_client_quotas_request_component_data_init(sp_describe_client_qu
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_describe_client_quotas_request_component_data_is_default(const sp_describe_client_quotas_request_component_data_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->entity_type, "")) return 0;
+    if (x->match_type != 0) return 0;
+    if (!sp_str_eq_lit(x->match, "")) return 0;
+    return 1;
+}
+
 sp_describe_client_quotas_request_component_data_t *sp_describe_client_quotas_request_component_data_alloc(sp_arena_t *a, int32_t n)
 {
     sp_describe_client_quotas_request_component_data_t *v;
@@ -103,6 +112,14 @@ static void sp_describe_client_quotas_request_component_data_encode(sp_writer_t 
 void sp_describe_client_quotas_request_init(sp_describe_client_quotas_request_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_describe_client_quotas_request_is_default(const sp_describe_client_quotas_request_t *x)
+{
+    (void)x;
+    if (x->components.n != 0) return 0;
+    if (x->strict != false) return 0;
+    return 1;
 }
 
 sp_describe_client_quotas_request_t *sp_describe_client_quotas_request_alloc(sp_arena_t *a, int32_t n)

@@ -18,6 +18,14 @@ void sp_describe_client_quotas_response_entity_data_init(sp_describe_client_quot
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_describe_client_quotas_response_entity_data_is_default(const sp_describe_client_quotas_response_entity_data_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->entity_type, "")) return 0;
+    if (!sp_str_eq_lit(x->entity_name, "")) return 0;
+    return 1;
+}
+
 sp_describe_client_quotas_response_entity_data_t *sp_describe_client_quotas_response_entity_data_alloc(sp_arena_t *a, int32_t n)
 {
     sp_describe_client_quotas_response_entity_data_t *v;
@@ -101,6 +109,14 @@ void sp_describe_client_quotas_response_value_data_init(sp_describe_client_quota
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_describe_client_quotas_response_value_data_is_default(const sp_describe_client_quotas_response_value_data_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->key, "")) return 0;
+    if (x->value != 0.0) return 0;
+    return 1;
+}
+
 sp_describe_client_quotas_response_value_data_t *sp_describe_client_quotas_response_value_data_alloc(sp_arena_t *a, int32_t n)
 {
     sp_describe_client_quotas_response_value_data_t *v;
@@ -182,6 +198,14 @@ static void sp_describe_client_quotas_response_value_data_encode(sp_writer_t *w,
 void sp_describe_client_quotas_response_entry_data_init(sp_describe_client_quotas_response_entry_data_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_describe_client_quotas_response_entry_data_is_default(const sp_describe_client_quotas_response_entry_data_t *x)
+{
+    (void)x;
+    if (x->entity.n != 0) return 0;
+    if (x->values.n != 0) return 0;
+    return 1;
 }
 
 sp_describe_client_quotas_response_entry_data_t *sp_describe_client_quotas_response_entry_data_alloc(sp_arena_t *a, int32_t n)
@@ -289,6 +313,16 @@ static void sp_describe_client_quotas_response_entry_data_encode(sp_writer_t *w,
 void sp_describe_client_quotas_response_init(sp_describe_client_quotas_response_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_describe_client_quotas_response_is_default(const sp_describe_client_quotas_response_t *x)
+{
+    (void)x;
+    if (x->throttle_time_ms != 0) return 0;
+    if (x->error_code != 0) return 0;
+    if (!sp_str_eq_lit(x->error_message, "")) return 0;
+    if (x->entries.n != 0) return 0;
+    return 1;
 }
 
 sp_describe_client_quotas_response_t *sp_describe_client_quotas_response_alloc(sp_arena_t *a, int32_t n)

@@ -10,6 +10,14 @@ void sp_describe_cluster_request_init(sp_describe_cluster_request_t *x)
     x->endpoint_type = 1;
 }
 
+static inline int sp_describe_cluster_request_is_default(const sp_describe_cluster_request_t *x)
+{
+    (void)x;
+    if (x->include_cluster_authorized_operations != false) return 0;
+    if (x->endpoint_type != 1) return 0;
+    return 1;
+}
+
 sp_describe_cluster_request_t *sp_describe_cluster_request_alloc(sp_arena_t *a, int32_t n)
 {
     sp_describe_cluster_request_t *v;

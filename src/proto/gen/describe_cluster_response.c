@@ -13,6 +13,16 @@ void sp_describe_cluster_response_describe_cluster_broker_init(sp_describe_clust
     x->rack.len = -1;
 }
 
+static inline int sp_describe_cluster_response_describe_cluster_broker_is_default(const sp_describe_cluster_response_describe_cluster_broker_t *x)
+{
+    (void)x;
+    if (x->broker_id != 0) return 0;
+    if (!sp_str_eq_lit(x->host, "")) return 0;
+    if (x->port != 0) return 0;
+    if (x->rack.len >= 0) return 0;
+    return 1;
+}
+
 sp_describe_cluster_response_describe_cluster_broker_t *sp_describe_cluster_response_describe_cluster_broker_alloc(sp_arena_t *a, int32_t n)
 {
     sp_describe_cluster_response_describe_cluster_broker_t *v;
@@ -118,6 +128,20 @@ void sp_describe_cluster_response_init(sp_describe_cluster_response_t *x)
     x->endpoint_type = 1;
     x->controller_id = -1;
     x->cluster_authorized_operations = INT32_MIN;
+}
+
+static inline int sp_describe_cluster_response_is_default(const sp_describe_cluster_response_t *x)
+{
+    (void)x;
+    if (x->throttle_time_ms != 0) return 0;
+    if (x->error_code != 0) return 0;
+    if (x->error_message.len >= 0) return 0;
+    if (x->endpoint_type != 1) return 0;
+    if (!sp_str_eq_lit(x->cluster_id, "")) return 0;
+    if (x->controller_id != -1) return 0;
+    if (x->brokers.n != 0) return 0;
+    if (x->cluster_authorized_operations != INT32_MIN) return 0;
+    return 1;
 }
 
 sp_describe_cluster_response_t *sp_describe_cluster_response_alloc(sp_arena_t *a, int32_t n)

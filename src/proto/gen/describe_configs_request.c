@@ -12,6 +12,15 @@ void sp_describe_configs_request_describe_configs_resource_init(sp_describe_conf
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_describe_configs_request_describe_configs_resource_is_default(const sp_describe_configs_request_describe_configs_resource_t *x)
+{
+    (void)x;
+    if (x->resource_type != 0) return 0;
+    if (!sp_str_eq_lit(x->resource_name, "")) return 0;
+    if (x->configuration_keys.n != 0) return 0;
+    return 1;
+}
+
 sp_describe_configs_request_describe_configs_resource_t *sp_describe_configs_request_describe_configs_resource_alloc(sp_arena_t *a, int32_t n)
 {
     sp_describe_configs_request_describe_configs_resource_t *v;
@@ -114,6 +123,15 @@ static void sp_describe_configs_request_describe_configs_resource_encode(sp_writ
 void sp_describe_configs_request_init(sp_describe_configs_request_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_describe_configs_request_is_default(const sp_describe_configs_request_t *x)
+{
+    (void)x;
+    if (x->resources.n != 0) return 0;
+    if (x->include_synonyms != false) return 0;
+    if (x->include_documentation != false) return 0;
+    return 1;
 }
 
 sp_describe_configs_request_t *sp_describe_configs_request_alloc(sp_arena_t *a, int32_t n)

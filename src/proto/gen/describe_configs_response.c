@@ -18,6 +18,15 @@ void sp_describe_configs_response_describe_configs_synonym_init(sp_describe_conf
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_describe_configs_response_describe_configs_synonym_is_default(const sp_describe_configs_response_describe_configs_synonym_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->name, "")) return 0;
+    if (!sp_str_eq_lit(x->value, "")) return 0;
+    if (x->source != 0) return 0;
+    return 1;
+}
+
 sp_describe_configs_response_describe_configs_synonym_t *sp_describe_configs_response_describe_configs_synonym_alloc(sp_arena_t *a, int32_t n)
 {
     sp_describe_configs_response_describe_configs_synonym_t *v;
@@ -110,6 +119,21 @@ void sp_describe_configs_response_describe_configs_resource_result_init(sp_descr
 {
     memset(x, 0, sizeof(*x));
     x->config_source = -1;
+}
+
+static inline int sp_describe_configs_response_describe_configs_resource_result_is_default(const sp_describe_configs_response_describe_configs_resource_result_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->name, "")) return 0;
+    if (!sp_str_eq_lit(x->value, "")) return 0;
+    if (x->read_only != false) return 0;
+    if (x->is_default != false) return 0;
+    if (x->config_source != -1) return 0;
+    if (x->is_sensitive != false) return 0;
+    if (x->synonyms.n != 0) return 0;
+    if (x->config_type != 0) return 0;
+    if (!sp_str_eq_lit(x->documentation, "")) return 0;
+    return 1;
 }
 
 sp_describe_configs_response_describe_configs_resource_result_t *sp_describe_configs_response_describe_configs_resource_result_alloc(sp_arena_t *a, int32_t n)
@@ -277,6 +301,17 @@ void sp_describe_configs_response_describe_configs_result_init(sp_describe_confi
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_describe_configs_response_describe_configs_result_is_default(const sp_describe_configs_response_describe_configs_result_t *x)
+{
+    (void)x;
+    if (x->error_code != 0) return 0;
+    if (!sp_str_eq_lit(x->error_message, "")) return 0;
+    if (x->resource_type != 0) return 0;
+    if (!sp_str_eq_lit(x->resource_name, "")) return 0;
+    if (x->configs.n != 0) return 0;
+    return 1;
+}
+
 sp_describe_configs_response_describe_configs_result_t *sp_describe_configs_response_describe_configs_result_alloc(sp_arena_t *a, int32_t n)
 {
     sp_describe_configs_response_describe_configs_result_t *v;
@@ -400,6 +435,14 @@ static void sp_describe_configs_response_describe_configs_result_encode(sp_write
 void sp_describe_configs_response_init(sp_describe_configs_response_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_describe_configs_response_is_default(const sp_describe_configs_response_t *x)
+{
+    (void)x;
+    if (x->throttle_time_ms != 0) return 0;
+    if (x->results.n != 0) return 0;
+    return 1;
 }
 
 sp_describe_configs_response_t *sp_describe_configs_response_alloc(sp_arena_t *a, int32_t n)

@@ -12,6 +12,14 @@ void sp_describe_delegation_token_request_describe_delegation_token_owner_init(s
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_describe_delegation_token_request_describe_delegation_token_owner_is_default(const sp_describe_delegation_token_request_describe_delegation_token_owner_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->principal_type, "")) return 0;
+    if (!sp_str_eq_lit(x->principal_name, "")) return 0;
+    return 1;
+}
+
 sp_describe_delegation_token_request_describe_delegation_token_owner_t *sp_describe_delegation_token_request_describe_delegation_token_owner_alloc(sp_arena_t *a, int32_t n)
 {
     sp_describe_delegation_token_request_describe_delegation_token_owner_t *v;
@@ -93,6 +101,13 @@ static void sp_describe_delegation_token_request_describe_delegation_token_owner
 void sp_describe_delegation_token_request_init(sp_describe_delegation_token_request_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_describe_delegation_token_request_is_default(const sp_describe_delegation_token_request_t *x)
+{
+    (void)x;
+    if (x->owners.n != 0) return 0;
+    return 1;
 }
 
 sp_describe_delegation_token_request_t *sp_describe_delegation_token_request_alloc(sp_arena_t *a, int32_t n)

@@ -15,6 +15,14 @@ void sp_describe_delegation_token_response_described_delegation_token_renewer_in
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_describe_delegation_token_response_described_delegation_token_renewer_is_default(const sp_describe_delegation_token_response_described_delegation_token_renewer_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->principal_type, "")) return 0;
+    if (!sp_str_eq_lit(x->principal_name, "")) return 0;
+    return 1;
+}
+
 sp_describe_delegation_token_response_described_delegation_token_renewer_t *sp_describe_delegation_token_response_described_delegation_token_renewer_alloc(sp_arena_t *a, int32_t n)
 {
     sp_describe_delegation_token_response_described_delegation_token_renewer_t *v;
@@ -96,6 +104,22 @@ static void sp_describe_delegation_token_response_described_delegation_token_ren
 void sp_describe_delegation_token_response_described_delegation_token_init(sp_describe_delegation_token_response_described_delegation_token_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_describe_delegation_token_response_described_delegation_token_is_default(const sp_describe_delegation_token_response_described_delegation_token_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->principal_type, "")) return 0;
+    if (!sp_str_eq_lit(x->principal_name, "")) return 0;
+    if (!sp_str_eq_lit(x->token_requester_principal_type, "")) return 0;
+    if (!sp_str_eq_lit(x->token_requester_principal_name, "")) return 0;
+    if (x->issue_timestamp != 0) return 0;
+    if (x->expiry_timestamp != 0) return 0;
+    if (x->max_timestamp != 0) return 0;
+    if (!sp_str_eq_lit(x->token_id, "")) return 0;
+    if (x->hmac.len != 0) return 0;
+    if (x->renewers.n != 0) return 0;
+    return 1;
 }
 
 sp_describe_delegation_token_response_described_delegation_token_t *sp_describe_delegation_token_response_described_delegation_token_alloc(sp_arena_t *a, int32_t n)
@@ -271,6 +295,15 @@ static void sp_describe_delegation_token_response_described_delegation_token_enc
 void sp_describe_delegation_token_response_init(sp_describe_delegation_token_response_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_describe_delegation_token_response_is_default(const sp_describe_delegation_token_response_t *x)
+{
+    (void)x;
+    if (x->error_code != 0) return 0;
+    if (x->tokens.n != 0) return 0;
+    if (x->throttle_time_ms != 0) return 0;
+    return 1;
 }
 
 sp_describe_delegation_token_response_t *sp_describe_delegation_token_response_alloc(sp_arena_t *a, int32_t n)

@@ -9,6 +9,14 @@ void sp_describe_groups_request_init(sp_describe_groups_request_t *x)
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_describe_groups_request_is_default(const sp_describe_groups_request_t *x)
+{
+    (void)x;
+    if (x->groups.n != 0) return 0;
+    if (x->include_authorized_operations != false) return 0;
+    return 1;
+}
+
 sp_describe_groups_request_t *sp_describe_groups_request_alloc(sp_arena_t *a, int32_t n)
 {
     sp_describe_groups_request_t *v;

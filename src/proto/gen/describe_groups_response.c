@@ -16,6 +16,18 @@ void sp_describe_groups_response_described_group_member_init(sp_describe_groups_
     x->group_instance_id.len = -1;
 }
 
+static inline int sp_describe_groups_response_described_group_member_is_default(const sp_describe_groups_response_described_group_member_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->member_id, "")) return 0;
+    if (x->group_instance_id.len >= 0) return 0;
+    if (!sp_str_eq_lit(x->client_id, "")) return 0;
+    if (!sp_str_eq_lit(x->client_host, "")) return 0;
+    if (x->member_metadata.len != 0) return 0;
+    if (x->member_assignment.len != 0) return 0;
+    return 1;
+}
+
 sp_describe_groups_response_described_group_member_t *sp_describe_groups_response_described_group_member_alloc(sp_arena_t *a, int32_t n)
 {
     sp_describe_groups_response_described_group_member_t *v;
@@ -138,6 +150,19 @@ void sp_describe_groups_response_described_group_init(sp_describe_groups_respons
 {
     memset(x, 0, sizeof(*x));
     x->authorized_operations = INT32_MIN;
+}
+
+static inline int sp_describe_groups_response_described_group_is_default(const sp_describe_groups_response_described_group_t *x)
+{
+    (void)x;
+    if (x->error_code != 0) return 0;
+    if (!sp_str_eq_lit(x->group_id, "")) return 0;
+    if (!sp_str_eq_lit(x->group_state, "")) return 0;
+    if (!sp_str_eq_lit(x->protocol_type, "")) return 0;
+    if (!sp_str_eq_lit(x->protocol_data, "")) return 0;
+    if (x->members.n != 0) return 0;
+    if (x->authorized_operations != INT32_MIN) return 0;
+    return 1;
 }
 
 sp_describe_groups_response_described_group_t *sp_describe_groups_response_described_group_alloc(sp_arena_t *a, int32_t n)
@@ -283,6 +308,14 @@ static void sp_describe_groups_response_described_group_encode(sp_writer_t *w, c
 void sp_describe_groups_response_init(sp_describe_groups_response_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_describe_groups_response_is_default(const sp_describe_groups_response_t *x)
+{
+    (void)x;
+    if (x->throttle_time_ms != 0) return 0;
+    if (x->groups.n != 0) return 0;
+    return 1;
 }
 
 sp_describe_groups_response_t *sp_describe_groups_response_alloc(sp_arena_t *a, int32_t n)

@@ -12,6 +12,14 @@ void sp_describe_log_dirs_request_describable_log_dir_topic_init(sp_describe_log
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_describe_log_dirs_request_describable_log_dir_topic_is_default(const sp_describe_log_dirs_request_describable_log_dir_topic_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->topic, "")) return 0;
+    if (x->partitions.n != 0) return 0;
+    return 1;
+}
+
 sp_describe_log_dirs_request_describable_log_dir_topic_t *sp_describe_log_dirs_request_describable_log_dir_topic_alloc(sp_arena_t *a, int32_t n)
 {
     sp_describe_log_dirs_request_describable_log_dir_topic_t *v;
@@ -104,6 +112,13 @@ static void sp_describe_log_dirs_request_describable_log_dir_topic_encode(sp_wri
 void sp_describe_log_dirs_request_init(sp_describe_log_dirs_request_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_describe_log_dirs_request_is_default(const sp_describe_log_dirs_request_t *x)
+{
+    (void)x;
+    if (x->topics.n != 0) return 0;
+    return 1;
 }
 
 sp_describe_log_dirs_request_t *sp_describe_log_dirs_request_alloc(sp_arena_t *a, int32_t n)

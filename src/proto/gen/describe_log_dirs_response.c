@@ -18,6 +18,16 @@ void sp_describe_log_dirs_response_describe_log_dirs_partition_init(sp_describe_
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_describe_log_dirs_response_describe_log_dirs_partition_is_default(const sp_describe_log_dirs_response_describe_log_dirs_partition_t *x)
+{
+    (void)x;
+    if (x->partition_index != 0) return 0;
+    if (x->partition_size != 0) return 0;
+    if (x->offset_lag != 0) return 0;
+    if (x->is_future_key != false) return 0;
+    return 1;
+}
+
 sp_describe_log_dirs_response_describe_log_dirs_partition_t *sp_describe_log_dirs_response_describe_log_dirs_partition_alloc(sp_arena_t *a, int32_t n)
 {
     sp_describe_log_dirs_response_describe_log_dirs_partition_t *v;
@@ -121,6 +131,14 @@ void sp_describe_log_dirs_response_describe_log_dirs_topic_init(sp_describe_log_
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_describe_log_dirs_response_describe_log_dirs_topic_is_default(const sp_describe_log_dirs_response_describe_log_dirs_topic_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->name, "")) return 0;
+    if (x->partitions.n != 0) return 0;
+    return 1;
+}
+
 sp_describe_log_dirs_response_describe_log_dirs_topic_t *sp_describe_log_dirs_response_describe_log_dirs_topic_alloc(sp_arena_t *a, int32_t n)
 {
     sp_describe_log_dirs_response_describe_log_dirs_topic_t *v;
@@ -216,6 +234,17 @@ void sp_describe_log_dirs_response_describe_log_dirs_result_init(sp_describe_log
     memset(x, 0, sizeof(*x));
     x->total_bytes = (int64_t)-1LL;
     x->usable_bytes = (int64_t)-1LL;
+}
+
+static inline int sp_describe_log_dirs_response_describe_log_dirs_result_is_default(const sp_describe_log_dirs_response_describe_log_dirs_result_t *x)
+{
+    (void)x;
+    if (x->error_code != 0) return 0;
+    if (!sp_str_eq_lit(x->log_dir, "")) return 0;
+    if (x->topics.n != 0) return 0;
+    if (x->total_bytes != (int64_t)-1LL) return 0;
+    if (x->usable_bytes != (int64_t)-1LL) return 0;
+    return 1;
 }
 
 sp_describe_log_dirs_response_describe_log_dirs_result_t *sp_describe_log_dirs_response_describe_log_dirs_result_alloc(sp_arena_t *a, int32_t n)
@@ -341,6 +370,15 @@ static void sp_describe_log_dirs_response_describe_log_dirs_result_encode(sp_wri
 void sp_describe_log_dirs_response_init(sp_describe_log_dirs_response_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_describe_log_dirs_response_is_default(const sp_describe_log_dirs_response_t *x)
+{
+    (void)x;
+    if (x->throttle_time_ms != 0) return 0;
+    if (x->error_code != 0) return 0;
+    if (x->results.n != 0) return 0;
+    return 1;
 }
 
 sp_describe_log_dirs_response_t *sp_describe_log_dirs_response_alloc(sp_arena_t *a, int32_t n)

@@ -12,6 +12,14 @@ void sp_describe_producers_request_topic_request_init(sp_describe_producers_requ
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_describe_producers_request_topic_request_is_default(const sp_describe_producers_request_topic_request_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->name, "")) return 0;
+    if (x->partition_indexes.n != 0) return 0;
+    return 1;
+}
+
 sp_describe_producers_request_topic_request_t *sp_describe_producers_request_topic_request_alloc(sp_arena_t *a, int32_t n)
 {
     sp_describe_producers_request_topic_request_t *v;
@@ -104,6 +112,13 @@ static void sp_describe_producers_request_topic_request_encode(sp_writer_t *w, c
 void sp_describe_producers_request_init(sp_describe_producers_request_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_describe_producers_request_is_default(const sp_describe_producers_request_t *x)
+{
+    (void)x;
+    if (x->topics.n != 0) return 0;
+    return 1;
 }
 
 sp_describe_producers_request_t *sp_describe_producers_request_alloc(sp_arena_t *a, int32_t n)

@@ -21,6 +21,18 @@ void sp_describe_producers_response_producer_state_init(sp_describe_producers_re
     x->current_txn_start_offset = (int64_t)-1LL;
 }
 
+static inline int sp_describe_producers_response_producer_state_is_default(const sp_describe_producers_response_producer_state_t *x)
+{
+    (void)x;
+    if (x->producer_id != 0) return 0;
+    if (x->producer_epoch != 0) return 0;
+    if (x->last_sequence != -1) return 0;
+    if (x->last_timestamp != (int64_t)-1LL) return 0;
+    if (x->coordinator_epoch != 0) return 0;
+    if (x->current_txn_start_offset != (int64_t)-1LL) return 0;
+    return 1;
+}
+
 sp_describe_producers_response_producer_state_t *sp_describe_producers_response_producer_state_alloc(sp_arena_t *a, int32_t n)
 {
     sp_describe_producers_response_producer_state_t *v;
@@ -145,6 +157,16 @@ void sp_describe_producers_response_partition_response_init(sp_describe_producer
     x->error_message.len = -1;
 }
 
+static inline int sp_describe_producers_response_partition_response_is_default(const sp_describe_producers_response_partition_response_t *x)
+{
+    (void)x;
+    if (x->partition_index != 0) return 0;
+    if (x->error_code != 0) return 0;
+    if (x->error_message.len >= 0) return 0;
+    if (x->active_producers.n != 0) return 0;
+    return 1;
+}
+
 sp_describe_producers_response_partition_response_t *sp_describe_producers_response_partition_response_alloc(sp_arena_t *a, int32_t n)
 {
     sp_describe_producers_response_partition_response_t *v;
@@ -260,6 +282,14 @@ void sp_describe_producers_response_topic_response_init(sp_describe_producers_re
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_describe_producers_response_topic_response_is_default(const sp_describe_producers_response_topic_response_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->name, "")) return 0;
+    if (x->partitions.n != 0) return 0;
+    return 1;
+}
+
 sp_describe_producers_response_topic_response_t *sp_describe_producers_response_topic_response_alloc(sp_arena_t *a, int32_t n)
 {
     sp_describe_producers_response_topic_response_t *v;
@@ -353,6 +383,14 @@ static void sp_describe_producers_response_topic_response_encode(sp_writer_t *w,
 void sp_describe_producers_response_init(sp_describe_producers_response_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_describe_producers_response_is_default(const sp_describe_producers_response_t *x)
+{
+    (void)x;
+    if (x->throttle_time_ms != 0) return 0;
+    if (x->topics.n != 0) return 0;
+    return 1;
 }
 
 sp_describe_producers_response_t *sp_describe_producers_response_alloc(sp_arena_t *a, int32_t n)

@@ -15,6 +15,13 @@ void sp_describe_quorum_request_partition_data_init(sp_describe_quorum_request_p
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_describe_quorum_request_partition_data_is_default(const sp_describe_quorum_request_partition_data_t *x)
+{
+    (void)x;
+    if (x->partition_index != 0) return 0;
+    return 1;
+}
+
 sp_describe_quorum_request_partition_data_t *sp_describe_quorum_request_partition_data_alloc(sp_arena_t *a, int32_t n)
 {
     sp_describe_quorum_request_partition_data_t *v;
@@ -86,6 +93,14 @@ static void sp_describe_quorum_request_partition_data_encode(sp_writer_t *w, con
 void sp_describe_quorum_request_topic_data_init(sp_describe_quorum_request_topic_data_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_describe_quorum_request_topic_data_is_default(const sp_describe_quorum_request_topic_data_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->topic_name, "")) return 0;
+    if (x->partitions.n != 0) return 0;
+    return 1;
 }
 
 sp_describe_quorum_request_topic_data_t *sp_describe_quorum_request_topic_data_alloc(sp_arena_t *a, int32_t n)
@@ -181,6 +196,13 @@ static void sp_describe_quorum_request_topic_data_encode(sp_writer_t *w, const s
 void sp_describe_quorum_request_init(sp_describe_quorum_request_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_describe_quorum_request_is_default(const sp_describe_quorum_request_t *x)
+{
+    (void)x;
+    if (x->topics.n != 0) return 0;
+    return 1;
 }
 
 sp_describe_quorum_request_t *sp_describe_quorum_request_alloc(sp_arena_t *a, int32_t n)

@@ -26,6 +26,17 @@ void sp_describe_quorum_response_replica_state_init(sp_describe_quorum_response_
     x->last_caught_up_timestamp = (int64_t)-1LL;
 }
 
+static inline int sp_describe_quorum_response_replica_state_is_default(const sp_describe_quorum_response_replica_state_t *x)
+{
+    (void)x;
+    if (x->replica_id != 0) return 0;
+    if (!sp_uuid_is_zero(x->replica_directory_id)) return 0;
+    if (x->log_end_offset != 0) return 0;
+    if (x->last_fetch_timestamp != (int64_t)-1LL) return 0;
+    if (x->last_caught_up_timestamp != (int64_t)-1LL) return 0;
+    return 1;
+}
+
 sp_describe_quorum_response_replica_state_t *sp_describe_quorum_response_replica_state_alloc(sp_arena_t *a, int32_t n)
 {
     sp_describe_quorum_response_replica_state_t *v;
@@ -137,6 +148,20 @@ static void sp_describe_quorum_response_replica_state_encode(sp_writer_t *w, con
 void sp_describe_quorum_response_partition_data_init(sp_describe_quorum_response_partition_data_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_describe_quorum_response_partition_data_is_default(const sp_describe_quorum_response_partition_data_t *x)
+{
+    (void)x;
+    if (x->partition_index != 0) return 0;
+    if (x->error_code != 0) return 0;
+    if (!sp_str_eq_lit(x->error_message, "")) return 0;
+    if (x->leader_id != 0) return 0;
+    if (x->leader_epoch != 0) return 0;
+    if (x->high_watermark != 0) return 0;
+    if (x->current_voters.n != 0) return 0;
+    if (x->observers.n != 0) return 0;
+    return 1;
 }
 
 sp_describe_quorum_response_partition_data_t *sp_describe_quorum_response_partition_data_alloc(sp_arena_t *a, int32_t n)
@@ -306,6 +331,14 @@ void sp_describe_quorum_response_topic_data_init(sp_describe_quorum_response_top
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_describe_quorum_response_topic_data_is_default(const sp_describe_quorum_response_topic_data_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->topic_name, "")) return 0;
+    if (x->partitions.n != 0) return 0;
+    return 1;
+}
+
 sp_describe_quorum_response_topic_data_t *sp_describe_quorum_response_topic_data_alloc(sp_arena_t *a, int32_t n)
 {
     sp_describe_quorum_response_topic_data_t *v;
@@ -401,6 +434,15 @@ void sp_describe_quorum_response_listener_init(sp_describe_quorum_response_liste
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_describe_quorum_response_listener_is_default(const sp_describe_quorum_response_listener_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->name, "")) return 0;
+    if (!sp_str_eq_lit(x->host, "")) return 0;
+    if (x->port != 0) return 0;
+    return 1;
+}
+
 sp_describe_quorum_response_listener_t *sp_describe_quorum_response_listener_alloc(sp_arena_t *a, int32_t n)
 {
     sp_describe_quorum_response_listener_t *v;
@@ -492,6 +534,14 @@ static void sp_describe_quorum_response_listener_encode(sp_writer_t *w, const sp
 void sp_describe_quorum_response_node_init(sp_describe_quorum_response_node_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_describe_quorum_response_node_is_default(const sp_describe_quorum_response_node_t *x)
+{
+    (void)x;
+    if (x->node_id != 0) return 0;
+    if (x->listeners.n != 0) return 0;
+    return 1;
 }
 
 sp_describe_quorum_response_node_t *sp_describe_quorum_response_node_alloc(sp_arena_t *a, int32_t n)
@@ -587,6 +637,16 @@ static void sp_describe_quorum_response_node_encode(sp_writer_t *w, const sp_des
 void sp_describe_quorum_response_init(sp_describe_quorum_response_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_describe_quorum_response_is_default(const sp_describe_quorum_response_t *x)
+{
+    (void)x;
+    if (x->error_code != 0) return 0;
+    if (!sp_str_eq_lit(x->error_message, "")) return 0;
+    if (x->topics.n != 0) return 0;
+    if (x->nodes.n != 0) return 0;
+    return 1;
 }
 
 sp_describe_quorum_response_t *sp_describe_quorum_response_alloc(sp_arena_t *a, int32_t n)

@@ -15,6 +15,13 @@ void sp_describe_topic_partitions_request_topic_request_init(sp_describe_topic_p
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_describe_topic_partitions_request_topic_request_is_default(const sp_describe_topic_partitions_request_topic_request_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->name, "")) return 0;
+    return 1;
+}
+
 sp_describe_topic_partitions_request_topic_request_t *sp_describe_topic_partitions_request_topic_request_alloc(sp_arena_t *a, int32_t n)
 {
     sp_describe_topic_partitions_request_topic_request_t *v;
@@ -86,6 +93,14 @@ static void sp_describe_topic_partitions_request_topic_request_encode(sp_writer_
 void sp_describe_topic_partitions_request_cursor_init(sp_describe_topic_partitions_request_cursor_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_describe_topic_partitions_request_cursor_is_default(const sp_describe_topic_partitions_request_cursor_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->topic_name, "")) return 0;
+    if (x->partition_index != 0) return 0;
+    return 1;
 }
 
 sp_describe_topic_partitions_request_cursor_t *sp_describe_topic_partitions_request_cursor_alloc(sp_arena_t *a, int32_t n)
@@ -172,6 +187,15 @@ void sp_describe_topic_partitions_request_init(sp_describe_topic_partitions_requ
     x->response_partition_limit = 2000;
     sp_describe_topic_partitions_request_cursor_init(&x->cursor);
     x->cursor_is_null = true;
+}
+
+static inline int sp_describe_topic_partitions_request_is_default(const sp_describe_topic_partitions_request_t *x)
+{
+    (void)x;
+    if (x->topics.n != 0) return 0;
+    if (x->response_partition_limit != 2000) return 0;
+    if (!x->cursor_is_null) return 0;
+    return 1;
 }
 
 sp_describe_topic_partitions_request_t *sp_describe_topic_partitions_request_alloc(sp_arena_t *a, int32_t n)

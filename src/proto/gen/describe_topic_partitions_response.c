@@ -21,6 +21,21 @@ void sp_describe_topic_partitions_response_partition_init(sp_describe_topic_part
     x->last_known_elr.n = -1;
 }
 
+static inline int sp_describe_topic_partitions_response_partition_is_default(const sp_describe_topic_partitions_response_partition_t *x)
+{
+    (void)x;
+    if (x->error_code != 0) return 0;
+    if (x->partition_index != 0) return 0;
+    if (x->leader_id != 0) return 0;
+    if (x->leader_epoch != -1) return 0;
+    if (x->replica_nodes.n != 0) return 0;
+    if (x->isr_nodes.n != 0) return 0;
+    if (x->eligible_leader_replicas.n >= 0) return 0;
+    if (x->last_known_elr.n >= 0) return 0;
+    if (x->offline_replicas.n != 0) return 0;
+    return 1;
+}
+
 sp_describe_topic_partitions_response_partition_t *sp_describe_topic_partitions_response_partition_alloc(sp_arena_t *a, int32_t n)
 {
     sp_describe_topic_partitions_response_partition_t *v;
@@ -230,6 +245,18 @@ void sp_describe_topic_partitions_response_topic_init(sp_describe_topic_partitio
     x->topic_authorized_operations = INT32_MIN;
 }
 
+static inline int sp_describe_topic_partitions_response_topic_is_default(const sp_describe_topic_partitions_response_topic_t *x)
+{
+    (void)x;
+    if (x->error_code != 0) return 0;
+    if (!sp_str_eq_lit(x->name, "")) return 0;
+    if (!sp_uuid_is_zero(x->topic_id)) return 0;
+    if (x->is_internal != false) return 0;
+    if (x->partitions.n != 0) return 0;
+    if (x->topic_authorized_operations != INT32_MIN) return 0;
+    return 1;
+}
+
 sp_describe_topic_partitions_response_topic_t *sp_describe_topic_partitions_response_topic_alloc(sp_arena_t *a, int32_t n)
 {
     sp_describe_topic_partitions_response_topic_t *v;
@@ -365,6 +392,14 @@ void sp_describe_topic_partitions_response_cursor_init(sp_describe_topic_partiti
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_describe_topic_partitions_response_cursor_is_default(const sp_describe_topic_partitions_response_cursor_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->topic_name, "")) return 0;
+    if (x->partition_index != 0) return 0;
+    return 1;
+}
+
 sp_describe_topic_partitions_response_cursor_t *sp_describe_topic_partitions_response_cursor_alloc(sp_arena_t *a, int32_t n)
 {
     sp_describe_topic_partitions_response_cursor_t *v;
@@ -448,6 +483,15 @@ void sp_describe_topic_partitions_response_init(sp_describe_topic_partitions_res
     memset(x, 0, sizeof(*x));
     sp_describe_topic_partitions_response_cursor_init(&x->next_cursor);
     x->next_cursor_is_null = true;
+}
+
+static inline int sp_describe_topic_partitions_response_is_default(const sp_describe_topic_partitions_response_t *x)
+{
+    (void)x;
+    if (x->throttle_time_ms != 0) return 0;
+    if (x->topics.n != 0) return 0;
+    if (!x->next_cursor_is_null) return 0;
+    return 1;
 }
 
 sp_describe_topic_partitions_response_t *sp_describe_topic_partitions_response_alloc(sp_arena_t *a, int32_t n)

@@ -15,6 +15,14 @@ void sp_describe_transactions_response_topic_data_init(sp_describe_transactions_
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_describe_transactions_response_topic_data_is_default(const sp_describe_transactions_response_topic_data_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->topic, "")) return 0;
+    if (x->partitions.n != 0) return 0;
+    return 1;
+}
+
 sp_describe_transactions_response_topic_data_t *sp_describe_transactions_response_topic_data_alloc(sp_arena_t *a, int32_t n)
 {
     sp_describe_transactions_response_topic_data_t *v;
@@ -107,6 +115,20 @@ static void sp_describe_transactions_response_topic_data_encode(sp_writer_t *w, 
 void sp_describe_transactions_response_transaction_state_init(sp_describe_transactions_response_transaction_state_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_describe_transactions_response_transaction_state_is_default(const sp_describe_transactions_response_transaction_state_t *x)
+{
+    (void)x;
+    if (x->error_code != 0) return 0;
+    if (!sp_str_eq_lit(x->transactional_id, "")) return 0;
+    if (!sp_str_eq_lit(x->transaction_state, "")) return 0;
+    if (x->transaction_timeout_ms != 0) return 0;
+    if (x->transaction_start_time_ms != 0) return 0;
+    if (x->producer_id != 0) return 0;
+    if (x->producer_epoch != 0) return 0;
+    if (x->topics.n != 0) return 0;
+    return 1;
 }
 
 sp_describe_transactions_response_transaction_state_t *sp_describe_transactions_response_transaction_state_alloc(sp_arena_t *a, int32_t n)
@@ -262,6 +284,14 @@ static void sp_describe_transactions_response_transaction_state_encode(sp_writer
 void sp_describe_transactions_response_init(sp_describe_transactions_response_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_describe_transactions_response_is_default(const sp_describe_transactions_response_t *x)
+{
+    (void)x;
+    if (x->throttle_time_ms != 0) return 0;
+    if (x->transaction_states.n != 0) return 0;
+    return 1;
 }
 
 sp_describe_transactions_response_t *sp_describe_transactions_response_alloc(sp_arena_t *a, int32_t n)

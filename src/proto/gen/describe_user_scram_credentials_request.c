@@ -12,6 +12,13 @@ void sp_describe_user_scram_credentials_request_user_name_init(sp_describe_user_
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_describe_user_scram_credentials_request_user_name_is_default(const sp_describe_user_scram_credentials_request_user_name_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->name, "")) return 0;
+    return 1;
+}
+
 sp_describe_user_scram_credentials_request_user_name_t *sp_describe_user_scram_credentials_request_user_name_alloc(sp_arena_t *a, int32_t n)
 {
     sp_describe_user_scram_credentials_request_user_name_t *v;
@@ -83,6 +90,13 @@ static void sp_describe_user_scram_credentials_request_user_name_encode(sp_write
 void sp_describe_user_scram_credentials_request_init(sp_describe_user_scram_credentials_request_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_describe_user_scram_credentials_request_is_default(const sp_describe_user_scram_credentials_request_t *x)
+{
+    (void)x;
+    if (x->users.n != 0) return 0;
+    return 1;
 }
 
 sp_describe_user_scram_credentials_request_t *sp_describe_user_scram_credentials_request_alloc(sp_arena_t *a, int32_t n)

@@ -15,6 +15,14 @@ void sp_describe_user_scram_credentials_response_credential_info_init(sp_describ
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_describe_user_scram_credentials_response_credential_info_is_default(const sp_describe_user_scram_credentials_response_credential_info_t *x)
+{
+    (void)x;
+    if (x->mechanism != 0) return 0;
+    if (x->iterations != 0) return 0;
+    return 1;
+}
+
 sp_describe_user_scram_credentials_response_credential_info_t *sp_describe_user_scram_credentials_response_credential_info_alloc(sp_arena_t *a, int32_t n)
 {
     sp_describe_user_scram_credentials_response_credential_info_t *v;
@@ -96,6 +104,16 @@ static void sp_describe_user_scram_credentials_response_credential_info_encode(s
 void sp_describe_user_scram_credentials_response_describe_user_scram_credentials_result_init(sp_describe_user_scram_credentials_response_describe_user_scram_credentials_result_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_describe_user_scram_credentials_response_describe_user_scram_credentials_result_is_default(const sp_describe_user_scram_credentials_response_describe_user_scram_credentials_result_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->user, "")) return 0;
+    if (x->error_code != 0) return 0;
+    if (!sp_str_eq_lit(x->error_message, "")) return 0;
+    if (x->credential_infos.n != 0) return 0;
+    return 1;
 }
 
 sp_describe_user_scram_credentials_response_describe_user_scram_credentials_result_t *sp_describe_user_scram_credentials_response_describe_user_scram_credentials_result_alloc(sp_arena_t *a, int32_t n)
@@ -211,6 +229,16 @@ static void sp_describe_user_scram_credentials_response_describe_user_scram_cred
 void sp_describe_user_scram_credentials_response_init(sp_describe_user_scram_credentials_response_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_describe_user_scram_credentials_response_is_default(const sp_describe_user_scram_credentials_response_t *x)
+{
+    (void)x;
+    if (x->throttle_time_ms != 0) return 0;
+    if (x->error_code != 0) return 0;
+    if (!sp_str_eq_lit(x->error_message, "")) return 0;
+    if (x->results.n != 0) return 0;
+    return 1;
 }
 
 sp_describe_user_scram_credentials_response_t *sp_describe_user_scram_credentials_response_alloc(sp_arena_t *a, int32_t n)

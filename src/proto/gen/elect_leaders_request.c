@@ -12,6 +12,14 @@ void sp_elect_leaders_request_topic_partitions_init(sp_elect_leaders_request_top
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_elect_leaders_request_topic_partitions_is_default(const sp_elect_leaders_request_topic_partitions_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->topic, "")) return 0;
+    if (x->partitions.n != 0) return 0;
+    return 1;
+}
+
 sp_elect_leaders_request_topic_partitions_t *sp_elect_leaders_request_topic_partitions_alloc(sp_arena_t *a, int32_t n)
 {
     sp_elect_leaders_request_topic_partitions_t *v;
@@ -105,6 +113,15 @@ void sp_elect_leaders_request_init(sp_elect_leaders_request_t *x)
 {
     memset(x, 0, sizeof(*x));
     x->timeout_ms = 60000;
+}
+
+static inline int sp_elect_leaders_request_is_default(const sp_elect_leaders_request_t *x)
+{
+    (void)x;
+    if (x->election_type != 0) return 0;
+    if (x->topic_partitions.n != 0) return 0;
+    if (x->timeout_ms != 60000) return 0;
+    return 1;
 }
 
 sp_elect_leaders_request_t *sp_elect_leaders_request_alloc(sp_arena_t *a, int32_t n)

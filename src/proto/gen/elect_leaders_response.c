@@ -15,6 +15,15 @@ void sp_elect_leaders_response_partition_result_init(sp_elect_leaders_response_p
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_elect_leaders_response_partition_result_is_default(const sp_elect_leaders_response_partition_result_t *x)
+{
+    (void)x;
+    if (x->partition_id != 0) return 0;
+    if (x->error_code != 0) return 0;
+    if (!sp_str_eq_lit(x->error_message, "")) return 0;
+    return 1;
+}
+
 sp_elect_leaders_response_partition_result_t *sp_elect_leaders_response_partition_result_alloc(sp_arena_t *a, int32_t n)
 {
     sp_elect_leaders_response_partition_result_t *v;
@@ -106,6 +115,14 @@ static void sp_elect_leaders_response_partition_result_encode(sp_writer_t *w, co
 void sp_elect_leaders_response_replica_election_result_init(sp_elect_leaders_response_replica_election_result_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_elect_leaders_response_replica_election_result_is_default(const sp_elect_leaders_response_replica_election_result_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->topic, "")) return 0;
+    if (x->partition_result.n != 0) return 0;
+    return 1;
 }
 
 sp_elect_leaders_response_replica_election_result_t *sp_elect_leaders_response_replica_election_result_alloc(sp_arena_t *a, int32_t n)
@@ -201,6 +218,15 @@ static void sp_elect_leaders_response_replica_election_result_encode(sp_writer_t
 void sp_elect_leaders_response_init(sp_elect_leaders_response_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_elect_leaders_response_is_default(const sp_elect_leaders_response_t *x)
+{
+    (void)x;
+    if (x->throttle_time_ms != 0) return 0;
+    if (x->error_code != 0) return 0;
+    if (x->replica_election_results.n != 0) return 0;
+    return 1;
 }
 
 sp_elect_leaders_response_t *sp_elect_leaders_response_alloc(sp_arena_t *a, int32_t n)

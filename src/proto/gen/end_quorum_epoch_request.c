@@ -21,6 +21,14 @@ void sp_end_quorum_epoch_request_replica_info_init(sp_end_quorum_epoch_request_r
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_end_quorum_epoch_request_replica_info_is_default(const sp_end_quorum_epoch_request_replica_info_t *x)
+{
+    (void)x;
+    if (x->candidate_id != 0) return 0;
+    if (!sp_uuid_is_zero(x->candidate_directory_id)) return 0;
+    return 1;
+}
+
 sp_end_quorum_epoch_request_replica_info_t *sp_end_quorum_epoch_request_replica_info_alloc(sp_arena_t *a, int32_t n)
 {
     sp_end_quorum_epoch_request_replica_info_t *v;
@@ -102,6 +110,17 @@ static void sp_end_quorum_epoch_request_replica_info_encode(sp_writer_t *w, cons
 void sp_end_quorum_epoch_request_partition_data_init(sp_end_quorum_epoch_request_partition_data_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_end_quorum_epoch_request_partition_data_is_default(const sp_end_quorum_epoch_request_partition_data_t *x)
+{
+    (void)x;
+    if (x->partition_index != 0) return 0;
+    if (x->leader_id != 0) return 0;
+    if (x->leader_epoch != 0) return 0;
+    if (x->preferred_successors.n != 0) return 0;
+    if (x->preferred_candidates.n != 0) return 0;
+    return 1;
 }
 
 sp_end_quorum_epoch_request_partition_data_t *sp_end_quorum_epoch_request_partition_data_alloc(sp_arena_t *a, int32_t n)
@@ -240,6 +259,14 @@ void sp_end_quorum_epoch_request_topic_data_init(sp_end_quorum_epoch_request_top
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_end_quorum_epoch_request_topic_data_is_default(const sp_end_quorum_epoch_request_topic_data_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->topic_name, "")) return 0;
+    if (x->partitions.n != 0) return 0;
+    return 1;
+}
+
 sp_end_quorum_epoch_request_topic_data_t *sp_end_quorum_epoch_request_topic_data_alloc(sp_arena_t *a, int32_t n)
 {
     sp_end_quorum_epoch_request_topic_data_t *v;
@@ -335,6 +362,15 @@ void sp_end_quorum_epoch_request_leader_endpoint_init(sp_end_quorum_epoch_reques
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_end_quorum_epoch_request_leader_endpoint_is_default(const sp_end_quorum_epoch_request_leader_endpoint_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->name, "")) return 0;
+    if (!sp_str_eq_lit(x->host, "")) return 0;
+    if (x->port != 0) return 0;
+    return 1;
+}
+
 sp_end_quorum_epoch_request_leader_endpoint_t *sp_end_quorum_epoch_request_leader_endpoint_alloc(sp_arena_t *a, int32_t n)
 {
     sp_end_quorum_epoch_request_leader_endpoint_t *v;
@@ -427,6 +463,15 @@ void sp_end_quorum_epoch_request_init(sp_end_quorum_epoch_request_t *x)
 {
     memset(x, 0, sizeof(*x));
     x->cluster_id.len = -1;
+}
+
+static inline int sp_end_quorum_epoch_request_is_default(const sp_end_quorum_epoch_request_t *x)
+{
+    (void)x;
+    if (x->cluster_id.len >= 0) return 0;
+    if (x->topics.n != 0) return 0;
+    if (x->leader_endpoints.n != 0) return 0;
+    return 1;
 }
 
 sp_end_quorum_epoch_request_t *sp_end_quorum_epoch_request_alloc(sp_arena_t *a, int32_t n)

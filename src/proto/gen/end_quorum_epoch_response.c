@@ -18,6 +18,16 @@ void sp_end_quorum_epoch_response_partition_data_init(sp_end_quorum_epoch_respon
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_end_quorum_epoch_response_partition_data_is_default(const sp_end_quorum_epoch_response_partition_data_t *x)
+{
+    (void)x;
+    if (x->partition_index != 0) return 0;
+    if (x->error_code != 0) return 0;
+    if (x->leader_id != 0) return 0;
+    if (x->leader_epoch != 0) return 0;
+    return 1;
+}
+
 sp_end_quorum_epoch_response_partition_data_t *sp_end_quorum_epoch_response_partition_data_alloc(sp_arena_t *a, int32_t n)
 {
     sp_end_quorum_epoch_response_partition_data_t *v;
@@ -121,6 +131,14 @@ void sp_end_quorum_epoch_response_topic_data_init(sp_end_quorum_epoch_response_t
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_end_quorum_epoch_response_topic_data_is_default(const sp_end_quorum_epoch_response_topic_data_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->topic_name, "")) return 0;
+    if (x->partitions.n != 0) return 0;
+    return 1;
+}
+
 sp_end_quorum_epoch_response_topic_data_t *sp_end_quorum_epoch_response_topic_data_alloc(sp_arena_t *a, int32_t n)
 {
     sp_end_quorum_epoch_response_topic_data_t *v;
@@ -216,6 +234,15 @@ void sp_end_quorum_epoch_response_node_endpoint_init(sp_end_quorum_epoch_respons
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_end_quorum_epoch_response_node_endpoint_is_default(const sp_end_quorum_epoch_response_node_endpoint_t *x)
+{
+    (void)x;
+    if (x->node_id != 0) return 0;
+    if (!sp_str_eq_lit(x->host, "")) return 0;
+    if (x->port != 0) return 0;
+    return 1;
+}
+
 sp_end_quorum_epoch_response_node_endpoint_t *sp_end_quorum_epoch_response_node_endpoint_alloc(sp_arena_t *a, int32_t n)
 {
     sp_end_quorum_epoch_response_node_endpoint_t *v;
@@ -307,6 +334,15 @@ static void sp_end_quorum_epoch_response_node_endpoint_encode(sp_writer_t *w, co
 void sp_end_quorum_epoch_response_init(sp_end_quorum_epoch_response_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_end_quorum_epoch_response_is_default(const sp_end_quorum_epoch_response_t *x)
+{
+    (void)x;
+    if (x->error_code != 0) return 0;
+    if (x->topics.n != 0) return 0;
+    if (x->node_endpoints.n != 0) return 0;
+    return 1;
 }
 
 sp_end_quorum_epoch_response_t *sp_end_quorum_epoch_response_alloc(sp_arena_t *a, int32_t n)

@@ -11,6 +11,16 @@ void sp_end_txn_response_init(sp_end_txn_response_t *x)
     x->producer_epoch = -1;
 }
 
+static inline int sp_end_txn_response_is_default(const sp_end_txn_response_t *x)
+{
+    (void)x;
+    if (x->throttle_time_ms != 0) return 0;
+    if (x->error_code != 0) return 0;
+    if (x->producer_id != (int64_t)-1LL) return 0;
+    if (x->producer_epoch != -1) return 0;
+    return 1;
+}
+
 sp_end_txn_response_t *sp_end_txn_response_alloc(sp_arena_t *a, int32_t n)
 {
     sp_end_txn_response_t *v;

@@ -10,6 +10,15 @@ void sp_envelope_request_init(sp_envelope_request_t *x)
     x->request_principal.len = -1;
 }
 
+static inline int sp_envelope_request_is_default(const sp_envelope_request_t *x)
+{
+    (void)x;
+    if (x->request_data.len != 0) return 0;
+    if (x->request_principal.len != 0) return 0;
+    if (x->client_host_address.len != 0) return 0;
+    return 1;
+}
+
 sp_envelope_request_t *sp_envelope_request_alloc(sp_arena_t *a, int32_t n)
 {
     sp_envelope_request_t *v;

@@ -10,6 +10,14 @@ void sp_envelope_response_init(sp_envelope_response_t *x)
     x->response_data.len = -1;
 }
 
+static inline int sp_envelope_response_is_default(const sp_envelope_response_t *x)
+{
+    (void)x;
+    if (x->response_data.len >= 0) return 0;
+    if (x->error_code != 0) return 0;
+    return 1;
+}
+
 sp_envelope_response_t *sp_envelope_response_alloc(sp_arena_t *a, int32_t n)
 {
     sp_envelope_response_t *v;

@@ -9,6 +9,14 @@ void sp_expire_delegation_token_request_init(sp_expire_delegation_token_request_
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_expire_delegation_token_request_is_default(const sp_expire_delegation_token_request_t *x)
+{
+    (void)x;
+    if (x->hmac.len != 0) return 0;
+    if (x->expiry_time_period_ms != 0) return 0;
+    return 1;
+}
+
 sp_expire_delegation_token_request_t *sp_expire_delegation_token_request_alloc(sp_arena_t *a, int32_t n)
 {
     sp_expire_delegation_token_request_t *v;

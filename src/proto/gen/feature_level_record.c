@@ -9,6 +9,14 @@ void sp_feature_level_record_init(sp_feature_level_record_t *x)
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_feature_level_record_is_default(const sp_feature_level_record_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->name, "")) return 0;
+    if (x->feature_level != 0) return 0;
+    return 1;
+}
+
 sp_feature_level_record_t *sp_feature_level_record_alloc(sp_arena_t *a, int32_t n)
 {
     sp_feature_level_record_t *v;

@@ -23,6 +23,14 @@ void sp_fetch_request_replica_state_init(sp_fetch_request_replica_state_t *x)
     x->replica_epoch = (int64_t)-1LL;
 }
 
+static inline int sp_fetch_request_replica_state_is_default(const sp_fetch_request_replica_state_t *x)
+{
+    (void)x;
+    if (x->replica_id != -1) return 0;
+    if (x->replica_epoch != (int64_t)-1LL) return 0;
+    return 1;
+}
+
 sp_fetch_request_replica_state_t *sp_fetch_request_replica_state_alloc(sp_arena_t *a, int32_t n)
 {
     sp_fetch_request_replica_state_t *v;
@@ -107,6 +115,19 @@ void sp_fetch_request_fetch_partition_init(sp_fetch_request_fetch_partition_t *x
     x->current_leader_epoch = -1;
     x->last_fetched_epoch = -1;
     x->log_start_offset = (int64_t)-1LL;
+}
+
+static inline int sp_fetch_request_fetch_partition_is_default(const sp_fetch_request_fetch_partition_t *x)
+{
+    (void)x;
+    if (x->partition != 0) return 0;
+    if (x->current_leader_epoch != -1) return 0;
+    if (x->fetch_offset != 0) return 0;
+    if (x->last_fetched_epoch != -1) return 0;
+    if (x->log_start_offset != (int64_t)-1LL) return 0;
+    if (x->partition_max_bytes != 0) return 0;
+    if (!sp_uuid_is_zero(x->replica_directory_id)) return 0;
+    return 1;
 }
 
 sp_fetch_request_fetch_partition_t *sp_fetch_request_fetch_partition_alloc(sp_arena_t *a, int32_t n)
@@ -255,6 +276,15 @@ void sp_fetch_request_fetch_topic_init(sp_fetch_request_fetch_topic_t *x)
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_fetch_request_fetch_topic_is_default(const sp_fetch_request_fetch_topic_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->topic, "")) return 0;
+    if (!sp_uuid_is_zero(x->topic_id)) return 0;
+    if (x->partitions.n != 0) return 0;
+    return 1;
+}
+
 sp_fetch_request_fetch_topic_t *sp_fetch_request_fetch_topic_alloc(sp_arena_t *a, int32_t n)
 {
     sp_fetch_request_fetch_topic_t *v;
@@ -358,6 +388,15 @@ static void sp_fetch_request_fetch_topic_encode(sp_writer_t *w, const sp_fetch_r
 void sp_fetch_request_forgotten_topic_init(sp_fetch_request_forgotten_topic_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_fetch_request_forgotten_topic_is_default(const sp_fetch_request_forgotten_topic_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->topic, "")) return 0;
+    if (!sp_uuid_is_zero(x->topic_id)) return 0;
+    if (x->partitions.n != 0) return 0;
+    return 1;
 }
 
 sp_fetch_request_forgotten_topic_t *sp_fetch_request_forgotten_topic_alloc(sp_arena_t *a, int32_t n)
@@ -467,6 +506,24 @@ void sp_fetch_request_init(sp_fetch_request_t *x)
     sp_fetch_request_replica_state_init(&x->replica_state);
     x->max_bytes = 2147483647;
     x->session_epoch = -1;
+}
+
+static inline int sp_fetch_request_is_default(const sp_fetch_request_t *x)
+{
+    (void)x;
+    if (x->cluster_id.len >= 0) return 0;
+    if (x->replica_id != -1) return 0;
+    if (!sp_fetch_request_replica_state_is_default(&x->replica_state)) return 0;
+    if (x->max_wait_ms != 0) return 0;
+    if (x->min_bytes != 0) return 0;
+    if (x->max_bytes != 2147483647) return 0;
+    if (x->isolation_level != 0) return 0;
+    if (x->session_id != 0) return 0;
+    if (x->session_epoch != -1) return 0;
+    if (x->topics.n != 0) return 0;
+    if (x->forgotten_topics_data.n != 0) return 0;
+    if (!sp_str_eq_lit(x->rack_id, "")) return 0;
+    return 1;
 }
 
 sp_fetch_request_t *sp_fetch_request_alloc(sp_arena_t *a, int32_t n)
@@ -624,7 +681,7 @@ size_t sp_fetch_request_size(const sp_fetch_request_t *x, int16_t v)
             s += sp_uvarint_size(0) + sp_uvarint_size((uint32_t)ts) + ts;
             nt++;
         }
-        if ((v >= 15) && 1) {
+        if ((v >= 15) && !sp_fetch_request_replica_state_is_default(&x->replica_state)) {
             size_t ts = 0;
             ts += sp_fetch_request_replica_state_size(&x->replica_state, v);
             s += sp_uvarint_size(1) + sp_uvarint_size((uint32_t)ts) + ts;
@@ -675,7 +732,7 @@ void sp_fetch_request_encode(sp_writer_t *w, const sp_fetch_request_t *x, int16_
     if (flex) {
         uint32_t nt = 0;
         if ((v >= 12) && x->cluster_id.len >= 0) nt++;
-        if ((v >= 15) && 1) nt++;
+        if ((v >= 15) && !sp_fetch_request_replica_state_is_default(&x->replica_state)) nt++;
         sp_write_uvarint(w, nt);
         if ((v >= 12) && x->cluster_id.len >= 0) {
             size_t ts = 0;
@@ -684,7 +741,7 @@ void sp_fetch_request_encode(sp_writer_t *w, const sp_fetch_request_t *x, int16_
             sp_write_uvarint(w, (uint32_t)ts);
             sp_write_str(w, x->cluster_id, flex);
         }
-        if ((v >= 15) && 1) {
+        if ((v >= 15) && !sp_fetch_request_replica_state_is_default(&x->replica_state)) {
             size_t ts = 0;
             ts += sp_fetch_request_replica_state_size(&x->replica_state, v);
             sp_write_uvarint(w, 1);

@@ -32,6 +32,14 @@ void sp_fetch_response_epoch_end_offset_init(sp_fetch_response_epoch_end_offset_
     x->end_offset = (int64_t)-1LL;
 }
 
+static inline int sp_fetch_response_epoch_end_offset_is_default(const sp_fetch_response_epoch_end_offset_t *x)
+{
+    (void)x;
+    if (x->epoch != -1) return 0;
+    if (x->end_offset != (int64_t)-1LL) return 0;
+    return 1;
+}
+
 sp_fetch_response_epoch_end_offset_t *sp_fetch_response_epoch_end_offset_alloc(sp_arena_t *a, int32_t n)
 {
     sp_fetch_response_epoch_end_offset_t *v;
@@ -115,6 +123,14 @@ void sp_fetch_response_leader_id_and_epoch_init(sp_fetch_response_leader_id_and_
     memset(x, 0, sizeof(*x));
     x->leader_id = -1;
     x->leader_epoch = -1;
+}
+
+static inline int sp_fetch_response_leader_id_and_epoch_is_default(const sp_fetch_response_leader_id_and_epoch_t *x)
+{
+    (void)x;
+    if (x->leader_id != -1) return 0;
+    if (x->leader_epoch != -1) return 0;
+    return 1;
 }
 
 sp_fetch_response_leader_id_and_epoch_t *sp_fetch_response_leader_id_and_epoch_alloc(sp_arena_t *a, int32_t n)
@@ -202,6 +218,14 @@ void sp_fetch_response_snapshot_id_init(sp_fetch_response_snapshot_id_t *x)
     x->epoch = -1;
 }
 
+static inline int sp_fetch_response_snapshot_id_is_default(const sp_fetch_response_snapshot_id_t *x)
+{
+    (void)x;
+    if (x->end_offset != (int64_t)-1LL) return 0;
+    if (x->epoch != -1) return 0;
+    return 1;
+}
+
 sp_fetch_response_snapshot_id_t *sp_fetch_response_snapshot_id_alloc(sp_arena_t *a, int32_t n)
 {
     sp_fetch_response_snapshot_id_t *v;
@@ -283,6 +307,14 @@ static void sp_fetch_response_snapshot_id_encode(sp_writer_t *w, const sp_fetch_
 void sp_fetch_response_aborted_transaction_init(sp_fetch_response_aborted_transaction_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_fetch_response_aborted_transaction_is_default(const sp_fetch_response_aborted_transaction_t *x)
+{
+    (void)x;
+    if (x->producer_id != 0) return 0;
+    if (x->first_offset != 0) return 0;
+    return 1;
 }
 
 sp_fetch_response_aborted_transaction_t *sp_fetch_response_aborted_transaction_alloc(sp_arena_t *a, int32_t n)
@@ -373,6 +405,23 @@ void sp_fetch_response_partition_data_init(sp_fetch_response_partition_data_t *x
     sp_fetch_response_snapshot_id_init(&x->snapshot_id);
     x->preferred_read_replica = -1;
     x->records.len = -1;
+}
+
+static inline int sp_fetch_response_partition_data_is_default(const sp_fetch_response_partition_data_t *x)
+{
+    (void)x;
+    if (x->partition_index != 0) return 0;
+    if (x->error_code != 0) return 0;
+    if (x->high_watermark != 0) return 0;
+    if (x->last_stable_offset != (int64_t)-1LL) return 0;
+    if (x->log_start_offset != (int64_t)-1LL) return 0;
+    if (!sp_fetch_response_epoch_end_offset_is_default(&x->diverging_epoch)) return 0;
+    if (!sp_fetch_response_leader_id_and_epoch_is_default(&x->current_leader)) return 0;
+    if (!sp_fetch_response_snapshot_id_is_default(&x->snapshot_id)) return 0;
+    if (x->aborted_transactions.n != 0) return 0;
+    if (x->preferred_read_replica != -1) return 0;
+    if (x->records.len != 0) return 0;
+    return 1;
 }
 
 sp_fetch_response_partition_data_t *sp_fetch_response_partition_data_alloc(sp_arena_t *a, int32_t n)
@@ -505,19 +554,19 @@ static size_t sp_fetch_response_partition_data_size(const sp_fetch_response_part
     }
     if (flex) {
         uint32_t nt = 0;
-        if ((v >= 12) && 1) {
+        if ((v >= 12) && !sp_fetch_response_epoch_end_offset_is_default(&x->diverging_epoch)) {
             size_t ts = 0;
             ts += sp_fetch_response_epoch_end_offset_size(&x->diverging_epoch, v);
             s += sp_uvarint_size(0) + sp_uvarint_size((uint32_t)ts) + ts;
             nt++;
         }
-        if ((v >= 12) && 1) {
+        if ((v >= 12) && !sp_fetch_response_leader_id_and_epoch_is_default(&x->current_leader)) {
             size_t ts = 0;
             ts += sp_fetch_response_leader_id_and_epoch_size(&x->current_leader, v);
             s += sp_uvarint_size(1) + sp_uvarint_size((uint32_t)ts) + ts;
             nt++;
         }
-        if ((v >= 12) && 1) {
+        if ((v >= 12) && !sp_fetch_response_snapshot_id_is_default(&x->snapshot_id)) {
             size_t ts = 0;
             ts += sp_fetch_response_snapshot_id_size(&x->snapshot_id, v);
             s += sp_uvarint_size(2) + sp_uvarint_size((uint32_t)ts) + ts;
@@ -560,25 +609,25 @@ static void sp_fetch_response_partition_data_encode(sp_writer_t *w, const sp_fet
     }
     if (flex) {
         uint32_t nt = 0;
-        if ((v >= 12) && 1) nt++;
-        if ((v >= 12) && 1) nt++;
-        if ((v >= 12) && 1) nt++;
+        if ((v >= 12) && !sp_fetch_response_epoch_end_offset_is_default(&x->diverging_epoch)) nt++;
+        if ((v >= 12) && !sp_fetch_response_leader_id_and_epoch_is_default(&x->current_leader)) nt++;
+        if ((v >= 12) && !sp_fetch_response_snapshot_id_is_default(&x->snapshot_id)) nt++;
         sp_write_uvarint(w, nt);
-        if ((v >= 12) && 1) {
+        if ((v >= 12) && !sp_fetch_response_epoch_end_offset_is_default(&x->diverging_epoch)) {
             size_t ts = 0;
             ts += sp_fetch_response_epoch_end_offset_size(&x->diverging_epoch, v);
             sp_write_uvarint(w, 0);
             sp_write_uvarint(w, (uint32_t)ts);
             sp_fetch_response_epoch_end_offset_encode(w, &x->diverging_epoch, v);
         }
-        if ((v >= 12) && 1) {
+        if ((v >= 12) && !sp_fetch_response_leader_id_and_epoch_is_default(&x->current_leader)) {
             size_t ts = 0;
             ts += sp_fetch_response_leader_id_and_epoch_size(&x->current_leader, v);
             sp_write_uvarint(w, 1);
             sp_write_uvarint(w, (uint32_t)ts);
             sp_fetch_response_leader_id_and_epoch_encode(w, &x->current_leader, v);
         }
-        if ((v >= 12) && 1) {
+        if ((v >= 12) && !sp_fetch_response_snapshot_id_is_default(&x->snapshot_id)) {
             size_t ts = 0;
             ts += sp_fetch_response_snapshot_id_size(&x->snapshot_id, v);
             sp_write_uvarint(w, 2);
@@ -591,6 +640,15 @@ static void sp_fetch_response_partition_data_encode(sp_writer_t *w, const sp_fet
 void sp_fetch_response_fetchable_topic_response_init(sp_fetch_response_fetchable_topic_response_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_fetch_response_fetchable_topic_response_is_default(const sp_fetch_response_fetchable_topic_response_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->topic, "")) return 0;
+    if (!sp_uuid_is_zero(x->topic_id)) return 0;
+    if (x->partitions.n != 0) return 0;
+    return 1;
 }
 
 sp_fetch_response_fetchable_topic_response_t *sp_fetch_response_fetchable_topic_response_alloc(sp_arena_t *a, int32_t n)
@@ -699,6 +757,16 @@ void sp_fetch_response_node_endpoint_init(sp_fetch_response_node_endpoint_t *x)
     x->rack.len = -1;
 }
 
+static inline int sp_fetch_response_node_endpoint_is_default(const sp_fetch_response_node_endpoint_t *x)
+{
+    (void)x;
+    if (x->node_id != 0) return 0;
+    if (!sp_str_eq_lit(x->host, "")) return 0;
+    if (x->port != 0) return 0;
+    if (x->rack.len >= 0) return 0;
+    return 1;
+}
+
 sp_fetch_response_node_endpoint_t *sp_fetch_response_node_endpoint_alloc(sp_arena_t *a, int32_t n)
 {
     sp_fetch_response_node_endpoint_t *v;
@@ -800,6 +868,17 @@ static void sp_fetch_response_node_endpoint_encode(sp_writer_t *w, const sp_fetc
 void sp_fetch_response_init(sp_fetch_response_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_fetch_response_is_default(const sp_fetch_response_t *x)
+{
+    (void)x;
+    if (x->throttle_time_ms != 0) return 0;
+    if (x->error_code != 0) return 0;
+    if (x->session_id != 0) return 0;
+    if (x->responses.n != 0) return 0;
+    if (x->node_endpoints.n != 0) return 0;
+    return 1;
 }
 
 sp_fetch_response_t *sp_fetch_response_alloc(sp_arena_t *a, int32_t n)

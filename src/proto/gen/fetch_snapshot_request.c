@@ -18,6 +18,14 @@ void sp_fetch_snapshot_request_snapshot_id_init(sp_fetch_snapshot_request_snapsh
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_fetch_snapshot_request_snapshot_id_is_default(const sp_fetch_snapshot_request_snapshot_id_t *x)
+{
+    (void)x;
+    if (x->end_offset != 0) return 0;
+    if (x->epoch != 0) return 0;
+    return 1;
+}
+
 sp_fetch_snapshot_request_snapshot_id_t *sp_fetch_snapshot_request_snapshot_id_alloc(sp_arena_t *a, int32_t n)
 {
     sp_fetch_snapshot_request_snapshot_id_t *v;
@@ -100,6 +108,17 @@ void sp_fetch_snapshot_request_partition_snapshot_init(sp_fetch_snapshot_request
 {
     memset(x, 0, sizeof(*x));
     sp_fetch_snapshot_request_snapshot_id_init(&x->snapshot_id);
+}
+
+static inline int sp_fetch_snapshot_request_partition_snapshot_is_default(const sp_fetch_snapshot_request_partition_snapshot_t *x)
+{
+    (void)x;
+    if (x->partition != 0) return 0;
+    if (x->current_leader_epoch != 0) return 0;
+    if (!sp_fetch_snapshot_request_snapshot_id_is_default(&x->snapshot_id)) return 0;
+    if (x->position != 0) return 0;
+    if (!sp_uuid_is_zero(x->replica_directory_id)) return 0;
+    return 1;
 }
 
 sp_fetch_snapshot_request_partition_snapshot_t *sp_fetch_snapshot_request_partition_snapshot_alloc(sp_arena_t *a, int32_t n)
@@ -228,6 +247,14 @@ void sp_fetch_snapshot_request_topic_snapshot_init(sp_fetch_snapshot_request_top
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_fetch_snapshot_request_topic_snapshot_is_default(const sp_fetch_snapshot_request_topic_snapshot_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->name, "")) return 0;
+    if (x->partitions.n != 0) return 0;
+    return 1;
+}
+
 sp_fetch_snapshot_request_topic_snapshot_t *sp_fetch_snapshot_request_topic_snapshot_alloc(sp_arena_t *a, int32_t n)
 {
     sp_fetch_snapshot_request_topic_snapshot_t *v;
@@ -324,6 +351,16 @@ void sp_fetch_snapshot_request_init(sp_fetch_snapshot_request_t *x)
     x->cluster_id.len = -1;
     x->replica_id = -1;
     x->max_bytes = 2147483647;
+}
+
+static inline int sp_fetch_snapshot_request_is_default(const sp_fetch_snapshot_request_t *x)
+{
+    (void)x;
+    if (x->cluster_id.len >= 0) return 0;
+    if (x->replica_id != -1) return 0;
+    if (x->max_bytes != 2147483647) return 0;
+    if (x->topics.n != 0) return 0;
+    return 1;
 }
 
 sp_fetch_snapshot_request_t *sp_fetch_snapshot_request_alloc(sp_arena_t *a, int32_t n)

@@ -24,6 +24,14 @@ void sp_fetch_snapshot_response_snapshot_id_init(sp_fetch_snapshot_response_snap
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_fetch_snapshot_response_snapshot_id_is_default(const sp_fetch_snapshot_response_snapshot_id_t *x)
+{
+    (void)x;
+    if (x->end_offset != 0) return 0;
+    if (x->epoch != 0) return 0;
+    return 1;
+}
+
 sp_fetch_snapshot_response_snapshot_id_t *sp_fetch_snapshot_response_snapshot_id_alloc(sp_arena_t *a, int32_t n)
 {
     sp_fetch_snapshot_response_snapshot_id_t *v;
@@ -105,6 +113,14 @@ static void sp_fetch_snapshot_response_snapshot_id_encode(sp_writer_t *w, const 
 void sp_fetch_snapshot_response_leader_id_and_epoch_init(sp_fetch_snapshot_response_leader_id_and_epoch_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_fetch_snapshot_response_leader_id_and_epoch_is_default(const sp_fetch_snapshot_response_leader_id_and_epoch_t *x)
+{
+    (void)x;
+    if (x->leader_id != 0) return 0;
+    if (x->leader_epoch != 0) return 0;
+    return 1;
 }
 
 sp_fetch_snapshot_response_leader_id_and_epoch_t *sp_fetch_snapshot_response_leader_id_and_epoch_alloc(sp_arena_t *a, int32_t n)
@@ -190,6 +206,19 @@ void sp_fetch_snapshot_response_partition_snapshot_init(sp_fetch_snapshot_respon
     memset(x, 0, sizeof(*x));
     sp_fetch_snapshot_response_snapshot_id_init(&x->snapshot_id);
     sp_fetch_snapshot_response_leader_id_and_epoch_init(&x->current_leader);
+}
+
+static inline int sp_fetch_snapshot_response_partition_snapshot_is_default(const sp_fetch_snapshot_response_partition_snapshot_t *x)
+{
+    (void)x;
+    if (x->index != 0) return 0;
+    if (x->error_code != 0) return 0;
+    if (!sp_fetch_snapshot_response_snapshot_id_is_default(&x->snapshot_id)) return 0;
+    if (!sp_fetch_snapshot_response_leader_id_and_epoch_is_default(&x->current_leader)) return 0;
+    if (x->size != 0) return 0;
+    if (x->position != 0) return 0;
+    if (x->unaligned_records.len != 0) return 0;
+    return 1;
 }
 
 sp_fetch_snapshot_response_partition_snapshot_t *sp_fetch_snapshot_response_partition_snapshot_alloc(sp_arena_t *a, int32_t n)
@@ -285,7 +314,7 @@ static size_t sp_fetch_snapshot_response_partition_snapshot_size(const sp_fetch_
     }
     if (flex) {
         uint32_t nt = 0;
-        if (1) {
+        if (!sp_fetch_snapshot_response_leader_id_and_epoch_is_default(&x->current_leader)) {
             size_t ts = 0;
             ts += sp_fetch_snapshot_response_leader_id_and_epoch_size(&x->current_leader, v);
             s += sp_uvarint_size(0) + sp_uvarint_size((uint32_t)ts) + ts;
@@ -321,9 +350,9 @@ static void sp_fetch_snapshot_response_partition_snapshot_encode(sp_writer_t *w,
     }
     if (flex) {
         uint32_t nt = 0;
-        if (1) nt++;
+        if (!sp_fetch_snapshot_response_leader_id_and_epoch_is_default(&x->current_leader)) nt++;
         sp_write_uvarint(w, nt);
-        if (1) {
+        if (!sp_fetch_snapshot_response_leader_id_and_epoch_is_default(&x->current_leader)) {
             size_t ts = 0;
             ts += sp_fetch_snapshot_response_leader_id_and_epoch_size(&x->current_leader, v);
             sp_write_uvarint(w, 0);
@@ -336,6 +365,14 @@ static void sp_fetch_snapshot_response_partition_snapshot_encode(sp_writer_t *w,
 void sp_fetch_snapshot_response_topic_snapshot_init(sp_fetch_snapshot_response_topic_snapshot_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_fetch_snapshot_response_topic_snapshot_is_default(const sp_fetch_snapshot_response_topic_snapshot_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->name, "")) return 0;
+    if (x->partitions.n != 0) return 0;
+    return 1;
 }
 
 sp_fetch_snapshot_response_topic_snapshot_t *sp_fetch_snapshot_response_topic_snapshot_alloc(sp_arena_t *a, int32_t n)
@@ -433,6 +470,15 @@ void sp_fetch_snapshot_response_node_endpoint_init(sp_fetch_snapshot_response_no
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_fetch_snapshot_response_node_endpoint_is_default(const sp_fetch_snapshot_response_node_endpoint_t *x)
+{
+    (void)x;
+    if (x->node_id != 0) return 0;
+    if (!sp_str_eq_lit(x->host, "")) return 0;
+    if (x->port != 0) return 0;
+    return 1;
+}
+
 sp_fetch_snapshot_response_node_endpoint_t *sp_fetch_snapshot_response_node_endpoint_alloc(sp_arena_t *a, int32_t n)
 {
     sp_fetch_snapshot_response_node_endpoint_t *v;
@@ -524,6 +570,16 @@ static void sp_fetch_snapshot_response_node_endpoint_encode(sp_writer_t *w, cons
 void sp_fetch_snapshot_response_init(sp_fetch_snapshot_response_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_fetch_snapshot_response_is_default(const sp_fetch_snapshot_response_t *x)
+{
+    (void)x;
+    if (x->throttle_time_ms != 0) return 0;
+    if (x->error_code != 0) return 0;
+    if (x->topics.n != 0) return 0;
+    if (x->node_endpoints.n != 0) return 0;
+    return 1;
 }
 
 sp_fetch_snapshot_response_t *sp_fetch_snapshot_response_alloc(sp_arena_t *a, int32_t n)

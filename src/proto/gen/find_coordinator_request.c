@@ -9,6 +9,15 @@ void sp_find_coordinator_request_init(sp_find_coordinator_request_t *x)
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_find_coordinator_request_is_default(const sp_find_coordinator_request_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->key, "")) return 0;
+    if (x->key_type != 0) return 0;
+    if (x->coordinator_keys.n != 0) return 0;
+    return 1;
+}
+
 sp_find_coordinator_request_t *sp_find_coordinator_request_alloc(sp_arena_t *a, int32_t n)
 {
     sp_find_coordinator_request_t *v;

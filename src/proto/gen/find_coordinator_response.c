@@ -12,6 +12,18 @@ void sp_find_coordinator_response_coordinator_init(sp_find_coordinator_response_
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_find_coordinator_response_coordinator_is_default(const sp_find_coordinator_response_coordinator_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->key, "")) return 0;
+    if (x->node_id != 0) return 0;
+    if (!sp_str_eq_lit(x->host, "")) return 0;
+    if (x->port != 0) return 0;
+    if (x->error_code != 0) return 0;
+    if (!sp_str_eq_lit(x->error_message, "")) return 0;
+    return 1;
+}
+
 sp_find_coordinator_response_coordinator_t *sp_find_coordinator_response_coordinator_alloc(sp_arena_t *a, int32_t n)
 {
     sp_find_coordinator_response_coordinator_t *v;
@@ -133,6 +145,19 @@ static void sp_find_coordinator_response_coordinator_encode(sp_writer_t *w, cons
 void sp_find_coordinator_response_init(sp_find_coordinator_response_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_find_coordinator_response_is_default(const sp_find_coordinator_response_t *x)
+{
+    (void)x;
+    if (x->throttle_time_ms != 0) return 0;
+    if (x->error_code != 0) return 0;
+    if (!sp_str_eq_lit(x->error_message, "")) return 0;
+    if (x->node_id != 0) return 0;
+    if (!sp_str_eq_lit(x->host, "")) return 0;
+    if (x->port != 0) return 0;
+    if (x->coordinators.n != 0) return 0;
+    return 1;
 }
 
 sp_find_coordinator_response_t *sp_find_coordinator_response_alloc(sp_arena_t *a, int32_t n)

@@ -9,6 +9,13 @@ void sp_get_telemetry_subscriptions_request_init(sp_get_telemetry_subscriptions_
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_get_telemetry_subscriptions_request_is_default(const sp_get_telemetry_subscriptions_request_t *x)
+{
+    (void)x;
+    if (!sp_uuid_is_zero(x->client_instance_id)) return 0;
+    return 1;
+}
+
 sp_get_telemetry_subscriptions_request_t *sp_get_telemetry_subscriptions_request_alloc(sp_arena_t *a, int32_t n)
 {
     sp_get_telemetry_subscriptions_request_t *v;

@@ -9,6 +9,21 @@ void sp_get_telemetry_subscriptions_response_init(sp_get_telemetry_subscriptions
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_get_telemetry_subscriptions_response_is_default(const sp_get_telemetry_subscriptions_response_t *x)
+{
+    (void)x;
+    if (x->throttle_time_ms != 0) return 0;
+    if (x->error_code != 0) return 0;
+    if (!sp_uuid_is_zero(x->client_instance_id)) return 0;
+    if (x->subscription_id != 0) return 0;
+    if (x->accepted_compression_types.n != 0) return 0;
+    if (x->push_interval_ms != 0) return 0;
+    if (x->telemetry_max_bytes != 0) return 0;
+    if (x->delta_temporality != false) return 0;
+    if (x->requested_metrics.n != 0) return 0;
+    return 1;
+}
+
 sp_get_telemetry_subscriptions_response_t *sp_get_telemetry_subscriptions_response_alloc(sp_arena_t *a, int32_t n)
 {
     sp_get_telemetry_subscriptions_response_t *v;

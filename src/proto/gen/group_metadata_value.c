@@ -14,6 +14,20 @@ void sp_group_metadata_value_member_metadata_init(sp_group_metadata_value_member
     x->rebalance_timeout = -1;
 }
 
+static inline int sp_group_metadata_value_member_metadata_is_default(const sp_group_metadata_value_member_metadata_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->member_id, "")) return 0;
+    if (x->group_instance_id.len >= 0) return 0;
+    if (!sp_str_eq_lit(x->client_id, "")) return 0;
+    if (!sp_str_eq_lit(x->client_host, "")) return 0;
+    if (x->rebalance_timeout != -1) return 0;
+    if (x->session_timeout != 0) return 0;
+    if (x->subscription.len != 0) return 0;
+    if (x->assignment.len != 0) return 0;
+    return 1;
+}
+
 sp_group_metadata_value_member_metadata_t *sp_group_metadata_value_member_metadata_alloc(sp_arena_t *a, int32_t n)
 {
     sp_group_metadata_value_member_metadata_t *v;
@@ -156,6 +170,18 @@ void sp_group_metadata_value_init(sp_group_metadata_value_t *x)
 {
     memset(x, 0, sizeof(*x));
     x->current_state_timestamp = (int64_t)-1LL;
+}
+
+static inline int sp_group_metadata_value_is_default(const sp_group_metadata_value_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->protocol_type, "")) return 0;
+    if (x->generation != 0) return 0;
+    if (!sp_str_eq_lit(x->protocol, "")) return 0;
+    if (!sp_str_eq_lit(x->leader, "")) return 0;
+    if (x->current_state_timestamp != (int64_t)-1LL) return 0;
+    if (x->members.n != 0) return 0;
+    return 1;
 }
 
 sp_group_metadata_value_t *sp_group_metadata_value_alloc(sp_arena_t *a, int32_t n)

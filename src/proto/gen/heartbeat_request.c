@@ -10,6 +10,16 @@ void sp_heartbeat_request_init(sp_heartbeat_request_t *x)
     x->group_instance_id.len = -1;
 }
 
+static inline int sp_heartbeat_request_is_default(const sp_heartbeat_request_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->group_id, "")) return 0;
+    if (x->generation_id != 0) return 0;
+    if (!sp_str_eq_lit(x->member_id, "")) return 0;
+    if (x->group_instance_id.len >= 0) return 0;
+    return 1;
+}
+
 sp_heartbeat_request_t *sp_heartbeat_request_alloc(sp_arena_t *a, int32_t n)
 {
     sp_heartbeat_request_t *v;

@@ -15,6 +15,15 @@ void sp_incremental_alter_configs_request_alterable_config_init(sp_incremental_a
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_incremental_alter_configs_request_alterable_config_is_default(const sp_incremental_alter_configs_request_alterable_config_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->name, "")) return 0;
+    if (x->config_operation != 0) return 0;
+    if (!sp_str_eq_lit(x->value, "")) return 0;
+    return 1;
+}
+
 sp_incremental_alter_configs_request_alterable_config_t *sp_incremental_alter_configs_request_alterable_config_alloc(sp_arena_t *a, int32_t n)
 {
     sp_incremental_alter_configs_request_alterable_config_t *v;
@@ -106,6 +115,15 @@ static void sp_incremental_alter_configs_request_alterable_config_encode(sp_writ
 void sp_incremental_alter_configs_request_alter_configs_resource_init(sp_incremental_alter_configs_request_alter_configs_resource_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_incremental_alter_configs_request_alter_configs_resource_is_default(const sp_incremental_alter_configs_request_alter_configs_resource_t *x)
+{
+    (void)x;
+    if (x->resource_type != 0) return 0;
+    if (!sp_str_eq_lit(x->resource_name, "")) return 0;
+    if (x->configs.n != 0) return 0;
+    return 1;
 }
 
 sp_incremental_alter_configs_request_alter_configs_resource_t *sp_incremental_alter_configs_request_alter_configs_resource_alloc(sp_arena_t *a, int32_t n)
@@ -211,6 +229,14 @@ static void sp_incremental_alter_configs_request_alter_configs_resource_encode(s
 void sp_incremental_alter_configs_request_init(sp_incremental_alter_configs_request_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_incremental_alter_configs_request_is_default(const sp_incremental_alter_configs_request_t *x)
+{
+    (void)x;
+    if (x->resources.n != 0) return 0;
+    if (x->validate_only != false) return 0;
+    return 1;
 }
 
 sp_incremental_alter_configs_request_t *sp_incremental_alter_configs_request_alloc(sp_arena_t *a, int32_t n)

@@ -12,6 +12,16 @@ void sp_incremental_alter_configs_response_alter_configs_resource_response_init(
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_incremental_alter_configs_response_alter_configs_resource_response_is_default(const sp_incremental_alter_configs_response_alter_configs_resource_response_t *x)
+{
+    (void)x;
+    if (x->error_code != 0) return 0;
+    if (!sp_str_eq_lit(x->error_message, "")) return 0;
+    if (x->resource_type != 0) return 0;
+    if (!sp_str_eq_lit(x->resource_name, "")) return 0;
+    return 1;
+}
+
 sp_incremental_alter_configs_response_alter_configs_resource_response_t *sp_incremental_alter_configs_response_alter_configs_resource_response_alloc(sp_arena_t *a, int32_t n)
 {
     sp_incremental_alter_configs_response_alter_configs_resource_response_t *v;
@@ -113,6 +123,14 @@ static void sp_incremental_alter_configs_response_alter_configs_resource_respons
 void sp_incremental_alter_configs_response_init(sp_incremental_alter_configs_response_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_incremental_alter_configs_response_is_default(const sp_incremental_alter_configs_response_t *x)
+{
+    (void)x;
+    if (x->throttle_time_ms != 0) return 0;
+    if (x->responses.n != 0) return 0;
+    return 1;
 }
 
 sp_incremental_alter_configs_response_t *sp_incremental_alter_configs_response_alloc(sp_arena_t *a, int32_t n)

@@ -11,6 +11,16 @@ void sp_init_producer_id_request_init(sp_init_producer_id_request_t *x)
     x->producer_epoch = -1;
 }
 
+static inline int sp_init_producer_id_request_is_default(const sp_init_producer_id_request_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->transactional_id, "")) return 0;
+    if (x->transaction_timeout_ms != 0) return 0;
+    if (x->producer_id != (int64_t)-1LL) return 0;
+    if (x->producer_epoch != -1) return 0;
+    return 1;
+}
+
 sp_init_producer_id_request_t *sp_init_producer_id_request_alloc(sp_arena_t *a, int32_t n)
 {
     sp_init_producer_id_request_t *v;

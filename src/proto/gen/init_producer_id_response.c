@@ -10,6 +10,16 @@ void sp_init_producer_id_response_init(sp_init_producer_id_response_t *x)
     x->producer_id = (int64_t)-1LL;
 }
 
+static inline int sp_init_producer_id_response_is_default(const sp_init_producer_id_response_t *x)
+{
+    (void)x;
+    if (x->throttle_time_ms != 0) return 0;
+    if (x->error_code != 0) return 0;
+    if (x->producer_id != (int64_t)-1LL) return 0;
+    if (x->producer_epoch != 0) return 0;
+    return 1;
+}
+
 sp_init_producer_id_response_t *sp_init_producer_id_response_alloc(sp_arena_t *a, int32_t n)
 {
     sp_init_producer_id_response_t *v;

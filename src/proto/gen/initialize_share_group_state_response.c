@@ -16,6 +16,15 @@ void sp_initialize_share_group_state_response_partition_result_init(sp_initializ
     x->error_message.len = -1;
 }
 
+static inline int sp_initialize_share_group_state_response_partition_result_is_default(const sp_initialize_share_group_state_response_partition_result_t *x)
+{
+    (void)x;
+    if (x->partition != 0) return 0;
+    if (x->error_code != 0) return 0;
+    if (x->error_message.len >= 0) return 0;
+    return 1;
+}
+
 sp_initialize_share_group_state_response_partition_result_t *sp_initialize_share_group_state_response_partition_result_alloc(sp_arena_t *a, int32_t n)
 {
     sp_initialize_share_group_state_response_partition_result_t *v;
@@ -107,6 +116,14 @@ static void sp_initialize_share_group_state_response_partition_result_encode(sp_
 void sp_initialize_share_group_state_response_initialize_state_result_init(sp_initialize_share_group_state_response_initialize_state_result_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_initialize_share_group_state_response_initialize_state_result_is_default(const sp_initialize_share_group_state_response_initialize_state_result_t *x)
+{
+    (void)x;
+    if (!sp_uuid_is_zero(x->topic_id)) return 0;
+    if (x->partitions.n != 0) return 0;
+    return 1;
 }
 
 sp_initialize_share_group_state_response_initialize_state_result_t *sp_initialize_share_group_state_response_initialize_state_result_alloc(sp_arena_t *a, int32_t n)
@@ -202,6 +219,13 @@ static void sp_initialize_share_group_state_response_initialize_state_result_enc
 void sp_initialize_share_group_state_response_init(sp_initialize_share_group_state_response_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_initialize_share_group_state_response_is_default(const sp_initialize_share_group_state_response_t *x)
+{
+    (void)x;
+    if (x->results.n != 0) return 0;
+    return 1;
 }
 
 sp_initialize_share_group_state_response_t *sp_initialize_share_group_state_response_alloc(sp_arena_t *a, int32_t n)

@@ -12,6 +12,14 @@ void sp_join_group_request_protocol_init(sp_join_group_request_protocol_t *x)
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_join_group_request_protocol_is_default(const sp_join_group_request_protocol_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->name, "")) return 0;
+    if (x->metadata.len != 0) return 0;
+    return 1;
+}
+
 sp_join_group_request_protocol_t *sp_join_group_request_protocol_alloc(sp_arena_t *a, int32_t n)
 {
     sp_join_group_request_protocol_t *v;
@@ -96,6 +104,20 @@ void sp_join_group_request_init(sp_join_group_request_t *x)
     x->rebalance_timeout_ms = -1;
     x->group_instance_id.len = -1;
     x->reason.len = -1;
+}
+
+static inline int sp_join_group_request_is_default(const sp_join_group_request_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->group_id, "")) return 0;
+    if (x->session_timeout_ms != 0) return 0;
+    if (x->rebalance_timeout_ms != -1) return 0;
+    if (!sp_str_eq_lit(x->member_id, "")) return 0;
+    if (x->group_instance_id.len >= 0) return 0;
+    if (!sp_str_eq_lit(x->protocol_type, "")) return 0;
+    if (x->protocols.n != 0) return 0;
+    if (x->reason.len >= 0) return 0;
+    return 1;
 }
 
 sp_join_group_request_t *sp_join_group_request_alloc(sp_arena_t *a, int32_t n)

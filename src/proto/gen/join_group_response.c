@@ -13,6 +13,15 @@ void sp_join_group_response_member_init(sp_join_group_response_member_t *x)
     x->group_instance_id.len = -1;
 }
 
+static inline int sp_join_group_response_member_is_default(const sp_join_group_response_member_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->member_id, "")) return 0;
+    if (x->group_instance_id.len >= 0) return 0;
+    if (x->metadata.len != 0) return 0;
+    return 1;
+}
+
 sp_join_group_response_member_t *sp_join_group_response_member_alloc(sp_arena_t *a, int32_t n)
 {
     sp_join_group_response_member_t *v;
@@ -106,6 +115,21 @@ void sp_join_group_response_init(sp_join_group_response_t *x)
     memset(x, 0, sizeof(*x));
     x->generation_id = -1;
     x->protocol_type.len = -1;
+}
+
+static inline int sp_join_group_response_is_default(const sp_join_group_response_t *x)
+{
+    (void)x;
+    if (x->throttle_time_ms != 0) return 0;
+    if (x->error_code != 0) return 0;
+    if (x->generation_id != -1) return 0;
+    if (x->protocol_type.len >= 0) return 0;
+    if (!sp_str_eq_lit(x->protocol_name, "")) return 0;
+    if (!sp_str_eq_lit(x->leader, "")) return 0;
+    if (x->skip_assignment != false) return 0;
+    if (!sp_str_eq_lit(x->member_id, "")) return 0;
+    if (x->members.n != 0) return 0;
+    return 1;
 }
 
 sp_join_group_response_t *sp_join_group_response_alloc(sp_arena_t *a, int32_t n)

@@ -9,6 +9,14 @@ void sp_k_raft_version_record_init(sp_k_raft_version_record_t *x)
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_k_raft_version_record_is_default(const sp_k_raft_version_record_t *x)
+{
+    (void)x;
+    if (x->version != 0) return 0;
+    if (x->k_raft_version != 0) return 0;
+    return 1;
+}
+
 sp_k_raft_version_record_t *sp_k_raft_version_record_alloc(sp_arena_t *a, int32_t n)
 {
     sp_k_raft_version_record_t *v;

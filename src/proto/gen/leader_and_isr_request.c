@@ -18,6 +18,24 @@ void sp_leader_and_isr_request_leader_and_isr_partition_state_init(sp_leader_and
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_leader_and_isr_request_leader_and_isr_partition_state_is_default(const sp_leader_and_isr_request_leader_and_isr_partition_state_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->topic_name, "")) return 0;
+    if (x->partition_index != 0) return 0;
+    if (x->controller_epoch != 0) return 0;
+    if (x->leader != 0) return 0;
+    if (x->leader_epoch != 0) return 0;
+    if (x->isr.n != 0) return 0;
+    if (x->partition_epoch != 0) return 0;
+    if (x->replicas.n != 0) return 0;
+    if (x->adding_replicas.n != 0) return 0;
+    if (x->removing_replicas.n != 0) return 0;
+    if (x->is_new != false) return 0;
+    if (x->leader_recovery_state != 0) return 0;
+    return 1;
+}
+
 sp_leader_and_isr_request_leader_and_isr_partition_state_t *sp_leader_and_isr_request_leader_and_isr_partition_state_alloc(sp_arena_t *a, int32_t n)
 {
     sp_leader_and_isr_request_leader_and_isr_partition_state_t *v;
@@ -245,6 +263,15 @@ void sp_leader_and_isr_request_leader_and_isr_topic_state_init(sp_leader_and_isr
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_leader_and_isr_request_leader_and_isr_topic_state_is_default(const sp_leader_and_isr_request_leader_and_isr_topic_state_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->topic_name, "")) return 0;
+    if (!sp_uuid_is_zero(x->topic_id)) return 0;
+    if (x->partition_states.n != 0) return 0;
+    return 1;
+}
+
 sp_leader_and_isr_request_leader_and_isr_topic_state_t *sp_leader_and_isr_request_leader_and_isr_topic_state_alloc(sp_arena_t *a, int32_t n)
 {
     sp_leader_and_isr_request_leader_and_isr_topic_state_t *v;
@@ -350,6 +377,15 @@ void sp_leader_and_isr_request_leader_and_isr_live_leader_init(sp_leader_and_isr
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_leader_and_isr_request_leader_and_isr_live_leader_is_default(const sp_leader_and_isr_request_leader_and_isr_live_leader_t *x)
+{
+    (void)x;
+    if (x->broker_id != 0) return 0;
+    if (!sp_str_eq_lit(x->host_name, "")) return 0;
+    if (x->port != 0) return 0;
+    return 1;
+}
+
 sp_leader_and_isr_request_leader_and_isr_live_leader_t *sp_leader_and_isr_request_leader_and_isr_live_leader_alloc(sp_arena_t *a, int32_t n)
 {
     sp_leader_and_isr_request_leader_and_isr_live_leader_t *v;
@@ -442,6 +478,20 @@ void sp_leader_and_isr_request_init(sp_leader_and_isr_request_t *x)
 {
     memset(x, 0, sizeof(*x));
     x->broker_epoch = (int64_t)-1LL;
+}
+
+static inline int sp_leader_and_isr_request_is_default(const sp_leader_and_isr_request_t *x)
+{
+    (void)x;
+    if (x->controller_id != 0) return 0;
+    if (x->is_k_raft_controller != false) return 0;
+    if (x->controller_epoch != 0) return 0;
+    if (x->broker_epoch != (int64_t)-1LL) return 0;
+    if (x->type != 0) return 0;
+    if (x->ungrouped_partition_states.n != 0) return 0;
+    if (x->topic_states.n != 0) return 0;
+    if (x->live_leaders.n != 0) return 0;
+    return 1;
 }
 
 sp_leader_and_isr_request_t *sp_leader_and_isr_request_alloc(sp_arena_t *a, int32_t n)

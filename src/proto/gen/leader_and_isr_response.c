@@ -15,6 +15,15 @@ void sp_leader_and_isr_response_leader_and_isr_partition_error_init(sp_leader_an
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_leader_and_isr_response_leader_and_isr_partition_error_is_default(const sp_leader_and_isr_response_leader_and_isr_partition_error_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->topic_name, "")) return 0;
+    if (x->partition_index != 0) return 0;
+    if (x->error_code != 0) return 0;
+    return 1;
+}
+
 sp_leader_and_isr_response_leader_and_isr_partition_error_t *sp_leader_and_isr_response_leader_and_isr_partition_error_alloc(sp_arena_t *a, int32_t n)
 {
     sp_leader_and_isr_response_leader_and_isr_partition_error_t *v;
@@ -106,6 +115,14 @@ static void sp_leader_and_isr_response_leader_and_isr_partition_error_encode(sp_
 void sp_leader_and_isr_response_leader_and_isr_topic_error_init(sp_leader_and_isr_response_leader_and_isr_topic_error_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_leader_and_isr_response_leader_and_isr_topic_error_is_default(const sp_leader_and_isr_response_leader_and_isr_topic_error_t *x)
+{
+    (void)x;
+    if (!sp_uuid_is_zero(x->topic_id)) return 0;
+    if (x->partition_errors.n != 0) return 0;
+    return 1;
 }
 
 sp_leader_and_isr_response_leader_and_isr_topic_error_t *sp_leader_and_isr_response_leader_and_isr_topic_error_alloc(sp_arena_t *a, int32_t n)
@@ -201,6 +218,15 @@ static void sp_leader_and_isr_response_leader_and_isr_topic_error_encode(sp_writ
 void sp_leader_and_isr_response_init(sp_leader_and_isr_response_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_leader_and_isr_response_is_default(const sp_leader_and_isr_response_t *x)
+{
+    (void)x;
+    if (x->error_code != 0) return 0;
+    if (x->partition_errors.n != 0) return 0;
+    if (x->topics.n != 0) return 0;
+    return 1;
 }
 
 sp_leader_and_isr_response_t *sp_leader_and_isr_response_alloc(sp_arena_t *a, int32_t n)

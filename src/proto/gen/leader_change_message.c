@@ -12,6 +12,14 @@ void sp_leader_change_message_voter_init(sp_leader_change_message_voter_t *x)
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_leader_change_message_voter_is_default(const sp_leader_change_message_voter_t *x)
+{
+    (void)x;
+    if (x->voter_id != 0) return 0;
+    if (!sp_uuid_is_zero(x->voter_directory_id)) return 0;
+    return 1;
+}
+
 sp_leader_change_message_voter_t *sp_leader_change_message_voter_alloc(sp_arena_t *a, int32_t n)
 {
     sp_leader_change_message_voter_t *v;
@@ -93,6 +101,16 @@ static void sp_leader_change_message_voter_encode(sp_writer_t *w, const sp_leade
 void sp_leader_change_message_init(sp_leader_change_message_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_leader_change_message_is_default(const sp_leader_change_message_t *x)
+{
+    (void)x;
+    if (x->version != 0) return 0;
+    if (x->leader_id != 0) return 0;
+    if (x->voters.n != 0) return 0;
+    if (x->granting_voters.n != 0) return 0;
+    return 1;
 }
 
 sp_leader_change_message_t *sp_leader_change_message_alloc(sp_arena_t *a, int32_t n)

@@ -14,6 +14,15 @@ void sp_leave_group_request_member_identity_init(sp_leave_group_request_member_i
     x->reason.len = -1;
 }
 
+static inline int sp_leave_group_request_member_identity_is_default(const sp_leave_group_request_member_identity_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->member_id, "")) return 0;
+    if (x->group_instance_id.len >= 0) return 0;
+    if (x->reason.len >= 0) return 0;
+    return 1;
+}
+
 sp_leave_group_request_member_identity_t *sp_leave_group_request_member_identity_alloc(sp_arena_t *a, int32_t n)
 {
     sp_leave_group_request_member_identity_t *v;
@@ -105,6 +114,15 @@ static void sp_leave_group_request_member_identity_encode(sp_writer_t *w, const 
 void sp_leave_group_request_init(sp_leave_group_request_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_leave_group_request_is_default(const sp_leave_group_request_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->group_id, "")) return 0;
+    if (!sp_str_eq_lit(x->member_id, "")) return 0;
+    if (x->members.n != 0) return 0;
+    return 1;
 }
 
 sp_leave_group_request_t *sp_leave_group_request_alloc(sp_arena_t *a, int32_t n)

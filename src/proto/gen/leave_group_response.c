@@ -12,6 +12,15 @@ void sp_leave_group_response_member_response_init(sp_leave_group_response_member
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_leave_group_response_member_response_is_default(const sp_leave_group_response_member_response_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->member_id, "")) return 0;
+    if (!sp_str_eq_lit(x->group_instance_id, "")) return 0;
+    if (x->error_code != 0) return 0;
+    return 1;
+}
+
 sp_leave_group_response_member_response_t *sp_leave_group_response_member_response_alloc(sp_arena_t *a, int32_t n)
 {
     sp_leave_group_response_member_response_t *v;
@@ -103,6 +112,15 @@ static void sp_leave_group_response_member_response_encode(sp_writer_t *w, const
 void sp_leave_group_response_init(sp_leave_group_response_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_leave_group_response_is_default(const sp_leave_group_response_t *x)
+{
+    (void)x;
+    if (x->throttle_time_ms != 0) return 0;
+    if (x->error_code != 0) return 0;
+    if (x->members.n != 0) return 0;
+    return 1;
 }
 
 sp_leave_group_response_t *sp_leave_group_response_alloc(sp_arena_t *a, int32_t n)

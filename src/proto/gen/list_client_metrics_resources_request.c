@@ -9,6 +9,12 @@ void sp_list_client_metrics_resources_request_init(sp_list_client_metrics_resour
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_list_client_metrics_resources_request_is_default(const sp_list_client_metrics_resources_request_t *x)
+{
+    (void)x;
+    return 1;
+}
+
 sp_list_client_metrics_resources_request_t *sp_list_client_metrics_resources_request_alloc(sp_arena_t *a, int32_t n)
 {
     sp_list_client_metrics_resources_request_t *v;

@@ -12,6 +12,13 @@ void sp_list_client_metrics_resources_response_client_metrics_resource_init(sp_l
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_list_client_metrics_resources_response_client_metrics_resource_is_default(const sp_list_client_metrics_resources_response_client_metrics_resource_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->name, "")) return 0;
+    return 1;
+}
+
 sp_list_client_metrics_resources_response_client_metrics_resource_t *sp_list_client_metrics_resources_response_client_metrics_resource_alloc(sp_arena_t *a, int32_t n)
 {
     sp_list_client_metrics_resources_response_client_metrics_resource_t *v;
@@ -83,6 +90,15 @@ static void sp_list_client_metrics_resources_response_client_metrics_resource_en
 void sp_list_client_metrics_resources_response_init(sp_list_client_metrics_resources_response_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_list_client_metrics_resources_response_is_default(const sp_list_client_metrics_resources_response_t *x)
+{
+    (void)x;
+    if (x->throttle_time_ms != 0) return 0;
+    if (x->error_code != 0) return 0;
+    if (x->client_metrics_resources.n != 0) return 0;
+    return 1;
 }
 
 sp_list_client_metrics_resources_response_t *sp_list_client_metrics_resources_response_alloc(sp_arena_t *a, int32_t n)

@@ -9,6 +9,14 @@ void sp_list_groups_request_init(sp_list_groups_request_t *x)
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_list_groups_request_is_default(const sp_list_groups_request_t *x)
+{
+    (void)x;
+    if (x->states_filter.n != 0) return 0;
+    if (x->types_filter.n != 0) return 0;
+    return 1;
+}
+
 sp_list_groups_request_t *sp_list_groups_request_alloc(sp_arena_t *a, int32_t n)
 {
     sp_list_groups_request_t *v;

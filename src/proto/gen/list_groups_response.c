@@ -12,6 +12,16 @@ void sp_list_groups_response_listed_group_init(sp_list_groups_response_listed_gr
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_list_groups_response_listed_group_is_default(const sp_list_groups_response_listed_group_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->group_id, "")) return 0;
+    if (!sp_str_eq_lit(x->protocol_type, "")) return 0;
+    if (!sp_str_eq_lit(x->group_state, "")) return 0;
+    if (!sp_str_eq_lit(x->group_type, "")) return 0;
+    return 1;
+}
+
 sp_list_groups_response_listed_group_t *sp_list_groups_response_listed_group_alloc(sp_arena_t *a, int32_t n)
 {
     sp_list_groups_response_listed_group_t *v;
@@ -113,6 +123,15 @@ static void sp_list_groups_response_listed_group_encode(sp_writer_t *w, const sp
 void sp_list_groups_response_init(sp_list_groups_response_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_list_groups_response_is_default(const sp_list_groups_response_t *x)
+{
+    (void)x;
+    if (x->throttle_time_ms != 0) return 0;
+    if (x->error_code != 0) return 0;
+    if (x->groups.n != 0) return 0;
+    return 1;
 }
 
 sp_list_groups_response_t *sp_list_groups_response_alloc(sp_arena_t *a, int32_t n)

@@ -17,6 +17,16 @@ void sp_list_offsets_request_list_offsets_partition_init(sp_list_offsets_request
     x->max_num_offsets = 1;
 }
 
+static inline int sp_list_offsets_request_list_offsets_partition_is_default(const sp_list_offsets_request_list_offsets_partition_t *x)
+{
+    (void)x;
+    if (x->partition_index != 0) return 0;
+    if (x->current_leader_epoch != -1) return 0;
+    if (x->timestamp != 0) return 0;
+    if (x->max_num_offsets != 1) return 0;
+    return 1;
+}
+
 sp_list_offsets_request_list_offsets_partition_t *sp_list_offsets_request_list_offsets_partition_alloc(sp_arena_t *a, int32_t n)
 {
     sp_list_offsets_request_list_offsets_partition_t *v;
@@ -120,6 +130,14 @@ void sp_list_offsets_request_list_offsets_topic_init(sp_list_offsets_request_lis
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_list_offsets_request_list_offsets_topic_is_default(const sp_list_offsets_request_list_offsets_topic_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->name, "")) return 0;
+    if (x->partitions.n != 0) return 0;
+    return 1;
+}
+
 sp_list_offsets_request_list_offsets_topic_t *sp_list_offsets_request_list_offsets_topic_alloc(sp_arena_t *a, int32_t n)
 {
     sp_list_offsets_request_list_offsets_topic_t *v;
@@ -213,6 +231,16 @@ static void sp_list_offsets_request_list_offsets_topic_encode(sp_writer_t *w, co
 void sp_list_offsets_request_init(sp_list_offsets_request_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_list_offsets_request_is_default(const sp_list_offsets_request_t *x)
+{
+    (void)x;
+    if (x->replica_id != 0) return 0;
+    if (x->isolation_level != 0) return 0;
+    if (x->topics.n != 0) return 0;
+    if (x->timeout_ms != 0) return 0;
+    return 1;
 }
 
 sp_list_offsets_request_t *sp_list_offsets_request_alloc(sp_arena_t *a, int32_t n)

@@ -18,6 +18,18 @@ void sp_list_offsets_response_list_offsets_partition_response_init(sp_list_offse
     x->leader_epoch = -1;
 }
 
+static inline int sp_list_offsets_response_list_offsets_partition_response_is_default(const sp_list_offsets_response_list_offsets_partition_response_t *x)
+{
+    (void)x;
+    if (x->partition_index != 0) return 0;
+    if (x->error_code != 0) return 0;
+    if (x->old_style_offsets.n != 0) return 0;
+    if (x->timestamp != (int64_t)-1LL) return 0;
+    if (x->offset != (int64_t)-1LL) return 0;
+    if (x->leader_epoch != -1) return 0;
+    return 1;
+}
+
 sp_list_offsets_response_list_offsets_partition_response_t *sp_list_offsets_response_list_offsets_partition_response_alloc(sp_arena_t *a, int32_t n)
 {
     sp_list_offsets_response_list_offsets_partition_response_t *v;
@@ -152,6 +164,14 @@ void sp_list_offsets_response_list_offsets_topic_response_init(sp_list_offsets_r
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_list_offsets_response_list_offsets_topic_response_is_default(const sp_list_offsets_response_list_offsets_topic_response_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->name, "")) return 0;
+    if (x->partitions.n != 0) return 0;
+    return 1;
+}
+
 sp_list_offsets_response_list_offsets_topic_response_t *sp_list_offsets_response_list_offsets_topic_response_alloc(sp_arena_t *a, int32_t n)
 {
     sp_list_offsets_response_list_offsets_topic_response_t *v;
@@ -245,6 +265,14 @@ static void sp_list_offsets_response_list_offsets_topic_response_encode(sp_write
 void sp_list_offsets_response_init(sp_list_offsets_response_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_list_offsets_response_is_default(const sp_list_offsets_response_t *x)
+{
+    (void)x;
+    if (x->throttle_time_ms != 0) return 0;
+    if (x->topics.n != 0) return 0;
+    return 1;
 }
 
 sp_list_offsets_response_t *sp_list_offsets_response_alloc(sp_arena_t *a, int32_t n)

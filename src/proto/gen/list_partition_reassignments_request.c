@@ -12,6 +12,14 @@ void sp_list_partition_reassignments_request_list_partition_reassignments_topics
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_list_partition_reassignments_request_list_partition_reassignments_topics_is_default(const sp_list_partition_reassignments_request_list_partition_reassignments_topics_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->name, "")) return 0;
+    if (x->partition_indexes.n != 0) return 0;
+    return 1;
+}
+
 sp_list_partition_reassignments_request_list_partition_reassignments_topics_t *sp_list_partition_reassignments_request_list_partition_reassignments_topics_alloc(sp_arena_t *a, int32_t n)
 {
     sp_list_partition_reassignments_request_list_partition_reassignments_topics_t *v;
@@ -106,6 +114,14 @@ void sp_list_partition_reassignments_request_init(sp_list_partition_reassignment
     memset(x, 0, sizeof(*x));
     x->timeout_ms = 60000;
     x->topics.n = -1;
+}
+
+static inline int sp_list_partition_reassignments_request_is_default(const sp_list_partition_reassignments_request_t *x)
+{
+    (void)x;
+    if (x->timeout_ms != 60000) return 0;
+    if (x->topics.n >= 0) return 0;
+    return 1;
 }
 
 sp_list_partition_reassignments_request_t *sp_list_partition_reassignments_request_alloc(sp_arena_t *a, int32_t n)

@@ -15,6 +15,16 @@ void sp_list_partition_reassignments_response_ongoing_partition_reassignment_ini
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_list_partition_reassignments_response_ongoing_partition_reassignment_is_default(const sp_list_partition_reassignments_response_ongoing_partition_reassignment_t *x)
+{
+    (void)x;
+    if (x->partition_index != 0) return 0;
+    if (x->replicas.n != 0) return 0;
+    if (x->adding_replicas.n != 0) return 0;
+    if (x->removing_replicas.n != 0) return 0;
+    return 1;
+}
+
 sp_list_partition_reassignments_response_ongoing_partition_reassignment_t *sp_list_partition_reassignments_response_ongoing_partition_reassignment_alloc(sp_arena_t *a, int32_t n)
 {
     sp_list_partition_reassignments_response_ongoing_partition_reassignment_t *v;
@@ -151,6 +161,14 @@ void sp_list_partition_reassignments_response_ongoing_topic_reassignment_init(sp
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_list_partition_reassignments_response_ongoing_topic_reassignment_is_default(const sp_list_partition_reassignments_response_ongoing_topic_reassignment_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->name, "")) return 0;
+    if (x->partitions.n != 0) return 0;
+    return 1;
+}
+
 sp_list_partition_reassignments_response_ongoing_topic_reassignment_t *sp_list_partition_reassignments_response_ongoing_topic_reassignment_alloc(sp_arena_t *a, int32_t n)
 {
     sp_list_partition_reassignments_response_ongoing_topic_reassignment_t *v;
@@ -244,6 +262,16 @@ static void sp_list_partition_reassignments_response_ongoing_topic_reassignment_
 void sp_list_partition_reassignments_response_init(sp_list_partition_reassignments_response_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_list_partition_reassignments_response_is_default(const sp_list_partition_reassignments_response_t *x)
+{
+    (void)x;
+    if (x->throttle_time_ms != 0) return 0;
+    if (x->error_code != 0) return 0;
+    if (!sp_str_eq_lit(x->error_message, "")) return 0;
+    if (x->topics.n != 0) return 0;
+    return 1;
 }
 
 sp_list_partition_reassignments_response_t *sp_list_partition_reassignments_response_alloc(sp_arena_t *a, int32_t n)

@@ -10,6 +10,15 @@ void sp_list_transactions_request_init(sp_list_transactions_request_t *x)
     x->duration_filter = (int64_t)-1LL;
 }
 
+static inline int sp_list_transactions_request_is_default(const sp_list_transactions_request_t *x)
+{
+    (void)x;
+    if (x->state_filters.n != 0) return 0;
+    if (x->producer_id_filters.n != 0) return 0;
+    if (x->duration_filter != (int64_t)-1LL) return 0;
+    return 1;
+}
+
 sp_list_transactions_request_t *sp_list_transactions_request_alloc(sp_arena_t *a, int32_t n)
 {
     sp_list_transactions_request_t *v;

@@ -12,6 +12,15 @@ void sp_list_transactions_response_transaction_state_init(sp_list_transactions_r
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_list_transactions_response_transaction_state_is_default(const sp_list_transactions_response_transaction_state_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->transactional_id, "")) return 0;
+    if (x->producer_id != 0) return 0;
+    if (!sp_str_eq_lit(x->transaction_state, "")) return 0;
+    return 1;
+}
+
 sp_list_transactions_response_transaction_state_t *sp_list_transactions_response_transaction_state_alloc(sp_arena_t *a, int32_t n)
 {
     sp_list_transactions_response_transaction_state_t *v;
@@ -103,6 +112,16 @@ static void sp_list_transactions_response_transaction_state_encode(sp_writer_t *
 void sp_list_transactions_response_init(sp_list_transactions_response_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_list_transactions_response_is_default(const sp_list_transactions_response_t *x)
+{
+    (void)x;
+    if (x->throttle_time_ms != 0) return 0;
+    if (x->error_code != 0) return 0;
+    if (x->unknown_state_filters.n != 0) return 0;
+    if (x->transaction_states.n != 0) return 0;
+    return 1;
 }
 
 sp_list_transactions_response_t *sp_list_transactions_response_alloc(sp_arena_t *a, int32_t n)

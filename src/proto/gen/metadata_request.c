@@ -12,6 +12,14 @@ void sp_metadata_request_topic_init(sp_metadata_request_topic_t *x)
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_metadata_request_topic_is_default(const sp_metadata_request_topic_t *x)
+{
+    (void)x;
+    if (!sp_uuid_is_zero(x->topic_id)) return 0;
+    if (!sp_str_eq_lit(x->name, "")) return 0;
+    return 1;
+}
+
 sp_metadata_request_topic_t *sp_metadata_request_topic_alloc(sp_arena_t *a, int32_t n)
 {
     sp_metadata_request_topic_t *v;
@@ -94,6 +102,16 @@ void sp_metadata_request_init(sp_metadata_request_t *x)
 {
     memset(x, 0, sizeof(*x));
     x->allow_auto_topic_creation = true;
+}
+
+static inline int sp_metadata_request_is_default(const sp_metadata_request_t *x)
+{
+    (void)x;
+    if (x->topics.n != 0) return 0;
+    if (x->allow_auto_topic_creation != true) return 0;
+    if (x->include_cluster_authorized_operations != false) return 0;
+    if (x->include_topic_authorized_operations != false) return 0;
+    return 1;
 }
 
 sp_metadata_request_t *sp_metadata_request_alloc(sp_arena_t *a, int32_t n)

@@ -19,6 +19,16 @@ void sp_metadata_response_broker_init(sp_metadata_response_broker_t *x)
     x->rack.len = -1;
 }
 
+static inline int sp_metadata_response_broker_is_default(const sp_metadata_response_broker_t *x)
+{
+    (void)x;
+    if (x->node_id != 0) return 0;
+    if (!sp_str_eq_lit(x->host, "")) return 0;
+    if (x->port != 0) return 0;
+    if (x->rack.len >= 0) return 0;
+    return 1;
+}
+
 sp_metadata_response_broker_t *sp_metadata_response_broker_alloc(sp_arena_t *a, int32_t n)
 {
     sp_metadata_response_broker_t *v;
@@ -121,6 +131,19 @@ void sp_metadata_response_partition_init(sp_metadata_response_partition_t *x)
 {
     memset(x, 0, sizeof(*x));
     x->leader_epoch = -1;
+}
+
+static inline int sp_metadata_response_partition_is_default(const sp_metadata_response_partition_t *x)
+{
+    (void)x;
+    if (x->error_code != 0) return 0;
+    if (x->partition_index != 0) return 0;
+    if (x->leader_id != 0) return 0;
+    if (x->leader_epoch != -1) return 0;
+    if (x->replica_nodes.n != 0) return 0;
+    if (x->isr_nodes.n != 0) return 0;
+    if (x->offline_replicas.n != 0) return 0;
+    return 1;
 }
 
 sp_metadata_response_partition_t *sp_metadata_response_partition_alloc(sp_arena_t *a, int32_t n)
@@ -290,6 +313,18 @@ void sp_metadata_response_topic_init(sp_metadata_response_topic_t *x)
     x->topic_authorized_operations = INT32_MIN;
 }
 
+static inline int sp_metadata_response_topic_is_default(const sp_metadata_response_topic_t *x)
+{
+    (void)x;
+    if (x->error_code != 0) return 0;
+    if (!sp_str_eq_lit(x->name, "")) return 0;
+    if (!sp_uuid_is_zero(x->topic_id)) return 0;
+    if (x->is_internal != false) return 0;
+    if (x->partitions.n != 0) return 0;
+    if (x->topic_authorized_operations != INT32_MIN) return 0;
+    return 1;
+}
+
 sp_metadata_response_topic_t *sp_metadata_response_topic_alloc(sp_arena_t *a, int32_t n)
 {
     sp_metadata_response_topic_t *v;
@@ -426,6 +461,18 @@ void sp_metadata_response_init(sp_metadata_response_t *x)
     x->cluster_id.len = -1;
     x->controller_id = -1;
     x->cluster_authorized_operations = INT32_MIN;
+}
+
+static inline int sp_metadata_response_is_default(const sp_metadata_response_t *x)
+{
+    (void)x;
+    if (x->throttle_time_ms != 0) return 0;
+    if (x->brokers.n != 0) return 0;
+    if (x->cluster_id.len >= 0) return 0;
+    if (x->controller_id != -1) return 0;
+    if (x->topics.n != 0) return 0;
+    if (x->cluster_authorized_operations != INT32_MIN) return 0;
+    return 1;
 }
 
 sp_metadata_response_t *sp_metadata_response_alloc(sp_arena_t *a, int32_t n)

@@ -9,6 +9,12 @@ void sp_no_op_record_init(sp_no_op_record_t *x)
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_no_op_record_is_default(const sp_no_op_record_t *x)
+{
+    (void)x;
+    return 1;
+}
+
 sp_no_op_record_t *sp_no_op_record_alloc(sp_arena_t *a, int32_t n)
 {
     sp_no_op_record_t *v;

@@ -9,6 +9,15 @@ void sp_offset_commit_key_init(sp_offset_commit_key_t *x)
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_offset_commit_key_is_default(const sp_offset_commit_key_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->group, "")) return 0;
+    if (!sp_str_eq_lit(x->topic, "")) return 0;
+    if (x->partition != 0) return 0;
+    return 1;
+}
+
 sp_offset_commit_key_t *sp_offset_commit_key_alloc(sp_arena_t *a, int32_t n)
 {
     sp_offset_commit_key_t *v;

@@ -17,6 +17,17 @@ void sp_offset_commit_request_partition_init(sp_offset_commit_request_partition_
     x->commit_timestamp = (int64_t)-1LL;
 }
 
+static inline int sp_offset_commit_request_partition_is_default(const sp_offset_commit_request_partition_t *x)
+{
+    (void)x;
+    if (x->partition_index != 0) return 0;
+    if (x->committed_offset != 0) return 0;
+    if (x->committed_leader_epoch != -1) return 0;
+    if (x->commit_timestamp != (int64_t)-1LL) return 0;
+    if (!sp_str_eq_lit(x->committed_metadata, "")) return 0;
+    return 1;
+}
+
 sp_offset_commit_request_partition_t *sp_offset_commit_request_partition_alloc(sp_arena_t *a, int32_t n)
 {
     sp_offset_commit_request_partition_t *v;
@@ -130,6 +141,14 @@ void sp_offset_commit_request_topic_init(sp_offset_commit_request_topic_t *x)
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_offset_commit_request_topic_is_default(const sp_offset_commit_request_topic_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->name, "")) return 0;
+    if (x->partitions.n != 0) return 0;
+    return 1;
+}
+
 sp_offset_commit_request_topic_t *sp_offset_commit_request_topic_alloc(sp_arena_t *a, int32_t n)
 {
     sp_offset_commit_request_topic_t *v;
@@ -226,6 +245,18 @@ void sp_offset_commit_request_init(sp_offset_commit_request_t *x)
     x->generation_id_or_member_epoch = -1;
     x->group_instance_id.len = -1;
     x->retention_time_ms = (int64_t)-1LL;
+}
+
+static inline int sp_offset_commit_request_is_default(const sp_offset_commit_request_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->group_id, "")) return 0;
+    if (x->generation_id_or_member_epoch != -1) return 0;
+    if (!sp_str_eq_lit(x->member_id, "")) return 0;
+    if (x->group_instance_id.len >= 0) return 0;
+    if (x->retention_time_ms != (int64_t)-1LL) return 0;
+    if (x->topics.n != 0) return 0;
+    return 1;
 }
 
 sp_offset_commit_request_t *sp_offset_commit_request_alloc(sp_arena_t *a, int32_t n)

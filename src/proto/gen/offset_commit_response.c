@@ -15,6 +15,14 @@ void sp_offset_commit_response_partition_init(sp_offset_commit_response_partitio
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_offset_commit_response_partition_is_default(const sp_offset_commit_response_partition_t *x)
+{
+    (void)x;
+    if (x->partition_index != 0) return 0;
+    if (x->error_code != 0) return 0;
+    return 1;
+}
+
 sp_offset_commit_response_partition_t *sp_offset_commit_response_partition_alloc(sp_arena_t *a, int32_t n)
 {
     sp_offset_commit_response_partition_t *v;
@@ -96,6 +104,14 @@ static void sp_offset_commit_response_partition_encode(sp_writer_t *w, const sp_
 void sp_offset_commit_response_topic_init(sp_offset_commit_response_topic_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_offset_commit_response_topic_is_default(const sp_offset_commit_response_topic_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->name, "")) return 0;
+    if (x->partitions.n != 0) return 0;
+    return 1;
 }
 
 sp_offset_commit_response_topic_t *sp_offset_commit_response_topic_alloc(sp_arena_t *a, int32_t n)
@@ -191,6 +207,14 @@ static void sp_offset_commit_response_topic_encode(sp_writer_t *w, const sp_offs
 void sp_offset_commit_response_init(sp_offset_commit_response_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_offset_commit_response_is_default(const sp_offset_commit_response_t *x)
+{
+    (void)x;
+    if (x->throttle_time_ms != 0) return 0;
+    if (x->topics.n != 0) return 0;
+    return 1;
 }
 
 sp_offset_commit_response_t *sp_offset_commit_response_alloc(sp_arena_t *a, int32_t n)

@@ -11,6 +11,17 @@ void sp_offset_commit_value_init(sp_offset_commit_value_t *x)
     x->expire_timestamp = (int64_t)-1LL;
 }
 
+static inline int sp_offset_commit_value_is_default(const sp_offset_commit_value_t *x)
+{
+    (void)x;
+    if (x->offset != 0) return 0;
+    if (x->leader_epoch != -1) return 0;
+    if (!sp_str_eq_lit(x->metadata, "")) return 0;
+    if (x->commit_timestamp != 0) return 0;
+    if (x->expire_timestamp != (int64_t)-1LL) return 0;
+    return 1;
+}
+
 sp_offset_commit_value_t *sp_offset_commit_value_alloc(sp_arena_t *a, int32_t n)
 {
     sp_offset_commit_value_t *v;

@@ -15,6 +15,13 @@ void sp_offset_delete_request_partition_init(sp_offset_delete_request_partition_
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_offset_delete_request_partition_is_default(const sp_offset_delete_request_partition_t *x)
+{
+    (void)x;
+    if (x->partition_index != 0) return 0;
+    return 1;
+}
+
 sp_offset_delete_request_partition_t *sp_offset_delete_request_partition_alloc(sp_arena_t *a, int32_t n)
 {
     sp_offset_delete_request_partition_t *v;
@@ -86,6 +93,14 @@ static void sp_offset_delete_request_partition_encode(sp_writer_t *w, const sp_o
 void sp_offset_delete_request_topic_init(sp_offset_delete_request_topic_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_offset_delete_request_topic_is_default(const sp_offset_delete_request_topic_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->name, "")) return 0;
+    if (x->partitions.n != 0) return 0;
+    return 1;
 }
 
 sp_offset_delete_request_topic_t *sp_offset_delete_request_topic_alloc(sp_arena_t *a, int32_t n)
@@ -181,6 +196,14 @@ static void sp_offset_delete_request_topic_encode(sp_writer_t *w, const sp_offse
 void sp_offset_delete_request_init(sp_offset_delete_request_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_offset_delete_request_is_default(const sp_offset_delete_request_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->group_id, "")) return 0;
+    if (x->topics.n != 0) return 0;
+    return 1;
 }
 
 sp_offset_delete_request_t *sp_offset_delete_request_alloc(sp_arena_t *a, int32_t n)

@@ -18,6 +18,14 @@ void sp_offset_fetch_request_topic_init(sp_offset_fetch_request_topic_t *x)
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_offset_fetch_request_topic_is_default(const sp_offset_fetch_request_topic_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->name, "")) return 0;
+    if (x->partition_indexes.n != 0) return 0;
+    return 1;
+}
+
 sp_offset_fetch_request_topic_t *sp_offset_fetch_request_topic_alloc(sp_arena_t *a, int32_t n)
 {
     sp_offset_fetch_request_topic_t *v;
@@ -110,6 +118,14 @@ static void sp_offset_fetch_request_topic_encode(sp_writer_t *w, const sp_offset
 void sp_offset_fetch_request_topics_init(sp_offset_fetch_request_topics_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_offset_fetch_request_topics_is_default(const sp_offset_fetch_request_topics_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->name, "")) return 0;
+    if (x->partition_indexes.n != 0) return 0;
+    return 1;
 }
 
 sp_offset_fetch_request_topics_t *sp_offset_fetch_request_topics_alloc(sp_arena_t *a, int32_t n)
@@ -206,6 +222,16 @@ void sp_offset_fetch_request_group_init(sp_offset_fetch_request_group_t *x)
     memset(x, 0, sizeof(*x));
     x->member_id.len = -1;
     x->member_epoch = -1;
+}
+
+static inline int sp_offset_fetch_request_group_is_default(const sp_offset_fetch_request_group_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->group_id, "")) return 0;
+    if (x->member_id.len >= 0) return 0;
+    if (x->member_epoch != -1) return 0;
+    if (x->topics.n != 0) return 0;
+    return 1;
 }
 
 sp_offset_fetch_request_group_t *sp_offset_fetch_request_group_alloc(sp_arena_t *a, int32_t n)
@@ -321,6 +347,16 @@ static void sp_offset_fetch_request_group_encode(sp_writer_t *w, const sp_offset
 void sp_offset_fetch_request_init(sp_offset_fetch_request_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_offset_fetch_request_is_default(const sp_offset_fetch_request_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->group_id, "")) return 0;
+    if (x->topics.n != 0) return 0;
+    if (x->groups.n != 0) return 0;
+    if (x->require_stable != false) return 0;
+    return 1;
 }
 
 sp_offset_fetch_request_t *sp_offset_fetch_request_alloc(sp_arena_t *a, int32_t n)

@@ -25,6 +25,17 @@ void sp_offset_fetch_response_partition_init(sp_offset_fetch_response_partition_
     x->committed_leader_epoch = -1;
 }
 
+static inline int sp_offset_fetch_response_partition_is_default(const sp_offset_fetch_response_partition_t *x)
+{
+    (void)x;
+    if (x->partition_index != 0) return 0;
+    if (x->committed_offset != 0) return 0;
+    if (x->committed_leader_epoch != -1) return 0;
+    if (!sp_str_eq_lit(x->metadata, "")) return 0;
+    if (x->error_code != 0) return 0;
+    return 1;
+}
+
 sp_offset_fetch_response_partition_t *sp_offset_fetch_response_partition_alloc(sp_arena_t *a, int32_t n)
 {
     sp_offset_fetch_response_partition_t *v;
@@ -138,6 +149,14 @@ void sp_offset_fetch_response_topic_init(sp_offset_fetch_response_topic_t *x)
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_offset_fetch_response_topic_is_default(const sp_offset_fetch_response_topic_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->name, "")) return 0;
+    if (x->partitions.n != 0) return 0;
+    return 1;
+}
+
 sp_offset_fetch_response_topic_t *sp_offset_fetch_response_topic_alloc(sp_arena_t *a, int32_t n)
 {
     sp_offset_fetch_response_topic_t *v;
@@ -232,6 +251,17 @@ void sp_offset_fetch_response_partitions_init(sp_offset_fetch_response_partition
 {
     memset(x, 0, sizeof(*x));
     x->committed_leader_epoch = -1;
+}
+
+static inline int sp_offset_fetch_response_partitions_is_default(const sp_offset_fetch_response_partitions_t *x)
+{
+    (void)x;
+    if (x->partition_index != 0) return 0;
+    if (x->committed_offset != 0) return 0;
+    if (x->committed_leader_epoch != -1) return 0;
+    if (!sp_str_eq_lit(x->metadata, "")) return 0;
+    if (x->error_code != 0) return 0;
+    return 1;
 }
 
 sp_offset_fetch_response_partitions_t *sp_offset_fetch_response_partitions_alloc(sp_arena_t *a, int32_t n)
@@ -347,6 +377,14 @@ void sp_offset_fetch_response_topics_init(sp_offset_fetch_response_topics_t *x)
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_offset_fetch_response_topics_is_default(const sp_offset_fetch_response_topics_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->name, "")) return 0;
+    if (x->partitions.n != 0) return 0;
+    return 1;
+}
+
 sp_offset_fetch_response_topics_t *sp_offset_fetch_response_topics_alloc(sp_arena_t *a, int32_t n)
 {
     sp_offset_fetch_response_topics_t *v;
@@ -440,6 +478,15 @@ static void sp_offset_fetch_response_topics_encode(sp_writer_t *w, const sp_offs
 void sp_offset_fetch_response_group_init(sp_offset_fetch_response_group_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_offset_fetch_response_group_is_default(const sp_offset_fetch_response_group_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->group_id, "")) return 0;
+    if (x->topics.n != 0) return 0;
+    if (x->error_code != 0) return 0;
+    return 1;
 }
 
 sp_offset_fetch_response_group_t *sp_offset_fetch_response_group_alloc(sp_arena_t *a, int32_t n)
@@ -545,6 +592,16 @@ static void sp_offset_fetch_response_group_encode(sp_writer_t *w, const sp_offse
 void sp_offset_fetch_response_init(sp_offset_fetch_response_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_offset_fetch_response_is_default(const sp_offset_fetch_response_t *x)
+{
+    (void)x;
+    if (x->throttle_time_ms != 0) return 0;
+    if (x->topics.n != 0) return 0;
+    if (x->error_code != 0) return 0;
+    if (x->groups.n != 0) return 0;
+    return 1;
 }
 
 sp_offset_fetch_response_t *sp_offset_fetch_response_alloc(sp_arena_t *a, int32_t n)

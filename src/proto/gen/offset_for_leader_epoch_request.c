@@ -16,6 +16,15 @@ void sp_offset_for_leader_epoch_request_offset_for_leader_partition_init(sp_offs
     x->current_leader_epoch = -1;
 }
 
+static inline int sp_offset_for_leader_epoch_request_offset_for_leader_partition_is_default(const sp_offset_for_leader_epoch_request_offset_for_leader_partition_t *x)
+{
+    (void)x;
+    if (x->partition != 0) return 0;
+    if (x->current_leader_epoch != -1) return 0;
+    if (x->leader_epoch != 0) return 0;
+    return 1;
+}
+
 sp_offset_for_leader_epoch_request_offset_for_leader_partition_t *sp_offset_for_leader_epoch_request_offset_for_leader_partition_alloc(sp_arena_t *a, int32_t n)
 {
     sp_offset_for_leader_epoch_request_offset_for_leader_partition_t *v;
@@ -107,6 +116,14 @@ static void sp_offset_for_leader_epoch_request_offset_for_leader_partition_encod
 void sp_offset_for_leader_epoch_request_offset_for_leader_topic_init(sp_offset_for_leader_epoch_request_offset_for_leader_topic_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_offset_for_leader_epoch_request_offset_for_leader_topic_is_default(const sp_offset_for_leader_epoch_request_offset_for_leader_topic_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->topic, "")) return 0;
+    if (x->partitions.n != 0) return 0;
+    return 1;
 }
 
 sp_offset_for_leader_epoch_request_offset_for_leader_topic_t *sp_offset_for_leader_epoch_request_offset_for_leader_topic_alloc(sp_arena_t *a, int32_t n)
@@ -203,6 +220,14 @@ void sp_offset_for_leader_epoch_request_init(sp_offset_for_leader_epoch_request_
 {
     memset(x, 0, sizeof(*x));
     x->replica_id = -2;
+}
+
+static inline int sp_offset_for_leader_epoch_request_is_default(const sp_offset_for_leader_epoch_request_t *x)
+{
+    (void)x;
+    if (x->replica_id != -2) return 0;
+    if (x->topics.n != 0) return 0;
+    return 1;
 }
 
 sp_offset_for_leader_epoch_request_t *sp_offset_for_leader_epoch_request_alloc(sp_arena_t *a, int32_t n)

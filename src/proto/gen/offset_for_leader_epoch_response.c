@@ -17,6 +17,16 @@ void sp_offset_for_leader_epoch_response_epoch_end_offset_init(sp_offset_for_lea
     x->end_offset = (int64_t)-1LL;
 }
 
+static inline int sp_offset_for_leader_epoch_response_epoch_end_offset_is_default(const sp_offset_for_leader_epoch_response_epoch_end_offset_t *x)
+{
+    (void)x;
+    if (x->error_code != 0) return 0;
+    if (x->partition != 0) return 0;
+    if (x->leader_epoch != -1) return 0;
+    if (x->end_offset != (int64_t)-1LL) return 0;
+    return 1;
+}
+
 sp_offset_for_leader_epoch_response_epoch_end_offset_t *sp_offset_for_leader_epoch_response_epoch_end_offset_alloc(sp_arena_t *a, int32_t n)
 {
     sp_offset_for_leader_epoch_response_epoch_end_offset_t *v;
@@ -120,6 +130,14 @@ void sp_offset_for_leader_epoch_response_offset_for_leader_topic_result_init(sp_
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_offset_for_leader_epoch_response_offset_for_leader_topic_result_is_default(const sp_offset_for_leader_epoch_response_offset_for_leader_topic_result_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->topic, "")) return 0;
+    if (x->partitions.n != 0) return 0;
+    return 1;
+}
+
 sp_offset_for_leader_epoch_response_offset_for_leader_topic_result_t *sp_offset_for_leader_epoch_response_offset_for_leader_topic_result_alloc(sp_arena_t *a, int32_t n)
 {
     sp_offset_for_leader_epoch_response_offset_for_leader_topic_result_t *v;
@@ -213,6 +231,14 @@ static void sp_offset_for_leader_epoch_response_offset_for_leader_topic_result_e
 void sp_offset_for_leader_epoch_response_init(sp_offset_for_leader_epoch_response_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_offset_for_leader_epoch_response_is_default(const sp_offset_for_leader_epoch_response_t *x)
+{
+    (void)x;
+    if (x->throttle_time_ms != 0) return 0;
+    if (x->topics.n != 0) return 0;
+    return 1;
 }
 
 sp_offset_for_leader_epoch_response_t *sp_offset_for_leader_epoch_response_alloc(sp_arena_t *a, int32_t n)

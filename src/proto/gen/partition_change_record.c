@@ -19,6 +19,23 @@ void sp_partition_change_record_init(sp_partition_change_record_t *x)
     x->last_known_elr.n = -1;
 }
 
+static inline int sp_partition_change_record_is_default(const sp_partition_change_record_t *x)
+{
+    (void)x;
+    if (x->partition_id != -1) return 0;
+    if (!sp_uuid_is_zero(x->topic_id)) return 0;
+    if (x->isr.n >= 0) return 0;
+    if (x->leader != -2) return 0;
+    if (x->replicas.n >= 0) return 0;
+    if (x->removing_replicas.n >= 0) return 0;
+    if (x->adding_replicas.n >= 0) return 0;
+    if (x->leader_recovery_state != -1) return 0;
+    if (x->directories.n >= 0) return 0;
+    if (x->eligible_leader_replicas.n >= 0) return 0;
+    if (x->last_known_elr.n >= 0) return 0;
+    return 1;
+}
+
 sp_partition_change_record_t *sp_partition_change_record_alloc(sp_arena_t *a, int32_t n)
 {
     sp_partition_change_record_t *v;

@@ -16,6 +16,14 @@ void sp_produce_request_partition_produce_data_init(sp_produce_request_partition
     x->records.len = -1;
 }
 
+static inline int sp_produce_request_partition_produce_data_is_default(const sp_produce_request_partition_produce_data_t *x)
+{
+    (void)x;
+    if (x->index != 0) return 0;
+    if (x->records.len != 0) return 0;
+    return 1;
+}
+
 sp_produce_request_partition_produce_data_t *sp_produce_request_partition_produce_data_alloc(sp_arena_t *a, int32_t n)
 {
     sp_produce_request_partition_produce_data_t *v;
@@ -97,6 +105,14 @@ static void sp_produce_request_partition_produce_data_encode(sp_writer_t *w, con
 void sp_produce_request_topic_produce_data_init(sp_produce_request_topic_produce_data_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_produce_request_topic_produce_data_is_default(const sp_produce_request_topic_produce_data_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->name, "")) return 0;
+    if (x->partition_data.n != 0) return 0;
+    return 1;
 }
 
 sp_produce_request_topic_produce_data_t *sp_produce_request_topic_produce_data_alloc(sp_arena_t *a, int32_t n)
@@ -193,6 +209,16 @@ void sp_produce_request_init(sp_produce_request_t *x)
 {
     memset(x, 0, sizeof(*x));
     x->transactional_id.len = -1;
+}
+
+static inline int sp_produce_request_is_default(const sp_produce_request_t *x)
+{
+    (void)x;
+    if (x->transactional_id.len >= 0) return 0;
+    if (x->acks != 0) return 0;
+    if (x->timeout_ms != 0) return 0;
+    if (x->topic_data.n != 0) return 0;
+    return 1;
 }
 
 sp_produce_request_t *sp_produce_request_alloc(sp_arena_t *a, int32_t n)

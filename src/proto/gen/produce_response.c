@@ -25,6 +25,14 @@ void sp_produce_response_batch_index_and_error_message_init(sp_produce_response_
     x->batch_index_error_message.len = -1;
 }
 
+static inline int sp_produce_response_batch_index_and_error_message_is_default(const sp_produce_response_batch_index_and_error_message_t *x)
+{
+    (void)x;
+    if (x->batch_index != 0) return 0;
+    if (x->batch_index_error_message.len >= 0) return 0;
+    return 1;
+}
+
 sp_produce_response_batch_index_and_error_message_t *sp_produce_response_batch_index_and_error_message_alloc(sp_arena_t *a, int32_t n)
 {
     sp_produce_response_batch_index_and_error_message_t *v;
@@ -108,6 +116,14 @@ void sp_produce_response_leader_id_and_epoch_init(sp_produce_response_leader_id_
     memset(x, 0, sizeof(*x));
     x->leader_id = -1;
     x->leader_epoch = -1;
+}
+
+static inline int sp_produce_response_leader_id_and_epoch_is_default(const sp_produce_response_leader_id_and_epoch_t *x)
+{
+    (void)x;
+    if (x->leader_id != -1) return 0;
+    if (x->leader_epoch != -1) return 0;
+    return 1;
 }
 
 sp_produce_response_leader_id_and_epoch_t *sp_produce_response_leader_id_and_epoch_alloc(sp_arena_t *a, int32_t n)
@@ -195,6 +211,20 @@ void sp_produce_response_partition_produce_response_init(sp_produce_response_par
     x->log_start_offset = (int64_t)-1LL;
     x->error_message.len = -1;
     sp_produce_response_leader_id_and_epoch_init(&x->current_leader);
+}
+
+static inline int sp_produce_response_partition_produce_response_is_default(const sp_produce_response_partition_produce_response_t *x)
+{
+    (void)x;
+    if (x->index != 0) return 0;
+    if (x->error_code != 0) return 0;
+    if (x->base_offset != 0) return 0;
+    if (x->log_append_time_ms != (int64_t)-1LL) return 0;
+    if (x->log_start_offset != (int64_t)-1LL) return 0;
+    if (x->record_errors.n != 0) return 0;
+    if (x->error_message.len >= 0) return 0;
+    if (!sp_produce_response_leader_id_and_epoch_is_default(&x->current_leader)) return 0;
+    return 1;
 }
 
 sp_produce_response_partition_produce_response_t *sp_produce_response_partition_produce_response_alloc(sp_arena_t *a, int32_t n)
@@ -308,7 +338,7 @@ static size_t sp_produce_response_partition_produce_response_size(const sp_produ
     }
     if (flex) {
         uint32_t nt = 0;
-        if ((v >= 10) && 1) {
+        if ((v >= 10) && !sp_produce_response_leader_id_and_epoch_is_default(&x->current_leader)) {
             size_t ts = 0;
             ts += sp_produce_response_leader_id_and_epoch_size(&x->current_leader, v);
             s += sp_uvarint_size(0) + sp_uvarint_size((uint32_t)ts) + ts;
@@ -348,9 +378,9 @@ static void sp_produce_response_partition_produce_response_encode(sp_writer_t *w
     }
     if (flex) {
         uint32_t nt = 0;
-        if ((v >= 10) && 1) nt++;
+        if ((v >= 10) && !sp_produce_response_leader_id_and_epoch_is_default(&x->current_leader)) nt++;
         sp_write_uvarint(w, nt);
-        if ((v >= 10) && 1) {
+        if ((v >= 10) && !sp_produce_response_leader_id_and_epoch_is_default(&x->current_leader)) {
             size_t ts = 0;
             ts += sp_produce_response_leader_id_and_epoch_size(&x->current_leader, v);
             sp_write_uvarint(w, 0);
@@ -363,6 +393,14 @@ static void sp_produce_response_partition_produce_response_encode(sp_writer_t *w
 void sp_produce_response_topic_produce_response_init(sp_produce_response_topic_produce_response_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_produce_response_topic_produce_response_is_default(const sp_produce_response_topic_produce_response_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->name, "")) return 0;
+    if (x->partition_responses.n != 0) return 0;
+    return 1;
 }
 
 sp_produce_response_topic_produce_response_t *sp_produce_response_topic_produce_response_alloc(sp_arena_t *a, int32_t n)
@@ -459,6 +497,16 @@ void sp_produce_response_node_endpoint_init(sp_produce_response_node_endpoint_t 
 {
     memset(x, 0, sizeof(*x));
     x->rack.len = -1;
+}
+
+static inline int sp_produce_response_node_endpoint_is_default(const sp_produce_response_node_endpoint_t *x)
+{
+    (void)x;
+    if (x->node_id != 0) return 0;
+    if (!sp_str_eq_lit(x->host, "")) return 0;
+    if (x->port != 0) return 0;
+    if (x->rack.len >= 0) return 0;
+    return 1;
 }
 
 sp_produce_response_node_endpoint_t *sp_produce_response_node_endpoint_alloc(sp_arena_t *a, int32_t n)
@@ -562,6 +610,15 @@ static void sp_produce_response_node_endpoint_encode(sp_writer_t *w, const sp_pr
 void sp_produce_response_init(sp_produce_response_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_produce_response_is_default(const sp_produce_response_t *x)
+{
+    (void)x;
+    if (x->responses.n != 0) return 0;
+    if (x->throttle_time_ms != 0) return 0;
+    if (x->node_endpoints.n != 0) return 0;
+    return 1;
 }
 
 sp_produce_response_t *sp_produce_response_alloc(sp_arena_t *a, int32_t n)

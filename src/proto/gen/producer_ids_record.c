@@ -10,6 +10,15 @@ void sp_producer_ids_record_init(sp_producer_ids_record_t *x)
     x->broker_epoch = (int64_t)-1LL;
 }
 
+static inline int sp_producer_ids_record_is_default(const sp_producer_ids_record_t *x)
+{
+    (void)x;
+    if (x->broker_id != 0) return 0;
+    if (x->broker_epoch != (int64_t)-1LL) return 0;
+    if (x->next_producer_id != 0) return 0;
+    return 1;
+}
+
 sp_producer_ids_record_t *sp_producer_ids_record_alloc(sp_arena_t *a, int32_t n)
 {
     sp_producer_ids_record_t *v;

@@ -9,6 +9,17 @@ void sp_push_telemetry_request_init(sp_push_telemetry_request_t *x)
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_push_telemetry_request_is_default(const sp_push_telemetry_request_t *x)
+{
+    (void)x;
+    if (!sp_uuid_is_zero(x->client_instance_id)) return 0;
+    if (x->subscription_id != 0) return 0;
+    if (x->terminating != false) return 0;
+    if (x->compression_type != 0) return 0;
+    if (x->metrics.len != 0) return 0;
+    return 1;
+}
+
 sp_push_telemetry_request_t *sp_push_telemetry_request_alloc(sp_arena_t *a, int32_t n)
 {
     sp_push_telemetry_request_t *v;

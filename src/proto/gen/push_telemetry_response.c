@@ -9,6 +9,14 @@ void sp_push_telemetry_response_init(sp_push_telemetry_response_t *x)
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_push_telemetry_response_is_default(const sp_push_telemetry_response_t *x)
+{
+    (void)x;
+    if (x->throttle_time_ms != 0) return 0;
+    if (x->error_code != 0) return 0;
+    return 1;
+}
+
 sp_push_telemetry_response_t *sp_push_telemetry_response_alloc(sp_arena_t *a, int32_t n)
 {
     sp_push_telemetry_response_t *v;

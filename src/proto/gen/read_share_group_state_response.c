@@ -18,6 +18,16 @@ void sp_read_share_group_state_response_state_batch_init(sp_read_share_group_sta
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_read_share_group_state_response_state_batch_is_default(const sp_read_share_group_state_response_state_batch_t *x)
+{
+    (void)x;
+    if (x->first_offset != 0) return 0;
+    if (x->last_offset != 0) return 0;
+    if (x->delivery_state != 0) return 0;
+    if (x->delivery_count != 0) return 0;
+    return 1;
+}
+
 sp_read_share_group_state_response_state_batch_t *sp_read_share_group_state_response_state_batch_alloc(sp_arena_t *a, int32_t n)
 {
     sp_read_share_group_state_response_state_batch_t *v;
@@ -120,6 +130,18 @@ void sp_read_share_group_state_response_partition_result_init(sp_read_share_grou
 {
     memset(x, 0, sizeof(*x));
     x->error_message.len = -1;
+}
+
+static inline int sp_read_share_group_state_response_partition_result_is_default(const sp_read_share_group_state_response_partition_result_t *x)
+{
+    (void)x;
+    if (x->partition != 0) return 0;
+    if (x->error_code != 0) return 0;
+    if (x->error_message.len >= 0) return 0;
+    if (x->state_epoch != 0) return 0;
+    if (x->start_offset != 0) return 0;
+    if (x->state_batches.n != 0) return 0;
+    return 1;
 }
 
 sp_read_share_group_state_response_partition_result_t *sp_read_share_group_state_response_partition_result_alloc(sp_arena_t *a, int32_t n)
@@ -257,6 +279,14 @@ void sp_read_share_group_state_response_read_state_result_init(sp_read_share_gro
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_read_share_group_state_response_read_state_result_is_default(const sp_read_share_group_state_response_read_state_result_t *x)
+{
+    (void)x;
+    if (!sp_uuid_is_zero(x->topic_id)) return 0;
+    if (x->partitions.n != 0) return 0;
+    return 1;
+}
+
 sp_read_share_group_state_response_read_state_result_t *sp_read_share_group_state_response_read_state_result_alloc(sp_arena_t *a, int32_t n)
 {
     sp_read_share_group_state_response_read_state_result_t *v;
@@ -350,6 +380,13 @@ static void sp_read_share_group_state_response_read_state_result_encode(sp_write
 void sp_read_share_group_state_response_init(sp_read_share_group_state_response_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_read_share_group_state_response_is_default(const sp_read_share_group_state_response_t *x)
+{
+    (void)x;
+    if (x->results.n != 0) return 0;
+    return 1;
 }
 
 sp_read_share_group_state_response_t *sp_read_share_group_state_response_alloc(sp_arena_t *a, int32_t n)

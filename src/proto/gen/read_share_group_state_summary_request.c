@@ -15,6 +15,14 @@ void sp_read_share_group_state_summary_request_partition_data_init(sp_read_share
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_read_share_group_state_summary_request_partition_data_is_default(const sp_read_share_group_state_summary_request_partition_data_t *x)
+{
+    (void)x;
+    if (x->partition != 0) return 0;
+    if (x->leader_epoch != 0) return 0;
+    return 1;
+}
+
 sp_read_share_group_state_summary_request_partition_data_t *sp_read_share_group_state_summary_request_partition_data_alloc(sp_arena_t *a, int32_t n)
 {
     sp_read_share_group_state_summary_request_partition_data_t *v;
@@ -96,6 +104,14 @@ static void sp_read_share_group_state_summary_request_partition_data_encode(sp_w
 void sp_read_share_group_state_summary_request_read_state_summary_data_init(sp_read_share_group_state_summary_request_read_state_summary_data_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_read_share_group_state_summary_request_read_state_summary_data_is_default(const sp_read_share_group_state_summary_request_read_state_summary_data_t *x)
+{
+    (void)x;
+    if (!sp_uuid_is_zero(x->topic_id)) return 0;
+    if (x->partitions.n != 0) return 0;
+    return 1;
 }
 
 sp_read_share_group_state_summary_request_read_state_summary_data_t *sp_read_share_group_state_summary_request_read_state_summary_data_alloc(sp_arena_t *a, int32_t n)
@@ -191,6 +207,14 @@ static void sp_read_share_group_state_summary_request_read_state_summary_data_en
 void sp_read_share_group_state_summary_request_init(sp_read_share_group_state_summary_request_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_read_share_group_state_summary_request_is_default(const sp_read_share_group_state_summary_request_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->group_id, "")) return 0;
+    if (x->topics.n != 0) return 0;
+    return 1;
 }
 
 sp_read_share_group_state_summary_request_t *sp_read_share_group_state_summary_request_alloc(sp_arena_t *a, int32_t n)

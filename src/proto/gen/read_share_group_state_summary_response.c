@@ -16,6 +16,17 @@ void sp_read_share_group_state_summary_response_partition_result_init(sp_read_sh
     x->error_message.len = -1;
 }
 
+static inline int sp_read_share_group_state_summary_response_partition_result_is_default(const sp_read_share_group_state_summary_response_partition_result_t *x)
+{
+    (void)x;
+    if (x->partition != 0) return 0;
+    if (x->error_code != 0) return 0;
+    if (x->error_message.len >= 0) return 0;
+    if (x->state_epoch != 0) return 0;
+    if (x->start_offset != 0) return 0;
+    return 1;
+}
+
 sp_read_share_group_state_summary_response_partition_result_t *sp_read_share_group_state_summary_response_partition_result_alloc(sp_arena_t *a, int32_t n)
 {
     sp_read_share_group_state_summary_response_partition_result_t *v;
@@ -129,6 +140,14 @@ void sp_read_share_group_state_summary_response_read_state_summary_result_init(s
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_read_share_group_state_summary_response_read_state_summary_result_is_default(const sp_read_share_group_state_summary_response_read_state_summary_result_t *x)
+{
+    (void)x;
+    if (!sp_uuid_is_zero(x->topic_id)) return 0;
+    if (x->partitions.n != 0) return 0;
+    return 1;
+}
+
 sp_read_share_group_state_summary_response_read_state_summary_result_t *sp_read_share_group_state_summary_response_read_state_summary_result_alloc(sp_arena_t *a, int32_t n)
 {
     sp_read_share_group_state_summary_response_read_state_summary_result_t *v;
@@ -222,6 +241,13 @@ static void sp_read_share_group_state_summary_response_read_state_summary_result
 void sp_read_share_group_state_summary_response_init(sp_read_share_group_state_summary_response_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_read_share_group_state_summary_response_is_default(const sp_read_share_group_state_summary_response_t *x)
+{
+    (void)x;
+    if (x->results.n != 0) return 0;
+    return 1;
 }
 
 sp_read_share_group_state_summary_response_t *sp_read_share_group_state_summary_response_alloc(sp_arena_t *a, int32_t n)

@@ -15,6 +15,16 @@ void sp_register_broker_record_broker_endpoint_init(sp_register_broker_record_br
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_register_broker_record_broker_endpoint_is_default(const sp_register_broker_record_broker_endpoint_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->name, "")) return 0;
+    if (!sp_str_eq_lit(x->host, "")) return 0;
+    if (x->port != 0) return 0;
+    if (x->security_protocol != 0) return 0;
+    return 1;
+}
+
 sp_register_broker_record_broker_endpoint_t *sp_register_broker_record_broker_endpoint_alloc(sp_arena_t *a, int32_t n)
 {
     sp_register_broker_record_broker_endpoint_t *v;
@@ -118,6 +128,15 @@ void sp_register_broker_record_broker_feature_init(sp_register_broker_record_bro
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_register_broker_record_broker_feature_is_default(const sp_register_broker_record_broker_feature_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->name, "")) return 0;
+    if (x->min_supported_version != 0) return 0;
+    if (x->max_supported_version != 0) return 0;
+    return 1;
+}
+
 sp_register_broker_record_broker_feature_t *sp_register_broker_record_broker_feature_alloc(sp_arena_t *a, int32_t n)
 {
     sp_register_broker_record_broker_feature_t *v;
@@ -210,6 +229,22 @@ void sp_register_broker_record_init(sp_register_broker_record_t *x)
 {
     memset(x, 0, sizeof(*x));
     x->fenced = true;
+}
+
+static inline int sp_register_broker_record_is_default(const sp_register_broker_record_t *x)
+{
+    (void)x;
+    if (x->broker_id != 0) return 0;
+    if (x->is_migrating_zk_broker != false) return 0;
+    if (!sp_uuid_is_zero(x->incarnation_id)) return 0;
+    if (x->broker_epoch != 0) return 0;
+    if (x->end_points.n != 0) return 0;
+    if (x->features.n != 0) return 0;
+    if (!sp_str_eq_lit(x->rack, "")) return 0;
+    if (x->fenced != true) return 0;
+    if (x->in_controlled_shutdown != false) return 0;
+    if (x->log_dirs.n != 0) return 0;
+    return 1;
 }
 
 sp_register_broker_record_t *sp_register_broker_record_alloc(sp_arena_t *a, int32_t n)

@@ -15,6 +15,16 @@ void sp_register_controller_record_controller_endpoint_init(sp_register_controll
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_register_controller_record_controller_endpoint_is_default(const sp_register_controller_record_controller_endpoint_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->name, "")) return 0;
+    if (!sp_str_eq_lit(x->host, "")) return 0;
+    if (x->port != 0) return 0;
+    if (x->security_protocol != 0) return 0;
+    return 1;
+}
+
 sp_register_controller_record_controller_endpoint_t *sp_register_controller_record_controller_endpoint_alloc(sp_arena_t *a, int32_t n)
 {
     sp_register_controller_record_controller_endpoint_t *v;
@@ -118,6 +128,15 @@ void sp_register_controller_record_controller_feature_init(sp_register_controlle
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_register_controller_record_controller_feature_is_default(const sp_register_controller_record_controller_feature_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->name, "")) return 0;
+    if (x->min_supported_version != 0) return 0;
+    if (x->max_supported_version != 0) return 0;
+    return 1;
+}
+
 sp_register_controller_record_controller_feature_t *sp_register_controller_record_controller_feature_alloc(sp_arena_t *a, int32_t n)
 {
     sp_register_controller_record_controller_feature_t *v;
@@ -209,6 +228,17 @@ static void sp_register_controller_record_controller_feature_encode(sp_writer_t 
 void sp_register_controller_record_init(sp_register_controller_record_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_register_controller_record_is_default(const sp_register_controller_record_t *x)
+{
+    (void)x;
+    if (x->controller_id != 0) return 0;
+    if (!sp_uuid_is_zero(x->incarnation_id)) return 0;
+    if (x->zk_migration_ready != false) return 0;
+    if (x->end_points.n != 0) return 0;
+    if (x->features.n != 0) return 0;
+    return 1;
 }
 
 sp_register_controller_record_t *sp_register_controller_record_alloc(sp_arena_t *a, int32_t n)

@@ -9,6 +9,13 @@ void sp_remove_access_control_entry_record_init(sp_remove_access_control_entry_r
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_remove_access_control_entry_record_is_default(const sp_remove_access_control_entry_record_t *x)
+{
+    (void)x;
+    if (!sp_uuid_is_zero(x->id)) return 0;
+    return 1;
+}
+
 sp_remove_access_control_entry_record_t *sp_remove_access_control_entry_record_alloc(sp_arena_t *a, int32_t n)
 {
     sp_remove_access_control_entry_record_t *v;

@@ -9,6 +9,15 @@ void sp_remove_raft_voter_request_init(sp_remove_raft_voter_request_t *x)
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_remove_raft_voter_request_is_default(const sp_remove_raft_voter_request_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->cluster_id, "")) return 0;
+    if (x->voter_id != 0) return 0;
+    if (!sp_uuid_is_zero(x->voter_directory_id)) return 0;
+    return 1;
+}
+
 sp_remove_raft_voter_request_t *sp_remove_raft_voter_request_alloc(sp_arena_t *a, int32_t n)
 {
     sp_remove_raft_voter_request_t *v;

@@ -9,6 +9,14 @@ void sp_remove_user_scram_credential_record_init(sp_remove_user_scram_credential
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_remove_user_scram_credential_record_is_default(const sp_remove_user_scram_credential_record_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->name, "")) return 0;
+    if (x->mechanism != 0) return 0;
+    return 1;
+}
+
 sp_remove_user_scram_credential_record_t *sp_remove_user_scram_credential_record_alloc(sp_arena_t *a, int32_t n)
 {
     sp_remove_user_scram_credential_record_t *v;

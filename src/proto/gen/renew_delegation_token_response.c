@@ -9,6 +9,15 @@ void sp_renew_delegation_token_response_init(sp_renew_delegation_token_response_
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_renew_delegation_token_response_is_default(const sp_renew_delegation_token_response_t *x)
+{
+    (void)x;
+    if (x->error_code != 0) return 0;
+    if (x->expiry_timestamp_ms != 0) return 0;
+    if (x->throttle_time_ms != 0) return 0;
+    return 1;
+}
+
 sp_renew_delegation_token_response_t *sp_renew_delegation_token_response_alloc(sp_arena_t *a, int32_t n)
 {
     sp_renew_delegation_token_response_t *v;

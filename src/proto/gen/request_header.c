@@ -9,6 +9,16 @@ void sp_request_header_init(sp_request_header_t *x)
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_request_header_is_default(const sp_request_header_t *x)
+{
+    (void)x;
+    if (x->request_api_key != 0) return 0;
+    if (x->request_api_version != 0) return 0;
+    if (x->correlation_id != 0) return 0;
+    if (!sp_str_eq_lit(x->client_id, "")) return 0;
+    return 1;
+}
+
 sp_request_header_t *sp_request_header_alloc(sp_arena_t *a, int32_t n)
 {
     sp_request_header_t *v;

@@ -9,6 +9,13 @@ void sp_response_header_init(sp_response_header_t *x)
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_response_header_is_default(const sp_response_header_t *x)
+{
+    (void)x;
+    if (x->correlation_id != 0) return 0;
+    return 1;
+}
+
 sp_response_header_t *sp_response_header_alloc(sp_arena_t *a, int32_t n)
 {
     sp_response_header_t *v;

@@ -9,6 +9,13 @@ void sp_sasl_authenticate_request_init(sp_sasl_authenticate_request_t *x)
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_sasl_authenticate_request_is_default(const sp_sasl_authenticate_request_t *x)
+{
+    (void)x;
+    if (x->auth_bytes.len != 0) return 0;
+    return 1;
+}
+
 sp_sasl_authenticate_request_t *sp_sasl_authenticate_request_alloc(sp_arena_t *a, int32_t n)
 {
     sp_sasl_authenticate_request_t *v;

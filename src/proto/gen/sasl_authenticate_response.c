@@ -10,6 +10,16 @@ void sp_sasl_authenticate_response_init(sp_sasl_authenticate_response_t *x)
     x->session_lifetime_ms = (int64_t)0LL;
 }
 
+static inline int sp_sasl_authenticate_response_is_default(const sp_sasl_authenticate_response_t *x)
+{
+    (void)x;
+    if (x->error_code != 0) return 0;
+    if (!sp_str_eq_lit(x->error_message, "")) return 0;
+    if (x->auth_bytes.len != 0) return 0;
+    if (x->session_lifetime_ms != (int64_t)0LL) return 0;
+    return 1;
+}
+
 sp_sasl_authenticate_response_t *sp_sasl_authenticate_response_alloc(sp_arena_t *a, int32_t n)
 {
     sp_sasl_authenticate_response_t *v;

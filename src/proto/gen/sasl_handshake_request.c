@@ -9,6 +9,13 @@ void sp_sasl_handshake_request_init(sp_sasl_handshake_request_t *x)
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_sasl_handshake_request_is_default(const sp_sasl_handshake_request_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->mechanism, "")) return 0;
+    return 1;
+}
+
 sp_sasl_handshake_request_t *sp_sasl_handshake_request_alloc(sp_arena_t *a, int32_t n)
 {
     sp_sasl_handshake_request_t *v;

@@ -18,6 +18,15 @@ void sp_share_acknowledge_request_acknowledgement_batch_init(sp_share_acknowledg
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_share_acknowledge_request_acknowledgement_batch_is_default(const sp_share_acknowledge_request_acknowledgement_batch_t *x)
+{
+    (void)x;
+    if (x->first_offset != 0) return 0;
+    if (x->last_offset != 0) return 0;
+    if (x->acknowledge_types.n != 0) return 0;
+    return 1;
+}
+
 sp_share_acknowledge_request_acknowledgement_batch_t *sp_share_acknowledge_request_acknowledgement_batch_alloc(sp_arena_t *a, int32_t n)
 {
     sp_share_acknowledge_request_acknowledgement_batch_t *v;
@@ -122,6 +131,14 @@ void sp_share_acknowledge_request_acknowledge_partition_init(sp_share_acknowledg
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_share_acknowledge_request_acknowledge_partition_is_default(const sp_share_acknowledge_request_acknowledge_partition_t *x)
+{
+    (void)x;
+    if (x->partition_index != 0) return 0;
+    if (x->acknowledgement_batches.n != 0) return 0;
+    return 1;
+}
+
 sp_share_acknowledge_request_acknowledge_partition_t *sp_share_acknowledge_request_acknowledge_partition_alloc(sp_arena_t *a, int32_t n)
 {
     sp_share_acknowledge_request_acknowledge_partition_t *v;
@@ -215,6 +232,14 @@ static void sp_share_acknowledge_request_acknowledge_partition_encode(sp_writer_
 void sp_share_acknowledge_request_acknowledge_topic_init(sp_share_acknowledge_request_acknowledge_topic_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_share_acknowledge_request_acknowledge_topic_is_default(const sp_share_acknowledge_request_acknowledge_topic_t *x)
+{
+    (void)x;
+    if (!sp_uuid_is_zero(x->topic_id)) return 0;
+    if (x->partitions.n != 0) return 0;
+    return 1;
 }
 
 sp_share_acknowledge_request_acknowledge_topic_t *sp_share_acknowledge_request_acknowledge_topic_alloc(sp_arena_t *a, int32_t n)
@@ -311,6 +336,16 @@ void sp_share_acknowledge_request_init(sp_share_acknowledge_request_t *x)
 {
     memset(x, 0, sizeof(*x));
     x->group_id.len = -1;
+}
+
+static inline int sp_share_acknowledge_request_is_default(const sp_share_acknowledge_request_t *x)
+{
+    (void)x;
+    if (x->group_id.len >= 0) return 0;
+    if (!sp_str_eq_lit(x->member_id, "")) return 0;
+    if (x->share_session_epoch != 0) return 0;
+    if (x->topics.n != 0) return 0;
+    return 1;
 }
 
 sp_share_acknowledge_request_t *sp_share_acknowledge_request_alloc(sp_arena_t *a, int32_t n)

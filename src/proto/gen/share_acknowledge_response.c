@@ -21,6 +21,14 @@ void sp_share_acknowledge_response_leader_id_and_epoch_init(sp_share_acknowledge
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_share_acknowledge_response_leader_id_and_epoch_is_default(const sp_share_acknowledge_response_leader_id_and_epoch_t *x)
+{
+    (void)x;
+    if (x->leader_id != 0) return 0;
+    if (x->leader_epoch != 0) return 0;
+    return 1;
+}
+
 sp_share_acknowledge_response_leader_id_and_epoch_t *sp_share_acknowledge_response_leader_id_and_epoch_alloc(sp_arena_t *a, int32_t n)
 {
     sp_share_acknowledge_response_leader_id_and_epoch_t *v;
@@ -104,6 +112,16 @@ void sp_share_acknowledge_response_partition_data_init(sp_share_acknowledge_resp
     memset(x, 0, sizeof(*x));
     x->error_message.len = -1;
     sp_share_acknowledge_response_leader_id_and_epoch_init(&x->current_leader);
+}
+
+static inline int sp_share_acknowledge_response_partition_data_is_default(const sp_share_acknowledge_response_partition_data_t *x)
+{
+    (void)x;
+    if (x->partition_index != 0) return 0;
+    if (x->error_code != 0) return 0;
+    if (x->error_message.len >= 0) return 0;
+    if (!sp_share_acknowledge_response_leader_id_and_epoch_is_default(&x->current_leader)) return 0;
+    return 1;
 }
 
 sp_share_acknowledge_response_partition_data_t *sp_share_acknowledge_response_partition_data_alloc(sp_arena_t *a, int32_t n)
@@ -209,6 +227,14 @@ void sp_share_acknowledge_response_share_acknowledge_topic_response_init(sp_shar
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_share_acknowledge_response_share_acknowledge_topic_response_is_default(const sp_share_acknowledge_response_share_acknowledge_topic_response_t *x)
+{
+    (void)x;
+    if (!sp_uuid_is_zero(x->topic_id)) return 0;
+    if (x->partitions.n != 0) return 0;
+    return 1;
+}
+
 sp_share_acknowledge_response_share_acknowledge_topic_response_t *sp_share_acknowledge_response_share_acknowledge_topic_response_alloc(sp_arena_t *a, int32_t n)
 {
     sp_share_acknowledge_response_share_acknowledge_topic_response_t *v;
@@ -303,6 +329,16 @@ void sp_share_acknowledge_response_node_endpoint_init(sp_share_acknowledge_respo
 {
     memset(x, 0, sizeof(*x));
     x->rack.len = -1;
+}
+
+static inline int sp_share_acknowledge_response_node_endpoint_is_default(const sp_share_acknowledge_response_node_endpoint_t *x)
+{
+    (void)x;
+    if (x->node_id != 0) return 0;
+    if (!sp_str_eq_lit(x->host, "")) return 0;
+    if (x->port != 0) return 0;
+    if (x->rack.len >= 0) return 0;
+    return 1;
 }
 
 sp_share_acknowledge_response_node_endpoint_t *sp_share_acknowledge_response_node_endpoint_alloc(sp_arena_t *a, int32_t n)
@@ -407,6 +443,17 @@ void sp_share_acknowledge_response_init(sp_share_acknowledge_response_t *x)
 {
     memset(x, 0, sizeof(*x));
     x->error_message.len = -1;
+}
+
+static inline int sp_share_acknowledge_response_is_default(const sp_share_acknowledge_response_t *x)
+{
+    (void)x;
+    if (x->throttle_time_ms != 0) return 0;
+    if (x->error_code != 0) return 0;
+    if (x->error_message.len >= 0) return 0;
+    if (x->responses.n != 0) return 0;
+    if (x->node_endpoints.n != 0) return 0;
+    return 1;
 }
 
 sp_share_acknowledge_response_t *sp_share_acknowledge_response_alloc(sp_arena_t *a, int32_t n)

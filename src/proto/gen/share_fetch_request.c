@@ -21,6 +21,15 @@ void sp_share_fetch_request_acknowledgement_batch_init(sp_share_fetch_request_ac
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_share_fetch_request_acknowledgement_batch_is_default(const sp_share_fetch_request_acknowledgement_batch_t *x)
+{
+    (void)x;
+    if (x->first_offset != 0) return 0;
+    if (x->last_offset != 0) return 0;
+    if (x->acknowledge_types.n != 0) return 0;
+    return 1;
+}
+
 sp_share_fetch_request_acknowledgement_batch_t *sp_share_fetch_request_acknowledgement_batch_alloc(sp_arena_t *a, int32_t n)
 {
     sp_share_fetch_request_acknowledgement_batch_t *v;
@@ -123,6 +132,15 @@ static void sp_share_fetch_request_acknowledgement_batch_encode(sp_writer_t *w, 
 void sp_share_fetch_request_fetch_partition_init(sp_share_fetch_request_fetch_partition_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_share_fetch_request_fetch_partition_is_default(const sp_share_fetch_request_fetch_partition_t *x)
+{
+    (void)x;
+    if (x->partition_index != 0) return 0;
+    if (x->partition_max_bytes != 0) return 0;
+    if (x->acknowledgement_batches.n != 0) return 0;
+    return 1;
 }
 
 sp_share_fetch_request_fetch_partition_t *sp_share_fetch_request_fetch_partition_alloc(sp_arena_t *a, int32_t n)
@@ -230,6 +248,14 @@ void sp_share_fetch_request_fetch_topic_init(sp_share_fetch_request_fetch_topic_
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_share_fetch_request_fetch_topic_is_default(const sp_share_fetch_request_fetch_topic_t *x)
+{
+    (void)x;
+    if (!sp_uuid_is_zero(x->topic_id)) return 0;
+    if (x->partitions.n != 0) return 0;
+    return 1;
+}
+
 sp_share_fetch_request_fetch_topic_t *sp_share_fetch_request_fetch_topic_alloc(sp_arena_t *a, int32_t n)
 {
     sp_share_fetch_request_fetch_topic_t *v;
@@ -323,6 +349,14 @@ static void sp_share_fetch_request_fetch_topic_encode(sp_writer_t *w, const sp_s
 void sp_share_fetch_request_forgotten_topic_init(sp_share_fetch_request_forgotten_topic_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_share_fetch_request_forgotten_topic_is_default(const sp_share_fetch_request_forgotten_topic_t *x)
+{
+    (void)x;
+    if (!sp_uuid_is_zero(x->topic_id)) return 0;
+    if (x->partitions.n != 0) return 0;
+    return 1;
 }
 
 sp_share_fetch_request_forgotten_topic_t *sp_share_fetch_request_forgotten_topic_alloc(sp_arena_t *a, int32_t n)
@@ -419,6 +453,20 @@ void sp_share_fetch_request_init(sp_share_fetch_request_t *x)
     memset(x, 0, sizeof(*x));
     x->group_id.len = -1;
     x->max_bytes = 2147483647;
+}
+
+static inline int sp_share_fetch_request_is_default(const sp_share_fetch_request_t *x)
+{
+    (void)x;
+    if (x->group_id.len >= 0) return 0;
+    if (!sp_str_eq_lit(x->member_id, "")) return 0;
+    if (x->share_session_epoch != 0) return 0;
+    if (x->max_wait_ms != 0) return 0;
+    if (x->min_bytes != 0) return 0;
+    if (x->max_bytes != 2147483647) return 0;
+    if (x->topics.n != 0) return 0;
+    if (x->forgotten_topics_data.n != 0) return 0;
+    return 1;
 }
 
 sp_share_fetch_request_t *sp_share_fetch_request_alloc(sp_arena_t *a, int32_t n)

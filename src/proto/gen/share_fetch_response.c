@@ -24,6 +24,14 @@ void sp_share_fetch_response_leader_id_and_epoch_init(sp_share_fetch_response_le
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_share_fetch_response_leader_id_and_epoch_is_default(const sp_share_fetch_response_leader_id_and_epoch_t *x)
+{
+    (void)x;
+    if (x->leader_id != 0) return 0;
+    if (x->leader_epoch != 0) return 0;
+    return 1;
+}
+
 sp_share_fetch_response_leader_id_and_epoch_t *sp_share_fetch_response_leader_id_and_epoch_alloc(sp_arena_t *a, int32_t n)
 {
     sp_share_fetch_response_leader_id_and_epoch_t *v;
@@ -105,6 +113,15 @@ static void sp_share_fetch_response_leader_id_and_epoch_encode(sp_writer_t *w, c
 void sp_share_fetch_response_acquired_records_init(sp_share_fetch_response_acquired_records_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_share_fetch_response_acquired_records_is_default(const sp_share_fetch_response_acquired_records_t *x)
+{
+    (void)x;
+    if (x->first_offset != 0) return 0;
+    if (x->last_offset != 0) return 0;
+    if (x->delivery_count != 0) return 0;
+    return 1;
 }
 
 sp_share_fetch_response_acquired_records_t *sp_share_fetch_response_acquired_records_alloc(sp_arena_t *a, int32_t n)
@@ -202,6 +219,20 @@ void sp_share_fetch_response_partition_data_init(sp_share_fetch_response_partiti
     x->acknowledge_error_message.len = -1;
     sp_share_fetch_response_leader_id_and_epoch_init(&x->current_leader);
     x->records.len = -1;
+}
+
+static inline int sp_share_fetch_response_partition_data_is_default(const sp_share_fetch_response_partition_data_t *x)
+{
+    (void)x;
+    if (x->partition_index != 0) return 0;
+    if (x->error_code != 0) return 0;
+    if (x->error_message.len >= 0) return 0;
+    if (x->acknowledge_error_code != 0) return 0;
+    if (x->acknowledge_error_message.len >= 0) return 0;
+    if (!sp_share_fetch_response_leader_id_and_epoch_is_default(&x->current_leader)) return 0;
+    if (x->records.len != 0) return 0;
+    if (x->acquired_records.n != 0) return 0;
+    return 1;
 }
 
 sp_share_fetch_response_partition_data_t *sp_share_fetch_response_partition_data_alloc(sp_arena_t *a, int32_t n)
@@ -359,6 +390,14 @@ void sp_share_fetch_response_share_fetchable_topic_response_init(sp_share_fetch_
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_share_fetch_response_share_fetchable_topic_response_is_default(const sp_share_fetch_response_share_fetchable_topic_response_t *x)
+{
+    (void)x;
+    if (!sp_uuid_is_zero(x->topic_id)) return 0;
+    if (x->partitions.n != 0) return 0;
+    return 1;
+}
+
 sp_share_fetch_response_share_fetchable_topic_response_t *sp_share_fetch_response_share_fetchable_topic_response_alloc(sp_arena_t *a, int32_t n)
 {
     sp_share_fetch_response_share_fetchable_topic_response_t *v;
@@ -453,6 +492,16 @@ void sp_share_fetch_response_node_endpoint_init(sp_share_fetch_response_node_end
 {
     memset(x, 0, sizeof(*x));
     x->rack.len = -1;
+}
+
+static inline int sp_share_fetch_response_node_endpoint_is_default(const sp_share_fetch_response_node_endpoint_t *x)
+{
+    (void)x;
+    if (x->node_id != 0) return 0;
+    if (!sp_str_eq_lit(x->host, "")) return 0;
+    if (x->port != 0) return 0;
+    if (x->rack.len >= 0) return 0;
+    return 1;
 }
 
 sp_share_fetch_response_node_endpoint_t *sp_share_fetch_response_node_endpoint_alloc(sp_arena_t *a, int32_t n)
@@ -557,6 +606,17 @@ void sp_share_fetch_response_init(sp_share_fetch_response_t *x)
 {
     memset(x, 0, sizeof(*x));
     x->error_message.len = -1;
+}
+
+static inline int sp_share_fetch_response_is_default(const sp_share_fetch_response_t *x)
+{
+    (void)x;
+    if (x->throttle_time_ms != 0) return 0;
+    if (x->error_code != 0) return 0;
+    if (x->error_message.len >= 0) return 0;
+    if (x->responses.n != 0) return 0;
+    if (x->node_endpoints.n != 0) return 0;
+    return 1;
 }
 
 sp_share_fetch_response_t *sp_share_fetch_response_alloc(sp_arena_t *a, int32_t n)

@@ -9,6 +9,14 @@ void sp_share_group_current_member_assignment_key_init(sp_share_group_current_me
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_share_group_current_member_assignment_key_is_default(const sp_share_group_current_member_assignment_key_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->group_id, "")) return 0;
+    if (!sp_str_eq_lit(x->member_id, "")) return 0;
+    return 1;
+}
+
 sp_share_group_current_member_assignment_key_t *sp_share_group_current_member_assignment_key_alloc(sp_arena_t *a, int32_t n)
 {
     sp_share_group_current_member_assignment_key_t *v;

@@ -9,6 +9,14 @@ void sp_share_group_describe_request_init(sp_share_group_describe_request_t *x)
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_share_group_describe_request_is_default(const sp_share_group_describe_request_t *x)
+{
+    (void)x;
+    if (x->group_ids.n != 0) return 0;
+    if (x->include_authorized_operations != false) return 0;
+    return 1;
+}
+
 sp_share_group_describe_request_t *sp_share_group_describe_request_alloc(sp_arena_t *a, int32_t n)
 {
     sp_share_group_describe_request_t *v;

@@ -21,6 +21,15 @@ void sp_share_group_describe_response_topic_partitions_init(sp_share_group_descr
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_share_group_describe_response_topic_partitions_is_default(const sp_share_group_describe_response_topic_partitions_t *x)
+{
+    (void)x;
+    if (!sp_uuid_is_zero(x->topic_id)) return 0;
+    if (!sp_str_eq_lit(x->topic_name, "")) return 0;
+    if (x->partitions.n != 0) return 0;
+    return 1;
+}
+
 sp_share_group_describe_response_topic_partitions_t *sp_share_group_describe_response_topic_partitions_alloc(sp_arena_t *a, int32_t n)
 {
     sp_share_group_describe_response_topic_partitions_t *v;
@@ -125,6 +134,13 @@ void sp_share_group_describe_response_assignment_init(sp_share_group_describe_re
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_share_group_describe_response_assignment_is_default(const sp_share_group_describe_response_assignment_t *x)
+{
+    (void)x;
+    if (x->topic_partitions.n != 0) return 0;
+    return 1;
+}
+
 sp_share_group_describe_response_assignment_t *sp_share_group_describe_response_assignment_alloc(sp_arena_t *a, int32_t n)
 {
     sp_share_group_describe_response_assignment_t *v;
@@ -210,6 +226,19 @@ void sp_share_group_describe_response_member_init(sp_share_group_describe_respon
     memset(x, 0, sizeof(*x));
     x->rack_id.len = -1;
     sp_share_group_describe_response_assignment_init(&x->assignment);
+}
+
+static inline int sp_share_group_describe_response_member_is_default(const sp_share_group_describe_response_member_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->member_id, "")) return 0;
+    if (x->rack_id.len >= 0) return 0;
+    if (x->member_epoch != 0) return 0;
+    if (!sp_str_eq_lit(x->client_id, "")) return 0;
+    if (!sp_str_eq_lit(x->client_host, "")) return 0;
+    if (x->subscribed_topic_names.n != 0) return 0;
+    if (!sp_share_group_describe_response_assignment_is_default(&x->assignment)) return 0;
+    return 1;
 }
 
 sp_share_group_describe_response_member_t *sp_share_group_describe_response_member_alloc(sp_arena_t *a, int32_t n)
@@ -356,6 +385,21 @@ void sp_share_group_describe_response_described_group_init(sp_share_group_descri
     memset(x, 0, sizeof(*x));
     x->error_message.len = -1;
     x->authorized_operations = INT32_MIN;
+}
+
+static inline int sp_share_group_describe_response_described_group_is_default(const sp_share_group_describe_response_described_group_t *x)
+{
+    (void)x;
+    if (x->error_code != 0) return 0;
+    if (x->error_message.len >= 0) return 0;
+    if (!sp_str_eq_lit(x->group_id, "")) return 0;
+    if (!sp_str_eq_lit(x->group_state, "")) return 0;
+    if (x->group_epoch != 0) return 0;
+    if (x->assignment_epoch != 0) return 0;
+    if (!sp_str_eq_lit(x->assignor_name, "")) return 0;
+    if (x->members.n != 0) return 0;
+    if (x->authorized_operations != INT32_MIN) return 0;
+    return 1;
 }
 
 sp_share_group_describe_response_described_group_t *sp_share_group_describe_response_described_group_alloc(sp_arena_t *a, int32_t n)
@@ -521,6 +565,14 @@ static void sp_share_group_describe_response_described_group_encode(sp_writer_t 
 void sp_share_group_describe_response_init(sp_share_group_describe_response_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_share_group_describe_response_is_default(const sp_share_group_describe_response_t *x)
+{
+    (void)x;
+    if (x->throttle_time_ms != 0) return 0;
+    if (x->groups.n != 0) return 0;
+    return 1;
 }
 
 sp_share_group_describe_response_t *sp_share_group_describe_response_alloc(sp_arena_t *a, int32_t n)

@@ -11,6 +11,17 @@ void sp_share_group_heartbeat_request_init(sp_share_group_heartbeat_request_t *x
     x->subscribed_topic_names.n = -1;
 }
 
+static inline int sp_share_group_heartbeat_request_is_default(const sp_share_group_heartbeat_request_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->group_id, "")) return 0;
+    if (!sp_str_eq_lit(x->member_id, "")) return 0;
+    if (x->member_epoch != 0) return 0;
+    if (x->rack_id.len >= 0) return 0;
+    if (x->subscribed_topic_names.n >= 0) return 0;
+    return 1;
+}
+
 sp_share_group_heartbeat_request_t *sp_share_group_heartbeat_request_alloc(sp_arena_t *a, int32_t n)
 {
     sp_share_group_heartbeat_request_t *v;

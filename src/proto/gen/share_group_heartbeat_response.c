@@ -15,6 +15,14 @@ void sp_share_group_heartbeat_response_topic_partitions_init(sp_share_group_hear
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_share_group_heartbeat_response_topic_partitions_is_default(const sp_share_group_heartbeat_response_topic_partitions_t *x)
+{
+    (void)x;
+    if (!sp_uuid_is_zero(x->topic_id)) return 0;
+    if (x->partitions.n != 0) return 0;
+    return 1;
+}
+
 sp_share_group_heartbeat_response_topic_partitions_t *sp_share_group_heartbeat_response_topic_partitions_alloc(sp_arena_t *a, int32_t n)
 {
     sp_share_group_heartbeat_response_topic_partitions_t *v;
@@ -109,6 +117,13 @@ void sp_share_group_heartbeat_response_assignment_init(sp_share_group_heartbeat_
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_share_group_heartbeat_response_assignment_is_default(const sp_share_group_heartbeat_response_assignment_t *x)
+{
+    (void)x;
+    if (x->topic_partitions.n != 0) return 0;
+    return 1;
+}
+
 sp_share_group_heartbeat_response_assignment_t *sp_share_group_heartbeat_response_assignment_alloc(sp_arena_t *a, int32_t n)
 {
     sp_share_group_heartbeat_response_assignment_t *v;
@@ -196,6 +211,19 @@ void sp_share_group_heartbeat_response_init(sp_share_group_heartbeat_response_t 
     x->member_id.len = -1;
     sp_share_group_heartbeat_response_assignment_init(&x->assignment);
     x->assignment_is_null = true;
+}
+
+static inline int sp_share_group_heartbeat_response_is_default(const sp_share_group_heartbeat_response_t *x)
+{
+    (void)x;
+    if (x->throttle_time_ms != 0) return 0;
+    if (x->error_code != 0) return 0;
+    if (x->error_message.len >= 0) return 0;
+    if (x->member_id.len >= 0) return 0;
+    if (x->member_epoch != 0) return 0;
+    if (x->heartbeat_interval_ms != 0) return 0;
+    if (!x->assignment_is_null) return 0;
+    return 1;
 }
 
 sp_share_group_heartbeat_response_t *sp_share_group_heartbeat_response_alloc(sp_arena_t *a, int32_t n)

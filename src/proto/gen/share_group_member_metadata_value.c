@@ -9,6 +9,16 @@ void sp_share_group_member_metadata_value_init(sp_share_group_member_metadata_va
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_share_group_member_metadata_value_is_default(const sp_share_group_member_metadata_value_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->rack_id, "")) return 0;
+    if (!sp_str_eq_lit(x->client_id, "")) return 0;
+    if (!sp_str_eq_lit(x->client_host, "")) return 0;
+    if (x->subscribed_topic_names.n != 0) return 0;
+    return 1;
+}
+
 sp_share_group_member_metadata_value_t *sp_share_group_member_metadata_value_alloc(sp_arena_t *a, int32_t n)
 {
     sp_share_group_member_metadata_value_t *v;

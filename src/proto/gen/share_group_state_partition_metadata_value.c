@@ -15,6 +15,15 @@ void sp_share_group_state_partition_metadata_value_topic_partitions_info_init(sp
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_share_group_state_partition_metadata_value_topic_partitions_info_is_default(const sp_share_group_state_partition_metadata_value_topic_partitions_info_t *x)
+{
+    (void)x;
+    if (!sp_uuid_is_zero(x->topic_id)) return 0;
+    if (!sp_str_eq_lit(x->topic_name, "")) return 0;
+    if (x->partitions.n != 0) return 0;
+    return 1;
+}
+
 sp_share_group_state_partition_metadata_value_topic_partitions_info_t *sp_share_group_state_partition_metadata_value_topic_partitions_info_alloc(sp_arena_t *a, int32_t n)
 {
     sp_share_group_state_partition_metadata_value_topic_partitions_info_t *v;
@@ -119,6 +128,14 @@ void sp_share_group_state_partition_metadata_value_topic_info_init(sp_share_grou
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_share_group_state_partition_metadata_value_topic_info_is_default(const sp_share_group_state_partition_metadata_value_topic_info_t *x)
+{
+    (void)x;
+    if (!sp_uuid_is_zero(x->topic_id)) return 0;
+    if (!sp_str_eq_lit(x->topic_name, "")) return 0;
+    return 1;
+}
+
 sp_share_group_state_partition_metadata_value_topic_info_t *sp_share_group_state_partition_metadata_value_topic_info_alloc(sp_arena_t *a, int32_t n)
 {
     sp_share_group_state_partition_metadata_value_topic_info_t *v;
@@ -200,6 +217,14 @@ static void sp_share_group_state_partition_metadata_value_topic_info_encode(sp_w
 void sp_share_group_state_partition_metadata_value_init(sp_share_group_state_partition_metadata_value_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_share_group_state_partition_metadata_value_is_default(const sp_share_group_state_partition_metadata_value_t *x)
+{
+    (void)x;
+    if (x->initialized_topics.n != 0) return 0;
+    if (x->deleting_topics.n != 0) return 0;
+    return 1;
 }
 
 sp_share_group_state_partition_metadata_value_t *sp_share_group_state_partition_metadata_value_alloc(sp_arena_t *a, int32_t n)

@@ -12,6 +12,14 @@ void sp_share_group_target_assignment_member_value_topic_partition_init(sp_share
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_share_group_target_assignment_member_value_topic_partition_is_default(const sp_share_group_target_assignment_member_value_topic_partition_t *x)
+{
+    (void)x;
+    if (!sp_uuid_is_zero(x->topic_id)) return 0;
+    if (x->partitions.n != 0) return 0;
+    return 1;
+}
+
 sp_share_group_target_assignment_member_value_topic_partition_t *sp_share_group_target_assignment_member_value_topic_partition_alloc(sp_arena_t *a, int32_t n)
 {
     sp_share_group_target_assignment_member_value_topic_partition_t *v;
@@ -104,6 +112,13 @@ static void sp_share_group_target_assignment_member_value_topic_partition_encode
 void sp_share_group_target_assignment_member_value_init(sp_share_group_target_assignment_member_value_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_share_group_target_assignment_member_value_is_default(const sp_share_group_target_assignment_member_value_t *x)
+{
+    (void)x;
+    if (x->topic_partitions.n != 0) return 0;
+    return 1;
 }
 
 sp_share_group_target_assignment_member_value_t *sp_share_group_target_assignment_member_value_alloc(sp_arena_t *a, int32_t n)

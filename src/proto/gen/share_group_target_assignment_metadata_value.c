@@ -9,6 +9,13 @@ void sp_share_group_target_assignment_metadata_value_init(sp_share_group_target_
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_share_group_target_assignment_metadata_value_is_default(const sp_share_group_target_assignment_metadata_value_t *x)
+{
+    (void)x;
+    if (x->assignment_epoch != 0) return 0;
+    return 1;
+}
+
 sp_share_group_target_assignment_metadata_value_t *sp_share_group_target_assignment_metadata_value_alloc(sp_arena_t *a, int32_t n)
 {
     sp_share_group_target_assignment_metadata_value_t *v;

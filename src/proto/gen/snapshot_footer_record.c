@@ -9,6 +9,13 @@ void sp_snapshot_footer_record_init(sp_snapshot_footer_record_t *x)
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_snapshot_footer_record_is_default(const sp_snapshot_footer_record_t *x)
+{
+    (void)x;
+    if (x->version != 0) return 0;
+    return 1;
+}
+
 sp_snapshot_footer_record_t *sp_snapshot_footer_record_alloc(sp_arena_t *a, int32_t n)
 {
     sp_snapshot_footer_record_t *v;

@@ -21,6 +21,14 @@ void sp_stop_replica_request_stop_replica_partition_v0_init(sp_stop_replica_requ
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_stop_replica_request_stop_replica_partition_v0_is_default(const sp_stop_replica_request_stop_replica_partition_v0_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->topic_name, "")) return 0;
+    if (x->partition_index != 0) return 0;
+    return 1;
+}
+
 sp_stop_replica_request_stop_replica_partition_v0_t *sp_stop_replica_request_stop_replica_partition_v0_alloc(sp_arena_t *a, int32_t n)
 {
     sp_stop_replica_request_stop_replica_partition_v0_t *v;
@@ -102,6 +110,14 @@ static void sp_stop_replica_request_stop_replica_partition_v0_encode(sp_writer_t
 void sp_stop_replica_request_stop_replica_topic_v1_init(sp_stop_replica_request_stop_replica_topic_v1_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_stop_replica_request_stop_replica_topic_v1_is_default(const sp_stop_replica_request_stop_replica_topic_v1_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->name, "")) return 0;
+    if (x->partition_indexes.n != 0) return 0;
+    return 1;
 }
 
 sp_stop_replica_request_stop_replica_topic_v1_t *sp_stop_replica_request_stop_replica_topic_v1_alloc(sp_arena_t *a, int32_t n)
@@ -199,6 +215,15 @@ void sp_stop_replica_request_stop_replica_partition_state_init(sp_stop_replica_r
     x->leader_epoch = -1;
 }
 
+static inline int sp_stop_replica_request_stop_replica_partition_state_is_default(const sp_stop_replica_request_stop_replica_partition_state_t *x)
+{
+    (void)x;
+    if (x->partition_index != 0) return 0;
+    if (x->leader_epoch != -1) return 0;
+    if (x->delete_partition != false) return 0;
+    return 1;
+}
+
 sp_stop_replica_request_stop_replica_partition_state_t *sp_stop_replica_request_stop_replica_partition_state_alloc(sp_arena_t *a, int32_t n)
 {
     sp_stop_replica_request_stop_replica_partition_state_t *v;
@@ -290,6 +315,14 @@ static void sp_stop_replica_request_stop_replica_partition_state_encode(sp_write
 void sp_stop_replica_request_stop_replica_topic_state_init(sp_stop_replica_request_stop_replica_topic_state_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_stop_replica_request_stop_replica_topic_state_is_default(const sp_stop_replica_request_stop_replica_topic_state_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->topic_name, "")) return 0;
+    if (x->partition_states.n != 0) return 0;
+    return 1;
 }
 
 sp_stop_replica_request_stop_replica_topic_state_t *sp_stop_replica_request_stop_replica_topic_state_alloc(sp_arena_t *a, int32_t n)
@@ -386,6 +419,20 @@ void sp_stop_replica_request_init(sp_stop_replica_request_t *x)
 {
     memset(x, 0, sizeof(*x));
     x->broker_epoch = (int64_t)-1LL;
+}
+
+static inline int sp_stop_replica_request_is_default(const sp_stop_replica_request_t *x)
+{
+    (void)x;
+    if (x->controller_id != 0) return 0;
+    if (x->is_k_raft_controller != false) return 0;
+    if (x->controller_epoch != 0) return 0;
+    if (x->broker_epoch != (int64_t)-1LL) return 0;
+    if (x->delete_partitions != false) return 0;
+    if (x->ungrouped_partitions.n != 0) return 0;
+    if (x->topics.n != 0) return 0;
+    if (x->topic_states.n != 0) return 0;
+    return 1;
 }
 
 sp_stop_replica_request_t *sp_stop_replica_request_alloc(sp_arena_t *a, int32_t n)

@@ -12,6 +12,15 @@ void sp_stop_replica_response_stop_replica_partition_error_init(sp_stop_replica_
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_stop_replica_response_stop_replica_partition_error_is_default(const sp_stop_replica_response_stop_replica_partition_error_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->topic_name, "")) return 0;
+    if (x->partition_index != 0) return 0;
+    if (x->error_code != 0) return 0;
+    return 1;
+}
+
 sp_stop_replica_response_stop_replica_partition_error_t *sp_stop_replica_response_stop_replica_partition_error_alloc(sp_arena_t *a, int32_t n)
 {
     sp_stop_replica_response_stop_replica_partition_error_t *v;
@@ -103,6 +112,14 @@ static void sp_stop_replica_response_stop_replica_partition_error_encode(sp_writ
 void sp_stop_replica_response_init(sp_stop_replica_response_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_stop_replica_response_is_default(const sp_stop_replica_response_t *x)
+{
+    (void)x;
+    if (x->error_code != 0) return 0;
+    if (x->partition_errors.n != 0) return 0;
+    return 1;
 }
 
 sp_stop_replica_response_t *sp_stop_replica_response_alloc(sp_arena_t *a, int32_t n)

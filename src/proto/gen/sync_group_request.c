@@ -12,6 +12,14 @@ void sp_sync_group_request_assignment_init(sp_sync_group_request_assignment_t *x
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_sync_group_request_assignment_is_default(const sp_sync_group_request_assignment_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->member_id, "")) return 0;
+    if (x->assignment.len != 0) return 0;
+    return 1;
+}
+
 sp_sync_group_request_assignment_t *sp_sync_group_request_assignment_alloc(sp_arena_t *a, int32_t n)
 {
     sp_sync_group_request_assignment_t *v;
@@ -96,6 +104,19 @@ void sp_sync_group_request_init(sp_sync_group_request_t *x)
     x->group_instance_id.len = -1;
     x->protocol_type.len = -1;
     x->protocol_name.len = -1;
+}
+
+static inline int sp_sync_group_request_is_default(const sp_sync_group_request_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->group_id, "")) return 0;
+    if (x->generation_id != 0) return 0;
+    if (!sp_str_eq_lit(x->member_id, "")) return 0;
+    if (x->group_instance_id.len >= 0) return 0;
+    if (x->protocol_type.len >= 0) return 0;
+    if (x->protocol_name.len >= 0) return 0;
+    if (x->assignments.n != 0) return 0;
+    return 1;
 }
 
 sp_sync_group_request_t *sp_sync_group_request_alloc(sp_arena_t *a, int32_t n)

@@ -11,6 +11,17 @@ void sp_sync_group_response_init(sp_sync_group_response_t *x)
     x->protocol_name.len = -1;
 }
 
+static inline int sp_sync_group_response_is_default(const sp_sync_group_response_t *x)
+{
+    (void)x;
+    if (x->throttle_time_ms != 0) return 0;
+    if (x->error_code != 0) return 0;
+    if (x->protocol_type.len >= 0) return 0;
+    if (x->protocol_name.len >= 0) return 0;
+    if (x->assignment.len != 0) return 0;
+    return 1;
+}
+
 sp_sync_group_response_t *sp_sync_group_response_alloc(sp_arena_t *a, int32_t n)
 {
     sp_sync_group_response_t *v;

@@ -9,6 +9,14 @@ void sp_topic_record_init(sp_topic_record_t *x)
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_topic_record_is_default(const sp_topic_record_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->name, "")) return 0;
+    if (!sp_uuid_is_zero(x->topic_id)) return 0;
+    return 1;
+}
+
 sp_topic_record_t *sp_topic_record_alloc(sp_arena_t *a, int32_t n)
 {
     sp_topic_record_t *v;

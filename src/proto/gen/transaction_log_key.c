@@ -9,6 +9,13 @@ void sp_transaction_log_key_init(sp_transaction_log_key_t *x)
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_transaction_log_key_is_default(const sp_transaction_log_key_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->transactional_id, "")) return 0;
+    return 1;
+}
+
 sp_transaction_log_key_t *sp_transaction_log_key_alloc(sp_arena_t *a, int32_t n)
 {
     sp_transaction_log_key_t *v;

@@ -12,6 +12,14 @@ void sp_transaction_log_value_partitions_schema_init(sp_transaction_log_value_pa
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_transaction_log_value_partitions_schema_is_default(const sp_transaction_log_value_partitions_schema_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->topic, "")) return 0;
+    if (x->partition_ids.n != 0) return 0;
+    return 1;
+}
+
 sp_transaction_log_value_partitions_schema_t *sp_transaction_log_value_partitions_schema_alloc(sp_arena_t *a, int32_t n)
 {
     sp_transaction_log_value_partitions_schema_t *v;
@@ -106,6 +114,22 @@ void sp_transaction_log_value_init(sp_transaction_log_value_t *x)
     memset(x, 0, sizeof(*x));
     x->previous_producer_id = (int64_t)-1LL;
     x->next_producer_id = (int64_t)-1LL;
+}
+
+static inline int sp_transaction_log_value_is_default(const sp_transaction_log_value_t *x)
+{
+    (void)x;
+    if (x->producer_id != 0) return 0;
+    if (x->previous_producer_id != (int64_t)-1LL) return 0;
+    if (x->next_producer_id != (int64_t)-1LL) return 0;
+    if (x->producer_epoch != 0) return 0;
+    if (x->transaction_timeout_ms != 0) return 0;
+    if (x->transaction_status != 0) return 0;
+    if (x->transaction_partitions.n != 0) return 0;
+    if (x->transaction_last_update_timestamp_ms != 0) return 0;
+    if (x->transaction_start_timestamp_ms != 0) return 0;
+    if (x->client_transaction_version != 0) return 0;
+    return 1;
 }
 
 sp_transaction_log_value_t *sp_transaction_log_value_alloc(sp_arena_t *a, int32_t n)

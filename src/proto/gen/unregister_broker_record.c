@@ -9,6 +9,14 @@ void sp_unregister_broker_record_init(sp_unregister_broker_record_t *x)
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_unregister_broker_record_is_default(const sp_unregister_broker_record_t *x)
+{
+    (void)x;
+    if (x->broker_id != 0) return 0;
+    if (x->broker_epoch != 0) return 0;
+    return 1;
+}
+
 sp_unregister_broker_record_t *sp_unregister_broker_record_alloc(sp_arena_t *a, int32_t n)
 {
     sp_unregister_broker_record_t *v;

@@ -9,6 +9,13 @@ void sp_unregister_broker_request_init(sp_unregister_broker_request_t *x)
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_unregister_broker_request_is_default(const sp_unregister_broker_request_t *x)
+{
+    (void)x;
+    if (x->broker_id != 0) return 0;
+    return 1;
+}
+
 sp_unregister_broker_request_t *sp_unregister_broker_request_alloc(sp_arena_t *a, int32_t n)
 {
     sp_unregister_broker_request_t *v;

@@ -13,6 +13,16 @@ void sp_update_features_request_feature_update_key_init(sp_update_features_reque
     x->upgrade_type = 1;
 }
 
+static inline int sp_update_features_request_feature_update_key_is_default(const sp_update_features_request_feature_update_key_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->feature, "")) return 0;
+    if (x->max_version_level != 0) return 0;
+    if (x->allow_downgrade != false) return 0;
+    if (x->upgrade_type != 1) return 0;
+    return 1;
+}
+
 sp_update_features_request_feature_update_key_t *sp_update_features_request_feature_update_key_alloc(sp_arena_t *a, int32_t n)
 {
     sp_update_features_request_feature_update_key_t *v;
@@ -115,6 +125,15 @@ void sp_update_features_request_init(sp_update_features_request_t *x)
 {
     memset(x, 0, sizeof(*x));
     x->timeout_ms = 60000;
+}
+
+static inline int sp_update_features_request_is_default(const sp_update_features_request_t *x)
+{
+    (void)x;
+    if (x->timeout_ms != 60000) return 0;
+    if (x->feature_updates.n != 0) return 0;
+    if (x->validate_only != false) return 0;
+    return 1;
 }
 
 sp_update_features_request_t *sp_update_features_request_alloc(sp_arena_t *a, int32_t n)

@@ -12,6 +12,15 @@ void sp_update_features_response_updatable_feature_result_init(sp_update_feature
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_update_features_response_updatable_feature_result_is_default(const sp_update_features_response_updatable_feature_result_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->feature, "")) return 0;
+    if (x->error_code != 0) return 0;
+    if (!sp_str_eq_lit(x->error_message, "")) return 0;
+    return 1;
+}
+
 sp_update_features_response_updatable_feature_result_t *sp_update_features_response_updatable_feature_result_alloc(sp_arena_t *a, int32_t n)
 {
     sp_update_features_response_updatable_feature_result_t *v;
@@ -103,6 +112,16 @@ static void sp_update_features_response_updatable_feature_result_encode(sp_write
 void sp_update_features_response_init(sp_update_features_response_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_update_features_response_is_default(const sp_update_features_response_t *x)
+{
+    (void)x;
+    if (x->throttle_time_ms != 0) return 0;
+    if (x->error_code != 0) return 0;
+    if (!sp_str_eq_lit(x->error_message, "")) return 0;
+    if (x->results.n != 0) return 0;
+    return 1;
 }
 
 sp_update_features_response_t *sp_update_features_response_alloc(sp_arena_t *a, int32_t n)

@@ -21,6 +21,21 @@ void sp_update_metadata_request_update_metadata_partition_state_init(sp_update_m
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_update_metadata_request_update_metadata_partition_state_is_default(const sp_update_metadata_request_update_metadata_partition_state_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->topic_name, "")) return 0;
+    if (x->partition_index != 0) return 0;
+    if (x->controller_epoch != 0) return 0;
+    if (x->leader != 0) return 0;
+    if (x->leader_epoch != 0) return 0;
+    if (x->isr.n != 0) return 0;
+    if (x->zk_version != 0) return 0;
+    if (x->replicas.n != 0) return 0;
+    if (x->offline_replicas.n != 0) return 0;
+    return 1;
+}
+
 sp_update_metadata_request_update_metadata_partition_state_t *sp_update_metadata_request_update_metadata_partition_state_alloc(sp_arena_t *a, int32_t n)
 {
     sp_update_metadata_request_update_metadata_partition_state_t *v;
@@ -207,6 +222,15 @@ void sp_update_metadata_request_update_metadata_topic_state_init(sp_update_metad
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_update_metadata_request_update_metadata_topic_state_is_default(const sp_update_metadata_request_update_metadata_topic_state_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->topic_name, "")) return 0;
+    if (!sp_uuid_is_zero(x->topic_id)) return 0;
+    if (x->partition_states.n != 0) return 0;
+    return 1;
+}
+
 sp_update_metadata_request_update_metadata_topic_state_t *sp_update_metadata_request_update_metadata_topic_state_alloc(sp_arena_t *a, int32_t n)
 {
     sp_update_metadata_request_update_metadata_topic_state_t *v;
@@ -312,6 +336,16 @@ void sp_update_metadata_request_update_metadata_endpoint_init(sp_update_metadata
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_update_metadata_request_update_metadata_endpoint_is_default(const sp_update_metadata_request_update_metadata_endpoint_t *x)
+{
+    (void)x;
+    if (x->port != 0) return 0;
+    if (!sp_str_eq_lit(x->host, "")) return 0;
+    if (!sp_str_eq_lit(x->listener, "")) return 0;
+    if (x->security_protocol != 0) return 0;
+    return 1;
+}
+
 sp_update_metadata_request_update_metadata_endpoint_t *sp_update_metadata_request_update_metadata_endpoint_alloc(sp_arena_t *a, int32_t n)
 {
     sp_update_metadata_request_update_metadata_endpoint_t *v;
@@ -413,6 +447,17 @@ static void sp_update_metadata_request_update_metadata_endpoint_encode(sp_writer
 void sp_update_metadata_request_update_metadata_broker_init(sp_update_metadata_request_update_metadata_broker_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_update_metadata_request_update_metadata_broker_is_default(const sp_update_metadata_request_update_metadata_broker_t *x)
+{
+    (void)x;
+    if (x->id != 0) return 0;
+    if (!sp_str_eq_lit(x->v0_host, "")) return 0;
+    if (x->v0_port != 0) return 0;
+    if (x->endpoints.n != 0) return 0;
+    if (!sp_str_eq_lit(x->rack, "")) return 0;
+    return 1;
 }
 
 sp_update_metadata_request_update_metadata_broker_t *sp_update_metadata_request_update_metadata_broker_alloc(sp_arena_t *a, int32_t n)
@@ -539,6 +584,20 @@ void sp_update_metadata_request_init(sp_update_metadata_request_t *x)
 {
     memset(x, 0, sizeof(*x));
     x->broker_epoch = (int64_t)-1LL;
+}
+
+static inline int sp_update_metadata_request_is_default(const sp_update_metadata_request_t *x)
+{
+    (void)x;
+    if (x->controller_id != 0) return 0;
+    if (x->is_k_raft_controller != false) return 0;
+    if (x->type != 0) return 0;
+    if (x->controller_epoch != 0) return 0;
+    if (x->broker_epoch != (int64_t)-1LL) return 0;
+    if (x->ungrouped_partition_states.n != 0) return 0;
+    if (x->topic_states.n != 0) return 0;
+    if (x->live_brokers.n != 0) return 0;
+    return 1;
 }
 
 sp_update_metadata_request_t *sp_update_metadata_request_alloc(sp_arena_t *a, int32_t n)

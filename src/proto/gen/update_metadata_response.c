@@ -9,6 +9,13 @@ void sp_update_metadata_response_init(sp_update_metadata_response_t *x)
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_update_metadata_response_is_default(const sp_update_metadata_response_t *x)
+{
+    (void)x;
+    if (x->error_code != 0) return 0;
+    return 1;
+}
+
 sp_update_metadata_response_t *sp_update_metadata_response_alloc(sp_arena_t *a, int32_t n)
 {
     sp_update_metadata_response_t *v;

@@ -15,6 +15,15 @@ void sp_update_raft_voter_request_listener_init(sp_update_raft_voter_request_lis
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_update_raft_voter_request_listener_is_default(const sp_update_raft_voter_request_listener_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->name, "")) return 0;
+    if (!sp_str_eq_lit(x->host, "")) return 0;
+    if (x->port != 0) return 0;
+    return 1;
+}
+
 sp_update_raft_voter_request_listener_t *sp_update_raft_voter_request_listener_alloc(sp_arena_t *a, int32_t n)
 {
     sp_update_raft_voter_request_listener_t *v;
@@ -108,6 +117,14 @@ void sp_update_raft_voter_request_k_raft_version_feature_init(sp_update_raft_vot
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_update_raft_voter_request_k_raft_version_feature_is_default(const sp_update_raft_voter_request_k_raft_version_feature_t *x)
+{
+    (void)x;
+    if (x->min_supported_version != 0) return 0;
+    if (x->max_supported_version != 0) return 0;
+    return 1;
+}
+
 sp_update_raft_voter_request_k_raft_version_feature_t *sp_update_raft_voter_request_k_raft_version_feature_alloc(sp_arena_t *a, int32_t n)
 {
     sp_update_raft_voter_request_k_raft_version_feature_t *v;
@@ -190,6 +207,18 @@ void sp_update_raft_voter_request_init(sp_update_raft_voter_request_t *x)
 {
     memset(x, 0, sizeof(*x));
     sp_update_raft_voter_request_k_raft_version_feature_init(&x->k_raft_version_feature);
+}
+
+static inline int sp_update_raft_voter_request_is_default(const sp_update_raft_voter_request_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->cluster_id, "")) return 0;
+    if (x->current_leader_epoch != 0) return 0;
+    if (x->voter_id != 0) return 0;
+    if (!sp_uuid_is_zero(x->voter_directory_id)) return 0;
+    if (x->listeners.n != 0) return 0;
+    if (!sp_update_raft_voter_request_k_raft_version_feature_is_default(&x->k_raft_version_feature)) return 0;
+    return 1;
 }
 
 sp_update_raft_voter_request_t *sp_update_raft_voter_request_alloc(sp_arena_t *a, int32_t n)

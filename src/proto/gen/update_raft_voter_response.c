@@ -14,6 +14,16 @@ void sp_update_raft_voter_response_current_leader_init(sp_update_raft_voter_resp
     x->leader_epoch = -1;
 }
 
+static inline int sp_update_raft_voter_response_current_leader_is_default(const sp_update_raft_voter_response_current_leader_t *x)
+{
+    (void)x;
+    if (x->leader_id != -1) return 0;
+    if (x->leader_epoch != -1) return 0;
+    if (!sp_str_eq_lit(x->host, "")) return 0;
+    if (x->port != 0) return 0;
+    return 1;
+}
+
 sp_update_raft_voter_response_current_leader_t *sp_update_raft_voter_response_current_leader_alloc(sp_arena_t *a, int32_t n)
 {
     sp_update_raft_voter_response_current_leader_t *v;
@@ -118,6 +128,15 @@ void sp_update_raft_voter_response_init(sp_update_raft_voter_response_t *x)
     sp_update_raft_voter_response_current_leader_init(&x->current_leader);
 }
 
+static inline int sp_update_raft_voter_response_is_default(const sp_update_raft_voter_response_t *x)
+{
+    (void)x;
+    if (x->throttle_time_ms != 0) return 0;
+    if (x->error_code != 0) return 0;
+    if (!sp_update_raft_voter_response_current_leader_is_default(&x->current_leader)) return 0;
+    return 1;
+}
+
 sp_update_raft_voter_response_t *sp_update_raft_voter_response_alloc(sp_arena_t *a, int32_t n)
 {
     sp_update_raft_voter_response_t *v;
@@ -183,7 +202,7 @@ size_t sp_update_raft_voter_response_size(const sp_update_raft_voter_response_t 
     }
     if (flex) {
         uint32_t nt = 0;
-        if (1) {
+        if (!sp_update_raft_voter_response_current_leader_is_default(&x->current_leader)) {
             size_t ts = 0;
             ts += sp_update_raft_voter_response_current_leader_size(&x->current_leader, v);
             s += sp_uvarint_size(0) + sp_uvarint_size((uint32_t)ts) + ts;
@@ -207,9 +226,9 @@ void sp_update_raft_voter_response_encode(sp_writer_t *w, const sp_update_raft_v
     }
     if (flex) {
         uint32_t nt = 0;
-        if (1) nt++;
+        if (!sp_update_raft_voter_response_current_leader_is_default(&x->current_leader)) nt++;
         sp_write_uvarint(w, nt);
-        if (1) {
+        if (!sp_update_raft_voter_response_current_leader_is_default(&x->current_leader)) {
             size_t ts = 0;
             ts += sp_update_raft_voter_response_current_leader_size(&x->current_leader, v);
             sp_write_uvarint(w, 0);

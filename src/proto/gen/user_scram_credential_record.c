@@ -9,6 +9,18 @@ void sp_user_scram_credential_record_init(sp_user_scram_credential_record_t *x)
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_user_scram_credential_record_is_default(const sp_user_scram_credential_record_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->name, "")) return 0;
+    if (x->mechanism != 0) return 0;
+    if (x->salt.len != 0) return 0;
+    if (x->stored_key.len != 0) return 0;
+    if (x->server_key.len != 0) return 0;
+    if (x->iterations != 0) return 0;
+    return 1;
+}
+
 sp_user_scram_credential_record_t *sp_user_scram_credential_record_alloc(sp_arena_t *a, int32_t n)
 {
     sp_user_scram_credential_record_t *v;

@@ -15,6 +15,19 @@ void sp_vote_request_partition_data_init(sp_vote_request_partition_data_t *x)
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_vote_request_partition_data_is_default(const sp_vote_request_partition_data_t *x)
+{
+    (void)x;
+    if (x->partition_index != 0) return 0;
+    if (x->candidate_epoch != 0) return 0;
+    if (x->candidate_id != 0) return 0;
+    if (!sp_uuid_is_zero(x->candidate_directory_id)) return 0;
+    if (!sp_uuid_is_zero(x->voter_directory_id)) return 0;
+    if (x->last_offset_epoch != 0) return 0;
+    if (x->last_offset != 0) return 0;
+    return 1;
+}
+
 sp_vote_request_partition_data_t *sp_vote_request_partition_data_alloc(sp_arena_t *a, int32_t n)
 {
     sp_vote_request_partition_data_t *v;
@@ -148,6 +161,14 @@ void sp_vote_request_topic_data_init(sp_vote_request_topic_data_t *x)
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_vote_request_topic_data_is_default(const sp_vote_request_topic_data_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->topic_name, "")) return 0;
+    if (x->partitions.n != 0) return 0;
+    return 1;
+}
+
 sp_vote_request_topic_data_t *sp_vote_request_topic_data_alloc(sp_arena_t *a, int32_t n)
 {
     sp_vote_request_topic_data_t *v;
@@ -243,6 +264,15 @@ void sp_vote_request_init(sp_vote_request_t *x)
     memset(x, 0, sizeof(*x));
     x->cluster_id.len = -1;
     x->voter_id = -1;
+}
+
+static inline int sp_vote_request_is_default(const sp_vote_request_t *x)
+{
+    (void)x;
+    if (x->cluster_id.len >= 0) return 0;
+    if (x->voter_id != -1) return 0;
+    if (x->topics.n != 0) return 0;
+    return 1;
 }
 
 sp_vote_request_t *sp_vote_request_alloc(sp_arena_t *a, int32_t n)

@@ -18,6 +18,15 @@ void sp_voters_record_endpoint_init(sp_voters_record_endpoint_t *x)
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_voters_record_endpoint_is_default(const sp_voters_record_endpoint_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->name, "")) return 0;
+    if (!sp_str_eq_lit(x->host, "")) return 0;
+    if (x->port != 0) return 0;
+    return 1;
+}
+
 sp_voters_record_endpoint_t *sp_voters_record_endpoint_alloc(sp_arena_t *a, int32_t n)
 {
     sp_voters_record_endpoint_t *v;
@@ -111,6 +120,14 @@ void sp_voters_record_k_raft_version_feature_init(sp_voters_record_k_raft_versio
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_voters_record_k_raft_version_feature_is_default(const sp_voters_record_k_raft_version_feature_t *x)
+{
+    (void)x;
+    if (x->min_supported_version != 0) return 0;
+    if (x->max_supported_version != 0) return 0;
+    return 1;
+}
+
 sp_voters_record_k_raft_version_feature_t *sp_voters_record_k_raft_version_feature_alloc(sp_arena_t *a, int32_t n)
 {
     sp_voters_record_k_raft_version_feature_t *v;
@@ -193,6 +210,16 @@ void sp_voters_record_voter_init(sp_voters_record_voter_t *x)
 {
     memset(x, 0, sizeof(*x));
     sp_voters_record_k_raft_version_feature_init(&x->k_raft_version_feature);
+}
+
+static inline int sp_voters_record_voter_is_default(const sp_voters_record_voter_t *x)
+{
+    (void)x;
+    if (x->voter_id != 0) return 0;
+    if (!sp_uuid_is_zero(x->voter_directory_id)) return 0;
+    if (x->endpoints.n != 0) return 0;
+    if (!sp_voters_record_k_raft_version_feature_is_default(&x->k_raft_version_feature)) return 0;
+    return 1;
 }
 
 sp_voters_record_voter_t *sp_voters_record_voter_alloc(sp_arena_t *a, int32_t n)
@@ -308,6 +335,14 @@ static void sp_voters_record_voter_encode(sp_writer_t *w, const sp_voters_record
 void sp_voters_record_init(sp_voters_record_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_voters_record_is_default(const sp_voters_record_t *x)
+{
+    (void)x;
+    if (x->version != 0) return 0;
+    if (x->voters.n != 0) return 0;
+    return 1;
 }
 
 sp_voters_record_t *sp_voters_record_alloc(sp_arena_t *a, int32_t n)

@@ -18,6 +18,16 @@ void sp_write_share_group_state_request_state_batch_init(sp_write_share_group_st
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_write_share_group_state_request_state_batch_is_default(const sp_write_share_group_state_request_state_batch_t *x)
+{
+    (void)x;
+    if (x->first_offset != 0) return 0;
+    if (x->last_offset != 0) return 0;
+    if (x->delivery_state != 0) return 0;
+    if (x->delivery_count != 0) return 0;
+    return 1;
+}
+
 sp_write_share_group_state_request_state_batch_t *sp_write_share_group_state_request_state_batch_alloc(sp_arena_t *a, int32_t n)
 {
     sp_write_share_group_state_request_state_batch_t *v;
@@ -119,6 +129,17 @@ static void sp_write_share_group_state_request_state_batch_encode(sp_writer_t *w
 void sp_write_share_group_state_request_partition_data_init(sp_write_share_group_state_request_partition_data_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_write_share_group_state_request_partition_data_is_default(const sp_write_share_group_state_request_partition_data_t *x)
+{
+    (void)x;
+    if (x->partition != 0) return 0;
+    if (x->state_epoch != 0) return 0;
+    if (x->leader_epoch != 0) return 0;
+    if (x->start_offset != 0) return 0;
+    if (x->state_batches.n != 0) return 0;
+    return 1;
 }
 
 sp_write_share_group_state_request_partition_data_t *sp_write_share_group_state_request_partition_data_alloc(sp_arena_t *a, int32_t n)
@@ -246,6 +267,14 @@ void sp_write_share_group_state_request_write_state_data_init(sp_write_share_gro
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_write_share_group_state_request_write_state_data_is_default(const sp_write_share_group_state_request_write_state_data_t *x)
+{
+    (void)x;
+    if (!sp_uuid_is_zero(x->topic_id)) return 0;
+    if (x->partitions.n != 0) return 0;
+    return 1;
+}
+
 sp_write_share_group_state_request_write_state_data_t *sp_write_share_group_state_request_write_state_data_alloc(sp_arena_t *a, int32_t n)
 {
     sp_write_share_group_state_request_write_state_data_t *v;
@@ -339,6 +368,14 @@ static void sp_write_share_group_state_request_write_state_data_encode(sp_writer
 void sp_write_share_group_state_request_init(sp_write_share_group_state_request_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_write_share_group_state_request_is_default(const sp_write_share_group_state_request_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->group_id, "")) return 0;
+    if (x->topics.n != 0) return 0;
+    return 1;
 }
 
 sp_write_share_group_state_request_t *sp_write_share_group_state_request_alloc(sp_arena_t *a, int32_t n)

@@ -15,6 +15,14 @@ void sp_write_txn_markers_request_writable_txn_marker_topic_init(sp_write_txn_ma
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_write_txn_markers_request_writable_txn_marker_topic_is_default(const sp_write_txn_markers_request_writable_txn_marker_topic_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->name, "")) return 0;
+    if (x->partition_indexes.n != 0) return 0;
+    return 1;
+}
+
 sp_write_txn_markers_request_writable_txn_marker_topic_t *sp_write_txn_markers_request_writable_txn_marker_topic_alloc(sp_arena_t *a, int32_t n)
 {
     sp_write_txn_markers_request_writable_txn_marker_topic_t *v;
@@ -107,6 +115,17 @@ static void sp_write_txn_markers_request_writable_txn_marker_topic_encode(sp_wri
 void sp_write_txn_markers_request_writable_txn_marker_init(sp_write_txn_markers_request_writable_txn_marker_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_write_txn_markers_request_writable_txn_marker_is_default(const sp_write_txn_markers_request_writable_txn_marker_t *x)
+{
+    (void)x;
+    if (x->producer_id != 0) return 0;
+    if (x->producer_epoch != 0) return 0;
+    if (x->transaction_result != false) return 0;
+    if (x->topics.n != 0) return 0;
+    if (x->coordinator_epoch != 0) return 0;
+    return 1;
 }
 
 sp_write_txn_markers_request_writable_txn_marker_t *sp_write_txn_markers_request_writable_txn_marker_alloc(sp_arena_t *a, int32_t n)
@@ -232,6 +251,13 @@ static void sp_write_txn_markers_request_writable_txn_marker_encode(sp_writer_t 
 void sp_write_txn_markers_request_init(sp_write_txn_markers_request_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_write_txn_markers_request_is_default(const sp_write_txn_markers_request_t *x)
+{
+    (void)x;
+    if (x->markers.n != 0) return 0;
+    return 1;
 }
 
 sp_write_txn_markers_request_t *sp_write_txn_markers_request_alloc(sp_arena_t *a, int32_t n)

@@ -18,6 +18,14 @@ void sp_write_txn_markers_response_writable_txn_marker_partition_result_init(sp_
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_write_txn_markers_response_writable_txn_marker_partition_result_is_default(const sp_write_txn_markers_response_writable_txn_marker_partition_result_t *x)
+{
+    (void)x;
+    if (x->partition_index != 0) return 0;
+    if (x->error_code != 0) return 0;
+    return 1;
+}
+
 sp_write_txn_markers_response_writable_txn_marker_partition_result_t *sp_write_txn_markers_response_writable_txn_marker_partition_result_alloc(sp_arena_t *a, int32_t n)
 {
     sp_write_txn_markers_response_writable_txn_marker_partition_result_t *v;
@@ -99,6 +107,14 @@ static void sp_write_txn_markers_response_writable_txn_marker_partition_result_e
 void sp_write_txn_markers_response_writable_txn_marker_topic_result_init(sp_write_txn_markers_response_writable_txn_marker_topic_result_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_write_txn_markers_response_writable_txn_marker_topic_result_is_default(const sp_write_txn_markers_response_writable_txn_marker_topic_result_t *x)
+{
+    (void)x;
+    if (!sp_str_eq_lit(x->name, "")) return 0;
+    if (x->partitions.n != 0) return 0;
+    return 1;
 }
 
 sp_write_txn_markers_response_writable_txn_marker_topic_result_t *sp_write_txn_markers_response_writable_txn_marker_topic_result_alloc(sp_arena_t *a, int32_t n)
@@ -196,6 +212,14 @@ void sp_write_txn_markers_response_writable_txn_marker_result_init(sp_write_txn_
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_write_txn_markers_response_writable_txn_marker_result_is_default(const sp_write_txn_markers_response_writable_txn_marker_result_t *x)
+{
+    (void)x;
+    if (x->producer_id != 0) return 0;
+    if (x->topics.n != 0) return 0;
+    return 1;
+}
+
 sp_write_txn_markers_response_writable_txn_marker_result_t *sp_write_txn_markers_response_writable_txn_marker_result_alloc(sp_arena_t *a, int32_t n)
 {
     sp_write_txn_markers_response_writable_txn_marker_result_t *v;
@@ -289,6 +313,13 @@ static void sp_write_txn_markers_response_writable_txn_marker_result_encode(sp_w
 void sp_write_txn_markers_response_init(sp_write_txn_markers_response_t *x)
 {
     memset(x, 0, sizeof(*x));
+}
+
+static inline int sp_write_txn_markers_response_is_default(const sp_write_txn_markers_response_t *x)
+{
+    (void)x;
+    if (x->markers.n != 0) return 0;
+    return 1;
 }
 
 sp_write_txn_markers_response_t *sp_write_txn_markers_response_alloc(sp_arena_t *a, int32_t n)

@@ -9,6 +9,13 @@ void sp_zk_migration_state_record_init(sp_zk_migration_state_record_t *x)
     memset(x, 0, sizeof(*x));
 }
 
+static inline int sp_zk_migration_state_record_is_default(const sp_zk_migration_state_record_t *x)
+{
+    (void)x;
+    if (x->zk_migration_state != 0) return 0;
+    return 1;
+}
+
 sp_zk_migration_state_record_t *sp_zk_migration_state_record_alloc(sp_arena_t *a, int32_t n)
 {
     sp_zk_migration_state_record_t *v;

@@ -1,0 +1,75 @@
+/*
+ * autocreate.c - auto.create.topics.enable: topics named by a Metadata or
+ * Produce request that do not exist are created with num.partitions and
+ * default.replication.factor, and the request is handled again once they
+ * exist (see sp_autocreate in api.h).
+ */
+#include "broker/api.h"
+#include "cluster/controller.h"
+#include "cluster/image.h"
+#include "cluster/names.h"
+#include "util/log.h"
+
+typedef struct again {
+    sp_ctl_op_t op;
+    void (*again)(sp_req_t *req);
+} again_t;
+
+static void created(sp_req_t *req, sp_ctl_op_t *op)
+{
+    again_t *a = (again_t *)op;
+    for (int i = 0; i < op->n; i++)
+        if (op->topics[i].error && op->topics[i].error != SP_ERR_TOPIC_ALREADY_EXISTS)
+            sp_warn("api", "auto-creating topic %.*s failed: %s", (int)op->topics[i].name.len,
+                    op->topics[i].name.ptr, sp_kafka_error_name(op->topics[i].error));
+    if (!req->answered)
+        a->again(req);
+}
+
+bool sp_autocreate(sp_req_t *req, const sp_str_t *names, int n, void (*again)(sp_req_t *req))
+{
+    const sp_config_t *cfg = sp_controller_config();
+    if (req->autocreated || !sp_config_bool(cfg, "auto.create.topics.enable"))
+        return false;
+    sp_image_t *img = sp_image_acquire();
+    int missing = 0;
+    for (int i = 0; i < n; i++)
+        if (names[i].len > 0 && sp_topic_name_valid(names[i].ptr, names[i].len) &&
+            !sp_image_topic(img, names[i].ptr, names[i].len))
+            missing++;
+    if (!missing) {
+        sp_image_release(img);
+        return false;
+    }
+    again_t *a = sp_arena_zalloc(&req->arena, sizeof(*a));
+    sp_ctl_topic_t *t = a ? sp_arena_zalloc(&req->arena, sizeof(*t) * (size_t)missing) : NULL;
+    if (!t) {
+        sp_image_release(img);
+        return false;
+    }
+    int k = 0;
+    for (int i = 0; i < n; i++) {
+        if (names[i].len <= 0 || !sp_topic_name_valid(names[i].ptr, names[i].len) ||
+            sp_image_topic(img, names[i].ptr, names[i].len))
+            continue;
+        bool dup = false;
+        for (int j = 0; j < k; j++)
+            dup |= sp_str_eq(t[j].name, names[i]);
+        if (dup)
+            continue;
+        t[k].name = names[i];
+        t[k].num_partitions = -1;
+        t[k].replication_factor = -1;
+        k++;
+    }
+    sp_image_release(img);
+    req->autocreated = true;
+    a->again = again;
+    a->op.kind = SP_CTL_CREATE_TOPICS;
+    a->op.n = k;
+    a->op.topics = t;
+    a->op.req = req;
+    a->op.done = created;
+    sp_controller_submit(&a->op);
+    return true;
+}

@@ -1,0 +1,289 @@
+/*
+ * fetch.c - Fetch (key 1), v4-v17 (v13+ names topics by id).
+ *
+ * For each partition: whole record batches from fetch_offset up to the
+ * high watermark, within partition_max_bytes and the request's max_bytes,
+ * except that the first batch of the first partition with data is always
+ * returned whole, as Kafka does, so a consumer can never be stuck behind
+ * a batch larger than its limits.  Record bytes go from the segment file
+ * straight into the response buffer (one copy, sp_req_respond_fill).
+ *
+ * Long poll: when fewer than min_bytes are ready and max_wait_ms > 0, the
+ * request parks on every partition's waiter list and on a timer.  An
+ * append (or, on durable topics, the flush) that moves a high watermark
+ * wakes it; it re-reads and answers when min_bytes are there or the timer
+ * fires.  No polling.
+ *
+ * Fetch sessions (KIP-227) are answered sessionless: session_id 0, full
+ * responses; a client that names a session we never gave gets
+ * FETCH_SESSION_ID_NOT_FOUND and starts over.
+ */
+#include <string.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "broker/api.h"
+#include "cluster/image.h"
+#include "log/logmgr.h"
+#include "proto/gen/fetch_request.h"
+#include "proto/gen/fetch_response.h"
+#include "util/log.h"
+
+typedef struct fpart {
+    sp_log_waiter_t w;          /* must stay first */
+    struct fetch_ctx *ctx;
+    sp_plog_t *log;             /* referenced; NULL on error */
+    sp_fetch_response_partition_data_t *out;
+    int64_t offset;
+    int32_t max_bytes;
+    sp_read_result_t rr;        /* last read (seg referenced) */
+} fpart_t;
+
+typedef struct fetch_ctx {
+    sp_req_t *req;
+    sp_fetch_response_t resp;
+    fpart_t *parts;
+    int nparts;
+    int32_t min_bytes, max_bytes;
+    uv_timer_t timer;
+    bool timer_on, parked, done;
+    atomic_bool wake_posted;
+    int fill_next;              /* next part to fill from */
+} fetch_ctx_t;
+
+static void release_reads(fetch_ctx_t *ctx)
+{
+    for (int i = 0; i < ctx->nparts; i++) {
+        if (ctx->parts[i].rr.seg)
+            sp_segment_unref(ctx->parts[i].rr.seg);
+        ctx->parts[i].rr.seg = NULL;
+    }
+}
+
+/* Reads every partition; returns the bytes found. */
+static int64_t read_all(fetch_ctx_t *ctx, bool *any_error)
+{
+    int64_t total = 0;
+    release_reads(ctx);
+    *any_error = false;
+    for (int i = 0; i < ctx->nparts; i++) {
+        fpart_t *p = &ctx->parts[i];
+        if (!p->log) {
+            *any_error = true;
+            continue;
+        }
+        int64_t left = ctx->max_bytes - total;
+        int32_t lim = p->max_bytes < left ? p->max_bytes : (int32_t)(left > 0 ? left : 0);
+        sp_plog_read(p->log, p->offset, lim, total == 0 /* first batch whole */, &p->rr);
+        p->out->error_code = p->rr.error;
+        p->out->high_watermark = p->rr.hw;
+        p->out->last_stable_offset = p->rr.lso;
+        p->out->log_start_offset = p->rr.log_start;
+        p->out->records.ptr = NULL;
+        p->out->records.len = p->rr.seg ? p->rr.len : 0;
+        if (!p->rr.seg)
+            p->out->records.ptr = (const uint8_t *)""; /* empty, not null */
+        if (p->rr.error) {
+            p->out->high_watermark = p->rr.error == SP_ERR_OFFSET_OUT_OF_RANGE ? p->rr.hw : -1;
+            *any_error = true;
+        }
+        total += p->rr.seg ? p->rr.len : 0;
+    }
+    return total;
+}
+
+/* Writer fill callback: the next partition with data, from its segment. */
+static int fill(void *arg, uint8_t *dst, size_t len)
+{
+    fetch_ctx_t *ctx = arg;
+    while (ctx->fill_next < ctx->nparts && !ctx->parts[ctx->fill_next].rr.seg)
+        ctx->fill_next++;
+    if (ctx->fill_next >= ctx->nparts)
+        return -1;
+    fpart_t *p = &ctx->parts[ctx->fill_next++];
+    if ((size_t)p->rr.len != len)
+        return -1;
+    size_t got = 0;
+    while (got < len) {
+        ssize_t r = pread(p->rr.seg->fd, dst + got, len - got, (off_t)(p->rr.pos + (int64_t)got));
+        if (r <= 0)
+            return -1;
+        got += (size_t)r;
+    }
+    return 0;
+}
+
+static void timer_closed(uv_handle_t *h)
+{
+    fetch_ctx_t *ctx = h->data;
+    sp_req_unref(ctx->req); /* the timer's reference */
+}
+
+static void complete(fetch_ctx_t *ctx)
+{
+    sp_req_t *req = ctx->req;
+    if (ctx->done)
+        return;
+    ctx->done = true;
+    req->cancel = NULL;
+    if (ctx->parked)
+        for (int i = 0; i < ctx->nparts; i++)
+            if (ctx->parts[i].log)
+                sp_plog_unwait(ctx->parts[i].log, &ctx->parts[i].w);
+    if (ctx->timer_on) {
+        uv_timer_stop(&ctx->timer);
+        uv_close((uv_handle_t *)&ctx->timer, timer_closed);
+        ctx->timer_on = false;
+    }
+    ctx->fill_next = 0;
+    sp_req_respond_fill(req, &ctx->resp, fill, ctx);
+    release_reads(ctx);
+    for (int i = 0; i < ctx->nparts; i++)
+        if (ctx->parts[i].log)
+            sp_plog_unref(ctx->parts[i].log);
+}
+
+static void on_wake_worker(sp_req_t *req, void *arg)
+{
+    fetch_ctx_t *ctx = arg;
+    bool err;
+    (void)req;
+    atomic_store(&ctx->wake_posted, false);
+    if (ctx->done)
+        return;
+    if (read_all(ctx, &err) >= ctx->min_bytes || err)
+        complete(ctx);
+}
+
+/* hw moved on one of our partitions: runs under that log's lock. */
+static void on_wake(sp_log_waiter_t *w, int err)
+{
+    fpart_t *p = (fpart_t *)w;
+    (void)err;
+    if (!atomic_exchange(&p->ctx->wake_posted, true))
+        sp_req_post(p->ctx->req, on_wake_worker, p->ctx);
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    fetch_ctx_t *ctx = t->data;
+    bool err;
+    if (ctx->done)
+        return;
+    read_all(ctx, &err);
+    complete(ctx);
+}
+
+static void cancel(sp_req_t *req)
+{
+    complete(req->ctx);
+}
+
+void sp_handle_fetch(sp_req_t *req)
+{
+    const sp_fetch_request_t *body = req->r.body;
+    int16_t v = req->r.hdr.request_api_version;
+    fetch_ctx_t *ctx = sp_arena_zalloc(&req->arena, sizeof(*ctx));
+    if (!ctx) {
+        sp_req_close(req, "out of memory for Fetch");
+        return;
+    }
+    ctx->req = req;
+    sp_fetch_response_init(&ctx->resp);
+    ctx->min_bytes = body->min_bytes;
+    ctx->max_bytes = v >= 3 ? body->max_bytes : INT32_MAX;
+    if (ctx->max_bytes <= 0)
+        ctx->max_bytes = 1;
+
+    if (v >= 7 && (body->session_id != 0 || body->session_epoch > 0)) {
+        ctx->resp.error_code = body->session_id != 0 ? SP_ERR_FETCH_SESSION_ID_NOT_FOUND
+                                                     : SP_ERR_INVALID_FETCH_SESSION_EPOCH;
+        ctx->resp.responses.n = 0;
+        sp_req_respond(req, &ctx->resp);
+        return;
+    }
+
+    int32_t nt = body->topics.n > 0 ? body->topics.n : 0;
+    int nparts = 0;
+    for (int32_t t = 0; t < nt; t++)
+        nparts += body->topics.v[t].partitions.n > 0 ? body->topics.v[t].partitions.n : 0;
+    ctx->parts = sp_arena_zalloc(&req->arena, sizeof(fpart_t) * (size_t)(nparts ? nparts : 1));
+    ctx->resp.responses.v = sp_fetch_response_fetchable_topic_response_alloc(&req->arena, nt);
+    if (!ctx->parts || (nt && !ctx->resp.responses.v)) {
+        sp_req_close(req, "out of memory for Fetch");
+        return;
+    }
+    ctx->resp.responses.n = nt;
+    sp_image_t *img = sp_image_acquire();
+    for (int32_t t = 0; t < nt; t++) {
+        const sp_fetch_request_fetch_topic_t *ft = &body->topics.v[t];
+        sp_fetch_response_fetchable_topic_response_t *to = &ctx->resp.responses.v[t];
+        int32_t np = ft->partitions.n > 0 ? ft->partitions.n : 0;
+        const sp_topic_info_t *ti;
+        sp_str_t name = ft->topic;
+        if (v >= 13) {
+            ti = sp_image_topic_by_id(img, ft->topic_id);
+            if (ti)
+                name = sp_str_c(sp_arena_strdup(&req->arena, ti->name, strlen(ti->name)));
+        } else {
+            ti = sp_image_topic(img, ft->topic.ptr, ft->topic.len);
+        }
+        to->topic = ft->topic;
+        to->topic_id = ft->topic_id;
+        to->partitions.v = sp_fetch_response_partition_data_alloc(&req->arena, np);
+        to->partitions.n = to->partitions.v ? np : 0;
+        for (int32_t p = 0; p < to->partitions.n; p++) {
+            const sp_fetch_request_fetch_partition_t *fp = &ft->partitions.v[p];
+            fpart_t *part = &ctx->parts[ctx->nparts++];
+            sp_fetch_response_partition_data_t *po = &to->partitions.v[p];
+            part->ctx = ctx;
+            part->out = po;
+            part->offset = fp->fetch_offset;
+            part->max_bytes = fp->partition_max_bytes;
+            part->w.wake = on_wake;
+            po->partition_index = fp->partition;
+            po->high_watermark = -1;
+            po->last_stable_offset = -1;
+            po->log_start_offset = -1;
+            po->records = (sp_bytes_t){ (const uint8_t *)"", 0 };
+            if (!ti) {
+                po->error_code = v >= 13 ? SP_ERR_UNKNOWN_TOPIC_ID : SP_ERR_UNKNOWN_TOPIC_OR_PARTITION;
+                continue;
+            }
+            if (fp->current_leader_epoch > 0) { /* ours is 0 on a single node */
+                po->error_code = SP_ERR_UNKNOWN_LEADER_EPOCH;
+                continue;
+            }
+            part->log = sp_logmgr_get(name.ptr, name.len, fp->partition);
+            if (!part->log)
+                po->error_code = SP_ERR_UNKNOWN_TOPIC_OR_PARTITION;
+        }
+    }
+    sp_image_release(img);
+
+    bool err;
+    int64_t got = read_all(ctx, &err);
+    if (got >= ctx->min_bytes || err || body->max_wait_ms <= 0 || ctx->nparts == 0) {
+        complete(ctx);
+        return;
+    }
+    /* park: waiters first, then look again, so no append slips between */
+    req->ctx = ctx;
+    req->cancel = cancel;
+    ctx->parked = true;
+    for (int i = 0; i < ctx->nparts; i++)
+        if (ctx->parts[i].log)
+            sp_plog_wait_fetch(ctx->parts[i].log, &ctx->parts[i].w);
+    if (ctx->done)
+        return; /* a log went away while registering */
+    got = read_all(ctx, &err);
+    if (got >= ctx->min_bytes || err) {
+        complete(ctx);
+        return;
+    }
+    uv_timer_init(sp_req_loop(req), &ctx->timer);
+    ctx->timer.data = ctx;
+    sp_req_ref(req); /* until the timer handle is closed */
+    ctx->timer_on = true;
+    uv_timer_start(&ctx->timer, on_timer, (uint64_t)body->max_wait_ms, 0);
+}

@@ -1,0 +1,970 @@
+/* controller.c - the metadata thread (see controller.h). */
+#include "cluster/controller.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cluster/image.h"
+#include "cluster/names.h"
+#include "cluster/topic_config.h"
+#include "log/logmgr.h"
+#include "proto/batch.h"
+#include "proto/gen/config_record.h"
+#include "proto/gen/partition_record.h"
+#include "proto/gen/remove_topic_record.h"
+#include "proto/gen/topic_record.h"
+#include "util/fsutil.h"
+#include "util/log.h"
+
+#define REC_TOPIC 2
+#define REC_PARTITION 3
+#define REC_CONFIG 4
+#define REC_REMOVE_TOPIC 9
+#define RES_TOPIC 2 /* ConfigResource type TOPIC */
+
+static struct {
+    const sp_broker_t *broker;
+    const sp_config_t *cfg;
+    sp_plog_t *log;             /* __cluster_metadata-0 */
+    char *dir;
+    int64_t snapshot_offset;    /* offset the latest snapshot covers up to */
+    int64_t bytes_since_snapshot;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    sp_ctl_op_t *head, *tail;
+    bool stop, running;
+} C = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
+
+const sp_config_t *sp_controller_config(void) { return C.cfg; }
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- records: encode, apply ------------------------------------------- */
+
+typedef struct recbuf {
+    sp_batch_builder_t b;
+    int count;
+    int64_t bytes;
+} recbuf_t;
+
+static int add_record(recbuf_t *rb, int16_t key, int16_t version, const sp_msg_desc_t *d,
+                      const void *rec)
+{
+    size_t body = d->size(rec, version);
+    size_t n = sp_uvarint_size(1) + sp_uvarint_size((uint32_t)key) + sp_uvarint_size((uint32_t)version) + body;
+    uint8_t *buf = malloc(n);
+    if (!buf)
+        return -1;
+    sp_writer_t w = sp_writer(buf, n);
+    sp_write_uvarint(&w, 1);
+    sp_write_uvarint(&w, (uint32_t)key);
+    sp_write_uvarint(&w, (uint32_t)version);
+    d->encode(&w, rec, version);
+    int rc = w.err ? -1 : sp_batch_builder_add(&rb->b, NULL, -1, buf, (int32_t)n, now_ms());
+    free(buf);
+    rb->count++;
+    rb->bytes += (int64_t)n;
+    return rc;
+}
+
+static const sp_msg_desc_t *desc_named(const char *name)
+{
+    for (int i = 0; i < sp_msg_desc_count; i++)
+        if (strcmp(sp_msg_descs[i].name, name) == 0)
+            return &sp_msg_descs[i];
+    return NULL;
+}
+
+/* Applies one decoded record to an unpublished image. */
+static int apply(sp_image_t *img, int16_t key, const void *rec)
+{
+    switch (key) {
+    case REC_TOPIC: {
+        const sp_topic_record_t *t = rec;
+        return sp_image_add_topic(img, t->name.ptr, t->name.len, t->topic_id);
+    }
+    case REC_PARTITION: {
+        const sp_partition_record_t *p = rec;
+        sp_partition_info_t pi;
+        memset(&pi, 0, sizeof(pi));
+        pi.index = p->partition_id;
+        pi.leader = p->leader;
+        pi.leader_epoch = p->leader_epoch;
+        pi.partition_epoch = p->partition_epoch;
+        pi.replicas = p->replicas.v;
+        pi.nreplicas = p->replicas.n > 0 ? p->replicas.n : 0;
+        pi.isr = p->isr.v;
+        pi.nisr = p->isr.n > 0 ? p->isr.n : 0;
+        return sp_image_set_partition(img, p->topic_id, &pi);
+    }
+    case REC_CONFIG: {
+        const sp_config_record_t *c = rec;
+        if (c->resource_type != RES_TOPIC)
+            return 0; /* broker configs are static for now */
+        return sp_image_set_topic_config(img, c->resource_name.ptr, c->resource_name.len,
+                                         c->name.ptr, c->name.len,
+                                         c->value.len >= 0 ? c->value.ptr : NULL, c->value.len);
+    }
+    case REC_REMOVE_TOPIC: {
+        const sp_remove_topic_record_t *r = rec;
+        return sp_image_remove_topic(img, r->topic_id);
+    }
+    default:
+        return 0; /* records this broker does not use yet are skipped */
+    }
+}
+
+/* Decodes one framed metadata record value and applies it. */
+static int replay_value(sp_image_t *img, const uint8_t *v, int32_t len)
+{
+    sp_reader_t r = sp_reader(v, (size_t)len);
+    uint32_t frame = sp_read_uvarint(&r);
+    uint32_t key = sp_read_uvarint(&r);
+    uint32_t version = sp_read_uvarint(&r);
+    const char *name = NULL;
+    if (!sp_reader_ok(&r) || frame != 1)
+        return -1;
+    switch (key) {
+    case REC_TOPIC: name = "TopicRecord"; break;
+    case REC_PARTITION: name = "PartitionRecord"; break;
+    case REC_CONFIG: name = "ConfigRecord"; break;
+    case REC_REMOVE_TOPIC: name = "RemoveTopicRecord"; break;
+    default: return 0;
+    }
+    const sp_msg_desc_t *d = desc_named(name);
+    if (!d || (int)version < d->min_version || (int)version > d->max_version)
+        return -1;
+    sp_arena_t a;
+    sp_arena_init(&a, 0);
+    void *rec = sp_arena_alloc(&a, d->struct_size);
+    int rc = -1;
+    if (rec) {
+        d->init(rec);
+        if (d->decode(&r, &a, rec, (int16_t)version) == 0 && sp_reader_left(&r) == 0)
+            rc = apply(img, (int16_t)key, rec);
+    }
+    sp_arena_free(&a);
+    return rc;
+}
+
+/* Replays every record of the batches in buf[0..len). */
+static int replay_batches(sp_image_t *img, const uint8_t *buf, size_t len, int64_t *last)
+{
+    size_t off = 0;
+    while (off < len) {
+        size_t bs;
+        if (sp_batch_next(buf + off, len - off, &bs) != 1)
+            return -1;
+        sp_record_iter_t it;
+        sp_record_t rec;
+        if (sp_record_iter_init(&it, buf + off, bs, 0) != 0)
+            return -1;
+        int rc;
+        while ((rc = sp_record_iter_next(&it, &rec)) == 1) {
+            if (rec.value.len >= 0 && replay_value(img, rec.value.ptr, rec.value.len) != 0)
+                sp_warn("meta", "metadata record at offset %" PRId64 " could not be applied", rec.offset);
+            *last = rec.offset;
+        }
+        sp_record_iter_free(&it);
+        if (rc < 0)
+            return -1;
+        off += bs;
+    }
+    return 0;
+}
+
+/* ---- snapshots --------------------------------------------------------- */
+
+static int snapshot_records(recbuf_t *rb, const sp_image_t *img)
+{
+    const sp_msg_desc_t *td = desc_named("TopicRecord"), *pd = desc_named("PartitionRecord"),
+                        *cd = desc_named("ConfigRecord");
+    for (int32_t i = 0; i < img->ntopics; i++) {
+        const sp_topic_info_t *t = &img->topics[i];
+        sp_topic_record_t tr;
+        sp_topic_record_init(&tr);
+        tr.name = sp_str_c(t->name);
+        tr.topic_id = t->id;
+        if (add_record(rb, REC_TOPIC, 0, td, &tr) != 0)
+            return -1;
+        for (int32_t p = 0; p < t->npartitions; p++) {
+            const sp_partition_info_t *pi = &t->partitions[p];
+            sp_partition_record_t pr;
+            sp_partition_record_init(&pr);
+            pr.partition_id = pi->index;
+            pr.topic_id = t->id;
+            pr.replicas.v = pi->replicas;
+            pr.replicas.n = pi->nreplicas;
+            pr.isr.v = pi->isr;
+            pr.isr.n = pi->nisr;
+            pr.leader = pi->leader;
+            pr.leader_epoch = pi->leader_epoch;
+            pr.partition_epoch = pi->partition_epoch;
+            if (add_record(rb, REC_PARTITION, 0, pd, &pr) != 0)
+                return -1;
+        }
+        for (int c = 0; c < t->nconfigs; c++) {
+            sp_config_record_t cr;
+            sp_config_record_init(&cr);
+            cr.resource_type = RES_TOPIC;
+            cr.resource_name = sp_str_c(t->name);
+            cr.name = sp_str_c(t->ckeys[c]);
+            cr.value = sp_str_c(t->cvalues[c]);
+            if (add_record(rb, REC_CONFIG, 0, cd, &cr) != 0)
+                return -1;
+        }
+    }
+    return 0;
+}
+
+/* Writes <offset>-0000000000.checkpoint for img (which covers offsets
+ * below 'upto'), then drops older snapshots and log segments. */
+static void write_snapshot(const sp_image_t *img, int64_t upto)
+{
+    recbuf_t rb;
+    char name[64];
+    memset(&rb, 0, sizeof(rb));
+    sp_batch_builder_init(&rb.b, 0, now_ms());
+    if (snapshot_records(&rb, img) != 0) {
+        sp_batch_builder_free(&rb.b);
+        return;
+    }
+    size_t len = 0;
+    uint8_t *batch = rb.count ? sp_batch_builder_finish(&rb.b, &len) : NULL;
+    sp_batch_builder_free(&rb.b);
+    snprintf(name, sizeof(name), "%020" PRId64 "-%010d.checkpoint", upto, 0);
+    if (sp_write_file_atomic(C.dir, name, batch ? batch : (const uint8_t *)"", len) != 0) {
+        sp_error("meta", "cannot write snapshot %s/%s: %s", C.dir, name, strerror(errno));
+        free(batch);
+        return;
+    }
+    free(batch);
+    C.snapshot_offset = upto;
+    C.bytes_since_snapshot = 0;
+    /* older snapshots go; the log keeps whole segments from upto on */
+    DIR *d = opendir(C.dir);
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        if (strstr(e->d_name, ".checkpoint") && strcmp(e->d_name, name) != 0 &&
+            !strstr(e->d_name, ".tmp")) {
+            char p[4096];
+            snprintf(p, sizeof(p), "%s/%s", C.dir, e->d_name);
+            unlink(p);
+        }
+    }
+    if (d)
+        closedir(d);
+    sp_plog_delete_records(C.log, upto);
+    sp_info("meta", "metadata snapshot at offset %" PRId64 " (%d records)", upto, rb.count);
+}
+
+/* Loads the newest snapshot into img; returns the offset it covers to. */
+static int64_t load_snapshot(sp_image_t *img)
+{
+    DIR *d = opendir(C.dir);
+    struct dirent *e;
+    int64_t best = -1;
+    char bestname[256] = "";
+    while (d && (e = readdir(d))) {
+        size_t n = strlen(e->d_name);
+        if (n != 20 + 1 + 10 + 11 || strcmp(e->d_name + n - 11, ".checkpoint") != 0)
+            continue;
+        int64_t off = strtoll(e->d_name, NULL, 10);
+        if (off > best) {
+            best = off;
+            snprintf(bestname, sizeof(bestname), "%s", e->d_name);
+        }
+    }
+    if (d)
+        closedir(d);
+    if (best < 0)
+        return 0;
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/%s", C.dir, bestname);
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return 0;
+    fseek(f, 0, SEEK_END);
+    long sz = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    uint8_t *buf = malloc((size_t)(sz > 0 ? sz : 1));
+    int64_t last = -1;
+    if (buf && fread(buf, 1, (size_t)sz, f) == (size_t)sz &&
+        replay_batches(img, buf, (size_t)sz, &last) == 0) {
+        sp_info("meta", "loaded metadata snapshot %s", bestname);
+    } else {
+        sp_error("meta", "metadata snapshot %s is unreadable", path);
+        best = -1;
+    }
+    free(buf);
+    fclose(f);
+    C.snapshot_offset = best > 0 ? best : 0;
+    return best > 0 ? best : 0;
+}
+
+static int replay_log(sp_image_t *img, int64_t from)
+{
+    int64_t offset = from;
+    for (;;) {
+        sp_read_result_t rr;
+        sp_plog_read(C.log, offset, 1 << 20, true, &rr);
+        if (rr.error == SP_ERR_OFFSET_OUT_OF_RANGE && offset < rr.log_start) {
+            offset = rr.log_start;
+            continue;
+        }
+        if (rr.error || !rr.seg)
+            return rr.error ? -1 : 0;
+        uint8_t *buf = malloc((size_t)rr.len);
+        ssize_t got = buf ? pread(rr.seg->fd, buf, (size_t)rr.len, rr.pos) : -1;
+        sp_segment_unref(rr.seg);
+        int64_t last = offset - 1;
+        if (got != rr.len || replay_batches(img, buf, (size_t)rr.len, &last) != 0) {
+            free(buf);
+            return -1;
+        }
+        C.bytes_since_snapshot += rr.len;
+        free(buf);
+        offset = last + 1;
+    }
+}
+
+/* ---- operations -------------------------------------------------------- */
+
+static sp_uuid_t new_topic_id(const sp_image_t *img)
+{
+    sp_uuid_t u;
+    do {
+        if (getrandom(u.b, 16, 0) != 16) {
+            uint64_t t = (uint64_t)now_ms() ^ (uint64_t)getpid();
+            memcpy(u.b, &t, 8);
+            memcpy(u.b + 8, &t, 8);
+        }
+    } while (sp_uuid_is_zero(u) || sp_image_topic_by_id(img, u));
+    return u;
+}
+
+/* Checks the configs of a create or an alter; NULL or a message. */
+static const char *check_configs(sp_ctl_topic_t *t, sp_arena_t *a, int16_t *err)
+{
+    for (int i = 0; i < t->nconfigs; i++) {
+        const sp_topic_key_t *k = sp_topic_key(t->ckeys[i].ptr, t->ckeys[i].len);
+        *err = SP_ERR_INVALID_CONFIG;
+        if (!k) {
+            char *m = sp_arena_alloc(a, 80 + (size_t)t->ckeys[i].len);
+            if (m)
+                sprintf(m, "Unknown topic config name: %.*s", (int)t->ckeys[i].len, t->ckeys[i].ptr);
+            return m ? m : "Unknown topic config name";
+        }
+        if (t->cvalues[i].len < 0) {
+            if (t->cops && t->cops[i] != SP_CFG_OP_DELETE)
+                return "Null value not supported for this operation";
+            continue;
+        }
+        if (t->cops && t->cops[i] == SP_CFG_OP_DELETE)
+            continue;
+        if ((t->cops && (t->cops[i] == SP_CFG_OP_APPEND || t->cops[i] == SP_CFG_OP_SUBTRACT)) &&
+            k->type != SP_CT_LIST)
+            return "APPEND and SUBTRACT apply to list configs only";
+        char *v = sp_arena_strdup(a, t->cvalues[i].ptr, (size_t)t->cvalues[i].len);
+        const char *why = v ? sp_topic_config_check(k, v) : "out of memory";
+        if (why) {
+            char *m = sp_arena_alloc(a, 160 + (size_t)t->cvalues[i].len);
+            if (m)
+                sprintf(m, "Invalid value %s for configuration %s: %s", v, k->name, why);
+            return m ? m : why;
+        }
+    }
+    *err = 0;
+    return NULL;
+}
+
+/* Emits PartitionRecords for partitions [from, to) of topic id. */
+static int add_partitions(recbuf_t *rb, sp_image_t *next, sp_uuid_t id, int32_t from, int32_t to)
+{
+    const sp_msg_desc_t *pd = desc_named("PartitionRecord");
+    int32_t self = C.broker->node_id;
+    for (int32_t p = from; p < to; p++) {
+        sp_partition_record_t pr;
+        sp_partition_record_init(&pr);
+        pr.partition_id = p;
+        pr.topic_id = id;
+        pr.replicas.v = &self;
+        pr.replicas.n = 1;
+        pr.isr.v = &self;
+        pr.isr.n = 1;
+        pr.leader = self;
+        pr.leader_epoch = 0;
+        pr.partition_epoch = 0;
+        if (add_record(rb, REC_PARTITION, 0, pd, &pr) != 0 || apply(next, REC_PARTITION, &pr) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+static void create_topic(sp_ctl_op_t *op, sp_ctl_topic_t *t, sp_image_t *next, recbuf_t *rb)
+{
+    sp_arena_t *a = &op->req->arena;
+    int32_t np = t->num_partitions;
+    int16_t rf = t->replication_factor;
+    if (!sp_topic_name_valid(t->name.ptr, t->name.len)) {
+        t->error = SP_ERR_INVALID_TOPIC_EXCEPTION;
+        t->message = "Topic name is illegal: it must be 1 to 249 characters of [a-zA-Z0-9._-], not '.' or '..'";
+        return;
+    }
+    if (sp_image_topic(next, t->name.ptr, t->name.len)) {
+        char *m = sp_arena_alloc(a, 64 + (size_t)t->name.len);
+        t->error = SP_ERR_TOPIC_ALREADY_EXISTS;
+        if (m)
+            sprintf(m, "Topic '%.*s' already exists.", (int)t->name.len, t->name.ptr);
+        t->message = m;
+        return;
+    }
+    /* '.' and '_' collide in metric names: Kafka refuses such pairs */
+    for (int32_t i = 0; i < next->ntopics; i++) {
+        const char *n = next->topics[i].name;
+        if ((int32_t)strlen(n) != t->name.len)
+            continue;
+        bool same = true;
+        for (int32_t k = 0; k < t->name.len && same; k++) {
+            char x = n[k] == '.' ? '_' : n[k], y = t->name.ptr[k] == '.' ? '_' : t->name.ptr[k];
+            same = x == y;
+        }
+        if (same) {
+            t->error = SP_ERR_INVALID_TOPIC_EXCEPTION;
+            t->message = "Topic name collides with an existing topic ('.' and '_' are the same in metric names)";
+            return;
+        }
+    }
+    if (t->nassign > 0) {
+        if (np != -1 || rf != -1) {
+            t->error = SP_ERR_INVALID_REQUEST;
+            t->message = "Both numPartitions or replicationFactor and replicasAssignments were set. Both cannot be used at the same time.";
+            return;
+        }
+        np = t->nassign;
+        for (int32_t i = 0; i < t->nassign; i++) {
+            bool seen = false;
+            for (int32_t k = 0; k < t->nassign; k++)
+                seen |= t->assign_index[k] == i;
+            if (!seen) {
+                t->error = SP_ERR_INVALID_REPLICA_ASSIGNMENT;
+                t->message = "Partitions in the replica assignment must be 0..n-1, each once";
+                return;
+            }
+            if (i == 0)
+                rf = (int16_t)t->assign_nbrokers[i];
+            if (t->assign_nbrokers[i] != rf || rf <= 0) {
+                t->error = SP_ERR_INVALID_REPLICA_ASSIGNMENT;
+                t->message = "All partitions must have the same, non-zero number of replicas";
+                return;
+            }
+            for (int32_t r = 0; r < t->assign_nbrokers[i]; r++) {
+                if (!sp_image_broker(next, t->assign_brokers[i][r])) {
+                    t->error = SP_ERR_INVALID_REPLICA_ASSIGNMENT;
+                    t->message = "The replica assignment names a broker that is not registered";
+                    return;
+                }
+            }
+        }
+    }
+    if (np == -1)
+        np = (int32_t)sp_config_long(C.cfg, "num.partitions");
+    if (rf == -1)
+        rf = (int16_t)sp_config_long(C.cfg, "default.replication.factor");
+    if (np <= 0) {
+        t->error = SP_ERR_INVALID_PARTITIONS;
+        t->message = "Number of partitions was set to an invalid non-positive value.";
+        return;
+    }
+    if (rf <= 0) {
+        t->error = SP_ERR_INVALID_REPLICATION_FACTOR;
+        t->message = "Replication factor must be larger than 0, or -1 to use the default value.";
+        return;
+    }
+    if (rf > next->nbrokers) {
+        char *m = sp_arena_alloc(a, 200);
+        t->error = SP_ERR_INVALID_REPLICATION_FACTOR;
+        if (m)
+            sprintf(m, "Unable to replicate the partition %d time(s): The target replication factor of %d "
+                       "cannot be reached because only %d broker(s) are registered.", rf, rf, next->nbrokers);
+        t->message = m;
+        return;
+    }
+    int16_t err;
+    const char *why = check_configs(t, a, &err);
+    if (why) {
+        t->error = err;
+        t->message = why;
+        return;
+    }
+    t->out_partitions = np;
+    t->out_rf = rf;
+    t->out_id = new_topic_id(next);
+    if (op->validate_only)
+        return;
+    sp_topic_record_t tr;
+    sp_topic_record_init(&tr);
+    tr.name = t->name;
+    tr.topic_id = t->out_id;
+    if (add_record(rb, REC_TOPIC, 0, desc_named("TopicRecord"), &tr) != 0 ||
+        apply(next, REC_TOPIC, &tr) != 0 || add_partitions(rb, next, t->out_id, 0, np) != 0)
+        goto oom;
+    for (int i = 0; i < t->nconfigs; i++) {
+        if (t->cvalues[i].len < 0)
+            continue;
+        sp_config_record_t cr;
+        sp_config_record_init(&cr);
+        cr.resource_type = RES_TOPIC;
+        cr.resource_name = t->name;
+        cr.name = t->ckeys[i];
+        cr.value = t->cvalues[i];
+        if (add_record(rb, REC_CONFIG, 0, desc_named("ConfigRecord"), &cr) != 0 ||
+            apply(next, REC_CONFIG, &cr) != 0)
+            goto oom;
+    }
+    return;
+oom:
+    t->error = SP_ERR_UNKNOWN_SERVER_ERROR;
+    t->message = "out of memory";
+}
+
+static const sp_topic_info_t *find_topic(const sp_image_t *img, sp_ctl_topic_t *t)
+{
+    if (t->name.len >= 0)
+        return sp_image_topic(img, t->name.ptr, t->name.len);
+    return sp_image_topic_by_id(img, t->id);
+}
+
+static void delete_topic(sp_ctl_op_t *op, sp_ctl_topic_t *t, sp_image_t *next, recbuf_t *rb)
+{
+    const sp_topic_info_t *ti = find_topic(next, t);
+    (void)op;
+    if (!ti) {
+        t->error = t->name.len >= 0 ? SP_ERR_UNKNOWN_TOPIC_OR_PARTITION : SP_ERR_UNKNOWN_TOPIC_ID;
+        return;
+    }
+    t->out_id = ti->id;
+    if (t->name.len < 0)
+        t->name = sp_str_c(sp_arena_strdup(&op->req->arena, ti->name, strlen(ti->name)));
+    sp_remove_topic_record_t rr;
+    sp_remove_topic_record_init(&rr);
+    rr.topic_id = ti->id;
+    if (add_record(rb, REC_REMOVE_TOPIC, 0, desc_named("RemoveTopicRecord"), &rr) != 0 ||
+        apply(next, REC_REMOVE_TOPIC, &rr) != 0) {
+        t->error = SP_ERR_UNKNOWN_SERVER_ERROR;
+        t->message = "out of memory";
+    }
+}
+
+static void create_partitions(sp_ctl_op_t *op, sp_ctl_topic_t *t, sp_image_t *next, recbuf_t *rb)
+{
+    sp_arena_t *a = &op->req->arena;
+    const sp_topic_info_t *ti = find_topic(next, t);
+    if (!ti) {
+        t->error = SP_ERR_UNKNOWN_TOPIC_OR_PARTITION;
+        return;
+    }
+    int32_t cur = ti->npartitions;
+    sp_uuid_t id = ti->id;
+    if (t->num_partitions <= cur) {
+        char *m = sp_arena_alloc(a, 160);
+        t->error = SP_ERR_INVALID_PARTITIONS;
+        if (m)
+            sprintf(m, t->num_partitions == cur ? "Topic already has %d partitions."
+                                               : "Topic currently has %d partitions, which is higher than the requested %d.",
+                    cur, t->num_partitions);
+        t->message = m;
+        return;
+    }
+    if (t->nassign > 0) {
+        if (t->nassign != t->num_partitions - cur) {
+            t->error = SP_ERR_INVALID_REPLICA_ASSIGNMENT;
+            t->message = "The number of assignments does not match the number of new partitions";
+            return;
+        }
+        for (int32_t i = 0; i < t->nassign; i++)
+            for (int32_t r = 0; r < t->assign_nbrokers[i]; r++)
+                if (!sp_image_broker(next, t->assign_brokers[i][r])) {
+                    t->error = SP_ERR_INVALID_REPLICA_ASSIGNMENT;
+                    t->message = "The replica assignment names a broker that is not registered";
+                    return;
+                }
+    }
+    t->out_id = id;
+    t->out_partitions = t->num_partitions;
+    if (op->validate_only)
+        return;
+    if (add_partitions(rb, next, id, cur, t->num_partitions) != 0) {
+        t->error = SP_ERR_UNKNOWN_SERVER_ERROR;
+        t->message = "out of memory";
+    }
+}
+
+/* Value of key in the topic's overrides, or NULL. */
+static const char *override_of(const sp_topic_info_t *ti, const char *key, int32_t klen)
+{
+    for (int i = 0; i < ti->nconfigs; i++)
+        if ((int32_t)strlen(ti->ckeys[i]) == klen && memcmp(ti->ckeys[i], key, (size_t)klen) == 0)
+            return ti->cvalues[i];
+    return NULL;
+}
+
+static int emit_config(recbuf_t *rb, sp_image_t *next, sp_str_t topic, sp_str_t key, sp_str_t value)
+{
+    sp_config_record_t cr;
+    sp_config_record_init(&cr);
+    cr.resource_type = RES_TOPIC;
+    cr.resource_name = topic;
+    cr.name = key;
+    cr.value = value;
+    if (add_record(rb, REC_CONFIG, 0, desc_named("ConfigRecord"), &cr) != 0)
+        return -1;
+    return apply(next, REC_CONFIG, &cr);
+}
+
+/* List APPEND/SUBTRACT on the current effective value. */
+static char *list_edit(sp_arena_t *a, const char *cur, sp_str_t v, bool append)
+{
+    size_t cap = strlen(cur) + (size_t)v.len + 4;
+    char *out = sp_arena_alloc(a, cap);
+    if (!out)
+        return NULL;
+    out[0] = 0;
+    char *copy = sp_arena_strdup(a, cur, strlen(cur)), *save = NULL;
+    bool present = false;
+    for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        bool match = (int32_t)strlen(tok) == v.len && memcmp(tok, v.ptr, (size_t)v.len) == 0;
+        present |= match;
+        if (!append && match)
+            continue;
+        if (out[0])
+            strcat(out, ",");
+        strcat(out, tok);
+    }
+    if (append && !present) {
+        if (out[0])
+            strcat(out, ",");
+        strncat(out, v.ptr, (size_t)v.len);
+    }
+    return out;
+}
+
+static void alter_configs(sp_ctl_op_t *op, sp_ctl_topic_t *t, sp_image_t *next, recbuf_t *rb)
+{
+    sp_arena_t *a = &op->req->arena;
+    const sp_topic_info_t *ti = find_topic(next, t);
+    if (!ti) {
+        t->error = SP_ERR_UNKNOWN_TOPIC_OR_PARTITION;
+        return;
+    }
+    int16_t err;
+    const char *why = check_configs(t, a, &err);
+    if (why) {
+        t->error = err;
+        t->message = why;
+        return;
+    }
+    if (op->validate_only)
+        return;
+    sp_str_t topic = sp_str_c(sp_arena_strdup(a, ti->name, strlen(ti->name)));
+    if (op->kind == SP_CTL_ALTER_CONFIGS) {
+        /* the request's set replaces every override */
+        for (int i = ti->nconfigs - 1; i >= 0; i--) {
+            bool kept = false;
+            for (int k = 0; k < t->nconfigs; k++)
+                kept |= sp_str_eq_lit(t->ckeys[k], ti->ckeys[i]) && t->cvalues[k].len >= 0;
+            if (!kept && emit_config(rb, next, topic, sp_str_c(sp_arena_strdup(a, ti->ckeys[i], strlen(ti->ckeys[i]))),
+                                     SP_STR_NULL) != 0)
+                goto oom;
+            ti = find_topic(next, t);
+        }
+        for (int k = 0; k < t->nconfigs; k++)
+            if (t->cvalues[k].len >= 0 && emit_config(rb, next, topic, t->ckeys[k], t->cvalues[k]) != 0)
+                goto oom;
+        return;
+    }
+    for (int k = 0; k < t->nconfigs; k++) {
+        sp_str_t value = t->cvalues[k];
+        switch (t->cops[k]) {
+        case SP_CFG_OP_SET:
+            break;
+        case SP_CFG_OP_DELETE:
+            value = SP_STR_NULL;
+            break;
+        case SP_CFG_OP_APPEND:
+        case SP_CFG_OP_SUBTRACT: {
+            int src;
+            const sp_topic_key_t *key = sp_topic_key(t->ckeys[k].ptr, t->ckeys[k].len);
+            ti = find_topic(next, t);
+            const char *cur = override_of(ti, t->ckeys[k].ptr, t->ckeys[k].len);
+            if (!cur)
+                cur = sp_topic_config_value(key, 0, NULL, NULL, C.cfg, &src);
+            value = sp_str_c(list_edit(a, cur, t->cvalues[k], t->cops[k] == SP_CFG_OP_APPEND));
+            if (value.len < 0)
+                goto oom;
+            break;
+        }
+        default:
+            t->error = SP_ERR_INVALID_REQUEST;
+            t->message = "Unknown config operation";
+            return;
+        }
+        if (emit_config(rb, next, topic, t->ckeys[k], value) != 0)
+            goto oom;
+    }
+    return;
+oom:
+    t->error = SP_ERR_UNKNOWN_SERVER_ERROR;
+    t->message = "out of memory";
+}
+
+static void log_config_of(const sp_topic_info_t *ti, sp_log_config_t *out)
+{
+    sp_topic_log_config(ti->nconfigs, ti->ckeys, ti->cvalues, C.cfg, out);
+}
+
+static void run_op(sp_ctl_op_t *op)
+{
+    sp_image_t *cur = sp_image_acquire();
+    sp_image_t *next = sp_image_clone(cur);
+    recbuf_t rb;
+    memset(&rb, 0, sizeof(rb));
+    sp_image_release(cur);
+    if (!next) {
+        for (int i = 0; i < op->n; i++) {
+            op->topics[i].error = SP_ERR_UNKNOWN_SERVER_ERROR;
+            op->topics[i].message = "out of memory";
+        }
+        return;
+    }
+    sp_batch_builder_init(&rb.b, 0, now_ms());
+    for (int i = 0; i < op->n; i++) {
+        sp_ctl_topic_t *t = &op->topics[i];
+        if (t->error)
+            continue; /* refused by the handler already */
+        switch (op->kind) {
+        case SP_CTL_CREATE_TOPICS: create_topic(op, t, next, &rb); break;
+        case SP_CTL_DELETE_TOPICS: delete_topic(op, t, next, &rb); break;
+        case SP_CTL_CREATE_PARTITIONS: create_partitions(op, t, next, &rb); break;
+        case SP_CTL_ALTER_CONFIGS:
+        case SP_CTL_INCR_ALTER_CONFIGS: alter_configs(op, t, next, &rb); break;
+        }
+    }
+    if (rb.count == 0 || op->validate_only) {
+        sp_batch_builder_free(&rb.b);
+        sp_image_release(next);
+        return;
+    }
+    /* durable first: the batch is on disk before anyone sees its effect */
+    size_t len = 0;
+    uint8_t *batch = sp_batch_builder_finish(&rb.b, &len);
+    sp_batch_builder_free(&rb.b);
+    sp_append_result_t ar;
+    if (batch)
+        sp_plog_append(C.log, batch, len, now_ms(), &ar);
+    free(batch);
+    if (!batch || ar.error || sp_plog_flush(C.log) != 0) {
+        sp_error("meta", "cannot write the metadata log (error %d)", batch ? ar.error : -1);
+        for (int i = 0; i < op->n; i++)
+            if (!op->topics[i].error) {
+                op->topics[i].error = SP_ERR_KAFKA_STORAGE_ERROR;
+                op->topics[i].message = "the metadata log could not be written";
+            }
+        sp_image_release(next);
+        return;
+    }
+    next->offset = ar.last_offset;
+    C.bytes_since_snapshot += rb.bytes;
+
+    /* logs of new partitions exist before the image names them */
+    for (int i = 0; i < op->n; i++) {
+        sp_ctl_topic_t *t = &op->topics[i];
+        if (t->error || (op->kind != SP_CTL_CREATE_TOPICS && op->kind != SP_CTL_CREATE_PARTITIONS))
+            continue;
+        const sp_topic_info_t *ti = sp_image_topic_by_id(next, t->out_id);
+        sp_log_config_t lc;
+        if (!ti)
+            continue;
+        log_config_of(ti, &lc);
+        for (int32_t p = 0; p < ti->npartitions; p++)
+            if (sp_logmgr_open_partition(ti->name, ti->id, p, &lc) != 0) {
+                t->error = SP_ERR_KAFKA_STORAGE_ERROR;
+                t->message = "cannot create the partition log";
+            }
+    }
+    sp_image_publish(next);
+    for (int i = 0; i < op->n; i++) {
+        sp_ctl_topic_t *t = &op->topics[i];
+        if (t->error)
+            continue;
+        if (op->kind == SP_CTL_DELETE_TOPICS) {
+            char *name = strndup(t->name.ptr, (size_t)t->name.len);
+            if (name) {
+                sp_logmgr_delete_topic(name);
+                sp_info("meta", "deleted topic %s", name);
+                free(name);
+            }
+        } else if (op->kind == SP_CTL_ALTER_CONFIGS || op->kind == SP_CTL_INCR_ALTER_CONFIGS) {
+            sp_image_t *now = sp_image_acquire();
+            const sp_topic_info_t *ti = find_topic(now, t);
+            if (ti) {
+                sp_log_config_t lc;
+                log_config_of(ti, &lc);
+                sp_logmgr_set_config(ti->name, &lc);
+            }
+            sp_image_release(now);
+        } else if (op->kind == SP_CTL_CREATE_TOPICS) {
+            sp_info("meta", "created topic %.*s with %d partition%s", (int)t->name.len, t->name.ptr,
+                    t->out_partitions, t->out_partitions == 1 ? "" : "s");
+        }
+    }
+    int64_t every = sp_config_long(C.cfg, "metadata.log.max.record.bytes.between.snapshots");
+    if (C.bytes_since_snapshot >= every) {
+        sp_image_t *now = sp_image_acquire();
+        write_snapshot(now, now->offset + 1);
+        sp_image_release(now);
+    }
+}
+
+static void done_on_worker(sp_req_t *req, void *arg)
+{
+    sp_ctl_op_t *op = arg;
+    op->done(req, op);
+    sp_req_unref(req); /* the controller's reference */
+}
+
+static void *controller_main(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        pthread_mutex_lock(&C.mu);
+        while (!C.head && !C.stop)
+            pthread_cond_wait(&C.cv, &C.mu);
+        sp_ctl_op_t *op = C.head;
+        if (op) {
+            C.head = op->next;
+            if (!C.head)
+                C.tail = NULL;
+        }
+        pthread_mutex_unlock(&C.mu);
+        if (!op)
+            break;
+        run_op(op);
+        sp_req_post(op->req, done_on_worker, op);
+    }
+    return NULL;
+}
+
+void sp_controller_submit(sp_ctl_op_t *op)
+{
+    sp_req_ref(op->req);
+    op->next = NULL;
+    pthread_mutex_lock(&C.mu);
+    if (C.tail)
+        C.tail->next = op;
+    else
+        C.head = op;
+    C.tail = op;
+    pthread_cond_signal(&C.cv);
+    pthread_mutex_unlock(&C.mu);
+}
+
+/* ---- start / stop ------------------------------------------------------ */
+
+static bool keep_partition(const char *topic, int32_t p, void *ctx)
+{
+    const sp_image_t *img = ctx;
+    const sp_topic_info_t *t = sp_image_topic(img, topic, (int32_t)strlen(topic));
+    return t && p < t->npartitions;
+}
+
+int sp_controller_start(const sp_broker_t *b, const sp_config_t *cfg)
+{
+    char dir[4096];
+    sp_log_config_t lc;
+    C.broker = b;
+    C.cfg = cfg;
+    snprintf(dir, sizeof(dir), "%s/__cluster_metadata-0", b->log_dirs[0]);
+    C.dir = strdup(dir);
+    memset(&lc, 0, sizeof(lc));
+    lc.segment_bytes = 64 << 20;
+    lc.segment_ms = INT64_MAX / 2;
+    lc.segment_index_bytes = 1 << 20;
+    lc.index_interval_bytes = 4096;
+    lc.flush_messages = 1;
+    lc.flush_ms = INT64_MAX;
+    lc.max_message_bytes = INT32_MAX;
+    lc.retention_ms = -1;
+    lc.retention_bytes = -1;
+    sp_uuid_t meta_id;
+    memset(&meta_id, 0, sizeof(meta_id));
+    meta_id.b[15] = 1; /* Kafka's fixed id of the metadata topic */
+    /* recovery point 0: the metadata log is always fully checked, it is small */
+    C.log = sp_plog_open(dir, "__cluster_metadata", 0, meta_id, &lc, true, false, 0, 0);
+    if (!C.log)
+        return -1;
+
+    sp_image_t *img = sp_image_new(b->cluster_id, b->node_id);
+    if (!img || sp_image_add_broker(img, b->node_id, b->adv_host, b->adv_port, b->rack) != 0)
+        return -1;
+    int64_t from = load_snapshot(img);
+    if (replay_log(img, from) != 0) {
+        sp_error("meta", "cannot replay the metadata log in %s", dir);
+        sp_image_release(img);
+        return -1;
+    }
+    img->offset = C.log->leo - 1;
+    sp_info("meta", "metadata loaded: %d topic%s (metadata log end offset %" PRId64 ")", img->ntopics,
+            img->ntopics == 1 ? "" : "s", C.log->leo);
+    for (int32_t i = 0; i < img->ntopics; i++) {
+        const sp_topic_info_t *t = &img->topics[i];
+        log_config_of(t, &lc);
+        for (int32_t p = 0; p < t->npartitions; p++)
+            if (sp_logmgr_open_partition(t->name, t->id, p, &lc) != 0) {
+                sp_image_release(img);
+                return -1;
+            }
+    }
+    sp_logmgr_sweep(keep_partition, img);
+    sp_image_publish(img);
+    C.running = true;
+    if (pthread_create(&C.thread, NULL, controller_main, NULL) != 0) {
+        C.running = false;
+        return -1;
+    }
+    return 0;
+}
+
+void sp_controller_stop(void)
+{
+    if (C.running) {
+        pthread_mutex_lock(&C.mu);
+        C.stop = true;
+        pthread_cond_signal(&C.cv);
+        pthread_mutex_unlock(&C.mu);
+        pthread_join(C.thread, NULL);
+        C.running = false;
+    }
+    if (C.log) {
+        sp_plog_flush(C.log);
+        sp_plog_close(C.log);
+        sp_plog_unref(C.log);
+        C.log = NULL;
+    }
+    free(C.dir);
+    C.dir = NULL;
+}

@@ -1,0 +1,85 @@
+/*
+ * controller.h - the metadata thread: the only writer of cluster metadata.
+ *
+ * Every change (create/delete topics, add partitions, topic configs) is a
+ * list of Kafka metadata records (TopicRecord, PartitionRecord,
+ * ConfigRecord, RemoveTopicRecord; kafka-protocol/metadata) that the
+ * controller
+ *   1. validates against the current image (Kafka's error codes),
+ *   2. appends as one record batch to the metadata log and fsyncs
+ *      (<log.dirs[0]>/__cluster_metadata-0, an ordinary partition log),
+ *   3. applies to a copy of the image and publishes it (partition logs of
+ *      new partitions are opened before the publish, deleted topics'
+ *      logs are retired after it),
+ *   4. hands the results back to the request's worker (sp_req_post).
+ * At start the snapshot (if any) and the log after it are replayed into
+ * the first image.  Record values use Kafka's metadata framing:
+ *   uvarint frame version (1) | uvarint record type (apiKey) |
+ *   uvarint record version | record body (flexible encoding).
+ * A snapshot <offset>-0000000000.checkpoint holds the records of a whole
+ * image, in record batches; older log segments are then dropped.
+ *
+ * Threads: submit from any worker; everything else on the metadata thread
+ * (and the main thread at start/stop).
+ */
+#ifndef SP_CLUSTER_CONTROLLER_H
+#define SP_CLUSTER_CONTROLLER_H
+
+#include "broker/api.h"
+#include "util/config.h"
+
+typedef enum sp_ctl_kind {
+    SP_CTL_CREATE_TOPICS,
+    SP_CTL_DELETE_TOPICS,
+    SP_CTL_CREATE_PARTITIONS,
+    SP_CTL_ALTER_CONFIGS,       /* replace all overrides (AlterConfigs) */
+    SP_CTL_INCR_ALTER_CONFIGS,  /* per-key SET/DELETE/APPEND/SUBTRACT */
+} sp_ctl_kind_t;
+
+/* IncrementalAlterConfigs operation codes (Kafka's). */
+enum { SP_CFG_OP_SET = 0, SP_CFG_OP_DELETE = 1, SP_CFG_OP_APPEND = 2, SP_CFG_OP_SUBTRACT = 3 };
+
+typedef struct sp_ctl_topic {
+    /* in (borrowed from the request; valid while it is unanswered) */
+    sp_str_t name;              /* len < 0: by id */
+    sp_uuid_t id;
+    int32_t num_partitions;     /* create: -1 = num.partitions; partitions: new total */
+    int16_t replication_factor; /* -1 = default.replication.factor */
+    int32_t nassign;            /* manual assignments given (count) */
+    int32_t *assign_index;      /* partition of each assignment */
+    int32_t *assign_nbrokers;   /* replicas in each */
+    int32_t **assign_brokers;
+    int nconfigs;
+    sp_str_t *ckeys, *cvalues;  /* cvalues[i].len < 0: null */
+    int8_t *cops;               /* incremental only */
+    /* out */
+    int16_t error;
+    const char *message;        /* static or arena text */
+    sp_uuid_t out_id;
+    int32_t out_partitions;
+    int16_t out_rf;
+} sp_ctl_topic_t;
+
+typedef struct sp_ctl_op {
+    sp_ctl_kind_t kind;
+    bool validate_only;
+    int n;
+    sp_ctl_topic_t *topics;
+    sp_req_t *req;
+    void (*done)(sp_req_t *req, struct sp_ctl_op *op); /* on the worker */
+    struct sp_ctl_op *next;
+} sp_ctl_op_t;
+
+/* Loads the metadata (snapshot + log), publishes the first image, opens
+ * every partition log and removes directories of topics that no longer
+ * exist, then starts the metadata thread.  Main thread.  0 or -1. */
+int sp_controller_start(const sp_broker_t *b, const sp_config_t *cfg);
+/* Queues op; op and its strings live in the request's arena. */
+void sp_controller_submit(sp_ctl_op_t *op);
+/* Stops the thread after the queued operations. */
+void sp_controller_stop(void);
+
+/* The broker configuration (read-only), for topic config resolution. */
+const sp_config_t *sp_controller_config(void);
+
+#endif

@@ -1,0 +1,185 @@
+/* topic_config.c - Kafka's topic-level configuration (see topic_config.h). */
+#include "cluster/topic_config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define LMAX INT64_MAX
+#define IMAX INT32_MAX
+
+/* Keep docs/CONFIG.md in step.  Defaults are Kafka's except flush.messages
+ * (Spool is durable by default: 1 = every acknowledged write is synced). */
+static const sp_topic_key_t keys[] = {
+    { "cleanup.policy", SP_CT_LIST, "delete", "log.cleanup.policy", 0, 0, "delete,compact",
+      "delete: old segments go by retention; compact: keep the latest record per key (a key is then required)." },
+    { "compression.type", SP_CT_STRING, "producer", "compression.type", 0, 0, "producer",
+      "Spool stores batches exactly as the producer compressed them, so only 'producer' is accepted." },
+    { "delete.retention.ms", SP_CT_LONG, "86400000", "log.cleaner.delete.retention.ms", 0, LMAX, NULL,
+      "How long delete markers are kept on compacted topics." },
+    { "file.delete.delay.ms", SP_CT_LONG, "60000", "log.segment.delete.delay.ms", 0, LMAX, NULL,
+      "Delay before a deleted segment's files are removed." },
+    { "flush.messages", SP_CT_LONG, "1", "log.flush.interval.messages", 1, LMAX, NULL,
+      "Records appended before a forced fsync. 1 (Spool's default): acks=all is answered after fsync and consumers see only synced data." },
+    { "flush.ms", SP_CT_LONG, "9223372036854775807", "log.flush.interval.ms", 0, LMAX, NULL,
+      "Longest time data stays unsynced when flush.messages > 1." },
+    { "index.interval.bytes", SP_CT_INT, "4096", "log.index.interval.bytes", 0, IMAX, NULL,
+      "Log bytes between two offset index entries." },
+    { "max.compaction.lag.ms", SP_CT_LONG, "9223372036854775807", "log.cleaner.max.compaction.lag.ms", 1, LMAX, NULL,
+      "Longest time a record stays ineligible for compaction." },
+    { "max.message.bytes", SP_CT_INT, "1048588", "message.max.bytes", 0, IMAX, NULL,
+      "Largest record batch accepted (MESSAGE_TOO_LARGE above)." },
+    { "message.timestamp.type", SP_CT_STRING, "CreateTime", "log.message.timestamp.type", 0, 0,
+      "CreateTime,LogAppendTime", "CreateTime keeps the producer's timestamps; LogAppendTime stamps batches on append." },
+    { "min.cleanable.dirty.ratio", SP_CT_DOUBLE, "0.5", "log.cleaner.min.cleanable.ratio", 0, 1, NULL,
+      "Dirty fraction of a compacted log that triggers cleaning." },
+    { "min.compaction.lag.ms", SP_CT_LONG, "0", "log.cleaner.min.compaction.lag.ms", 0, LMAX, NULL,
+      "Shortest time a record stays uncompacted." },
+    { "min.insync.replicas", SP_CT_INT, "1", "min.insync.replicas", 1, IMAX, NULL,
+      "Replicas that must have a write for acks=all to succeed." },
+    { "retention.bytes", SP_CT_LONG, "-1", "log.retention.bytes", -1, LMAX, NULL,
+      "Largest size of a partition before old segments are deleted (-1: no limit)." },
+    { "retention.ms", SP_CT_LONG, "604800000", "log.retention.ms", -1, LMAX, NULL,
+      "Longest time a segment is kept (-1: forever)." },
+    { "segment.bytes", SP_CT_INT, "1073741824", "log.segment.bytes", 14, IMAX, NULL,
+      "Size at which the active segment is rolled." },
+    { "segment.index.bytes", SP_CT_INT, "10485760", "log.index.size.max.bytes", 4, IMAX, NULL,
+      "Space reserved for the active segment's offset index." },
+    { "segment.jitter.ms", SP_CT_LONG, "0", "log.roll.jitter.ms", 0, LMAX, NULL,
+      "Random jitter subtracted from segment.ms." },
+    { "segment.ms", SP_CT_LONG, "604800000", "log.roll.ms", 1, LMAX, NULL,
+      "Age at which the active segment is rolled." },
+    { "unclean.leader.election.enable", SP_CT_BOOLEAN, "false", "unclean.leader.election.enable", 0, 0, NULL,
+      "Whether an out-of-sync replica may become leader." },
+};
+
+#define NKEYS ((int)(sizeof(keys) / sizeof(keys[0])))
+
+const sp_topic_key_t *sp_topic_keys(int *count)
+{
+    *count = NKEYS;
+    return keys;
+}
+
+const sp_topic_key_t *sp_topic_key(const char *name, int32_t len)
+{
+    for (int i = 0; i < NKEYS; i++)
+        if ((int32_t)strlen(keys[i].name) == len && memcmp(keys[i].name, name, (size_t)len) == 0)
+            return &keys[i];
+    return NULL;
+}
+
+static bool in_choices(const char *choices, const char *v, size_t n)
+{
+    const char *p = choices;
+    while (*p) {
+        const char *c = strchr(p, ',');
+        size_t l = c ? (size_t)(c - p) : strlen(p);
+        if (l == n && strncasecmp(p, v, n) == 0)
+            return true;
+        if (!c)
+            break;
+        p = c + 1;
+    }
+    return false;
+}
+
+const char *sp_topic_config_check(const sp_topic_key_t *k, const char *v)
+{
+    char *end;
+    switch (k->type) {
+    case SP_CT_INT:
+    case SP_CT_LONG: {
+        errno = 0;
+        long long x = strtoll(v, &end, 10);
+        if (errno || end == v || *end)
+            return "value is not a number";
+        if (x < k->min || x > k->max)
+            return "value is out of range";
+        return NULL;
+    }
+    case SP_CT_DOUBLE: {
+        double d = strtod(v, &end);
+        if (end == v || *end)
+            return "value is not a number";
+        if (d < (double)k->min || d > (double)k->max)
+            return "value is out of range";
+        return NULL;
+    }
+    case SP_CT_BOOLEAN:
+        return strcasecmp(v, "true") == 0 || strcasecmp(v, "false") == 0 ? NULL : "value must be true or false";
+    case SP_CT_LIST: {
+        if (!k->choices)
+            return NULL;
+        const char *p = v;
+        if (!*p)
+            return "value must not be empty";
+        while (*p) {
+            const char *c = strchr(p, ',');
+            size_t l = c ? (size_t)(c - p) : strlen(p);
+            while (l && *p == ' ') {
+                p++;
+                l--;
+            }
+            if (!in_choices(k->choices, p, l))
+                return "value is not one of the allowed choices";
+            if (!c)
+                break;
+            p = c + 1;
+        }
+        return NULL;
+    }
+    default:
+        if (k->choices && !in_choices(k->choices, v, strlen(v)))
+            return "value is not one of the allowed choices";
+        return NULL;
+    }
+}
+
+const char *sp_topic_config_value(const sp_topic_key_t *k, int n, char *const *ks,
+                                  char *const *vs, const sp_config_t *broker, int *source)
+{
+    for (int i = 0; i < n; i++) {
+        if (strcmp(ks[i], k->name) == 0) {
+            *source = SP_CS_DYNAMIC_TOPIC;
+            return vs[i];
+        }
+    }
+    if (k->broker_key && broker && sp_config_source(broker, k->broker_key) == SP_CFG_SRC_STATIC) {
+        *source = SP_CS_STATIC_BROKER;
+        return sp_config_str(broker, k->broker_key);
+    }
+    *source = SP_CS_DEFAULT;
+    return k->def;
+}
+
+static int64_t num(const char *name, int n, char *const *ks, char *const *vs, const sp_config_t *b)
+{
+    int src;
+    const sp_topic_key_t *k = sp_topic_key(name, (int32_t)strlen(name));
+    const char *v = sp_topic_config_value(k, n, ks, vs, b, &src);
+    return strtoll(v, NULL, 10);
+}
+
+void sp_topic_log_config(int n, char *const *ks, char *const *vs, const sp_config_t *b,
+                         sp_log_config_t *out)
+{
+    int src;
+    out->segment_bytes = num("segment.bytes", n, ks, vs, b);
+    out->segment_ms = num("segment.ms", n, ks, vs, b);
+    out->segment_index_bytes = num("segment.index.bytes", n, ks, vs, b);
+    out->index_interval_bytes = num("index.interval.bytes", n, ks, vs, b);
+    out->flush_messages = num("flush.messages", n, ks, vs, b);
+    out->flush_ms = num("flush.ms", n, ks, vs, b);
+    out->max_message_bytes = num("max.message.bytes", n, ks, vs, b);
+    out->retention_ms = num("retention.ms", n, ks, vs, b);
+    out->retention_bytes = num("retention.bytes", n, ks, vs, b);
+    out->min_insync_replicas = num("min.insync.replicas", n, ks, vs, b);
+    const char *tt = sp_topic_config_value(sp_topic_key("message.timestamp.type", 22), n, ks, vs, b, &src);
+    out->log_append_time = strcasecmp(tt, "LogAppendTime") == 0;
+    const char *cp = sp_topic_config_value(sp_topic_key("cleanup.policy", 14), n, ks, vs, b, &src);
+    out->compact = strstr(cp, "compact") != NULL;
+    if (out->segment_index_bytes < 8)
+        out->segment_index_bytes = 8;
+}

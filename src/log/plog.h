@@ -1,0 +1,161 @@
+/*
+ * plog.h - a partition log: the ordered segments of one topic-partition,
+ * its offsets, and the requests waiting on it.
+ *
+ *   <log.dir>/<topic>-<partition>/
+ *       00000000000000000000.log  .index  .timeindex
+ *       00000000000000052431.log  ...                (rolled segments)
+ *       partition.metadata                           (topic id)
+ *
+ * Offsets (all guarded by mu):
+ *
+ *   log_start <= flushed <= leo          hw <= leo
+ *   |-- deleted --|-- on disk --|-- in page cache only --|
+ *
+ *  (1) log_start <= hw <= leo; offsets below log_start are not served;
+ *  (2) every offset below 'flushed' has been fdatasync'ed (the recovery
+ *      point: a crash never loses them);
+ *  (3) durable mode (flush.messages = 1, Spool's default): hw = flushed,
+ *      so consumers only ever see data that survives a crash, and an
+ *      acks=-1 produce is answered once its last offset is below flushed;
+ *      page-cache mode (flush.messages > 1): hw = leo, flushes follow
+ *      flush.messages / flush.ms as in Kafka;
+ *  (4) segs[] is sorted by base offset; segs[nsegs-1] is the active one;
+ *  (5) waiters on a log are woken (from the thread that moved hw) every
+ *      time hw advances; the wake runs under mu and must not block.
+ *
+ * Threads: appends from I/O workers, flushes from the flush thread, reads
+ * from I/O workers; all state changes under mu.  File reads happen
+ * outside mu on referenced segments (segment.h invariant 2).
+ */
+#ifndef SP_LOG_PLOG_H
+#define SP_LOG_PLOG_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "log/segment.h"
+#include "proto/wire.h"
+
+typedef struct sp_log_config {
+    int64_t segment_bytes;        /* segment.bytes */
+    int64_t segment_ms;           /* segment.ms */
+    int64_t segment_index_bytes;  /* segment.index.bytes */
+    int64_t index_interval_bytes; /* index.interval.bytes */
+    int64_t flush_messages;       /* flush.messages (1 = durable) */
+    int64_t flush_ms;             /* flush.ms */
+    int64_t max_message_bytes;    /* max.message.bytes */
+    bool log_append_time;         /* message.timestamp.type=LogAppendTime */
+    bool compact;                 /* cleanup.policy contains compact */
+    int64_t retention_ms;         /* retention.ms */
+    int64_t retention_bytes;      /* retention.bytes */
+    int64_t min_insync_replicas;  /* min.insync.replicas */
+} sp_log_config_t;
+
+/* Something waiting for hw to move (a parked Fetch) or for a flush (an
+ * acks=-1 Produce).  Linked into the log's lists; wake() runs under mu. */
+typedef struct sp_log_waiter {
+    struct sp_log_waiter *prev, *next;
+    int64_t offset;               /* flush waiters: done once flushed > offset */
+    void (*wake)(struct sp_log_waiter *w, int err);
+    bool linked;
+} sp_log_waiter_t;
+
+typedef struct sp_plog {
+    pthread_mutex_t mu;
+    atomic_int refs;
+    char *dir;
+    char *topic;
+    int32_t partition;
+    sp_uuid_t topic_id;
+    sp_log_config_t cfg;
+    sp_segment_t **segs;
+    int nsegs, capsegs;
+    int64_t leo;
+    _Atomic int64_t hw;
+    int64_t log_start;
+    int64_t flushed;
+    int64_t unflushed;            /* records appended since the last flush */
+    int64_t last_flush_ms;
+    bool dir_dirty;               /* a segment was created since the last flush */
+    bool flush_queued;            /* on the flush thread's queue */
+    bool deleted;
+    struct sp_plog *flush_next;   /* flush queue link (flush thread's lock) */
+    sp_log_waiter_t *fetch_waiters;
+    sp_log_waiter_t *flush_waiters;
+    int leader_epoch;
+} sp_plog_t;
+
+/* Creates the directory (fresh) or opens and recovers it.  clean: the
+ * previous stop was clean (check only the active segment's tail);
+ * otherwise segments holding offsets >= recovery_point are fully checked.
+ * Returns the log with refs = 1, or NULL (logged). */
+sp_plog_t *sp_plog_open(const char *dir, const char *topic, int32_t partition,
+                        sp_uuid_t topic_id, const sp_log_config_t *cfg, bool create, bool clean,
+                        int64_t recovery_point, int64_t log_start);
+void sp_plog_ref(sp_plog_t *l);
+void sp_plog_unref(sp_plog_t *l);
+
+typedef struct sp_append_result {
+    int16_t error;                /* Kafka error code */
+    int64_t base_offset;
+    int64_t log_append_time;      /* -1 unless LogAppendTime */
+    int64_t log_start;
+    int64_t last_offset;
+    const char *message;          /* for error_message, static text */
+} sp_append_result_t;
+
+/*
+ * Validates and appends the record batches in records[0..len) (a produce
+ * request's partition data, patched in place: base offsets, leader epoch,
+ * LogAppendTime).  All batches are appended or none.  I/O worker thread.
+ */
+void sp_plog_append(sp_plog_t *l, uint8_t *records, size_t len, int64_t now_ms,
+                    sp_append_result_t *res);
+
+typedef struct sp_read_result {
+    int16_t error;
+    int64_t hw, lso, log_start, leo;
+    sp_segment_t *seg;            /* referenced; NULL if no data */
+    int64_t pos;
+    int32_t len;
+} sp_read_result_t;
+
+/*
+ * Finds the bytes to serve from offset: whole batches below hw, at most
+ * max_bytes unless min_one (then at least the first batch, whatever its
+ * size, as Kafka's rule for the first partition with data).  One segment
+ * per call.  The caller reads seg's file at [pos, pos+len) and unrefs seg.
+ */
+void sp_plog_read(sp_plog_t *l, int64_t offset, int32_t max_bytes, bool min_one,
+                  sp_read_result_t *res);
+
+/* Offsets for ListOffsets: first record with timestamp >= ts (offset -1
+ * if none), and the record with the largest timestamp. */
+int sp_plog_offset_for_time(sp_plog_t *l, int64_t ts, int64_t *offset, int64_t *found_ts);
+void sp_plog_max_timestamp(sp_plog_t *l, int64_t *offset, int64_t *ts);
+
+/* DeleteRecords: moves log_start to offset (<= hw), deletes whole
+ * segments below it.  Returns the new log start, or -error code. */
+int64_t sp_plog_delete_records(sp_plog_t *l, int64_t offset);
+
+/* Waiters (see the header comment, invariant 5). */
+void sp_plog_wait_fetch(sp_plog_t *l, sp_log_waiter_t *w);
+void sp_plog_wait_flush(sp_plog_t *l, sp_log_waiter_t *w);
+void sp_plog_unwait(sp_plog_t *l, sp_log_waiter_t *w);
+
+/* Flush thread: syncs what is unflushed, advances flushed (and hw in
+ * durable mode), completes flush waiters.  Returns 0 or -errno. */
+int sp_plog_flush(sp_plog_t *l);
+/* Whether a flush is due (flush.messages / flush.ms); mu not held. */
+bool sp_plog_flush_due(sp_plog_t *l, int64_t now_ms);
+/* Close: seals nothing, trims the active index (clean shutdown). */
+void sp_plog_close(sp_plog_t *l);
+/* Marks deleted, wakes every waiter with an error, unlinks nothing. */
+void sp_plog_mark_deleted(sp_plog_t *l);
+
+static inline bool sp_log_durable(const sp_log_config_t *c) { return c->flush_messages <= 1; }
+
+#endif

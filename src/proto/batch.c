@@ -1,0 +1,680 @@
+/*
+ * batch.c - Kafka record batches v2 (see batch.h for the layout and the
+ * invariants numbered (1)-(5)).
+ *
+ * Decompression goes into one malloc'd buffer that doubles from a small
+ * start up to max_decompressed + 1 bytes; reaching that last byte means the
+ * output is over the cap (SP_BATCH_E_TOO_BIG), so a bomb costs at most
+ * about twice the cap in memory and never more.
+ */
+#include "proto/batch.h"
+
+#include <limits.h>
+#include <stdlib.h>
+
+#include <lz4frame.h>
+#include <snappy-c.h>
+#include <zlib.h>
+#include <zstd.h>
+
+#include "proto/crc32c.h"
+#include "proto/gen/errors.h"
+
+/* Field offsets in the header (see the table in batch.h). */
+enum {
+    OFF_BASE_OFFSET = 0,
+    OFF_BATCH_LENGTH = 8,
+    OFF_LEADER_EPOCH = 12,
+    OFF_MAGIC = 16,
+    OFF_CRC = SP_BATCH_CRC_OFFSET,
+    OFF_ATTRIBUTES = SP_BATCH_CRC_START,
+    OFF_MAX_TIMESTAMP = 35,
+};
+
+/* Smallest encoded record: length, attributes, timestampDelta, offsetDelta,
+ * keyLength, valueLength, headerCount, one byte each. */
+#define MIN_RECORD_SIZE 7
+/* Smallest encoded header: keyLength 0 and valueLength -1, one byte each. */
+#define MIN_HEADER_SIZE 2
+
+static inline int64_t add_wrap(int64_t a, int64_t b)
+{
+    return (int64_t)((uint64_t)a + (uint64_t)b);
+}
+
+static inline void put_be16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)(v >> 8);
+    p[1] = (uint8_t)v;
+}
+
+static inline void put_be64(uint8_t *p, uint64_t v)
+{
+    sp_put_be32(p, (uint32_t)(v >> 32));
+    sp_put_be32(p + 4, (uint32_t)v);
+}
+
+/* ---- header ------------------------------------------------------------ */
+
+int sp_batch_hdr_parse(const uint8_t *p, size_t len, sp_batch_hdr_t *h)
+{
+    if (len < SP_BATCH_HEADER_SIZE)
+        return -1;
+    sp_reader_t r = sp_reader(p, SP_BATCH_HEADER_SIZE);
+    int32_t crc;
+    sp_read_i64(&r, &h->base_offset);
+    sp_read_i32(&r, &h->batch_length);
+    sp_read_i32(&r, &h->partition_leader_epoch);
+    sp_read_i8(&r, &h->magic);
+    sp_read_i32(&r, &crc);
+    h->crc = (uint32_t)crc;
+    sp_read_i16(&r, &h->attributes);
+    sp_read_i32(&r, &h->last_offset_delta);
+    sp_read_i64(&r, &h->base_timestamp);
+    sp_read_i64(&r, &h->max_timestamp);
+    sp_read_i64(&r, &h->producer_id);
+    sp_read_i16(&r, &h->producer_epoch);
+    sp_read_i32(&r, &h->base_sequence);
+    sp_read_i32(&r, &h->record_count);
+    return 0;
+}
+
+/* ---- framing ------------------------------------------------------------ */
+
+int sp_batch_next(const uint8_t *p, size_t len, size_t *batch_size)
+{
+    *batch_size = 0;
+    if (len < SP_BATCH_LOG_OVERHEAD)
+        return 0;
+    int32_t blen = (int32_t)sp_be32(p + OFF_BATCH_LENGTH);
+    if (blen < SP_BATCH_MIN_LENGTH || blen > INT32_MAX - SP_BATCH_LOG_OVERHEAD)
+        return -1;
+    *batch_size = SP_BATCH_LOG_OVERHEAD + (size_t)blen;
+    return len >= *batch_size ? 1 : 0;
+}
+
+/* ---- decompression ------------------------------------------------------ */
+
+/* Output buffer: p[0..len) written, cap allocated, hard = cap limit
+ * (max_decompressed + 1: filling it means "over the cap"). */
+typedef struct dbuf {
+    uint8_t *p;
+    size_t len, cap, hard;
+} dbuf_t;
+
+/* Makes room for at least one more byte (doubling), or fails. */
+static int dbuf_grow(dbuf_t *d, size_t want)
+{
+    if (d->cap >= d->hard)
+        return SP_BATCH_E_TOO_BIG;
+    size_t ncap = d->cap ? d->cap : 4096;
+    while (ncap < want || ncap <= d->cap)
+        ncap = ncap > SIZE_MAX / 2 ? SIZE_MAX : ncap * 2;
+    if (ncap > d->hard)
+        ncap = d->hard;
+    uint8_t *np = realloc(d->p, ncap);
+    if (!np)
+        return SP_BATCH_E_NOMEM;
+    d->p = np;
+    d->cap = ncap;
+    return 0;
+}
+
+/* Ensures room for exactly n more bytes (known sizes: snappy). */
+static int dbuf_reserve(dbuf_t *d, size_t n)
+{
+    if (d->len > d->hard - 1 || n > d->hard - 1 - d->len)
+        return SP_BATCH_E_TOO_BIG;
+    if (d->cap - d->len >= n)
+        return 0;
+    return dbuf_grow(d, d->len + n);
+}
+
+/* gzip (or zlib) via inflate; concatenated gzip members are accepted,
+ * trailing garbage is not. */
+static int unzip(const uint8_t *src, size_t n, dbuf_t *d)
+{
+    z_stream zs;
+    memset(&zs, 0, sizeof(zs));
+    if (n > UINT_MAX)
+        return SP_BATCH_E_CORRUPT;
+    /* 15 + 32: 32 KiB window, auto-detect the gzip or zlib wrapper. */
+    if (inflateInit2(&zs, 15 + 32) != Z_OK)
+        return SP_BATCH_E_NOMEM;
+    zs.next_in = (Bytef *)src;
+    zs.avail_in = (uInt)n;
+    int rc = 0;
+    for (;;) {
+        if (d->len == d->cap && (rc = dbuf_grow(d, d->len + 1)) != 0)
+            break;
+        size_t room = d->cap - d->len;
+        uInt avail = room > UINT_MAX ? UINT_MAX : (uInt)room;
+        zs.next_out = d->p + d->len;
+        zs.avail_out = avail;
+        int zr = inflate(&zs, Z_NO_FLUSH);
+        d->len += avail - zs.avail_out;
+        if (zr == Z_STREAM_END) {
+            if (zs.avail_in == 0)
+                break;
+            if (inflateReset(&zs) != Z_OK) {     /* next gzip member */
+                rc = SP_BATCH_E_CORRUPT;
+                break;
+            }
+        } else if (zr == Z_MEM_ERROR) {
+            rc = SP_BATCH_E_NOMEM;
+            break;
+        } else if (zr != Z_OK) {
+            /* Z_BUF_ERROR with room to write: input ended early. */
+            rc = SP_BATCH_E_CORRUPT;
+            break;
+        }
+    }
+    inflateEnd(&zs);
+    return rc;
+}
+
+/* One raw snappy block appended to d. */
+static int unsnappy_block(const uint8_t *src, size_t n, dbuf_t *d)
+{
+    size_t ulen;
+    if (snappy_uncompressed_length((const char *)src, n, &ulen) != SNAPPY_OK)
+        return SP_BATCH_E_CORRUPT;
+    int rc = dbuf_reserve(d, ulen);
+    if (rc)
+        return rc;
+    size_t out = ulen;
+    if (ulen == 0)
+        return n == 1 ? 0 : SP_BATCH_E_CORRUPT;   /* just the varint 0 */
+    if (snappy_uncompress((const char *)src, n, (char *)d->p + d->len, &out) != SNAPPY_OK ||
+        out != ulen)
+        return SP_BATCH_E_CORRUPT;
+    d->len += ulen;
+    return 0;
+}
+
+/*
+ * Snappy, either raw (librdkafka) or with the xerial / snappy-java framing
+ * (the Java client):
+ *   +-------------------------+-------------+------------+----------------+
+ *   | 82 'SNAPPY' 00 (8 bytes)| int32 vers. | int32 compat| blocks...     |
+ *   +-------------------------+-------------+------------+----------------+
+ *   block: int32 compressed length, then a raw snappy block
+ */
+static int unsnappy(const uint8_t *src, size_t n, dbuf_t *d)
+{
+    static const uint8_t xerial_magic[8] = { 0x82, 'S', 'N', 'A', 'P', 'P', 'Y', 0 };
+    if (n < 16 || memcmp(src, xerial_magic, 8) != 0)
+        return unsnappy_block(src, n, d);
+    sp_reader_t r = sp_reader(src + 16, n - 16);   /* versions not checked, as Kafka */
+    while (sp_reader_left(&r) > 0) {
+        int32_t clen;
+        sp_read_i32(&r, &clen);
+        if (clen <= 0)
+            return SP_BATCH_E_CORRUPT;
+        const uint8_t *blk = sp_read_raw(&r, (size_t)clen);
+        if (!blk)
+            return SP_BATCH_E_CORRUPT;
+        int rc = unsnappy_block(blk, (size_t)clen, d);
+        if (rc)
+            return rc;
+    }
+    return sp_reader_ok(&r) ? 0 : SP_BATCH_E_CORRUPT;
+}
+
+/* LZ4 frame format (Kafka's KafkaLZ4BlockOutputStream writes standard
+ * frames for magic 2); concatenated frames are accepted. */
+static int unlz4(const uint8_t *src, size_t n, dbuf_t *d)
+{
+    LZ4F_dctx *ctx;
+    if (LZ4F_isError(LZ4F_createDecompressionContext(&ctx, LZ4F_VERSION)))
+        return SP_BATCH_E_NOMEM;
+    size_t pos = 0, hint = 1;   /* hint 0 = at a frame boundary */
+    int rc = 0;
+    while (pos < n || hint != 0) {
+        if (d->len == d->cap && (rc = dbuf_grow(d, d->len + 1)) != 0)
+            break;
+        size_t dst = d->cap - d->len, srcsz = n - pos;
+        hint = LZ4F_decompress(ctx, d->p + d->len, &dst, src + pos, &srcsz, NULL);
+        if (LZ4F_isError(hint) || (dst == 0 && srcsz == 0)) {
+            rc = SP_BATCH_E_CORRUPT;   /* bad data, or input ended mid-frame */
+            break;
+        }
+        pos += srcsz;
+        d->len += dst;
+    }
+    LZ4F_freeDecompressionContext(ctx);
+    return rc;
+}
+
+/* zstd through the streaming API: the frame need not carry its content
+ * size.  Concatenated frames are accepted. */
+static int unzstd(const uint8_t *src, size_t n, dbuf_t *d)
+{
+    ZSTD_DStream *ds = ZSTD_createDStream();
+    if (!ds)
+        return SP_BATCH_E_NOMEM;
+    ZSTD_initDStream(ds);
+    ZSTD_inBuffer in = { src, n, 0 };
+    size_t ret = 1;             /* 0 = at a frame boundary */
+    int rc = 0;
+    while (in.pos < in.size || ret != 0) {
+        if (d->len == d->cap && (rc = dbuf_grow(d, d->len + 1)) != 0)
+            break;
+        ZSTD_outBuffer out = { d->p, d->cap, d->len };
+        size_t in_before = in.pos;
+        ret = ZSTD_decompressStream(ds, &out, &in);
+        if (ZSTD_isError(ret) || (in.pos == in_before && out.pos == d->len)) {
+            rc = SP_BATCH_E_CORRUPT;   /* bad data, or input ended mid-frame */
+            break;
+        }
+        d->len = out.pos;
+    }
+    ZSTD_freeDStream(ds);
+    return rc;
+}
+
+/* Decompresses src[0..n) with 'codec' into a new malloc'd *out (never NULL
+ * on success), *out_len <= limit.  Returns 0 or SP_BATCH_E_*. */
+static int decompress(int codec, const uint8_t *src, size_t n, size_t limit, uint8_t **out,
+                      size_t *out_len)
+{
+    dbuf_t d = { NULL, 0, 0, limit + 1 };
+    size_t start = n > SIZE_MAX / 4 ? SIZE_MAX : n * 4;
+    int rc = dbuf_grow(&d, start < 4096 ? 4096 : start);
+    if (rc == 0) {
+        switch (codec) {
+        case SP_COMPRESSION_GZIP: rc = unzip(src, n, &d); break;
+        case SP_COMPRESSION_SNAPPY: rc = unsnappy(src, n, &d); break;
+        case SP_COMPRESSION_LZ4: rc = unlz4(src, n, &d); break;
+        case SP_COMPRESSION_ZSTD: rc = unzstd(src, n, &d); break;
+        default: rc = SP_BATCH_E_CODEC; break;
+        }
+    }
+    if (rc == 0 && d.len > limit)
+        rc = SP_BATCH_E_TOO_BIG;
+    if (rc) {
+        free(d.p);
+        return rc;
+    }
+    *out = d.p;
+    *out_len = d.len;
+    return 0;
+}
+
+/* ---- record iteration ---------------------------------------------------- */
+
+static int iter_fail(sp_record_iter_t *it, int err)
+{
+    it->err = err;
+    sp_reader_fail(&it->r);
+    return err;
+}
+
+int sp_record_iter_init(sp_record_iter_t *it, const uint8_t *batch, size_t len,
+                        size_t max_decompressed)
+{
+    memset(it, 0, sizeof(*it));
+    it->r.err = true;   /* an empty, failed reader until the end */
+    if (sp_batch_hdr_parse(batch, len, &it->hdr) != 0)
+        return it->err = SP_BATCH_E_CORRUPT;
+    const sp_batch_hdr_t *h = &it->hdr;
+    if (h->magic != SP_BATCH_MAGIC || h->batch_length < SP_BATCH_MIN_LENGTH ||
+        sp_batch_size(h) != len || h->record_count < 0)
+        return it->err = SP_BATCH_E_CORRUPT;
+
+    const uint8_t *rec = batch + SP_BATCH_HEADER_SIZE;
+    size_t rlen = len - SP_BATCH_HEADER_SIZE;
+    uint64_t min_size = (uint64_t)h->record_count * MIN_RECORD_SIZE;
+    int codec = sp_batch_compression(h);
+    if (codec == SP_COMPRESSION_NONE) {
+        if (min_size > rlen)
+            return it->err = SP_BATCH_E_CORRUPT;
+        it->r = sp_reader(rec, rlen);
+        it->records_size = rlen;
+        return 0;
+    }
+    if (codec > SP_COMPRESSION_ZSTD)
+        return it->err = SP_BATCH_E_CODEC;
+    size_t limit = max_decompressed ? max_decompressed : SP_BATCH_MAX_DECOMPRESSED_DEFAULT;
+    if (limit > SIZE_MAX / 2)
+        limit = SIZE_MAX / 2;
+    if (min_size > limit)   /* cannot fit, don't even start */
+        return it->err = SP_BATCH_E_TOO_BIG;
+    int rc = decompress(codec, rec, rlen, limit, &it->buf, &it->records_size);
+    if (rc)
+        return it->err = rc;
+    it->r = sp_reader(it->buf, it->records_size);
+    return 0;
+}
+
+/* varint length + bytes, -1 = null (only if nullable). */
+static void read_varbytes(sp_reader_t *r, sp_bytes_t *out, bool nullable)
+{
+    int32_t n = sp_read_varint(r);
+    out->ptr = NULL;
+    out->len = -1;
+    if (!sp_reader_ok(r) || (n == -1 && nullable))
+        return;
+    if (n < 0) {
+        sp_reader_fail(r);
+        return;
+    }
+    out->ptr = sp_read_raw(r, (size_t)n);
+    out->len = out->ptr ? n : -1;
+}
+
+int sp_record_iter_next(sp_record_iter_t *it, sp_record_t *out)
+{
+    if (it->err)
+        return it->err;
+    sp_reader_t *r = &it->r;
+    if (it->index >= it->hdr.record_count) {
+        if (sp_reader_left(r) != 0)   /* (4) nothing after the last record */
+            return iter_fail(it, SP_BATCH_E_CORRUPT);
+        return 0;
+    }
+    int32_t rlen = sp_read_varint(r);
+    if (!sp_reader_ok(r) || rlen < MIN_RECORD_SIZE - 1 || (size_t)rlen > sp_reader_left(r))
+        return iter_fail(it, SP_BATCH_E_CORRUPT);
+
+    /* (4) the record is exactly rlen bytes */
+    sp_reader_t rr = sp_reader_take(r, (uint32_t)rlen);
+    sp_read_i8(&rr, &out->attributes);
+    out->timestamp_delta = sp_read_varlong(&rr);
+    out->offset_delta = sp_read_varint(&rr);
+    read_varbytes(&rr, &out->key, true);
+    read_varbytes(&rr, &out->value, true);
+    out->header_count = sp_read_varint(&rr);
+    if (!sp_reader_ok(&rr) || out->header_count < 0 ||
+        (size_t)out->header_count > sp_reader_left(&rr) / MIN_HEADER_SIZE)
+        return iter_fail(it, SP_BATCH_E_CORRUPT);
+    out->headers = rr.pos;
+    for (int32_t i = 0; i < out->header_count && sp_reader_ok(&rr); i++) {
+        sp_bytes_t k, v;
+        read_varbytes(&rr, &k, false);
+        read_varbytes(&rr, &v, true);
+    }
+    if (!sp_reader_ok(&rr) || sp_reader_left(&rr) != 0)
+        return iter_fail(it, SP_BATCH_E_CORRUPT);
+    out->headers_len = (size_t)(rr.pos - out->headers);
+
+    const sp_batch_hdr_t *h = &it->hdr;
+    out->timestamp = sp_batch_is_log_append_time(h) ? h->max_timestamp
+                                                   : add_wrap(h->base_timestamp, out->timestamp_delta);
+    out->offset = add_wrap(h->base_offset, out->offset_delta);
+    it->index++;
+    return 1;
+}
+
+void sp_record_iter_free(sp_record_iter_t *it)
+{
+    free(it->buf);
+    it->buf = NULL;
+    it->records_size = 0;
+    it->r.err = true;
+    it->r.pos = it->r.end;
+    if (!it->err)
+        it->err = SP_BATCH_E_CORRUPT;   /* using a freed iterator fails */
+}
+
+void sp_header_iter_init(sp_header_iter_t *it, const sp_record_t *rec)
+{
+    if (rec->headers) {
+        it->r = sp_reader(rec->headers, rec->headers_len);
+        it->left = rec->header_count;
+    } else {
+        it->r = (sp_reader_t){ NULL, NULL, false };
+        it->left = 0;
+    }
+}
+
+int sp_header_iter_next(sp_header_iter_t *it, sp_str_t *key, sp_bytes_t *value)
+{
+    if (it->left <= 0)
+        return it->left == 0 ? 0 : -1;
+    sp_bytes_t k;
+    read_varbytes(&it->r, &k, false);
+    read_varbytes(&it->r, value, true);
+    if (!sp_reader_ok(&it->r)) {
+        it->left = -1;
+        return -1;
+    }
+    key->ptr = (const char *)k.ptr;
+    key->len = k.len;
+    it->left--;
+    return 1;
+}
+
+/* ---- validation --------------------------------------------------------- */
+
+static int kafka_error(int batch_err)
+{
+    switch (batch_err) {
+    case 0: return SP_ERR_NONE;
+    case SP_BATCH_E_CODEC: return SP_ERR_UNSUPPORTED_COMPRESSION_TYPE;
+    case SP_BATCH_E_NOMEM: return SP_ERR_UNKNOWN_SERVER_ERROR;
+    default: return SP_ERR_CORRUPT_MESSAGE;   /* CORRUPT, TOO_BIG */
+    }
+}
+
+int sp_batch_validate(const uint8_t *p, size_t len, const sp_batch_validate_opts_t *opts,
+                      sp_batch_info_t *info)
+{
+    static const sp_batch_validate_opts_t defaults = { false, false, 0 };
+    sp_batch_hdr_t h;
+    if (!opts)
+        opts = &defaults;
+
+    /* (1) */
+    if (sp_batch_hdr_parse(p, len, &h) != 0 || h.magic != SP_BATCH_MAGIC ||
+        h.batch_length < SP_BATCH_MIN_LENGTH || sp_batch_size(&h) != len)
+        return SP_ERR_CORRUPT_MESSAGE;
+    if (sp_crc32c(0, p + SP_BATCH_CRC_START, len - SP_BATCH_CRC_START) != h.crc)
+        return SP_ERR_CORRUPT_MESSAGE;
+    /* (2) */
+    if (sp_batch_compression(&h) > SP_COMPRESSION_ZSTD)
+        return SP_ERR_UNSUPPORTED_COMPRESSION_TYPE;
+    /* (3) */
+    if (h.record_count < 0)
+        return SP_ERR_CORRUPT_MESSAGE;
+    if (opts->allow_compacted) {
+        if (h.last_offset_delta < 0 || (int64_t)h.record_count > (int64_t)h.last_offset_delta + 1)
+            return SP_ERR_CORRUPT_MESSAGE;
+    } else if (h.record_count == 0) {
+        if (!sp_batch_is_control(&h) || h.last_offset_delta < 0)
+            return SP_ERR_CORRUPT_MESSAGE;
+    } else if (h.last_offset_delta != h.record_count - 1) {
+        return SP_ERR_CORRUPT_MESSAGE;
+    }
+
+    /* (4), (5) */
+    sp_record_iter_t it;
+    int rc = sp_record_iter_init(&it, p, len, opts->max_decompressed);
+    int64_t max_ts = -1;
+    int32_t n = 0, prev_delta = -1;
+    sp_record_t rec;
+    while (rc == 0 && (rc = sp_record_iter_next(&it, &rec)) == 1) {
+        bool in_order = opts->allow_compacted
+                            ? rec.offset_delta > prev_delta && rec.offset_delta <= h.last_offset_delta
+                            : rec.offset_delta == n;
+        if (!in_order) {
+            rc = SP_BATCH_E_CORRUPT;
+            break;
+        }
+        if (opts->require_keys && rec.key.len < 0) {
+            sp_record_iter_free(&it);
+            return SP_ERR_INVALID_RECORD;
+        }
+        if (n == 0 || rec.timestamp > max_ts)
+            max_ts = rec.timestamp;
+        prev_delta = rec.offset_delta;
+        n++;
+        rc = 0;
+    }
+    size_t records_size = it.records_size;
+    sp_record_iter_free(&it);
+    if (rc != 0)
+        return kafka_error(rc);
+    if (info) {
+        info->hdr = h;
+        info->max_timestamp = max_ts;
+        info->records = n;
+        info->compressed = sp_batch_compression(&h) != SP_COMPRESSION_NONE;
+        info->records_size = records_size;
+    }
+    return 0;
+}
+
+/* ---- patching ------------------------------------------------------------ */
+
+void sp_batch_set_base_offset(uint8_t *batch, int64_t base_offset)
+{
+    put_be64(batch + OFF_BASE_OFFSET, (uint64_t)base_offset);
+}
+
+void sp_batch_set_leader_epoch(uint8_t *batch, int32_t epoch)
+{
+    sp_put_be32(batch + OFF_LEADER_EPOCH, (uint32_t)epoch);
+}
+
+int sp_batch_set_crc(uint8_t *batch, size_t len)
+{
+    if (len < SP_BATCH_HEADER_SIZE)
+        return -1;
+    uint32_t crc = sp_crc32c(0, batch + SP_BATCH_CRC_START, len - SP_BATCH_CRC_START);
+    sp_put_be32(batch + OFF_CRC, crc);
+    return 0;
+}
+
+int sp_batch_set_log_append_time(uint8_t *batch, size_t len, int64_t ts)
+{
+    if (len < SP_BATCH_HEADER_SIZE)
+        return -1;
+    uint16_t attrs = (uint16_t)((batch[OFF_ATTRIBUTES] << 8) | batch[OFF_ATTRIBUTES + 1]);
+    put_be16(batch + OFF_ATTRIBUTES, attrs | SP_BATCH_ATTR_LOG_APPEND_TIME);
+    put_be64(batch + OFF_MAX_TIMESTAMP, (uint64_t)ts);
+    return sp_batch_set_crc(batch, len);
+}
+
+/* ---- builder ---------------------------------------------------------------- */
+
+void sp_batch_builder_init(sp_batch_builder_t *b, int64_t base_offset, int64_t timestamp)
+{
+    memset(b, 0, sizeof(*b));
+    b->base_offset = base_offset;
+    b->base_timestamp = timestamp;
+    b->max_timestamp = timestamp;
+    b->producer_id = -1;
+    b->producer_epoch = -1;
+    b->base_sequence = -1;
+}
+
+void sp_batch_builder_set_producer(sp_batch_builder_t *b, int64_t producer_id,
+                                   int16_t producer_epoch, int32_t base_sequence)
+{
+    b->producer_id = producer_id;
+    b->producer_epoch = producer_epoch;
+    b->base_sequence = base_sequence;
+}
+
+void sp_batch_builder_set_flags(sp_batch_builder_t *b, int16_t attrs)
+{
+    b->attributes = (int16_t)(b->attributes |
+                              (attrs & (SP_BATCH_ATTR_TRANSACTIONAL | SP_BATCH_ATTR_CONTROL)));
+}
+
+static int builder_fail(sp_batch_builder_t *b)
+{
+    b->err = true;
+    return -1;
+}
+
+int sp_batch_builder_add(sp_batch_builder_t *b, const void *key, int32_t klen,
+                         const void *val, int32_t vlen, int64_t timestamp)
+{
+    if (b->err)
+        return -1;
+    if (klen < -1 || vlen < -1 || (klen > 0 && !key) || (vlen > 0 && !val) ||
+        b->count == INT32_MAX)
+        return builder_fail(b);
+
+    int64_t ts_delta = (int64_t)((uint64_t)timestamp - (uint64_t)b->base_timestamp);
+    int32_t off_delta = b->count;
+    size_t body = 1 + sp_varlong_size(ts_delta) + sp_varint_size(off_delta) +
+                  sp_varint_size(klen) + (klen > 0 ? (size_t)klen : 0) +
+                  sp_varint_size(vlen) + (vlen > 0 ? (size_t)vlen : 0) + sp_varint_size(0);
+    if (body > INT32_MAX)
+        return builder_fail(b);
+    size_t total = sp_varint_size((int32_t)body) + body;
+    size_t used = b->buf ? b->len : SP_BATCH_HEADER_SIZE;
+    /* keeps batchLength <= INT32_MAX - 12, what sp_batch_next accepts */
+    if (total > (size_t)INT32_MAX - used)
+        return builder_fail(b);
+    if (used + total > b->cap) {
+        size_t ncap = b->cap ? b->cap : 256;
+        while (ncap < used + total)
+            ncap *= 2;
+        uint8_t *nb = realloc(b->buf, ncap);
+        if (!nb)
+            return builder_fail(b);
+        b->buf = nb;
+        b->cap = ncap;
+    }
+    b->len = used;
+
+    sp_writer_t w = sp_writer(b->buf + b->len, total);
+    sp_write_varint(&w, (int32_t)body);
+    sp_write_i8(&w, 0);                         /* record attributes: unused */
+    sp_write_varlong(&w, ts_delta);
+    sp_write_varint(&w, off_delta);
+    sp_write_varint(&w, klen);
+    if (klen > 0)
+        sp_write_raw(&w, key, (size_t)klen);
+    sp_write_varint(&w, vlen);
+    if (vlen > 0)
+        sp_write_raw(&w, val, (size_t)vlen);
+    sp_write_varint(&w, 0);                     /* no headers */
+    if (w.err || sp_writer_len(&w) != total)    /* our size arithmetic */
+        return builder_fail(b);
+    b->len += total;
+    if (b->count == 0 || timestamp > b->max_timestamp)
+        b->max_timestamp = timestamp;
+    b->count++;
+    return 0;
+}
+
+uint8_t *sp_batch_builder_finish(sp_batch_builder_t *b, size_t *len)
+{
+    if (b->err || b->count == 0 || !b->buf)
+        return NULL;
+    sp_writer_t w = sp_writer(b->buf, SP_BATCH_HEADER_SIZE);
+    sp_write_i64(&w, b->base_offset);
+    sp_write_i32(&w, (int32_t)(b->len - SP_BATCH_LOG_OVERHEAD));
+    sp_write_i32(&w, -1);                       /* partitionLeaderEpoch: set by the log */
+    sp_write_i8(&w, SP_BATCH_MAGIC);
+    sp_write_i32(&w, 0);                        /* crc, below */
+    sp_write_i16(&w, b->attributes);
+    sp_write_i32(&w, b->count - 1);
+    sp_write_i64(&w, b->base_timestamp);
+    sp_write_i64(&w, b->max_timestamp);
+    sp_write_i64(&w, b->producer_id);
+    sp_write_i16(&w, b->producer_epoch);
+    sp_write_i32(&w, b->base_sequence);
+    sp_write_i32(&w, b->count);
+    sp_batch_set_crc(b->buf, b->len);
+
+    uint8_t *out = b->buf;
+    *len = b->len;
+    b->buf = NULL;
+    b->len = b->cap = 0;
+    b->count = 0;
+    b->err = true;   /* init again before reuse */
+    return out;
+}
+
+void sp_batch_builder_free(sp_batch_builder_t *b)
+{
+    free(b->buf);
+    b->buf = NULL;
+    b->len = b->cap = 0;
+}
