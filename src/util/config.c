@@ -40,8 +40,6 @@ static const sp_cfg_def_t defs[] = {
       "Partitions of an automatically created topic (and CreateTopics with -1)." },
     { "default.replication.factor", SP_CFG_INT, "1", 1, 32767, NULL,
       "Replication factor of an automatically created topic." },
-    { "offsets.topic.num.partitions", SP_CFG_INT, "50", 1, 1000000, NULL,
-      "Partitions of __consumer_offsets." },
     /* broker defaults of topic settings (see sp_topic_keys) */
     { "log.cleanup.policy", SP_CFG_LIST, "delete", 0, 0, NULL, "Default cleanup.policy." },
     { "compression.type", SP_CFG_STRING, "producer", 0, 0, NULL, "Default compression.type (only 'producer')." },

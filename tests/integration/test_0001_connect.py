@@ -117,12 +117,27 @@ def test_raw_metadata_v1_default_rack_is_null(broker):
     assert resp['trailing'] == 0
 
 
-def test_raw_metadata_v1_topic_errors(broker):
+def test_raw_metadata_v1_topic_errors(start_broker):
+    broker = start_broker({'auto.create.topics.enable': 'false'})
     resp = kw.parse_metadata_response_v1(
         kw.send_recv(broker.port, kw.metadata_request(1, 9, topics=['nosuch', 'bad/name'])))
     errors = {t['name']: t['error_code'] for t in resp['topics']}
     assert errors == {'nosuch': 3, 'bad/name': 17}
     assert all(t['partitions'] == [] for t in resp['topics'])
+
+
+def test_raw_metadata_v1_auto_creates(broker):
+    # Metadata v1 always allows auto-creation (the flag arrived in v4); the
+    # broker default auto.create.topics.enable=true creates the topic with
+    # num.partitions=1 before answering, and still refuses a bad name.
+    resp = kw.parse_metadata_response_v1(
+        kw.send_recv(broker.port, kw.metadata_request(1, 9, topics=['fresh', 'bad/name'])))
+    by_name = {t['name']: t for t in resp['topics']}
+    assert by_name['bad/name']['error_code'] == 17
+    assert by_name['fresh']['error_code'] == 0
+    parts = by_name['fresh']['partitions']
+    assert [(p['partition_index'], p['leader_id']) for p in parts] == [(0, 1)]
+    assert 'created topic fresh with 1 partition' in broker.log_text()
 
 
 # ------------------------------------------------------------------ restart
@@ -192,7 +207,8 @@ def test_raw_api_versions_v3_invalid_software_name(broker):
 # ------------------------------------------------------------------ every Metadata version
 
 @pytest.mark.parametrize('version', range(13))
-def test_raw_metadata_all_versions(broker, version):
+def test_raw_metadata_all_versions(start_broker, version):
+    broker = start_broker({'auto.create.topics.enable': 'false'})
     cluster_id = broker.cluster_id()
     with kw.connect(broker.port) as s:
         # all topics
