@@ -425,6 +425,11 @@ static void create_topic(sp_ctl_op_t *op, sp_ctl_topic_t *t, sp_image_t *next, r
         t->message = "Topic name is illegal: it must be 1 to 249 characters of [a-zA-Z0-9._-], not '.' or '..'";
         return;
     }
+    if (sp_str_eq_lit(t->name, "__cluster_metadata")) {
+        t->error = SP_ERR_INVALID_REQUEST;
+        t->message = "Creation of internal topic __cluster_metadata is prohibited.";
+        return;
+    }
     if (sp_image_topic(next, t->name.ptr, t->name.len)) {
         char *m = sp_arena_alloc(a, 64 + (size_t)t->name.len);
         t->error = SP_ERR_TOPIC_ALREADY_EXISTS;

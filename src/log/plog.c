@@ -192,6 +192,10 @@ sp_plog_t *sp_plog_open(const char *dir, const char *topic, int32_t partition,
             goto fail;
         }
         write_partition_metadata(dir, topic_id);
+        /* Kafka's leader epoch cache: version 0, one entry, epoch 0 from
+         * offset 0 (a single node never changes leader) */
+        if (sp_write_file_atomic(dir, "leader-epoch-checkpoint", "0\n1\n0 0\n", 10) != 0)
+            sp_warn("log", "cannot write %s/leader-epoch-checkpoint: %s", dir, strerror(errno));
         char parent[4096];
         snprintf(parent, sizeof(parent), "%s/..", dir);
         sp_fsync_dir(parent);

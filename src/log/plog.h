@@ -6,6 +6,7 @@
  *       00000000000000000000.log  .index  .timeindex
  *       00000000000000052431.log  ...                (rolled segments)
  *       partition.metadata                           (topic id)
+ *       leader-epoch-checkpoint                      (epoch 0 from offset 0)
  *
  * Offsets (all guarded by mu):
  *
