@@ -20,6 +20,7 @@
 #include "cluster/controller.h"
 #include "cluster/image.h"
 #include "cluster/meta_properties.h"
+#include "group/coordinator.h"
 #include "log/logmgr.h"
 #include "net/server.h"
 #include "util/config.h"
@@ -240,6 +241,8 @@ int main(int argc, char **argv)
         goto out_broker;
     if (sp_controller_start(&broker, cfg) != 0)
         goto out_logs;
+    if (sp_coordinator_start(&broker, cfg) != 0)
+        goto out_ctl;
 
     uv_loop_t *loop = uv_default_loop();
     server = sp_server_new(&broker);
@@ -261,8 +264,10 @@ int main(int argc, char **argv)
 out_server:
     if (server && rc != 0)
         sp_server_stop(server);
-    /* no request runs now: metadata, then the logs (clean-shutdown marker
-     * last), then whatever completions they posted */
+    /* no request runs now: groups, metadata, then the logs (clean-shutdown
+     * marker last), then whatever completions they posted */
+    sp_coordinator_stop();
+out_ctl:
     sp_controller_stop();
 out_logs:
     sp_logmgr_shutdown();

@@ -1,14 +1,26 @@
 /* api.c - the implemented API table (see api.h). */
 #include "broker/api.h"
+#include "group/coordinator.h"
 
 static const sp_api_t apis[] = {
     { SP_API_PRODUCE, 0, 11, sp_handle_produce },
     { SP_API_FETCH, 4, 17, sp_handle_fetch },
     { SP_API_LIST_OFFSETS, 1, 10, sp_handle_list_offsets },
     { SP_API_METADATA, 0, 12, sp_handle_metadata },
+    { SP_API_OFFSET_COMMIT, 0, 9, sp_handle_offset_commit },
+    { SP_API_OFFSET_FETCH, 0, 9, sp_handle_offset_fetch },
+    { SP_API_FIND_COORDINATOR, 0, 6, sp_handle_find_coordinator },
+    { SP_API_JOIN_GROUP, 0, 9, sp_handle_join_group },
+    { SP_API_HEARTBEAT, 0, 4, sp_handle_heartbeat },
+    { SP_API_LEAVE_GROUP, 0, 5, sp_handle_leave_group },
+    { SP_API_SYNC_GROUP, 0, 5, sp_handle_sync_group },
+    { SP_API_DESCRIBE_GROUPS, 0, 5, sp_handle_describe_groups },
+    { SP_API_LIST_GROUPS, 0, 5, sp_handle_list_groups },
     { SP_API_API_VERSIONS, 0, 4, sp_handle_api_versions },
     { SP_API_CREATE_TOPICS, 2, 7, sp_handle_create_topics },
     { SP_API_DELETE_TOPICS, 1, 6, sp_handle_delete_topics },
+    { SP_API_DELETE_GROUPS, 0, 2, sp_handle_delete_groups },
+    { SP_API_OFFSET_DELETE, 0, 0, sp_handle_offset_delete },
 };
 
 const sp_api_t *sp_api_find(int16_t key)

@@ -79,6 +79,8 @@ void sp_req_post(sp_req_t *req, void (*fn)(sp_req_t *req, void *arg), void *arg)
 void sp_req_ref(sp_req_t *req);
 /* Worker thread only. */
 void sp_req_unref(sp_req_t *req);
+/* The client's address as Kafka shows it ("/127.0.0.1"). */
+const char *sp_req_client_host(sp_req_t *req);
 /* The libuv loop of the request's worker (for timers). */
 struct uv_loop_s *sp_req_loop(sp_req_t *req);
 

@@ -61,6 +61,7 @@ struct sp_conn {
     sp_req_t *req;             /* request in progress */
     size_t req_frame;          /* 4 + length of that request's frame */
     char peer[64];
+    char host[64];             /* "/<ip>", as Kafka names client hosts */
 };
 
 typedef struct write_req {
@@ -99,6 +100,11 @@ void sp_req_unref(sp_req_t *req)
 {
     if (atomic_fetch_sub_explicit(&req->refs, 1, memory_order_acq_rel) == 1)
         req_free(req);
+}
+
+const char *sp_req_client_host(sp_req_t *req)
+{
+    return ((sp_conn_t *)req->conn)->host;
 }
 
 uv_loop_t *sp_req_loop(sp_req_t *req)
@@ -230,6 +236,12 @@ void sp_conn_adopt(sp_worker_t *w, int fd)
     c->want = -1;
     c->id = __atomic_add_fetch(&w->srv->next_conn_id, 1, __ATOMIC_RELAXED);
     describe_peer(fd, c->peer, sizeof(c->peer));
+    snprintf(c->host, sizeof(c->host), "/%.*s", (int)strcspn(c->peer, "]") , c->peer);
+    {
+        char *colon = strrchr(c->host, ':');
+        if (colon && colon != c->host + 1)
+            *colon = 0;
+    }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     if (uv_tcp_init(&w->loop, &c->tcp) != 0 || uv_tcp_open(&c->tcp, fd) != 0) {

@@ -1,0 +1,2219 @@
+/*
+ * coordinator.c - the group coordinator (see coordinator.h).
+ *
+ * Group states (Kafka's classic protocol):
+ *
+ *                 +-------------------------------------------+
+ *                 |                                           v
+ *   +-------+  join   +--------------------+  all joined  +---------------------+
+ *   | Empty | ------> | PreparingRebalance | -----------> | CompletingRebalance |
+ *   +-------+         +--------------------+  or timeout  +---------------------+
+ *       ^                 ^        ^                           |  leader's SyncGroup
+ *       | last member     |        | join, leave, expiry       v
+ *       | leaves/expires  |        +---------------------- +--------+
+ *       +-----------------+--------------------------------| Stable |
+ *                                                          +--------+
+ *   Dead: deleted (DeleteGroups) or emptied and expired.
+ *
+ * | transition                          | function            |
+ * |-------------------------------------|---------------------|
+ * | Empty/Stable/Completing -> Preparing | prepare_rebalance   |
+ * | Preparing -> Completing              | complete_join       |
+ * | Completing -> Stable                 | do_sync (leader)    |
+ * | any -> Empty (no members)            | remove_member       |
+ * | Empty -> Dead                        | op_delete_groups    |
+ *
+ * Everything here runs on the coordinator thread (its own libuv loop):
+ * request ops arrive through a queue + uv_async; timers are on that loop.
+ */
+#include "group/coordinator.h"
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "cluster/controller.h"
+#include "cluster/image.h"
+#include "log/logmgr.h"
+#include "proto/batch.h"
+#include "proto/gen/consumer_protocol_subscription.h"
+#include "proto/gen/delete_groups_request.h"
+#include "proto/gen/delete_groups_response.h"
+#include "proto/gen/describe_groups_request.h"
+#include "proto/gen/describe_groups_response.h"
+#include "proto/gen/find_coordinator_request.h"
+#include "proto/gen/find_coordinator_response.h"
+#include "proto/gen/group_metadata_key.h"
+#include "proto/gen/group_metadata_value.h"
+#include "proto/gen/heartbeat_request.h"
+#include "proto/gen/heartbeat_response.h"
+#include "proto/gen/join_group_request.h"
+#include "proto/gen/join_group_response.h"
+#include "proto/gen/leave_group_request.h"
+#include "proto/gen/leave_group_response.h"
+#include "proto/gen/list_groups_request.h"
+#include "proto/gen/list_groups_response.h"
+#include "proto/gen/offset_commit_key.h"
+#include "proto/gen/offset_commit_request.h"
+#include "proto/gen/offset_commit_response.h"
+#include "proto/gen/offset_commit_value.h"
+#include "proto/gen/offset_delete_request.h"
+#include "proto/gen/offset_delete_response.h"
+#include "proto/gen/offset_fetch_request.h"
+#include "proto/gen/offset_fetch_response.h"
+#include "proto/gen/sync_group_request.h"
+#include "proto/gen/sync_group_response.h"
+#include "util/log.h"
+
+#define OFFSETS_TOPIC "__consumer_offsets"
+
+enum { EMPTY, PREPARING, COMPLETING, STABLE, DEAD };
+static const char *state_names[] = { "Empty", "PreparingRebalance", "CompletingRebalance",
+                                     "Stable", "Dead" };
+
+typedef struct member member_t;
+typedef struct group group_t;
+
+struct member {
+    member_t *next;
+    group_t *g;
+    char *id;
+    char *instance_id;          /* static membership, or NULL */
+    char *client_id;
+    char *client_host;
+    int32_t session_timeout;
+    int32_t rebalance_timeout;
+    int nprotocols;
+    char **pnames;
+    uint8_t **pmeta;
+    int32_t *pmeta_len;
+    uint8_t *assignment;
+    int32_t assignment_len;
+    sp_req_t *join_req;         /* parked JoinGroup */
+    sp_req_t *sync_req;         /* parked SyncGroup */
+    uv_timer_t timer;           /* session expiry */
+    bool joined;                /* joined the current rebalance */
+};
+
+typedef struct offset {
+    char *topic;
+    int32_t partition;
+    int64_t offset;
+    int32_t leader_epoch;
+    char *metadata;
+    int64_t commit_ts;
+} offset_t;
+
+typedef struct pending_id {
+    char *id;
+    int64_t deadline;
+} pending_id_t;
+
+struct group {
+    group_t *next;
+    char *id;
+    int state;
+    int32_t generation;
+    char *protocol_type;
+    char *protocol;
+    char *leader;
+    member_t *members;
+    int nmembers;
+    pending_id_t *pending;      /* member ids handed out, awaiting a rejoin */
+    int npending;
+    uv_timer_t join_timer;      /* rebalance deadline / initial delay */
+    bool join_timer_init;
+    bool initial_delay;         /* the join timer is the initial delay */
+    int64_t delay_deadline;
+    offset_t *offsets;
+    int noffsets, capoffsets;
+    int64_t state_ts;           /* when it entered its state */
+};
+
+typedef struct op {
+    struct op *next;
+    sp_req_t *req;              /* NULL for internal closures */
+    void (*fn)(sp_req_t *req, void *arg);
+    void *arg;
+} op_t;
+
+static struct {
+    const sp_broker_t *broker;
+    const sp_config_t *cfg;
+    pthread_t thread;
+    uv_loop_t loop;
+    uv_async_t wake;
+    uv_timer_t retention;
+    pthread_mutex_t mu;
+    op_t *head, *tail;
+    bool stop, running;
+    group_t *groups;
+    int32_t nparts;             /* partitions of __consumer_offsets */
+} G = { .mu = PTHREAD_MUTEX_INITIALIZER };
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static char *dupn(const char *s, int32_t n)
+{
+    if (n < 0)
+        return NULL;
+    char *d = malloc((size_t)n + 1);
+    if (d) {
+        memcpy(d, s, (size_t)n);
+        d[n] = 0;
+    }
+    return d;
+}
+
+static char *dups(sp_str_t s) { return dupn(s.ptr, s.len); }
+
+static bool str_is(const char *c, sp_str_t s)
+{
+    return c && s.len >= 0 && (int32_t)strlen(c) == s.len && memcmp(c, s.ptr, (size_t)s.len) == 0;
+}
+
+static sp_str_t as_str(const char *c) { return c ? sp_str_c(c) : SP_STR_NULL; }
+
+/* ---- the answer path ---------------------------------------------------- */
+
+/* The response is built; the worker sends it and drops our reference. */
+static void respond_on_worker(sp_req_t *req, void *resp)
+{
+    sp_req_respond(req, resp);
+    sp_req_unref(req);
+}
+
+static void answer(sp_req_t *req, void *resp)
+{
+    sp_req_post(req, respond_on_worker, resp);
+}
+
+/* ---- partitions and records -------------------------------------------- */
+
+int32_t sp_coordinator_partition_for(const char *group, int32_t len, int32_t n)
+{
+    int32_t h = 0;
+    for (int32_t i = 0; i < len; i++)
+        h = (int32_t)((uint32_t)h * 31u + (uint32_t)(unsigned char)group[i]);
+    /* Kafka's Utils.abs: Integer.MIN_VALUE maps to 0 */
+    int32_t a = h == INT32_MIN ? 0 : (h < 0 ? -h : h);
+    return n > 0 ? a % n : 0;
+}
+
+/* Encodes "int16 version | struct" into a malloc'd buffer. */
+static uint8_t *versioned(int16_t version, const sp_msg_desc_t *d, const void *x, int16_t v,
+                          int32_t *len)
+{
+    size_t n = 2 + d->size(x, v);
+    uint8_t *buf = malloc(n);
+    if (!buf)
+        return NULL;
+    sp_writer_t w = sp_writer(buf, n);
+    sp_write_i16(&w, version);
+    d->encode(&w, x, v);
+    if (w.err) {
+        free(buf);
+        return NULL;
+    }
+    *len = (int32_t)n;
+    return buf;
+}
+
+static const sp_msg_desc_t *desc(const char *name)
+{
+    for (int i = 0; i < sp_msg_desc_count; i++)
+        if (strcmp(sp_msg_descs[i].name, name) == 0)
+            return &sp_msg_descs[i];
+    return NULL;
+}
+
+typedef struct writer_ctx {
+    sp_batch_builder_t b;
+    int count;
+} records_t;
+
+static int add_offset_record(records_t *r, const char *group, const char *topic, int32_t partition,
+                             const offset_t *o)
+{
+    sp_offset_commit_key_t k;
+    int32_t klen = 0, vlen = -1;
+    sp_offset_commit_key_init(&k);
+    k.group = sp_str_c(group);
+    k.topic = sp_str_c(topic);
+    k.partition = partition;
+    uint8_t *kb = versioned(1, desc("OffsetCommitKey"), &k, 1, &klen), *vb = NULL;
+    if (o) {
+        sp_offset_commit_value_t v;
+        sp_offset_commit_value_init(&v);
+        v.offset = o->offset;
+        v.leader_epoch = o->leader_epoch;
+        v.metadata = sp_str_c(o->metadata ? o->metadata : "");
+        v.commit_timestamp = o->commit_ts;
+        vb = versioned(3, desc("OffsetCommitValue"), &v, 3, &vlen);
+    }
+    int rc = (!kb || (o && !vb)) ? -1 : sp_batch_builder_add(&r->b, kb, klen, vb, vlen, now_ms());
+    free(kb);
+    free(vb);
+    r->count++;
+    return rc;
+}
+
+static int add_group_record(records_t *r, group_t *g, bool tombstone)
+{
+    sp_group_metadata_key_t k;
+    int32_t klen = 0, vlen = -1;
+    sp_group_metadata_key_init(&k);
+    k.group = sp_str_c(g->id);
+    uint8_t *kb = versioned(2, desc("GroupMetadataKey"), &k, 2, &klen), *vb = NULL;
+    if (!tombstone) {
+        sp_arena_t a;
+        sp_arena_init(&a, 0);
+        sp_group_metadata_value_t v;
+        sp_group_metadata_value_init(&v);
+        v.protocol_type = sp_str_c(g->protocol_type ? g->protocol_type : "");
+        v.generation = g->generation;
+        v.protocol = as_str(g->protocol);
+        v.leader = as_str(g->leader);
+        v.current_state_timestamp = g->state_ts;
+        v.members.v = sp_group_metadata_value_member_metadata_alloc(&a, g->nmembers);
+        v.members.n = v.members.v ? g->nmembers : 0;
+        int i = 0;
+        for (member_t *m = g->members; m && i < v.members.n; m = m->next, i++) {
+            sp_group_metadata_value_member_metadata_t *mm = &v.members.v[i];
+            mm->member_id = sp_str_c(m->id);
+            mm->group_instance_id = as_str(m->instance_id);
+            mm->client_id = sp_str_c(m->client_id);
+            mm->client_host = sp_str_c(m->client_host);
+            mm->rebalance_timeout = m->rebalance_timeout;
+            mm->session_timeout = m->session_timeout;
+            int p = 0;
+            for (int k2 = 0; k2 < m->nprotocols; k2++)
+                if (g->protocol && strcmp(m->pnames[k2], g->protocol) == 0)
+                    p = k2;
+            mm->subscription = (sp_bytes_t){ m->nprotocols ? m->pmeta[p] : (const uint8_t *)"",
+                                             m->nprotocols ? m->pmeta_len[p] : 0 };
+            mm->assignment = (sp_bytes_t){ m->assignment ? m->assignment : (const uint8_t *)"",
+                                           m->assignment_len };
+        }
+        vb = versioned(3, desc("GroupMetadataValue"), &v, 3, &vlen);
+        sp_arena_free(&a);
+    }
+    int rc = (!kb || (!tombstone && !vb)) ? -1 : sp_batch_builder_add(&r->b, kb, klen, vb, vlen, now_ms());
+    free(kb);
+    free(vb);
+    r->count++;
+    return rc;
+}
+
+/* A waiter that answers a set of requests once the batch is fsynced. */
+typedef struct durable {
+    sp_log_waiter_t w;          /* first */
+    int n;
+    sp_req_t *reqs[1];          /* followed by more; each with resps[] */
+} durable_t;
+
+typedef struct durable_hdr {
+    sp_log_waiter_t w;
+    int n;
+    sp_req_t **reqs;
+    void **resps;
+    int16_t *err_fields;        /* unused: errors are set before */
+    sp_plog_t *log;
+} durable_hdr_t;
+
+static void on_durable(sp_log_waiter_t *w, int err)
+{
+    durable_hdr_t *d = (durable_hdr_t *)w;
+    if (err)
+        sp_warn("group", "__consumer_offsets write not durable (error %d)", err);
+    for (int i = 0; i < d->n; i++)
+        answer(d->reqs[i], d->resps[i]);
+    sp_plog_unref(d->log);
+    free(d->reqs);
+    free(d->resps);
+    free(d);
+}
+
+/*
+ * Appends the records to the group's partition and answers reqs[i] with
+ * resps[i] once they are durable (or at once if there is nothing to write
+ * or the write fails: then err_out tells the caller to set errors first).
+ * Returns 0, or a Kafka error code if the append failed (nothing answered).
+ */
+static int16_t persist(const char *group, records_t *r, sp_req_t **reqs, void **resps, int n)
+{
+    size_t len = 0;
+    uint8_t *batch = r->count ? sp_batch_builder_finish(&r->b, &len) : NULL;
+    sp_batch_builder_free(&r->b);
+    if (!r->count) {
+        for (int i = 0; i < n; i++)
+            answer(reqs[i], resps[i]);
+        return 0;
+    }
+    if (!batch)
+        return SP_ERR_UNKNOWN_SERVER_ERROR;
+    int32_t p = sp_coordinator_partition_for(group, (int32_t)strlen(group), G.nparts);
+    sp_plog_t *log = sp_logmgr_get(OFFSETS_TOPIC, (int32_t)strlen(OFFSETS_TOPIC), p);
+    if (!log) {
+        free(batch);
+        return SP_ERR_COORDINATOR_NOT_AVAILABLE;
+    }
+    sp_append_result_t ar;
+    sp_plog_append(log, batch, len, now_ms(), &ar);
+    free(batch);
+    if (ar.error) {
+        sp_plog_unref(log);
+        return ar.error == SP_ERR_MESSAGE_TOO_LARGE ? SP_ERR_OFFSET_METADATA_TOO_LARGE
+                                                    : SP_ERR_COORDINATOR_NOT_AVAILABLE;
+    }
+    durable_hdr_t *d = calloc(1, sizeof(*d));
+    sp_req_t **rq = malloc(sizeof(*rq) * (size_t)(n ? n : 1));
+    void **rs = malloc(sizeof(*rs) * (size_t)(n ? n : 1));
+    if (!d || !rq || !rs) {
+        free(d);
+        free(rq);
+        free(rs);
+        sp_plog_unref(log);
+        for (int i = 0; i < n; i++)
+            answer(reqs[i], resps[i]);
+        return 0;
+    }
+    memcpy(rq, reqs, sizeof(*rq) * (size_t)n);
+    memcpy(rs, resps, sizeof(*rs) * (size_t)n);
+    d->n = n;
+    d->reqs = rq;
+    d->resps = rs;
+    d->log = log;
+    d->w.offset = ar.last_offset;
+    d->w.wake = on_durable;
+    if (sp_log_durable(&log->cfg)) {
+        sp_plog_wait_flush(log, &d->w);
+    } else {
+        on_durable(&d->w, 0);
+    }
+    return 0;
+}
+
+static void records_init(records_t *r)
+{
+    memset(r, 0, sizeof(*r));
+    sp_batch_builder_init(&r->b, 0, now_ms());
+}
+
+/* ---- groups and members ------------------------------------------------- */
+
+static group_t *find_group(sp_str_t id)
+{
+    for (group_t *g = G.groups; g; g = g->next)
+        if (str_is(g->id, id))
+            return g;
+    return NULL;
+}
+
+static group_t *get_group(sp_str_t id)
+{
+    group_t *g = find_group(id);
+    if (g)
+        return g;
+    g = calloc(1, sizeof(*g));
+    if (!g)
+        return NULL;
+    g->id = dups(id);
+    g->state = EMPTY;
+    g->state_ts = now_ms();
+    g->next = G.groups;
+    G.groups = g;
+    return g;
+}
+
+static void set_state(group_t *g, int s)
+{
+    g->state = s;
+    g->state_ts = now_ms();
+}
+
+static member_t *find_member(group_t *g, sp_str_t id)
+{
+    for (member_t *m = g->members; m; m = m->next)
+        if (str_is(m->id, id))
+            return m;
+    return NULL;
+}
+
+static member_t *find_static(group_t *g, sp_str_t instance)
+{
+    if (instance.len < 0)
+        return NULL;
+    for (member_t *m = g->members; m; m = m->next)
+        if (str_is(m->instance_id, instance))
+            return m;
+    return NULL;
+}
+
+static offset_t *find_offset(group_t *g, const char *topic, int32_t tlen, int32_t p)
+{
+    for (int i = 0; i < g->noffsets; i++)
+        if (g->offsets[i].partition == p && (int32_t)strlen(g->offsets[i].topic) == tlen &&
+            memcmp(g->offsets[i].topic, topic, (size_t)tlen) == 0)
+            return &g->offsets[i];
+    return NULL;
+}
+
+static void put_offset(group_t *g, const char *topic, int32_t tlen, int32_t p, int64_t off,
+                       int32_t epoch, const char *meta, int32_t mlen, int64_t ts)
+{
+    offset_t *o = find_offset(g, topic, tlen, p);
+    if (!o) {
+        if (g->noffsets == g->capoffsets) {
+            int cap = g->capoffsets ? g->capoffsets * 2 : 16;
+            offset_t *n = realloc(g->offsets, sizeof(*n) * (size_t)cap);
+            if (!n)
+                return;
+            g->offsets = n;
+            g->capoffsets = cap;
+        }
+        o = &g->offsets[g->noffsets++];
+        o->topic = dupn(topic, tlen);
+        o->partition = p;
+        o->metadata = NULL;
+    }
+    free(o->metadata);
+    o->offset = off;
+    o->leader_epoch = epoch;
+    o->metadata = mlen >= 0 ? dupn(meta, mlen) : strdup("");
+    o->commit_ts = ts;
+}
+
+static void drop_offset(group_t *g, const char *topic, int32_t tlen, int32_t p)
+{
+    offset_t *o = find_offset(g, topic, tlen, p);
+    if (!o)
+        return;
+    free(o->topic);
+    free(o->metadata);
+    *o = g->offsets[--g->noffsets];
+}
+
+static void member_timer_closed(uv_handle_t *h)
+{
+    member_t *m = h->data;
+    for (int i = 0; i < m->nprotocols; i++) {
+        free(m->pnames[i]);
+        free(m->pmeta[i]);
+    }
+    free(m->pnames);
+    free(m->pmeta);
+    free(m->pmeta_len);
+    free(m->assignment);
+    free(m->id);
+    free(m->instance_id);
+    free(m->client_id);
+    free(m->client_host);
+    free(m);
+}
+
+static void free_group(group_t *g)
+{
+    for (int i = 0; i < g->noffsets; i++) {
+        free(g->offsets[i].topic);
+        free(g->offsets[i].metadata);
+    }
+    free(g->offsets);
+    for (int i = 0; i < g->npending; i++)
+        free(g->pending[i].id);
+    free(g->pending);
+    free(g->id);
+    free(g->protocol_type);
+    free(g->protocol);
+    free(g->leader);
+    free(g);
+}
+
+static void group_timer_closed(uv_handle_t *h)
+{
+    free_group(h->data);
+}
+
+/* Unlinks a group with no members and no offsets. */
+static void forget_group(group_t *g)
+{
+    group_t **pp = &G.groups;
+    while (*pp && *pp != g)
+        pp = &(*pp)->next;
+    if (*pp)
+        *pp = g->next;
+    if (g->join_timer_init)
+        uv_close((uv_handle_t *)&g->join_timer, group_timer_closed);
+    else
+        free_group(g);
+}
+
+static void session_expired(uv_timer_t *t);
+static void maybe_complete_join(group_t *g);
+static void prepare_rebalance(group_t *g, const char *why);
+
+static void touch(member_t *m)
+{
+    uv_timer_start(&m->timer, session_expired, (uint64_t)(m->session_timeout > 0 ? m->session_timeout : 10000), 0);
+}
+
+static int set_protocols(member_t *m, const sp_join_group_request_t *b)
+{
+    for (int i = 0; i < m->nprotocols; i++) {
+        free(m->pnames[i]);
+        free(m->pmeta[i]);
+    }
+    free(m->pnames);
+    free(m->pmeta);
+    free(m->pmeta_len);
+    int n = b->protocols.n > 0 ? b->protocols.n : 0;
+    m->nprotocols = 0;
+    m->pnames = calloc((size_t)(n ? n : 1), sizeof(char *));
+    m->pmeta = calloc((size_t)(n ? n : 1), sizeof(uint8_t *));
+    m->pmeta_len = calloc((size_t)(n ? n : 1), sizeof(int32_t));
+    if (!m->pnames || !m->pmeta || !m->pmeta_len)
+        return -1;
+    for (int i = 0; i < n; i++) {
+        const sp_join_group_request_protocol_t *p = &b->protocols.v[i];
+        int32_t ml = p->metadata.len > 0 ? p->metadata.len : 0;
+        m->pnames[i] = dups(p->name);
+        m->pmeta[i] = malloc((size_t)(ml ? ml : 1));
+        if (!m->pnames[i] || !m->pmeta[i])
+            return -1;
+        if (ml)
+            memcpy(m->pmeta[i], p->metadata.ptr, (size_t)ml);
+        m->pmeta_len[i] = ml;
+        m->nprotocols = i + 1;
+    }
+    return 0;
+}
+
+/* Whether m's protocols equal the request's (names and metadata). */
+static bool same_protocols(const member_t *m, const sp_join_group_request_t *b)
+{
+    if (m->nprotocols != (b->protocols.n > 0 ? b->protocols.n : 0))
+        return false;
+    for (int i = 0; i < m->nprotocols; i++) {
+        const sp_join_group_request_protocol_t *p = &b->protocols.v[i];
+        int32_t ml = p->metadata.len > 0 ? p->metadata.len : 0;
+        if (!str_is(m->pnames[i], p->name) || ml != m->pmeta_len[i] ||
+            (ml && memcmp(m->pmeta[i], p->metadata.ptr, (size_t)ml) != 0))
+            return false;
+    }
+    return true;
+}
+
+static bool member_supports(const member_t *m, const char *proto)
+{
+    for (int i = 0; i < m->nprotocols; i++)
+        if (strcmp(m->pnames[i], proto) == 0)
+            return true;
+    return false;
+}
+
+/* Whether a join with these protocols fits the group's members. */
+static bool compatible(const group_t *g, const sp_join_group_request_t *b)
+{
+    if (g->nmembers == 0)
+        return b->protocols.n > 0 && b->protocol_type.len > 0;
+    if (!str_is(g->protocol_type, b->protocol_type))
+        return false;
+    /* some protocol must be supported by all existing members */
+    for (int32_t i = 0; i < b->protocols.n; i++) {
+        char *name = dups(b->protocols.v[i].name);
+        bool all = name != NULL;
+        for (const member_t *m = g->members; m && all; m = m->next)
+            all = member_supports(m, name);
+        free(name);
+        if (all)
+            return true;
+    }
+    return false;
+}
+
+static bool all_support(const group_t *g, const char *proto)
+{
+    for (const member_t *m = g->members; m; m = m->next)
+        if (!member_supports(m, proto))
+            return false;
+    return true;
+}
+
+/* Picks the protocol all members support with the most votes, each member
+ * voting for its most preferred protocol among those (Kafka's rule). */
+static char *select_protocol(group_t *g)
+{
+    member_t *first = g->members;
+    const char *best = NULL;
+    int best_votes = -1;
+    if (!first)
+        return NULL;
+    for (int i = 0; i < first->nprotocols; i++) {
+        const char *cand = first->pnames[i];
+        if (!all_support(g, cand))
+            continue;
+        int votes = 0;
+        for (member_t *m = g->members; m; m = m->next)
+            for (int k = 0; k < m->nprotocols; k++)
+                if (all_support(g, m->pnames[k])) {
+                    votes += strcmp(m->pnames[k], cand) == 0;
+                    break;
+                }
+        if (votes > best_votes) {
+            best_votes = votes;
+            best = cand;
+        }
+    }
+    return best ? strdup(best) : NULL;
+}
+
+static void new_member_id(const char *client_id, char *out, size_t cap)
+{
+    uint8_t b[16];
+    if (getrandom(b, sizeof(b), 0) != sizeof(b))
+        memset(b, 0x5a, sizeof(b));
+    b[6] = (uint8_t)((b[6] & 0x0f) | 0x40);
+    b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
+    snprintf(out, cap, "%s-%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+             client_id, b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11],
+             b[12], b[13], b[14], b[15]);
+}
+
+/* ---- join ----------------------------------------------------------------- */
+
+static sp_join_group_response_t *join_resp(sp_req_t *req, int16_t err)
+{
+    sp_join_group_response_t *r = sp_arena_zalloc(&req->arena, sizeof(*r));
+    if (!r)
+        return NULL;
+    sp_join_group_response_init(r);
+    r->error_code = err;
+    r->members.n = 0;
+    return r;
+}
+
+static void answer_join_error(sp_req_t *req, int16_t err, const char *member_id)
+{
+    sp_join_group_response_t *r = join_resp(req, err);
+    if (!r) {
+        sp_req_post(req, respond_on_worker, NULL);
+        return;
+    }
+    if (member_id)
+        r->member_id = sp_str_c(sp_arena_strdup(&req->arena, member_id, strlen(member_id)));
+    answer(req, r);
+}
+
+/* Answers a member's parked JoinGroup for the completed rebalance. */
+static void answer_join(group_t *g, member_t *m)
+{
+    sp_req_t *req = m->join_req;
+    m->join_req = NULL;
+    if (!req)
+        return;
+    sp_join_group_response_t *r = join_resp(req, 0);
+    if (!r)
+        return;
+    sp_arena_t *a = &req->arena;
+    r->generation_id = g->generation;
+    r->protocol_type = as_str(g->protocol_type ? sp_arena_strdup(a, g->protocol_type, strlen(g->protocol_type)) : NULL);
+    r->protocol_name = as_str(g->protocol ? sp_arena_strdup(a, g->protocol, strlen(g->protocol)) : NULL);
+    r->leader = sp_str_c(sp_arena_strdup(a, g->leader ? g->leader : "", g->leader ? strlen(g->leader) : 0));
+    r->member_id = sp_str_c(sp_arena_strdup(a, m->id, strlen(m->id)));
+    if (g->leader && strcmp(g->leader, m->id) == 0) {
+        r->members.v = sp_join_group_response_member_alloc(a, g->nmembers);
+        r->members.n = r->members.v ? g->nmembers : 0;
+        int i = 0;
+        for (member_t *x = g->members; x && i < r->members.n; x = x->next, i++) {
+            int p = 0;
+            for (int k = 0; k < x->nprotocols; k++)
+                if (g->protocol && strcmp(x->pnames[k], g->protocol) == 0)
+                    p = k;
+            r->members.v[i].member_id = sp_str_c(sp_arena_strdup(a, x->id, strlen(x->id)));
+            r->members.v[i].group_instance_id =
+                x->instance_id ? sp_str_c(sp_arena_strdup(a, x->instance_id, strlen(x->instance_id))) : SP_STR_NULL;
+            uint8_t *md = sp_arena_alloc(a, (size_t)(x->nprotocols ? x->pmeta_len[p] : 0) + 1);
+            if (md && x->nprotocols)
+                memcpy(md, x->pmeta[p], (size_t)x->pmeta_len[p]);
+            r->members.v[i].metadata = (sp_bytes_t){ md, x->nprotocols ? x->pmeta_len[p] : 0 };
+        }
+    }
+    answer(req, r);
+}
+
+static void remove_member(group_t *g, member_t *m, const char *why);
+
+static void join_timeout(uv_timer_t *t)
+{
+    group_t *g = t->data;
+    if (g->state != PREPARING)
+        return;
+    if (g->initial_delay) {
+        g->initial_delay = false;
+        /* the initial delay is over: complete if everyone is in */
+    } else {
+        /* members that did not rejoin in time leave the group */
+        member_t *m = g->members;
+        while (m) {
+            member_t *next = m->next;
+            if (!m->joined)
+                remove_member(g, m, "did not rejoin within the rebalance timeout");
+            m = next;
+        }
+    }
+    maybe_complete_join(g);
+}
+
+static int32_t max_rebalance_timeout(group_t *g)
+{
+    int32_t t = 0;
+    for (member_t *m = g->members; m; m = m->next)
+        if (m->rebalance_timeout > t)
+            t = m->rebalance_timeout;
+    return t > 0 ? t : 60000;
+}
+
+static void ensure_join_timer(group_t *g)
+{
+    if (!g->join_timer_init) {
+        uv_timer_init(&G.loop, &g->join_timer);
+        g->join_timer.data = g;
+        g->join_timer_init = true;
+    }
+}
+
+static void prepare_rebalance(group_t *g, const char *why)
+{
+    /* parked syncs of the old generation learn about the rebalance */
+    for (member_t *m = g->members; m; m = m->next) {
+        if (m->sync_req) {
+            sp_sync_group_response_t *r = sp_arena_zalloc(&m->sync_req->arena, sizeof(*r));
+            if (r) {
+                sp_sync_group_response_init(r);
+                r->error_code = SP_ERR_REBALANCE_IN_PROGRESS;
+                r->assignment = (sp_bytes_t){ (const uint8_t *)"", 0 };
+            }
+            answer(m->sync_req, r);
+            m->sync_req = NULL;
+        }
+        m->joined = m->join_req != NULL;
+        free(m->assignment);
+        m->assignment = NULL;
+        m->assignment_len = 0;
+    }
+    ensure_join_timer(g);
+    int64_t delay = sp_config_long(G.cfg, "group.initial.rebalance.delay.ms");
+    if (g->state == EMPTY && delay > 0) {
+        g->initial_delay = true;
+        g->delay_deadline = now_ms() + max_rebalance_timeout(g);
+        uv_timer_start(&g->join_timer, join_timeout, (uint64_t)delay, 0);
+    } else {
+        g->initial_delay = false;
+        uv_timer_start(&g->join_timer, join_timeout, (uint64_t)max_rebalance_timeout(g), 0);
+    }
+    sp_info("group", "group %s: preparing rebalance (generation %d): %s", g->id, g->generation, why);
+    set_state(g, PREPARING);
+}
+
+static void complete_join(group_t *g)
+{
+    uv_timer_stop(&g->join_timer);
+    g->initial_delay = false;
+    g->generation++;
+    free(g->protocol);
+    g->protocol = g->nmembers ? select_protocol(g) : NULL;
+    if (!g->nmembers) {
+        free(g->leader);
+        g->leader = NULL;
+        set_state(g, EMPTY);
+        /* an empty generation is recorded, as Kafka does */
+        records_t r;
+        records_init(&r);
+        add_group_record(&r, g, false);
+        persist(g->id, &r, NULL, NULL, 0);
+        return;
+    }
+    bool leader_in = false;
+    for (member_t *m = g->members; m; m = m->next)
+        leader_in |= g->leader && strcmp(g->leader, m->id) == 0;
+    if (!leader_in) {
+        free(g->leader);
+        g->leader = strdup(g->members->id);
+    }
+    set_state(g, COMPLETING);
+    sp_info("group", "group %s: generation %d with %d member%s, protocol %s, leader %s", g->id,
+            g->generation, g->nmembers, g->nmembers == 1 ? "" : "s", g->protocol ? g->protocol : "-",
+            g->leader);
+    for (member_t *m = g->members; m; m = m->next) {
+        m->joined = false;
+        answer_join(g, m);
+        touch(m);
+    }
+}
+
+static void maybe_complete_join(group_t *g)
+{
+    if (g->state != PREPARING || g->initial_delay)
+        return;
+    for (member_t *m = g->members; m; m = m->next)
+        if (!m->joined)
+            return;
+    if (g->npending > 0) {
+        /* members told to come back with their id: wait for them too */
+        int64_t now = now_ms();
+        bool live = false;
+        for (int i = 0; i < g->npending; i++)
+            live |= g->pending[i].deadline > now;
+        if (live)
+            return;
+    }
+    complete_join(g);
+}
+
+static void remove_member(group_t *g, member_t *m, const char *why)
+{
+    member_t **pp = &g->members;
+    while (*pp && *pp != m)
+        pp = &(*pp)->next;
+    if (!*pp)
+        return;
+    *pp = m->next;
+    g->nmembers--;
+    sp_info("group", "group %s: member %s removed: %s", g->id, m->id, why);
+    if (m->join_req) {
+        answer_join_error(m->join_req, SP_ERR_UNKNOWN_MEMBER_ID, NULL);
+        m->join_req = NULL;
+    }
+    if (m->sync_req) {
+        sp_sync_group_response_t *r = sp_arena_zalloc(&m->sync_req->arena, sizeof(*r));
+        if (r) {
+            sp_sync_group_response_init(r);
+            r->error_code = SP_ERR_UNKNOWN_MEMBER_ID;
+            r->assignment = (sp_bytes_t){ (const uint8_t *)"", 0 };
+        }
+        answer(m->sync_req, r);
+        m->sync_req = NULL;
+    }
+    if (g->leader && strcmp(g->leader, m->id) == 0) {
+        free(g->leader);
+        g->leader = g->members ? strdup(g->members->id) : NULL;
+    }
+    uv_timer_stop(&m->timer);
+    uv_close((uv_handle_t *)&m->timer, member_timer_closed);
+    switch (g->state) {
+    case STABLE:
+    case COMPLETING:
+        prepare_rebalance(g, "a member left");
+        break;
+    case PREPARING:
+        break;
+    default:
+        break;
+    }
+    if (g->state == PREPARING)
+        maybe_complete_join(g);
+}
+
+static void session_expired(uv_timer_t *t)
+{
+    member_t *m = t->data;
+    remove_member(m->g, m, "session timeout expired");
+}
+
+static member_t *add_member(group_t *g, const char *id, sp_req_t *req,
+                            const sp_join_group_request_t *b)
+{
+    member_t *m = calloc(1, sizeof(*m));
+    if (!m)
+        return NULL;
+    m->g = g;
+    m->id = strdup(id);
+    m->instance_id = b->group_instance_id.len >= 0 ? dups(b->group_instance_id) : NULL;
+    m->client_id = req->r.hdr.client_id.len >= 0 ? dups(req->r.hdr.client_id) : strdup("");
+    m->client_host = strdup(sp_req_client_host(req));
+    m->session_timeout = b->session_timeout_ms;
+    m->rebalance_timeout = req->r.hdr.request_api_version >= 1 ? b->rebalance_timeout_ms : b->session_timeout_ms;
+    if (!m->id || !m->client_id || !m->client_host || set_protocols(m, b) != 0) {
+        free(m->id);
+        free(m);
+        return NULL;
+    }
+    uv_timer_init(&G.loop, &m->timer);
+    m->timer.data = m;
+    /* appended: the first member stays first (leader preference) */
+    member_t **pp = &g->members;
+    while (*pp)
+        pp = &(*pp)->next;
+    *pp = m;
+    g->nmembers++;
+    if (!g->protocol_type)
+        g->protocol_type = dups(b->protocol_type);
+    return m;
+}
+
+static void drop_pending(group_t *g, sp_str_t id)
+{
+    for (int i = 0; i < g->npending; i++) {
+        if (str_is(g->pending[i].id, id)) {
+            free(g->pending[i].id);
+            g->pending[i] = g->pending[--g->npending];
+            return;
+        }
+    }
+}
+
+static bool is_pending(group_t *g, sp_str_t id)
+{
+    for (int i = 0; i < g->npending; i++)
+        if (str_is(g->pending[i].id, id))
+            return true;
+    return false;
+}
+
+static void op_join(sp_req_t *req, void *arg)
+{
+    const sp_join_group_request_t *b = req->r.body;
+    int16_t v = req->r.hdr.request_api_version;
+    int32_t min_s = (int32_t)sp_config_long(G.cfg, "group.min.session.timeout.ms");
+    int32_t max_s = (int32_t)sp_config_long(G.cfg, "group.max.session.timeout.ms");
+    (void)arg;
+    if (b->group_id.len <= 0) {
+        answer_join_error(req, SP_ERR_INVALID_GROUP_ID, NULL);
+        return;
+    }
+    if (b->session_timeout_ms < min_s || b->session_timeout_ms > max_s) {
+        answer_join_error(req, SP_ERR_INVALID_SESSION_TIMEOUT, NULL);
+        return;
+    }
+    group_t *g = get_group(b->group_id);
+    if (!g) {
+        answer_join_error(req, SP_ERR_COORDINATOR_NOT_AVAILABLE, NULL);
+        return;
+    }
+    if (g->state == DEAD) {
+        answer_join_error(req, SP_ERR_COORDINATOR_NOT_AVAILABLE, NULL);
+        return;
+    }
+    if (!compatible(g, b)) {
+        answer_join_error(req, SP_ERR_INCONSISTENT_GROUP_PROTOCOL, NULL);
+        return;
+    }
+    member_t *m;
+    if (b->member_id.len <= 0) {
+        /* an unknown member */
+        member_t *st = find_static(g, b->group_instance_id);
+        char id[512], prefix[300];
+        /* Kafka: client.id (or group.instance.id) + "-" + a UUID */
+        if (b->group_instance_id.len >= 0)
+            snprintf(prefix, sizeof(prefix), "%.*s", (int)b->group_instance_id.len, b->group_instance_id.ptr);
+        else
+            snprintf(prefix, sizeof(prefix), "%.*s", req->r.hdr.client_id.len > 0 ? (int)req->r.hdr.client_id.len : 0,
+                     req->r.hdr.client_id.len > 0 ? req->r.hdr.client_id.ptr : "");
+        new_member_id(prefix, id, sizeof(id));
+        if (st) {
+            /* a static member restarted: it takes its old place, under a
+             * new id; no rebalance if nothing changed (KIP-345) */
+            if (st->join_req)
+                answer_join_error(st->join_req, SP_ERR_FENCED_INSTANCE_ID, NULL), st->join_req = NULL;
+            if (st->sync_req) {
+                sp_sync_group_response_t *r = sp_arena_zalloc(&st->sync_req->arena, sizeof(*r));
+                if (r) {
+                    sp_sync_group_response_init(r);
+                    r->error_code = SP_ERR_FENCED_INSTANCE_ID;
+                    r->assignment = (sp_bytes_t){ (const uint8_t *)"", 0 };
+                }
+                answer(st->sync_req, r);
+                st->sync_req = NULL;
+            }
+            bool was_leader = g->leader && strcmp(g->leader, st->id) == 0;
+            free(st->id);
+            st->id = strdup(id);
+            if (was_leader) {
+                free(g->leader);
+                g->leader = strdup(id);
+            }
+            st->session_timeout = b->session_timeout_ms;
+            st->rebalance_timeout = v >= 1 ? b->rebalance_timeout_ms : b->session_timeout_ms;
+            touch(st);
+            bool same = same_protocols(st, b);
+            if (g->state == STABLE && same) {
+                sp_info("group", "group %s: static member %.*s rejoined as %s without a rebalance",
+                        g->id, (int)b->group_instance_id.len, b->group_instance_id.ptr, id);
+                st->join_req = req;
+                answer_join(g, st);
+                records_t r;
+                records_init(&r);
+                add_group_record(&r, g, false);
+                persist(g->id, &r, NULL, NULL, 0);
+                return;
+            }
+            if (!same)
+                set_protocols(st, b);
+            st->join_req = req;
+            st->joined = true;
+            if (g->state != PREPARING)
+                prepare_rebalance(g, "a static member rejoined with new metadata");
+            maybe_complete_join(g);
+            return;
+        }
+        int64_t max_size = sp_config_long(G.cfg, "group.max.size");
+        if (g->nmembers >= max_size) {
+            answer_join_error(req, SP_ERR_GROUP_MAX_SIZE_REACHED, NULL);
+            return;
+        }
+        if (v >= 4 && b->group_instance_id.len < 0) {
+            /* KIP-394: the client must come back with this id */
+            pending_id_t *n = realloc(g->pending, sizeof(*n) * (size_t)(g->npending + 1));
+            if (n) {
+                g->pending = n;
+                g->pending[g->npending].id = strdup(id);
+                g->pending[g->npending].deadline = now_ms() + b->session_timeout_ms;
+                g->npending++;
+            }
+            answer_join_error(req, SP_ERR_MEMBER_ID_REQUIRED, id);
+            return;
+        }
+        m = add_member(g, id, req, b);
+        if (!m) {
+            answer_join_error(req, SP_ERR_COORDINATOR_NOT_AVAILABLE, NULL);
+            return;
+        }
+        m->join_req = req;
+        m->joined = true;
+        touch(m);
+        if (g->state != PREPARING)
+            prepare_rebalance(g, "a new member joined");
+        maybe_complete_join(g);
+        return;
+    }
+    /* a known member id (or one we asked to come back) */
+    m = find_member(g, b->member_id);
+    if (!m) {
+        if (!is_pending(g, b->member_id)) {
+            answer_join_error(req, SP_ERR_UNKNOWN_MEMBER_ID, NULL);
+            return;
+        }
+        drop_pending(g, b->member_id);
+        int64_t max_size = sp_config_long(G.cfg, "group.max.size");
+        if (g->nmembers >= max_size) {
+            answer_join_error(req, SP_ERR_GROUP_MAX_SIZE_REACHED, NULL);
+            return;
+        }
+        char *id = dups(b->member_id);
+        m = id ? add_member(g, id, req, b) : NULL;
+        free(id);
+        if (!m) {
+            answer_join_error(req, SP_ERR_COORDINATOR_NOT_AVAILABLE, NULL);
+            return;
+        }
+        m->join_req = req;
+        m->joined = true;
+        touch(m);
+        if (g->state != PREPARING)
+            prepare_rebalance(g, "a new member joined");
+        maybe_complete_join(g);
+        return;
+    }
+    if (m->instance_id && b->group_instance_id.len >= 0 && !str_is(m->instance_id, b->group_instance_id)) {
+        answer_join_error(req, SP_ERR_FENCED_INSTANCE_ID, NULL);
+        return;
+    }
+    if (m->join_req) /* a retry replaces the earlier parked join */
+        answer_join_error(m->join_req, SP_ERR_UNKNOWN_MEMBER_ID, NULL);
+    touch(m);
+    bool same = same_protocols(m, b);
+    bool is_leader = g->leader && strcmp(g->leader, m->id) == 0;
+    if ((g->state == STABLE || g->state == COMPLETING) && same && !is_leader) {
+        /* a follower rejoining with nothing new gets the current generation */
+        m->join_req = req;
+        answer_join(g, m);
+        return;
+    }
+    if (!same)
+        set_protocols(m, b);
+    m->join_req = req;
+    m->joined = true;
+    if (g->state != PREPARING)
+        prepare_rebalance(g, is_leader ? "the leader rejoined" : "a member changed its subscription");
+    maybe_complete_join(g);
+}
+
+/* ---- sync ------------------------------------------------------------------ */
+
+static sp_sync_group_response_t *sync_resp(sp_req_t *req, int16_t err)
+{
+    sp_sync_group_response_t *r = sp_arena_zalloc(&req->arena, sizeof(*r));
+    if (r) {
+        sp_sync_group_response_init(r);
+        r->error_code = err;
+        r->assignment = (sp_bytes_t){ (const uint8_t *)"", 0 };
+    }
+    return r;
+}
+
+static void fill_sync(sp_req_t *req, sp_sync_group_response_t *r, group_t *g, member_t *m)
+{
+    uint8_t *a = sp_arena_alloc(&req->arena, (size_t)m->assignment_len + 1);
+    if (a && m->assignment_len)
+        memcpy(a, m->assignment, (size_t)m->assignment_len);
+    r->assignment = (sp_bytes_t){ a ? a : (const uint8_t *)"", a ? m->assignment_len : 0 };
+    r->protocol_type = g->protocol_type ? sp_str_c(sp_arena_strdup(&req->arena, g->protocol_type, strlen(g->protocol_type))) : SP_STR_NULL;
+    r->protocol_name = g->protocol ? sp_str_c(sp_arena_strdup(&req->arena, g->protocol, strlen(g->protocol))) : SP_STR_NULL;
+}
+
+static void op_sync(sp_req_t *req, void *arg)
+{
+    const sp_sync_group_request_t *b = req->r.body;
+    (void)arg;
+    group_t *g = find_group(b->group_id);
+    member_t *m = g ? find_member(g, b->member_id) : NULL;
+    if (!g || !m) {
+        answer(req, sync_resp(req, SP_ERR_UNKNOWN_MEMBER_ID));
+        return;
+    }
+    if (m->instance_id && b->group_instance_id.len >= 0 && !str_is(m->instance_id, b->group_instance_id)) {
+        answer(req, sync_resp(req, SP_ERR_FENCED_INSTANCE_ID));
+        return;
+    }
+    if (b->generation_id != g->generation) {
+        answer(req, sync_resp(req, SP_ERR_ILLEGAL_GENERATION));
+        return;
+    }
+    if ((b->protocol_type.len >= 0 && !str_is(g->protocol_type, b->protocol_type)) ||
+        (b->protocol_name.len >= 0 && !str_is(g->protocol, b->protocol_name))) {
+        answer(req, sync_resp(req, SP_ERR_INCONSISTENT_GROUP_PROTOCOL));
+        return;
+    }
+    touch(m);
+    switch (g->state) {
+    case PREPARING:
+        answer(req, sync_resp(req, SP_ERR_REBALANCE_IN_PROGRESS));
+        return;
+    case STABLE: {
+        sp_sync_group_response_t *r = sync_resp(req, 0);
+        if (r)
+            fill_sync(req, r, g, m);
+        answer(req, r);
+        return;
+    }
+    case COMPLETING:
+        break;
+    default:
+        answer(req, sync_resp(req, SP_ERR_UNKNOWN_MEMBER_ID));
+        return;
+    }
+    if (m->sync_req)
+        answer(m->sync_req, sync_resp(m->sync_req, SP_ERR_REBALANCE_IN_PROGRESS));
+    m->sync_req = req;
+    if (!g->leader || strcmp(g->leader, m->id) != 0)
+        return; /* followers wait for the leader's assignment */
+    for (int32_t i = 0; i < b->assignments.n; i++) {
+        member_t *x = find_member(g, b->assignments.v[i].member_id);
+        if (!x)
+            continue;
+        int32_t n = b->assignments.v[i].assignment.len > 0 ? b->assignments.v[i].assignment.len : 0;
+        free(x->assignment);
+        x->assignment = malloc((size_t)(n ? n : 1));
+        if (x->assignment && n)
+            memcpy(x->assignment, b->assignments.v[i].assignment.ptr, (size_t)n);
+        x->assignment_len = x->assignment ? n : 0;
+    }
+    set_state(g, STABLE);
+    /* the group's metadata is durable before anyone is told */
+    int n = 0;
+    for (member_t *x = g->members; x; x = x->next)
+        n += x->sync_req != NULL;
+    sp_req_t **reqs = calloc((size_t)(n ? n : 1), sizeof(*reqs));
+    void **resps = calloc((size_t)(n ? n : 1), sizeof(*resps));
+    int k = 0;
+    for (member_t *x = g->members; x && reqs && resps; x = x->next) {
+        if (!x->sync_req)
+            continue;
+        sp_sync_group_response_t *r = sync_resp(x->sync_req, 0);
+        if (r)
+            fill_sync(x->sync_req, r, g, x);
+        reqs[k] = x->sync_req;
+        resps[k++] = r;
+        x->sync_req = NULL;
+    }
+    records_t r;
+    records_init(&r);
+    add_group_record(&r, g, false);
+    int16_t err = persist(g->id, &r, reqs, resps, k);
+    if (err) {
+        for (int i = 0; i < k; i++) {
+            ((sp_sync_group_response_t *)resps[i])->error_code = err;
+            answer(reqs[i], resps[i]);
+        }
+        prepare_rebalance(g, "the group metadata could not be written");
+    }
+    free(reqs);
+    free(resps);
+}
+
+/* ---- heartbeat, leave ---------------------------------------------------- */
+
+static void op_heartbeat(sp_req_t *req, void *arg)
+{
+    const sp_heartbeat_request_t *b = req->r.body;
+    sp_heartbeat_response_t *r = sp_arena_zalloc(&req->arena, sizeof(*r));
+    (void)arg;
+    if (r)
+        sp_heartbeat_response_init(r);
+    group_t *g = find_group(b->group_id);
+    member_t *m = g ? find_member(g, b->member_id) : NULL;
+    int16_t err = 0;
+    if (!g || !m)
+        err = SP_ERR_UNKNOWN_MEMBER_ID;
+    else if (m->instance_id && b->group_instance_id.len >= 0 && !str_is(m->instance_id, b->group_instance_id))
+        err = SP_ERR_FENCED_INSTANCE_ID;
+    else if (b->generation_id != g->generation)
+        err = g->state == PREPARING ? SP_ERR_REBALANCE_IN_PROGRESS : SP_ERR_ILLEGAL_GENERATION;
+    else if (g->state == PREPARING)
+        err = SP_ERR_REBALANCE_IN_PROGRESS;
+    if (m && err != SP_ERR_FENCED_INSTANCE_ID && err != SP_ERR_UNKNOWN_MEMBER_ID)
+        touch(m);
+    if (r)
+        r->error_code = err;
+    answer(req, r);
+}
+
+static void op_leave(sp_req_t *req, void *arg)
+{
+    const sp_leave_group_request_t *b = req->r.body;
+    int16_t v = req->r.hdr.request_api_version;
+    sp_leave_group_response_t *r = sp_arena_zalloc(&req->arena, sizeof(*r));
+    (void)arg;
+    if (!r) {
+        answer(req, NULL);
+        return;
+    }
+    sp_leave_group_response_init(r);
+    group_t *g = find_group(b->group_id);
+    if (v < 3) {
+        member_t *m = g ? find_member(g, b->member_id) : NULL;
+        if (!m) {
+            r->error_code = SP_ERR_UNKNOWN_MEMBER_ID;
+        } else {
+            remove_member(g, m, "left the group");
+        }
+        answer(req, r);
+        return;
+    }
+    int32_t n = b->members.n > 0 ? b->members.n : 0;
+    r->members.v = sp_leave_group_response_member_response_alloc(&req->arena, n);
+    r->members.n = r->members.v ? n : 0;
+    for (int32_t i = 0; i < r->members.n; i++) {
+        const sp_leave_group_request_member_identity_t *mi = &b->members.v[i];
+        sp_leave_group_response_member_response_t *o = &r->members.v[i];
+        o->member_id = mi->member_id;
+        o->group_instance_id = mi->group_instance_id;
+        member_t *m = NULL;
+        if (g) {
+            if (mi->member_id.len > 0)
+                m = find_member(g, mi->member_id);
+            else
+                m = find_static(g, mi->group_instance_id);
+        }
+        if (!m) {
+            o->error_code = SP_ERR_UNKNOWN_MEMBER_ID;
+        } else if (m->instance_id && mi->group_instance_id.len >= 0 && !str_is(m->instance_id, mi->group_instance_id)) {
+            o->error_code = SP_ERR_FENCED_INSTANCE_ID;
+        } else {
+            remove_member(g, m, mi->reason.len > 0 ? "left the group" : "left the group");
+        }
+    }
+    if (!g)
+        r->error_code = 0;
+    answer(req, r);
+}
+
+/* ---- offsets ---------------------------------------------------------------- */
+
+static void op_commit(sp_req_t *req, void *arg)
+{
+    const sp_offset_commit_request_t *b = req->r.body;
+    int16_t v = req->r.hdr.request_api_version;
+    (void)arg;
+    sp_offset_commit_response_t *r = sp_arena_zalloc(&req->arena, sizeof(*r));
+    if (!r) {
+        answer(req, NULL);
+        return;
+    }
+    sp_offset_commit_response_init(r);
+    int32_t nt = b->topics.n > 0 ? b->topics.n : 0;
+    r->topics.v = sp_offset_commit_response_topic_alloc(&req->arena, nt);
+    r->topics.n = r->topics.v ? nt : 0;
+    int16_t group_err = 0;
+    group_t *g = NULL;
+    if (b->group_id.len <= 0) {
+        group_err = SP_ERR_INVALID_GROUP_ID;
+    } else {
+        g = find_group(b->group_id);
+        bool simple = v == 0 || (b->generation_id_or_member_epoch < 0 && b->member_id.len <= 0);
+        if (simple) {
+            if (g && g->nmembers > 0 && g->state != EMPTY)
+                group_err = SP_ERR_UNKNOWN_MEMBER_ID; /* a live group needs a member's commit */
+            else if (!g)
+                g = get_group(b->group_id);
+        } else {
+            member_t *m = g ? find_member(g, b->member_id) : NULL;
+            if (!g || !m)
+                group_err = SP_ERR_UNKNOWN_MEMBER_ID;
+            else if (m->instance_id && b->group_instance_id.len >= 0 && !str_is(m->instance_id, b->group_instance_id))
+                group_err = SP_ERR_FENCED_INSTANCE_ID;
+            else if (b->generation_id_or_member_epoch != g->generation)
+                group_err = SP_ERR_ILLEGAL_GENERATION;
+            else if (g->state == COMPLETING)
+                group_err = SP_ERR_REBALANCE_IN_PROGRESS;
+            if (m && !group_err)
+                touch(m);
+        }
+        if (!group_err && !g)
+            group_err = SP_ERR_COORDINATOR_NOT_AVAILABLE;
+    }
+    int64_t max_meta = sp_config_long(G.cfg, "offset.metadata.max.bytes");
+    int64_t now = now_ms();
+    records_t rec;
+    records_init(&rec);
+    sp_image_t *img = sp_image_acquire();
+    for (int32_t t = 0; t < r->topics.n; t++) {
+        const sp_offset_commit_request_topic_t *rt = &b->topics.v[t];
+        sp_offset_commit_response_topic_t *to = &r->topics.v[t];
+        int32_t np = rt->partitions.n > 0 ? rt->partitions.n : 0;
+        to->name = rt->name;
+        to->partitions.v = sp_offset_commit_response_partition_alloc(&req->arena, np);
+        to->partitions.n = to->partitions.v ? np : 0;
+        const sp_topic_info_t *ti = sp_image_topic(img, rt->name.ptr, rt->name.len);
+        for (int32_t p = 0; p < to->partitions.n; p++) {
+            const sp_offset_commit_request_partition_t *rp = &rt->partitions.v[p];
+            sp_offset_commit_response_partition_t *po = &to->partitions.v[p];
+            po->partition_index = rp->partition_index;
+            if (group_err) {
+                po->error_code = group_err;
+                continue;
+            }
+            if (!ti || rp->partition_index < 0 || rp->partition_index >= ti->npartitions) {
+                po->error_code = SP_ERR_UNKNOWN_TOPIC_OR_PARTITION;
+                continue;
+            }
+            if (rp->committed_metadata.len > max_meta) {
+                po->error_code = SP_ERR_OFFSET_METADATA_TOO_LARGE;
+                continue;
+            }
+            char topic[256];
+            snprintf(topic, sizeof(topic), "%.*s", (int)rt->name.len, rt->name.ptr);
+            offset_t o;
+            o.topic = topic;
+            o.partition = rp->partition_index;
+            o.offset = rp->committed_offset;
+            o.leader_epoch = v >= 6 ? rp->committed_leader_epoch : -1;
+            o.metadata = rp->committed_metadata.len >= 0 ? dups(rp->committed_metadata) : NULL;
+            o.commit_ts = v == 1 && rp->commit_timestamp >= 0 ? rp->commit_timestamp : now;
+            if (add_offset_record(&rec, g->id, topic, o.partition, &o) != 0)
+                po->error_code = SP_ERR_UNKNOWN_SERVER_ERROR;
+            else
+                put_offset(g, rt->name.ptr, rt->name.len, o.partition, o.offset, o.leader_epoch,
+                           rp->committed_metadata.ptr, rp->committed_metadata.len, o.commit_ts);
+            free(o.metadata);
+        }
+    }
+    sp_image_release(img);
+    sp_req_t *reqs[1] = { req };
+    void *resps[1] = { r };
+    int16_t err = g ? persist(g->id, &rec, reqs, resps, 1) : (sp_batch_builder_free(&rec.b), (int16_t)0);
+    if (!g) {
+        answer(req, r);
+        return;
+    }
+    if (err) {
+        for (int32_t t = 0; t < r->topics.n; t++)
+            for (int32_t p = 0; p < r->topics.v[t].partitions.n; p++)
+                if (!r->topics.v[t].partitions.v[p].error_code)
+                    r->topics.v[t].partitions.v[p].error_code = err;
+        answer(req, r);
+    }
+}
+
+static void fill_fetch_partitions(sp_req_t *req, group_t *g, sp_str_t topic, const int32_t *parts,
+                                  int32_t np, bool all, void *out_v, int32_t *out_n, bool group_level)
+{
+    /* out is either sp_offset_fetch_response_partition_t (v0-v7) or
+     * sp_offset_fetch_response_partitions_t (v8+); they are laid out alike
+     * but typed apart, so fill through a small switch */
+    int32_t n = np;
+    if (all) {
+        n = 0;
+        for (int i = 0; g && i < g->noffsets; i++)
+            n += str_is(g->offsets[i].topic, topic);
+    }
+    if (group_level) {
+        sp_offset_fetch_response_partitions_t *v = sp_offset_fetch_response_partitions_alloc(&req->arena, n);
+        *(sp_offset_fetch_response_partitions_t **)out_v = v;
+        *out_n = v ? n : 0;
+        int k = 0;
+        for (int i = 0; v && k < n && (all ? (g && i < g->noffsets) : i < np); i++) {
+            const offset_t *o;
+            int32_t p;
+            if (all) {
+                if (!str_is(g->offsets[i].topic, topic))
+                    continue;
+                o = &g->offsets[i];
+                p = o->partition;
+            } else {
+                p = parts[i];
+                o = g ? find_offset(g, topic.ptr, topic.len, p) : NULL;
+            }
+            v[k].partition_index = p;
+            v[k].committed_offset = o ? o->offset : -1;
+            v[k].committed_leader_epoch = o ? o->leader_epoch : -1;
+            v[k].metadata = sp_str_c(o && o->metadata ? sp_arena_strdup(&req->arena, o->metadata, strlen(o->metadata)) : "");
+            k++;
+        }
+    } else {
+        sp_offset_fetch_response_partition_t *v = sp_offset_fetch_response_partition_alloc(&req->arena, n);
+        *(sp_offset_fetch_response_partition_t **)out_v = v;
+        *out_n = v ? n : 0;
+        int k = 0;
+        for (int i = 0; v && k < n && (all ? (g && i < g->noffsets) : i < np); i++) {
+            const offset_t *o;
+            int32_t p;
+            if (all) {
+                if (!str_is(g->offsets[i].topic, topic))
+                    continue;
+                o = &g->offsets[i];
+                p = o->partition;
+            } else {
+                p = parts[i];
+                o = g ? find_offset(g, topic.ptr, topic.len, p) : NULL;
+            }
+            v[k].partition_index = p;
+            v[k].committed_offset = o ? o->offset : -1;
+            v[k].committed_leader_epoch = o ? o->leader_epoch : -1;
+            v[k].metadata = sp_str_c(o && o->metadata ? sp_arena_strdup(&req->arena, o->metadata, strlen(o->metadata)) : "");
+            k++;
+        }
+    }
+}
+
+/* Distinct topics of a group's offsets, as arena strings. */
+static int group_topics(sp_req_t *req, group_t *g, sp_str_t **out)
+{
+    int n = 0;
+    sp_str_t *v = sp_arena_alloc(&req->arena, sizeof(sp_str_t) * (size_t)(g && g->noffsets ? g->noffsets : 1));
+    for (int i = 0; v && g && i < g->noffsets; i++) {
+        bool seen = false;
+        for (int k = 0; k < n && !seen; k++)
+            seen = str_is(g->offsets[i].topic, v[k]);
+        if (!seen)
+            v[n++] = sp_str_c(sp_arena_strdup(&req->arena, g->offsets[i].topic, strlen(g->offsets[i].topic)));
+    }
+    *out = v;
+    return v ? n : 0;
+}
+
+static void op_offset_fetch(sp_req_t *req, void *arg)
+{
+    const sp_offset_fetch_request_t *b = req->r.body;
+    int16_t v = req->r.hdr.request_api_version;
+    (void)arg;
+    sp_offset_fetch_response_t *r = sp_arena_zalloc(&req->arena, sizeof(*r));
+    if (!r) {
+        answer(req, NULL);
+        return;
+    }
+    sp_offset_fetch_response_init(r);
+    if (v < 8) {
+        group_t *g = find_group(b->group_id);
+        bool all = b->topics.n < 0;
+        sp_str_t *names = NULL;
+        int32_t nt = all ? group_topics(req, g, &names) : b->topics.n;
+        r->topics.v = sp_offset_fetch_response_topic_alloc(&req->arena, nt);
+        r->topics.n = r->topics.v ? nt : 0;
+        for (int32_t t = 0; t < r->topics.n; t++) {
+            sp_str_t name = all ? names[t] : b->topics.v[t].name;
+            r->topics.v[t].name = name;
+            void *pv = NULL;
+            fill_fetch_partitions(req, g, name, all ? NULL : b->topics.v[t].partition_indexes.v,
+                                  all ? 0 : (b->topics.v[t].partition_indexes.n > 0 ? b->topics.v[t].partition_indexes.n : 0),
+                                  all, &pv, &r->topics.v[t].partitions.n, false);
+            r->topics.v[t].partitions.v = pv;
+        }
+        answer(req, r);
+        return;
+    }
+    int32_t ng = b->groups.n > 0 ? b->groups.n : 0;
+    r->groups.v = sp_offset_fetch_response_group_alloc(&req->arena, ng);
+    r->groups.n = r->groups.v ? ng : 0;
+    for (int32_t i = 0; i < r->groups.n; i++) {
+        const sp_offset_fetch_request_group_t *rg = &b->groups.v[i];
+        sp_offset_fetch_response_group_t *og = &r->groups.v[i];
+        group_t *g = find_group(rg->group_id);
+        og->group_id = rg->group_id;
+        bool all = rg->topics.n < 0;
+        sp_str_t *names = NULL;
+        int32_t nt = all ? group_topics(req, g, &names) : rg->topics.n;
+        og->topics.v = sp_offset_fetch_response_topics_alloc(&req->arena, nt);
+        og->topics.n = og->topics.v ? nt : 0;
+        for (int32_t t = 0; t < og->topics.n; t++) {
+            sp_str_t name = all ? names[t] : rg->topics.v[t].name;
+            og->topics.v[t].name = name;
+            void *pv = NULL;
+            fill_fetch_partitions(req, g, name, all ? NULL : rg->topics.v[t].partition_indexes.v,
+                                  all ? 0 : (rg->topics.v[t].partition_indexes.n > 0 ? rg->topics.v[t].partition_indexes.n : 0),
+                                  all, &pv, &og->topics.v[t].partitions.n, true);
+            og->topics.v[t].partitions.v = pv;
+        }
+    }
+    answer(req, r);
+}
+
+/* ---- describe, list, delete --------------------------------------------- */
+
+static void op_describe(sp_req_t *req, void *arg)
+{
+    const sp_describe_groups_request_t *b = req->r.body;
+    sp_arena_t *a = &req->arena;
+    (void)arg;
+    sp_describe_groups_response_t *r = sp_arena_zalloc(a, sizeof(*r));
+    if (!r) {
+        answer(req, NULL);
+        return;
+    }
+    sp_describe_groups_response_init(r);
+    int32_t n = b->groups.n > 0 ? b->groups.n : 0;
+    r->groups.v = sp_describe_groups_response_described_group_alloc(a, n);
+    r->groups.n = r->groups.v ? n : 0;
+    for (int32_t i = 0; i < r->groups.n; i++) {
+        sp_describe_groups_response_described_group_t *o = &r->groups.v[i];
+        group_t *g = find_group(b->groups.v[i]);
+        o->group_id = b->groups.v[i];
+        if (!g) {
+            o->group_state = sp_str_lit("Dead");
+            o->protocol_type = sp_str_lit("");
+            o->protocol_data = sp_str_lit("");
+            o->members.n = 0;
+            continue;
+        }
+        o->group_state = sp_str_c(state_names[g->state]);
+        o->protocol_type = sp_str_c(sp_arena_strdup(a, g->protocol_type ? g->protocol_type : "", g->protocol_type ? strlen(g->protocol_type) : 0));
+        o->protocol_data = sp_str_c(sp_arena_strdup(a, g->protocol ? g->protocol : "", g->protocol ? strlen(g->protocol) : 0));
+        if (b->include_authorized_operations)
+            o->authorized_operations = (1 << 3) | (1 << 6) | (1 << 8);
+        o->members.v = sp_describe_groups_response_described_group_member_alloc(a, g->nmembers);
+        o->members.n = o->members.v ? g->nmembers : 0;
+        int k = 0;
+        for (member_t *m = g->members; m && k < o->members.n; m = m->next, k++) {
+            sp_describe_groups_response_described_group_member_t *mo = &o->members.v[k];
+            mo->member_id = sp_str_c(sp_arena_strdup(a, m->id, strlen(m->id)));
+            mo->group_instance_id = m->instance_id ? sp_str_c(sp_arena_strdup(a, m->instance_id, strlen(m->instance_id))) : SP_STR_NULL;
+            mo->client_id = sp_str_c(sp_arena_strdup(a, m->client_id, strlen(m->client_id)));
+            mo->client_host = sp_str_c(sp_arena_strdup(a, m->client_host, strlen(m->client_host)));
+            int p = -1;
+            for (int q = 0; q < m->nprotocols; q++)
+                if (g->protocol && strcmp(m->pnames[q], g->protocol) == 0)
+                    p = q;
+            uint8_t *md = NULL;
+            if (p >= 0 && (md = sp_arena_alloc(a, (size_t)m->pmeta_len[p] + 1)))
+                memcpy(md, m->pmeta[p], (size_t)m->pmeta_len[p]);
+            mo->member_metadata = (sp_bytes_t){ md ? md : (const uint8_t *)"", md ? m->pmeta_len[p] : 0 };
+            uint8_t *as = NULL;
+            if (g->state == STABLE && m->assignment_len && (as = sp_arena_alloc(a, (size_t)m->assignment_len)))
+                memcpy(as, m->assignment, (size_t)m->assignment_len);
+            mo->member_assignment = (sp_bytes_t){ as ? as : (const uint8_t *)"", as ? m->assignment_len : 0 };
+        }
+    }
+    answer(req, r);
+}
+
+static void op_list(sp_req_t *req, void *arg)
+{
+    const sp_list_groups_request_t *b = req->r.body;
+    sp_arena_t *a = &req->arena;
+    (void)arg;
+    sp_list_groups_response_t *r = sp_arena_zalloc(a, sizeof(*r));
+    if (!r) {
+        answer(req, NULL);
+        return;
+    }
+    sp_list_groups_response_init(r);
+    int n = 0;
+    for (group_t *g = G.groups; g; g = g->next)
+        n++;
+    r->groups.v = sp_list_groups_response_listed_group_alloc(a, n);
+    int k = 0;
+    for (group_t *g = G.groups; g && r->groups.v; g = g->next) {
+        bool ok = b->states_filter.n <= 0;
+        for (int32_t i = 0; i < b->states_filter.n && !ok; i++)
+            ok = b->states_filter.v[i].len == (int32_t)strlen(state_names[g->state]) &&
+                 strncasecmp(b->states_filter.v[i].ptr, state_names[g->state], (size_t)b->states_filter.v[i].len) == 0;
+        bool type_ok = b->types_filter.n <= 0;
+        for (int32_t i = 0; i < b->types_filter.n && !type_ok; i++)
+            type_ok = b->types_filter.v[i].len == 7 && strncasecmp(b->types_filter.v[i].ptr, "classic", 7) == 0;
+        if (!ok || !type_ok || g->state == DEAD)
+            continue;
+        sp_list_groups_response_listed_group_t *o = &r->groups.v[k++];
+        o->group_id = sp_str_c(sp_arena_strdup(a, g->id, strlen(g->id)));
+        o->protocol_type = sp_str_c(sp_arena_strdup(a, g->protocol_type ? g->protocol_type : "", g->protocol_type ? strlen(g->protocol_type) : 0));
+        o->group_state = sp_str_c(state_names[g->state]);
+        o->group_type = sp_str_lit("classic");
+    }
+    r->groups.n = r->groups.v ? k : 0;
+    answer(req, r);
+}
+
+static void delete_group_state(group_t *g, records_t *rec)
+{
+    for (int i = 0; i < g->noffsets; i++)
+        add_offset_record(rec, g->id, g->offsets[i].topic, g->offsets[i].partition, NULL);
+    add_group_record(rec, g, true);
+}
+
+static void op_delete_groups(sp_req_t *req, void *arg)
+{
+    const sp_delete_groups_request_t *b = req->r.body;
+    (void)arg;
+    sp_delete_groups_response_t *r = sp_arena_zalloc(&req->arena, sizeof(*r));
+    if (!r) {
+        answer(req, NULL);
+        return;
+    }
+    sp_delete_groups_response_init(r);
+    int32_t n = b->groups_names.n > 0 ? b->groups_names.n : 0;
+    r->results.v = sp_delete_groups_response_deletable_group_result_alloc(&req->arena, n);
+    r->results.n = r->results.v ? n : 0;
+    for (int32_t i = 0; i < r->results.n; i++) {
+        group_t *g = find_group(b->groups_names.v[i]);
+        r->results.v[i].group_id = b->groups_names.v[i];
+        if (!g || g->state == DEAD) {
+            r->results.v[i].error_code = SP_ERR_GROUP_ID_NOT_FOUND;
+            continue;
+        }
+        if (g->nmembers > 0) {
+            r->results.v[i].error_code = SP_ERR_NON_EMPTY_GROUP;
+            continue;
+        }
+        records_t rec;
+        records_init(&rec);
+        delete_group_state(g, &rec);
+        int16_t err = persist(g->id, &rec, NULL, NULL, 0);
+        if (err) {
+            r->results.v[i].error_code = err;
+            continue;
+        }
+        sp_info("group", "group %s deleted", g->id);
+        set_state(g, DEAD);
+        forget_group(g);
+    }
+    answer(req, r);
+}
+
+/* Topics a group's members subscribe to (consumer protocol), or false. */
+static bool subscribed(group_t *g, sp_str_t topic)
+{
+    if (!g->protocol_type || strcmp(g->protocol_type, "consumer") != 0 || !g->protocol)
+        return false;
+    for (member_t *m = g->members; m; m = m->next) {
+        for (int p = 0; p < m->nprotocols; p++) {
+            if (strcmp(m->pnames[p], g->protocol) != 0 || m->pmeta_len[p] < 2)
+                continue;
+            sp_reader_t r = sp_reader(m->pmeta[p], (size_t)m->pmeta_len[p]);
+            int16_t ver;
+            sp_read_i16(&r, &ver);
+            sp_arena_t a;
+            sp_arena_init(&a, 1 << 20);
+            sp_consumer_protocol_subscription_t s;
+            sp_consumer_protocol_subscription_init(&s);
+            if (ver > SP_CONSUMER_PROTOCOL_SUBSCRIPTION_MAX_VERSION)
+                ver = SP_CONSUMER_PROTOCOL_SUBSCRIPTION_MAX_VERSION;
+            bool hit = false;
+            if (sp_consumer_protocol_subscription_decode(&r, &a, &s, ver) == 0)
+                for (int32_t i = 0; i < s.topics.n && !hit; i++)
+                    hit = sp_str_eq(s.topics.v[i], topic);
+            sp_arena_free(&a);
+            if (hit)
+                return true;
+        }
+    }
+    return false;
+}
+
+static void op_offset_delete(sp_req_t *req, void *arg)
+{
+    const sp_offset_delete_request_t *b = req->r.body;
+    (void)arg;
+    sp_offset_delete_response_t *r = sp_arena_zalloc(&req->arena, sizeof(*r));
+    if (!r) {
+        answer(req, NULL);
+        return;
+    }
+    sp_offset_delete_response_init(r);
+    group_t *g = find_group(b->group_id);
+    if (!g || g->state == DEAD) {
+        r->error_code = SP_ERR_GROUP_ID_NOT_FOUND;
+        r->topics.n = 0;
+        answer(req, r);
+        return;
+    }
+    int32_t nt = b->topics.n > 0 ? b->topics.n : 0;
+    r->topics.v = sp_offset_delete_response_topic_alloc(&req->arena, nt);
+    r->topics.n = r->topics.v ? nt : 0;
+    records_t rec;
+    records_init(&rec);
+    for (int32_t t = 0; t < r->topics.n; t++) {
+        const sp_offset_delete_request_topic_t *rt = &b->topics.v[t];
+        sp_offset_delete_response_topic_t *to = &r->topics.v[t];
+        int32_t np = rt->partitions.n > 0 ? rt->partitions.n : 0;
+        to->name = rt->name;
+        to->partitions.v = sp_offset_delete_response_partition_alloc(&req->arena, np);
+        to->partitions.n = to->partitions.v ? np : 0;
+        bool sub = subscribed(g, rt->name);
+        for (int32_t p = 0; p < to->partitions.n; p++) {
+            int32_t idx = rt->partitions.v[p].partition_index;
+            to->partitions.v[p].partition_index = idx;
+            if (sub) {
+                to->partitions.v[p].error_code = SP_ERR_GROUP_SUBSCRIBED_TO_TOPIC;
+                continue;
+            }
+            if (find_offset(g, rt->name.ptr, rt->name.len, idx)) {
+                char topic[256];
+                snprintf(topic, sizeof(topic), "%.*s", (int)rt->name.len, rt->name.ptr);
+                add_offset_record(&rec, g->id, topic, idx, NULL);
+                drop_offset(g, rt->name.ptr, rt->name.len, idx);
+            }
+        }
+    }
+    sp_req_t *reqs[1] = { req };
+    void *resps[1] = { r };
+    int16_t err = persist(g->id, &rec, reqs, resps, 1);
+    if (err) {
+        r->error_code = err;
+        answer(req, r);
+    }
+}
+
+/* ---- retention ------------------------------------------------------------ */
+
+static void expire_offsets(uv_timer_t *t)
+{
+    int64_t retention = sp_config_long(G.cfg, "offsets.retention.minutes") * 60000;
+    int64_t now = now_ms();
+    (void)t;
+    group_t *g = G.groups;
+    while (g) {
+        group_t *next = g->next;
+        if (g->state == EMPTY && g->noffsets > 0) {
+            records_t rec;
+            records_init(&rec);
+            /* an empty group's offsets expire retention after it emptied
+             * (or after the commit, for groups that never had members) */
+            int i = 0;
+            while (i < g->noffsets) {
+                offset_t *o = &g->offsets[i];
+                int64_t base = g->protocol_type ? g->state_ts : o->commit_ts;
+                if (base + retention <= now) {
+                    add_offset_record(&rec, g->id, o->topic, o->partition, NULL);
+                    drop_offset(g, o->topic, (int32_t)strlen(o->topic), o->partition);
+                } else {
+                    i++;
+                }
+            }
+            int n = rec.count;
+            persist(g->id, &rec, NULL, NULL, 0);
+            if (n)
+                sp_info("group", "group %s: %d committed offset%s expired", g->id, n, n == 1 ? "" : "s");
+        }
+        if (g->state == EMPTY && g->noffsets == 0 && g->nmembers == 0 && g->npending == 0) {
+            records_t rec;
+            records_init(&rec);
+            add_group_record(&rec, g, true);
+            persist(g->id, &rec, NULL, NULL, 0);
+            set_state(g, DEAD);
+            forget_group(g);
+        }
+        g = next;
+    }
+}
+
+/* ---- replay ----------------------------------------------------------------- */
+
+static void apply_record(sp_bytes_t key, sp_bytes_t value)
+{
+    if (key.len < 2)
+        return;
+    sp_reader_t r = sp_reader(key.ptr, (size_t)key.len);
+    int16_t kv;
+    sp_read_i16(&r, &kv);
+    sp_arena_t a;
+    sp_arena_init(&a, 16 << 20);
+    if (kv == 0 || kv == 1) {
+        sp_offset_commit_key_t k;
+        sp_offset_commit_key_init(&k);
+        if (sp_offset_commit_key_decode(&r, &a, &k, kv) != 0)
+            goto out;
+        group_t *g = get_group(k.group);
+        if (!g)
+            goto out;
+        if (value.len < 0) {
+            drop_offset(g, k.topic.ptr, k.topic.len, k.partition);
+            goto out;
+        }
+        sp_reader_t vr = sp_reader(value.ptr, (size_t)value.len);
+        int16_t vv;
+        sp_read_i16(&vr, &vv);
+        sp_offset_commit_value_t v;
+        sp_offset_commit_value_init(&v);
+        if (vv < 0 || vv > SP_OFFSET_COMMIT_VALUE_MAX_VERSION || sp_offset_commit_value_decode(&vr, &a, &v, vv) != 0)
+            goto out;
+        put_offset(g, k.topic.ptr, k.topic.len, k.partition, v.offset, v.leader_epoch, v.metadata.ptr,
+                   v.metadata.len, v.commit_timestamp);
+    } else if (kv == 2) {
+        sp_group_metadata_key_t k;
+        sp_group_metadata_key_init(&k);
+        if (sp_group_metadata_key_decode(&r, &a, &k, 2) != 0)
+            goto out;
+        group_t *g = find_group(k.group);
+        if (value.len < 0) {
+            if (g && g->noffsets == 0) {
+                g->state = DEAD;
+                forget_group(g);
+            }
+            goto out;
+        }
+        g = get_group(k.group);
+        if (!g)
+            goto out;
+        sp_reader_t vr = sp_reader(value.ptr, (size_t)value.len);
+        int16_t vv;
+        sp_read_i16(&vr, &vv);
+        sp_group_metadata_value_t v;
+        sp_group_metadata_value_init(&v);
+        if (vv < 0 || vv > SP_GROUP_METADATA_VALUE_MAX_VERSION || sp_group_metadata_value_decode(&vr, &a, &v, vv) != 0)
+            goto out;
+        /* members do not survive a restart: they rejoin (and static ones
+         * take their place back); what matters is the generation, the
+         * protocol and the offsets */
+        g->generation = v.generation;
+        free(g->protocol_type);
+        g->protocol_type = dups(v.protocol_type);
+        g->state = EMPTY;
+        g->state_ts = v.current_state_timestamp > 0 ? v.current_state_timestamp : now_ms();
+    }
+out:
+    sp_arena_free(&a);
+}
+
+static void replay_partition(sp_plog_t *log)
+{
+    int64_t offset = 0;
+    for (;;) {
+        sp_read_result_t rr;
+        sp_plog_read(log, offset, 1 << 20, true, &rr);
+        if (rr.error == SP_ERR_OFFSET_OUT_OF_RANGE && offset < rr.log_start) {
+            offset = rr.log_start;
+            continue;
+        }
+        if (rr.error || !rr.seg)
+            return;
+        uint8_t *buf = malloc((size_t)rr.len);
+        ssize_t got = buf ? pread(rr.seg->fd, buf, (size_t)rr.len, rr.pos) : -1;
+        sp_segment_unref(rr.seg);
+        if (got != rr.len) {
+            free(buf);
+            return;
+        }
+        size_t off = 0;
+        int64_t last = offset - 1;
+        while (off < (size_t)rr.len) {
+            size_t bs;
+            if (sp_batch_next(buf + off, (size_t)rr.len - off, &bs) != 1)
+                break;
+            sp_record_iter_t it;
+            sp_record_t rec;
+            if (sp_record_iter_init(&it, buf + off, bs, 0) == 0) {
+                while (sp_record_iter_next(&it, &rec) == 1) {
+                    apply_record(rec.key, rec.value);
+                    last = rec.offset;
+                }
+                sp_record_iter_free(&it);
+            }
+            sp_batch_hdr_t h;
+            if (sp_batch_hdr_parse(buf + off, bs, &h) == 0 && h.base_offset + h.last_offset_delta > last)
+                last = h.base_offset + h.last_offset_delta;
+            off += bs;
+        }
+        free(buf);
+        if (last < offset)
+            return;
+        offset = last + 1;
+    }
+}
+
+/* ---- thread and queue ------------------------------------------------------ */
+
+static void on_wake(uv_async_t *a)
+{
+    (void)a;
+    for (;;) {
+        pthread_mutex_lock(&G.mu);
+        op_t *op = G.head;
+        G.head = G.tail = NULL;
+        bool stop = G.stop;
+        pthread_mutex_unlock(&G.mu);
+        if (!op) {
+            if (stop) {
+                /* parked requests are answered so that they are freed */
+                for (group_t *g = G.groups; g; g = g->next)
+                    for (member_t *m = g->members; m; m = m->next) {
+                        if (m->join_req)
+                            answer_join_error(m->join_req, SP_ERR_COORDINATOR_NOT_AVAILABLE, NULL);
+                        m->join_req = NULL;
+                        if (m->sync_req)
+                            answer(m->sync_req, sync_resp(m->sync_req, SP_ERR_COORDINATOR_NOT_AVAILABLE));
+                        m->sync_req = NULL;
+                    }
+                uv_stop(&G.loop);
+            }
+            return;
+        }
+        while (op) {
+            op_t *next = op->next;
+            op->fn(op->req, op->arg);
+            free(op);
+            op = next;
+        }
+    }
+}
+
+static void *coordinator_main(void *arg)
+{
+    (void)arg;
+    uv_run(&G.loop, UV_RUN_DEFAULT);
+    return NULL;
+}
+
+static void submit(sp_req_t *req, void (*fn)(sp_req_t *req, void *arg))
+{
+    op_t *op = malloc(sizeof(*op));
+    if (!op) {
+        sp_req_close(req, "out of memory for a group request");
+        return;
+    }
+    sp_req_ref(req); /* the coordinator's, dropped when answered */
+    op->next = NULL;
+    op->req = req;
+    op->fn = fn;
+    op->arg = NULL;
+    pthread_mutex_lock(&G.mu);
+    if (G.tail)
+        G.tail->next = op;
+    else
+        G.head = op;
+    G.tail = op;
+    pthread_mutex_unlock(&G.mu);
+    uv_async_send(&G.wake);
+}
+
+void sp_handle_join_group(sp_req_t *req) { submit(req, op_join); }
+void sp_handle_sync_group(sp_req_t *req) { submit(req, op_sync); }
+void sp_handle_heartbeat(sp_req_t *req) { submit(req, op_heartbeat); }
+void sp_handle_leave_group(sp_req_t *req) { submit(req, op_leave); }
+void sp_handle_offset_commit(sp_req_t *req) { submit(req, op_commit); }
+void sp_handle_offset_fetch(sp_req_t *req) { submit(req, op_offset_fetch); }
+void sp_handle_describe_groups(sp_req_t *req) { submit(req, op_describe); }
+void sp_handle_list_groups(sp_req_t *req) { submit(req, op_list); }
+void sp_handle_delete_groups(sp_req_t *req) { submit(req, op_delete_groups); }
+void sp_handle_offset_delete(sp_req_t *req) { submit(req, op_offset_delete); }
+
+/* ---- FindCoordinator (on the worker) ----------------------------------- */
+
+static void find_answer(sp_req_t *req)
+{
+    const sp_find_coordinator_request_t *b = req->r.body;
+    int16_t v = req->r.hdr.request_api_version;
+    sp_find_coordinator_response_t resp;
+    sp_find_coordinator_response_init(&resp);
+    sp_image_t *img = sp_image_acquire();
+    const sp_broker_info_t *self = sp_image_broker(img, req->broker->node_id);
+    bool ready = sp_image_topic(img, OFFSETS_TOPIC, (int32_t)strlen(OFFSETS_TOPIC)) != NULL;
+    int32_t nkeys = v >= 4 ? (b->coordinator_keys.n > 0 ? b->coordinator_keys.n : 0) : 1;
+    int16_t errs[1];
+    (void)errs;
+    if (v >= 4) {
+        resp.coordinators.v = sp_find_coordinator_response_coordinator_alloc(&req->arena, nkeys);
+        resp.coordinators.n = resp.coordinators.v ? nkeys : 0;
+    }
+    for (int32_t i = 0; i < nkeys; i++) {
+        int16_t err = 0;
+        const char *msg = NULL;
+        sp_str_t key = v >= 4 ? b->coordinator_keys.v[i] : b->key;
+        if (b->key_type != 0) {
+            err = SP_ERR_COORDINATOR_NOT_AVAILABLE;
+            msg = "transaction coordinators are not available yet";
+        } else if (key.len <= 0) {
+            err = SP_ERR_INVALID_REQUEST;
+            msg = "empty group id";
+        } else if (!ready || !self) {
+            err = SP_ERR_COORDINATOR_NOT_AVAILABLE;
+        }
+        int32_t node = err ? -1 : self->node_id, port = err ? -1 : self->port;
+        sp_str_t host = err ? sp_str_lit("") : sp_str_c(sp_arena_strdup(&req->arena, self->host, strlen(self->host)));
+        if (v >= 4) {
+            sp_find_coordinator_response_coordinator_t *c = &resp.coordinators.v[i];
+            c->key = key;
+            c->node_id = node;
+            c->host = host;
+            c->port = port;
+            c->error_code = err;
+            c->error_message = msg ? sp_str_c(msg) : SP_STR_NULL;
+        } else {
+            resp.node_id = node;
+            resp.host = host;
+            resp.port = port;
+            resp.error_code = err;
+            resp.error_message = msg ? sp_str_c(msg) : SP_STR_NULL;
+        }
+    }
+    sp_image_release(img);
+    sp_req_respond(req, &resp);
+}
+
+static void offsets_topic_created(sp_req_t *req, sp_ctl_op_t *op)
+{
+    if (op->topics[0].error && op->topics[0].error != SP_ERR_TOPIC_ALREADY_EXISTS)
+        sp_warn("group", "cannot create %s: %s", OFFSETS_TOPIC, sp_kafka_error_name(op->topics[0].error));
+    else if (!op->topics[0].error)
+        sp_info("group", "created %s with %d partitions", OFFSETS_TOPIC, op->topics[0].out_partitions);
+    find_answer(req);
+}
+
+void sp_handle_find_coordinator(sp_req_t *req)
+{
+    sp_image_t *img = sp_image_acquire();
+    bool ready = sp_image_topic(img, OFFSETS_TOPIC, (int32_t)strlen(OFFSETS_TOPIC)) != NULL;
+    sp_image_release(img);
+    const sp_find_coordinator_request_t *b = req->r.body;
+    if (ready || b->key_type != 0 || req->autocreated) {
+        find_answer(req);
+        return;
+    }
+    /* the first group of this cluster: create __consumer_offsets */
+    sp_ctl_op_t *op = sp_arena_zalloc(&req->arena, sizeof(*op));
+    sp_ctl_topic_t *t = sp_arena_zalloc(&req->arena, sizeof(*t));
+    sp_str_t *keys = sp_arena_alloc(&req->arena, sizeof(sp_str_t) * 3);
+    sp_str_t *vals = sp_arena_alloc(&req->arena, sizeof(sp_str_t) * 3);
+    char *np = sp_arena_alloc(&req->arena, 16);
+    if (!op || !t || !keys || !vals || !np) {
+        find_answer(req);
+        return;
+    }
+    req->autocreated = true;
+    snprintf(np, 16, "%d", G.nparts);
+    t->name = sp_str_lit(OFFSETS_TOPIC);
+    t->num_partitions = G.nparts;
+    t->replication_factor = -1;
+    keys[0] = sp_str_lit("cleanup.policy");
+    vals[0] = sp_str_lit("compact");
+    keys[1] = sp_str_lit("segment.bytes");
+    vals[1] = sp_str_lit("104857600");
+    keys[2] = sp_str_lit("compression.type");
+    vals[2] = sp_str_lit("producer");
+    t->nconfigs = 3;
+    t->ckeys = keys;
+    t->cvalues = vals;
+    (void)np;
+    op->kind = SP_CTL_CREATE_TOPICS;
+    op->n = 1;
+    op->topics = t;
+    op->req = req;
+    op->done = offsets_topic_created;
+    sp_controller_submit(op);
+}
+
+/* ---- start / stop ------------------------------------------------------------ */
+
+int sp_coordinator_start(const sp_broker_t *b, const sp_config_t *cfg)
+{
+    G.broker = b;
+    G.cfg = cfg;
+    G.nparts = (int32_t)sp_config_long(cfg, "offsets.topic.num.partitions");
+    if (uv_loop_init(&G.loop) != 0 || uv_async_init(&G.loop, &G.wake, on_wake) != 0)
+        return -1;
+    sp_image_t *img = sp_image_acquire();
+    const sp_topic_info_t *t = sp_image_topic(img, OFFSETS_TOPIC, (int32_t)strlen(OFFSETS_TOPIC));
+    int groups = 0;
+    if (t) {
+        G.nparts = t->npartitions; /* the topic decides, as in Kafka */
+        for (int32_t p = 0; p < t->npartitions; p++) {
+            sp_plog_t *log = sp_logmgr_get(OFFSETS_TOPIC, (int32_t)strlen(OFFSETS_TOPIC), p);
+            if (log) {
+                replay_partition(log);
+                sp_plog_unref(log);
+            }
+        }
+        for (group_t *g = G.groups; g; g = g->next)
+            groups++;
+        sp_info("group", "loaded %d group%s from %s", groups, groups == 1 ? "" : "s", OFFSETS_TOPIC);
+    }
+    sp_image_release(img);
+    uv_timer_init(&G.loop, &G.retention);
+    int64_t every = sp_config_long(cfg, "offsets.retention.check.interval.ms");
+    uv_timer_start(&G.retention, expire_offsets, (uint64_t)every, (uint64_t)every);
+    G.running = true;
+    if (pthread_create(&G.thread, NULL, coordinator_main, NULL) != 0) {
+        G.running = false;
+        return -1;
+    }
+    return 0;
+}
+
+static void close_walk(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+void sp_coordinator_stop(void)
+{
+    if (!G.running)
+        return;
+    pthread_mutex_lock(&G.mu);
+    G.stop = true;
+    pthread_mutex_unlock(&G.mu);
+    uv_async_send(&G.wake);
+    pthread_join(G.thread, NULL);
+    G.running = false;
+    /* free groups and members; close every handle */
+    group_t *g = G.groups;
+    while (g) {
+        group_t *next = g->next;
+        member_t *m = g->members;
+        while (m) {
+            member_t *mn = m->next;
+            uv_close((uv_handle_t *)&m->timer, member_timer_closed);
+            m = mn;
+        }
+        g->members = NULL;
+        if (g->join_timer_init)
+            uv_close((uv_handle_t *)&g->join_timer, group_timer_closed);
+        else
+            free_group(g);
+        g = next;
+    }
+    G.groups = NULL;
+    uv_walk(&G.loop, close_walk, NULL);
+    uv_run(&G.loop, UV_RUN_DEFAULT);
+    uv_loop_close(&G.loop);
+}

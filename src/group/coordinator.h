@@ -1,0 +1,54 @@
+/*
+ * coordinator.h - the group coordinator (classic consumer group protocol).
+ *
+ * Owns every consumer group of this broker: members, generations, the
+ * rebalance state machine, committed offsets.  State lives in Kafka's
+ * internal topic __consumer_offsets (offsets.topic.num.partitions
+ * partitions, compacted), written with Kafka's group-coordinator record
+ * schemas (kafka-protocol/group-coordinator):
+ *
+ *   key   int16 version 1 | OffsetCommitKey   (group, topic, partition)
+ *   value int16 version 3 | OffsetCommitValue (offset, leaderEpoch, metadata, commitTimestamp)
+ *   key   int16 version 2 | GroupMetadataKey  (group)
+ *   value int16 version 3 | GroupMetadataValue (protocol type, generation,
+ *                                               protocol, leader, members...)
+ *   a null value deletes (tombstone).
+ *
+ * A group's records go to partition abs(javaHashCode(group)) % N, whose
+ * leader is the group's coordinator (FindCoordinator).  On start the whole
+ * topic is replayed into memory.
+ *
+ * Threads: one coordinator thread with its own libuv loop (session,
+ * rebalance and retention timers) runs every group operation in arrival
+ * order, so group state needs no locks.  Handlers on I/O workers submit
+ * the request; the coordinator builds the response in the request's arena
+ * and hands it back with sp_req_post.  A commit is answered once its
+ * records are fsynced (flush waiter), like any acks=all write.
+ */
+#ifndef SP_GROUP_COORDINATOR_H
+#define SP_GROUP_COORDINATOR_H
+
+#include "broker/api.h"
+#include "util/config.h"
+
+/* Replays __consumer_offsets (if it exists) and starts the thread. */
+int sp_coordinator_start(const sp_broker_t *b, const sp_config_t *cfg);
+/* Answers parked requests with COORDINATOR_NOT_AVAILABLE, stops. */
+void sp_coordinator_stop(void);
+
+/* Kafka's partition of __consumer_offsets for a group id. */
+int32_t sp_coordinator_partition_for(const char *group, int32_t len, int32_t npartitions);
+
+void sp_handle_find_coordinator(sp_req_t *req);
+void sp_handle_join_group(sp_req_t *req);
+void sp_handle_sync_group(sp_req_t *req);
+void sp_handle_heartbeat(sp_req_t *req);
+void sp_handle_leave_group(sp_req_t *req);
+void sp_handle_offset_commit(sp_req_t *req);
+void sp_handle_offset_fetch(sp_req_t *req);
+void sp_handle_describe_groups(sp_req_t *req);
+void sp_handle_list_groups(sp_req_t *req);
+void sp_handle_delete_groups(sp_req_t *req);
+void sp_handle_offset_delete(sp_req_t *req);
+
+#endif
