@@ -918,8 +918,8 @@ int sp_controller_start(const sp_broker_t *b, const sp_config_t *cfg)
     sp_uuid_t meta_id;
     memset(&meta_id, 0, sizeof(meta_id));
     meta_id.b[15] = 1; /* Kafka's fixed id of the metadata topic */
-    /* recovery point 0: the metadata log is always fully checked, it is small */
-    C.log = sp_plog_open(dir, "__cluster_metadata", 0, meta_id, &lc, true, false, 0, 0);
+    /* recovery point 0: after a crash the metadata log is checked whole */
+    C.log = sp_plog_open(dir, "__cluster_metadata", 0, meta_id, &lc, true, sp_logmgr_was_clean(0), 0, 0);
     if (!C.log)
         return -1;
 

@@ -497,6 +497,11 @@ void sp_logmgr_sweep(bool (*keep)(const char *topic, int32_t partition, void *ct
     }
 }
 
+bool sp_logmgr_was_clean(int i)
+{
+    return i >= 0 && i < M.ndirs && M.clean[i];
+}
+
 int sp_logmgr_dirs(const char *const **dirs)
 {
     *dirs = (const char *const *)M.dirs;

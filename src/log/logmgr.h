@@ -47,6 +47,9 @@ void sp_logmgr_set_config(const char *topic, const sp_log_config_t *cfg);
  * broker was down), once the metadata is loaded.  keep(topic, p) says. */
 void sp_logmgr_sweep(bool (*keep)(const char *topic, int32_t partition, void *ctx), void *ctx);
 
+/* Whether log directory i was stopped cleanly last time. */
+bool sp_logmgr_was_clean(int i);
+
 /* Asks the flush thread to flush l soon.  Any thread. */
 void sp_flusher_kick(sp_plog_t *l);
 
