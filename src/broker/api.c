@@ -19,8 +19,15 @@ static const sp_api_t apis[] = {
     { SP_API_API_VERSIONS, 0, 4, sp_handle_api_versions },
     { SP_API_CREATE_TOPICS, 2, 7, sp_handle_create_topics },
     { SP_API_DELETE_TOPICS, 1, 6, sp_handle_delete_topics },
+    { SP_API_DELETE_RECORDS, 0, 2, sp_handle_delete_records },
+    { SP_API_DESCRIBE_CONFIGS, 1, 4, sp_handle_describe_configs },
+    { SP_API_ALTER_CONFIGS, 0, 2, sp_handle_alter_configs },
+    { SP_API_DESCRIBE_LOG_DIRS, 1, 4, sp_handle_describe_log_dirs },
+    { SP_API_CREATE_PARTITIONS, 0, 3, sp_handle_create_partitions },
     { SP_API_DELETE_GROUPS, 0, 2, sp_handle_delete_groups },
+    { SP_API_INCREMENTAL_ALTER_CONFIGS, 0, 1, sp_handle_incremental_alter_configs },
     { SP_API_OFFSET_DELETE, 0, 0, sp_handle_offset_delete },
+    { SP_API_DESCRIBE_CLUSTER, 0, 1, sp_handle_describe_cluster },
 };
 
 const sp_api_t *sp_api_find(int16_t key)

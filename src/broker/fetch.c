@@ -136,11 +136,14 @@ static void complete(fetch_ctx_t *ctx)
         ctx->timer_on = false;
     }
     ctx->fill_next = 0;
+    /* ctx lives in the request's arena: keep the request until we are done */
+    sp_req_ref(req);
     sp_req_respond_fill(req, &ctx->resp, fill, ctx);
     release_reads(ctx);
     for (int i = 0; i < ctx->nparts; i++)
         if (ctx->parts[i].log)
             sp_plog_unref(ctx->parts[i].log);
+    sp_req_unref(req);
 }
 
 static void on_wake_worker(sp_req_t *req, void *arg)

@@ -29,6 +29,7 @@
 #define REC_CONFIG 4
 #define REC_REMOVE_TOPIC 9
 #define RES_TOPIC 2 /* ConfigResource type TOPIC */
+#define SP_MAX_PARTITIONS 100000 /* per topic: each is a directory and open files */
 
 static struct {
     const sp_broker_t *broker;
@@ -495,6 +496,11 @@ static void create_topic(sp_ctl_op_t *op, sp_ctl_topic_t *t, sp_image_t *next, r
         t->message = "Number of partitions was set to an invalid non-positive value.";
         return;
     }
+    if (np > SP_MAX_PARTITIONS) {
+        t->error = SP_ERR_INVALID_PARTITIONS;
+        t->message = "Number of partitions is above the limit of this broker (100000).";
+        return;
+    }
     if (rf <= 0) {
         t->error = SP_ERR_INVALID_REPLICATION_FACTOR;
         t->message = "Replication factor must be larger than 0, or -1 to use the default value.";
@@ -585,6 +591,11 @@ static void create_partitions(sp_ctl_op_t *op, sp_ctl_topic_t *t, sp_image_t *ne
     }
     int32_t cur = ti->npartitions;
     sp_uuid_t id = ti->id;
+    if (t->num_partitions > SP_MAX_PARTITIONS) {
+        t->error = SP_ERR_INVALID_PARTITIONS;
+        t->message = "Number of partitions is above the limit of this broker (100000).";
+        return;
+    }
     if (t->num_partitions <= cur) {
         char *m = sp_arena_alloc(a, 160);
         t->error = SP_ERR_INVALID_PARTITIONS;

@@ -100,7 +100,8 @@ static int load_segments(sp_plog_t *l)
         bases[n++] = b;
     }
     closedir(d);
-    qsort(bases, (size_t)n, sizeof(*bases), cmp_i64);
+    if (n > 1)
+        qsort(bases, (size_t)n, sizeof(*bases), cmp_i64);
     for (int i = 0; i < n; i++) {
         bool last = i == n - 1;
         sp_segment_t *s = sp_segment_open(l->dir, bases[i], false, last,
@@ -194,7 +195,7 @@ sp_plog_t *sp_plog_open(const char *dir, const char *topic, int32_t partition,
         write_partition_metadata(dir, topic_id);
         /* Kafka's leader epoch cache: version 0, one entry, epoch 0 from
          * offset 0 (a single node never changes leader) */
-        if (sp_write_file_atomic(dir, "leader-epoch-checkpoint", "0\n1\n0 0\n", 10) != 0)
+        if (sp_write_file_atomic(dir, "leader-epoch-checkpoint", "0\n1\n0 0\n", 8) != 0)
             sp_warn("log", "cannot write %s/leader-epoch-checkpoint: %s", dir, strerror(errno));
         char parent[4096];
         snprintf(parent, sizeof(parent), "%s/..", dir);
