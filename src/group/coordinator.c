@@ -98,6 +98,7 @@ struct member {
     sp_req_t *join_req;         /* parked JoinGroup */
     sp_req_t *sync_req;         /* parked SyncGroup */
     uv_timer_t timer;           /* session expiry */
+    bool timer_ready;           /* timer initialised (not during replay) */
     bool joined;                /* joined the current rebalance */
 };
 
@@ -461,6 +462,14 @@ static member_t *find_static(group_t *g, sp_str_t instance)
     return NULL;
 }
 
+/* KIP-345: a request naming a group.instance.id that now belongs to
+ * another member id comes from a fenced (replaced) instance. */
+static bool fenced(group_t *g, sp_str_t member_id, sp_str_t instance)
+{
+    member_t *st = g ? find_static(g, instance) : NULL;
+    return st && !str_is(st->id, member_id);
+}
+
 static offset_t *find_offset(group_t *g, const char *topic, int32_t tlen, int32_t p)
 {
     for (int i = 0; i < g->noffsets; i++)
@@ -505,9 +514,8 @@ static void drop_offset(group_t *g, const char *topic, int32_t tlen, int32_t p)
     *o = g->offsets[--g->noffsets];
 }
 
-static void member_timer_closed(uv_handle_t *h)
+static void free_member(member_t *m)
 {
-    member_t *m = h->data;
     for (int i = 0; i < m->nprotocols; i++) {
         free(m->pnames[i]);
         free(m->pmeta[i]);
@@ -521,6 +529,22 @@ static void member_timer_closed(uv_handle_t *h)
     free(m->client_id);
     free(m->client_host);
     free(m);
+}
+
+static void member_timer_closed(uv_handle_t *h)
+{
+    free_member(h->data);
+}
+
+/* Frees a member, closing its timer first if it has one. */
+static void drop_member(member_t *m)
+{
+    if (m->timer_ready) {
+        uv_timer_stop(&m->timer);
+        uv_close((uv_handle_t *)&m->timer, member_timer_closed);
+    } else {
+        free_member(m);
+    }
 }
 
 static void free_group(group_t *g)
@@ -553,6 +577,12 @@ static void forget_group(group_t *g)
         pp = &(*pp)->next;
     if (*pp)
         *pp = g->next;
+    while (g->members) {
+        member_t *m = g->members;
+        g->members = m->next;
+        drop_member(m);
+    }
+    g->nmembers = 0;
     if (g->join_timer_init)
         uv_close((uv_handle_t *)&g->join_timer, group_timer_closed);
     else
@@ -715,16 +745,13 @@ static void answer_join_error(sp_req_t *req, int16_t err, const char *member_id)
     answer(req, r);
 }
 
-/* Answers a member's parked JoinGroup for the completed rebalance. */
-static void answer_join(group_t *g, member_t *m)
+/* The JoinGroup answer for member m of the current generation, built in
+ * req's arena (the member list only for the leader). */
+static sp_join_group_response_t *build_join(group_t *g, member_t *m, sp_req_t *req)
 {
-    sp_req_t *req = m->join_req;
-    m->join_req = NULL;
-    if (!req)
-        return;
     sp_join_group_response_t *r = join_resp(req, 0);
     if (!r)
-        return;
+        return NULL;
     sp_arena_t *a = &req->arena;
     r->generation_id = g->generation;
     r->protocol_type = as_str(g->protocol_type ? sp_arena_strdup(a, g->protocol_type, strlen(g->protocol_type)) : NULL);
@@ -749,7 +776,16 @@ static void answer_join(group_t *g, member_t *m)
             r->members.v[i].metadata = (sp_bytes_t){ md, x->nprotocols ? x->pmeta_len[p] : 0 };
         }
     }
-    answer(req, r);
+    return r;
+}
+
+/* Answers a member's parked JoinGroup for the completed rebalance. */
+static void answer_join(group_t *g, member_t *m)
+{
+    sp_req_t *req = m->join_req;
+    m->join_req = NULL;
+    if (req)
+        answer(req, build_join(g, m, req));
 }
 
 static void remove_member(group_t *g, member_t *m, const char *why);
@@ -763,14 +799,20 @@ static void join_timeout(uv_timer_t *t)
         g->initial_delay = false;
         /* the initial delay is over: complete if everyone is in */
     } else {
-        /* members that did not rejoin in time leave the group */
-        member_t *m = g->members;
-        while (m) {
-            member_t *next = m->next;
+        /* members that did not rejoin in time leave the group; they are
+         * picked first, since the last removal completes the join and
+         * resets every member's 'joined' */
+        int n = 0;
+        for (member_t *m = g->members; m; m = m->next)
+            n += !m->joined;
+        member_t **late = calloc((size_t)(n ? n : 1), sizeof(*late));
+        int k = 0;
+        for (member_t *m = g->members; m && late; m = m->next)
             if (!m->joined)
-                remove_member(g, m, "did not rejoin within the rebalance timeout");
-            m = next;
-        }
+                late[k++] = m;
+        for (int i = 0; i < k; i++)
+            remove_member(g, late[i], "did not rejoin within the rebalance timeout");
+        free(late);
     }
     maybe_complete_join(g);
 }
@@ -909,8 +951,7 @@ static void remove_member(group_t *g, member_t *m, const char *why)
         free(g->leader);
         g->leader = g->members ? strdup(g->members->id) : NULL;
     }
-    uv_timer_stop(&m->timer);
-    uv_close((uv_handle_t *)&m->timer, member_timer_closed);
+    drop_member(m);
     switch (g->state) {
     case STABLE:
     case COMPLETING:
@@ -951,6 +992,7 @@ static member_t *add_member(group_t *g, const char *id, sp_req_t *req,
     }
     uv_timer_init(&G.loop, &m->timer);
     m->timer.data = m;
+    m->timer_ready = true;
     /* appended: the first member stays first (leader preference) */
     member_t **pp = &g->members;
     while (*pp)
@@ -1037,6 +1079,7 @@ static void op_join(sp_req_t *req, void *arg)
                 st->sync_req = NULL;
             }
             bool was_leader = g->leader && strcmp(g->leader, st->id) == 0;
+            char *old_leader = g->leader ? strdup(g->leader) : NULL;
             free(st->id);
             st->id = strdup(id);
             if (was_leader) {
@@ -1050,14 +1093,28 @@ static void op_join(sp_req_t *req, void *arg)
             if (g->state == STABLE && same) {
                 sp_info("group", "group %s: static member %.*s rejoined as %s without a rebalance",
                         g->id, (int)b->group_instance_id.len, b->group_instance_id.ptr, id);
-                st->join_req = req;
-                answer_join(g, st);
+                /* Kafka: the rejoined leader must not compute an assignment
+                 * a Stable group would ignore.  Below v9 the answer names
+                 * the old leader id (so it is not this member) and lists no
+                 * members; from v9 it says skip_assignment instead. */
+                sp_join_group_response_t *jr = build_join(g, st, req);
+                if (jr && was_leader) {
+                    if (v >= 9) {
+                        jr->skip_assignment = true;
+                    } else {
+                        jr->members.n = 0;
+                        jr->leader = sp_str_c(sp_arena_strdup(&req->arena, old_leader, strlen(old_leader)));
+                    }
+                }
+                free(old_leader);
+                answer(req, jr);
                 records_t r;
                 records_init(&r);
                 add_group_record(&r, g, false);
                 persist(g->id, &r, NULL, NULL, 0);
                 return;
             }
+            free(old_leader);
             if (!same)
                 set_protocols(st, b);
             st->join_req = req;
@@ -1098,6 +1155,10 @@ static void op_join(sp_req_t *req, void *arg)
         return;
     }
     /* a known member id (or one we asked to come back) */
+    if (fenced(g, b->member_id, b->group_instance_id)) {
+        answer_join_error(req, SP_ERR_FENCED_INSTANCE_ID, NULL);
+        return;
+    }
     m = find_member(g, b->member_id);
     if (!m) {
         if (!is_pending(g, b->member_id)) {
@@ -1178,6 +1239,10 @@ static void op_sync(sp_req_t *req, void *arg)
     (void)arg;
     group_t *g = find_group(b->group_id);
     member_t *m = g ? find_member(g, b->member_id) : NULL;
+    if (fenced(g, b->member_id, b->group_instance_id)) {
+        answer(req, sync_resp(req, SP_ERR_FENCED_INSTANCE_ID));
+        return;
+    }
     if (!g || !m) {
         answer(req, sync_resp(req, SP_ERR_UNKNOWN_MEMBER_ID));
         return;
@@ -1274,7 +1339,9 @@ static void op_heartbeat(sp_req_t *req, void *arg)
     group_t *g = find_group(b->group_id);
     member_t *m = g ? find_member(g, b->member_id) : NULL;
     int16_t err = 0;
-    if (!g || !m)
+    if (fenced(g, b->member_id, b->group_instance_id))
+        err = SP_ERR_FENCED_INSTANCE_ID;
+    else if (!g || !m)
         err = SP_ERR_UNKNOWN_MEMBER_ID;
     else if (m->instance_id && b->group_instance_id.len >= 0 && !str_is(m->instance_id, b->group_instance_id))
         err = SP_ERR_FENCED_INSTANCE_ID;
@@ -1369,7 +1436,9 @@ static void op_commit(sp_req_t *req, void *arg)
                 g = get_group(b->group_id);
         } else {
             member_t *m = g ? find_member(g, b->member_id) : NULL;
-            if (!g || !m)
+            if (fenced(g, b->member_id, b->group_instance_id))
+                group_err = SP_ERR_FENCED_INSTANCE_ID;
+            else if (!g || !m)
                 group_err = SP_ERR_UNKNOWN_MEMBER_ID;
             else if (m->instance_id && b->group_instance_id.len >= 0 && !str_is(m->instance_id, b->group_instance_id))
                 group_err = SP_ERR_FENCED_INSTANCE_ID;
@@ -1901,13 +1970,62 @@ static void apply_record(sp_bytes_t key, sp_bytes_t value)
         sp_group_metadata_value_init(&v);
         if (vv < 0 || vv > SP_GROUP_METADATA_VALUE_MAX_VERSION || sp_group_metadata_value_decode(&vr, &a, &v, vv) != 0)
             goto out;
-        /* members do not survive a restart: they rejoin (and static ones
-         * take their place back); what matters is the generation, the
-         * protocol and the offsets */
+        /* the group as it was: members are back with their assignment
+         * and must heartbeat within their session timeout (started once
+         * the replay is over), as in Kafka */
+        while (g->members) {
+            member_t *m = g->members;
+            g->members = m->next;
+            drop_member(m);
+        }
+        g->nmembers = 0;
         g->generation = v.generation;
         free(g->protocol_type);
         g->protocol_type = dups(v.protocol_type);
-        g->state = EMPTY;
+        free(g->protocol);
+        g->protocol = v.protocol.len >= 0 ? dups(v.protocol) : NULL;
+        free(g->leader);
+        g->leader = v.leader.len >= 0 ? dups(v.leader) : NULL;
+        member_t **tail = &g->members;
+        for (int32_t i = 0; i < v.members.n; i++) {
+            const sp_group_metadata_value_member_metadata_t *mm = &v.members.v[i];
+            member_t *m = calloc(1, sizeof(*m));
+            if (!m)
+                break;
+            m->g = g;
+            m->id = dups(mm->member_id);
+            m->instance_id = mm->group_instance_id.len >= 0 ? dups(mm->group_instance_id) : NULL;
+            m->client_id = dups(mm->client_id);
+            m->client_host = dups(mm->client_host);
+            m->session_timeout = mm->session_timeout;
+            m->rebalance_timeout = mm->rebalance_timeout > 0 ? mm->rebalance_timeout : mm->session_timeout;
+            int32_t sl = mm->subscription.len > 0 ? mm->subscription.len : 0;
+            int32_t al = mm->assignment.len > 0 ? mm->assignment.len : 0;
+            m->nprotocols = g->protocol ? 1 : 0;
+            m->pnames = calloc(1, sizeof(char *));
+            m->pmeta = calloc(1, sizeof(uint8_t *));
+            m->pmeta_len = calloc(1, sizeof(int32_t));
+            m->assignment = malloc((size_t)(al ? al : 1));
+            if (!m->id || !m->client_id || !m->client_host || !m->pnames || !m->pmeta ||
+                !m->pmeta_len || !m->assignment) {
+                free_member(m);
+                break;
+            }
+            if (m->nprotocols) {
+                m->pnames[0] = strdup(g->protocol);
+                m->pmeta[0] = malloc((size_t)(sl ? sl : 1));
+                if (sl && m->pmeta[0])
+                    memcpy(m->pmeta[0], mm->subscription.ptr, (size_t)sl);
+                m->pmeta_len[0] = sl;
+            }
+            if (al)
+                memcpy(m->assignment, mm->assignment.ptr, (size_t)al);
+            m->assignment_len = al;
+            *tail = m;
+            tail = &m->next;
+            g->nmembers++;
+        }
+        g->state = g->nmembers ? STABLE : EMPTY;
         g->state_ts = v.current_state_timestamp > 0 ? v.current_state_timestamp : now_ms();
     }
 out:
@@ -2162,8 +2280,15 @@ int sp_coordinator_start(const sp_broker_t *b, const sp_config_t *cfg)
                 sp_plog_unref(log);
             }
         }
-        for (group_t *g = G.groups; g; g = g->next)
+        for (group_t *g = G.groups; g; g = g->next) {
             groups++;
+            for (member_t *m = g->members; m; m = m->next) {
+                uv_timer_init(&G.loop, &m->timer);
+                m->timer.data = m;
+                m->timer_ready = true;
+                touch(m); /* sessions count from the restart */
+            }
+        }
         sp_info("group", "loaded %d group%s from %s", groups, groups == 1 ? "" : "s", OFFSETS_TOPIC);
     }
     sp_image_release(img);
@@ -2202,7 +2327,7 @@ void sp_coordinator_stop(void)
         member_t *m = g->members;
         while (m) {
             member_t *mn = m->next;
-            uv_close((uv_handle_t *)&m->timer, member_timer_closed);
+            drop_member(m);
             m = mn;
         }
         g->members = NULL;
