@@ -104,11 +104,8 @@ static void on_dr(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
         return;
     }
     atomic_fetch_add(&delivered, 1);
-    int64_t sent;
-    if (m->len >= 8) {
-        memcpy(&sent, m->payload, 8);
-        sample(&dr_lat, now_ns() - sent);
-    }
+    if (m->_private) /* the send time rides in the per-message opaque */
+        sample(&dr_lat, now_ns() - (int64_t)(intptr_t)m->_private);
 }
 
 static rd_kafka_t *producer(const opts_t *o)
@@ -134,12 +131,19 @@ static rd_kafka_t *producer(const opts_t *o)
     return rk;
 }
 
-static void produce_one(rd_kafka_t *rk, rd_kafka_topic_t *t, char *payload, size_t size)
+/*
+ * copy: the payload carries the send time (end-to-end mode) and is copied
+ * by librdkafka; otherwise all records share one read-only payload that
+ * librdkafka sends without copying (RD_KAFKA_MSG_F_COPY off), as a
+ * producer of large, already-built records would.
+ */
+static void produce_one(rd_kafka_t *rk, rd_kafka_topic_t *t, char *payload, size_t size, bool copy)
 {
     int64_t ts = now_ns();
-    memcpy(payload, &ts, 8);
-    while (rd_kafka_produce(t, RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY, payload, size, NULL, 0,
-                            NULL) != 0) {
+    if (copy)
+        memcpy(payload, &ts, 8);
+    while (rd_kafka_produce(t, RD_KAFKA_PARTITION_UA, copy ? RD_KAFKA_MSG_F_COPY : 0, payload, size,
+                            NULL, 0, (void *)(intptr_t)ts) != 0) {
         if (rd_kafka_last_error() != RD_KAFKA_RESP_ERR__QUEUE_FULL)
             die("produce", rd_kafka_err2str(rd_kafka_last_error()));
         rd_kafka_poll(rk, 1);
@@ -176,7 +180,7 @@ static void run_produce(const opts_t *o)
         payload[i] = (char)('a' + i % 26);
     int64_t t0 = now_ns();
     for (long i = 0; i < o->n; i++)
-        produce_one(rk, t, payload, (size_t)o->size);
+        produce_one(rk, t, payload, (size_t)o->size, false);
     while (atomic_load(&delivered) + atomic_load(&failed) < o->n)
         rd_kafka_poll(rk, 10);
     double secs = (double)(now_ns() - t0) / 1e9;
@@ -307,7 +311,7 @@ static void run_e2e(const opts_t *o)
         int64_t due = t0 + gap * i;
         while (now_ns() < due)
             rd_kafka_poll(rk, 0);
-        produce_one(rk, t, payload, (size_t)o->size);
+        produce_one(rk, t, payload, (size_t)o->size, true);
     }
     rd_kafka_flush(rk, 30000);
     double secs = (double)(now_ns() - t0) / 1e9;
