@@ -206,6 +206,8 @@ static rd_kafka_t *consumer(const opts_t *o)
     set(c, "max.partition.fetch.bytes", "10485760");
     set(c, "fetch.wait.max.ms", "100");
     set(c, "queued.max.messages.kbytes", "1048576");
+    if (getenv("SPOOL_BENCH_DEBUG"))
+        set(c, "debug", getenv("SPOOL_BENCH_DEBUG"));
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, c, err, sizeof(err));
     if (!rk)
         die("consumer", err);
@@ -300,17 +302,29 @@ static void run_e2e(const opts_t *o)
 {
     e2e_ctx_t x = { .o = o };
     pthread_t th;
-    pthread_create(&th, NULL, e2e_consumer, &x);
-    usleep(1500000); /* the consumer is assigned and at the end */
     rd_kafka_t *rk = producer(o);
     rd_kafka_topic_t *t = rd_kafka_topic_new(rk, o->topic, NULL);
+    const struct rd_kafka_metadata *md;
+    /* a producer's metadata request creates the topic if needed */
+    if (rd_kafka_metadata(rk, 0, t, &md, 10000) == RD_KAFKA_RESP_ERR_NO_ERROR)
+        rd_kafka_metadata_destroy(md);
+    pthread_create(&th, NULL, e2e_consumer, &x);
+    usleep(1500000); /* the consumer is assigned and at the end */
     char *payload = malloc((size_t)o->size);
     memset(payload, 'x', (size_t)o->size);
     int64_t t0 = now_ns(), gap = o->rate > 0 ? 1000000000 / o->rate : 0;
     for (long i = 0; i < o->n; i++) {
         int64_t due = t0 + gap * i;
+        /* pace without spinning: on a small machine a busy loop here
+         * would take the CPU the broker and the consumer need */
+        int64_t ahead = due - now_ns();
+        if (ahead > 100000) {
+            struct timespec ts = { 0, ahead - 50000 };
+            nanosleep(&ts, NULL);
+        }
         while (now_ns() < due)
-            rd_kafka_poll(rk, 0);
+            ;
+        rd_kafka_poll(rk, 0);
         produce_one(rk, t, payload, (size_t)o->size, true);
     }
     rd_kafka_flush(rk, 30000);
