@@ -68,17 +68,20 @@ void sp_req_respond(sp_req_t *req, const void *resp);
 void sp_req_respond_at(sp_req_t *req, const void *resp, int16_t version);
 /* A range of a segment file to send as the bytes of a response field. */
 typedef struct sp_file_range {
-    int fd;                      /* the segment's file; the caller keeps it open */
+    int fd;                      /* the segment's file, open while 'hold' is held */
     int64_t pos;
     int32_t len;
+    void *hold;                  /* a reference the connection releases when sent */
     uint8_t *dst;                /* set by the connection: its place in the response */
 } sp_file_range_t;
 /* As sp_req_respond, for a response whose byte fields left as (NULL, len)
  * are, in encoding order, ranges[0..n) of segment files.  They go to the
- * socket with sendfile(2) (no copy); if the socket fills up, the rest is
- * read into the response buffer and written as usual.  The ranges are
- * used only until the call returns. */
-void sp_req_respond_files(sp_req_t *req, const void *resp, sp_file_range_t *ranges, int n);
+ * socket with sendfile(2) (no copy); while the socket is full, the next
+ * piece is read into the response buffer and queued, and sendfile resumes
+ * when it is written.  Takes each range's 'hold' and calls release(hold)
+ * once that is over (also on error); the array itself is copied. */
+void sp_req_respond_files(sp_req_t *req, const void *resp, sp_file_range_t *ranges, int n,
+                          void (*release)(void *hold));
 void sp_req_close(sp_req_t *req, const char *why);
 /* Finishes a request that gets no response (Produce with acks=0). */
 void sp_req_no_response(sp_req_t *req);

@@ -92,6 +92,11 @@ static int64_t read_all(fetch_ctx_t *ctx, bool *any_error)
     return total;
 }
 
+static void release_segment(void *seg)
+{
+    sp_segment_unref(seg);
+}
+
 static void timer_closed(uv_handle_t *h)
 {
     fetch_ctx_t *ctx = h->data;
@@ -124,12 +129,14 @@ static void complete(fetch_ctx_t *ctx)
         ranges[nr].fd = p->rr.seg->fd;
         ranges[nr].pos = p->rr.pos;
         ranges[nr].len = p->rr.len;
+        ranges[nr].hold = p->rr.seg;
+        sp_segment_ref(p->rr.seg); /* for as long as the connection sends */
         nr++;
     }
     /* ctx lives in the request's arena: keep the request until we are done */
     sp_req_ref(req);
     if (ranges)
-        sp_req_respond_files(req, &ctx->resp, ranges, nr);
+        sp_req_respond_files(req, &ctx->resp, ranges, nr, release_segment);
     else
         sp_req_close(req, "out of memory for a Fetch response");
     release_reads(ctx);

@@ -497,93 +497,169 @@ static int place_range(void *ctx, uint8_t *dst, size_t len)
     return 0;
 }
 
-static int read_range(const sp_file_range_t *fr, int64_t skip)
+/*
+ * A response being sent with file ranges, resumable across socket-full
+ * waits.  Memory parts go with write(2), ranges with sendfile(2), on the
+ * non-blocking socket; when the socket is full, the next piece (memory as
+ * it is, or up to SEND_CHUNK bytes of the range read into its place in the
+ * buffer) goes through uv_write, whose completion says the socket has
+ * room again, and sending resumes from there.
+ *
+ *   buf[0 .. at) sent | k: current range, 'done' bytes of it sent
+ */
+#define SEND_CHUNK (256 * 1024)
+
+typedef struct out {
+    uv_write_t w;
+    sp_conn_t *c;
+    uint8_t *buf;
+    size_t len, at;
+    sp_file_range_t *v;          /* copies; holds released with 'release' */
+    int n, k;
+    size_t done;
+    void (*release)(void *hold);
+} out_t;
+
+static void out_free(out_t *o)
 {
-    size_t got = (size_t)skip, len = (size_t)fr->len;
-    while (got < len) {
-        ssize_t n = pread(fr->fd, fr->dst + got, len - got, (off_t)(fr->pos + (int64_t)got));
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return -1;
-        got += (size_t)n;
-    }
-    return 0;
+    for (int i = 0; i < o->n; i++)
+        if (o->release && o->v[i].hold)
+            o->release(o->v[i].hold);
+    free(o->v);
+    free(o->buf);
+    free(o);
 }
 
-/*
- * Sends buf[0..len) whose holes are file ranges: memory with write(2),
- * ranges with sendfile(2), on the non-blocking socket while libuv has
- * nothing queued.  When the socket is full, the holes still to send are
- * read into the buffer and the rest goes through libuv (conn_send).
- * Takes ownership of buf.
- */
-static void conn_send_ranges(sp_conn_t *c, uint8_t *buf, size_t len, ranges_t *r)
+static void out_resume(out_t *o);
+
+static void on_out_written(uv_write_t *w, int status)
 {
+    out_t *o = (out_t *)w;
+    sp_conn_t *c = o->c;
+    if (c->closing || status < 0) {
+        out_free(o);
+        if (!c->closing)
+            fail_req(c, SP_LOG_INFO, "write error: %s", uv_strerror(status));
+        else
+            req_finish(c);
+        return;
+    }
+    out_resume(o);
+}
+
+/* Hands buf[at, at + n) to libuv and waits for it (the socket is full). */
+static void out_wait(out_t *o, size_t n)
+{
+    uv_buf_t b = uv_buf_init((char *)o->buf + o->at, (unsigned)n);
+    o->at += n;
+    if (uv_write(&o->w, (uv_stream_t *)&o->c->tcp, &b, 1, on_out_written) != 0) {
+        sp_conn_t *c = o->c;
+        out_free(o);
+        fail_req(c, SP_LOG_INFO, "write failed");
+    }
+}
+
+static void out_resume(out_t *o)
+{
+    sp_conn_t *c = o->c;
     uv_os_fd_t fd;
-    size_t at = 0;
-    int k = 0;
-    int64_t partial = 0;
-    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0)
-        goto fallback;
-    for (k = 0; k <= r->n; k++) {
-        size_t mem_end = k < r->n ? (size_t)(r->v[k].dst - buf) : len;
-        while (at < mem_end) {
-            ssize_t w = write(fd, buf + at, mem_end - at);
+    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0) {
+        out_free(o);
+        fail_req(c, SP_LOG_INFO, "socket gone");
+        return;
+    }
+    for (;;) {
+        size_t mem_end = o->k < o->n ? (size_t)(o->v[o->k].dst - o->buf) : o->len;
+        while (o->at < mem_end) {
+            ssize_t w = write(fd, o->buf + o->at, mem_end - o->at);
             if (w > 0) {
-                at += (size_t)w;
+                o->at += (size_t)w;
             } else if (w < 0 && errno == EINTR) {
                 continue;
             } else if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-                goto fallback;
+                out_wait(o, mem_end - o->at);
+                return;
             } else {
-                free(buf);
+                out_free(o);
                 fail_req(c, SP_LOG_INFO, "write error: %s", strerror(errno));
                 return;
             }
         }
-        if (k == r->n)
+        if (o->k == o->n)
             break;
-        off_t off = (off_t)r->v[k].pos;
-        size_t left = (size_t)r->v[k].len;
-        while (left) {
-            ssize_t s = sendfile(fd, r->v[k].fd, &off, left);
+        sp_file_range_t *fr = &o->v[o->k];
+        while (o->done < (size_t)fr->len) {
+            off_t off = (off_t)(fr->pos + (int64_t)o->done);
+            ssize_t s = sendfile(fd, fr->fd, &off, (size_t)fr->len - o->done);
             if (s > 0) {
-                left -= (size_t)s;
+                o->done += (size_t)s;
+                o->at += (size_t)s;
             } else if (s < 0 && errno == EINTR) {
                 continue;
             } else if (s < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-                partial = (int64_t)r->v[k].len - (int64_t)left;
-                at = mem_end + (size_t)partial;
-                goto fallback;
+                /* one chunk by copy, as the signal that there is room again */
+                size_t n = (size_t)fr->len - o->done;
+                if (n > SEND_CHUNK)
+                    n = SEND_CHUNK;
+                size_t got = 0;
+                while (got < n) {
+                    ssize_t r = pread(fr->fd, fr->dst + o->done + got, n - got,
+                                      (off_t)(fr->pos + (int64_t)(o->done + got)));
+                    if (r < 0 && errno == EINTR)
+                        continue;
+                    if (r <= 0) {
+                        out_free(o);
+                        fail_req(c, SP_LOG_ERROR, "cannot read a segment for a response");
+                        return;
+                    }
+                    got += (size_t)r;
+                }
+                o->done += n;
+                sp_debug("net", "connection %llu: socket full after %zu of %zu response bytes; "
+                         "%zu copied while waiting", (unsigned long long)c->id, o->at, o->len, n);
+                out_wait(o, n);
+                return;
             } else {
-                free(buf);
+                out_free(o);
                 fail_req(c, SP_LOG_INFO, "sendfile error: %s", s < 0 ? strerror(errno) : "short file");
                 return;
             }
         }
-        at = mem_end + (size_t)r->v[k].len;
+        o->k++;
+        o->done = 0;
     }
-    free(buf);
+    out_free(o);
     req_finish(c);
     conn_process(c);
-    return;
-fallback:
-    /* one copy for what the socket did not take now */
-    sp_debug("net", "connection %llu: socket full after %zu of %zu response bytes; the rest is copied",
-             (unsigned long long)c->id, at, len);
-    for (int i = k; i < r->n; i++) {
-        if (read_range(&r->v[i], i == k ? partial : 0) != 0) {
-            free(buf);
-            fail_req(c, SP_LOG_ERROR, "cannot read a segment for a response");
-            return;
-        }
-    }
-    memmove(buf, buf + at, len - at);
-    conn_send(c, buf, len - at);
 }
 
-static void respond(sp_req_t *req, const void *resp, int16_t version, ranges_t *ranges)
+/* Takes ownership of buf; copies the ranges (and their holds). */
+static void conn_send_ranges(sp_conn_t *c, uint8_t *buf, size_t len, ranges_t *r,
+                             void (*release)(void *hold))
+{
+    out_t *o = calloc(1, sizeof(*o));
+    sp_file_range_t *v = o ? malloc(sizeof(*v) * (size_t)r->n) : NULL;
+    if (!o || !v) {
+        free(o);
+        free(buf);
+        for (int i = 0; i < r->n; i++)
+            if (release && r->v[i].hold)
+                release(r->v[i].hold);
+        fail_req(c, SP_LOG_ERROR, "out of memory for a response");
+        return;
+    }
+    memcpy(v, r->v, sizeof(*v) * (size_t)r->n);
+    o->c = c;
+    o->buf = buf;
+    o->len = len;
+    o->v = v;
+    o->n = r->n;
+    o->release = release;
+    out_resume(o);
+}
+
+static void respond(sp_req_t *req, const void *resp, int16_t version, ranges_t *ranges,
+                    void (*release)(void *hold))
 {
     sp_conn_t *c = req->conn;
     int16_t key = req->r.hdr.request_api_key;
@@ -591,10 +667,12 @@ static void respond(sp_req_t *req, const void *resp, int16_t version, ranges_t *
     int16_t hv = sp_response_header_version(key, version);
     sp_response_header_t h;
 
-    if (req->answered || c->req != req)
-        return;
-    if (c->closing) {
-        req_finish(c);
+    if (req->answered || c->req != req || c->closing) {
+        for (int i = 0; ranges && release && i < ranges->n; i++)
+            if (ranges->v[i].hold)
+                release(ranges->v[i].hold);
+        if (!req->answered && c->req == req)
+            req_finish(c);
         return;
     }
     sp_response_header_init(&h);
@@ -623,25 +701,26 @@ static void respond(sp_req_t *req, const void *resp, int16_t version, ranges_t *
         return;
     }
     if (ranges && ranges->n)
-        conn_send_ranges(c, buf, 4 + total, ranges);
+        conn_send_ranges(c, buf, 4 + total, ranges, release);
     else
         conn_send(c, buf, 4 + total);
 }
 
 void sp_req_respond_at(sp_req_t *req, const void *resp, int16_t version)
 {
-    respond(req, resp, version, NULL);
+    respond(req, resp, version, NULL, NULL);
 }
 
 void sp_req_respond(sp_req_t *req, const void *resp)
 {
-    respond(req, resp, req->r.hdr.request_api_version, NULL);
+    respond(req, resp, req->r.hdr.request_api_version, NULL, NULL);
 }
 
-void sp_req_respond_files(sp_req_t *req, const void *resp, sp_file_range_t *v, int n)
+void sp_req_respond_files(sp_req_t *req, const void *resp, sp_file_range_t *v, int n,
+                          void (*release)(void *hold))
 {
     ranges_t r = { v, n, 0 };
-    respond(req, resp, req->r.hdr.request_api_version, &r);
+    respond(req, resp, req->r.hdr.request_api_version, &r, release);
 }
 
 void sp_req_close(sp_req_t *req, const char *why)
