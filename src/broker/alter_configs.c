@@ -2,21 +2,29 @@
  * alter_configs.c - AlterConfigs (key 33, v0-v2) and IncrementalAlterConfigs
  * (key 44, v0-v1).
  *
- * Topic resources (type 2) become one metadata operation
- * (cluster/controller.h): validated against Kafka's topic keys, written to
- * the metadata log as ConfigRecords and fsynced, applied to the image and
- * to the open partition logs.  AlterConfigs replaces every override of a
- * topic with the request's set; IncrementalAlterConfigs applies SET,
- * DELETE, APPEND and SUBTRACT per key.  validate_only checks without
- * writing anything.
+ * Topic (type 2) and broker (type 4) resources become one metadata
+ * operation (cluster/controller.h): validated, written to the metadata log
+ * as ConfigRecords and fsynced, applied to the image and to the open
+ * partition logs.  AlterConfigs replaces every override of a topic, or
+ * every dynamic config of a broker resource, with the request's set;
+ * IncrementalAlterConfigs applies SET, DELETE, APPEND and SUBTRACT per
+ * key.  validate_only checks without writing anything.
+ *
+ * Dynamic broker configuration (Kafka's): resource name "" is the
+ * cluster-wide default (DYNAMIC_DEFAULT_BROKER_CONFIG), this node's id in
+ * decimal is this broker (DYNAMIC_BROKER_CONFIG).  Only the broker keys
+ * that are defaults of topic keys (log.retention.ms, message.max.bytes,
+ * log.flush.interval.messages, ...) may change; any other key is refused
+ * by the controller with INVALID_REQUEST ("Cannot update these configs
+ * dynamically: [...]"), a bad value with INVALID_CONFIG.
  *
  * Refused here, without the controller, with INVALID_REQUEST:
- *   - BROKER resources (4): Spool has no dynamic broker configuration;
+ *   - a BROKER resource naming another broker id, or not a number;
  *   - any other resource type;
  *   - a resource named twice in one request (every occurrence);
  *   - a key named twice in one resource;
  *   - an unknown incremental operation code.
- * Responses are in request order.  With no topic resource left to change,
+ * Responses are in request order.  With no resource left to change,
  * the answer is immediate.
  */
 #include <stdarg.h>
@@ -32,8 +40,6 @@
 #include "proto/gen/incremental_alter_configs_response.h"
 
 enum { RES_TOPIC = 2, RES_BROKER = 4 };
-
-#define BROKER_MSG "Spool does not support dynamic broker configuration yet; set it in server.properties"
 
 /* The operation and what is needed to answer it.  op comes first so that
  * the controller's op pointer is also the context. */
@@ -94,6 +100,29 @@ static const char *fmt_msg(sp_arena_t *a, const char *fallback, const char *fmt,
 static sp_str_t opt(const char *s)
 {
     return s ? sp_str_c(s) : SP_STR_NULL;
+}
+
+/* Checks a BROKER resource name: "" or this node's id.  NULL if fine,
+ * else a message (arena text), as DescribeConfigs words it. */
+static const char *broker_name_error(sp_req_t *req, sp_str_t name)
+{
+    int32_t self = req->broker->node_id;
+    char buf[24];
+    if (name.len <= 0)
+        return NULL;
+    bool num = name.len < (int32_t)sizeof(buf);
+    for (int32_t i = 0; num && i < name.len; i++)
+        num = (name.ptr[i] >= '0' && name.ptr[i] <= '9') || (i == 0 && name.ptr[i] == '-' && name.len > 1);
+    if (!num)
+        return fmt_msg(&req->arena, "Broker id must be an integer", "Broker id must be an integer, but it is: %.*s",
+                       (int)name.len, name.ptr);
+    memcpy(buf, name.ptr, (size_t)name.len);
+    buf[name.len] = 0;
+    if (strtoll(buf, NULL, 10) == self)
+        return NULL;
+    return fmt_msg(&req->arena, "Unexpected broker id",
+                   "Unexpected broker id, expected %d or empty string, but received %.*s", (int)self,
+                   (int)name.len, name.ptr);
 }
 
 /* Builds and sends the response from ctx (per-resource errors) and the
@@ -294,8 +323,13 @@ static void handle(sp_req_t *req, bool incremental)
             continue;
         }
         switch (r.type) {
+        case RES_BROKER:
         case RES_TOPIC: {
             sp_ctl_topic_t *t = &c->op.topics[ntopics];
+            if (r.type == RES_BROKER && (c->msg[i] = broker_name_error(req, r.name))) {
+                c->err[i] = SP_ERR_INVALID_REQUEST;
+                break;
+            }
             if (fill_item(req, c, i, t) != 0) {
                 sp_req_close(req, "out of memory for AlterConfigs");
                 return;
@@ -306,20 +340,17 @@ static void handle(sp_req_t *req, bool incremental)
                 memset(t, 0, sizeof(*t));
                 break;
             }
+            t->resource_type = r.type;
             c->item[i] = ntopics++;
             break;
         }
-        case RES_BROKER:
-            c->err[i] = SP_ERR_INVALID_REQUEST;
-            c->msg[i] = BROKER_MSG;
-            break;
         default:
             c->err[i] = SP_ERR_INVALID_REQUEST;
             c->msg[i] = fmt_msg(a, "unsupported resource type", "unsupported resource type: %d", (int)r.type);
             break;
         }
     }
-    if (ntopics == 0) {
+    if (ntopics == 0) { /* nothing left for the controller */
         respond(req, c);
         return;
     }

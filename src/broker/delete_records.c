@@ -36,7 +36,7 @@ static int64_t delete_one(const sp_image_t *img, sp_str_t topic, int32_t partiti
     }
     int src;
     const char *policy = sp_topic_config_value(sp_topic_key("cleanup.policy", 14), ti->nconfigs, ti->ckeys,
-                                               ti->cvalues, sp_controller_config(), &src);
+                                               ti->cvalues, img, sp_controller_config(), &src);
     if (policy && !strstr(policy, "delete")) {
         *err = SP_ERR_POLICY_VIOLATION; /* as Kafka: compact-only topics keep their records */
         return -1;

@@ -5,18 +5,26 @@
  *   TOPIC (2)   every Kafka topic key (cluster/topic_config.h), or only the
  *               keys asked for; the effective value and where it comes
  *               from: the topic's override (DYNAMIC_TOPIC_CONFIG), the
- *               broker synonym set in server.properties
- *               (STATIC_BROKER_CONFIG) or the default (DEFAULT_CONFIG).
- *   BROKER (4)  this node's id, or "" (the cluster-wide default, which has
- *               the same static values here: Spool has no dynamic broker
- *               configs): every key of the broker table, read-only.
+ *               broker synonym set dynamically on this broker
+ *               (DYNAMIC_BROKER_CONFIG) or as the cluster default
+ *               (DYNAMIC_DEFAULT_BROKER_CONFIG), set in server.properties
+ *               (STATIC_BROKER_CONFIG), or the default (DEFAULT_CONFIG).
+ *   BROKER (4)  this node's id, or "" (the cluster-wide default): every key
+ *               of the broker table.  The broker keys that are synonyms of
+ *               topic keys are dynamic (read_only false) and show their
+ *               dynamic value when one is set: this broker's own (source
+ *               2, not for "") before the cluster default (source 3); all
+ *               other keys are read-only, from server.properties or the
+ *               default.
  * Any other type (BROKER_LOGGER, CLIENT_METRICS, ...) is answered with
  * INVALID_REQUEST for that resource.
  *
  * Synonyms (v1+, include_synonyms) follow Kafka's order: the most specific
- * first.  For a topic key: the override, the broker key if set, the
- * default under the broker key's name.  config_type and documentation
- * appear from v3 (documentation only when asked).
+ * first, only those that exist.  For a topic key: the override, then under
+ * the broker key's name DYNAMIC_BROKER_CONFIG, DYNAMIC_DEFAULT_BROKER_CONFIG,
+ * STATIC_BROKER_CONFIG and the default.  For a broker key the same without
+ * the override.  config_type and documentation appear from v3
+ * (documentation only when asked).
  *
  * Answered at once, from one image held for the whole request; the values
  * it borrows from the image are encoded before it is released.
@@ -147,16 +155,20 @@ static void describe_topic(const dc_ctx_t *c, const sp_image_t *img, const res_t
         if (!wanted(res, k->name))
             continue;
         int src;
-        const char *val = sp_topic_config_value(k, t->nconfigs, t->ckeys, t->cvalues, bcfg, &src);
+        const char *val = sp_topic_config_value(k, t->nconfigs, t->ckeys, t->cvalues, img, bcfg, &src);
         entry_t *e = &out->configs.v[j++];
         entry_fill(c, e, k->name, val, src, false, k->type, k->doc);
 
-        syn_t syn[3];
+        syn_t syn[5];
         int ns = 0;
-        const char *dname = k->broker_key ? k->broker_key : k->name;
+        const char *dname = k->broker_key ? k->broker_key : k->name, *dv;
         for (int o = 0; o < t->nconfigs; o++)
             if (strcmp(t->ckeys[o], k->name) == 0)
                 syn[ns++] = (syn_t){ sp_str_c(k->name), opt(t->cvalues[o]), SP_CS_DYNAMIC_TOPIC };
+        if (k->broker_key && (dv = sp_image_broker_config(img, false, k->broker_key)))
+            syn[ns++] = (syn_t){ sp_str_c(k->broker_key), sp_str_c(dv), SP_CS_DYNAMIC_BROKER };
+        if (k->broker_key && (dv = sp_image_broker_config(img, true, k->broker_key)))
+            syn[ns++] = (syn_t){ sp_str_c(k->broker_key), sp_str_c(dv), SP_CS_DYNAMIC_DEFAULT_BROKER };
         if (k->broker_key && bcfg && sp_config_source(bcfg, k->broker_key) == SP_CFG_SRC_STATIC)
             syn[ns++] = (syn_t){ sp_str_c(k->broker_key), opt(sp_config_str(bcfg, k->broker_key)),
                                  SP_CS_STATIC_BROKER };
@@ -198,12 +210,13 @@ static bool parse_broker_id(sp_str_t s, int64_t *id)
     return true;
 }
 
-static void describe_broker(const dc_ctx_t *c, const res_t *res, result_t *out)
+static void describe_broker(const dc_ctx_t *c, const sp_image_t *img, const res_t *res, result_t *out)
 {
     sp_arena_t *a = &c->req->arena;
     const sp_config_t *bcfg = sp_controller_config();
     int32_t self = c->req->broker->node_id;
-    if (res->resource_name.len > 0) {
+    bool cluster_default = res->resource_name.len <= 0;
+    if (!cluster_default) {
         int64_t id;
         if (!parse_broker_id(res->resource_name, &id)) {
             out->error_code = SP_ERR_INVALID_REQUEST;
@@ -240,8 +253,16 @@ static void describe_broker(const dc_ctx_t *c, const res_t *res, result_t *out)
         const char *val = bcfg ? sp_config_str(bcfg, d->name) : d->def;
         int src = bcfg && sp_config_source(bcfg, d->name) == SP_CFG_SRC_STATIC ? SP_CS_STATIC_BROKER
                                                                                  : SP_CS_DEFAULT;
-        syn_t syn[3];
+        /* dynamic keys: this broker's value (not for ""), then the default */
+        bool dynamic = sp_topic_key_by_broker_key(d->name, (int32_t)strlen(d->name)) != NULL;
+        const char *pb = dynamic && !cluster_default ? sp_image_broker_config(img, false, d->name) : NULL;
+        const char *dd = dynamic ? sp_image_broker_config(img, true, d->name) : NULL;
+        syn_t syn[5];
         int ns = 0;
+        if (pb)
+            syn[ns++] = (syn_t){ sp_str_c(d->name), sp_str_c(pb), SP_CS_DYNAMIC_BROKER };
+        if (dd)
+            syn[ns++] = (syn_t){ sp_str_c(d->name), sp_str_c(dd), SP_CS_DYNAMIC_DEFAULT_BROKER };
         if (src == SP_CS_STATIC_BROKER)
             syn[ns++] = (syn_t){ sp_str_c(d->name), opt(val), SP_CS_STATIC_BROKER };
         /* an older name set instead of this one (broker.id for node.id) */
@@ -260,8 +281,12 @@ static void describe_broker(const dc_ctx_t *c, const res_t *res, result_t *out)
         }
         if (d->def)
             syn[ns++] = (syn_t){ sp_str_c(d->name), sp_str_c(d->def), SP_CS_DEFAULT };
+        if (pb || dd) {
+            val = pb ? pb : dd;
+            src = pb ? SP_CS_DYNAMIC_BROKER : SP_CS_DYNAMIC_DEFAULT_BROKER;
+        }
         entry_t *e = &out->configs.v[j++];
-        entry_fill(c, e, d->name, val, src, true, broker_type(d->type), d->doc);
+        entry_fill(c, e, d->name, val, src, !dynamic, broker_type(d->type), d->doc);
         set_synonyms(c, e, syn, ns);
     }
     out->configs.n = j;
@@ -296,7 +321,7 @@ void sp_handle_describe_configs(sp_req_t *req)
             describe_topic(&c, img, res, out);
             break;
         case RES_BROKER:
-            describe_broker(&c, res, out);
+            describe_broker(&c, img, res, out);
             break;
         default:
             out->error_code = SP_ERR_INVALID_REQUEST;

@@ -25,7 +25,7 @@ static sp_str_t msg(const char *m)
 /* ---- CreateTopics ------------------------------------------------------ */
 
 static void fill_configs(sp_req_t *req, sp_create_topics_response_creatable_topic_result_t *out,
-                         const sp_topic_info_t *ti)
+                         const sp_image_t *img, const sp_topic_info_t *ti)
 {
     int nk;
     const sp_topic_key_t *keys = sp_topic_keys(&nk);
@@ -34,7 +34,7 @@ static void fill_configs(sp_req_t *req, sp_create_topics_response_creatable_topi
     for (int i = 0; i < out->configs.n; i++) {
         int src;
         const char *v = sp_topic_config_value(&keys[i], ti ? ti->nconfigs : 0, ti ? ti->ckeys : NULL,
-                                              ti ? ti->cvalues : NULL, sp_controller_config(), &src);
+                                              ti ? ti->cvalues : NULL, img, sp_controller_config(), &src);
         const char *copy = v ? sp_arena_strdup(&req->arena, v, strlen(v)) : NULL;
         out->configs.v[i].name = sp_str_c(keys[i].name);
         out->configs.v[i].value = copy ? sp_str_c(copy) : SP_STR_NULL;
@@ -63,7 +63,7 @@ static void create_done(sp_req_t *req, sp_ctl_op_t *op)
             if (v >= 5) {
                 /* the topic as created (or as it would be: validate_only) */
                 const sp_topic_info_t *ti = op->validate_only ? NULL : sp_image_topic_by_id(img, t->out_id);
-                fill_configs(req, o, ti);
+                fill_configs(req, o, img, ti);
                 if (op->validate_only) /* show the requested overrides */
                     for (int k = 0; k < t->nconfigs; k++)
                         for (int c = 0; c < o->configs.n; c++)

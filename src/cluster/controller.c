@@ -29,6 +29,7 @@
 #define REC_CONFIG 4
 #define REC_REMOVE_TOPIC 9
 #define RES_TOPIC 2 /* ConfigResource type TOPIC */
+#define RES_BROKER 4 /* ConfigResource type BROKER */
 #define SP_MAX_PARTITIONS 100000 /* per topic: each is a directory and open files */
 
 static struct {
@@ -90,6 +91,21 @@ static const sp_msg_desc_t *desc_named(const char *name)
     return NULL;
 }
 
+/* The scope of a broker ConfigRecord's resource name: true with
+ * *is_default for "" (cluster default) or this node's id in decimal, false
+ * for anything else (another broker: not ours to apply). */
+static bool broker_scope(sp_str_t name, bool *is_default)
+{
+    char self[16];
+    if (name.len <= 0) {
+        *is_default = true;
+        return true;
+    }
+    snprintf(self, sizeof(self), "%" PRId32, C.broker->node_id);
+    *is_default = false;
+    return sp_str_eq_lit(name, self);
+}
+
 /* Applies one decoded record to an unpublished image. */
 static int apply(sp_image_t *img, int16_t key, const void *rec)
 {
@@ -114,8 +130,15 @@ static int apply(sp_image_t *img, int16_t key, const void *rec)
     }
     case REC_CONFIG: {
         const sp_config_record_t *c = rec;
+        bool def;
+        if (c->resource_type == RES_BROKER) {
+            if (!broker_scope(c->resource_name, &def))
+                return 0; /* another broker's config */
+            return sp_image_set_broker_config(img, def, c->name.ptr, c->name.len,
+                                              c->value.len >= 0 ? c->value.ptr : NULL, c->value.len);
+        }
         if (c->resource_type != RES_TOPIC)
-            return 0; /* broker configs are static for now */
+            return 0; /* other resource types are not kept */
         return sp_image_set_topic_config(img, c->resource_name.ptr, c->resource_name.len,
                                          c->name.ptr, c->name.len,
                                          c->value.len >= 0 ? c->value.ptr : NULL, c->value.len);
@@ -228,6 +251,19 @@ static int snapshot_records(recbuf_t *rb, const sp_image_t *img)
             if (add_record(rb, REC_CONFIG, 0, cd, &cr) != 0)
                 return -1;
         }
+    }
+    /* dynamic broker configs: "" = cluster default, else this node */
+    char self[16];
+    snprintf(self, sizeof(self), "%" PRId32, C.broker->node_id);
+    for (int32_t i = 0; i < img->ndyn; i++) {
+        sp_config_record_t cr;
+        sp_config_record_init(&cr);
+        cr.resource_type = RES_BROKER;
+        cr.resource_name = sp_str_c(img->dyn[i].is_default ? "" : self);
+        cr.name = sp_str_c(img->dyn[i].key);
+        cr.value = sp_str_c(img->dyn[i].value);
+        if (add_record(rb, REC_CONFIG, 0, cd, &cr) != 0)
+            return -1;
     }
     return 0;
 }
@@ -639,12 +675,16 @@ static const char *override_of(const sp_topic_info_t *ti, const char *key, int32
     return NULL;
 }
 
-static int emit_config(recbuf_t *rb, sp_image_t *next, sp_str_t topic, sp_str_t key, sp_str_t value)
+/* Writes one ConfigRecord (resource type RES_TOPIC or RES_BROKER, name
+ * the topic or "" / this node's id; value null removes) to rb and applies
+ * it to next.  0 or -1 (OOM). */
+static int emit_config(recbuf_t *rb, sp_image_t *next, int8_t type, sp_str_t resource, sp_str_t key,
+                       sp_str_t value)
 {
     sp_config_record_t cr;
     sp_config_record_init(&cr);
-    cr.resource_type = RES_TOPIC;
-    cr.resource_name = topic;
+    cr.resource_type = type;
+    cr.resource_name = resource;
     cr.name = key;
     cr.value = value;
     if (add_record(rb, REC_CONFIG, 0, desc_named("ConfigRecord"), &cr) != 0)
@@ -703,13 +743,13 @@ static void alter_configs(sp_ctl_op_t *op, sp_ctl_topic_t *t, sp_image_t *next, 
             bool kept = false;
             for (int k = 0; k < t->nconfigs; k++)
                 kept |= sp_str_eq_lit(t->ckeys[k], ti->ckeys[i]) && t->cvalues[k].len >= 0;
-            if (!kept && emit_config(rb, next, topic, sp_str_c(sp_arena_strdup(a, ti->ckeys[i], strlen(ti->ckeys[i]))),
+            if (!kept && emit_config(rb, next, RES_TOPIC, topic, sp_str_c(sp_arena_strdup(a, ti->ckeys[i], strlen(ti->ckeys[i]))),
                                      SP_STR_NULL) != 0)
                 goto oom;
             ti = find_topic(next, t);
         }
         for (int k = 0; k < t->nconfigs; k++)
-            if (t->cvalues[k].len >= 0 && emit_config(rb, next, topic, t->ckeys[k], t->cvalues[k]) != 0)
+            if (t->cvalues[k].len >= 0 && emit_config(rb, next, RES_TOPIC, topic, t->ckeys[k], t->cvalues[k]) != 0)
                 goto oom;
         return;
     }
@@ -728,7 +768,7 @@ static void alter_configs(sp_ctl_op_t *op, sp_ctl_topic_t *t, sp_image_t *next, 
             ti = find_topic(next, t);
             const char *cur = override_of(ti, t->ckeys[k].ptr, t->ckeys[k].len);
             if (!cur)
-                cur = sp_topic_config_value(key, 0, NULL, NULL, C.cfg, &src);
+                cur = sp_topic_config_value(key, 0, NULL, NULL, next, C.cfg, &src);
             value = sp_str_c(list_edit(a, cur, t->cvalues[k], t->cops[k] == SP_CFG_OP_APPEND));
             if (value.len < 0)
                 goto oom;
@@ -739,7 +779,7 @@ static void alter_configs(sp_ctl_op_t *op, sp_ctl_topic_t *t, sp_image_t *next, 
             t->message = "Unknown config operation";
             return;
         }
-        if (emit_config(rb, next, topic, t->ckeys[k], value) != 0)
+        if (emit_config(rb, next, RES_TOPIC, topic, t->ckeys[k], value) != 0)
             goto oom;
     }
     return;
@@ -748,9 +788,143 @@ oom:
     t->message = "out of memory";
 }
 
-static void log_config_of(const sp_topic_info_t *ti, sp_log_config_t *out)
+/* Checks the keys and values of an alter on a BROKER resource; NULL or a
+ * message (arena or static) with *err.  Only broker keys that are some
+ * topic key's synonym may change (INVALID_REQUEST for the others, all of
+ * them named as Kafka does); values pass that topic key's validator. */
+static const char *check_broker_configs(sp_ctl_topic_t *t, sp_arena_t *a, int16_t *err)
 {
-    sp_topic_log_config(ti->nconfigs, ti->ckeys, ti->cvalues, C.cfg, out);
+    size_t need = 64;
+    int bad = 0;
+    for (int i = 0; i < t->nconfigs; i++)
+        if (!sp_topic_key_by_broker_key(t->ckeys[i].ptr, t->ckeys[i].len)) {
+            need += (size_t)(t->ckeys[i].len > 0 ? t->ckeys[i].len : 0) + 2;
+            bad++;
+        }
+    if (bad) {
+        char *m = sp_arena_alloc(a, need);
+        *err = SP_ERR_INVALID_REQUEST;
+        if (!m)
+            return "Cannot update these configs dynamically";
+        strcpy(m, "Cannot update these configs dynamically: [");
+        for (int i = 0, n = 0; i < t->nconfigs; i++) {
+            if (sp_topic_key_by_broker_key(t->ckeys[i].ptr, t->ckeys[i].len))
+                continue;
+            if (n++)
+                strcat(m, ", ");
+            strncat(m, t->ckeys[i].ptr, (size_t)(t->ckeys[i].len > 0 ? t->ckeys[i].len : 0));
+        }
+        strcat(m, "]");
+        return m;
+    }
+    *err = SP_ERR_INVALID_CONFIG;
+    for (int i = 0; i < t->nconfigs; i++) {
+        const sp_topic_key_t *k = sp_topic_key_by_broker_key(t->ckeys[i].ptr, t->ckeys[i].len);
+        int8_t op = t->cops ? t->cops[i] : SP_CFG_OP_SET;
+        if (t->cvalues[i].len < 0) {
+            if (t->cops && op != SP_CFG_OP_DELETE)
+                return "Null value not supported for this operation";
+            continue;
+        }
+        if (op == SP_CFG_OP_DELETE)
+            continue;
+        if ((op == SP_CFG_OP_APPEND || op == SP_CFG_OP_SUBTRACT) && k->type != SP_CT_LIST)
+            return "APPEND and SUBTRACT apply to list configs only";
+        char *v = sp_arena_strdup(a, t->cvalues[i].ptr, (size_t)t->cvalues[i].len);
+        const char *why = v ? sp_topic_config_check(k, v) : "out of memory";
+        if (why) {
+            char *m = sp_arena_alloc(a, 160 + (size_t)t->cvalues[i].len);
+            if (m)
+                sprintf(m, "Invalid value %s for configuration %s: %s", v, k->broker_key, why);
+            return m ? m : why;
+        }
+    }
+    *err = 0;
+    return NULL;
+}
+
+/* AlterConfigs / IncrementalAlterConfigs on a BROKER resource: t->name is
+ * "" (the cluster default) or this node's id (the handler refused other
+ * names).  AlterConfigs replaces every dynamic config of that resource
+ * with the request's set, as Kafka does; the incremental form applies
+ * SET, DELETE, APPEND and SUBTRACT per key.  Metadata thread. */
+static void alter_broker_configs(sp_ctl_op_t *op, sp_ctl_topic_t *t, sp_image_t *next, recbuf_t *rb)
+{
+    sp_arena_t *a = &op->req->arena;
+    bool def = t->name.len <= 0;
+    int16_t err;
+    const char *why = check_broker_configs(t, a, &err);
+    if (why) {
+        t->error = err;
+        t->message = why;
+        return;
+    }
+    if (op->validate_only)
+        return;
+    char self[16];
+    snprintf(self, sizeof(self), "%" PRId32, C.broker->node_id);
+    sp_str_t res = sp_str_c(def ? "" : sp_arena_strdup(a, self, strlen(self)));
+    if (res.len < 0)
+        goto oom;
+    if (op->kind == SP_CTL_ALTER_CONFIGS) {
+        /* downwards: a removal moves the last entry into its place */
+        for (int32_t i = next->ndyn - 1; i >= 0; i--) {
+            const sp_dyn_config_t *d = &next->dyn[i];
+            bool kept = false;
+            if (d->is_default != def)
+                continue;
+            for (int k = 0; k < t->nconfigs; k++)
+                kept |= sp_str_eq_lit(t->ckeys[k], d->key) && t->cvalues[k].len >= 0;
+            if (kept)
+                continue;
+            sp_str_t key = sp_str_c(sp_arena_strdup(a, d->key, strlen(d->key)));
+            if (key.len < 0 || emit_config(rb, next, RES_BROKER, res, key, SP_STR_NULL) != 0)
+                goto oom;
+        }
+        for (int k = 0; k < t->nconfigs; k++)
+            if (t->cvalues[k].len >= 0 && emit_config(rb, next, RES_BROKER, res, t->ckeys[k], t->cvalues[k]) != 0)
+                goto oom;
+        return;
+    }
+    for (int k = 0; k < t->nconfigs; k++) {
+        sp_str_t value = t->cvalues[k];
+        switch (t->cops[k]) {
+        case SP_CFG_OP_SET:
+            break;
+        case SP_CFG_OP_DELETE:
+            value = SP_STR_NULL;
+            break;
+        case SP_CFG_OP_APPEND:
+        case SP_CFG_OP_SUBTRACT: {
+            /* on the resource's current value: its own dynamic one, else
+             * what it inherits */
+            int src;
+            const sp_topic_key_t *key = sp_topic_key_by_broker_key(t->ckeys[k].ptr, t->ckeys[k].len);
+            const char *cur = sp_topic_broker_value(key, next, !def, C.cfg, &src);
+            value = sp_str_c(list_edit(a, cur, t->cvalues[k], t->cops[k] == SP_CFG_OP_APPEND));
+            if (value.len < 0)
+                goto oom;
+            break;
+        }
+        default:
+            t->error = SP_ERR_INVALID_REQUEST;
+            t->message = "Unknown config operation";
+            return;
+        }
+        if (emit_config(rb, next, RES_BROKER, res, t->ckeys[k], value) != 0)
+            goto oom;
+    }
+    return;
+oom:
+    t->error = SP_ERR_UNKNOWN_SERVER_ERROR;
+    t->message = "out of memory";
+}
+
+/* The log settings of topic ti, resolved against img (its overrides and
+ * img's dynamic broker configs, then server.properties). */
+static void log_config_of(const sp_image_t *img, const sp_topic_info_t *ti, sp_log_config_t *out)
+{
+    sp_topic_log_config(ti->nconfigs, ti->ckeys, ti->cvalues, img, C.cfg, out);
 }
 
 static void run_op(sp_ctl_op_t *op)
@@ -777,7 +951,12 @@ static void run_op(sp_ctl_op_t *op)
         case SP_CTL_DELETE_TOPICS: delete_topic(op, t, next, &rb); break;
         case SP_CTL_CREATE_PARTITIONS: create_partitions(op, t, next, &rb); break;
         case SP_CTL_ALTER_CONFIGS:
-        case SP_CTL_INCR_ALTER_CONFIGS: alter_configs(op, t, next, &rb); break;
+        case SP_CTL_INCR_ALTER_CONFIGS:
+            if (t->resource_type == RES_BROKER)
+                alter_broker_configs(op, t, next, &rb);
+            else
+                alter_configs(op, t, next, &rb);
+            break;
         }
     }
     if (rb.count == 0 || op->validate_only) {
@@ -815,7 +994,7 @@ static void run_op(sp_ctl_op_t *op)
         sp_log_config_t lc;
         if (!ti)
             continue;
-        log_config_of(ti, &lc);
+        log_config_of(next, ti, &lc);
         for (int32_t p = 0; p < ti->npartitions; p++)
             if (sp_logmgr_open_partition(ti->name, ti->id, p, &lc) != 0) {
                 t->error = SP_ERR_KAFKA_STORAGE_ERROR;
@@ -823,10 +1002,16 @@ static void run_op(sp_ctl_op_t *op)
             }
     }
     sp_image_publish(next);
+    bool alter = op->kind == SP_CTL_ALTER_CONFIGS || op->kind == SP_CTL_INCR_ALTER_CONFIGS;
+    bool broker_changed = false;
     for (int i = 0; i < op->n; i++) {
         sp_ctl_topic_t *t = &op->topics[i];
         if (t->error)
             continue;
+        if (alter && t->resource_type == RES_BROKER) {
+            broker_changed = true; /* every topic, below */
+            continue;
+        }
         if (op->kind == SP_CTL_DELETE_TOPICS) {
             char *name = strndup(t->name.ptr, (size_t)t->name.len);
             if (name) {
@@ -839,7 +1024,7 @@ static void run_op(sp_ctl_op_t *op)
             const sp_topic_info_t *ti = find_topic(now, t);
             if (ti) {
                 sp_log_config_t lc;
-                log_config_of(ti, &lc);
+                log_config_of(now, ti, &lc);
                 sp_logmgr_set_config(ti->name, &lc);
             }
             sp_image_release(now);
@@ -847,6 +1032,20 @@ static void run_op(sp_ctl_op_t *op)
             sp_info("meta", "created topic %.*s with %d partition%s", (int)t->name.len, t->name.ptr,
                     t->out_partitions, t->out_partitions == 1 ? "" : "s");
         }
+    }
+    if (broker_changed) {
+        /* a broker default changed: every topic without its own override
+         * of that key follows, without a restart */
+        sp_image_t *now = sp_image_acquire();
+        int32_t n = now->ntopics;
+        for (int32_t i = 0; i < n; i++) {
+            sp_log_config_t lc;
+            log_config_of(now, &now->topics[i], &lc);
+            sp_logmgr_set_config(now->topics[i].name, &lc);
+        }
+        sp_image_release(now);
+        sp_info("meta", "dynamic broker configuration changed; log settings of %" PRId32 " topic%s updated",
+                n, n == 1 ? "" : "s");
     }
     int64_t every = sp_config_long(C.cfg, "metadata.log.max.record.bytes.between.snapshots");
     if (C.bytes_since_snapshot >= every) {
@@ -948,7 +1147,7 @@ int sp_controller_start(const sp_broker_t *b, const sp_config_t *cfg)
             img->ntopics == 1 ? "" : "s", C.log->leo);
     for (int32_t i = 0; i < img->ntopics; i++) {
         const sp_topic_info_t *t = &img->topics[i];
-        log_config_of(t, &lc);
+        log_config_of(img, t, &lc);
         for (int32_t p = 0; p < t->npartitions; p++)
             if (sp_logmgr_open_partition(t->name, t->id, p, &lc) != 0) {
                 sp_image_release(img);

@@ -1,8 +1,8 @@
 /*
  * controller.h - the metadata thread: the only writer of cluster metadata.
  *
- * Every change (create/delete topics, add partitions, topic configs) is a
- * list of Kafka metadata records (TopicRecord, PartitionRecord,
+ * Every change (create/delete topics, add partitions, topic configs,
+ * dynamic broker configs) is a list of Kafka metadata records (TopicRecord, PartitionRecord,
  * ConfigRecord, RemoveTopicRecord; kafka-protocol/metadata) that the
  * controller
  *   1. validates against the current image (Kafka's error codes),
@@ -12,6 +12,12 @@
  *      new partitions are opened before the publish, deleted topics'
  *      logs are retired after it),
  *   4. hands the results back to the request's worker (sp_req_post).
+ * A change of dynamic broker configs (ConfigRecord with resource type 4,
+ * name "" for the cluster default or this node's id; records naming other
+ * ids are ignored) is pushed, after the publish, to the log settings of
+ * every topic (sp_logmgr_set_config), so that broker defaults take effect
+ * without a restart.  Log settings are always resolved against the image
+ * being built or published (topic_config.h), never a stale one.
  * At start the snapshot (if any) and the log after it are replayed into
  * the first image.  Record values use Kafka's metadata framing:
  *   uvarint frame version (1) | uvarint record type (apiKey) |
@@ -32,7 +38,8 @@ typedef enum sp_ctl_kind {
     SP_CTL_CREATE_TOPICS,
     SP_CTL_DELETE_TOPICS,
     SP_CTL_CREATE_PARTITIONS,
-    SP_CTL_ALTER_CONFIGS,       /* replace all overrides (AlterConfigs) */
+    SP_CTL_ALTER_CONFIGS,       /* replace all overrides of a topic or all
+                                 * dynamic configs of a broker resource */
     SP_CTL_INCR_ALTER_CONFIGS,  /* per-key SET/DELETE/APPEND/SUBTRACT */
 } sp_ctl_kind_t;
 
@@ -49,6 +56,8 @@ typedef struct sp_ctl_topic {
     int32_t *assign_index;      /* partition of each assignment */
     int32_t *assign_nbrokers;   /* replicas in each */
     int32_t **assign_brokers;
+    int8_t resource_type;       /* alters: 2 TOPIC (also 0), 4 BROKER, whose name
+                                 * is "" (cluster default) or this node's id */
     int nconfigs;
     sp_str_t *ckeys, *cvalues;  /* cvalues[i].len < 0: null */
     int8_t *cops;               /* incremental only */

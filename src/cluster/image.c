@@ -68,6 +68,11 @@ static void image_free(sp_image_t *img)
     for (int32_t i = 0; i < img->ntopics; i++)
         topic_free(&img->topics[i]);
     free(img->topics);
+    for (int32_t i = 0; i < img->ndyn; i++) {
+        free(img->dyn[i].key);
+        free(img->dyn[i].value);
+    }
+    free(img->dyn);
     free(img);
 }
 
@@ -141,6 +146,14 @@ const sp_broker_info_t *sp_image_broker(const sp_image_t *img, int32_t node_id)
     return NULL;
 }
 
+const char *sp_image_broker_config(const sp_image_t *img, bool is_default, const char *key)
+{
+    for (int32_t i = 0; img && i < img->ndyn; i++)
+        if (img->dyn[i].is_default == is_default && strcmp(img->dyn[i].key, key) == 0)
+            return img->dyn[i].value;
+    return NULL;
+}
+
 /* ---- builder ----------------------------------------------------------- */
 
 static int32_t *dup_ints(const int32_t *v, int32_t n)
@@ -207,6 +220,18 @@ sp_image_t *sp_image_clone(const sp_image_t *img)
     for (int32_t i = 0; i < img->ntopics; i++) {
         n->ntopics = i + 1;
         if (copy_topic(&n->topics[i], &img->topics[i]) != 0)
+            goto fail;
+    }
+    n->dyn = calloc((size_t)(img->ndyn > 0 ? img->ndyn : 1), sizeof(sp_dyn_config_t));
+    if (!n->dyn)
+        goto fail;
+    for (int32_t i = 0; i < img->ndyn; i++) {
+        sp_dyn_config_t *d = &n->dyn[i];
+        n->ndyn = i + 1;
+        d->is_default = img->dyn[i].is_default;
+        d->key = strdup(img->dyn[i].key);
+        d->value = strdup(img->dyn[i].value);
+        if (!d->key || !d->value)
             goto fail;
     }
     return n;
@@ -325,5 +350,48 @@ int sp_image_set_topic_config(sp_image_t *img, const char *topic, int32_t tlen, 
     if (!t->ckeys[t->nconfigs] || !t->cvalues[t->nconfigs])
         return -1;
     t->nconfigs++;
+    return 0;
+}
+
+int sp_image_set_broker_config(sp_image_t *img, bool is_default, const char *key, int32_t klen,
+                               const char *value, int32_t vlen)
+{
+    if (klen < 0)
+        return -1;
+    for (int32_t i = 0; i < img->ndyn; i++) {
+        sp_dyn_config_t *d = &img->dyn[i];
+        if (d->is_default != is_default || (int32_t)strlen(d->key) != klen ||
+            memcmp(d->key, key, (size_t)klen) != 0)
+            continue;
+        if (!value) {
+            free(d->key);
+            free(d->value);
+            *d = img->dyn[img->ndyn - 1];
+            img->ndyn--;
+            return 0;
+        }
+        char *v = dup_n(value, vlen);
+        if (!v)
+            return -1;
+        free(d->value);
+        d->value = v;
+        return 0;
+    }
+    if (!value)
+        return 0;
+    sp_dyn_config_t *n = realloc(img->dyn, sizeof(*n) * (size_t)(img->ndyn + 1));
+    if (!n)
+        return -1;
+    img->dyn = n;
+    n = &n[img->ndyn];
+    n->is_default = is_default;
+    n->key = dup_n(key, klen);
+    n->value = dup_n(value, vlen);
+    if (!n->key || !n->value) {
+        free(n->key);
+        free(n->value);
+        return -1;
+    }
+    img->ndyn++;
     return 0;
 }

@@ -11,10 +11,18 @@
  * Threads: any thread may sp_image_acquire()/sp_image_release(); only the
  * metadata owner publishes.
  *
+ * Dynamic broker configs (ConfigRecord with resource type BROKER, set by
+ * AlterConfigs / IncrementalAlterConfigs on a BROKER resource) are kept
+ * as a flat list of (key, value, scope): scope is either the cluster-wide
+ * default (resource name "", Kafka's DYNAMIC_DEFAULT_BROKER_CONFIG) or
+ * this broker (resource name = its node id, DYNAMIC_BROKER_CONFIG).
+ * Records naming other broker ids never reach the image.
+ *
  * Invariants:
  *  (1) an image is never modified after sp_image_publish();
  *  (2) topics[] is sorted by name (binary search), ids are unique;
- *  (3) an image stays alive while any holder has not released it.
+ *  (3) an image stays alive while any holder has not released it;
+ *  (4) dyn[] holds each (is_default, key) pair at most once.
  */
 #ifndef SP_CLUSTER_IMAGE_H
 #define SP_CLUSTER_IMAGE_H
@@ -53,6 +61,13 @@ typedef struct sp_topic_info {
     char **ckeys, **cvalues;
 } sp_topic_info_t;
 
+/* One dynamic broker config (ConfigRecord, resource type 4). */
+typedef struct sp_dyn_config {
+    char *key;               /* a broker key, e.g. "log.retention.ms" */
+    char *value;
+    bool is_default;         /* true: cluster default (""); false: this broker */
+} sp_dyn_config_t;
+
 typedef struct sp_image {
     atomic_int refs;
     int64_t offset;          /* last metadata record applied, -1 if none */
@@ -62,6 +77,8 @@ typedef struct sp_image {
     sp_broker_info_t *brokers;
     int32_t ntopics;
     sp_topic_info_t *topics; /* sorted by name */
+    int32_t ndyn;
+    sp_dyn_config_t *dyn;    /* dynamic broker configs, invariant (4) */
 } sp_image_t;
 
 /* An empty image owned by the caller (refs = 1); NULL on OOM. */
@@ -83,6 +100,11 @@ int sp_image_remove_topic(sp_image_t *img, sp_uuid_t id);
 /* ConfigRecord for a topic: value NULL removes the override. */
 int sp_image_set_topic_config(sp_image_t *img, const char *topic, int32_t tlen, const char *key,
                               int32_t klen, const char *value, int32_t vlen);
+/* ConfigRecord for a broker resource: is_default selects the cluster
+ * default ("") or this broker; value NULL removes the entry.  Copies the
+ * strings.  0 or -1 (OOM). */
+int sp_image_set_broker_config(sp_image_t *img, bool is_default, const char *key, int32_t klen,
+                               const char *value, int32_t vlen);
 /* Non-const lookup for the builder. */
 sp_topic_info_t *sp_image_topic_mut(sp_image_t *img, const char *name, int32_t len);
 
@@ -99,5 +121,8 @@ void sp_image_unpublish(void);
 const sp_topic_info_t *sp_image_topic(const sp_image_t *img, const char *name, int32_t len);
 const sp_topic_info_t *sp_image_topic_by_id(const sp_image_t *img, sp_uuid_t id);
 const sp_broker_info_t *sp_image_broker(const sp_image_t *img, int32_t node_id);
+/* The dynamic value of broker key 'key' in the given scope, or NULL.
+ * img may be NULL (no dynamic configs). */
+const char *sp_image_broker_config(const sp_image_t *img, bool is_default, const char *key);
 
 #endif

@@ -70,6 +70,15 @@ const sp_topic_key_t *sp_topic_key(const char *name, int32_t len)
     return NULL;
 }
 
+const sp_topic_key_t *sp_topic_key_by_broker_key(const char *name, int32_t len)
+{
+    for (int i = 0; i < NKEYS; i++)
+        if (keys[i].broker_key && (int32_t)strlen(keys[i].broker_key) == len &&
+            memcmp(keys[i].broker_key, name, (size_t)len) == 0)
+            return &keys[i];
+    return NULL;
+}
+
 static bool in_choices(const char *choices, const char *v, size_t n)
 {
     const char *p = choices;
@@ -137,8 +146,31 @@ const char *sp_topic_config_check(const sp_topic_key_t *k, const char *v)
     }
 }
 
+const char *sp_topic_broker_value(const sp_topic_key_t *k, const sp_image_t *img, bool per_broker,
+                                  const sp_config_t *broker, int *source)
+{
+    const char *v;
+    if (k->broker_key) {
+        if (per_broker && (v = sp_image_broker_config(img, false, k->broker_key))) {
+            *source = SP_CS_DYNAMIC_BROKER;
+            return v;
+        }
+        if ((v = sp_image_broker_config(img, true, k->broker_key))) {
+            *source = SP_CS_DYNAMIC_DEFAULT_BROKER;
+            return v;
+        }
+        if (broker && sp_config_source(broker, k->broker_key) == SP_CFG_SRC_STATIC) {
+            *source = SP_CS_STATIC_BROKER;
+            return sp_config_str(broker, k->broker_key);
+        }
+    }
+    *source = SP_CS_DEFAULT;
+    return k->def;
+}
+
 const char *sp_topic_config_value(const sp_topic_key_t *k, int n, char *const *ks,
-                                  char *const *vs, const sp_config_t *broker, int *source)
+                                  char *const *vs, const sp_image_t *img,
+                                  const sp_config_t *broker, int *source)
 {
     for (int i = 0; i < n; i++) {
         if (strcmp(ks[i], k->name) == 0) {
@@ -146,40 +178,45 @@ const char *sp_topic_config_value(const sp_topic_key_t *k, int n, char *const *k
             return vs[i];
         }
     }
-    if (k->broker_key && broker && sp_config_source(broker, k->broker_key) == SP_CFG_SRC_STATIC) {
-        *source = SP_CS_STATIC_BROKER;
-        return sp_config_str(broker, k->broker_key);
-    }
-    *source = SP_CS_DEFAULT;
-    return k->def;
+    return sp_topic_broker_value(k, img, true, broker, source);
 }
 
-static int64_t num(const char *name, int n, char *const *ks, char *const *vs, const sp_config_t *b)
+/* The resolution context of sp_topic_log_config. */
+typedef struct res_ctx {
+    int n;
+    char *const *ks, *const *vs;
+    const sp_image_t *img;
+    const sp_config_t *b;
+} res_ctx_t;
+
+static const char *val(const res_ctx_t *c, const char *name)
 {
     int src;
     const sp_topic_key_t *k = sp_topic_key(name, (int32_t)strlen(name));
-    const char *v = sp_topic_config_value(k, n, ks, vs, b, &src);
-    return strtoll(v, NULL, 10);
+    return sp_topic_config_value(k, c->n, c->ks, c->vs, c->img, c->b, &src);
 }
 
-void sp_topic_log_config(int n, char *const *ks, char *const *vs, const sp_config_t *b,
-                         sp_log_config_t *out)
+static int64_t num(const res_ctx_t *c, const char *name)
 {
-    int src;
-    out->segment_bytes = num("segment.bytes", n, ks, vs, b);
-    out->segment_ms = num("segment.ms", n, ks, vs, b);
-    out->segment_index_bytes = num("segment.index.bytes", n, ks, vs, b);
-    out->index_interval_bytes = num("index.interval.bytes", n, ks, vs, b);
-    out->flush_messages = num("flush.messages", n, ks, vs, b);
-    out->flush_ms = num("flush.ms", n, ks, vs, b);
-    out->max_message_bytes = num("max.message.bytes", n, ks, vs, b);
-    out->retention_ms = num("retention.ms", n, ks, vs, b);
-    out->retention_bytes = num("retention.bytes", n, ks, vs, b);
-    out->min_insync_replicas = num("min.insync.replicas", n, ks, vs, b);
-    const char *tt = sp_topic_config_value(sp_topic_key("message.timestamp.type", 22), n, ks, vs, b, &src);
-    out->log_append_time = strcasecmp(tt, "LogAppendTime") == 0;
-    const char *cp = sp_topic_config_value(sp_topic_key("cleanup.policy", 14), n, ks, vs, b, &src);
-    out->compact = strstr(cp, "compact") != NULL;
+    return strtoll(val(c, name), NULL, 10);
+}
+
+void sp_topic_log_config(int n, char *const *ks, char *const *vs, const sp_image_t *img,
+                         const sp_config_t *b, sp_log_config_t *out)
+{
+    res_ctx_t c = { n, ks, vs, img, b };
+    out->segment_bytes = num(&c, "segment.bytes");
+    out->segment_ms = num(&c, "segment.ms");
+    out->segment_index_bytes = num(&c, "segment.index.bytes");
+    out->index_interval_bytes = num(&c, "index.interval.bytes");
+    out->flush_messages = num(&c, "flush.messages");
+    out->flush_ms = num(&c, "flush.ms");
+    out->max_message_bytes = num(&c, "max.message.bytes");
+    out->retention_ms = num(&c, "retention.ms");
+    out->retention_bytes = num(&c, "retention.bytes");
+    out->min_insync_replicas = num(&c, "min.insync.replicas");
+    out->log_append_time = strcasecmp(val(&c, "message.timestamp.type"), "LogAppendTime") == 0;
+    out->compact = strstr(val(&c, "cleanup.policy"), "compact") != NULL;
     if (out->segment_index_bytes < 8)
         out->segment_index_bytes = 8;
 }

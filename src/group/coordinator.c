@@ -390,8 +390,10 @@ static int16_t persist(const char *group, records_t *r, sp_req_t **reqs, void **
             answer(reqs[i], resps[i]);
         return 0;
     }
-    memcpy(rq, reqs, sizeof(*rq) * (size_t)n);
-    memcpy(rs, resps, sizeof(*rs) * (size_t)n);
+    if (n > 0) { /* reqs may be NULL when nobody waits */
+        memcpy(rq, reqs, sizeof(*rq) * (size_t)n);
+        memcpy(rs, resps, sizeof(*rs) * (size_t)n);
+    }
     d->n = n;
     d->reqs = rq;
     d->resps = rs;

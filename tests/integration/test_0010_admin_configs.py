@@ -27,7 +27,7 @@ API_INCREMENTAL_ALTER_CONFIGS = 44
 API_DESCRIBE_CLUSTER = 60
 
 TOPIC, BROKER, BROKER_LOGGER = 2, 4, 8
-SRC_DYNAMIC_TOPIC, SRC_STATIC_BROKER, SRC_DEFAULT = 1, 4, 5
+SRC_DYNAMIC_TOPIC, SRC_DYNAMIC_BROKER, SRC_STATIC_BROKER, SRC_DEFAULT = 1, 2, 4, 5
 OP_SET, OP_DELETE, OP_APPEND, OP_SUBTRACT = 0, 1, 2, 3
 
 ERR_OFFSET_OUT_OF_RANGE = 1
@@ -39,8 +39,8 @@ ERR_INVALID_REQUEST = 42
 ERR_POLICY_VIOLATION = 44
 ERR_UNSUPPORTED_ENDPOINT_TYPE = 115
 
-BROKER_MSG = ('Spool does not support dynamic broker configuration yet; '
-              'set it in server.properties')
+# only broker keys that are defaults of topic keys are dynamic (test_0011)
+NOT_DYNAMIC_MSG = 'Cannot update these configs dynamically: [%s]'
 
 _corr = itertools.count(1000)
 
@@ -429,20 +429,25 @@ def test_alter_configs_raw_mixed_resources_keep_order(broker):
             (TOPIC, 'no-such', [('retention.ms', '1')]),
         ], version=version)
         assert [(e, t, n) for e, _m, t, n in out] == [
-            (ERR_INVALID_REQUEST, BROKER, '1'),
+            (0, BROKER, '1'),
             (0, TOPIC, 'dc-mixed'),
             (ERR_INVALID_REQUEST, BROKER_LOGGER, '1'),
             (ERR_INVALID_REQUEST, TOPIC, 'dup'),
             (ERR_INVALID_REQUEST, TOPIC, 'dup'),
             (ERR_UNKNOWN_TOPIC, TOPIC, 'no-such'),
         ], out
-        assert out[0][1] == BROKER_MSG
+        assert out[0][1] is None
         assert 'unsupported resource type' in out[2][1]
         (res,) = describe_configs_raw(broker.port, 2, [(TOPIC, 'dc-mixed', ['retention.ms'])])
         assert res['configs']['retention.ms']['value'] == str(2000 + version)
-    # broker-only request: answered without touching the metadata log
-    out = alter_configs_raw(broker.port, [(BROKER, '1', [('num.partitions', '3')])])
-    assert out == [(ERR_INVALID_REQUEST, BROKER_MSG, BROKER, '1')]
+        (res,) = describe_configs_raw(broker.port, 2, [(BROKER, '1', ['log.retention.ms'])])
+        assert res['configs']['log.retention.ms']['value'] == '1000'
+        assert res['configs']['log.retention.ms']['source'] == SRC_DYNAMIC_BROKER
+    # a broker key that is not dynamic; another broker's id
+    out = alter_configs_raw(broker.port, [(BROKER, '1', [('num.partitions', '3')]),
+                                          (BROKER, '2', [('log.retention.ms', '3')])])
+    assert out[0] == (ERR_INVALID_REQUEST, NOT_DYNAMIC_MSG % 'num.partitions', BROKER, '1')
+    assert out[1][0] == ERR_INVALID_REQUEST and 'Unexpected broker id' in out[1][1]
     # a key given twice in one resource
     out = alter_configs_raw(broker.port, [(TOPIC, 'dc-mixed', [('retention.ms', '1'),
                                                               ('retention.ms', '2')])])
@@ -451,12 +456,16 @@ def test_alter_configs_raw_mixed_resources_keep_order(broker):
     assert alter_configs_raw(broker.port, []) == []
 
 
-def test_kafka_python_broker_alter_refused(broker, admin):
+def test_kafka_python_broker_alter(broker, admin):
     from kafka.admin import ConfigResource, ConfigResourceType
     resp = admin.alter_configs([ConfigResource(ConfigResourceType.BROKER, '1',
                                                configs={'log.retention.ms': '1000'})])
     (res,) = resp.resources
-    assert res[0] == ERR_INVALID_REQUEST and res[1] == BROKER_MSG
+    assert res[0] == 0, res
+    resp = admin.alter_configs([ConfigResource(ConfigResourceType.BROKER, '1',
+                                               configs={'listeners': 'PLAINTEXT://:1'})])
+    (res,) = resp.resources
+    assert res[0] == ERR_INVALID_REQUEST and res[1] == NOT_DYNAMIC_MSG % 'listeners'
 
 
 # ------------------------------------------------------------------ IncrementalAlterConfigs (raw)
@@ -502,7 +511,7 @@ def test_incremental_alter_errors(broker):
     ])
     assert [e for e, _m, _t, _n in out] == [ERR_INVALID_REQUEST, ERR_UNKNOWN_TOPIC,
                                             ERR_INVALID_REQUEST, ERR_INVALID_REQUEST]
-    assert out[2][1] == BROKER_MSG
+    assert out[2][1] == NOT_DYNAMIC_MSG % 'num.partitions'
     out = incremental_alter_raw(broker.port, [(TOPIC, 'ia-err', [('retention.ms', 9, '1')])])
     assert out[0][0] == ERR_INVALID_REQUEST and 'operation' in out[0][1]
     out = incremental_alter_raw(broker.port, [(TOPIC, 'ia-err', [('segment.ms', OP_APPEND, '5')])])
@@ -606,7 +615,12 @@ def test_describe_broker_configs(broker, admin):
         assert c['listeners']['type'] == 7
         assert c['broker.rack']['value'] is None
         assert c['socket.request.max.bytes']['doc']
-        assert all(e['read_only'] for e in c.values())
+        # read-only except the broker defaults of topic keys (dynamic)
+        dynamic = {n for n, e in c.items() if not e['read_only']}
+        assert {'log.retention.ms', 'message.max.bytes', 'log.flush.interval.messages',
+                'log.cleanup.policy', 'min.insync.replicas'} <= dynamic
+        assert not dynamic & {'socket.request.max.bytes', 'listeners', 'node.id',
+                              'num.network.threads', 'num.partitions', 'log.dirs'}
 
 
 def test_broker_static_config_is_topic_synonym(start_broker):
