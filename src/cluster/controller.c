@@ -185,29 +185,12 @@ static int replay_value(sp_image_t *img, const uint8_t *v, int32_t len)
     return rc;
 }
 
-/* Replays every record of the batches in buf[0..len). */
-static int replay_batches(sp_image_t *img, const uint8_t *buf, size_t len, int64_t *last)
+/* Record callback of a replay: applies the framed metadata record. */
+static int replay_record(const sp_record_t *rec, void *ctx)
 {
-    size_t off = 0;
-    while (off < len) {
-        size_t bs;
-        if (sp_batch_next(buf + off, len - off, &bs) != 1)
-            return -1;
-        sp_record_iter_t it;
-        sp_record_t rec;
-        if (sp_record_iter_init(&it, buf + off, bs, 0) != 0)
-            return -1;
-        int rc;
-        while ((rc = sp_record_iter_next(&it, &rec)) == 1) {
-            if (rec.value.len >= 0 && replay_value(img, rec.value.ptr, rec.value.len) != 0)
-                sp_warn("meta", "metadata record at offset %" PRId64 " could not be applied", rec.offset);
-            *last = rec.offset;
-        }
-        sp_record_iter_free(&it);
-        if (rc < 0)
-            return -1;
-        off += bs;
-    }
+    if (rec->value.len >= 0 && replay_value(ctx, rec->value.ptr, rec->value.len) != 0)
+        sp_warn("meta", "metadata record at offset %" PRId64 " could not be applied", rec->offset);
+    C.bytes_since_snapshot += rec->value.len > 0 ? rec->value.len : 0;
     return 0;
 }
 
@@ -341,7 +324,7 @@ static int64_t load_snapshot(sp_image_t *img)
     uint8_t *buf = malloc((size_t)(sz > 0 ? sz : 1));
     int64_t last = -1;
     if (buf && fread(buf, 1, (size_t)sz, f) == (size_t)sz &&
-        replay_batches(img, buf, (size_t)sz, &last) == 0) {
+        sp_batches_each_record(buf, (size_t)sz, replay_record, img, &last) == 0) {
         sp_info("meta", "loaded metadata snapshot %s", bestname);
     } else {
         sp_error("meta", "metadata snapshot %s is unreadable", path);
@@ -355,28 +338,7 @@ static int64_t load_snapshot(sp_image_t *img)
 
 static int replay_log(sp_image_t *img, int64_t from)
 {
-    int64_t offset = from;
-    for (;;) {
-        sp_read_result_t rr;
-        sp_plog_read(C.log, offset, 1 << 20, true, &rr);
-        if (rr.error == SP_ERR_OFFSET_OUT_OF_RANGE && offset < rr.log_start) {
-            offset = rr.log_start;
-            continue;
-        }
-        if (rr.error || !rr.seg)
-            return rr.error ? -1 : 0;
-        uint8_t *buf = malloc((size_t)rr.len);
-        ssize_t got = buf ? pread(rr.seg->fd, buf, (size_t)rr.len, rr.pos) : -1;
-        sp_segment_unref(rr.seg);
-        int64_t last = offset - 1;
-        if (got != rr.len || replay_batches(img, buf, (size_t)rr.len, &last) != 0) {
-            free(buf);
-            return -1;
-        }
-        C.bytes_since_snapshot += rr.len;
-        free(buf);
-        offset = last + 1;
-    }
+    return sp_plog_scan(C.log, from, replay_record, img);
 }
 
 /* ---- operations -------------------------------------------------------- */
@@ -1137,6 +1099,7 @@ int sp_controller_start(const sp_broker_t *b, const sp_config_t *cfg)
     if (!img || sp_image_add_broker(img, b->node_id, b->adv_host, b->adv_port, b->rack) != 0)
         return -1;
     int64_t from = load_snapshot(img);
+    C.bytes_since_snapshot = 0; /* counts the log after the snapshot only */
     if (replay_log(img, from) != 0) {
         sp_error("meta", "cannot replay the metadata log in %s", dir);
         sp_image_release(img);

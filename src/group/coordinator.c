@@ -1517,66 +1517,51 @@ static void op_commit(sp_req_t *req, void *arg)
     }
 }
 
-static void fill_fetch_partitions(sp_req_t *req, group_t *g, sp_str_t topic, const int32_t *parts,
-                                  int32_t np, bool all, void *out_v, int32_t *out_n, bool group_level)
-{
-    /* out is either sp_offset_fetch_response_partition_t (v0-v7) or
-     * sp_offset_fetch_response_partitions_t (v8+); they are laid out alike
-     * but typed apart, so fill through a small switch */
-    int32_t n = np;
-    if (all) {
-        n = 0;
-        for (int i = 0; g && i < g->noffsets; i++)
-            n += str_is(g->offsets[i].topic, topic);
+/*
+ * Fills an OffsetFetch partition list for topic: the requested partitions,
+ * or (all) every partition the group has an offset for; -1 and "" where it
+ * has none.  v0-v7 and v8+ use two generated types of the same layout,
+ * hence the macro.
+ */
+#define FILL_FETCH_PARTITIONS(T, ALLOC)                                                       \
+    static T *ALLOC##_filled(sp_req_t *req, group_t *g, sp_str_t topic, const int32_t *parts, \
+                             int32_t np, bool all, int32_t *out_n)                           \
+    {                                                                                        \
+        int32_t n = np;                                                                      \
+        if (all) {                                                                           \
+            n = 0;                                                                           \
+            for (int i = 0; g && i < g->noffsets; i++)                                       \
+                n += str_is(g->offsets[i].topic, topic);                                     \
+        }                                                                                    \
+        T *v = ALLOC(&req->arena, n);                                                        \
+        *out_n = v ? n : 0;                                                                  \
+        int k = 0;                                                                           \
+        for (int i = 0; v && k < n && (all ? (g && i < g->noffsets) : i < np); i++) {        \
+            const offset_t *o;                                                               \
+            int32_t p;                                                                       \
+            if (all) {                                                                       \
+                if (!str_is(g->offsets[i].topic, topic))                                     \
+                    continue;                                                                \
+                o = &g->offsets[i];                                                          \
+                p = o->partition;                                                            \
+            } else {                                                                         \
+                p = parts[i];                                                                \
+                o = g ? find_offset(g, topic.ptr, topic.len, p) : NULL;                      \
+            }                                                                                \
+            v[k].partition_index = p;                                                        \
+            v[k].committed_offset = o ? o->offset : -1;                                      \
+            v[k].committed_leader_epoch = o ? o->leader_epoch : -1;                          \
+            v[k].metadata = sp_str_c(o && o->metadata                                        \
+                                         ? sp_arena_strdup(&req->arena, o->metadata,         \
+                                                           strlen(o->metadata))              \
+                                         : "");                                              \
+            k++;                                                                             \
+        }                                                                                    \
+        return v;                                                                            \
     }
-    if (group_level) {
-        sp_offset_fetch_response_partitions_t *v = sp_offset_fetch_response_partitions_alloc(&req->arena, n);
-        *(sp_offset_fetch_response_partitions_t **)out_v = v;
-        *out_n = v ? n : 0;
-        int k = 0;
-        for (int i = 0; v && k < n && (all ? (g && i < g->noffsets) : i < np); i++) {
-            const offset_t *o;
-            int32_t p;
-            if (all) {
-                if (!str_is(g->offsets[i].topic, topic))
-                    continue;
-                o = &g->offsets[i];
-                p = o->partition;
-            } else {
-                p = parts[i];
-                o = g ? find_offset(g, topic.ptr, topic.len, p) : NULL;
-            }
-            v[k].partition_index = p;
-            v[k].committed_offset = o ? o->offset : -1;
-            v[k].committed_leader_epoch = o ? o->leader_epoch : -1;
-            v[k].metadata = sp_str_c(o && o->metadata ? sp_arena_strdup(&req->arena, o->metadata, strlen(o->metadata)) : "");
-            k++;
-        }
-    } else {
-        sp_offset_fetch_response_partition_t *v = sp_offset_fetch_response_partition_alloc(&req->arena, n);
-        *(sp_offset_fetch_response_partition_t **)out_v = v;
-        *out_n = v ? n : 0;
-        int k = 0;
-        for (int i = 0; v && k < n && (all ? (g && i < g->noffsets) : i < np); i++) {
-            const offset_t *o;
-            int32_t p;
-            if (all) {
-                if (!str_is(g->offsets[i].topic, topic))
-                    continue;
-                o = &g->offsets[i];
-                p = o->partition;
-            } else {
-                p = parts[i];
-                o = g ? find_offset(g, topic.ptr, topic.len, p) : NULL;
-            }
-            v[k].partition_index = p;
-            v[k].committed_offset = o ? o->offset : -1;
-            v[k].committed_leader_epoch = o ? o->leader_epoch : -1;
-            v[k].metadata = sp_str_c(o && o->metadata ? sp_arena_strdup(&req->arena, o->metadata, strlen(o->metadata)) : "");
-            k++;
-        }
-    }
-}
+
+FILL_FETCH_PARTITIONS(sp_offset_fetch_response_partition_t, sp_offset_fetch_response_partition_alloc)
+FILL_FETCH_PARTITIONS(sp_offset_fetch_response_partitions_t, sp_offset_fetch_response_partitions_alloc)
 
 /* Distinct topics of a group's offsets, as arena strings. */
 static int group_topics(sp_req_t *req, group_t *g, sp_str_t **out)
@@ -1615,11 +1600,10 @@ static void op_offset_fetch(sp_req_t *req, void *arg)
         for (int32_t t = 0; t < r->topics.n; t++) {
             sp_str_t name = all ? names[t] : b->topics.v[t].name;
             r->topics.v[t].name = name;
-            void *pv = NULL;
-            fill_fetch_partitions(req, g, name, all ? NULL : b->topics.v[t].partition_indexes.v,
-                                  all ? 0 : (b->topics.v[t].partition_indexes.n > 0 ? b->topics.v[t].partition_indexes.n : 0),
-                                  all, &pv, &r->topics.v[t].partitions.n, false);
-            r->topics.v[t].partitions.v = pv;
+            r->topics.v[t].partitions.v = sp_offset_fetch_response_partition_alloc_filled(
+                req, g, name, all ? NULL : b->topics.v[t].partition_indexes.v,
+                all ? 0 : (b->topics.v[t].partition_indexes.n > 0 ? b->topics.v[t].partition_indexes.n : 0),
+                all, &r->topics.v[t].partitions.n);
         }
         answer(req, r);
         return;
@@ -1640,11 +1624,10 @@ static void op_offset_fetch(sp_req_t *req, void *arg)
         for (int32_t t = 0; t < og->topics.n; t++) {
             sp_str_t name = all ? names[t] : rg->topics.v[t].name;
             og->topics.v[t].name = name;
-            void *pv = NULL;
-            fill_fetch_partitions(req, g, name, all ? NULL : rg->topics.v[t].partition_indexes.v,
-                                  all ? 0 : (rg->topics.v[t].partition_indexes.n > 0 ? rg->topics.v[t].partition_indexes.n : 0),
-                                  all, &pv, &og->topics.v[t].partitions.n, true);
-            og->topics.v[t].partitions.v = pv;
+            og->topics.v[t].partitions.v = sp_offset_fetch_response_partitions_alloc_filled(
+                req, g, name, all ? NULL : rg->topics.v[t].partition_indexes.v,
+                all ? 0 : (rg->topics.v[t].partition_indexes.n > 0 ? rg->topics.v[t].partition_indexes.n : 0),
+                all, &og->topics.v[t].partitions.n);
         }
     }
     answer(req, r);
@@ -2034,50 +2017,17 @@ out:
     sp_arena_free(&a);
 }
 
+static int replay_record(const sp_record_t *rec, void *ctx)
+{
+    (void)ctx;
+    apply_record(rec->key, rec->value);
+    return 0;
+}
+
 static void replay_partition(sp_plog_t *log)
 {
-    int64_t offset = 0;
-    for (;;) {
-        sp_read_result_t rr;
-        sp_plog_read(log, offset, 1 << 20, true, &rr);
-        if (rr.error == SP_ERR_OFFSET_OUT_OF_RANGE && offset < rr.log_start) {
-            offset = rr.log_start;
-            continue;
-        }
-        if (rr.error || !rr.seg)
-            return;
-        uint8_t *buf = malloc((size_t)rr.len);
-        ssize_t got = buf ? pread(rr.seg->fd, buf, (size_t)rr.len, rr.pos) : -1;
-        sp_segment_unref(rr.seg);
-        if (got != rr.len) {
-            free(buf);
-            return;
-        }
-        size_t off = 0;
-        int64_t last = offset - 1;
-        while (off < (size_t)rr.len) {
-            size_t bs;
-            if (sp_batch_next(buf + off, (size_t)rr.len - off, &bs) != 1)
-                break;
-            sp_record_iter_t it;
-            sp_record_t rec;
-            if (sp_record_iter_init(&it, buf + off, bs, 0) == 0) {
-                while (sp_record_iter_next(&it, &rec) == 1) {
-                    apply_record(rec.key, rec.value);
-                    last = rec.offset;
-                }
-                sp_record_iter_free(&it);
-            }
-            sp_batch_hdr_t h;
-            if (sp_batch_hdr_parse(buf + off, bs, &h) == 0 && h.base_offset + h.last_offset_delta > last)
-                last = h.base_offset + h.last_offset_delta;
-            off += bs;
-        }
-        free(buf);
-        if (last < offset)
-            return;
-        offset = last + 1;
-    }
+    if (sp_plog_scan(log, 0, replay_record, NULL) != 0)
+        sp_warn("group", "%s: replay stopped at an unreadable batch", log->dir);
 }
 
 /* ---- thread and queue ------------------------------------------------------ */

@@ -683,6 +683,33 @@ void sp_plog_max_timestamp(sp_plog_t *l, int64_t *offset, int64_t *ts)
     pthread_mutex_unlock(&l->mu);
 }
 
+/* ---- scan ---------------------------------------------------------------- */
+
+int sp_plog_scan(sp_plog_t *l, int64_t from, int (*fn)(const sp_record_t *rec, void *ctx), void *ctx)
+{
+    int64_t offset = from;
+    for (;;) {
+        sp_read_result_t rr;
+        sp_plog_read(l, offset, 1 << 20, true, &rr);
+        if (rr.error == SP_ERR_OFFSET_OUT_OF_RANGE && offset < rr.log_start) {
+            offset = rr.log_start;
+            continue;
+        }
+        if (rr.error || !rr.seg)
+            return rr.error ? -1 : 0;
+        uint8_t *buf = malloc((size_t)rr.len);
+        int ok = buf && read_at(rr.seg->fd, buf, (size_t)rr.len, rr.pos) == 0;
+        sp_segment_unref(rr.seg);
+        int64_t next = offset;
+        if (!ok || sp_batches_each_record(buf, (size_t)rr.len, fn, ctx, &next) != 0 || next <= offset) {
+            free(buf);
+            return -1;
+        }
+        free(buf);
+        offset = next;
+    }
+}
+
 /* ---- DeleteRecords ----------------------------------------------------- */
 
 int64_t sp_plog_delete_records(sp_plog_t *l, int64_t offset)

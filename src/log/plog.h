@@ -138,6 +138,16 @@ void sp_plog_read(sp_plog_t *l, int64_t offset, int32_t max_bytes, bool min_one,
 int sp_plog_offset_for_time(sp_plog_t *l, int64_t ts, int64_t *offset, int64_t *found_ts);
 void sp_plog_max_timestamp(sp_plog_t *l, int64_t *offset, int64_t *ts);
 
+/*
+ * Calls fn(record, ctx) for every record from offset 'from' (or the log
+ * start, if later) up to the high watermark, in order: how internal logs
+ * (metadata, __consumer_offsets) are replayed.  Returns 0 at the end, or
+ * -1 if a read or a batch fails (what was read before stays applied).
+ */
+struct sp_record;
+int sp_plog_scan(sp_plog_t *l, int64_t from, int (*fn)(const struct sp_record *rec, void *ctx),
+                 void *ctx);
+
 /* DeleteRecords: moves log_start to offset (<= hw), deletes whole
  * segments below it.  Returns the new log start, or -error code. */
 int64_t sp_plog_delete_records(sp_plog_t *l, int64_t offset);

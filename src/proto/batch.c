@@ -678,3 +678,32 @@ void sp_batch_builder_free(sp_batch_builder_t *b)
     b->buf = NULL;
     b->len = b->cap = 0;
 }
+
+int sp_batches_each_record(const uint8_t *buf, size_t len,
+                           int (*fn)(const sp_record_t *rec, void *ctx), void *ctx, int64_t *next)
+{
+    size_t off = 0;
+    while (off < len) {
+        size_t bs;
+        sp_batch_hdr_t h;
+        sp_record_iter_t it;
+        sp_record_t rec;
+        int rc;
+        if (sp_batch_next(buf + off, len - off, &bs) != 1 || sp_batch_hdr_parse(buf + off, bs, &h) != 0 ||
+            sp_record_iter_init(&it, buf + off, bs, 0) != 0)
+            return -1;
+        while ((rc = sp_record_iter_next(&it, &rec)) == 1) {
+            int stop = fn(&rec, ctx);
+            if (stop) {
+                sp_record_iter_free(&it);
+                return stop;
+            }
+        }
+        sp_record_iter_free(&it);
+        if (rc < 0)
+            return -1;
+        *next = sp_batch_next_offset(&h);
+        off += bs;
+    }
+    return 0;
+}

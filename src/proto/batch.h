@@ -359,4 +359,15 @@ uint8_t *sp_batch_builder_finish(sp_batch_builder_t *b, size_t *len);
 /* Frees whatever the builder still owns.  Idempotent. */
 void sp_batch_builder_free(sp_batch_builder_t *b);
 
+/*
+ * Calls fn(record, ctx) for every record of the concatenated batches in
+ * buf[0..len) (a log read or a snapshot file), in order.  *next is set to
+ * the offset after the last batch (from its header, so gaps left by
+ * compaction and empty batches count).  Stops at the first batch that does
+ * not parse (returns -1) or when fn returns non-zero (returns that).
+ * Borrows buf; any thread.
+ */
+int sp_batches_each_record(const uint8_t *buf, size_t len,
+                           int (*fn)(const sp_record_t *rec, void *ctx), void *ctx, int64_t *next);
+
 #endif
