@@ -144,8 +144,10 @@ def test_kill9_during_produce(start_broker):
 
 
 def _produce_batches(b, topic, batches, per_batch):
-    """batches x per_batch records, one produce request (batch) each."""
-    p = producer(b.bootstrap, acks='all')
+    """batches x per_batch records, one produce request (batch) each: a long
+    linger keeps librdkafka from sending part of a group early, and the
+    flush at the end of each produce() sends the group as one batch."""
+    p = producer(b.bootstrap, acks='all', **{'linger.ms': 1000})
     n = 0
     for _ in range(batches):
         dr = produce(p, topic, [{'value': b'rec-%04d' % (n + j), 'partition': 0}
