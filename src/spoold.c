@@ -237,7 +237,8 @@ int main(int argc, char **argv)
                                 broker.cluster_id, sizeof(broker.cluster_id)) != 0)
         goto out_broker;
 
-    if (sp_logmgr_start(broker.log_dirs, broker.nlog_dirs) != 0)
+    if (sp_logmgr_start(broker.log_dirs, broker.nlog_dirs,
+                        sp_config_long(cfg, "log.retention.check.interval.ms")) != 0)
         goto out_broker;
     if (sp_controller_start(&broker, cfg) != 0)
         goto out_logs;

@@ -217,6 +217,7 @@ void sp_topic_log_config(int n, char *const *ks, char *const *vs, const sp_image
     out->min_insync_replicas = num(&c, "min.insync.replicas");
     out->log_append_time = strcasecmp(val(&c, "message.timestamp.type"), "LogAppendTime") == 0;
     out->compact = strstr(val(&c, "cleanup.policy"), "compact") != NULL;
+    out->retention_delete = strstr(val(&c, "cleanup.policy"), "delete") != NULL;
     if (out->segment_index_bytes < 8)
         out->segment_index_bytes = 8;
 }

@@ -48,6 +48,7 @@ static struct {
     sp_plog_t *qhead;
     bool stop, running;
     bool ckpt_dirty;
+    int64_t retention_check_ms;
 } M = { .rw = PTHREAD_RWLOCK_INITIALIZER, .qmu = PTHREAD_MUTEX_INITIALIZER,
         .qcv = PTHREAD_COND_INITIALIZER };
 
@@ -211,7 +212,7 @@ void sp_flusher_kick(sp_plog_t *l)
 
 static void *flusher_main(void *arg)
 {
-    int64_t last_check = now_ms(), last_ckpt = now_ms();
+    int64_t last_check = now_ms(), last_ckpt = now_ms(), last_retention = now_ms();
     bool deleted_dirs = true;
     (void)arg;
     for (;;) {
@@ -255,6 +256,21 @@ static void *flusher_main(void *arg)
                 deleted_dirs = false;
             }
         }
+        if (now - last_retention >= M.retention_check_ms) {
+            int deleted = 0;
+            last_retention = now;
+            pthread_rwlock_rdlock(&M.rw);
+            for (int i = 0; i < M.nentries; i++)
+                deleted += sp_plog_retention(M.entries[i].log, now);
+            pthread_rwlock_unlock(&M.rw);
+            if (deleted) {
+                pthread_mutex_lock(&M.qmu);
+                M.ckpt_dirty = true;
+                pthread_mutex_unlock(&M.qmu);
+                ckpt_dirty = true;
+                last_ckpt = 0; /* the new log starts are written now */
+            }
+        }
         if (ckpt_dirty && now - last_ckpt >= CHECKPOINT_INTERVAL_MS) {
             last_ckpt = now;
             pthread_mutex_lock(&M.qmu);
@@ -271,8 +287,9 @@ static void *flusher_main(void *arg)
 
 /* ---- start ------------------------------------------------------------- */
 
-int sp_logmgr_start(char *const *dirs, int ndirs)
+int sp_logmgr_start(char *const *dirs, int ndirs, int64_t retention_check_ms)
 {
+    M.retention_check_ms = retention_check_ms > 0 ? retention_check_ms : 300000;
     M.dirs = calloc((size_t)ndirs, sizeof(char *));
     M.clean = calloc((size_t)ndirs, sizeof(bool));
     if (!M.dirs || !M.clean)

@@ -29,8 +29,9 @@
 
 /* Opens the log directories: reads checkpoints, notes whether the last
  * stop was clean, removes the clean-shutdown marker, starts the flush
- * thread.  0 or -1 (logged). */
-int sp_logmgr_start(char *const *dirs, int ndirs);
+ * thread (which also applies retention every retention_check_ms,
+ * log.retention.check.interval.ms).  0 or -1 (logged). */
+int sp_logmgr_start(char *const *dirs, int ndirs, int64_t retention_check_ms);
 
 /* Opens (recovering as needed) or creates the log of topic-partition and
  * registers it.  Metadata thread or start-up.  0 or -1. */

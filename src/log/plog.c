@@ -710,6 +710,52 @@ int sp_plog_scan(sp_plog_t *l, int64_t from, int (*fn)(const sp_record_t *rec, v
     }
 }
 
+/* ---- retention ------------------------------------------------------------ */
+
+int sp_plog_retention(sp_plog_t *l, int64_t now)
+{
+    pthread_mutex_lock(&l->mu);
+    if (l->deleted || !l->cfg.retention_delete || l->nsegs < 2) {
+        pthread_mutex_unlock(&l->mu);
+        return 0;
+    }
+    int64_t hw = atomic_load(&l->hw);
+    int64_t total = 0;
+    for (int i = 0; i < l->nsegs; i++)
+        total += atomic_load(&l->segs[i]->size);
+    int drop = 0;
+    /* never the active segment; never beyond what consumers may read */
+    while (drop < l->nsegs - 1 && l->segs[drop + 1]->base_offset <= hw) {
+        sp_segment_t *s = l->segs[drop];
+        int64_t size = atomic_load(&s->size);
+        bool by_time = l->cfg.retention_ms >= 0 && s->max_timestamp >= 0 &&
+                       s->max_timestamp < now - l->cfg.retention_ms;
+        bool by_size = l->cfg.retention_bytes >= 0 && total - size >= l->cfg.retention_bytes;
+        if (!by_time && !by_size)
+            break;
+        total -= size;
+        drop++;
+    }
+    if (drop == 0) {
+        pthread_mutex_unlock(&l->mu);
+        return 0;
+    }
+    for (int i = 0; i < drop; i++) {
+        sp_segment_unlink(l->segs[i]);
+        sp_segment_unref(l->segs[i]);
+    }
+    memmove(l->segs, l->segs + drop, sizeof(*l->segs) * (size_t)(l->nsegs - drop));
+    l->nsegs -= drop;
+    if (l->segs[0]->base_offset > l->log_start)
+        l->log_start = l->segs[0]->base_offset;
+    l->dir_dirty = true;
+    int64_t start = l->log_start;
+    pthread_mutex_unlock(&l->mu);
+    sp_info("log", "%s: retention deleted %d segment%s; log start offset now %lld", l->dir, drop,
+            drop == 1 ? "" : "s", (long long)start);
+    return drop;
+}
+
 /* ---- DeleteRecords ----------------------------------------------------- */
 
 int64_t sp_plog_delete_records(sp_plog_t *l, int64_t offset)

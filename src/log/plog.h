@@ -50,6 +50,7 @@ typedef struct sp_log_config {
     int64_t max_message_bytes;    /* max.message.bytes */
     bool log_append_time;         /* message.timestamp.type=LogAppendTime */
     bool compact;                 /* cleanup.policy contains compact */
+    bool retention_delete;        /* cleanup.policy contains delete */
     int64_t retention_ms;         /* retention.ms */
     int64_t retention_bytes;      /* retention.bytes */
     int64_t min_insync_replicas;  /* min.insync.replicas */
@@ -147,6 +148,13 @@ void sp_plog_max_timestamp(sp_plog_t *l, int64_t *offset, int64_t *ts);
 struct sp_record;
 int sp_plog_scan(sp_plog_t *l, int64_t from, int (*fn)(const struct sp_record *rec, void *ctx),
                  void *ctx);
+
+/* Retention (cleanup.policy=delete): deletes the oldest sealed segments
+ * whose newest record is older than retention.ms, or while the log is
+ * above retention.bytes; only segments wholly below the high watermark.
+ * The log start moves to the first segment kept.  Flush thread.  Returns
+ * the number of segments deleted. */
+int sp_plog_retention(sp_plog_t *l, int64_t now_ms);
 
 /* DeleteRecords: moves log_start to offset (<= hw), deletes whole
  * segments below it.  Returns the new log start, or -error code. */

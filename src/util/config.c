@@ -73,6 +73,8 @@ static const sp_cfg_def_t defs[] = {
     { "min.insync.replicas", SP_CFG_INT, "1", 1, INT32_MAX, NULL, "Default min.insync.replicas." },
     { "log.retention.bytes", SP_CFG_LONG, "-1", -1, INT64_MAX, NULL, "Default retention.bytes." },
     { "log.retention.ms", SP_CFG_LONG, "604800000", -1, INT64_MAX, NULL, "Default retention.ms." },
+    { "log.retention.check.interval.ms", SP_CFG_LONG, "300000", 1, INT64_MAX, NULL,
+      "How often old segments are deleted by retention.ms / retention.bytes." },
     { "log.segment.bytes", SP_CFG_INT, "1073741824", 14, INT32_MAX, NULL, "Default segment.bytes." },
     { "log.index.size.max.bytes", SP_CFG_INT, "10485760", 4, INT32_MAX, NULL, "Default segment.index.bytes." },
     { "log.roll.jitter.ms", SP_CFG_LONG, "0", 0, INT64_MAX, NULL, "Default segment.jitter.ms." },
