@@ -45,28 +45,55 @@ static void wr64(uint8_t *p, uint64_t v)
     sp_put_be32(p + 4, (uint32_t)v);
 }
 
-/* Maps an index file: at least its current size, or want bytes if
- * extending (active segment). */
-static int map_index(int fd, size_t want, uint8_t **map, size_t *cap, uint32_t *entries,
-                     size_t entry)
+/*
+ * Index memory.  An active segment (or one being recovered) keeps its
+ * entries in anonymous memory sized for segment.index.bytes, reserved
+ * up front so that it never moves while readers look at it; the file is
+ * written from it when the segment is sealed or closed (and rebuilt after
+ * a crash, so appends never write index files).  Writing entries through
+ * a shared mapping of a sparse file would turn a full disk into SIGBUS.
+ * A sealed segment opened at start maps its trimmed file read-only.
+ */
+static int map_index(int fd, size_t want, bool writable, uint8_t **map, size_t *cap,
+                     uint32_t *entries, size_t entry)
 {
     struct stat st;
     if (fstat(fd, &st) != 0)
         return -1;
     size_t have = (size_t)st.st_size;
+    have -= have % entry;
     *entries = (uint32_t)(have / entry);
+    *map = NULL;
+    *cap = 0;
+    if (!writable) {
+        if (have == 0)
+            return 0;
+        void *m = mmap(NULL, have, PROT_READ, MAP_SHARED, fd, 0);
+        if (m == MAP_FAILED)
+            return -1;
+        *map = m;
+        *cap = have;
+        return 0;
+    }
     size_t len = want > have ? want : have;
     len -= len % entry;
-    if (len > have && ftruncate(fd, (off_t)len) != 0)
-        return -1;
-    *map = NULL;
-    *cap = len;
     if (len == 0)
-        return 0;
-    void *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        len = 4096 / entry * entry;
+    void *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (m == MAP_FAILED)
         return -1;
+    size_t got = 0;
+    while (got < have) {
+        ssize_t r = pread(fd, (uint8_t *)m + got, have - got, (off_t)got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+    }
+    *entries = (uint32_t)(got / entry);
     *map = m;
+    *cap = len;
     return 0;
 }
 
@@ -101,10 +128,12 @@ sp_segment_t *sp_segment_open(const char *dir, int64_t base_offset, bool create,
     if (fstat(s->fd, &st) != 0)
         goto fail;
     atomic_store(&s->size, (int64_t)st.st_size);
-    if (map_index(s->idx_fd, active ? index_bytes : 0, &s->idx, &s->idx_cap, &n, IDX_ENTRY) != 0)
+    s->index_bytes = index_bytes;
+    s->idx_writable = active;
+    if (map_index(s->idx_fd, index_bytes, active, &s->idx, &s->idx_cap, &n, IDX_ENTRY) != 0)
         goto fail;
     atomic_store(&s->nidx, n);
-    if (map_index(s->tidx_fd, active ? index_bytes / IDX_ENTRY * TIDX_ENTRY : 0, &s->tidx,
+    if (map_index(s->tidx_fd, index_bytes / IDX_ENTRY * TIDX_ENTRY, active, &s->tidx,
                   &s->tidx_cap, &n, TIDX_ENTRY) != 0)
         goto fail;
     atomic_store(&s->ntidx, n);
@@ -134,14 +163,69 @@ void sp_segment_ref(sp_segment_t *s)
     atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
 }
 
+static void write_index(int fd, const uint8_t *map, size_t len, const char *what, const char *path)
+{
+    size_t off = 0;
+    while (off < len) {
+        ssize_t w = pwrite(fd, map + off, len - off, (off_t)off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            /* derived data: a short index only makes lookups scan longer */
+            sp_warn("log", "cannot write %s of %s: %s", what, path, strerror(errno));
+            len = off;
+            break;
+        }
+        off += (size_t)w;
+    }
+    if (ftruncate(fd, (off_t)len) != 0)
+        sp_warn("log", "cannot trim %s of %s: %s", what, path, strerror(errno));
+}
+
+/* Brings the index files in line with the entries (seal, close, after
+ * recovery). */
 static void trim_indexes(sp_segment_t *s)
 {
-    if (s->idx_fd >= 0)
-        if (ftruncate(s->idx_fd, (off_t)atomic_load(&s->nidx) * IDX_ENTRY) != 0)
-            sp_warn("log", "cannot trim index of %s: %s", s->path, strerror(errno));
-    if (s->tidx_fd >= 0)
-        if (ftruncate(s->tidx_fd, (off_t)atomic_load(&s->ntidx) * TIDX_ENTRY) != 0)
-            sp_warn("log", "cannot trim time index of %s: %s", s->path, strerror(errno));
+    size_t ni = (size_t)atomic_load(&s->nidx) * IDX_ENTRY;
+    size_t nt = (size_t)atomic_load(&s->ntidx) * TIDX_ENTRY;
+    if (s->idx_writable) {
+        if (s->idx_fd >= 0)
+            write_index(s->idx_fd, s->idx, ni, "index", s->path);
+        if (s->tidx_fd >= 0)
+            write_index(s->tidx_fd, s->tidx, nt, "time index", s->path);
+        return;
+    }
+    if (s->idx_fd >= 0 && ftruncate(s->idx_fd, (off_t)ni) != 0)
+        sp_warn("log", "cannot trim index of %s: %s", s->path, strerror(errno));
+    if (s->tidx_fd >= 0 && ftruncate(s->tidx_fd, (off_t)nt) != 0)
+        sp_warn("log", "cannot trim time index of %s: %s", s->path, strerror(errno));
+}
+
+/* A sealed segment about to be re-indexed (recovery) gets writable memory. */
+static int make_writable(sp_segment_t *s)
+{
+    uint32_t n, tn;
+    uint8_t *idx, *tidx;
+    size_t cap, tcap;
+    if (s->idx_writable)
+        return 0;
+    if (map_index(s->idx_fd, s->index_bytes, true, &idx, &cap, &n, IDX_ENTRY) != 0)
+        return -1;
+    if (map_index(s->tidx_fd, s->index_bytes / IDX_ENTRY * TIDX_ENTRY, true, &tidx, &tcap, &tn,
+                  TIDX_ENTRY) != 0) {
+        munmap(idx, cap);
+        return -1;
+    }
+    if (s->idx)
+        munmap(s->idx, s->idx_cap);
+    if (s->tidx)
+        munmap(s->tidx, s->tidx_cap);
+    s->idx = idx;
+    s->idx_cap = cap;
+    s->tidx = tidx;
+    s->tidx_cap = tcap;
+    s->idx_writable = true;
+    return 0;
 }
 
 void sp_segment_unref(sp_segment_t *s)
@@ -164,29 +248,11 @@ void sp_segment_unref(sp_segment_t *s)
     free(s);
 }
 
-/* Grows an index mapping (the active segment's file was trimmed, e.g. a
- * sealed segment reopened as active). */
-static int grow_index(int fd, uint8_t **map, size_t *cap, size_t entry)
-{
-    size_t ncap = *cap ? *cap * 2 : 4096 / entry * entry;
-    ncap -= ncap % entry;
-    if (ftruncate(fd, (off_t)ncap) != 0)
-        return -1;
-    void *m = *map ? mremap(*map, *cap, ncap, MREMAP_MAYMOVE)
-                   : mmap(NULL, ncap, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (m == MAP_FAILED)
-        return -1;
-    *map = m;
-    *cap = ncap;
-    return 0;
-}
-
 static void add_index_entry(sp_segment_t *s, int64_t last_offset, int64_t position)
 {
     uint32_t n = atomic_load(&s->nidx);
-    if ((size_t)(n + 1) * IDX_ENTRY > s->idx_cap &&
-        grow_index(s->idx_fd, &s->idx, &s->idx_cap, IDX_ENTRY) != 0)
-        return; /* an index is only a hint: a missing entry costs a longer scan */
+    if (!s->idx_writable || (size_t)(n + 1) * IDX_ENTRY > s->idx_cap)
+        return; /* full: an index is only a hint, a missing entry costs a longer scan */
     uint8_t *e = s->idx + (size_t)n * IDX_ENTRY;
     sp_put_be32(e, (uint32_t)(last_offset - s->base_offset));
     sp_put_be32(e + 4, (uint32_t)position);
@@ -194,8 +260,7 @@ static void add_index_entry(sp_segment_t *s, int64_t last_offset, int64_t positi
     uint32_t tn = atomic_load(&s->ntidx);
     if (s->max_timestamp >= 0 &&
         (tn == 0 || (int64_t)rd64(s->tidx + (size_t)(tn - 1) * TIDX_ENTRY) < s->max_timestamp)) {
-        if ((size_t)(tn + 1) * TIDX_ENTRY > s->tidx_cap &&
-            grow_index(s->tidx_fd, &s->tidx, &s->tidx_cap, TIDX_ENTRY) != 0)
+        if ((size_t)(tn + 1) * TIDX_ENTRY > s->tidx_cap)
             return;
         uint8_t *t = s->tidx + (size_t)tn * TIDX_ENTRY;
         wr64(t, (uint64_t)s->max_timestamp);
@@ -396,6 +461,8 @@ int64_t sp_segment_recover(sp_segment_t *s, bool from_index, int64_t index_inter
 
     s->bytes_since_index = index_interval + 1;
     s->next_offset = s->base_offset;
+    if (make_writable(s) != 0)
+        return -1;
     if (from_index && n > 0) {
         /* after a clean shutdown: re-check only from the last index entry */
         pos = sp_be32(s->idx + (size_t)(n - 1) * IDX_ENTRY + 4);
@@ -412,6 +479,8 @@ int64_t sp_segment_recover(sp_segment_t *s, bool from_index, int64_t index_inter
     end = scan(s, 0, fsize, index_interval, &count);
 done:
     *batches = count;
+    if (s->sealed)
+        trim_indexes(s); /* a sealed segment's files match its entries now */
     if (end < fsize) {
         if (ftruncate(s->fd, (off_t)end) != 0)
             return -1;

@@ -12,10 +12,12 @@
  * index entries are added with them whenever the largest timestamp grew.
  * Indexes are derived data, rebuilt from the log when missing or suspect.
  *
- * Both indexes are memory-mapped.  The active segment's index files are
- * extended to segment.index.bytes (sparse) so entries are appended in
- * place; on roll and on close they are trimmed to their entries, which is
- * how the entry count is known when a sealed segment is opened again.
+ * The active segment keeps its entries in anonymous memory reserved for
+ * segment.index.bytes (it never moves, so readers need no lock); the files
+ * are written from it on roll and on close, trimmed to their entries, which
+ * is how the entry count is known when a sealed segment is opened again
+ * (read-only mapping).  Appends never touch index files: a full disk makes
+ * them fail with an error, never a SIGBUS through a mapping.
  *
  * Threads: the owning partition log serialises appends and truncation
  * under its lock.  Readers may read the file and the index entries below a
@@ -57,6 +59,8 @@ typedef struct sp_segment {
     int64_t bytes_since_index;
     int64_t created_ms;       /* for segment.ms */
     bool sealed;              /* no longer the active segment */
+    bool idx_writable;        /* indexes in anonymous memory (active, recovered) */
+    size_t index_bytes;       /* segment.index.bytes at open */
     bool deleted;             /* files unlinked: close without trimming */
     char *path;               /* .log path; others derived */
 } sp_segment_t;
