@@ -188,10 +188,15 @@ static sp_str_t as_str(const char *c) { return c ? sp_str_c(c) : SP_STR_NULL; }
 
 /* ---- the answer path ---------------------------------------------------- */
 
-/* The response is built; the worker sends it and drops our reference. */
+/* The response is built; the worker sends it and drops our reference.
+ * A response that could not be built (out of memory: NULL) closes the
+ * connection instead, as any broken request does. */
 static void respond_on_worker(sp_req_t *req, void *resp)
 {
-    sp_req_respond(req, resp);
+    if (resp)
+        sp_req_respond(req, resp);
+    else
+        sp_req_close(req, "out of memory building a group response");
     sp_req_unref(req);
 }
 
@@ -239,7 +244,7 @@ static const sp_msg_desc_t *desc(const char *name)
     return NULL;
 }
 
-typedef struct writer_ctx {
+typedef struct records {
     sp_batch_builder_t b;
     int count;
 } records_t;
@@ -318,18 +323,11 @@ static int add_group_record(records_t *r, group_t *g, bool tombstone)
 }
 
 /* A waiter that answers a set of requests once the batch is fsynced. */
-typedef struct durable {
-    sp_log_waiter_t w;          /* first */
-    int n;
-    sp_req_t *reqs[1];          /* followed by more; each with resps[] */
-} durable_t;
-
 typedef struct durable_hdr {
     sp_log_waiter_t w;
     int n;
     sp_req_t **reqs;
     void **resps;
-    int16_t *err_fields;        /* unused: errors are set before */
     sp_plog_t *log;
 } durable_hdr_t;
 
@@ -348,9 +346,9 @@ static void on_durable(sp_log_waiter_t *w, int err)
 
 /*
  * Appends the records to the group's partition and answers reqs[i] with
- * resps[i] once they are durable (or at once if there is nothing to write
- * or the write fails: then err_out tells the caller to set errors first).
- * Returns 0, or a Kafka error code if the append failed (nothing answered).
+ * resps[i] once they are durable (at once if there is nothing to write).
+ * Returns 0, or a Kafka error code if the append failed: then nothing is
+ * answered and the caller sets the error in its responses and answers.
  */
 static int16_t persist(const char *group, records_t *r, sp_req_t **reqs, void **resps, int n)
 {
