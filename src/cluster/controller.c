@@ -1027,6 +1027,7 @@ static void done_on_worker(sp_req_t *req, void *arg)
 static void *controller_main(void *arg)
 {
     (void)arg;
+    pthread_setname_np(pthread_self(), "spool-metadata");
     for (;;) {
         pthread_mutex_lock(&C.mu);
         while (!C.head && !C.stop)

@@ -70,6 +70,7 @@
 #include "proto/gen/sync_group_request.h"
 #include "proto/gen/sync_group_response.h"
 #include "util/log.h"
+#include "util/wakeup.h"
 
 #define OFFSETS_TOPIC "__consumer_offsets"
 
@@ -149,7 +150,7 @@ static struct {
     const sp_config_t *cfg;
     pthread_t thread;
     uv_loop_t loop;
-    uv_async_t wake;
+    sp_wakeup_t wake;
     uv_timer_t retention;
     pthread_mutex_t mu;
     op_t *head, *tail;
@@ -2030,7 +2031,7 @@ static void replay_partition(sp_plog_t *log)
 
 /* ---- thread and queue ------------------------------------------------------ */
 
-static void on_wake(uv_async_t *a)
+static void on_wake(sp_wakeup_t *a)
 {
     (void)a;
     for (;;) {
@@ -2067,6 +2068,7 @@ static void on_wake(uv_async_t *a)
 static void *coordinator_main(void *arg)
 {
     (void)arg;
+    pthread_setname_np(pthread_self(), "spool-group");
     uv_run(&G.loop, UV_RUN_DEFAULT);
     return NULL;
 }
@@ -2090,7 +2092,7 @@ static void submit(sp_req_t *req, void (*fn)(sp_req_t *req, void *arg))
         G.head = op;
     G.tail = op;
     pthread_mutex_unlock(&G.mu);
-    uv_async_send(&G.wake);
+    sp_wakeup_send(&G.wake);
 }
 
 void sp_handle_join_group(sp_req_t *req) { submit(req, op_join); }
@@ -2216,7 +2218,7 @@ int sp_coordinator_start(const sp_broker_t *b, const sp_config_t *cfg)
     G.broker = b;
     G.cfg = cfg;
     G.nparts = (int32_t)sp_config_long(cfg, "offsets.topic.num.partitions");
-    if (uv_loop_init(&G.loop) != 0 || uv_async_init(&G.loop, &G.wake, on_wake) != 0)
+    if (uv_loop_init(&G.loop) != 0 || sp_wakeup_init(&G.loop, &G.wake, on_wake) != 0)
         return -1;
     sp_image_t *img = sp_image_acquire();
     const sp_topic_info_t *t = sp_image_topic(img, OFFSETS_TOPIC, (int32_t)strlen(OFFSETS_TOPIC));
@@ -2267,7 +2269,7 @@ void sp_coordinator_stop(void)
     pthread_mutex_lock(&G.mu);
     G.stop = true;
     pthread_mutex_unlock(&G.mu);
-    uv_async_send(&G.wake);
+    sp_wakeup_send(&G.wake);
     pthread_join(G.thread, NULL);
     G.running = false;
     /* free groups and members; close every handle */
@@ -2291,4 +2293,5 @@ void sp_coordinator_stop(void)
     uv_walk(&G.loop, close_walk, NULL);
     uv_run(&G.loop, UV_RUN_DEFAULT);
     uv_loop_close(&G.loop);
+    sp_wakeup_free(&G.wake);
 }

@@ -215,6 +215,7 @@ static void *flusher_main(void *arg)
     int64_t last_check = now_ms(), last_ckpt = now_ms(), last_retention = now_ms();
     bool deleted_dirs = true;
     (void)arg;
+    pthread_setname_np(pthread_self(), "spool-flush");
     for (;;) {
         pthread_mutex_lock(&M.qmu);
         while (!M.qhead && !M.stop) {

@@ -136,7 +136,7 @@ void sp_req_post(sp_req_t *req, void (*fn)(sp_req_t *req, void *arg), void *arg)
     bool stopped = w->stopped;
     pthread_mutex_unlock(&w->mu);
     if (!stopped)
-        uv_async_send(&w->wake);
+        sp_wakeup_send(&w->wake);
 }
 
 void sp_worker_run_posts(sp_worker_t *w)

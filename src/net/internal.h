@@ -11,6 +11,7 @@
 
 #include "broker/api.h"
 #include "net/server.h"
+#include "util/wakeup.h"
 
 typedef struct sp_conn sp_conn_t;
 
@@ -18,7 +19,7 @@ typedef struct sp_worker {
     struct sp_server *srv;
     int id;
     uv_loop_t loop;
-    uv_async_t wake;           /* new sockets queued, or stop */
+    sp_wakeup_t wake;          /* new sockets or posts queued, or stop */
     uv_thread_t thread;
     pthread_mutex_t mu;        /* guards fds/nfds/stop */
     int *fds;

@@ -24,7 +24,7 @@ sp_server_t *sp_server_new(const sp_broker_t *broker)
 
 /* ---- workers ----------------------------------------------------------- */
 
-static void on_wake(uv_async_t *a)
+static void on_wake(sp_wakeup_t *a)
 {
     sp_worker_t *w = a->data;
     int fds[256];
@@ -51,13 +51,16 @@ static void on_wake(uv_async_t *a)
     if (stop) {
         sp_conn_close_all(w);
         sp_worker_run_posts(w);
-        uv_close((uv_handle_t *)&w->wake, NULL);
+        sp_wakeup_close(&w->wake);
     }
 }
 
 static void worker_main(void *arg)
 {
     sp_worker_t *w = arg;
+    char name[16];
+    snprintf(name, sizeof(name), "spool-io-%d", w->id);
+    pthread_setname_np(pthread_self(), name); /* for top -H and perf */
     uv_run(&w->loop, UV_RUN_DEFAULT);
 }
 
@@ -79,7 +82,7 @@ static void hand_off(sp_server_t *s, int fd)
     }
     w->fds[w->nfds++] = fd;
     pthread_mutex_unlock(&w->mu);
-    uv_async_send(&w->wake);
+    sp_wakeup_send(&w->wake);
 }
 
 /* ---- listener ---------------------------------------------------------- */
@@ -159,7 +162,7 @@ int sp_server_start(sp_server_t *s, uv_loop_t *main_loop)
         w->srv = s;
         w->id = i;
         pthread_mutex_init(&w->mu, NULL);
-        if (uv_loop_init(&w->loop) != 0 || uv_async_init(&w->loop, &w->wake, on_wake) != 0) {
+        if (uv_loop_init(&w->loop) != 0 || sp_wakeup_init(&w->loop, &w->wake, on_wake) != 0) {
             sp_error("net", "cannot create event loop for worker %d", i);
             return -1;
         }
@@ -194,7 +197,7 @@ void sp_server_stop(sp_server_t *s)
         pthread_mutex_lock(&w->mu);
         w->stop = true;
         pthread_mutex_unlock(&w->mu);
-        uv_async_send(&w->wake);
+        sp_wakeup_send(&w->wake);
     }
     for (int i = 0; i < s->nworkers; i++) {
         sp_worker_t *w = &s->workers[i];
@@ -216,6 +219,7 @@ void sp_server_free(sp_server_t *s)
     for (int i = 0; i < s->nworkers; i++) {
         sp_worker_t *w = &s->workers[i];
         sp_worker_run_posts(w); /* late completions from other threads */
+        sp_wakeup_free(&w->wake);
         pthread_mutex_destroy(&w->mu);
         free(w->fds);
     }
