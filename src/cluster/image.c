@@ -2,12 +2,24 @@
 #include "cluster/image.h"
 
 #include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static pthread_mutex_t cur_mu = PTHREAD_MUTEX_INITIALIZER;
-static sp_image_t *cur;
+/*
+ * The published image, read without locks. A reader announces itself in
+ * `readers` for the few instructions between loading `cur` and taking its
+ * reference; the publisher swaps `cur` and then waits until no reader is
+ * inside that window before it drops the old image's reference, so a
+ * reader never increments a freed image. All operations are seq_cst: a
+ * reader that loaded the old pointer announced itself before the swap, so
+ * the publisher sees it until it has its reference.
+ */
+static _Atomic(sp_image_t *) cur;
+static atomic_int readers;
+static pthread_mutex_t publish_mu = PTHREAD_MUTEX_INITIALIZER; /* publishers only */
 
 sp_image_t *sp_image_new(const char *cluster_id, int32_t controller_id)
 {
@@ -84,10 +96,11 @@ void sp_image_release(sp_image_t *img)
 
 void sp_image_publish(sp_image_t *img)
 {
-    pthread_mutex_lock(&cur_mu);
-    sp_image_t *old = cur;
-    cur = img;
-    pthread_mutex_unlock(&cur_mu);
+    pthread_mutex_lock(&publish_mu);
+    sp_image_t *old = atomic_exchange(&cur, img);
+    while (atomic_load(&readers) != 0)
+        sched_yield(); /* a reader between its load and its increment */
+    pthread_mutex_unlock(&publish_mu);
     sp_image_release(old);
 }
 
@@ -98,13 +111,11 @@ void sp_image_unpublish(void)
 
 sp_image_t *sp_image_acquire(void)
 {
-    /* The lock covers only the load and the increment, so that a publish
-     * cannot free the image between them. */
-    pthread_mutex_lock(&cur_mu);
-    sp_image_t *img = cur;
+    atomic_fetch_add(&readers, 1);
+    sp_image_t *img = atomic_load(&cur);
     if (img)
-        atomic_fetch_add_explicit(&img->refs, 1, memory_order_relaxed);
-    pthread_mutex_unlock(&cur_mu);
+        atomic_fetch_add(&img->refs, 1);
+    atomic_fetch_sub(&readers, 1);
     return img;
 }
 

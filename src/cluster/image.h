@@ -8,8 +8,8 @@
  * swapping a reference-counted pointer.  Readers never see a half-applied
  * change and never block the metadata thread for longer than a pointer swap.
  *
- * Threads: any thread may sp_image_acquire()/sp_image_release(); only the
- * metadata owner publishes.
+ * Threads: any thread may sp_image_acquire()/sp_image_release(), which take
+ * no lock (three atomic increments); only the metadata owner publishes.
  *
  * Dynamic broker configs (ConfigRecord with resource type BROKER, set by
  * AlterConfigs / IncrementalAlterConfigs on a BROKER resource) are kept

@@ -2,6 +2,8 @@
  * invariant (4)) and their place in topic config resolution
  * (topic_config.h: topic > this broker > cluster default > static >
  * default). */
+#include <pthread.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "check.h"
@@ -76,9 +78,58 @@ static void test_resolution_order(void)
     sp_config_free(cfg);
 }
 
+/* ---- lock-free acquire against a publisher (run under make asan too) ---- */
+
+static atomic_bool racing;
+static atomic_long reads, bad_reads;
+
+static void *reader(void *arg)
+{
+    (void)arg;
+    while (atomic_load(&racing)) {
+        sp_image_t *img = sp_image_acquire();
+        if (img) {
+            /* every published image names its own controller id in its
+             * cluster id: a freed or torn image would not */
+            char want[32];
+            snprintf(want, sizeof(want), "c%d", img->controller_id);
+            if (strcmp(img->cluster_id, want) != 0 || atomic_load(&img->refs) < 1)
+                atomic_fetch_add(&bad_reads, 1);
+            atomic_fetch_add(&reads, 1);
+            sp_image_release(img);
+        }
+    }
+    return NULL;
+}
+
+static void test_acquire_races_publish(void)
+{
+    pthread_t th[3];
+    char id[32];
+    atomic_store(&racing, true);
+    for (int i = 0; i < 3; i++)
+        pthread_create(&th[i], NULL, reader, NULL);
+    for (int32_t n = 0; n < 20000; n++) {
+        snprintf(id, sizeof(id), "c%d", n);
+        sp_image_publish(sp_image_new(id, n));
+    }
+    atomic_store(&racing, false);
+    for (int i = 0; i < 3; i++)
+        pthread_join(th[i], NULL);
+    sp_image_t *last = sp_image_acquire();
+    CHECK(last && last->controller_id == 19999);
+    CHECK(atomic_load(&last->refs) == 2); /* the published one and ours */
+    sp_image_release(last);
+    sp_image_unpublish();
+    CHECK(sp_image_acquire() == NULL);
+    CHECK(atomic_load(&reads) > 0);
+    CHECK(atomic_load(&bad_reads) == 0);
+}
+
 int main(void)
 {
     test_set_remove_clone();
     test_resolution_order();
+    test_acquire_races_publish();
     return check_summary("test_image");
 }
