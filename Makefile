@@ -17,7 +17,7 @@ SANFLAGS ?=
 
 # Record batch codecs: zlib (gzip), libzstd, liblz4; snappy has no .pc file
 # on every Debian release, so it is linked by name.
-PKGS     := libuv zlib libzstd liblz4
+PKGS     := libuv zlib libzstd liblz4 libisal
 CFLAGS   += -std=c11 -D_GNU_SOURCE -g $(OPT) -Wall -Wextra $(WERROR) \
             -Isrc -I$(BUILD)/include -fno-strict-aliasing -pthread $(SANFLAGS) \
             $(shell pkg-config --cflags $(PKGS) 2>/dev/null)

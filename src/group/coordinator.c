@@ -24,7 +24,7 @@
  * | Empty -> Dead                        | op_delete_groups    |
  *
  * Everything here runs on the coordinator thread (its own libuv loop):
- * request ops arrive through a queue + uv_async; timers are on that loop.
+ * request ops arrive through a queue + wakeup (util/wakeup.h); timers are on that loop.
  */
 #include "group/coordinator.h"
 

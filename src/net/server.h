@@ -4,7 +4,7 @@
  * Threads:
  *   main thread   owns the listening sockets (uv_poll on the main loop),
  *                 accepts, and hands each new socket to a worker
- *                 round-robin through that worker's queue + uv_async.
+ *                 round-robin through that worker's queue + wakeup (util/wakeup.h).
  *   I/O workers   num.network.threads threads, each running its own libuv
  *                 loop that owns its connections for their whole life.
  *

@@ -10,11 +10,11 @@
  * Pre- and post-inversion happen inside.  Known answer:
  *   sp_crc32c(0, "123456789", 9) == 0xE3069283.
  *
- * Platform note: on x86-64 the SSE4.2 crc32 instruction is used when the
- * CPU has it (checked at run time with __builtin_cpu_supports, the code is
- * compiled with a per-function target("sse4.2") so the rest of the build
- * keeps the baseline ISA); elsewhere, and on older CPUs, a slicing-by-8
- * table does 8 bytes per step.  Both give identical results.
+ * Implementation: ISA-L (Debian's libisal, Intel's storage acceleration
+ * library), which dispatches at run time to the fastest kernel the CPU has
+ * (SSE4.2 crc32, PCLMULQDQ or AVX-512 VPCLMULQDQ folding; a table on other
+ * CPUs). sp_crc32c_sw() is an independent slicing-by-8 table version kept
+ * as the tests' reference.
  */
 #ifndef SP_PROTO_CRC32C_H
 #define SP_PROTO_CRC32C_H
@@ -29,16 +29,7 @@
  */
 uint32_t sp_crc32c(uint32_t crc, const void *p, size_t n);
 
-/* ---- for tests: the two implementations, callable directly ---------- */
-
-/* Slicing-by-8 table version; always available. */
+/* ---- for tests: an independent slicing-by-8 table version ------------ */
 uint32_t sp_crc32c_sw(uint32_t crc, const void *p, size_t n);
-
-/* True when sp_crc32c_hw() may be called (x86-64 CPU with SSE4.2). */
-bool sp_crc32c_hw_available(void);
-
-/* SSE4.2 version.  Only call it when sp_crc32c_hw_available(); where the
- * instruction does not exist it falls back to sp_crc32c_sw(). */
-uint32_t sp_crc32c_hw(uint32_t crc, const void *p, size_t n);
 
 #endif
