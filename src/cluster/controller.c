@@ -681,6 +681,38 @@ static char *list_edit(sp_arena_t *a, const char *cur, sp_str_t v, bool append)
     return out;
 }
 
+static bool is_list_op(int8_t op)
+{
+    return op == SP_CFG_OP_APPEND || op == SP_CFG_OP_SUBTRACT;
+}
+
+/* The value IncrementalAlterConfigs op k of t writes: SET's value, null
+ * for DELETE, or cur (the key's current value) edited for APPEND and
+ * SUBTRACT. 0, or -1 with t->error and t->message set. */
+static int incremental_value(sp_arena_t *a, sp_ctl_topic_t *t, int k, const char *cur, sp_str_t *out)
+{
+    switch (t->cops[k]) {
+    case SP_CFG_OP_SET:
+        *out = t->cvalues[k];
+        return 0;
+    case SP_CFG_OP_DELETE:
+        *out = SP_STR_NULL;
+        return 0;
+    case SP_CFG_OP_APPEND:
+    case SP_CFG_OP_SUBTRACT:
+        *out = sp_str_c(list_edit(a, cur, t->cvalues[k], t->cops[k] == SP_CFG_OP_APPEND));
+        if (out->len >= 0)
+            return 0;
+        t->error = SP_ERR_UNKNOWN_SERVER_ERROR;
+        t->message = "out of memory";
+        return -1;
+    default:
+        t->error = SP_ERR_INVALID_REQUEST;
+        t->message = "Unknown config operation";
+        return -1;
+    }
+}
+
 static void alter_configs(sp_ctl_op_t *op, sp_ctl_topic_t *t, sp_image_t *next, recbuf_t *rb)
 {
     sp_arena_t *a = &op->req->arena;
@@ -716,31 +748,18 @@ static void alter_configs(sp_ctl_op_t *op, sp_ctl_topic_t *t, sp_image_t *next, 
         return;
     }
     for (int k = 0; k < t->nconfigs; k++) {
-        sp_str_t value = t->cvalues[k];
-        switch (t->cops[k]) {
-        case SP_CFG_OP_SET:
-            break;
-        case SP_CFG_OP_DELETE:
-            value = SP_STR_NULL;
-            break;
-        case SP_CFG_OP_APPEND:
-        case SP_CFG_OP_SUBTRACT: {
+        const char *cur = NULL;
+        if (is_list_op(t->cops[k])) {
             int src;
-            const sp_topic_key_t *key = sp_topic_key(t->ckeys[k].ptr, t->ckeys[k].len);
             ti = find_topic(next, t);
-            const char *cur = override_of(ti, t->ckeys[k].ptr, t->ckeys[k].len);
+            cur = override_of(ti, t->ckeys[k].ptr, t->ckeys[k].len);
             if (!cur)
-                cur = sp_topic_config_value(key, 0, NULL, NULL, next, C.cfg, &src);
-            value = sp_str_c(list_edit(a, cur, t->cvalues[k], t->cops[k] == SP_CFG_OP_APPEND));
-            if (value.len < 0)
-                goto oom;
-            break;
+                cur = sp_topic_config_value(sp_topic_key(t->ckeys[k].ptr, t->ckeys[k].len), 0, NULL,
+                                            NULL, next, C.cfg, &src);
         }
-        default:
-            t->error = SP_ERR_INVALID_REQUEST;
-            t->message = "Unknown config operation";
+        sp_str_t value;
+        if (incremental_value(a, t, k, cur, &value) != 0)
             return;
-        }
         if (emit_config(rb, next, RES_TOPIC, topic, t->ckeys[k], value) != 0)
             goto oom;
     }
@@ -849,30 +868,16 @@ static void alter_broker_configs(sp_ctl_op_t *op, sp_ctl_topic_t *t, sp_image_t 
         return;
     }
     for (int k = 0; k < t->nconfigs; k++) {
-        sp_str_t value = t->cvalues[k];
-        switch (t->cops[k]) {
-        case SP_CFG_OP_SET:
-            break;
-        case SP_CFG_OP_DELETE:
-            value = SP_STR_NULL;
-            break;
-        case SP_CFG_OP_APPEND:
-        case SP_CFG_OP_SUBTRACT: {
-            /* on the resource's current value: its own dynamic one, else
-             * what it inherits */
-            int src;
-            const sp_topic_key_t *key = sp_topic_key_by_broker_key(t->ckeys[k].ptr, t->ckeys[k].len);
-            const char *cur = sp_topic_broker_value(key, next, !def, C.cfg, &src);
-            value = sp_str_c(list_edit(a, cur, t->cvalues[k], t->cops[k] == SP_CFG_OP_APPEND));
-            if (value.len < 0)
-                goto oom;
-            break;
-        }
-        default:
-            t->error = SP_ERR_INVALID_REQUEST;
-            t->message = "Unknown config operation";
+        /* APPEND / SUBTRACT edit the resource's current value: its own
+         * dynamic one, else what it inherits */
+        int src;
+        const char *cur = is_list_op(t->cops[k])
+            ? sp_topic_broker_value(sp_topic_key_by_broker_key(t->ckeys[k].ptr, t->ckeys[k].len), next,
+                                    !def, C.cfg, &src)
+            : NULL;
+        sp_str_t value;
+        if (incremental_value(a, t, k, cur, &value) != 0)
             return;
-        }
         if (emit_config(rb, next, RES_BROKER, res, t->ckeys[k], value) != 0)
             goto oom;
     }
