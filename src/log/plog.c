@@ -176,6 +176,7 @@ sp_plog_t *sp_plog_open(const char *dir, const char *topic, int32_t partition,
     if (!l)
         return NULL;
     pthread_mutex_init(&l->mu, NULL);
+    pthread_mutex_init(&l->append_mu, NULL);
     atomic_init(&l->refs, 1);
     l->dir = strdup(dir);
     l->topic = strdup(topic);
@@ -248,6 +249,7 @@ void sp_plog_unref(sp_plog_t *l)
     free(l->dir);
     free(l->topic);
     pthread_mutex_destroy(&l->mu);
+    pthread_mutex_destroy(&l->append_mu);
     free(l);
 }
 
@@ -410,10 +412,13 @@ void sp_plog_append(sp_plog_t *l, uint8_t *records, size_t len, int64_t now,
         off += bs;
     }
 
-    /* 2. assign offsets and write, under the lock */
+    /* 2. assign offsets under both locks; write holding only the append
+     * lock, so that the flush thread and readers never wait for a write */
+    pthread_mutex_lock(&l->append_mu);
     pthread_mutex_lock(&l->mu);
     if (l->deleted) {
         pthread_mutex_unlock(&l->mu);
+        pthread_mutex_unlock(&l->append_mu);
         res->error = SP_ERR_UNKNOWN_TOPIC_OR_PARTITION;
         return;
     }
@@ -424,6 +429,7 @@ void sp_plog_append(sp_plog_t *l, uint8_t *records, size_t len, int64_t now,
                       l->leo - a->base_offset + nrecords > (int64_t)UINT32_MAX)) {
         if (roll(l) != 0) {
             pthread_mutex_unlock(&l->mu);
+            pthread_mutex_unlock(&l->append_mu);
             res->error = SP_ERR_KAFKA_STORAGE_ERROR;
             res->message = "cannot roll a new segment";
             return;
@@ -450,15 +456,29 @@ void sp_plog_append(sp_plog_t *l, uint8_t *records, size_t len, int64_t now,
         max_ts = now;
         offset_of_max = next - 1;
     }
-    int rc = sp_segment_append(a, records, len, l->leo, next - 1, max_ts, offset_of_max,
-                               l->cfg.index_interval_bytes);
-    if (rc != 0) {
+    int64_t pos = atomic_load(&a->size);
+    sp_segment_ref(a);
+    pthread_mutex_unlock(&l->mu);
+
+    int rc = sp_segment_write(a, records, len, pos);
+
+    pthread_mutex_lock(&l->mu);
+    bool gone = l->deleted; /* deleted during the write: nothing to publish */
+    if (rc != 0 || gone) {
         pthread_mutex_unlock(&l->mu);
+        pthread_mutex_unlock(&l->append_mu);
+        sp_segment_unref(a);
+        if (gone) {
+            res->error = SP_ERR_UNKNOWN_TOPIC_OR_PARTITION;
+            return;
+        }
         sp_error("log", "%s: append failed: %s", l->dir, strerror(-rc));
         res->error = SP_ERR_KAFKA_STORAGE_ERROR;
         res->message = "write to the log failed";
         return;
     }
+    sp_segment_commit(a, records, len, pos, next - 1, max_ts, offset_of_max, l->cfg.index_interval_bytes);
+    sp_segment_unref(a);
     res->base_offset = l->leo;
     res->last_offset = next - 1;
     res->log_append_time = l->cfg.log_append_time ? now : -1;
@@ -471,6 +491,7 @@ void sp_plog_append(sp_plog_t *l, uint8_t *records, size_t len, int64_t now,
     res->log_start = l->log_start;
     bool kick = sp_log_durable(&l->cfg) || l->unflushed >= l->cfg.flush_messages;
     pthread_mutex_unlock(&l->mu);
+    pthread_mutex_unlock(&l->append_mu);
     if (kick)
         sp_flusher_kick(l);
 }

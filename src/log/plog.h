@@ -27,7 +27,11 @@
  *
  * Threads: appends from I/O workers, flushes from the flush thread, reads
  * from I/O workers; all state changes under mu.  File reads happen
- * outside mu on referenced segments (segment.h invariant 2).
+ * outside mu on referenced segments (segment.h invariant 2).  Appends are
+ * ordered by append_mu (taken before mu): offsets are assigned under
+ * both, the write into the active segment holds append_mu only (past the
+ * published size, where no reader looks), and index, size and leo are
+ * published under mu again.  No lock but append_mu is held across I/O.
  */
 #ifndef SP_LOG_PLOG_H
 #define SP_LOG_PLOG_H
@@ -67,6 +71,7 @@ typedef struct sp_log_waiter {
 
 typedef struct sp_plog {
     pthread_mutex_t mu;
+    pthread_mutex_t append_mu; /* serialises appends; taken before mu, held across the write */
     atomic_int refs;
     char *dir;
     char *topic;

@@ -284,13 +284,9 @@ static void index_batch(sp_segment_t *s, int64_t position, int64_t size, int64_t
     s->bytes_since_index += size;
 }
 
-int sp_segment_append(sp_segment_t *s, const uint8_t *data, size_t len, int64_t first,
-                      int64_t last, int64_t max_ts, int64_t offset_of_max_ts,
-                      int64_t index_interval)
+int sp_segment_write(sp_segment_t *s, const uint8_t *data, size_t len, int64_t pos)
 {
-    int64_t pos = atomic_load(&s->size);
     size_t off = 0;
-    (void)first;
     while (off < len) {
         ssize_t w = pwrite(s->fd, data + off, len - off, (off_t)(pos + (int64_t)off));
         if (w < 0) {
@@ -304,6 +300,12 @@ int sp_segment_append(sp_segment_t *s, const uint8_t *data, size_t len, int64_t 
         }
         off += (size_t)w;
     }
+    return 0;
+}
+
+void sp_segment_commit(sp_segment_t *s, const uint8_t *data, size_t len, int64_t pos, int64_t last,
+                       int64_t max_ts, int64_t offset_of_max_ts, int64_t index_interval)
+{
     /* index every batch boundary of the run (batches are already validated) */
     size_t at = 0;
     while (at < len) {
@@ -320,7 +322,6 @@ int sp_segment_append(sp_segment_t *s, const uint8_t *data, size_t len, int64_t 
     }
     s->next_offset = last + 1;
     atomic_store_explicit(&s->size, pos + (int64_t)len, memory_order_release);
-    return 0;
 }
 
 int64_t sp_segment_index_lookup(const sp_segment_t *s, int64_t target)

@@ -80,14 +80,21 @@ void sp_segment_ref(sp_segment_t *s);
 void sp_segment_unref(sp_segment_t *s);
 
 /*
- * Appends a run of validated batches (data, len) whose offsets are
- * first..last and largest timestamp max_ts, adding index entries per
- * index_interval.  Log lock held.  Returns 0, or -errno with the file
- * unchanged (a partial write is truncated away).
+ * Appending a run of validated batches (data, len) is two steps, so that
+ * the write to the page cache runs outside the log's state lock:
+ *
+ * sp_segment_write: writes the bytes at pos (the segment's size) without
+ * publishing them. Appends are serialised by the caller (the log's append
+ * lock). Returns 0, or -errno with the file unchanged (a partial write is
+ * truncated away).
+ *
+ * sp_segment_commit: publishes them: index entries per index_interval for
+ * the batches (last offset 'last', largest timestamp max_ts at
+ * offset_of_max_ts), then the new size. Log state lock held.
  */
-int sp_segment_append(sp_segment_t *s, const uint8_t *data, size_t len, int64_t first,
-                      int64_t last, int64_t max_ts, int64_t offset_of_max_ts,
-                      int64_t index_interval);
+int sp_segment_write(sp_segment_t *s, const uint8_t *data, size_t len, int64_t pos);
+void sp_segment_commit(sp_segment_t *s, const uint8_t *data, size_t len, int64_t pos, int64_t last,
+                       int64_t max_ts, int64_t offset_of_max_ts, int64_t index_interval);
 
 /* Largest index entry with offset <= target: its position, or 0. */
 int64_t sp_segment_index_lookup(const sp_segment_t *s, int64_t target);

@@ -4,6 +4,7 @@
  * and corrupt tails (plog.h invariants 1-4, segment.h 1-3).
  */
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -317,6 +318,114 @@ static void test_validation(const char *root)
     sp_plog_unref(l);
 }
 
+/* ---- appends (written outside the state lock) against flushes and reads ---- */
+
+typedef struct race {
+    sp_plog_t *l;
+    atomic_bool appending;
+    atomic_int appenders;
+    atomic_long bad;
+} race_t;
+
+static void *race_append(void *arg)
+{
+    race_t *r = arg;
+    for (int b = 0; b < 400; b++) {
+        size_t len;
+        uint8_t *p = batch(0, 1 + b % 7, 1000, &len);
+        sp_append_result_t ar;
+        sp_plog_append(r->l, p, len, 0, &ar);
+        if (ar.error || ar.last_offset - ar.base_offset != b % 7)
+            atomic_fetch_add(&r->bad, 1);
+        free(p);
+    }
+    if (atomic_fetch_sub(&r->appenders, 1) == 1)
+        atomic_store(&r->appending, false);
+    return NULL;
+}
+
+static void *race_flush(void *arg)
+{
+    race_t *r = arg;
+    while (atomic_load(&r->appending))
+        if (sp_plog_flush(r->l) != 0)
+            atomic_fetch_add(&r->bad, 1);
+    return NULL;
+}
+
+/* Everything below hw: whole, valid batches with consecutive offsets. */
+static int64_t scan_below_hw(sp_plog_t *l)
+{
+    int64_t next = 0;
+    for (;;) {
+        sp_read_result_t rr;
+        sp_plog_read(l, next, 8192, true, &rr);
+        if (rr.error)
+            return -1;
+        if (!rr.seg)
+            return next;
+        uint8_t *buf = malloc((size_t)rr.len);
+        int ok = buf && pread(rr.seg->fd, buf, (size_t)rr.len, rr.pos) == rr.len;
+        for (size_t off = 0, bs; ok && off < (size_t)rr.len; off += bs) {
+            sp_batch_info_t info;
+            sp_batch_validate_opts_t o;
+            memset(&o, 0, sizeof(o));
+            ok = sp_batch_next(buf + off, (size_t)rr.len - off, &bs) == 1 &&
+                 sp_batch_validate(buf + off, bs, &o, &info) == 0 && info.hdr.base_offset == next;
+            next += info.hdr.last_offset_delta + 1;
+        }
+        free(buf);
+        sp_segment_unref(rr.seg);
+        if (!ok)
+            return -1;
+    }
+}
+
+static void *race_read(void *arg)
+{
+    race_t *r = arg;
+    int64_t last = 0;
+    while (atomic_load(&r->appending)) {
+        int64_t n = scan_below_hw(r->l);
+        if (n < last)
+            atomic_fetch_add(&r->bad, 1);
+        else
+            last = n;
+    }
+    return NULL;
+}
+
+static void test_append_races(const char *root)
+{
+    char dir[512];
+    snprintf(dir, sizeof(dir), "%s/race-0", root);
+    sp_log_config_t c = cfg(8192, 1); /* durable: hw follows the flushes; rolls often */
+    race_t r;
+    memset(&r, 0, sizeof(r));
+    r.l = sp_plog_open(dir, "race", 0, tid, &c, true, false, 0, 0);
+    CHECK(r.l != NULL);
+    if (!r.l)
+        return;
+    atomic_store(&r.appending, true);
+    atomic_store(&r.appenders, 2);
+    pthread_t th[5];
+    pthread_create(&th[0], NULL, race_append, &r);
+    pthread_create(&th[1], NULL, race_append, &r);
+    pthread_create(&th[2], NULL, race_flush, &r);
+    pthread_create(&th[3], NULL, race_read, &r);
+    pthread_create(&th[4], NULL, race_read, &r);
+    for (int i = 0; i < 5; i++)
+        pthread_join(th[i], NULL);
+    CHECK(atomic_load(&r.bad) == 0);
+    int64_t want = 2 * (400 / 7 * 28 + (400 % 7) * (400 % 7 + 1) / 2);
+    CHECK(r.l->leo == want);
+    CHECK(sp_plog_flush(r.l) == 0 && atomic_load(&r.l->hw) == want);
+    CHECK(scan_below_hw(r.l) == want);
+    CHECK(r.l->nsegs > 10);
+    sp_plog_close(r.l);
+    sp_plog_unref(r.l);
+}
+
 int main(void)
 {
     char root[] = "/tmp/spool-test-log-XXXXXX";
@@ -326,6 +435,7 @@ int main(void)
     test_append_read_roll(root);
     test_recovery(root);
     test_validation(root);
+    test_append_races(root);
     char cmd[600];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", root);
     if (system(cmd) != 0)
