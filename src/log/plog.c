@@ -514,18 +514,41 @@ static int seg_for(const sp_plog_t *l, int64_t offset)
     return best;
 }
 
-static int read_hdr(int fd, int64_t pos, int64_t *base, int32_t *len, int32_t *lod)
+/*
+ * Batch headers read through a window of the file: one pread serves every
+ * header inside it, where a pread per header cost a syscall per batch
+ * (a fetch of small batches walks thousands). Never reads past 'limit',
+ * the published size.
+ */
+typedef struct hdr_window {
+    int fd;
+    int64_t limit;
+    int64_t pos; /* file position of buf[0] */
+    size_t len;
+    uint8_t buf[8192];
+} hdr_window_t;
+
+static int read_hdr(hdr_window_t *w, int64_t pos, int64_t *base, int32_t *len, int32_t *lod)
 {
-    uint8_t h[27];
-    size_t got = 0;
-    while (got < sizeof(h)) {
-        ssize_t r = pread(fd, h + got, sizeof(h) - got, (off_t)(pos + (int64_t)got));
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
+    const size_t need = 27; /* base offset .. last offset delta */
+    if (pos < w->pos || pos + (int64_t)need > w->pos + (int64_t)w->len) {
+        size_t want = sizeof(w->buf), got = 0;
+        if (w->limit - pos < (int64_t)want)
+            want = w->limit - pos > 0 ? (size_t)(w->limit - pos) : 0;
+        while (got < want) {
+            ssize_t r = pread(w->fd, w->buf + got, want - got, (off_t)(pos + (int64_t)got));
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r <= 0)
+                break;
+            got += (size_t)r;
+        }
+        w->pos = pos;
+        w->len = got;
+        if (got < need)
             return -1;
-        got += (size_t)r;
     }
+    const uint8_t *h = w->buf + (pos - w->pos);
     *base = (int64_t)(((uint64_t)sp_be32(h) << 32) | sp_be32(h + 4));
     *len = (int32_t)sp_be32(h + 8);
     *lod = (int32_t)sp_be32(h + 23);
@@ -570,10 +593,20 @@ void sp_plog_read(sp_plog_t *l, int64_t offset, int32_t max_bytes, bool min_one,
         return;
     }
     int64_t end = pos;
+    hdr_window_t *w = malloc(sizeof(*w));
+    if (!w) {
+        sp_segment_unref(s);
+        res->error = SP_ERR_KAFKA_STORAGE_ERROR;
+        return;
+    }
+    w->fd = s->fd;
+    w->limit = limit;
+    w->pos = 0;
+    w->len = 0;
     while (end < limit) {
         int64_t base;
         int32_t blen, lod;
-        if (read_hdr(s->fd, end, &base, &blen, &lod) != 0)
+        if (read_hdr(w, end, &base, &blen, &lod) != 0)
             break;
         int64_t bsize = SP_BATCH_LOG_OVERHEAD + (int64_t)blen;
         if (base + lod >= stop_offset || end + bsize > limit)
@@ -584,6 +617,7 @@ void sp_plog_read(sp_plog_t *l, int64_t offset, int32_t max_bytes, bool min_one,
         if (end - pos >= max_bytes)
             break;
     }
+    free(w);
     if (end == pos) {
         sp_segment_unref(s);
         return;

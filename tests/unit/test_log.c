@@ -354,12 +354,12 @@ static void *race_flush(void *arg)
 }
 
 /* Everything below hw: whole, valid batches with consecutive offsets. */
-static int64_t scan_below_hw(sp_plog_t *l)
+static int64_t scan_below_hw(sp_plog_t *l, int32_t max_bytes)
 {
     int64_t next = 0;
     for (;;) {
         sp_read_result_t rr;
-        sp_plog_read(l, next, 8192, true, &rr);
+        sp_plog_read(l, next, max_bytes, true, &rr);
         if (rr.error)
             return -1;
         if (!rr.seg)
@@ -386,7 +386,7 @@ static void *race_read(void *arg)
     race_t *r = arg;
     int64_t last = 0;
     while (atomic_load(&r->appending)) {
-        int64_t n = scan_below_hw(r->l);
+        int64_t n = scan_below_hw(r->l, 8192);
         if (n < last)
             atomic_fetch_add(&r->bad, 1);
         else
@@ -420,10 +420,51 @@ static void test_append_races(const char *root)
     int64_t want = 2 * (400 / 7 * 28 + (400 % 7) * (400 % 7 + 1) / 2);
     CHECK(r.l->leo == want);
     CHECK(sp_plog_flush(r.l) == 0 && atomic_load(&r.l->hw) == want);
-    CHECK(scan_below_hw(r.l) == want);
+    CHECK(scan_below_hw(r.l, 8192) == want);
+    /* reads that span many windows of batch headers (plog.c hdr_window_t),
+     * and reads of one batch at a time */
+    CHECK(scan_below_hw(r.l, 1 << 20) == want);
+    CHECK(scan_below_hw(r.l, 1) == want);
     CHECK(r.l->nsegs > 10);
     sp_plog_close(r.l);
     sp_plog_unref(r.l);
+}
+
+/* A read of many small batches walks their headers through several
+ * 8 KiB windows (plog.c hdr_window_t) and still ends on a batch boundary. */
+static void test_read_many_small_batches(const char *root)
+{
+    char dir[512];
+    snprintf(dir, sizeof(dir), "%s/small-0", root);
+    sp_log_config_t c = cfg(1 << 20, 1);
+    sp_plog_t *l = sp_plog_open(dir, "small", 0, tid, &c, true, false, 0, 0);
+    CHECK(l != NULL);
+    if (!l)
+        return;
+    int64_t bytes = 0;
+    for (int b = 0; b < 3000; b++) {
+        size_t len;
+        uint8_t *p = batch(b, 1, 1000 + b, &len);
+        sp_append_result_t ar;
+        sp_plog_append(l, p, len, 0, &ar);
+        bytes += (int64_t)len;
+        free(p);
+    }
+    CHECK(sp_plog_flush(l) == 0 && atomic_load(&l->hw) == 3000);
+    sp_read_result_t rr;
+    sp_plog_read(l, 0, 1 << 20, true, &rr);
+    CHECK(rr.error == 0 && rr.seg && rr.pos == 0 && rr.len == bytes); /* all of it, in one read */
+    if (rr.seg)
+        sp_segment_unref(rr.seg);
+    sp_plog_read(l, 1234, 20000, true, &rr); /* ends on the last whole batch under 20000 bytes */
+    CHECK(rr.error == 0 && rr.seg && rr.len <= 20000 && rr.len > 20000 - 200);
+    if (rr.seg)
+        sp_segment_unref(rr.seg);
+    int64_t first;
+    CHECK(read_check(l, 0, &first) == 3000 && first == 0);
+    CHECK(scan_below_hw(l, 1 << 20) == 3000 && scan_below_hw(l, 50000) == 3000);
+    sp_plog_close(l);
+    sp_plog_unref(l);
 }
 
 int main(void)
@@ -436,6 +477,7 @@ int main(void)
     test_recovery(root);
     test_validation(root);
     test_append_races(root);
+    test_read_many_small_batches(root);
     char cmd[600];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", root);
     if (system(cmd) != 0)
