@@ -157,6 +157,8 @@ int sp_server_start(sp_server_t *s, uv_loop_t *main_loop)
     s->workers = calloc((size_t)s->nworkers, sizeof(sp_worker_t));
     if (!s->workers)
         return -1;
+    for (int i = 0; i < s->nworkers; i++)
+        s->workers[i].wake.fd = -1; /* sp_server_free closes only what was opened */
     for (int i = 0; i < s->nworkers; i++) {
         sp_worker_t *w = &s->workers[i];
         w->srv = s;
