@@ -356,6 +356,34 @@ static sp_uuid_t new_topic_id(const sp_image_t *img)
     return u;
 }
 
+static bool is_list_op(int8_t op)
+{
+    return op == SP_CFG_OP_APPEND || op == SP_CFG_OP_SUBTRACT;
+}
+
+/* Checks config i of t (key k, named 'label' in messages) for its
+ * operation (SET when t->cops is NULL): NULL, or a message for
+ * INVALID_CONFIG. */
+static const char *check_config_value(const sp_ctl_topic_t *t, int i, const sp_topic_key_t *k,
+                                      const char *label, sp_arena_t *a)
+{
+    int8_t op = t->cops ? t->cops[i] : SP_CFG_OP_SET;
+    if (t->cvalues[i].len < 0)
+        return t->cops && op != SP_CFG_OP_DELETE ? "Null value not supported for this operation" : NULL;
+    if (op == SP_CFG_OP_DELETE)
+        return NULL;
+    if (is_list_op(op) && k->type != SP_CT_LIST)
+        return "APPEND and SUBTRACT apply to list configs only";
+    char *v = sp_arena_strdup(a, t->cvalues[i].ptr, (size_t)t->cvalues[i].len);
+    const char *why = v ? sp_topic_config_check(k, v) : "out of memory";
+    if (!why)
+        return NULL;
+    char *m = sp_arena_alloc(a, 160 + (size_t)t->cvalues[i].len);
+    if (m)
+        sprintf(m, "Invalid value %s for configuration %s: %s", v, label, why);
+    return m ? m : why;
+}
+
 /* Checks the configs of a create or an alter; NULL or a message. */
 static const char *check_configs(sp_ctl_topic_t *t, sp_arena_t *a, int16_t *err)
 {
@@ -368,24 +396,9 @@ static const char *check_configs(sp_ctl_topic_t *t, sp_arena_t *a, int16_t *err)
                 sprintf(m, "Unknown topic config name: %.*s", (int)t->ckeys[i].len, t->ckeys[i].ptr);
             return m ? m : "Unknown topic config name";
         }
-        if (t->cvalues[i].len < 0) {
-            if (t->cops && t->cops[i] != SP_CFG_OP_DELETE)
-                return "Null value not supported for this operation";
-            continue;
-        }
-        if (t->cops && t->cops[i] == SP_CFG_OP_DELETE)
-            continue;
-        if ((t->cops && (t->cops[i] == SP_CFG_OP_APPEND || t->cops[i] == SP_CFG_OP_SUBTRACT)) &&
-            k->type != SP_CT_LIST)
-            return "APPEND and SUBTRACT apply to list configs only";
-        char *v = sp_arena_strdup(a, t->cvalues[i].ptr, (size_t)t->cvalues[i].len);
-        const char *why = v ? sp_topic_config_check(k, v) : "out of memory";
-        if (why) {
-            char *m = sp_arena_alloc(a, 160 + (size_t)t->cvalues[i].len);
-            if (m)
-                sprintf(m, "Invalid value %s for configuration %s: %s", v, k->name, why);
-            return m ? m : why;
-        }
+        const char *why = check_config_value(t, i, k, k->name, a);
+        if (why)
+            return why;
     }
     *err = 0;
     return NULL;
@@ -681,11 +694,6 @@ static char *list_edit(sp_arena_t *a, const char *cur, sp_str_t v, bool append)
     return out;
 }
 
-static bool is_list_op(int8_t op)
-{
-    return op == SP_CFG_OP_APPEND || op == SP_CFG_OP_SUBTRACT;
-}
-
 /* The value IncrementalAlterConfigs op k of t writes: SET's value, null
  * for DELETE, or cur (the key's current value) edited for APPEND and
  * SUBTRACT. 0, or -1 with t->error and t->message set. */
@@ -801,24 +809,9 @@ static const char *check_broker_configs(sp_ctl_topic_t *t, sp_arena_t *a, int16_
     *err = SP_ERR_INVALID_CONFIG;
     for (int i = 0; i < t->nconfigs; i++) {
         const sp_topic_key_t *k = sp_topic_key_by_broker_key(t->ckeys[i].ptr, t->ckeys[i].len);
-        int8_t op = t->cops ? t->cops[i] : SP_CFG_OP_SET;
-        if (t->cvalues[i].len < 0) {
-            if (t->cops && op != SP_CFG_OP_DELETE)
-                return "Null value not supported for this operation";
-            continue;
-        }
-        if (op == SP_CFG_OP_DELETE)
-            continue;
-        if ((op == SP_CFG_OP_APPEND || op == SP_CFG_OP_SUBTRACT) && k->type != SP_CT_LIST)
-            return "APPEND and SUBTRACT apply to list configs only";
-        char *v = sp_arena_strdup(a, t->cvalues[i].ptr, (size_t)t->cvalues[i].len);
-        const char *why = v ? sp_topic_config_check(k, v) : "out of memory";
-        if (why) {
-            char *m = sp_arena_alloc(a, 160 + (size_t)t->cvalues[i].len);
-            if (m)
-                sprintf(m, "Invalid value %s for configuration %s: %s", v, k->broker_key, why);
-            return m ? m : why;
-        }
+        const char *why = check_config_value(t, i, k, k->broker_key, a);
+        if (why)
+            return why;
     }
     *err = 0;
     return NULL;

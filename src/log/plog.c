@@ -532,21 +532,14 @@ static int read_hdr(hdr_window_t *w, int64_t pos, int64_t *base, int32_t *len, i
 {
     const size_t need = 27; /* base offset .. last offset delta */
     if (pos < w->pos || pos + (int64_t)need > w->pos + (int64_t)w->len) {
-        size_t want = sizeof(w->buf), got = 0;
+        size_t want = sizeof(w->buf);
         if (w->limit - pos < (int64_t)want)
             want = w->limit - pos > 0 ? (size_t)(w->limit - pos) : 0;
-        while (got < want) {
-            ssize_t r = pread(w->fd, w->buf + got, want - got, (off_t)(pos + (int64_t)got));
-            if (r < 0 && errno == EINTR)
-                continue;
-            if (r <= 0)
-                break;
-            got += (size_t)r;
-        }
         w->pos = pos;
-        w->len = got;
-        if (got < need)
+        w->len = 0;
+        if (want < need || sp_pread_full(w->fd, w->buf, want, pos) != 0)
             return -1;
+        w->len = want;
     }
     const uint8_t *h = w->buf + (pos - w->pos);
     *base = (int64_t)(((uint64_t)sp_be32(h) << 32) | sp_be32(h + 4));
@@ -629,20 +622,6 @@ void sp_plog_read(sp_plog_t *l, int64_t offset, int32_t max_bytes, bool min_one,
 
 /* ---- timestamps -------------------------------------------------------- */
 
-static int read_at(int fd, void *buf, size_t n, int64_t pos)
-{
-    size_t got = 0;
-    while (got < n) {
-        ssize_t r = pread(fd, (uint8_t *)buf + got, n - got, (off_t)(pos + (int64_t)got));
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            return -1;
-        got += (size_t)r;
-    }
-    return 0;
-}
-
 int sp_plog_offset_for_time(sp_plog_t *l, int64_t ts, int64_t *offset, int64_t *found_ts)
 {
     *offset = -1;
@@ -681,7 +660,7 @@ int sp_plog_offset_for_time(sp_plog_t *l, int64_t ts, int64_t *offset, int64_t *
         while (pos >= 0 && pos < limits[i] && *offset < 0) {
             uint8_t hb[SP_BATCH_HEADER_SIZE];
             sp_batch_hdr_t h;
-            if (read_at(s->fd, hb, sizeof(hb), pos) != 0 || sp_batch_hdr_parse(hb, sizeof(hb), &h) != 0) {
+            if (sp_pread_full(s->fd, hb, sizeof(hb), pos) != 0 || sp_batch_hdr_parse(hb, sizeof(hb), &h) != 0) {
                 rc = -1;
                 break;
             }
@@ -697,7 +676,7 @@ int sp_plog_offset_for_time(sp_plog_t *l, int64_t ts, int64_t *offset, int64_t *
                 uint8_t *buf = malloc(bsize);
                 sp_record_iter_t it;
                 sp_record_t r;
-                if (!buf || read_at(s->fd, buf, bsize, pos) != 0 ||
+                if (!buf || sp_pread_full(s->fd, buf, bsize, pos) != 0 ||
                     sp_record_iter_init(&it, buf, bsize, 0) != 0) {
                     free(buf);
                     rc = -1;
@@ -753,7 +732,7 @@ int sp_plog_scan(sp_plog_t *l, int64_t from, int (*fn)(const sp_record_t *rec, v
         if (rr.error || !rr.seg)
             return rr.error ? -1 : 0;
         uint8_t *buf = malloc((size_t)rr.len);
-        int ok = buf && read_at(rr.seg->fd, buf, (size_t)rr.len, rr.pos) == 0;
+        int ok = buf && sp_pread_full(rr.seg->fd, buf, (size_t)rr.len, rr.pos) == 0;
         sp_segment_unref(rr.seg);
         int64_t next = offset;
         if (!ok || sp_batches_each_record(buf, (size_t)rr.len, fn, ctx, &next) != 0 || next <= offset) {

@@ -14,6 +14,7 @@
 
 #include "proto/batch.h"
 #include "proto/wire.h"
+#include "util/fsutil.h"
 #include "util/log.h"
 
 #define IDX_ENTRY 8
@@ -362,20 +363,6 @@ int64_t sp_segment_time_lookup(const sp_segment_t *s, int64_t ts)
                     : s->base_offset + sp_be32(s->tidx + (size_t)best * TIDX_ENTRY + 8);
 }
 
-static int read_full(int fd, void *buf, size_t n, int64_t pos)
-{
-    size_t got = 0;
-    while (got < n) {
-        ssize_t r = pread(fd, (uint8_t *)buf + got, n - got, (off_t)(pos + (int64_t)got));
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            return -1;
-        got += (size_t)r;
-    }
-    return 0;
-}
-
 int64_t sp_segment_find(const sp_segment_t *s, int64_t target, int64_t limit)
 {
     /* The index names a batch whose last offset <= target: the batch that
@@ -383,7 +370,7 @@ int64_t sp_segment_find(const sp_segment_t *s, int64_t target, int64_t limit)
     int64_t pos = sp_segment_index_lookup(s, target);
     uint8_t h[27]; /* through lastOffsetDelta */
     while (pos + (int64_t)sizeof(h) <= limit) {
-        if (read_full(s->fd, h, sizeof(h), pos) != 0)
+        if (sp_pread_full(s->fd, h, sizeof(h), pos) != 0)
             return -1;
         int64_t base = (int64_t)rd64(h);
         int32_t blen = (int32_t)sp_be32(h + 8);
@@ -425,7 +412,7 @@ static int64_t scan(sp_segment_t *s, int64_t pos, int64_t fsize, int64_t index_i
     while (fsize - pos >= SP_BATCH_LOG_OVERHEAD) {
         size_t bsize;
         sp_batch_hdr_t h;
-        if (read_full(s->fd, buf, SP_BATCH_LOG_OVERHEAD, pos) != 0 ||
+        if (sp_pread_full(s->fd, buf, SP_BATCH_LOG_OVERHEAD, pos) != 0 ||
             sp_batch_next(buf, SP_BATCH_LOG_OVERHEAD, &bsize) < 0 ||
             (int64_t)bsize > fsize - pos)
             break; /* unreadable, absurd length, or torn past the end */
@@ -436,7 +423,7 @@ static int64_t scan(sp_segment_t *s, int64_t pos, int64_t fsize, int64_t index_i
             buf = nb;
             cap = bsize;
         }
-        if (read_full(s->fd, buf, bsize, pos) != 0 || sp_batch_hdr_parse(buf, bsize, &h) != 0 ||
+        if (sp_pread_full(s->fd, buf, bsize, pos) != 0 || sp_batch_hdr_parse(buf, bsize, &h) != 0 ||
             h.magic != 2 || sp_crc32c(0, buf + 21, bsize - 21) != h.crc)
             break;
         int64_t last = h.base_offset + h.last_offset_delta;

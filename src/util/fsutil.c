@@ -82,3 +82,17 @@ fail:
     unlink(tmp);
     return -1;
 }
+
+int sp_pread_full(int fd, void *buf, size_t n, int64_t pos)
+{
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = pread(fd, (uint8_t *)buf + got, n - got, (off_t)(pos + (int64_t)got));
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return -1;
+        got += (size_t)r;
+    }
+    return 0;
+}
