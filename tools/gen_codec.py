@@ -3,8 +3,11 @@
 
 Usage: tools/gen_codec.py SCHEMA_DIR OUT_DIR
 
-SCHEMA_DIR is ../shared/kafka-protocol (folders message/, metadata/,
-group-coordinator/, transaction-coordinator/, and ERRORS.md).  OUT_DIR is
+SCHEMA_DIR is ../shared/kafka-protocol (folders message/, message-legacy/,
+metadata/, group-coordinator/, transaction-coordinator/, and ERRORS.md).
+A message/ schema with a copy in message-legacy/ is generated from the union
+of both (merge_schema): Kafka 4.3's definition for the versions 4.3 has, the
+legacy one for the older versions Kafka 4.0 removed (KIP-896).  OUT_DIR is
 src/proto/gen.  Output is deterministic: running twice gives identical bytes,
 and `make regen` followed by `git diff --exit-code` proves the committed copy
 is current.
@@ -184,8 +187,148 @@ def build_struct(msg, name, fields_json, parent_ver):
     return st
 
 
+# ---------------------------------------------------------------------------
+# The union of message/ (Kafka 4.3) and message-legacy/ (the pre-4.0 copies
+# that still define the versions KIP-896 removed).  For a version both copies
+# define, Kafka's evolution rules make them define the same bytes (a field
+# may have been renamed, or kept with an empty range); so the union takes
+# 4.3's definition for versions from 4.3's lowest on, and the legacy one
+# below it.  Field by field:
+#   - a field present in old versions (below 4.3's lowest) takes its legacy
+#     ranges there and its 4.3 ranges from there on; the two must meet;
+#   - fields keep the wire order of both copies (a field present only in
+#     old versions sits where the legacy copy puts it);
+#   - names, types, defaults and comments come from 4.3 where it has them.
+
+def vstr(r):
+    if r is None:
+        return 'none'
+    lo, hi = r
+    if hi >= INF:
+        return '%d+' % lo
+    return '%d' % lo if lo == hi else '%d-%d' % (lo, hi)
+
+
+def vunion(a, b, where):
+    """Union of two version ranges that must touch or overlap."""
+    if a is None:
+        return b
+    if b is None:
+        return a
+    if a[0] > b[0]:
+        a, b = b, a
+    if a[1] + 1 < b[0]:
+        raise SystemExit('%s: version ranges %s and %s do not meet' % (where, vstr(a), vstr(b)))
+    return (a[0], max(a[1], b[1]))
+
+
+def field_range(fj):
+    vs = fj.get('versions')
+    return parse_versions(vs if vs is not None else fj.get('taggedVersions'))
+
+
+def merge_fields(lf, nf, old, new, where, lcommon, ncommon):
+    """Merged field list (JSON) of legacy fields lf and 4.3 fields nf."""
+    a = [f for f in lf if intersect(field_range(f), old)]
+    a_names = {f['name'] for f in a}
+    n_live = {f['name'] for f in nf if intersect(field_range(f), new) or f['name'] not in a_names}
+    common = a_names & n_live
+    b = [f for f in nf if f['name'] in n_live]
+    out, i, j = [], 0, 0
+    while i < len(a) or j < len(b):
+        if i < len(a) and a[i]['name'] not in common:
+            out.append(restrict(a[i], old))
+            i += 1
+        elif j < len(b) and b[j]['name'] not in common:
+            out.append(b[j])
+            j += 1
+        elif i < len(a) and j < len(b) and a[i]['name'] == b[j]['name']:
+            out.append(merge_field(a[i], b[j], old, new, '%s.%s' % (where, a[i]['name']),
+                                   lcommon, ncommon))
+            i += 1
+            j += 1
+        else:
+            raise SystemExit('%s: fields in a different order in the two copies (%s / %s)'
+                             % (where, a[i]['name'] if i < len(a) else '-',
+                                b[j]['name'] if j < len(b) else '-'))
+    return out
+
+
+def restrict(fj, old):
+    """A legacy-only field, present in old versions only."""
+    f = dict(fj)
+    for k in ('versions', 'nullableVersions', 'taggedVersions'):
+        if k in f:
+            f[k] = vstr(intersect(parse_versions(f[k]), old))
+    return f
+
+
+def merge_field(lj, nj, old, new, where, lcommon, ncommon):
+    f = dict(nj)
+    if lj.get('tag') != nj.get('tag'):
+        raise SystemExit('%s: tag differs between the two copies' % where)
+    lt, nt = lj['type'], nj['type']
+    if lt != nt and (lt.startswith('[]') != nt.startswith('[]') or
+                     lt.lstrip('[]') in PRIMS or nt.lstrip('[]') in PRIMS):
+        raise SystemExit('%s: type %s in the legacy copy, %s in 4.3' % (where, lt, nt))
+    for k in ('versions', 'nullableVersions', 'taggedVersions'):
+        lo = intersect(parse_versions(lj[k]), old) if k in lj else None
+        hi = intersect(parse_versions(nj[k]), new) if k in nj else None
+        r = vunion(lo, hi, '%s %s' % (where, k))
+        if r is not None or k in nj:
+            f[k] = vstr(r)
+    if 'fields' in lj or 'fields' in nj:
+        f['fields'] = merge_fields(struct_fields(lj, lcommon), struct_fields(nj, ncommon),
+                                   old, new, where, lcommon, ncommon)
+    return f
+
+
+def struct_fields(fj, common):
+    if 'fields' in fj:
+        return fj['fields']
+    et = fj['type'].lstrip('[]')
+    return common[et]['fields'] if et in common else []
+
+
+def merge_schema(nj, lj, where):
+    """The union of a 4.3 schema nj and its legacy copy lj."""
+    nv, lv = parse_versions(nj['validVersions']), parse_versions(lj['validVersions'])
+    if lv[0] >= nv[0]:
+        return nj
+    if parse_versions(nj.get('flexibleVersions', 'none')) != parse_versions(lj.get('flexibleVersions', 'none')):
+        raise SystemExit('%s: flexibleVersions differ between the two copies' % where)
+    old, new = (lv[0], nv[0] - 1), nv
+    lcommon = {c['name']: c for c in lj.get('commonStructs', [])}
+    ncommon = {c['name']: c for c in nj.get('commonStructs', [])}
+    m = dict(nj)
+    m['validVersions'] = vstr((lv[0], nv[1]))
+    m['fields'] = merge_fields(lj.get('fields', []), nj.get('fields', []), old, new, where,
+                               lcommon, ncommon)
+    cs = []
+    for c in nj.get('commonStructs', []):
+        c = dict(c)
+        if c['name'] in lcommon:
+            c['fields'] = merge_fields(lcommon[c['name']]['fields'], c['fields'], old, new,
+                                       '%s.%s' % (where, c['name']), lcommon, ncommon)
+        cs.append(c)
+    for name, c in lcommon.items():
+        if name not in ncommon:
+            c = dict(c)
+            c['fields'] = [restrict(f, old) for f in c['fields'] if intersect(field_range(f), old)]
+            cs.append(c)
+    if cs:
+        m['commonStructs'] = cs
+    return m
+
+
+def read_schema(p):
+    with open(p, encoding='utf-8') as fh:
+        return json.loads(strip_comments(fh.read()))
+
+
 def load(schema_dir):
     msgs = []
+    legacy = os.path.join(schema_dir, 'message-legacy')
     for folder in ('message', 'metadata', 'group-coordinator', 'transaction-coordinator'):
         d = os.path.join(schema_dir, folder)
         if not os.path.isdir(d):
@@ -194,9 +337,14 @@ def load(schema_dir):
             if not fn.endswith('.json'):
                 continue
             p = os.path.join(d, fn)
-            with open(p, encoding='utf-8') as fh:
-                j = json.loads(strip_comments(fh.read()))
-            m = Message('%s/%s' % (folder, fn), j)
+            j = read_schema(p)
+            lp = os.path.join(legacy, fn)
+            src = '%s/%s' % (folder, fn)
+            if folder == 'message' and os.path.exists(lp):
+                j = merge_schema(j, read_schema(lp), fn)
+                if j['validVersions'] != read_schema(p)['validVersions']:
+                    src += ' + message-legacy/' + fn
+            m = Message(src, j)
             m.folder = folder
             build_struct(m, m.name, j.get('fields', []), m.valid)
             msgs.append(m)

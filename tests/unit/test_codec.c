@@ -7,6 +7,10 @@
  *  2. Known-answer tests on byte strings built by hand from the Kafka
  *     protocol guide: ApiVersions v0 and v3, Metadata v1 and v12, Produce v9,
  *     request header v1 and v2.
+ *     Both ends of the union of Kafka 4.3's schemas and the legacy copies
+ *     (tools/gen_codec.py merge_schema): versions Kafka 4.0 removed
+ *     (ListOffsets v0, DescribeConfigs v0) and versions only 4.3 has
+ *     (Produce v13's topic id, Metadata v13's top-level error code).
  *  3. Hostile lengths: negative, oversized and absurd counts are refused
  *     before any allocation.
  */
@@ -15,6 +19,8 @@
 #include "check.h"
 #include "proto/gen/api_versions_request.h"
 #include "proto/gen/api_versions_response.h"
+#include "proto/gen/describe_configs_response.h"
+#include "proto/gen/list_offsets_request.h"
 #include "proto/gen/messages.h"
 #include "proto/gen/metadata_request.h"
 #include "proto/gen/metadata_response.h"
@@ -357,6 +363,85 @@ static void hostile_lengths(void)
     sp_arena_free(&a);
 }
 
+/* The oldest versions come from message-legacy/, whose fields keep their
+ * legacy place on the wire; the newest from Kafka 4.3's message/. */
+static void kat_union(void)
+{
+    sp_arena_t a;
+    sp_arena_init(&a, 0);
+    CHECK(SP_LIST_OFFSETS_REQUEST_MIN_VERSION == 0 && SP_LIST_OFFSETS_REQUEST_MAX_VERSION == 11);
+    CHECK(SP_PRODUCE_REQUEST_MIN_VERSION == 0 && SP_PRODUCE_REQUEST_MAX_VERSION == 13);
+    CHECK(SP_DESCRIBE_CONFIGS_RESPONSE_MIN_VERSION == 0);
+
+    /* ListOffsets v0 (Burrow 1.2): replica -1, [ "t" [ p 0, ts -1, max 1 ] ] */
+    static const uint8_t lo0[] = { 0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x01,
+                                   0x00, 0x01, 't', 0x00, 0x00, 0x00, 0x01,
+                                   0x00, 0x00, 0x00, 0x00,
+                                   0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+                                   0x00, 0x00, 0x00, 0x01 };
+    sp_list_offsets_request_t lo;
+    sp_reader_t r = sp_reader(lo0, sizeof(lo0));
+    sp_list_offsets_request_init(&lo);
+    CHECK(sp_list_offsets_request_decode(&r, &a, &lo, 0) == 0 && sp_reader_left(&r) == 0);
+    CHECK(lo.replica_id == -1 && lo.topics.n == 1 && lo.topics.v[0].partitions.n == 1);
+    CHECK(lo.topics.v[0].partitions.v[0].timestamp == -1);
+    CHECK(lo.topics.v[0].partitions.v[0].max_num_offsets == 1);
+    ENCODE_EQ(sp_list_offsets_request, &lo, 0, lo0);
+
+    /* DescribeConfigs v0 response: IsDefault sits after ReadOnly, where the
+     * legacy schema puts it (4.3's copy lists it elsewhere, for no version) */
+    static const uint8_t dc0[] = { 0, 0, 0, 0,               /* throttle */
+                                   0, 0, 0, 1,               /* results */
+                                   0, 0, 0xff, 0xff,         /* error, null message */
+                                   2, 0, 1, 't',             /* type TOPIC, "t" */
+                                   0, 0, 0, 1,               /* configs */
+                                   0, 1, 'k', 0, 1, 'v',     /* name, value */
+                                   1, 0, 0 };                /* read only, is default, sensitive */
+    sp_describe_configs_response_t dc;
+    sp_describe_configs_response_init(&dc);
+    r = sp_reader(dc0, sizeof(dc0));
+    CHECK(sp_describe_configs_response_decode(&r, &a, &dc, 0) == 0 && sp_reader_left(&r) == 0);
+    CHECK(dc.results.n == 1 && dc.results.v[0].configs.n == 1);
+    CHECK(dc.results.v[0].configs.v[0].read_only == true);
+    CHECK(dc.results.v[0].configs.v[0].is_default == false);
+    CHECK(dc.results.v[0].configs.v[0].is_sensitive == false);
+    dc.results.v[0].configs.v[0].is_default = true;
+    ENCODE_EQ(sp_describe_configs_response, &dc, 0, ((const uint8_t[]){ 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0xff, 0xff,
+                                                                        2, 0, 1, 't', 0, 0, 0, 1, 0, 1, 'k', 0, 1, 'v',
+                                                                        1, 1, 0 }));
+
+    /* Produce v13: a topic id where v12 had the name */
+    static const uint8_t p13[] = { 0x00,                     /* null transactional id */
+                                   0xff, 0xff,               /* acks -1 */
+                                   0x00, 0x00, 0x13, 0x88,   /* timeout 5000 */
+                                   0x02,                     /* one topic */
+                                   1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16,
+                                   0x02, 0x00, 0x00, 0x00, 0x03, 0x00, 0x00,  /* partition 3, null records */
+                                   0x00, 0x00 };
+    sp_produce_request_t pr;
+    sp_produce_request_init(&pr);
+    r = sp_reader(p13, sizeof(p13));
+    CHECK(sp_produce_request_decode(&r, &a, &pr, 13) == 0 && sp_reader_left(&r) == 0);
+    CHECK(pr.topic_data.n == 1 && pr.topic_data.v[0].topic_id.b[15] == 16);
+    CHECK(pr.topic_data.v[0].name.len == 0);
+    CHECK(pr.topic_data.v[0].partition_data.n == 1 && pr.topic_data.v[0].partition_data.v[0].index == 3);
+    ENCODE_EQ(sp_produce_request, &pr, 13, p13);
+
+    /* Metadata v13: the response's top-level error code follows the
+     * cluster authorized operations */
+    sp_metadata_response_t mr;
+    sp_metadata_response_init(&mr);
+    mr.error_code = 58;
+    size_t n12 = sp_metadata_response_size(&mr, 12), n13 = sp_metadata_response_size(&mr, 13);
+    CHECK(n13 == n12 + 2);
+    uint8_t *b = malloc(n13);
+    sp_writer_t w = sp_writer(b, n13);
+    sp_metadata_response_encode(&w, &mr, 13);
+    CHECK(!w.err && b[n13 - 3] == 0 && b[n13 - 2] == 58 && b[n13 - 1] == 0);
+    free(b);
+    sp_arena_free(&a);
+}
+
 int main(void)
 {
     roundtrip_all();
@@ -364,6 +449,7 @@ int main(void)
     kat_api_versions();
     kat_metadata();
     kat_produce();
+    kat_union();
     hostile_lengths();
     return check_summary("test_codec");
 }

@@ -220,12 +220,14 @@ void sp_alter_partition_reassignments_request_init(sp_alter_partition_reassignme
 {
     memset(x, 0, sizeof(*x));
     x->timeout_ms = 60000;
+    x->allow_replication_factor_change = true;
 }
 
 static inline int sp_alter_partition_reassignments_request_is_default(const sp_alter_partition_reassignments_request_t *x)
 {
     (void)x;
     if (x->timeout_ms != 60000) return 0;
+    if (x->allow_replication_factor_change != true) return 0;
     if (x->topics.n != 0) return 0;
     return 1;
 }
@@ -244,6 +246,7 @@ static inline size_t sp_alter_partition_reassignments_request_min_size(int16_t v
     size_t m = flex ? 1 : 0;
     (void)v;
     m += 4;
+    if (v >= 1) m += 1;
     m += flex ? 1 : 4;
     return m;
 }
@@ -255,6 +258,9 @@ int sp_alter_partition_reassignments_request_decode(sp_reader_t *r, sp_arena_t *
     (void)a; (void)x; (void)n; (void)i; (void)v; (void)flex;
     {
         sp_read_i32(r, &x->timeout_ms);
+    }
+    if (v >= 1) {
+        sp_read_bool(r, &x->allow_replication_factor_change);
     }
     {
         n = sp_read_array_len(r, flex, 0, sp_alter_partition_reassignments_request_reassignable_topic_min_size(v, flex));
@@ -291,6 +297,9 @@ size_t sp_alter_partition_reassignments_request_size(const sp_alter_partition_re
     {
         s += 4;
     }
+    if (v >= 1) {
+        s += 1;
+    }
     {
         s += sp_array_len_size(x->topics.n, flex);
         for (i = 0; i < x->topics.n; i++) s += sp_alter_partition_reassignments_request_reassignable_topic_size(&x->topics.v[i], v);
@@ -309,6 +318,9 @@ void sp_alter_partition_reassignments_request_encode(sp_writer_t *w, const sp_al
     (void)x; (void)i; (void)v; (void)flex;
     {
         sp_write_i32(w, x->timeout_ms);
+    }
+    if (v >= 1) {
+        sp_write_bool(w, x->allow_replication_factor_change);
     }
     {
         sp_write_array_len(w, x->topics.n, flex);

@@ -6,7 +6,7 @@
 #include "proto/wire.h"
 
 #define SP_ALTER_PARTITION_REASSIGNMENTS_REQUEST_MIN_VERSION 0
-#define SP_ALTER_PARTITION_REASSIGNMENTS_REQUEST_MAX_VERSION 0
+#define SP_ALTER_PARTITION_REASSIGNMENTS_REQUEST_MAX_VERSION 1
 #define SP_ALTER_PARTITION_REASSIGNMENTS_REQUEST_FIRST_FLEXIBLE 0
 
 typedef struct sp_alter_partition_reassignments_request_reassignable_partition {
@@ -21,6 +21,7 @@ typedef struct sp_alter_partition_reassignments_request_reassignable_topic {
 
 typedef struct sp_alter_partition_reassignments_request {
     int32_t timeout_ms;
+    bool allow_replication_factor_change;
     struct { sp_alter_partition_reassignments_request_reassignable_topic_t *v; int32_t n; } topics;  /* n < 0: null */
 } sp_alter_partition_reassignments_request_t;
 

@@ -218,12 +218,14 @@ static void sp_alter_partition_reassignments_response_reassignable_topic_respons
 void sp_alter_partition_reassignments_response_init(sp_alter_partition_reassignments_response_t *x)
 {
     memset(x, 0, sizeof(*x));
+    x->allow_replication_factor_change = true;
 }
 
 static inline int sp_alter_partition_reassignments_response_is_default(const sp_alter_partition_reassignments_response_t *x)
 {
     (void)x;
     if (x->throttle_time_ms != 0) return 0;
+    if (x->allow_replication_factor_change != true) return 0;
     if (x->error_code != 0) return 0;
     if (!sp_str_eq_lit(x->error_message, "")) return 0;
     if (x->responses.n != 0) return 0;
@@ -244,6 +246,7 @@ static inline size_t sp_alter_partition_reassignments_response_min_size(int16_t 
     size_t m = flex ? 1 : 0;
     (void)v;
     m += 4;
+    if (v >= 1) m += 1;
     m += 2;
     m += flex ? 1 : 2;
     m += flex ? 1 : 4;
@@ -257,6 +260,9 @@ int sp_alter_partition_reassignments_response_decode(sp_reader_t *r, sp_arena_t 
     (void)a; (void)x; (void)n; (void)i; (void)v; (void)flex;
     {
         sp_read_i32(r, &x->throttle_time_ms);
+    }
+    if (v >= 1) {
+        sp_read_bool(r, &x->allow_replication_factor_change);
     }
     {
         sp_read_i16(r, &x->error_code);
@@ -299,6 +305,9 @@ size_t sp_alter_partition_reassignments_response_size(const sp_alter_partition_r
     {
         s += 4;
     }
+    if (v >= 1) {
+        s += 1;
+    }
     {
         s += 2;
     }
@@ -323,6 +332,9 @@ void sp_alter_partition_reassignments_response_encode(sp_writer_t *w, const sp_a
     (void)x; (void)i; (void)v; (void)flex;
     {
         sp_write_i32(w, x->throttle_time_ms);
+    }
+    if (v >= 1) {
+        sp_write_bool(w, x->allow_replication_factor_change);
     }
     {
         sp_write_i16(w, x->error_code);

@@ -6,7 +6,7 @@
 #include "proto/wire.h"
 
 #define SP_ALTER_PARTITION_REASSIGNMENTS_RESPONSE_MIN_VERSION 0
-#define SP_ALTER_PARTITION_REASSIGNMENTS_RESPONSE_MAX_VERSION 0
+#define SP_ALTER_PARTITION_REASSIGNMENTS_RESPONSE_MAX_VERSION 1
 #define SP_ALTER_PARTITION_REASSIGNMENTS_RESPONSE_FIRST_FLEXIBLE 0
 
 typedef struct sp_alter_partition_reassignments_response_reassignable_partition_response {
@@ -22,6 +22,7 @@ typedef struct sp_alter_partition_reassignments_response_reassignable_topic_resp
 
 typedef struct sp_alter_partition_reassignments_response {
     int32_t throttle_time_ms;
+    bool allow_replication_factor_change;
     int16_t error_code;
     sp_str_t error_message;
     struct { sp_alter_partition_reassignments_response_reassignable_topic_response_t *v; int32_t n; } responses;  /* n < 0: null */

@@ -15,6 +15,7 @@ static inline int sp_describe_cluster_request_is_default(const sp_describe_clust
     (void)x;
     if (x->include_cluster_authorized_operations != false) return 0;
     if (x->endpoint_type != 1) return 0;
+    if (x->include_fenced_brokers != false) return 0;
     return 1;
 }
 
@@ -33,6 +34,7 @@ static inline size_t sp_describe_cluster_request_min_size(int16_t v, int flex)
     (void)v;
     m += 1;
     if (v >= 1) m += 1;
+    if (v >= 2) m += 1;
     return m;
 }
 
@@ -46,6 +48,9 @@ int sp_describe_cluster_request_decode(sp_reader_t *r, sp_arena_t *a, sp_describ
     }
     if (v >= 1) {
         sp_read_i8(r, &x->endpoint_type);
+    }
+    if (v >= 2) {
+        sp_read_bool(r, &x->include_fenced_brokers);
     }
     if (flex) {
         uint32_t nt = sp_read_uvarint(r);
@@ -72,6 +77,9 @@ size_t sp_describe_cluster_request_size(const sp_describe_cluster_request_t *x, 
     if (v >= 1) {
         s += 1;
     }
+    if (v >= 2) {
+        s += 1;
+    }
     if (flex) {
         uint32_t nt = 0;
         s += sp_uvarint_size(nt);
@@ -89,6 +97,9 @@ void sp_describe_cluster_request_encode(sp_writer_t *w, const sp_describe_cluste
     }
     if (v >= 1) {
         sp_write_i8(w, x->endpoint_type);
+    }
+    if (v >= 2) {
+        sp_write_bool(w, x->include_fenced_brokers);
     }
     if (flex) {
         uint32_t nt = 0;

@@ -6,12 +6,13 @@
 #include "proto/wire.h"
 
 #define SP_DESCRIBE_CLUSTER_REQUEST_MIN_VERSION 0
-#define SP_DESCRIBE_CLUSTER_REQUEST_MAX_VERSION 1
+#define SP_DESCRIBE_CLUSTER_REQUEST_MAX_VERSION 2
 #define SP_DESCRIBE_CLUSTER_REQUEST_FIRST_FLEXIBLE 0
 
 typedef struct sp_describe_cluster_request {
     bool include_cluster_authorized_operations;
     int8_t endpoint_type;
+    bool include_fenced_brokers;
 } sp_describe_cluster_request_t;
 
 void sp_describe_cluster_request_init(sp_describe_cluster_request_t *x);

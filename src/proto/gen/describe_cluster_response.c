@@ -20,6 +20,7 @@ static inline int sp_describe_cluster_response_describe_cluster_broker_is_defaul
     if (!sp_str_eq_lit(x->host, "")) return 0;
     if (x->port != 0) return 0;
     if (x->rack.len >= 0) return 0;
+    if (x->is_fenced != false) return 0;
     return 1;
 }
 
@@ -40,6 +41,7 @@ static inline size_t sp_describe_cluster_response_describe_cluster_broker_min_si
     m += flex ? 1 : 2;
     m += 4;
     m += flex ? 1 : 2;
+    if (v >= 2) m += 1;
     return m;
 }
 
@@ -59,6 +61,9 @@ static int sp_describe_cluster_response_describe_cluster_broker_decode(sp_reader
     }
     {
         sp_read_str(r, &x->rack, flex, 1);
+    }
+    if (v >= 2) {
+        sp_read_bool(r, &x->is_fenced);
     }
     if (flex) {
         uint32_t nt = sp_read_uvarint(r);
@@ -91,6 +96,9 @@ static size_t sp_describe_cluster_response_describe_cluster_broker_size(const sp
     {
         s += sp_str_size(x->rack, flex);
     }
+    if (v >= 2) {
+        s += 1;
+    }
     if (flex) {
         uint32_t nt = 0;
         s += sp_uvarint_size(nt);
@@ -114,6 +122,9 @@ static void sp_describe_cluster_response_describe_cluster_broker_encode(sp_write
     }
     {
         sp_write_str(w, x->rack, flex);
+    }
+    if (v >= 2) {
+        sp_write_bool(w, x->is_fenced);
     }
     if (flex) {
         uint32_t nt = 0;

@@ -6,7 +6,7 @@
 #include "proto/wire.h"
 
 #define SP_DESCRIBE_CLUSTER_RESPONSE_MIN_VERSION 0
-#define SP_DESCRIBE_CLUSTER_RESPONSE_MAX_VERSION 1
+#define SP_DESCRIBE_CLUSTER_RESPONSE_MAX_VERSION 2
 #define SP_DESCRIBE_CLUSTER_RESPONSE_FIRST_FLEXIBLE 0
 
 typedef struct sp_describe_cluster_response_describe_cluster_broker {
@@ -14,6 +14,7 @@ typedef struct sp_describe_cluster_response_describe_cluster_broker {
     sp_str_t host;
     int32_t port;
     sp_str_t rack;
+    bool is_fenced;
 } sp_describe_cluster_response_describe_cluster_broker_t;
 
 typedef struct sp_describe_cluster_response {

@@ -6,7 +6,7 @@
 #include "proto/wire.h"
 
 #define SP_DESCRIBE_GROUPS_REQUEST_MIN_VERSION 0
-#define SP_DESCRIBE_GROUPS_REQUEST_MAX_VERSION 5
+#define SP_DESCRIBE_GROUPS_REQUEST_MAX_VERSION 6
 #define SP_DESCRIBE_GROUPS_REQUEST_FIRST_FLEXIBLE 5
 
 typedef struct sp_describe_groups_request {

@@ -149,6 +149,7 @@ static void sp_describe_groups_response_described_group_member_encode(sp_writer_
 void sp_describe_groups_response_described_group_init(sp_describe_groups_response_described_group_t *x)
 {
     memset(x, 0, sizeof(*x));
+    x->error_message.len = -1;
     x->authorized_operations = INT32_MIN;
 }
 
@@ -156,6 +157,7 @@ static inline int sp_describe_groups_response_described_group_is_default(const s
 {
     (void)x;
     if (x->error_code != 0) return 0;
+    if (x->error_message.len >= 0) return 0;
     if (!sp_str_eq_lit(x->group_id, "")) return 0;
     if (!sp_str_eq_lit(x->group_state, "")) return 0;
     if (!sp_str_eq_lit(x->protocol_type, "")) return 0;
@@ -179,6 +181,7 @@ static inline size_t sp_describe_groups_response_described_group_min_size(int16_
     size_t m = flex ? 1 : 0;
     (void)v;
     m += 2;
+    if (v >= 6) m += flex ? 1 : 2;
     m += flex ? 1 : 2;
     m += flex ? 1 : 2;
     m += flex ? 1 : 2;
@@ -195,6 +198,9 @@ static int sp_describe_groups_response_described_group_decode(sp_reader_t *r, sp
     (void)a; (void)x; (void)n; (void)i; (void)v; (void)flex;
     {
         sp_read_i16(r, &x->error_code);
+    }
+    if (v >= 6) {
+        sp_read_str(r, &x->error_message, flex, v >= 6);
     }
     {
         sp_read_str(r, &x->group_id, flex, 0);
@@ -246,6 +252,9 @@ static size_t sp_describe_groups_response_described_group_size(const sp_describe
     {
         s += 2;
     }
+    if (v >= 6) {
+        s += sp_str_size(x->error_message, flex);
+    }
     {
         s += sp_str_size(x->group_id, flex);
     }
@@ -279,6 +288,9 @@ static void sp_describe_groups_response_described_group_encode(sp_writer_t *w, c
     (void)x; (void)i; (void)v; (void)flex;
     {
         sp_write_i16(w, x->error_code);
+    }
+    if (v >= 6) {
+        sp_write_str(w, x->error_message, flex);
     }
     {
         sp_write_str(w, x->group_id, flex);

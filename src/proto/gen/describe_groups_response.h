@@ -6,7 +6,7 @@
 #include "proto/wire.h"
 
 #define SP_DESCRIBE_GROUPS_RESPONSE_MIN_VERSION 0
-#define SP_DESCRIBE_GROUPS_RESPONSE_MAX_VERSION 5
+#define SP_DESCRIBE_GROUPS_RESPONSE_MAX_VERSION 6
 #define SP_DESCRIBE_GROUPS_RESPONSE_FIRST_FLEXIBLE 5
 
 typedef struct sp_describe_groups_response_described_group_member {
@@ -20,6 +20,7 @@ typedef struct sp_describe_groups_response_described_group_member {
 
 typedef struct sp_describe_groups_response_described_group {
     int16_t error_code;
+    sp_str_t error_message;
     sp_str_t group_id;
     sp_str_t group_state;
     sp_str_t protocol_type;

@@ -244,6 +244,7 @@ static inline int sp_describe_log_dirs_response_describe_log_dirs_result_is_defa
     if (x->topics.n != 0) return 0;
     if (x->total_bytes != (int64_t)-1LL) return 0;
     if (x->usable_bytes != (int64_t)-1LL) return 0;
+    if (x->is_cordoned != false) return 0;
     return 1;
 }
 
@@ -265,6 +266,7 @@ static inline size_t sp_describe_log_dirs_response_describe_log_dirs_result_min_
     m += flex ? 1 : 4;
     if (v >= 4) m += 8;
     if (v >= 4) m += 8;
+    if (v >= 5) m += 1;
     return m;
 }
 
@@ -297,6 +299,9 @@ static int sp_describe_log_dirs_response_describe_log_dirs_result_decode(sp_read
     }
     if (v >= 4) {
         sp_read_i64(r, &x->usable_bytes);
+    }
+    if (v >= 5) {
+        sp_read_bool(r, &x->is_cordoned);
     }
     if (flex) {
         uint32_t nt = sp_read_uvarint(r);
@@ -333,6 +338,9 @@ static size_t sp_describe_log_dirs_response_describe_log_dirs_result_size(const 
     if (v >= 4) {
         s += 8;
     }
+    if (v >= 5) {
+        s += 1;
+    }
     if (flex) {
         uint32_t nt = 0;
         s += sp_uvarint_size(nt);
@@ -360,6 +368,9 @@ static void sp_describe_log_dirs_response_describe_log_dirs_result_encode(sp_wri
     }
     if (v >= 4) {
         sp_write_i64(w, x->usable_bytes);
+    }
+    if (v >= 5) {
+        sp_write_bool(w, x->is_cordoned);
     }
     if (flex) {
         uint32_t nt = 0;

@@ -115,6 +115,7 @@ void sp_fetch_request_fetch_partition_init(sp_fetch_request_fetch_partition_t *x
     x->current_leader_epoch = -1;
     x->last_fetched_epoch = -1;
     x->log_start_offset = (int64_t)-1LL;
+    x->high_watermark = (int64_t)9223372036854775807LL;
 }
 
 static inline int sp_fetch_request_fetch_partition_is_default(const sp_fetch_request_fetch_partition_t *x)
@@ -127,6 +128,7 @@ static inline int sp_fetch_request_fetch_partition_is_default(const sp_fetch_req
     if (x->log_start_offset != (int64_t)-1LL) return 0;
     if (x->partition_max_bytes != 0) return 0;
     if (!sp_uuid_is_zero(x->replica_directory_id)) return 0;
+    if (x->high_watermark != (int64_t)9223372036854775807LL) return 0;
     return 1;
 }
 
@@ -189,6 +191,12 @@ static int sp_fetch_request_fetch_partition_decode(sp_reader_t *r, sp_arena_t *a
                     }
                     break;
                 }
+                case 1: {
+                    if (v >= 18) {
+                        sp_read_i64(tr, &x->high_watermark);
+                    }
+                    break;
+                }
                 default: break;
             }
             if (!sp_reader_ok(&sub)) return sp_reader_fail(r);
@@ -229,6 +237,12 @@ static size_t sp_fetch_request_fetch_partition_size(const sp_fetch_request_fetch
             s += sp_uvarint_size(0) + sp_uvarint_size((uint32_t)ts) + ts;
             nt++;
         }
+        if ((v >= 18) && x->high_watermark != (int64_t)9223372036854775807LL) {
+            size_t ts = 0;
+            ts += 8;
+            s += sp_uvarint_size(1) + sp_uvarint_size((uint32_t)ts) + ts;
+            nt++;
+        }
         s += sp_uvarint_size(nt);
     }
     return s;
@@ -260,6 +274,7 @@ static void sp_fetch_request_fetch_partition_encode(sp_writer_t *w, const sp_fet
     if (flex) {
         uint32_t nt = 0;
         if ((v >= 17) && !sp_uuid_is_zero(x->replica_directory_id)) nt++;
+        if ((v >= 18) && x->high_watermark != (int64_t)9223372036854775807LL) nt++;
         sp_write_uvarint(w, nt);
         if ((v >= 17) && !sp_uuid_is_zero(x->replica_directory_id)) {
             size_t ts = 0;
@@ -267,6 +282,13 @@ static void sp_fetch_request_fetch_partition_encode(sp_writer_t *w, const sp_fet
             sp_write_uvarint(w, 0);
             sp_write_uvarint(w, (uint32_t)ts);
             sp_write_uuid(w, x->replica_directory_id);
+        }
+        if ((v >= 18) && x->high_watermark != (int64_t)9223372036854775807LL) {
+            size_t ts = 0;
+            ts += 8;
+            sp_write_uvarint(w, 1);
+            sp_write_uvarint(w, (uint32_t)ts);
+            sp_write_i64(w, x->high_watermark);
         }
     }
 }

@@ -18,6 +18,8 @@ static inline int sp_init_producer_id_request_is_default(const sp_init_producer_
     if (x->transaction_timeout_ms != 0) return 0;
     if (x->producer_id != (int64_t)-1LL) return 0;
     if (x->producer_epoch != -1) return 0;
+    if (x->enable2_pc != false) return 0;
+    if (x->keep_prepared_txn != false) return 0;
     return 1;
 }
 
@@ -38,6 +40,8 @@ static inline size_t sp_init_producer_id_request_min_size(int16_t v, int flex)
     m += 4;
     if (v >= 3) m += 8;
     if (v >= 3) m += 2;
+    if (v >= 6) m += 1;
+    if (v >= 6) m += 1;
     return m;
 }
 
@@ -57,6 +61,12 @@ int sp_init_producer_id_request_decode(sp_reader_t *r, sp_arena_t *a, sp_init_pr
     }
     if (v >= 3) {
         sp_read_i16(r, &x->producer_epoch);
+    }
+    if (v >= 6) {
+        sp_read_bool(r, &x->enable2_pc);
+    }
+    if (v >= 6) {
+        sp_read_bool(r, &x->keep_prepared_txn);
     }
     if (flex) {
         uint32_t nt = sp_read_uvarint(r);
@@ -89,6 +99,12 @@ size_t sp_init_producer_id_request_size(const sp_init_producer_id_request_t *x, 
     if (v >= 3) {
         s += 2;
     }
+    if (v >= 6) {
+        s += 1;
+    }
+    if (v >= 6) {
+        s += 1;
+    }
     if (flex) {
         uint32_t nt = 0;
         s += sp_uvarint_size(nt);
@@ -112,6 +128,12 @@ void sp_init_producer_id_request_encode(sp_writer_t *w, const sp_init_producer_i
     }
     if (v >= 3) {
         sp_write_i16(w, x->producer_epoch);
+    }
+    if (v >= 6) {
+        sp_write_bool(w, x->enable2_pc);
+    }
+    if (v >= 6) {
+        sp_write_bool(w, x->keep_prepared_txn);
     }
     if (flex) {
         uint32_t nt = 0;

@@ -6,7 +6,7 @@
 #include "proto/wire.h"
 
 #define SP_INIT_PRODUCER_ID_REQUEST_MIN_VERSION 0
-#define SP_INIT_PRODUCER_ID_REQUEST_MAX_VERSION 5
+#define SP_INIT_PRODUCER_ID_REQUEST_MAX_VERSION 6
 #define SP_INIT_PRODUCER_ID_REQUEST_FIRST_FLEXIBLE 2
 
 typedef struct sp_init_producer_id_request {
@@ -14,6 +14,8 @@ typedef struct sp_init_producer_id_request {
     int32_t transaction_timeout_ms;
     int64_t producer_id;
     int16_t producer_epoch;
+    bool enable2_pc;
+    bool keep_prepared_txn;
 } sp_init_producer_id_request_t;
 
 void sp_init_producer_id_request_init(sp_init_producer_id_request_t *x);

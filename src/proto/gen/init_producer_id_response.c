@@ -8,6 +8,8 @@ void sp_init_producer_id_response_init(sp_init_producer_id_response_t *x)
 {
     memset(x, 0, sizeof(*x));
     x->producer_id = (int64_t)-1LL;
+    x->ongoing_txn_producer_id = (int64_t)-1LL;
+    x->ongoing_txn_producer_epoch = -1;
 }
 
 static inline int sp_init_producer_id_response_is_default(const sp_init_producer_id_response_t *x)
@@ -17,6 +19,8 @@ static inline int sp_init_producer_id_response_is_default(const sp_init_producer
     if (x->error_code != 0) return 0;
     if (x->producer_id != (int64_t)-1LL) return 0;
     if (x->producer_epoch != 0) return 0;
+    if (x->ongoing_txn_producer_id != (int64_t)-1LL) return 0;
+    if (x->ongoing_txn_producer_epoch != -1) return 0;
     return 1;
 }
 
@@ -37,6 +41,8 @@ static inline size_t sp_init_producer_id_response_min_size(int16_t v, int flex)
     m += 2;
     m += 8;
     m += 2;
+    if (v >= 6) m += 8;
+    if (v >= 6) m += 2;
     return m;
 }
 
@@ -56,6 +62,12 @@ int sp_init_producer_id_response_decode(sp_reader_t *r, sp_arena_t *a, sp_init_p
     }
     {
         sp_read_i16(r, &x->producer_epoch);
+    }
+    if (v >= 6) {
+        sp_read_i64(r, &x->ongoing_txn_producer_id);
+    }
+    if (v >= 6) {
+        sp_read_i16(r, &x->ongoing_txn_producer_epoch);
     }
     if (flex) {
         uint32_t nt = sp_read_uvarint(r);
@@ -88,6 +100,12 @@ size_t sp_init_producer_id_response_size(const sp_init_producer_id_response_t *x
     {
         s += 2;
     }
+    if (v >= 6) {
+        s += 8;
+    }
+    if (v >= 6) {
+        s += 2;
+    }
     if (flex) {
         uint32_t nt = 0;
         s += sp_uvarint_size(nt);
@@ -111,6 +129,12 @@ void sp_init_producer_id_response_encode(sp_writer_t *w, const sp_init_producer_
     }
     {
         sp_write_i16(w, x->producer_epoch);
+    }
+    if (v >= 6) {
+        sp_write_i64(w, x->ongoing_txn_producer_id);
+    }
+    if (v >= 6) {
+        sp_write_i16(w, x->ongoing_txn_producer_epoch);
     }
     if (flex) {
         uint32_t nt = 0;

@@ -6,7 +6,7 @@
 #include "proto/wire.h"
 
 #define SP_INIT_PRODUCER_ID_RESPONSE_MIN_VERSION 0
-#define SP_INIT_PRODUCER_ID_RESPONSE_MAX_VERSION 5
+#define SP_INIT_PRODUCER_ID_RESPONSE_MAX_VERSION 6
 #define SP_INIT_PRODUCER_ID_RESPONSE_FIRST_FLEXIBLE 2
 
 typedef struct sp_init_producer_id_response {
@@ -14,6 +14,8 @@ typedef struct sp_init_producer_id_response {
     int16_t error_code;
     int64_t producer_id;
     int16_t producer_epoch;
+    int64_t ongoing_txn_producer_id;
+    int16_t ongoing_txn_producer_epoch;
 } sp_init_producer_id_response_t;
 
 void sp_init_producer_id_response_init(sp_init_producer_id_response_t *x);

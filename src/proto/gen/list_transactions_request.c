@@ -8,6 +8,7 @@ void sp_list_transactions_request_init(sp_list_transactions_request_t *x)
 {
     memset(x, 0, sizeof(*x));
     x->duration_filter = (int64_t)-1LL;
+    x->transactional_id_pattern.len = -1;
 }
 
 static inline int sp_list_transactions_request_is_default(const sp_list_transactions_request_t *x)
@@ -16,6 +17,7 @@ static inline int sp_list_transactions_request_is_default(const sp_list_transact
     if (x->state_filters.n != 0) return 0;
     if (x->producer_id_filters.n != 0) return 0;
     if (x->duration_filter != (int64_t)-1LL) return 0;
+    if (x->transactional_id_pattern.len >= 0) return 0;
     return 1;
 }
 
@@ -35,6 +37,7 @@ static inline size_t sp_list_transactions_request_min_size(int16_t v, int flex)
     m += flex ? 1 : 4;
     m += flex ? 1 : 4;
     if (v >= 1) m += 8;
+    if (v >= 2) m += flex ? 1 : 2;
     return m;
 }
 
@@ -70,6 +73,9 @@ int sp_list_transactions_request_decode(sp_reader_t *r, sp_arena_t *a, sp_list_t
     if (v >= 1) {
         sp_read_i64(r, &x->duration_filter);
     }
+    if (v >= 2) {
+        sp_read_str(r, &x->transactional_id_pattern, flex, v >= 2);
+    }
     if (flex) {
         uint32_t nt = sp_read_uvarint(r);
         for (uint32_t t = 0; t < nt && sp_reader_ok(r); t++) {
@@ -100,6 +106,9 @@ size_t sp_list_transactions_request_size(const sp_list_transactions_request_t *x
     if (v >= 1) {
         s += 8;
     }
+    if (v >= 2) {
+        s += sp_str_size(x->transactional_id_pattern, flex);
+    }
     if (flex) {
         uint32_t nt = 0;
         s += sp_uvarint_size(nt);
@@ -122,6 +131,9 @@ void sp_list_transactions_request_encode(sp_writer_t *w, const sp_list_transacti
     }
     if (v >= 1) {
         sp_write_i64(w, x->duration_filter);
+    }
+    if (v >= 2) {
+        sp_write_str(w, x->transactional_id_pattern, flex);
     }
     if (flex) {
         uint32_t nt = 0;

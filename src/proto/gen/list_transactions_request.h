@@ -6,13 +6,14 @@
 #include "proto/wire.h"
 
 #define SP_LIST_TRANSACTIONS_REQUEST_MIN_VERSION 0
-#define SP_LIST_TRANSACTIONS_REQUEST_MAX_VERSION 1
+#define SP_LIST_TRANSACTIONS_REQUEST_MAX_VERSION 2
 #define SP_LIST_TRANSACTIONS_REQUEST_FIRST_FLEXIBLE 0
 
 typedef struct sp_list_transactions_request {
     struct { sp_str_t *v; int32_t n; } state_filters;  /* n < 0: null */
     struct { int64_t *v; int32_t n; } producer_id_filters;  /* n < 0: null */
     int64_t duration_filter;
+    sp_str_t transactional_id_pattern;
 } sp_list_transactions_request_t;
 
 void sp_list_transactions_request_init(sp_list_transactions_request_t *x);

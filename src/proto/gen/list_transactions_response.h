@@ -6,7 +6,7 @@
 #include "proto/wire.h"
 
 #define SP_LIST_TRANSACTIONS_RESPONSE_MIN_VERSION 0
-#define SP_LIST_TRANSACTIONS_RESPONSE_MAX_VERSION 1
+#define SP_LIST_TRANSACTIONS_RESPONSE_MAX_VERSION 2
 #define SP_LIST_TRANSACTIONS_RESPONSE_FIRST_FLEXIBLE 0
 
 typedef struct sp_list_transactions_response_transaction_state {

@@ -6,7 +6,7 @@
 #include "proto/wire.h"
 
 #define SP_METADATA_REQUEST_MIN_VERSION 0
-#define SP_METADATA_REQUEST_MAX_VERSION 12
+#define SP_METADATA_REQUEST_MAX_VERSION 13
 #define SP_METADATA_REQUEST_FIRST_FLEXIBLE 9
 
 typedef struct sp_metadata_request_topic {

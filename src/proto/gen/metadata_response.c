@@ -472,6 +472,7 @@ static inline int sp_metadata_response_is_default(const sp_metadata_response_t *
     if (x->controller_id != -1) return 0;
     if (x->topics.n != 0) return 0;
     if (x->cluster_authorized_operations != INT32_MIN) return 0;
+    if (x->error_code != 0) return 0;
     return 1;
 }
 
@@ -494,6 +495,7 @@ static inline size_t sp_metadata_response_min_size(int16_t v, int flex)
     if (v >= 1) m += 4;
     m += flex ? 1 : 4;
     if (v >= 8 && v <= 10) m += 4;
+    if (v >= 13) m += 2;
     return m;
 }
 
@@ -540,6 +542,9 @@ int sp_metadata_response_decode(sp_reader_t *r, sp_arena_t *a, sp_metadata_respo
     if (v >= 8 && v <= 10) {
         sp_read_i32(r, &x->cluster_authorized_operations);
     }
+    if (v >= 13) {
+        sp_read_i16(r, &x->error_code);
+    }
     if (flex) {
         uint32_t nt = sp_read_uvarint(r);
         for (uint32_t t = 0; t < nt && sp_reader_ok(r); t++) {
@@ -579,6 +584,9 @@ size_t sp_metadata_response_size(const sp_metadata_response_t *x, int16_t v)
     if (v >= 8 && v <= 10) {
         s += 4;
     }
+    if (v >= 13) {
+        s += 2;
+    }
     if (flex) {
         uint32_t nt = 0;
         s += sp_uvarint_size(nt);
@@ -610,6 +618,9 @@ void sp_metadata_response_encode(sp_writer_t *w, const sp_metadata_response_t *x
     }
     if (v >= 8 && v <= 10) {
         sp_write_i32(w, x->cluster_authorized_operations);
+    }
+    if (v >= 13) {
+        sp_write_i16(w, x->error_code);
     }
     if (flex) {
         uint32_t nt = 0;

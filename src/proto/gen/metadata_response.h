@@ -6,7 +6,7 @@
 #include "proto/wire.h"
 
 #define SP_METADATA_RESPONSE_MIN_VERSION 0
-#define SP_METADATA_RESPONSE_MAX_VERSION 12
+#define SP_METADATA_RESPONSE_MAX_VERSION 13
 #define SP_METADATA_RESPONSE_FIRST_FLEXIBLE 9
 
 typedef struct sp_metadata_response_broker {
@@ -42,6 +42,7 @@ typedef struct sp_metadata_response {
     int32_t controller_id;
     struct { sp_metadata_response_topic_t *v; int32_t n; } topics;  /* n < 0: null */
     int32_t cluster_authorized_operations;
+    int16_t error_code;
 } sp_metadata_response_t;
 
 void sp_metadata_response_broker_init(sp_metadata_response_broker_t *x);

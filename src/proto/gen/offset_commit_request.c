@@ -13,8 +13,8 @@ static void sp_offset_commit_request_topic_encode(sp_writer_t *w, const sp_offse
 void sp_offset_commit_request_partition_init(sp_offset_commit_request_partition_t *x)
 {
     memset(x, 0, sizeof(*x));
-    x->committed_leader_epoch = -1;
     x->commit_timestamp = (int64_t)-1LL;
+    x->committed_leader_epoch = -1;
 }
 
 static inline int sp_offset_commit_request_partition_is_default(const sp_offset_commit_request_partition_t *x)
@@ -22,8 +22,8 @@ static inline int sp_offset_commit_request_partition_is_default(const sp_offset_
     (void)x;
     if (x->partition_index != 0) return 0;
     if (x->committed_offset != 0) return 0;
-    if (x->committed_leader_epoch != -1) return 0;
     if (x->commit_timestamp != (int64_t)-1LL) return 0;
+    if (x->committed_leader_epoch != -1) return 0;
     if (!sp_str_eq_lit(x->committed_metadata, "")) return 0;
     return 1;
 }
@@ -43,8 +43,8 @@ static inline size_t sp_offset_commit_request_partition_min_size(int16_t v, int 
     (void)v;
     m += 4;
     m += 8;
-    if (v >= 6) m += 4;
     if (v >= 1 && v <= 1) m += 8;
+    if (v >= 6) m += 4;
     m += flex ? 1 : 2;
     return m;
 }
@@ -60,11 +60,11 @@ static int sp_offset_commit_request_partition_decode(sp_reader_t *r, sp_arena_t 
     {
         sp_read_i64(r, &x->committed_offset);
     }
-    if (v >= 6) {
-        sp_read_i32(r, &x->committed_leader_epoch);
-    }
     if (v >= 1 && v <= 1) {
         sp_read_i64(r, &x->commit_timestamp);
+    }
+    if (v >= 6) {
+        sp_read_i32(r, &x->committed_leader_epoch);
     }
     {
         sp_read_str(r, &x->committed_metadata, flex, 1);
@@ -94,11 +94,11 @@ static size_t sp_offset_commit_request_partition_size(const sp_offset_commit_req
     {
         s += 8;
     }
-    if (v >= 6) {
-        s += 4;
-    }
     if (v >= 1 && v <= 1) {
         s += 8;
+    }
+    if (v >= 6) {
+        s += 4;
     }
     {
         s += sp_str_size(x->committed_metadata, flex);
@@ -121,11 +121,11 @@ static void sp_offset_commit_request_partition_encode(sp_writer_t *w, const sp_o
     {
         sp_write_i64(w, x->committed_offset);
     }
-    if (v >= 6) {
-        sp_write_i32(w, x->committed_leader_epoch);
-    }
     if (v >= 1 && v <= 1) {
         sp_write_i64(w, x->commit_timestamp);
+    }
+    if (v >= 6) {
+        sp_write_i32(w, x->committed_leader_epoch);
     }
     {
         sp_write_str(w, x->committed_metadata, flex);
@@ -145,6 +145,7 @@ static inline int sp_offset_commit_request_topic_is_default(const sp_offset_comm
 {
     (void)x;
     if (!sp_str_eq_lit(x->name, "")) return 0;
+    if (!sp_uuid_is_zero(x->topic_id)) return 0;
     if (x->partitions.n != 0) return 0;
     return 1;
 }
@@ -162,7 +163,8 @@ static inline size_t sp_offset_commit_request_topic_min_size(int16_t v, int flex
 {
     size_t m = flex ? 1 : 0;
     (void)v;
-    m += flex ? 1 : 2;
+    if (v <= 9) m += flex ? 1 : 2;
+    if (v >= 10) m += 16;
     m += flex ? 1 : 4;
     return m;
 }
@@ -172,8 +174,11 @@ static int sp_offset_commit_request_topic_decode(sp_reader_t *r, sp_arena_t *a, 
     int flex = v >= 8;
     int32_t n = 0, i = 0;
     (void)a; (void)x; (void)n; (void)i; (void)v; (void)flex;
-    {
+    if (v <= 9) {
         sp_read_str(r, &x->name, flex, 0);
+    }
+    if (v >= 10) {
+        sp_read_uuid(r, &x->topic_id);
     }
     {
         n = sp_read_array_len(r, flex, 0, sp_offset_commit_request_partition_min_size(v, flex));
@@ -207,8 +212,11 @@ static size_t sp_offset_commit_request_topic_size(const sp_offset_commit_request
     size_t s = 0;
     int32_t i = 0;
     (void)x; (void)i; (void)v; (void)flex;
-    {
+    if (v <= 9) {
         s += sp_str_size(x->name, flex);
+    }
+    if (v >= 10) {
+        s += 16;
     }
     {
         s += sp_array_len_size(x->partitions.n, flex);
@@ -226,8 +234,11 @@ static void sp_offset_commit_request_topic_encode(sp_writer_t *w, const sp_offse
     int flex = v >= 8;
     int32_t i = 0;
     (void)x; (void)i; (void)v; (void)flex;
-    {
+    if (v <= 9) {
         sp_write_str(w, x->name, flex);
+    }
+    if (v >= 10) {
+        sp_write_uuid(w, x->topic_id);
     }
     {
         sp_write_array_len(w, x->partitions.n, flex);

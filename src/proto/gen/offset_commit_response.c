@@ -110,6 +110,7 @@ static inline int sp_offset_commit_response_topic_is_default(const sp_offset_com
 {
     (void)x;
     if (!sp_str_eq_lit(x->name, "")) return 0;
+    if (!sp_uuid_is_zero(x->topic_id)) return 0;
     if (x->partitions.n != 0) return 0;
     return 1;
 }
@@ -127,7 +128,8 @@ static inline size_t sp_offset_commit_response_topic_min_size(int16_t v, int fle
 {
     size_t m = flex ? 1 : 0;
     (void)v;
-    m += flex ? 1 : 2;
+    if (v <= 9) m += flex ? 1 : 2;
+    if (v >= 10) m += 16;
     m += flex ? 1 : 4;
     return m;
 }
@@ -137,8 +139,11 @@ static int sp_offset_commit_response_topic_decode(sp_reader_t *r, sp_arena_t *a,
     int flex = v >= 8;
     int32_t n = 0, i = 0;
     (void)a; (void)x; (void)n; (void)i; (void)v; (void)flex;
-    {
+    if (v <= 9) {
         sp_read_str(r, &x->name, flex, 0);
+    }
+    if (v >= 10) {
+        sp_read_uuid(r, &x->topic_id);
     }
     {
         n = sp_read_array_len(r, flex, 0, sp_offset_commit_response_partition_min_size(v, flex));
@@ -172,8 +177,11 @@ static size_t sp_offset_commit_response_topic_size(const sp_offset_commit_respon
     size_t s = 0;
     int32_t i = 0;
     (void)x; (void)i; (void)v; (void)flex;
-    {
+    if (v <= 9) {
         s += sp_str_size(x->name, flex);
+    }
+    if (v >= 10) {
+        s += 16;
     }
     {
         s += sp_array_len_size(x->partitions.n, flex);
@@ -191,8 +199,11 @@ static void sp_offset_commit_response_topic_encode(sp_writer_t *w, const sp_offs
     int flex = v >= 8;
     int32_t i = 0;
     (void)x; (void)i; (void)v; (void)flex;
-    {
+    if (v <= 9) {
         sp_write_str(w, x->name, flex);
+    }
+    if (v >= 10) {
+        sp_write_uuid(w, x->topic_id);
     }
     {
         sp_write_array_len(w, x->partitions.n, flex);

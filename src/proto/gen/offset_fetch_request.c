@@ -124,6 +124,7 @@ static inline int sp_offset_fetch_request_topics_is_default(const sp_offset_fetc
 {
     (void)x;
     if (!sp_str_eq_lit(x->name, "")) return 0;
+    if (!sp_uuid_is_zero(x->topic_id)) return 0;
     if (x->partition_indexes.n != 0) return 0;
     return 1;
 }
@@ -141,7 +142,8 @@ static inline size_t sp_offset_fetch_request_topics_min_size(int16_t v, int flex
 {
     size_t m = flex ? 1 : 0;
     (void)v;
-    if (v >= 8) m += flex ? 1 : 2;
+    if (v >= 8 && v <= 9) m += flex ? 1 : 2;
+    if (v >= 10) m += 16;
     if (v >= 8) m += flex ? 1 : 4;
     return m;
 }
@@ -151,8 +153,11 @@ static int sp_offset_fetch_request_topics_decode(sp_reader_t *r, sp_arena_t *a, 
     int flex = v >= 6;
     int32_t n = 0, i = 0;
     (void)a; (void)x; (void)n; (void)i; (void)v; (void)flex;
-    if (v >= 8) {
+    if (v >= 8 && v <= 9) {
         sp_read_str(r, &x->name, flex, 0);
+    }
+    if (v >= 10) {
+        sp_read_uuid(r, &x->topic_id);
     }
     if (v >= 8) {
         n = sp_read_array_len(r, flex, 0, 4);
@@ -185,8 +190,11 @@ static size_t sp_offset_fetch_request_topics_size(const sp_offset_fetch_request_
     size_t s = 0;
     int32_t i = 0;
     (void)x; (void)i; (void)v; (void)flex;
-    if (v >= 8) {
+    if (v >= 8 && v <= 9) {
         s += sp_str_size(x->name, flex);
+    }
+    if (v >= 10) {
+        s += 16;
     }
     if (v >= 8) {
         s += sp_array_len_size(x->partition_indexes.n, flex);
@@ -204,8 +212,11 @@ static void sp_offset_fetch_request_topics_encode(sp_writer_t *w, const sp_offse
     int flex = v >= 6;
     int32_t i = 0;
     (void)x; (void)i; (void)v; (void)flex;
-    if (v >= 8) {
+    if (v >= 8 && v <= 9) {
         sp_write_str(w, x->name, flex);
+    }
+    if (v >= 10) {
+        sp_write_uuid(w, x->topic_id);
     }
     if (v >= 8) {
         sp_write_array_len(w, x->partition_indexes.n, flex);

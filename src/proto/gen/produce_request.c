@@ -111,6 +111,7 @@ static inline int sp_produce_request_topic_produce_data_is_default(const sp_prod
 {
     (void)x;
     if (!sp_str_eq_lit(x->name, "")) return 0;
+    if (!sp_uuid_is_zero(x->topic_id)) return 0;
     if (x->partition_data.n != 0) return 0;
     return 1;
 }
@@ -128,7 +129,8 @@ static inline size_t sp_produce_request_topic_produce_data_min_size(int16_t v, i
 {
     size_t m = flex ? 1 : 0;
     (void)v;
-    m += flex ? 1 : 2;
+    if (v <= 12) m += flex ? 1 : 2;
+    if (v >= 13) m += 16;
     m += flex ? 1 : 4;
     return m;
 }
@@ -138,8 +140,11 @@ static int sp_produce_request_topic_produce_data_decode(sp_reader_t *r, sp_arena
     int flex = v >= 9;
     int32_t n = 0, i = 0;
     (void)a; (void)x; (void)n; (void)i; (void)v; (void)flex;
-    {
+    if (v <= 12) {
         sp_read_str(r, &x->name, flex, 0);
+    }
+    if (v >= 13) {
+        sp_read_uuid(r, &x->topic_id);
     }
     {
         n = sp_read_array_len(r, flex, 0, sp_produce_request_partition_produce_data_min_size(v, flex));
@@ -173,8 +178,11 @@ static size_t sp_produce_request_topic_produce_data_size(const sp_produce_reques
     size_t s = 0;
     int32_t i = 0;
     (void)x; (void)i; (void)v; (void)flex;
-    {
+    if (v <= 12) {
         s += sp_str_size(x->name, flex);
+    }
+    if (v >= 13) {
+        s += 16;
     }
     {
         s += sp_array_len_size(x->partition_data.n, flex);
@@ -192,8 +200,11 @@ static void sp_produce_request_topic_produce_data_encode(sp_writer_t *w, const s
     int flex = v >= 9;
     int32_t i = 0;
     (void)x; (void)i; (void)v; (void)flex;
-    {
+    if (v <= 12) {
         sp_write_str(w, x->name, flex);
+    }
+    if (v >= 13) {
+        sp_write_uuid(w, x->topic_id);
     }
     {
         sp_write_array_len(w, x->partition_data.n, flex);

@@ -399,6 +399,7 @@ static inline int sp_produce_response_topic_produce_response_is_default(const sp
 {
     (void)x;
     if (!sp_str_eq_lit(x->name, "")) return 0;
+    if (!sp_uuid_is_zero(x->topic_id)) return 0;
     if (x->partition_responses.n != 0) return 0;
     return 1;
 }
@@ -416,7 +417,8 @@ static inline size_t sp_produce_response_topic_produce_response_min_size(int16_t
 {
     size_t m = flex ? 1 : 0;
     (void)v;
-    m += flex ? 1 : 2;
+    if (v <= 12) m += flex ? 1 : 2;
+    if (v >= 13) m += 16;
     m += flex ? 1 : 4;
     return m;
 }
@@ -426,8 +428,11 @@ static int sp_produce_response_topic_produce_response_decode(sp_reader_t *r, sp_
     int flex = v >= 9;
     int32_t n = 0, i = 0;
     (void)a; (void)x; (void)n; (void)i; (void)v; (void)flex;
-    {
+    if (v <= 12) {
         sp_read_str(r, &x->name, flex, 0);
+    }
+    if (v >= 13) {
+        sp_read_uuid(r, &x->topic_id);
     }
     {
         n = sp_read_array_len(r, flex, 0, sp_produce_response_partition_produce_response_min_size(v, flex));
@@ -461,8 +466,11 @@ static size_t sp_produce_response_topic_produce_response_size(const sp_produce_r
     size_t s = 0;
     int32_t i = 0;
     (void)x; (void)i; (void)v; (void)flex;
-    {
+    if (v <= 12) {
         s += sp_str_size(x->name, flex);
+    }
+    if (v >= 13) {
+        s += 16;
     }
     {
         s += sp_array_len_size(x->partition_responses.n, flex);
@@ -480,8 +488,11 @@ static void sp_produce_response_topic_produce_response_encode(sp_writer_t *w, co
     int flex = v >= 9;
     int32_t i = 0;
     (void)x; (void)i; (void)v; (void)flex;
-    {
+    if (v <= 12) {
         sp_write_str(w, x->name, flex);
+    }
+    if (v >= 13) {
+        sp_write_uuid(w, x->topic_id);
     }
     {
         sp_write_array_len(w, x->partition_responses.n, flex);

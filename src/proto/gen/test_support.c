@@ -118,8 +118,8 @@
 #include "proto/gen/leader_change_message.h"
 #include "proto/gen/leave_group_request.h"
 #include "proto/gen/leave_group_response.h"
-#include "proto/gen/list_client_metrics_resources_request.h"
-#include "proto/gen/list_client_metrics_resources_response.h"
+#include "proto/gen/list_config_resources_request.h"
+#include "proto/gen/list_config_resources_response.h"
 #include "proto/gen/list_groups_request.h"
 #include "proto/gen/list_groups_response.h"
 #include "proto/gen/list_offsets_request.h"
@@ -825,12 +825,12 @@ static void sp_leave_group_response_member_response_sample(sp_leave_group_respon
 static int sp_leave_group_response_member_response_eq(const sp_leave_group_response_member_response_t *x, const sp_leave_group_response_member_response_t *y);
 static void sp_leave_group_response_sample(sp_leave_group_response_t *x, sp_arena_t *a, int16_t v, uint32_t *rs, int depth);
 static int sp_leave_group_response_eq(const sp_leave_group_response_t *x, const sp_leave_group_response_t *y);
-static void sp_list_client_metrics_resources_request_sample(sp_list_client_metrics_resources_request_t *x, sp_arena_t *a, int16_t v, uint32_t *rs, int depth);
-static int sp_list_client_metrics_resources_request_eq(const sp_list_client_metrics_resources_request_t *x, const sp_list_client_metrics_resources_request_t *y);
-static void sp_list_client_metrics_resources_response_client_metrics_resource_sample(sp_list_client_metrics_resources_response_client_metrics_resource_t *x, sp_arena_t *a, int16_t v, uint32_t *rs, int depth);
-static int sp_list_client_metrics_resources_response_client_metrics_resource_eq(const sp_list_client_metrics_resources_response_client_metrics_resource_t *x, const sp_list_client_metrics_resources_response_client_metrics_resource_t *y);
-static void sp_list_client_metrics_resources_response_sample(sp_list_client_metrics_resources_response_t *x, sp_arena_t *a, int16_t v, uint32_t *rs, int depth);
-static int sp_list_client_metrics_resources_response_eq(const sp_list_client_metrics_resources_response_t *x, const sp_list_client_metrics_resources_response_t *y);
+static void sp_list_config_resources_request_sample(sp_list_config_resources_request_t *x, sp_arena_t *a, int16_t v, uint32_t *rs, int depth);
+static int sp_list_config_resources_request_eq(const sp_list_config_resources_request_t *x, const sp_list_config_resources_request_t *y);
+static void sp_list_config_resources_response_config_resource_sample(sp_list_config_resources_response_config_resource_t *x, sp_arena_t *a, int16_t v, uint32_t *rs, int depth);
+static int sp_list_config_resources_response_config_resource_eq(const sp_list_config_resources_response_config_resource_t *x, const sp_list_config_resources_response_config_resource_t *y);
+static void sp_list_config_resources_response_sample(sp_list_config_resources_response_t *x, sp_arena_t *a, int16_t v, uint32_t *rs, int depth);
+static int sp_list_config_resources_response_eq(const sp_list_config_resources_response_t *x, const sp_list_config_resources_response_t *y);
 static void sp_list_groups_request_sample(sp_list_groups_request_t *x, sp_arena_t *a, int16_t v, uint32_t *rs, int depth);
 static int sp_list_groups_request_eq(const sp_list_groups_request_t *x, const sp_list_groups_request_t *y);
 static void sp_list_groups_response_listed_group_sample(sp_list_groups_response_listed_group_t *x, sp_arena_t *a, int16_t v, uint32_t *rs, int depth);
@@ -2168,6 +2168,9 @@ static void sp_alter_partition_reassignments_request_sample(sp_alter_partition_r
     {
         x->timeout_ms = (int32_t)sp_rand(rs);
     }
+    if (v >= 1) {
+        x->allow_replication_factor_change = sp_rand(rs) & 1;
+    }
     {
         n = (int32_t)(sp_rand(rs) % 3);
         if (depth > 4 && n > 0) n = 0;
@@ -2185,6 +2188,7 @@ static int sp_alter_partition_reassignments_request_eq(const sp_alter_partition_
     int32_t i = 0;
     (void)i; (void)x; (void)y;
     if (!(x->timeout_ms == y->timeout_ms)) return 0;
+    if (!(x->allow_replication_factor_change == y->allow_replication_factor_change)) return 0;
     if (x->topics.n != y->topics.n) return 0;
     for (i = 0; i < x->topics.n; i++) if (!sp_alter_partition_reassignments_request_reassignable_topic_eq(&x->topics.v[i], &y->topics.v[i])) return 0;
     return 1;
@@ -2251,6 +2255,9 @@ static void sp_alter_partition_reassignments_response_sample(sp_alter_partition_
     {
         x->throttle_time_ms = (int32_t)sp_rand(rs);
     }
+    if (v >= 1) {
+        x->allow_replication_factor_change = sp_rand(rs) & 1;
+    }
     {
         x->error_code = (int16_t)sp_rand(rs);
     }
@@ -2274,6 +2281,7 @@ static int sp_alter_partition_reassignments_response_eq(const sp_alter_partition
     int32_t i = 0;
     (void)i; (void)x; (void)y;
     if (!(x->throttle_time_ms == y->throttle_time_ms)) return 0;
+    if (!(x->allow_replication_factor_change == y->allow_replication_factor_change)) return 0;
     if (!(x->error_code == y->error_code)) return 0;
     if (!sp_bytes_eq_raw(x->error_message.ptr, x->error_message.len, y->error_message.ptr, y->error_message.len)) return 0;
     if (x->responses.n != y->responses.n) return 0;
@@ -6117,6 +6125,9 @@ static void sp_describe_cluster_request_sample(sp_describe_cluster_request_t *x,
     if (v >= 1) {
         x->endpoint_type = (int8_t)sp_rand(rs);
     }
+    if (v >= 2) {
+        x->include_fenced_brokers = sp_rand(rs) & 1;
+    }
 }
 
 static int sp_describe_cluster_request_eq(const sp_describe_cluster_request_t *x, const sp_describe_cluster_request_t *y)
@@ -6125,6 +6136,7 @@ static int sp_describe_cluster_request_eq(const sp_describe_cluster_request_t *x
     (void)i; (void)x; (void)y;
     if (!(x->include_cluster_authorized_operations == y->include_cluster_authorized_operations)) return 0;
     if (!(x->endpoint_type == y->endpoint_type)) return 0;
+    if (!(x->include_fenced_brokers == y->include_fenced_brokers)) return 0;
     return 1;
 }
 
@@ -6144,6 +6156,9 @@ static void sp_describe_cluster_response_describe_cluster_broker_sample(sp_descr
     {
         sp_sample_str(&x->rack, a, rs, 1);
     }
+    if (v >= 2) {
+        x->is_fenced = sp_rand(rs) & 1;
+    }
 }
 
 static int sp_describe_cluster_response_describe_cluster_broker_eq(const sp_describe_cluster_response_describe_cluster_broker_t *x, const sp_describe_cluster_response_describe_cluster_broker_t *y)
@@ -6154,6 +6169,7 @@ static int sp_describe_cluster_response_describe_cluster_broker_eq(const sp_desc
     if (!sp_bytes_eq_raw(x->host.ptr, x->host.len, y->host.ptr, y->host.len)) return 0;
     if (!(x->port == y->port)) return 0;
     if (!sp_bytes_eq_raw(x->rack.ptr, x->rack.len, y->rack.ptr, y->rack.len)) return 0;
+    if (!(x->is_fenced == y->is_fenced)) return 0;
     return 1;
 }
 
@@ -6662,6 +6678,9 @@ static void sp_describe_groups_response_described_group_sample(sp_describe_group
     {
         x->error_code = (int16_t)sp_rand(rs);
     }
+    if (v >= 6) {
+        sp_sample_str(&x->error_message, a, rs, v >= 6);
+    }
     {
         sp_sample_str(&x->group_id, a, rs, 0);
     }
@@ -6694,6 +6713,7 @@ static int sp_describe_groups_response_described_group_eq(const sp_describe_grou
     int32_t i = 0;
     (void)i; (void)x; (void)y;
     if (!(x->error_code == y->error_code)) return 0;
+    if (!sp_bytes_eq_raw(x->error_message.ptr, x->error_message.len, y->error_message.ptr, y->error_message.len)) return 0;
     if (!sp_bytes_eq_raw(x->group_id.ptr, x->group_id.len, y->group_id.ptr, y->group_id.len)) return 0;
     if (!sp_bytes_eq_raw(x->group_state.ptr, x->group_state.len, y->group_state.ptr, y->group_state.len)) return 0;
     if (!sp_bytes_eq_raw(x->protocol_type.ptr, x->protocol_type.len, y->protocol_type.ptr, y->protocol_type.len)) return 0;
@@ -6871,6 +6891,9 @@ static void sp_describe_log_dirs_response_describe_log_dirs_result_sample(sp_des
     if (v >= 4) {
         x->usable_bytes = (int64_t)(((uint64_t)sp_rand(rs) << 32) | sp_rand(rs));
     }
+    if (v >= 5) {
+        x->is_cordoned = sp_rand(rs) & 1;
+    }
 }
 
 static int sp_describe_log_dirs_response_describe_log_dirs_result_eq(const sp_describe_log_dirs_response_describe_log_dirs_result_t *x, const sp_describe_log_dirs_response_describe_log_dirs_result_t *y)
@@ -6883,6 +6906,7 @@ static int sp_describe_log_dirs_response_describe_log_dirs_result_eq(const sp_de
     for (i = 0; i < x->topics.n; i++) if (!sp_describe_log_dirs_response_describe_log_dirs_topic_eq(&x->topics.v[i], &y->topics.v[i])) return 0;
     if (!(x->total_bytes == y->total_bytes)) return 0;
     if (!(x->usable_bytes == y->usable_bytes)) return 0;
+    if (!(x->is_cordoned == y->is_cordoned)) return 0;
     return 1;
 }
 
@@ -8562,6 +8586,9 @@ static void sp_fetch_request_fetch_partition_sample(sp_fetch_request_fetch_parti
     if (v >= 17) {
         sp_sample_uuid(&x->replica_directory_id, rs);
     }
+    if (v >= 18) {
+        x->high_watermark = (int64_t)(((uint64_t)sp_rand(rs) << 32) | sp_rand(rs));
+    }
 }
 
 static int sp_fetch_request_fetch_partition_eq(const sp_fetch_request_fetch_partition_t *x, const sp_fetch_request_fetch_partition_t *y)
@@ -8575,6 +8602,7 @@ static int sp_fetch_request_fetch_partition_eq(const sp_fetch_request_fetch_part
     if (!(x->log_start_offset == y->log_start_offset)) return 0;
     if (!(x->partition_max_bytes == y->partition_max_bytes)) return 0;
     if (!(memcmp(x->replica_directory_id.b, y->replica_directory_id.b, 16) == 0)) return 0;
+    if (!(x->high_watermark == y->high_watermark)) return 0;
     return 1;
 }
 
@@ -9692,6 +9720,12 @@ static void sp_init_producer_id_request_sample(sp_init_producer_id_request_t *x,
     if (v >= 3) {
         x->producer_epoch = (int16_t)sp_rand(rs);
     }
+    if (v >= 6) {
+        x->enable2_pc = sp_rand(rs) & 1;
+    }
+    if (v >= 6) {
+        x->keep_prepared_txn = sp_rand(rs) & 1;
+    }
 }
 
 static int sp_init_producer_id_request_eq(const sp_init_producer_id_request_t *x, const sp_init_producer_id_request_t *y)
@@ -9702,6 +9736,8 @@ static int sp_init_producer_id_request_eq(const sp_init_producer_id_request_t *x
     if (!(x->transaction_timeout_ms == y->transaction_timeout_ms)) return 0;
     if (!(x->producer_id == y->producer_id)) return 0;
     if (!(x->producer_epoch == y->producer_epoch)) return 0;
+    if (!(x->enable2_pc == y->enable2_pc)) return 0;
+    if (!(x->keep_prepared_txn == y->keep_prepared_txn)) return 0;
     return 1;
 }
 
@@ -9721,6 +9757,12 @@ static void sp_init_producer_id_response_sample(sp_init_producer_id_response_t *
     {
         x->producer_epoch = (int16_t)sp_rand(rs);
     }
+    if (v >= 6) {
+        x->ongoing_txn_producer_id = (int64_t)(((uint64_t)sp_rand(rs) << 32) | sp_rand(rs));
+    }
+    if (v >= 6) {
+        x->ongoing_txn_producer_epoch = (int16_t)sp_rand(rs);
+    }
 }
 
 static int sp_init_producer_id_response_eq(const sp_init_producer_id_response_t *x, const sp_init_producer_id_response_t *y)
@@ -9731,6 +9773,8 @@ static int sp_init_producer_id_response_eq(const sp_init_producer_id_response_t 
     if (!(x->error_code == y->error_code)) return 0;
     if (!(x->producer_id == y->producer_id)) return 0;
     if (!(x->producer_epoch == y->producer_epoch)) return 0;
+    if (!(x->ongoing_txn_producer_id == y->ongoing_txn_producer_id)) return 0;
+    if (!(x->ongoing_txn_producer_epoch == y->ongoing_txn_producer_epoch)) return 0;
     return 1;
 }
 
@@ -10566,37 +10610,52 @@ static int sp_leave_group_response_eq(const sp_leave_group_response_t *x, const 
     return 1;
 }
 
-static void sp_list_client_metrics_resources_request_sample(sp_list_client_metrics_resources_request_t *x, sp_arena_t *a, int16_t v, uint32_t *rs, int depth)
+static void sp_list_config_resources_request_sample(sp_list_config_resources_request_t *x, sp_arena_t *a, int16_t v, uint32_t *rs, int depth)
 {
     int32_t i = 0, n = 0;
     (void)i; (void)n; (void)a; (void)rs; (void)depth; (void)v; (void)x;
+    if (v >= 1) {
+        n = (int32_t)(sp_rand(rs) % 3);
+        if (depth > 4 && n > 0) n = 0;
+        x->resource_types.n = n;
+        x->resource_types.v = n > 0 ? sp_arena_alloc(a, (size_t)n * sizeof(int8_t)) : NULL;
+        for (i = 0; i < n; i++) {
+            x->resource_types.v[i] = (int8_t)sp_rand(rs);
+        }
+    }
 }
 
-static int sp_list_client_metrics_resources_request_eq(const sp_list_client_metrics_resources_request_t *x, const sp_list_client_metrics_resources_request_t *y)
+static int sp_list_config_resources_request_eq(const sp_list_config_resources_request_t *x, const sp_list_config_resources_request_t *y)
 {
     int32_t i = 0;
     (void)i; (void)x; (void)y;
+    if (x->resource_types.n != y->resource_types.n) return 0;
+    for (i = 0; i < x->resource_types.n; i++) if (!(x->resource_types.v[i] == y->resource_types.v[i])) return 0;
     return 1;
 }
 
-static void sp_list_client_metrics_resources_response_client_metrics_resource_sample(sp_list_client_metrics_resources_response_client_metrics_resource_t *x, sp_arena_t *a, int16_t v, uint32_t *rs, int depth)
+static void sp_list_config_resources_response_config_resource_sample(sp_list_config_resources_response_config_resource_t *x, sp_arena_t *a, int16_t v, uint32_t *rs, int depth)
 {
     int32_t i = 0, n = 0;
     (void)i; (void)n; (void)a; (void)rs; (void)depth; (void)v; (void)x;
     {
-        sp_sample_str(&x->name, a, rs, 0);
+        sp_sample_str(&x->resource_name, a, rs, 0);
+    }
+    if (v >= 1) {
+        x->resource_type = (int8_t)sp_rand(rs);
     }
 }
 
-static int sp_list_client_metrics_resources_response_client_metrics_resource_eq(const sp_list_client_metrics_resources_response_client_metrics_resource_t *x, const sp_list_client_metrics_resources_response_client_metrics_resource_t *y)
+static int sp_list_config_resources_response_config_resource_eq(const sp_list_config_resources_response_config_resource_t *x, const sp_list_config_resources_response_config_resource_t *y)
 {
     int32_t i = 0;
     (void)i; (void)x; (void)y;
-    if (!sp_bytes_eq_raw(x->name.ptr, x->name.len, y->name.ptr, y->name.len)) return 0;
+    if (!sp_bytes_eq_raw(x->resource_name.ptr, x->resource_name.len, y->resource_name.ptr, y->resource_name.len)) return 0;
+    if (!(x->resource_type == y->resource_type)) return 0;
     return 1;
 }
 
-static void sp_list_client_metrics_resources_response_sample(sp_list_client_metrics_resources_response_t *x, sp_arena_t *a, int16_t v, uint32_t *rs, int depth)
+static void sp_list_config_resources_response_sample(sp_list_config_resources_response_t *x, sp_arena_t *a, int16_t v, uint32_t *rs, int depth)
 {
     int32_t i = 0, n = 0;
     (void)i; (void)n; (void)a; (void)rs; (void)depth; (void)v; (void)x;
@@ -10609,23 +10668,23 @@ static void sp_list_client_metrics_resources_response_sample(sp_list_client_metr
     {
         n = (int32_t)(sp_rand(rs) % 3);
         if (depth > 4 && n > 0) n = 0;
-        x->client_metrics_resources.n = n;
-        x->client_metrics_resources.v = n > 0 ? sp_arena_alloc(a, (size_t)n * sizeof(sp_list_client_metrics_resources_response_client_metrics_resource_t)) : NULL;
+        x->config_resources.n = n;
+        x->config_resources.v = n > 0 ? sp_arena_alloc(a, (size_t)n * sizeof(sp_list_config_resources_response_config_resource_t)) : NULL;
         for (i = 0; i < n; i++) {
-            sp_list_client_metrics_resources_response_client_metrics_resource_init(&x->client_metrics_resources.v[i]);
-            sp_list_client_metrics_resources_response_client_metrics_resource_sample(&x->client_metrics_resources.v[i], a, v, rs, depth + 1);
+            sp_list_config_resources_response_config_resource_init(&x->config_resources.v[i]);
+            sp_list_config_resources_response_config_resource_sample(&x->config_resources.v[i], a, v, rs, depth + 1);
         }
     }
 }
 
-static int sp_list_client_metrics_resources_response_eq(const sp_list_client_metrics_resources_response_t *x, const sp_list_client_metrics_resources_response_t *y)
+static int sp_list_config_resources_response_eq(const sp_list_config_resources_response_t *x, const sp_list_config_resources_response_t *y)
 {
     int32_t i = 0;
     (void)i; (void)x; (void)y;
     if (!(x->throttle_time_ms == y->throttle_time_ms)) return 0;
     if (!(x->error_code == y->error_code)) return 0;
-    if (x->client_metrics_resources.n != y->client_metrics_resources.n) return 0;
-    for (i = 0; i < x->client_metrics_resources.n; i++) if (!sp_list_client_metrics_resources_response_client_metrics_resource_eq(&x->client_metrics_resources.v[i], &y->client_metrics_resources.v[i])) return 0;
+    if (x->config_resources.n != y->config_resources.n) return 0;
+    for (i = 0; i < x->config_resources.n; i++) if (!sp_list_config_resources_response_config_resource_eq(&x->config_resources.v[i], &y->config_resources.v[i])) return 0;
     return 1;
 }
 
@@ -11122,6 +11181,9 @@ static void sp_list_transactions_request_sample(sp_list_transactions_request_t *
     if (v >= 1) {
         x->duration_filter = (int64_t)(((uint64_t)sp_rand(rs) << 32) | sp_rand(rs));
     }
+    if (v >= 2) {
+        sp_sample_str(&x->transactional_id_pattern, a, rs, v >= 2);
+    }
 }
 
 static int sp_list_transactions_request_eq(const sp_list_transactions_request_t *x, const sp_list_transactions_request_t *y)
@@ -11133,6 +11195,7 @@ static int sp_list_transactions_request_eq(const sp_list_transactions_request_t 
     if (x->producer_id_filters.n != y->producer_id_filters.n) return 0;
     for (i = 0; i < x->producer_id_filters.n; i++) if (!(x->producer_id_filters.v[i] == y->producer_id_filters.v[i])) return 0;
     if (!(x->duration_filter == y->duration_filter)) return 0;
+    if (!sp_bytes_eq_raw(x->transactional_id_pattern.ptr, x->transactional_id_pattern.len, y->transactional_id_pattern.ptr, y->transactional_id_pattern.len)) return 0;
     return 1;
 }
 
@@ -11436,6 +11499,9 @@ static void sp_metadata_response_sample(sp_metadata_response_t *x, sp_arena_t *a
     if (v >= 8 && v <= 10) {
         x->cluster_authorized_operations = (int32_t)sp_rand(rs);
     }
+    if (v >= 13) {
+        x->error_code = (int16_t)sp_rand(rs);
+    }
 }
 
 static int sp_metadata_response_eq(const sp_metadata_response_t *x, const sp_metadata_response_t *y)
@@ -11450,6 +11516,7 @@ static int sp_metadata_response_eq(const sp_metadata_response_t *x, const sp_met
     if (x->topics.n != y->topics.n) return 0;
     for (i = 0; i < x->topics.n; i++) if (!sp_metadata_response_topic_eq(&x->topics.v[i], &y->topics.v[i])) return 0;
     if (!(x->cluster_authorized_operations == y->cluster_authorized_operations)) return 0;
+    if (!(x->error_code == y->error_code)) return 0;
     return 1;
 }
 
@@ -11463,11 +11530,11 @@ static void sp_offset_commit_request_partition_sample(sp_offset_commit_request_p
     {
         x->committed_offset = (int64_t)(((uint64_t)sp_rand(rs) << 32) | sp_rand(rs));
     }
-    if (v >= 6) {
-        x->committed_leader_epoch = (int32_t)sp_rand(rs);
-    }
     if (v >= 1 && v <= 1) {
         x->commit_timestamp = (int64_t)(((uint64_t)sp_rand(rs) << 32) | sp_rand(rs));
+    }
+    if (v >= 6) {
+        x->committed_leader_epoch = (int32_t)sp_rand(rs);
     }
     {
         sp_sample_str(&x->committed_metadata, a, rs, 1);
@@ -11480,8 +11547,8 @@ static int sp_offset_commit_request_partition_eq(const sp_offset_commit_request_
     (void)i; (void)x; (void)y;
     if (!(x->partition_index == y->partition_index)) return 0;
     if (!(x->committed_offset == y->committed_offset)) return 0;
-    if (!(x->committed_leader_epoch == y->committed_leader_epoch)) return 0;
     if (!(x->commit_timestamp == y->commit_timestamp)) return 0;
+    if (!(x->committed_leader_epoch == y->committed_leader_epoch)) return 0;
     if (!sp_bytes_eq_raw(x->committed_metadata.ptr, x->committed_metadata.len, y->committed_metadata.ptr, y->committed_metadata.len)) return 0;
     return 1;
 }
@@ -11490,8 +11557,11 @@ static void sp_offset_commit_request_topic_sample(sp_offset_commit_request_topic
 {
     int32_t i = 0, n = 0;
     (void)i; (void)n; (void)a; (void)rs; (void)depth; (void)v; (void)x;
-    {
+    if (v <= 9) {
         sp_sample_str(&x->name, a, rs, 0);
+    }
+    if (v >= 10) {
+        sp_sample_uuid(&x->topic_id, rs);
     }
     {
         n = (int32_t)(sp_rand(rs) % 3);
@@ -11510,6 +11580,7 @@ static int sp_offset_commit_request_topic_eq(const sp_offset_commit_request_topi
     int32_t i = 0;
     (void)i; (void)x; (void)y;
     if (!sp_bytes_eq_raw(x->name.ptr, x->name.len, y->name.ptr, y->name.len)) return 0;
+    if (!(memcmp(x->topic_id.b, y->topic_id.b, 16) == 0)) return 0;
     if (x->partitions.n != y->partitions.n) return 0;
     for (i = 0; i < x->partitions.n; i++) if (!sp_offset_commit_request_partition_eq(&x->partitions.v[i], &y->partitions.v[i])) return 0;
     return 1;
@@ -11585,8 +11656,11 @@ static void sp_offset_commit_response_topic_sample(sp_offset_commit_response_top
 {
     int32_t i = 0, n = 0;
     (void)i; (void)n; (void)a; (void)rs; (void)depth; (void)v; (void)x;
-    {
+    if (v <= 9) {
         sp_sample_str(&x->name, a, rs, 0);
+    }
+    if (v >= 10) {
+        sp_sample_uuid(&x->topic_id, rs);
     }
     {
         n = (int32_t)(sp_rand(rs) % 3);
@@ -11605,6 +11679,7 @@ static int sp_offset_commit_response_topic_eq(const sp_offset_commit_response_to
     int32_t i = 0;
     (void)i; (void)x; (void)y;
     if (!sp_bytes_eq_raw(x->name.ptr, x->name.len, y->name.ptr, y->name.len)) return 0;
+    if (!(memcmp(x->topic_id.b, y->topic_id.b, 16) == 0)) return 0;
     if (x->partitions.n != y->partitions.n) return 0;
     for (i = 0; i < x->partitions.n; i++) if (!sp_offset_commit_response_partition_eq(&x->partitions.v[i], &y->partitions.v[i])) return 0;
     return 1;
@@ -11829,8 +11904,11 @@ static void sp_offset_fetch_request_topics_sample(sp_offset_fetch_request_topics
 {
     int32_t i = 0, n = 0;
     (void)i; (void)n; (void)a; (void)rs; (void)depth; (void)v; (void)x;
-    if (v >= 8) {
+    if (v >= 8 && v <= 9) {
         sp_sample_str(&x->name, a, rs, 0);
+    }
+    if (v >= 10) {
+        sp_sample_uuid(&x->topic_id, rs);
     }
     if (v >= 8) {
         n = (int32_t)(sp_rand(rs) % 3);
@@ -11848,6 +11926,7 @@ static int sp_offset_fetch_request_topics_eq(const sp_offset_fetch_request_topic
     int32_t i = 0;
     (void)i; (void)x; (void)y;
     if (!sp_bytes_eq_raw(x->name.ptr, x->name.len, y->name.ptr, y->name.len)) return 0;
+    if (!(memcmp(x->topic_id.b, y->topic_id.b, 16) == 0)) return 0;
     if (x->partition_indexes.n != y->partition_indexes.n) return 0;
     for (i = 0; i < x->partition_indexes.n; i++) if (!(x->partition_indexes.v[i] == y->partition_indexes.v[i])) return 0;
     return 1;
@@ -12036,8 +12115,11 @@ static void sp_offset_fetch_response_topics_sample(sp_offset_fetch_response_topi
 {
     int32_t i = 0, n = 0;
     (void)i; (void)n; (void)a; (void)rs; (void)depth; (void)v; (void)x;
-    if (v >= 8) {
+    if (v >= 8 && v <= 9) {
         sp_sample_str(&x->name, a, rs, 0);
+    }
+    if (v >= 10) {
+        sp_sample_uuid(&x->topic_id, rs);
     }
     if (v >= 8) {
         n = (int32_t)(sp_rand(rs) % 3);
@@ -12056,6 +12138,7 @@ static int sp_offset_fetch_response_topics_eq(const sp_offset_fetch_response_top
     int32_t i = 0;
     (void)i; (void)x; (void)y;
     if (!sp_bytes_eq_raw(x->name.ptr, x->name.len, y->name.ptr, y->name.len)) return 0;
+    if (!(memcmp(x->topic_id.b, y->topic_id.b, 16) == 0)) return 0;
     if (x->partitions.n != y->partitions.n) return 0;
     for (i = 0; i < x->partitions.n; i++) if (!sp_offset_fetch_response_partitions_eq(&x->partitions.v[i], &y->partitions.v[i])) return 0;
     return 1;
@@ -12334,8 +12417,11 @@ static void sp_produce_request_topic_produce_data_sample(sp_produce_request_topi
 {
     int32_t i = 0, n = 0;
     (void)i; (void)n; (void)a; (void)rs; (void)depth; (void)v; (void)x;
-    {
+    if (v <= 12) {
         sp_sample_str(&x->name, a, rs, 0);
+    }
+    if (v >= 13) {
+        sp_sample_uuid(&x->topic_id, rs);
     }
     {
         n = (int32_t)(sp_rand(rs) % 3);
@@ -12354,6 +12440,7 @@ static int sp_produce_request_topic_produce_data_eq(const sp_produce_request_top
     int32_t i = 0;
     (void)i; (void)x; (void)y;
     if (!sp_bytes_eq_raw(x->name.ptr, x->name.len, y->name.ptr, y->name.len)) return 0;
+    if (!(memcmp(x->topic_id.b, y->topic_id.b, 16) == 0)) return 0;
     if (x->partition_data.n != y->partition_data.n) return 0;
     for (i = 0; i < x->partition_data.n; i++) if (!sp_produce_request_partition_produce_data_eq(&x->partition_data.v[i], &y->partition_data.v[i])) return 0;
     return 1;
@@ -12495,8 +12582,11 @@ static void sp_produce_response_topic_produce_response_sample(sp_produce_respons
 {
     int32_t i = 0, n = 0;
     (void)i; (void)n; (void)a; (void)rs; (void)depth; (void)v; (void)x;
-    {
+    if (v <= 12) {
         sp_sample_str(&x->name, a, rs, 0);
+    }
+    if (v >= 13) {
+        sp_sample_uuid(&x->topic_id, rs);
     }
     {
         n = (int32_t)(sp_rand(rs) % 3);
@@ -12515,6 +12605,7 @@ static int sp_produce_response_topic_produce_response_eq(const sp_produce_respon
     int32_t i = 0;
     (void)i; (void)x; (void)y;
     if (!sp_bytes_eq_raw(x->name.ptr, x->name.len, y->name.ptr, y->name.len)) return 0;
+    if (!(memcmp(x->topic_id.b, y->topic_id.b, 16) == 0)) return 0;
     if (x->partition_responses.n != y->partition_responses.n) return 0;
     for (i = 0; i < x->partition_responses.n; i++) if (!sp_produce_response_partition_produce_response_eq(&x->partition_responses.v[i], &y->partition_responses.v[i])) return 0;
     return 1;
@@ -16010,6 +16101,9 @@ static void sp_write_txn_markers_request_writable_txn_marker_sample(sp_write_txn
     {
         x->coordinator_epoch = (int32_t)sp_rand(rs);
     }
+    if (v >= 2) {
+        x->transaction_version = (int8_t)sp_rand(rs);
+    }
 }
 
 static int sp_write_txn_markers_request_writable_txn_marker_eq(const sp_write_txn_markers_request_writable_txn_marker_t *x, const sp_write_txn_markers_request_writable_txn_marker_t *y)
@@ -16022,6 +16116,7 @@ static int sp_write_txn_markers_request_writable_txn_marker_eq(const sp_write_tx
     if (x->topics.n != y->topics.n) return 0;
     for (i = 0; i < x->topics.n; i++) if (!sp_write_txn_markers_request_writable_txn_marker_topic_eq(&x->topics.v[i], &y->topics.v[i])) return 0;
     if (!(x->coordinator_epoch == y->coordinator_epoch)) return 0;
+    if (!(x->transaction_version == y->transaction_version)) return 0;
     return 1;
 }
 
@@ -18633,10 +18728,10 @@ static void t_leave_group_request_sample(void *x, sp_arena_t *a, int16_t v, uint
 static int t_leave_group_request_eq(const void *x, const void *y) { return sp_leave_group_request_eq((const sp_leave_group_request_t *)x, (const sp_leave_group_request_t *)y); }
 static void t_leave_group_response_sample(void *x, sp_arena_t *a, int16_t v, uint32_t *rs) { sp_leave_group_response_sample((sp_leave_group_response_t *)x, a, v, rs, 0); }
 static int t_leave_group_response_eq(const void *x, const void *y) { return sp_leave_group_response_eq((const sp_leave_group_response_t *)x, (const sp_leave_group_response_t *)y); }
-static void t_list_client_metrics_resources_request_sample(void *x, sp_arena_t *a, int16_t v, uint32_t *rs) { sp_list_client_metrics_resources_request_sample((sp_list_client_metrics_resources_request_t *)x, a, v, rs, 0); }
-static int t_list_client_metrics_resources_request_eq(const void *x, const void *y) { return sp_list_client_metrics_resources_request_eq((const sp_list_client_metrics_resources_request_t *)x, (const sp_list_client_metrics_resources_request_t *)y); }
-static void t_list_client_metrics_resources_response_sample(void *x, sp_arena_t *a, int16_t v, uint32_t *rs) { sp_list_client_metrics_resources_response_sample((sp_list_client_metrics_resources_response_t *)x, a, v, rs, 0); }
-static int t_list_client_metrics_resources_response_eq(const void *x, const void *y) { return sp_list_client_metrics_resources_response_eq((const sp_list_client_metrics_resources_response_t *)x, (const sp_list_client_metrics_resources_response_t *)y); }
+static void t_list_config_resources_request_sample(void *x, sp_arena_t *a, int16_t v, uint32_t *rs) { sp_list_config_resources_request_sample((sp_list_config_resources_request_t *)x, a, v, rs, 0); }
+static int t_list_config_resources_request_eq(const void *x, const void *y) { return sp_list_config_resources_request_eq((const sp_list_config_resources_request_t *)x, (const sp_list_config_resources_request_t *)y); }
+static void t_list_config_resources_response_sample(void *x, sp_arena_t *a, int16_t v, uint32_t *rs) { sp_list_config_resources_response_sample((sp_list_config_resources_response_t *)x, a, v, rs, 0); }
+static int t_list_config_resources_response_eq(const void *x, const void *y) { return sp_list_config_resources_response_eq((const sp_list_config_resources_response_t *)x, (const sp_list_config_resources_response_t *)y); }
 static void t_list_groups_request_sample(void *x, sp_arena_t *a, int16_t v, uint32_t *rs) { sp_list_groups_request_sample((sp_list_groups_request_t *)x, a, v, rs, 0); }
 static int t_list_groups_request_eq(const void *x, const void *y) { return sp_list_groups_request_eq((const sp_list_groups_request_t *)x, (const sp_list_groups_request_t *)y); }
 static void t_list_groups_response_sample(void *x, sp_arena_t *a, int16_t v, uint32_t *rs) { sp_list_groups_response_sample((sp_list_groups_response_t *)x, a, v, rs, 0); }
@@ -19004,8 +19099,8 @@ const sp_msg_test_t sp_msg_tests[] = {
     { t_leader_change_message_sample, t_leader_change_message_eq },
     { t_leave_group_request_sample, t_leave_group_request_eq },
     { t_leave_group_response_sample, t_leave_group_response_eq },
-    { t_list_client_metrics_resources_request_sample, t_list_client_metrics_resources_request_eq },
-    { t_list_client_metrics_resources_response_sample, t_list_client_metrics_resources_response_eq },
+    { t_list_config_resources_request_sample, t_list_config_resources_request_eq },
+    { t_list_config_resources_response_sample, t_list_config_resources_response_eq },
     { t_list_groups_request_sample, t_list_groups_request_eq },
     { t_list_groups_response_sample, t_list_groups_response_eq },
     { t_list_offsets_request_sample, t_list_offsets_request_eq },

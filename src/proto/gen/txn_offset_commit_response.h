@@ -6,7 +6,7 @@
 #include "proto/wire.h"
 
 #define SP_TXN_OFFSET_COMMIT_RESPONSE_MIN_VERSION 0
-#define SP_TXN_OFFSET_COMMIT_RESPONSE_MAX_VERSION 4
+#define SP_TXN_OFFSET_COMMIT_RESPONSE_MAX_VERSION 5
 #define SP_TXN_OFFSET_COMMIT_RESPONSE_FIRST_FLEXIBLE 3
 
 typedef struct sp_txn_offset_commit_response_partition {

@@ -125,6 +125,7 @@ static inline int sp_write_txn_markers_request_writable_txn_marker_is_default(co
     if (x->transaction_result != false) return 0;
     if (x->topics.n != 0) return 0;
     if (x->coordinator_epoch != 0) return 0;
+    if (x->transaction_version != 0) return 0;
     return 1;
 }
 
@@ -146,6 +147,7 @@ static inline size_t sp_write_txn_markers_request_writable_txn_marker_min_size(i
     m += 1;
     m += flex ? 1 : 4;
     m += 4;
+    if (v >= 2) m += 1;
     return m;
 }
 
@@ -178,6 +180,9 @@ static int sp_write_txn_markers_request_writable_txn_marker_decode(sp_reader_t *
     }
     {
         sp_read_i32(r, &x->coordinator_epoch);
+    }
+    if (v >= 2) {
+        sp_read_i8(r, &x->transaction_version);
     }
     if (flex) {
         uint32_t nt = sp_read_uvarint(r);
@@ -214,6 +219,9 @@ static size_t sp_write_txn_markers_request_writable_txn_marker_size(const sp_wri
     {
         s += 4;
     }
+    if (v >= 2) {
+        s += 1;
+    }
     if (flex) {
         uint32_t nt = 0;
         s += sp_uvarint_size(nt);
@@ -241,6 +249,9 @@ static void sp_write_txn_markers_request_writable_txn_marker_encode(sp_writer_t 
     }
     {
         sp_write_i32(w, x->coordinator_epoch);
+    }
+    if (v >= 2) {
+        sp_write_i8(w, x->transaction_version);
     }
     if (flex) {
         uint32_t nt = 0;
