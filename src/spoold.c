@@ -9,10 +9,12 @@
  * accepts connections and waits for SIGINT/SIGTERM.  On a signal it stops
  * accepting, closes every connection, joins the workers and exits 0.
  */
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -173,6 +175,36 @@ static void free_broker(sp_broker_t *b)
     free(b->adv_host);
 }
 
+/*
+ * File descriptors: the soft RLIMIT_NOFILE goes up to the hard limit (as
+ * Kafka's packaging asks operators to do by hand), and half of what we
+ * get is for segment files (log/fdcache.h keeps at most that many open,
+ * however many partitions and segments there are); the rest is for
+ * sockets, index files being written, checkpoints and the like.  Returns
+ * the segment file budget.
+ */
+static int raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return 512;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rlim_t was = rl.rlim_cur;
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
+            sp_info("spoold", "open file limit raised from %llu to %llu", (unsigned long long)was,
+                    (unsigned long long)rl.rlim_cur);
+        else
+            getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    rlim_t half = rl.rlim_cur == RLIM_INFINITY ? (1 << 20) : rl.rlim_cur / 2;
+    if (half > (1 << 20))
+        half = 1 << 20;
+    if (half < 16)
+        half = 16;
+    return (int)half;
+}
+
 static void on_signal(uv_signal_t *h, int signum)
 {
     sp_info("spoold", "received %s, shutting down", signum == SIGINT ? "SIGINT" : "SIGTERM");
@@ -187,6 +219,7 @@ int main(int argc, char **argv)
     sp_config_t *cfg = sp_config_new();
     sp_broker_t broker;
     int rc = 1;
+    bool started = false;
 
     signal(SIGPIPE, SIG_IGN);
     for (int i = 1; i < argc; i++) {
@@ -237,8 +270,15 @@ int main(int argc, char **argv)
                                 broker.cluster_id, sizeof(broker.cluster_id)) != 0)
         goto out_broker;
 
-    if (sp_logmgr_start(broker.log_dirs, broker.nlog_dirs,
-                        sp_config_long(cfg, "log.retention.check.interval.ms")) != 0)
+    sp_logmgr_opts_t lo;
+    memset(&lo, 0, sizeof(lo));
+    lo.dirs = broker.log_dirs;
+    lo.ndirs = broker.nlog_dirs;
+    lo.retention_check_ms = sp_config_long(cfg, "log.retention.check.interval.ms");
+    lo.checkpoint_ms = sp_config_long(cfg, "log.flush.offset.checkpoint.interval.ms");
+    lo.start_checkpoint_ms = sp_config_long(cfg, "log.flush.start.offset.checkpoint.interval.ms");
+    lo.max_open_files = raise_fd_limit();
+    if (sp_logmgr_start(&lo) != 0)
         goto out_broker;
     if (sp_controller_start(&broker, cfg) != 0)
         goto out_logs;
@@ -255,6 +295,7 @@ int main(int argc, char **argv)
     uv_signal_start(&sig_term, on_signal, SIGTERM);
     if (!server || sp_server_start(server, loop) != 0)
         goto out_server;
+    started = true;
     sp_info("spoold", "Spool %s started: node %d, cluster %s, advertised %s:%d, data in %s",
             SPOOL_VERSION, broker.node_id, broker.cluster_id, broker.adv_host, broker.adv_port,
             broker.log_dirs[0]);
@@ -271,7 +312,9 @@ out_server:
 out_ctl:
     sp_controller_stop();
 out_logs:
-    sp_logmgr_shutdown();
+    /* a start that failed half-way leaves no clean-shutdown marker: the
+     * next start recovers whatever it had opened */
+    sp_logmgr_shutdown(started);
     sp_server_free(server);
     sp_image_unpublish();
 out_broker:

@@ -46,13 +46,14 @@ static int64_t delete_one(const sp_image_t *img, sp_str_t topic, int32_t partiti
         *err = SP_ERR_UNKNOWN_TOPIC_OR_PARTITION;
         return -1;
     }
-    int64_t r = sp_plog_delete_records(l, offset);
+    int64_t start = -1;
+    int rc = sp_plog_delete_records(l, offset, &start);
     sp_plog_unref(l);
-    if (r < 0) {
-        *err = (int16_t)-r;
+    if (rc != 0) {
+        *err = (int16_t)rc;
         return -1;
     }
-    return r;
+    return start;
 }
 
 void sp_handle_delete_records(sp_req_t *req)

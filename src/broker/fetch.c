@@ -53,11 +53,8 @@ typedef struct fetch_ctx {
 
 static void release_reads(fetch_ctx_t *ctx)
 {
-    for (int i = 0; i < ctx->nparts; i++) {
-        if (ctx->parts[i].rr.seg)
-            sp_segment_unref(ctx->parts[i].rr.seg);
-        ctx->parts[i].rr.seg = NULL;
-    }
+    for (int i = 0; i < ctx->nparts; i++)
+        sp_read_result_release(&ctx->parts[i].rr);
 }
 
 /* Reads every partition; returns the bytes found. */
@@ -92,11 +89,6 @@ static int64_t read_all(fetch_ctx_t *ctx, bool *any_error)
     return total;
 }
 
-static void release_segment(void *seg)
-{
-    sp_segment_unref(seg);
-}
-
 static void timer_closed(uv_handle_t *h)
 {
     fetch_ctx_t *ctx = h->data;
@@ -126,17 +118,17 @@ static void complete(fetch_ctx_t *ctx)
         fpart_t *p = &ctx->parts[i];
         if (!p->rr.seg)
             continue;
-        ranges[nr].fd = p->rr.seg->fd;
+        ranges[nr].fd = p->rr.fd;
         ranges[nr].pos = p->rr.pos;
         ranges[nr].len = p->rr.len;
         ranges[nr].hold = p->rr.seg;
-        sp_segment_ref(p->rr.seg); /* for as long as the connection sends */
+        sp_segment_hold(p->rr.seg); /* file open and pinned while the connection sends */
         nr++;
     }
     /* ctx lives in the request's arena: keep the request until we are done */
     sp_req_ref(req);
     if (ranges)
-        sp_req_respond_files(req, &ctx->resp, ranges, nr, release_segment);
+        sp_req_respond_files(req, &ctx->resp, ranges, nr, sp_segment_release);
     else
         sp_req_close(req, "out of memory for a Fetch response");
     release_reads(ctx);

@@ -46,9 +46,14 @@ void sp_handle_list_offsets(sp_req_t *req)
                 continue;
             }
             po->leader_epoch = 0;
-            pthread_mutex_lock(&log->mu);
-            int64_t hw = atomic_load(&log->hw), start = log->log_start;
-            pthread_mutex_unlock(&log->mu);
+            sp_log_offsets_t lo;
+            sp_plog_offsets(log, &lo);
+            int64_t hw = lo.hw, start = lo.log_start;
+            if (lo.failed) {
+                po->error_code = SP_ERR_KAFKA_STORAGE_ERROR;
+                sp_plog_unref(log);
+                continue;
+            }
             switch (rp->timestamp) {
             case -1:
                 po->offset = hw;
@@ -71,8 +76,7 @@ void sp_handle_list_offsets(sp_req_t *req)
                     po->error_code = SP_ERR_INVALID_REQUEST;
                 } else {
                     int64_t off, ts;
-                    if (sp_plog_offset_for_time(log, rp->timestamp, &off, &ts) != 0)
-                        po->error_code = SP_ERR_KAFKA_STORAGE_ERROR;
+                    po->error_code = (int16_t)sp_plog_offset_for_time(log, rp->timestamp, &off, &ts);
                     po->offset = off;
                     po->timestamp = ts;
                 }

@@ -164,7 +164,9 @@ void sp_handle_produce(sp_req_t *req)
                 sp_plog_unref(log);
                 continue;
             }
-            if (body->acks == -1 && log->cfg.min_insync_replicas > 1) {
+            sp_log_config_t lc;
+            sp_plog_config(log, &lc); /* one consistent copy (AlterConfigs may run) */
+            if (body->acks == -1 && lc.min_insync_replicas > 1) {
                 /* one replica in sync here: acks=all cannot be satisfied */
                 po->error_code = SP_ERR_NOT_ENOUGH_REPLICAS;
                 sp_plog_unref(log);
@@ -181,7 +183,7 @@ void sp_handle_produce(sp_req_t *req)
                 po->log_append_time_ms = ar.log_append_time;
                 po->log_start_offset = ar.log_start;
             }
-            if (!ar.error && body->acks == -1 && sp_log_durable(&log->cfg)) {
+            if (!ar.error && body->acks == -1 && sp_log_durable(&lc)) {
                 flush_wait_t *fw = &ctx->waits[ctx->nwaits++];
                 fw->ctx = ctx;
                 fw->log = log; /* keeps the reference */

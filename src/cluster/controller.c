@@ -21,6 +21,7 @@
 #include "proto/gen/partition_record.h"
 #include "proto/gen/remove_topic_record.h"
 #include "proto/gen/topic_record.h"
+#include "util/clock.h"
 #include "util/fsutil.h"
 #include "util/log.h"
 
@@ -44,16 +45,13 @@ static struct {
     pthread_cond_t cv;
     sp_ctl_op_t *head, *tail;
     bool stop, running;
+    _Atomic bool failed;        /* the metadata log failed: no more changes */
+    const sp_msg_desc_t *d_topic, *d_partition, *d_config, *d_remove;
 } C = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
 
 const sp_config_t *sp_controller_config(void) { return C.cfg; }
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
+static int64_t now_ms(void) { return sp_wall_ms(); }
 
 /* ---- records: encode, apply ------------------------------------------- */
 
@@ -83,12 +81,27 @@ static int add_record(recbuf_t *rb, int16_t key, int16_t version, const sp_msg_d
     return rc;
 }
 
-static const sp_msg_desc_t *desc_named(const char *name)
+static const sp_msg_desc_t *find_desc(const char *name)
 {
     for (int i = 0; i < sp_msg_desc_count; i++)
         if (strcmp(sp_msg_descs[i].name, name) == 0)
             return &sp_msg_descs[i];
     return NULL;
+}
+
+/* The schema of a metadata record we write or read (looked up once at
+ * start: a strcmp over every schema per record was measurable). */
+static const sp_msg_desc_t *desc_named(const char *name)
+{
+    if (strcmp(name, "TopicRecord") == 0)
+        return C.d_topic;
+    if (strcmp(name, "PartitionRecord") == 0)
+        return C.d_partition;
+    if (strcmp(name, "ConfigRecord") == 0)
+        return C.d_config;
+    if (strcmp(name, "RemoveTopicRecord") == 0)
+        return C.d_remove;
+    return find_desc(name);
 }
 
 /* The scope of a broker ConfigRecord's resource name: true with
@@ -185,11 +198,19 @@ static int replay_value(sp_image_t *img, const uint8_t *v, int32_t len)
     return rc;
 }
 
-/* Record callback of a replay: applies the framed metadata record. */
+/* Record callback of a replay: applies the framed metadata record.  A
+ * record that passed its batch's CRC but does not decode or apply is a
+ * version or a state this broker does not understand: the replay stops
+ * (and the start with it) rather than build an image that lacks topics,
+ * whose data would then look stray.  Records of types not used yet are
+ * skipped (replay_value). */
 static int replay_record(const sp_record_t *rec, void *ctx)
 {
-    if (rec->value.len >= 0 && replay_value(ctx, rec->value.ptr, rec->value.len) != 0)
-        sp_warn("meta", "metadata record at offset %" PRId64 " could not be applied", rec->offset);
+    if (rec->value.len >= 0 && replay_value(ctx, rec->value.ptr, rec->value.len) != 0) {
+        sp_error("meta", "metadata record at offset %" PRId64 " could not be decoded or applied",
+                 rec->offset);
+        return -1;
+    }
     C.bytes_since_snapshot += rec->value.len > 0 ? rec->value.len : 0;
     return 0;
 }
@@ -288,11 +309,15 @@ static void write_snapshot(const sp_image_t *img, int64_t upto)
     }
     if (d)
         closedir(d);
-    sp_plog_delete_records(C.log, upto);
+    int64_t start;
+    if (sp_plog_delete_records(C.log, upto, &start) != 0)
+        sp_warn("meta", "older metadata log segments were kept (error deleting below %" PRId64 ")", upto);
     sp_info("meta", "metadata snapshot at offset %" PRId64 " (%d records)", upto, rb.count);
 }
 
-/* Loads the newest snapshot into img; returns the offset it covers to. */
+/* Loads the newest snapshot into img; returns the offset it covers to,
+ * or -1 if it cannot be read (the start fails: the log below it is gone,
+ * so going on would lose every topic the snapshot holds). */
 static int64_t load_snapshot(sp_image_t *img)
 {
     DIR *d = opendir(C.dir);
@@ -316,24 +341,29 @@ static int64_t load_snapshot(sp_image_t *img)
     char path[4096];
     snprintf(path, sizeof(path), "%s/%s", C.dir, bestname);
     FILE *f = fopen(path, "rb");
-    if (!f)
-        return 0;
+    if (!f) {
+        sp_error("meta", "cannot open metadata snapshot %s: %s", path, strerror(errno));
+        return -1;
+    }
     fseek(f, 0, SEEK_END);
     long sz = ftell(f);
     fseek(f, 0, SEEK_SET);
-    uint8_t *buf = malloc((size_t)(sz > 0 ? sz : 1));
+    uint8_t *buf = sz >= 0 ? malloc((size_t)(sz > 0 ? sz : 1)) : NULL;
     int64_t last = -1;
     if (buf && fread(buf, 1, (size_t)sz, f) == (size_t)sz &&
         sp_batches_each_record(buf, (size_t)sz, replay_record, img, &last) == 0) {
         sp_info("meta", "loaded metadata snapshot %s", bestname);
     } else {
-        sp_error("meta", "metadata snapshot %s is unreadable", path);
+        sp_error("meta", "metadata snapshot %s is damaged or unreadable; refusing to start rather "
+                 "than lose the topics it holds: restore it", path);
         best = -1;
     }
     free(buf);
     fclose(f);
-    C.snapshot_offset = best > 0 ? best : 0;
-    return best > 0 ? best : 0;
+    if (best < 0)
+        return -1;
+    C.snapshot_offset = best;
+    return best;
 }
 
 static int replay_log(sp_image_t *img, int64_t from)
@@ -404,6 +434,13 @@ static const char *check_configs(sp_ctl_topic_t *t, sp_arena_t *a, int16_t *err)
     return NULL;
 }
 
+static const sp_topic_info_t *find_topic_const(const sp_image_t *img, const sp_ctl_topic_t *t)
+{
+    if (t->name.len >= 0)
+        return sp_image_topic(img, t->name.ptr, t->name.len);
+    return sp_image_topic_by_id(img, t->id);
+}
+
 /* Emits PartitionRecords for partitions [from, to) of topic id. */
 static int add_partitions(recbuf_t *rb, sp_image_t *next, sp_uuid_t id, int32_t from, int32_t to)
 {
@@ -425,6 +462,90 @@ static int add_partitions(recbuf_t *rb, sp_image_t *next, sp_uuid_t id, int32_t 
             return -1;
     }
     return 0;
+}
+
+/* The log settings a topic being created will have: its requested
+ * configs over img's dynamic broker configs and server.properties. */
+static int new_topic_log_config(sp_arena_t *a, const sp_ctl_topic_t *t, const sp_image_t *img,
+                                sp_log_config_t *out)
+{
+    int n = 0;
+    char **keys = sp_arena_alloc(a, sizeof(char *) * (size_t)(t->nconfigs + 1));
+    char **values = sp_arena_alloc(a, sizeof(char *) * (size_t)(t->nconfigs + 1));
+    if (!keys || !values)
+        return -1;
+    for (int i = 0; i < t->nconfigs; i++) {
+        if (t->cvalues[i].len < 0)
+            continue;
+        keys[n] = sp_arena_strdup(a, t->ckeys[i].ptr, (size_t)t->ckeys[i].len);
+        values[n] = sp_arena_strdup(a, t->cvalues[i].ptr, (size_t)t->cvalues[i].len);
+        if (!keys[n] || !values[n])
+            return -1;
+        n++;
+    }
+    sp_topic_log_config(n, keys, values, img, C.cfg, out);
+    return 0;
+}
+
+/*
+ * Creates the logs of partitions [from, to) of t (a topic being created,
+ * or one gaining partitions) before any record names them.  All or
+ * nothing: on a failure (no fds, no space, an offline directory) the logs
+ * created so far are abandoned, t gets KAFKA_STORAGE_ERROR and -1 is
+ * returned.  Their names go into op->opened so that a metadata write that
+ * fails afterwards can abandon them too.  Metadata thread.
+ */
+static int open_new_logs(sp_ctl_op_t *op, sp_ctl_topic_t *t, const sp_image_t *next, int32_t from,
+                         int32_t to)
+{
+    sp_arena_t *a = &op->req->arena;
+    sp_log_config_t lc;
+    const sp_topic_info_t *ti = find_topic_const(next, t);
+    char *name = sp_arena_strdup(a, t->name.ptr, (size_t)t->name.len);
+    int rc = name ? 0 : -1;
+    if (rc == 0) {
+        if (ti) {
+            sp_topic_log_config(ti->nconfigs, ti->ckeys, ti->cvalues, next, C.cfg, &lc);
+        } else {
+            rc = new_topic_log_config(a, t, next, &lc);
+        }
+    }
+    int32_t p = from;
+    for (; rc == 0 && p < to; p++)
+        if (sp_logmgr_open_partition(name, t->out_id, p, &lc, true) != 0)
+            rc = -1;
+    if (rc == 0) {
+        t->opened_from = from;
+        t->opened_to = to;
+        return 0;
+    }
+    for (int32_t k = from; name && k < p; k++)
+        sp_logmgr_abandon_partition(name, k);
+    sp_error("meta", "cannot create the log of partition %d of %.*s: the topic change is not made",
+             p - 1, (int)t->name.len, t->name.ptr);
+    t->error = SP_ERR_KAFKA_STORAGE_ERROR;
+    t->message = "The partition logs could not be created (out of file descriptors, disk space, or "
+                 "an offline log directory); nothing was changed.";
+    return -1;
+}
+
+/* Abandons the logs created for t (its records were not written). */
+static void abandon_topic_logs(sp_ctl_topic_t *t)
+{
+    if (t->opened_to <= t->opened_from)
+        return;
+    char *name = strndup(t->name.ptr, (size_t)t->name.len);
+    for (int32_t p = t->opened_from; name && p < t->opened_to; p++)
+        sp_logmgr_abandon_partition(name, p);
+    free(name);
+    t->opened_from = t->opened_to = 0;
+}
+
+/* Abandons the logs op created (after its metadata could not be written). */
+static void abandon_new_logs(sp_ctl_op_t *op)
+{
+    for (int i = 0; i < op->n; i++)
+        abandon_topic_logs(&op->topics[i]);
 }
 
 static void create_topic(sp_ctl_op_t *op, sp_ctl_topic_t *t, sp_image_t *next, recbuf_t *rb)
@@ -538,6 +659,10 @@ static void create_topic(sp_ctl_op_t *op, sp_ctl_topic_t *t, sp_image_t *next, r
     t->out_id = new_topic_id(next);
     if (op->validate_only)
         return;
+    /* the logs first: a topic whose logs cannot all be created is not
+     * written at all (no partition in the metadata without its log) */
+    if (open_new_logs(op, t, next, 0, np) != 0)
+        return;
     sp_topic_record_t tr;
     sp_topic_record_init(&tr);
     tr.name = t->name;
@@ -562,13 +687,12 @@ static void create_topic(sp_ctl_op_t *op, sp_ctl_topic_t *t, sp_image_t *next, r
 oom:
     t->error = SP_ERR_UNKNOWN_SERVER_ERROR;
     t->message = "out of memory";
+    abandon_topic_logs(t);
 }
 
 static const sp_topic_info_t *find_topic(const sp_image_t *img, sp_ctl_topic_t *t)
 {
-    if (t->name.len >= 0)
-        return sp_image_topic(img, t->name.ptr, t->name.len);
-    return sp_image_topic_by_id(img, t->id);
+    return find_topic_const(img, t);
 }
 
 static void delete_topic(sp_ctl_op_t *op, sp_ctl_topic_t *t, sp_image_t *next, recbuf_t *rb)
@@ -635,9 +759,14 @@ static void create_partitions(sp_ctl_op_t *op, sp_ctl_topic_t *t, sp_image_t *ne
     t->out_partitions = t->num_partitions;
     if (op->validate_only)
         return;
+    if (t->name.len < 0)
+        t->name = sp_str_c(sp_arena_strdup(a, ti->name, strlen(ti->name)));
+    if (open_new_logs(op, t, next, cur, t->num_partitions) != 0)
+        return;
     if (add_partitions(rb, next, id, cur, t->num_partitions) != 0) {
         t->error = SP_ERR_UNKNOWN_SERVER_ERROR;
         t->message = "out of memory";
+        abandon_topic_logs(t);
     }
 }
 
@@ -887,18 +1016,29 @@ static void log_config_of(const sp_image_t *img, const sp_topic_info_t *ti, sp_l
     sp_topic_log_config(ti->nconfigs, ti->ckeys, ti->cvalues, img, C.cfg, out);
 }
 
+static void fail_all(sp_ctl_op_t *op, int16_t err, const char *message)
+{
+    for (int i = 0; i < op->n; i++)
+        if (!op->topics[i].error) {
+            op->topics[i].error = err;
+            op->topics[i].message = message;
+        }
+}
+
 static void run_op(sp_ctl_op_t *op)
 {
+    if (atomic_load(&C.failed)) {
+        fail_all(op, SP_ERR_KAFKA_STORAGE_ERROR,
+                 "The metadata log is offline after a storage error; restart the broker.");
+        return;
+    }
     sp_image_t *cur = sp_image_acquire();
     sp_image_t *next = sp_image_clone(cur);
     recbuf_t rb;
     memset(&rb, 0, sizeof(rb));
     sp_image_release(cur);
     if (!next) {
-        for (int i = 0; i < op->n; i++) {
-            op->topics[i].error = SP_ERR_UNKNOWN_SERVER_ERROR;
-            op->topics[i].message = "out of memory";
-        }
+        fail_all(op, SP_ERR_UNKNOWN_SERVER_ERROR, "out of memory");
         return;
     }
     sp_batch_builder_init(&rb.b, 0, now_ms());
@@ -922,45 +1062,34 @@ static void run_op(sp_ctl_op_t *op)
     if (rb.count == 0 || op->validate_only) {
         sp_batch_builder_free(&rb.b);
         sp_image_release(next);
+        abandon_new_logs(op);
         return;
     }
-    /* durable first: the batch is on disk before anyone sees its effect */
+    /* durable first: the batch is on disk before anyone sees its effect
+     * (the logs of new partitions exist already, see open_new_logs) */
     size_t len = 0;
     uint8_t *batch = sp_batch_builder_finish(&rb.b, &len);
     sp_batch_builder_free(&rb.b);
     sp_append_result_t ar;
+    memset(&ar, 0, sizeof(ar));
     if (batch)
         sp_plog_append(C.log, batch, len, now_ms(), &ar);
     free(batch);
     if (!batch || ar.error || sp_plog_flush(C.log) != 0) {
-        sp_error("meta", "cannot write the metadata log (error %d)", batch ? ar.error : -1);
-        for (int i = 0; i < op->n; i++)
-            if (!op->topics[i].error) {
-                op->topics[i].error = SP_ERR_KAFKA_STORAGE_ERROR;
-                op->topics[i].message = "the metadata log could not be written";
-            }
+        sp_log_offsets_t o;
+        sp_plog_offsets(C.log, &o);
+        sp_error("meta", "cannot write the metadata log (%s)",
+                 !batch ? "out of memory" : ar.error ? sp_kafka_error_name(ar.error) : "fsync failed");
+        fail_all(op, SP_ERR_KAFKA_STORAGE_ERROR, o.failed
+                 ? "The metadata log failed; the change may or may not be applied after a restart."
+                 : "The metadata log could not be written; nothing was changed.");
         sp_image_release(next);
+        abandon_new_logs(op);
         return;
     }
     next->offset = ar.last_offset;
     C.bytes_since_snapshot += rb.bytes;
 
-    /* logs of new partitions exist before the image names them */
-    for (int i = 0; i < op->n; i++) {
-        sp_ctl_topic_t *t = &op->topics[i];
-        if (t->error || (op->kind != SP_CTL_CREATE_TOPICS && op->kind != SP_CTL_CREATE_PARTITIONS))
-            continue;
-        const sp_topic_info_t *ti = sp_image_topic_by_id(next, t->out_id);
-        sp_log_config_t lc;
-        if (!ti)
-            continue;
-        log_config_of(next, ti, &lc);
-        for (int32_t p = 0; p < ti->npartitions; p++)
-            if (sp_logmgr_open_partition(ti->name, ti->id, p, &lc) != 0) {
-                t->error = SP_ERR_KAFKA_STORAGE_ERROR;
-                t->message = "cannot create the partition log";
-            }
-    }
     sp_image_publish(next);
     bool alter = op->kind == SP_CTL_ALTER_CONFIGS || op->kind == SP_CTL_INCR_ALTER_CONFIGS;
     bool broker_changed = false;
@@ -1068,12 +1197,31 @@ static bool keep_partition(const char *topic, int32_t p, void *ctx)
     return t && p < t->npartitions;
 }
 
+/* plog hook: the metadata log failed on an I/O error.  No further
+ * metadata change is made (they answer KAFKA_STORAGE_ERROR), and the log
+ * directory holding it goes offline, as Kafka does when its metadata log
+ * directory fails. */
+static void on_meta_failed(void *ctx, sp_plog_t *l, int err)
+{
+    (void)ctx;
+    (void)l;
+    atomic_store(&C.failed, true);
+    sp_error("meta", "the metadata log failed (%s): topics and configs can no longer change; "
+             "restart the broker once the disk is fixed", strerror(err));
+    sp_logmgr_fail_dir(0, "the metadata log in it failed");
+}
+
 int sp_controller_start(const sp_broker_t *b, const sp_config_t *cfg)
 {
     char dir[4096];
     sp_log_config_t lc;
     C.broker = b;
     C.cfg = cfg;
+    C.d_topic = find_desc("TopicRecord");
+    C.d_partition = find_desc("PartitionRecord");
+    C.d_config = find_desc("ConfigRecord");
+    C.d_remove = find_desc("RemoveTopicRecord");
+    atomic_store(&C.failed, false);
     snprintf(dir, sizeof(dir), "%s/__cluster_metadata-0", b->log_dirs[0]);
     C.dir = strdup(dir);
     memset(&lc, 0, sizeof(lc));
@@ -1089,29 +1237,63 @@ int sp_controller_start(const sp_broker_t *b, const sp_config_t *cfg)
     sp_uuid_t meta_id;
     memset(&meta_id, 0, sizeof(meta_id));
     meta_id.b[15] = 1; /* Kafka's fixed id of the metadata topic */
-    /* recovery point 0: after a crash the metadata log is checked whole */
-    C.log = sp_plog_open(dir, "__cluster_metadata", 0, meta_id, &lc, true, sp_logmgr_was_clean(0), 0, 0);
-    if (!C.log)
+    /* recovery point 0: after a crash the metadata log is checked whole;
+     * strict: damage is refused, never truncated away (plog.h) */
+    sp_plog_open_opts_t o;
+    memset(&o, 0, sizeof(o));
+    o.dir = dir;
+    o.topic = "__cluster_metadata";
+    o.partition = 0;
+    o.topic_id = meta_id;
+    o.cfg = &lc;
+    o.create = true;
+    o.clean = sp_logmgr_was_clean(0);
+    o.strict = true;
+    o.files = sp_logmgr_files();
+    o.hooks.failed = on_meta_failed;
+    C.log = sp_plog_open(&o);
+    if (!C.log) {
+        sp_error("meta", "cannot open the metadata log in %s: not starting", dir);
         return -1;
+    }
+    sp_log_offsets_t lo;
+    sp_plog_offsets(C.log, &lo);
+    if (lo.failed) {
+        sp_error("meta", "the metadata log in %s is damaged: not starting", dir);
+        return -1;
+    }
 
     sp_image_t *img = sp_image_new(b->cluster_id, b->node_id);
     if (!img || sp_image_add_broker(img, b->node_id, b->adv_host, b->adv_port, b->rack) != 0)
         return -1;
     int64_t from = load_snapshot(img);
-    C.bytes_since_snapshot = 0; /* counts the log after the snapshot only */
-    if (replay_log(img, from) != 0) {
-        sp_error("meta", "cannot replay the metadata log in %s", dir);
+    if (from < 0) {
         sp_image_release(img);
         return -1;
     }
-    img->offset = C.log->leo - 1;
+    C.bytes_since_snapshot = 0; /* counts the log after the snapshot only */
+    if (lo.leo < from) {
+        sp_error("meta", "the metadata log in %s ends at offset %" PRId64 " before its snapshot (%" PRId64
+                 "): not starting", dir, lo.leo, from);
+        sp_image_release(img);
+        return -1;
+    }
+    if (replay_log(img, from) != 0) {
+        sp_error("meta", "cannot replay the metadata log in %s: not starting (nothing was changed "
+                 "on disk)", dir);
+        sp_image_release(img);
+        return -1;
+    }
+    sp_plog_offsets(C.log, &lo);
+    img->offset = lo.leo - 1;
     sp_info("meta", "metadata loaded: %d topic%s (metadata log end offset %" PRId64 ")", img->ntopics,
-            img->ntopics == 1 ? "" : "s", C.log->leo);
+            img->ntopics == 1 ? "" : "s", lo.leo);
     for (int32_t i = 0; i < img->ntopics; i++) {
         const sp_topic_info_t *t = &img->topics[i];
         log_config_of(img, t, &lc);
         for (int32_t p = 0; p < t->npartitions; p++)
-            if (sp_logmgr_open_partition(t->name, t->id, p, &lc) != 0) {
+            if (sp_logmgr_open_partition(t->name, t->id, p, &lc, false) != 0) {
+                sp_error("meta", "cannot open partition %d of %s: not starting", p, t->name);
                 sp_image_release(img);
                 return -1;
             }
@@ -1137,8 +1319,10 @@ void sp_controller_stop(void)
         C.running = false;
     }
     if (C.log) {
-        sp_plog_flush(C.log);
-        sp_plog_close(C.log);
+        /* a metadata log that cannot be flushed and closed cleanly keeps
+         * its directory from a clean-shutdown marker */
+        if (sp_plog_flush(C.log) != 0 || sp_plog_close(C.log) != 0)
+            sp_logmgr_fail_dir(0, "the metadata log could not be closed cleanly");
         sp_plog_unref(C.log);
         C.log = NULL;
     }

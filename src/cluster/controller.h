@@ -67,6 +67,9 @@ typedef struct sp_ctl_topic {
     sp_uuid_t out_id;
     int32_t out_partitions;
     int16_t out_rf;
+    /* metadata thread: partitions [opened_from, opened_to) whose logs this
+     * operation created, abandoned if its metadata cannot be written */
+    int32_t opened_from, opened_to;
 } sp_ctl_topic_t;
 
 typedef struct sp_ctl_op {

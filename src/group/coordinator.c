@@ -399,7 +399,9 @@ static int16_t persist(const char *group, records_t *r, sp_req_t **reqs, void **
     d->log = log;
     d->w.offset = ar.last_offset;
     d->w.wake = on_durable;
-    if (sp_log_durable(&log->cfg)) {
+    sp_log_config_t lc;
+    sp_plog_config(log, &lc);
+    if (sp_log_durable(&lc)) {
         sp_plog_wait_flush(log, &d->w);
     } else {
         on_durable(&d->w, 0);

@@ -1,4 +1,5 @@
-/* logmgr.c - partition logs, flush thread, checkpoints (see logmgr.h). */
+/* logmgr.c - partition logs, flush and housekeeping threads, checkpoints
+ * (see logmgr.h). */
 #include "log/logmgr.h"
 
 #include <dirent.h>
@@ -10,14 +11,17 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "util/clock.h"
 #include "util/fsutil.h"
 #include "util/log.h"
 
 #define CLEAN_MARKER ".kafka_cleanshutdown"
-#define CHECKPOINT_INTERVAL_MS 60000
+#define FLUSH_CHECK_MS 1000          /* flush.ms / page-cache mode check */
+#define HOUSEKEEPING_TICK_MS 1000
+#define CHECKPOINT_MAX_BYTES (256 << 20)
+#define MAX_TOPIC_NAME 249
 
 typedef struct ckpt {
     char *topic;
@@ -30,127 +34,303 @@ typedef struct entry {
     int32_t partition;
     int dir;                  /* index in dirs */
     sp_plog_t *log;
+    int64_t ckpt_recovery;    /* the checkpoints read at start, kept for a */
+    int64_t ckpt_log_start;   /* log that failed to open (written back as is) */
 } entry_t;
 
 static struct {
     char **dirs;
     int ndirs;
     bool *clean;              /* per dir: the last stop was clean */
-    ckpt_t *ckpts;
+    _Atomic bool *offline;    /* per dir: a storage failure took it offline */
+    ckpt_t *ckpts;            /* sorted by (topic, partition) */
     int nckpts;
+    sp_fdcache_t *files;
     pthread_rwlock_t rw;      /* guards entries */
     entry_t *entries;         /* sorted by (topic, partition) */
     int nentries, capentries;
+    bool running;
     /* flush thread */
-    pthread_t thread;
+    pthread_t flusher;
     pthread_mutex_t qmu;
     pthread_cond_t qcv;
-    sp_plog_t *qhead;          /* kicked logs, linked by flush_next (qmu) */
-    sp_plog_t **batch;         /* the pass in progress (flush thread only) */
+    sp_plog_t *qhead;         /* kicked logs, linked by flush_next (qmu) */
+    sp_plog_t **batch;        /* the pass in progress (flush thread only) */
     int batch_cap;
-    bool stop, running;
-    bool ckpt_dirty;
-    int64_t retention_check_ms;
+    bool stop;
+    /* housekeeping thread (all under hmu) */
+    pthread_t keeper;
+    pthread_mutex_t hmu;
+    pthread_cond_t hcv;
+    bool hstop;
+    bool ckpt_dirty;          /* some offset moved since the last checkpoint */
+    bool ckpt_soon;           /* a log start moved: write at the start-offset interval */
+    bool deleted_pending;     /* -delete directories to remove */
+    int64_t retention_check_ms, checkpoint_ms, start_checkpoint_ms;
 } M = { .rw = PTHREAD_RWLOCK_INITIALIZER, .qmu = PTHREAD_MUTEX_INITIALIZER,
-        .qcv = PTHREAD_COND_INITIALIZER };
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
+        .qcv = PTHREAD_COND_INITIALIZER, .hmu = PTHREAD_MUTEX_INITIALIZER,
+        .hcv = PTHREAD_COND_INITIALIZER };
 
 /* ---- checkpoints ------------------------------------------------------- */
 
-static ckpt_t *ckpt_find(const char *topic, int32_t p)
+static int ckpt_cmp(const char *topic, int32_t p, const ckpt_t *c)
 {
-    for (int i = 0; i < M.nckpts; i++)
-        if (M.ckpts[i].partition == p && strcmp(M.ckpts[i].topic, topic) == 0)
-            return &M.ckpts[i];
+    int r = strcmp(topic, c->topic);
+    return r ? r : (p < c->partition ? -1 : p > c->partition);
+}
+
+static int ckpt_sort_cmp(const void *a, const void *b)
+{
+    const ckpt_t *x = a, *y = b;
+    return ckpt_cmp(x->topic, x->partition, y);
+}
+
+/* The checkpoints of topic-partition (O(log n)), or NULL. */
+static ckpt_t *ckpt_find(const char *topic, int32_t p)
+
+{
+    int lo = 0, hi = M.nckpts - 1;
+    while (lo <= hi) {
+        int mid = (lo + hi) / 2;
+        int c = ckpt_cmp(topic, p, &M.ckpts[mid]);
+        if (c == 0)
+            return &M.ckpts[mid];
+        if (c < 0)
+            hi = mid - 1;
+        else
+            lo = mid + 1;
+    }
     return NULL;
 }
 
-static void read_checkpoint(const char *dir, const char *name, int which)
+static bool name_ok(const char *s, size_t n)
 {
-    char path[4096], topic[512];
-    snprintf(path, sizeof(path), "%s/%s", dir, name);
-    FILE *f = fopen(path, "r");
-    int version, count;
-    if (!f)
-        return;
-    if (fscanf(f, "%d %d", &version, &count) != 2 || version != 0) {
-        sp_warn("log", "%s: unreadable checkpoint, ignored", path);
-        fclose(f);
-        return;
+    if (n == 0 || n > MAX_TOPIC_NAME)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-'))
+            return false;
     }
-    int32_t p;
-    long long off;
-    while (fscanf(f, "%511s %d %lld", topic, &p, &off) == 3) {
-        ckpt_t *c = ckpt_find(topic, p);
-        if (!c) {
-            ckpt_t *n = realloc(M.ckpts, sizeof(*n) * (size_t)(M.nckpts + 1));
-            if (!n)
-                break;
-            M.ckpts = n;
-            c = &M.ckpts[M.nckpts++];
-            c->topic = strdup(topic);
-            c->partition = p;
-            c->recovery = 0;
-            c->log_start = 0;
-        }
-        if (which == 0)
-            c->recovery = off;
-        else
-            c->log_start = off;
-    }
-    fclose(f);
+    return true;
 }
 
-/* Writes the three checkpoint files of every directory.  Flush thread or
- * shutdown. */
-static void write_checkpoints(void)
+/* Parses a decimal integer in [min, max] spanning exactly s[0..n). */
+static bool parse_int(const char *s, size_t n, int64_t min, int64_t max, int64_t *out)
 {
-    pthread_rwlock_rdlock(&M.rw);
-    for (int d = 0; d < M.ndirs; d++) {
-        static const char *names[] = { "recovery-point-offset-checkpoint",
-                                       "log-start-offset-checkpoint",
-                                       "replication-offset-checkpoint" };
-        for (int which = 0; which < 3; which++) {
-            size_t cap = 64, len = 0;
-            char *text = malloc(cap);
-            int count = 0;
-            for (int i = 0; i < M.nentries; i++)
-                if (M.entries[i].dir == d)
-                    count++;
-            if (!text)
-                continue;
-            len = (size_t)snprintf(text, cap, "0\n%d\n", count);
-            for (int i = 0; i < M.nentries; i++) {
-                entry_t *e = &M.entries[i];
-                if (e->dir != d)
-                    continue;
-                pthread_mutex_lock(&e->log->mu);
-                int64_t v = which == 0 ? e->log->flushed : which == 1 ? e->log->log_start
-                                                                      : atomic_load(&e->log->hw);
-                pthread_mutex_unlock(&e->log->mu);
-                size_t need = len + strlen(e->topic) + 48;
-                if (need > cap) {
-                    cap = need * 2;
-                    char *n = realloc(text, cap);
-                    if (!n)
-                        break;
-                    text = n;
-                }
-                len += (size_t)snprintf(text + len, cap - len, "%s %d %" PRId64 "\n", e->topic,
-                                        e->partition, v);
+    int64_t v = 0;
+    if (n == 0 || n > 19)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+        v = v * 10 + (s[i] - '0');
+    }
+    if (v < min || v > max)
+        return false;
+    *out = v;
+    return true;
+}
+
+/*
+ * Reads one checkpoint file strictly, as Kafka's CheckpointFile does:
+ * version 0, a count, then exactly that many "topic partition offset"
+ * lines with a valid topic name, partition and offset, and nothing else.
+ * A malformed file is ignored whole, with a message: recovery then scans
+ * from offset 0 (which) or keeps every segment (log start), both safe.
+ * which: 0 recovery points, 1 log starts.  Start-up only.
+ */
+static void read_checkpoint(const char *dir, const char *name, int which)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return;
+    char *text = malloc(CHECKPOINT_MAX_BYTES + 1);
+    size_t len = text ? fread(text, 1, CHECKPOINT_MAX_BYTES + 1, f) : 0;
+    fclose(f);
+    if (!text)
+        return;
+    const char *why = NULL;
+    int line = 0;
+    ckpt_t *got = NULL;
+    int64_t count = 0, n = 0;
+    if (len > CHECKPOINT_MAX_BYTES) {
+        why = "too large";
+        goto bad;
+    }
+    text[len] = 0;
+    char *p = text, *end = text + len;
+    for (line = 1; p < end; line++) {
+        char *nl = memchr(p, '\n', (size_t)(end - p));
+        if (!nl) {
+            why = "the last line has no newline";
+            goto bad;
+        }
+        size_t ll = (size_t)(nl - p);
+        int64_t v;
+        if (line == 1) {
+            if (!parse_int(p, ll, 0, 0, &v)) {
+                why = "unknown version";
+                goto bad;
             }
-            if (sp_write_file_atomic(M.dirs[d], names[which], text, len) != 0)
-                sp_error("log", "cannot write %s/%s: %s", M.dirs[d], names[which], strerror(errno));
-            free(text);
+        } else if (line == 2) {
+            if (!parse_int(p, ll, 0, 10000000, &count)) {
+                why = "bad entry count";
+                goto bad;
+            }
+            got = count ? calloc((size_t)count, sizeof(*got)) : NULL;
+            if (count && !got) {
+                why = "out of memory";
+                goto bad;
+            }
+        } else {
+            char *s1 = memchr(p, ' ', ll), *s2 = s1 ? memchr(s1 + 1, ' ', (size_t)(nl - s1 - 1)) : NULL;
+            int64_t part, off;
+            if (n >= count) {
+                why = "more entries than its count";
+                goto bad;
+            }
+            if (!s1 || !s2 || !name_ok(p, (size_t)(s1 - p)) ||
+                !parse_int(s1 + 1, (size_t)(s2 - s1 - 1), 0, INT32_MAX, &part) ||
+                !parse_int(s2 + 1, (size_t)(nl - s2 - 1), 0, INT64_MAX, &off)) {
+                why = "a malformed entry";
+                goto bad;
+            }
+            got[n].topic = strndup(p, (size_t)(s1 - p));
+            got[n].partition = (int32_t)part;
+            got[n].recovery = which == 0 ? off : -1;
+            got[n].log_start = which == 1 ? off : -1;
+            if (!got[n].topic) {
+                why = "out of memory";
+                goto bad;
+            }
+            n++;
+        }
+        p = nl + 1;
+    }
+    if (line <= 2 || n != count) {
+        why = "fewer entries than its count";
+        goto bad;
+    }
+    /* kept unsorted until both files are read (merge_checkpoints) */
+    ckpt_t *nc = n ? realloc(M.ckpts, sizeof(*nc) * (size_t)(M.nckpts + n)) : M.ckpts;
+    if (n && !nc) {
+        why = "out of memory";
+        goto bad;
+    }
+    M.ckpts = nc;
+    memcpy(M.ckpts + M.nckpts, got, sizeof(*got) * (size_t)n);
+    M.nckpts += (int)n;
+    free(got);
+    free(text);
+    return;
+bad:
+    sp_error("log", "%s: malformed checkpoint file (%s, line %d): ignored whole; %s", path, why, line,
+             which == 0 ? "partitions of this directory are recovered from offset 0"
+                        : "log start offsets come from the first segments");
+    for (int64_t i = 0; i < n; i++)
+        free(got[i].topic);
+    free(got);
+    free(text);
+}
+
+/* Sorts what read_checkpoint gathered and merges the entries of one
+ * partition (a recovery point from one file, a log start from the other;
+ * -1 = not given, read as 0).  O(n log n) at start. */
+static void merge_checkpoints(void)
+{
+    if (M.nckpts == 0)
+        return;
+    qsort(M.ckpts, (size_t)M.nckpts, sizeof(*M.ckpts), ckpt_sort_cmp);
+    int out = 0;
+    for (int i = 0; i < M.nckpts; i++) {
+        ckpt_t *c = &M.ckpts[i];
+        if (out > 0 && ckpt_cmp(c->topic, c->partition, &M.ckpts[out - 1]) == 0) {
+            ckpt_t *k = &M.ckpts[out - 1];
+            if (c->recovery >= 0)
+                k->recovery = c->recovery;
+            if (c->log_start >= 0)
+                k->log_start = c->log_start;
+            free(c->topic);
+            continue;
+        }
+        M.ckpts[out++] = *c;
+    }
+    M.nckpts = out;
+    for (int i = 0; i < M.nckpts; i++) {
+        if (M.ckpts[i].recovery < 0)
+            M.ckpts[i].recovery = 0;
+        if (M.ckpts[i].log_start < 0)
+            M.ckpts[i].log_start = 0;
+    }
+}
+
+/* Writes the three checkpoint files of every directory that is online.
+ * The values are taken under the registry lock; the files are written
+ * after it is released.  Housekeeping thread or shutdown.  Returns the
+ * number of directories whose files could not be written. */
+static int write_checkpoints(bool *dir_ok)
+{
+    static const char *names[] = { "recovery-point-offset-checkpoint", "log-start-offset-checkpoint",
+                                   "replication-offset-checkpoint" };
+    int failed = 0;
+    for (int d = 0; d < M.ndirs; d++) {
+        if (atomic_load(&M.offline[d])) {
+            if (dir_ok)
+                dir_ok[d] = false;
+            continue;
+        }
+        char *text[3] = { NULL, NULL, NULL };
+        size_t len[3] = { 0, 0, 0 }, cap[3] = { 0, 0, 0 };
+        bool oom = false;
+        pthread_rwlock_rdlock(&M.rw);
+        int count = 0;
+        for (int i = 0; i < M.nentries; i++)
+            count += M.entries[i].dir == d;
+        for (int w = 0; w < 3; w++) {
+            cap[w] = 32 + (size_t)count * 300;
+            text[w] = malloc(cap[w]);
+            if (!text[w])
+                oom = true;
+            else
+                len[w] = (size_t)snprintf(text[w], cap[w], "0\n%d\n", count);
+        }
+        for (int i = 0; i < M.nentries && !oom; i++) {
+            entry_t *e = &M.entries[i];
+            if (e->dir != d)
+                continue;
+            sp_log_offsets_t o;
+            sp_plog_offsets(e->log, &o);
+            int64_t v[3] = { o.flushed, o.log_start, o.hw };
+            if (o.failed) { /* keep what the files said: nothing newer is known durable */
+                v[0] = e->ckpt_recovery;
+                v[1] = e->ckpt_log_start;
+                v[2] = e->ckpt_recovery;
+            }
+            for (int w = 0; w < 3; w++)
+                len[w] += (size_t)snprintf(text[w] + len[w], cap[w] - len[w], "%s %d %" PRId64 "\n",
+                                           e->topic, e->partition, v[w]);
+        }
+        pthread_rwlock_unlock(&M.rw);
+        bool ok = !oom;
+        for (int w = 0; w < 3 && ok; w++) {
+            if (sp_write_file_atomic(M.dirs[d], names[w], text[w], len[w]) != 0) {
+                sp_error("log", "cannot write %s/%s: %s", M.dirs[d], names[w], strerror(errno));
+                ok = false;
+            }
+        }
+        for (int w = 0; w < 3; w++)
+            free(text[w]);
+        if (!ok) {
+            failed++;
+            if (dir_ok)
+                dir_ok[d] = false;
         }
     }
-    pthread_rwlock_unlock(&M.rw);
+    return failed;
 }
 
 /* ---- background removal ------------------------------------------------ */
@@ -196,6 +376,47 @@ static void remove_deleted_dirs(void)
     }
 }
 
+/* ---- directory failure --------------------------------------------------- */
+
+static int dir_of(const sp_plog_t *l)
+{
+    for (int d = 0; d < M.ndirs; d++) {
+        size_t n = strlen(M.dirs[d]);
+        if (strncmp(l->dir, M.dirs[d], n) == 0 && l->dir[n] == '/' && !strchr(l->dir + n + 1, '/'))
+            return d;
+    }
+    return -1;
+}
+
+/* Takes directory d offline: every log in it goes FAILED. */
+static void fail_dir(int d, const char *why)
+{
+    bool was = false;
+    if (d < 0 || d >= M.ndirs || !atomic_compare_exchange_strong(&M.offline[d], &was, true))
+        return;
+    sp_error("log", "log directory %s is offline: %s; its partitions answer KAFKA_STORAGE_ERROR "
+             "and it gets no clean-shutdown marker", M.dirs[d], why);
+    pthread_rwlock_rdlock(&M.rw);
+    for (int i = 0; i < M.nentries; i++)
+        if (M.entries[i].dir == d)
+            sp_plog_fail(M.entries[i].log, "its log directory went offline", 0);
+    pthread_rwlock_unlock(&M.rw);
+}
+
+/* plog hook: l failed on an I/O error. */
+static void on_log_failed(void *ctx, sp_plog_t *l, int err)
+{
+    (void)ctx;
+    (void)err;
+    fail_dir(dir_of(l), "a write or fsync failed");
+}
+
+static void on_log_kick(void *ctx, sp_plog_t *l)
+{
+    (void)ctx;
+    sp_flusher_kick(l);
+}
+
 /* ---- flush thread ------------------------------------------------------ */
 
 void sp_flusher_kick(sp_plog_t *l)
@@ -208,29 +429,34 @@ void sp_flusher_kick(sp_plog_t *l)
         M.qhead = l;
         pthread_cond_signal(&M.qcv);
     }
-    M.ckpt_dirty = true;
     pthread_mutex_unlock(&M.qmu);
+    pthread_mutex_lock(&M.hmu);
+    M.ckpt_dirty = true;
+    pthread_mutex_unlock(&M.hmu);
+}
+
+static void timed_wait(pthread_cond_t *cv, pthread_mutex_t *mu, int64_t ms)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += ms / 1000;
+    until.tv_nsec += (ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(cv, mu, &until);
 }
 
 static void *flusher_main(void *arg)
 {
-    int64_t last_check = now_ms(), last_ckpt = now_ms(), last_retention = now_ms();
-    bool deleted_dirs = true;
+    int64_t last_check = sp_mono_ms();
     (void)arg;
     pthread_setname_np(pthread_self(), "spool-flush");
     for (;;) {
         pthread_mutex_lock(&M.qmu);
-        while (!M.qhead && !M.stop) {
-            struct timespec until;
-            clock_gettime(CLOCK_REALTIME, &until);
-            until.tv_nsec += 200 * 1000000L;
-            if (until.tv_nsec >= 1000000000L) {
-                until.tv_sec++;
-                until.tv_nsec -= 1000000000L;
-            }
-            if (pthread_cond_timedwait(&M.qcv, &M.qmu, &until) == ETIMEDOUT)
-                break;
-        }
+        if (!M.qhead && !M.stop)
+            timed_wait(&M.qcv, &M.qmu, FLUSH_CHECK_MS / 5);
         /* Take the whole queue into a private array before letting go of
          * the lock.  Once flush_queued is cleared, a kick may queue the same
          * log again and rewrite its flush_next link: walking the old list
@@ -255,7 +481,6 @@ static void *flusher_main(void *arg)
             M.batch[taken++] = l;
         }
         bool stop = M.stop && !M.qhead;
-        bool ckpt_dirty = M.ckpt_dirty;
         pthread_mutex_unlock(&M.qmu);
 
         /* one pass: every kicked log synced, waiters of all completed */
@@ -263,41 +488,14 @@ static void *flusher_main(void *arg)
             sp_plog_flush(M.batch[i]);
             sp_plog_unref(M.batch[i]);
         }
-        int64_t now = now_ms();
-        if (now - last_check >= 1000) { /* flush.ms and page-cache mode */
+        int64_t now = sp_mono_ms();
+        if (now - last_check >= FLUSH_CHECK_MS) { /* flush.ms and page-cache mode */
             last_check = now;
             pthread_rwlock_rdlock(&M.rw);
             for (int i = 0; i < M.nentries; i++)
                 if (sp_plog_flush_due(M.entries[i].log, now))
                     sp_flusher_kick(M.entries[i].log);
             pthread_rwlock_unlock(&M.rw);
-            if (deleted_dirs) {
-                remove_deleted_dirs();
-                deleted_dirs = false;
-            }
-        }
-        if (now - last_retention >= M.retention_check_ms) {
-            int deleted = 0;
-            last_retention = now;
-            pthread_rwlock_rdlock(&M.rw);
-            for (int i = 0; i < M.nentries; i++)
-                deleted += sp_plog_retention(M.entries[i].log, now);
-            pthread_rwlock_unlock(&M.rw);
-            if (deleted) {
-                pthread_mutex_lock(&M.qmu);
-                M.ckpt_dirty = true;
-                pthread_mutex_unlock(&M.qmu);
-                ckpt_dirty = true;
-                last_ckpt = 0; /* the new log starts are written now */
-            }
-        }
-        if (ckpt_dirty && now - last_ckpt >= CHECKPOINT_INTERVAL_MS) {
-            last_ckpt = now;
-            pthread_mutex_lock(&M.qmu);
-            M.ckpt_dirty = false;
-            deleted_dirs = true;
-            pthread_mutex_unlock(&M.qmu);
-            write_checkpoints();
         }
         if (stop)
             break;
@@ -305,36 +503,119 @@ static void *flusher_main(void *arg)
     return NULL;
 }
 
+/* ---- housekeeping thread -------------------------------------------------- */
+
+static void *keeper_main(void *arg)
+{
+    int64_t last_ckpt = sp_mono_ms(), last_retention = sp_mono_ms(), last_start = sp_mono_ms();
+    (void)arg;
+    pthread_setname_np(pthread_self(), "spool-keeper");
+    pthread_mutex_lock(&M.hmu);
+    while (!M.hstop) {
+        timed_wait(&M.hcv, &M.hmu, HOUSEKEEPING_TICK_MS);
+        if (M.hstop)
+            break;
+        bool deleted = M.deleted_pending;
+        M.deleted_pending = false;
+        pthread_mutex_unlock(&M.hmu);
+
+        if (deleted)
+            remove_deleted_dirs();
+        int64_t now = sp_mono_ms();
+        int dropped = 0;
+        if (now - last_retention >= M.retention_check_ms) {
+            last_retention = now;
+            int64_t wall = sp_wall_ms();
+            pthread_rwlock_rdlock(&M.rw);
+            int n = M.nentries;
+            sp_plog_t **logs = malloc(sizeof(*logs) * (size_t)(n ? n : 1));
+            for (int i = 0; logs && i < n; i++) {
+                logs[i] = M.entries[i].log;
+                sp_plog_ref(logs[i]);
+            }
+            pthread_rwlock_unlock(&M.rw);
+            for (int i = 0; logs && i < n; i++) {
+                dropped += sp_plog_retention(logs[i], wall);
+                sp_plog_unref(logs[i]);
+            }
+            free(logs);
+        }
+
+        pthread_mutex_lock(&M.hmu);
+        if (dropped)
+            M.ckpt_soon = true; /* the new log starts */
+        bool due = M.ckpt_dirty && now - last_ckpt >= M.checkpoint_ms;
+        due |= M.ckpt_soon && now - last_start >= M.start_checkpoint_ms;
+        due |= dropped > 0; /* retention moved log starts: written at once */
+        if (due) {
+            M.ckpt_dirty = M.ckpt_soon = false;
+            pthread_mutex_unlock(&M.hmu);
+            write_checkpoints(NULL);
+            last_ckpt = last_start = now;
+            pthread_mutex_lock(&M.hmu);
+        }
+    }
+    pthread_mutex_unlock(&M.hmu);
+    return NULL;
+}
+
+/* Housekeeping wanted: log starts moved (write checkpoints at the
+ * start-offset interval) and/or -delete directories to remove. */
+static void keeper_poke(bool starts, bool deleted)
+{
+    pthread_mutex_lock(&M.hmu);
+    M.ckpt_soon |= starts;
+    M.ckpt_dirty = true;
+    M.deleted_pending |= deleted;
+    pthread_cond_signal(&M.hcv);
+    pthread_mutex_unlock(&M.hmu);
+}
+
 /* ---- start ------------------------------------------------------------- */
 
-int sp_logmgr_start(char *const *dirs, int ndirs, int64_t retention_check_ms)
+int sp_logmgr_start(const sp_logmgr_opts_t *o)
 {
-    M.retention_check_ms = retention_check_ms > 0 ? retention_check_ms : 300000;
-    M.dirs = calloc((size_t)ndirs, sizeof(char *));
-    M.clean = calloc((size_t)ndirs, sizeof(bool));
-    if (!M.dirs || !M.clean)
+    M.retention_check_ms = o->retention_check_ms > 0 ? o->retention_check_ms : 300000;
+    M.checkpoint_ms = o->checkpoint_ms > 0 ? o->checkpoint_ms : 60000;
+    M.start_checkpoint_ms = o->start_checkpoint_ms > 0 ? o->start_checkpoint_ms : 60000;
+    M.dirs = calloc((size_t)o->ndirs, sizeof(char *));
+    M.clean = calloc((size_t)o->ndirs, sizeof(bool));
+    M.offline = calloc((size_t)o->ndirs, sizeof(*M.offline));
+    M.files = sp_fdcache_new(o->max_open_files);
+    if (!M.dirs || !M.clean || !M.offline || !M.files)
         return -1;
-    M.ndirs = ndirs;
-    for (int d = 0; d < ndirs; d++) {
+    M.ndirs = o->ndirs;
+    for (int d = 0; d < o->ndirs; d++) {
         char path[4096];
-        M.dirs[d] = strdup(dirs[d]);
-        read_checkpoint(dirs[d], "recovery-point-offset-checkpoint", 0);
-        read_checkpoint(dirs[d], "log-start-offset-checkpoint", 1);
-        snprintf(path, sizeof(path), "%s/%s", dirs[d], CLEAN_MARKER);
+        M.dirs[d] = strdup(o->dirs[d]);
+        read_checkpoint(o->dirs[d], "recovery-point-offset-checkpoint", 0);
+        read_checkpoint(o->dirs[d], "log-start-offset-checkpoint", 1);
+        merge_checkpoints();
+        snprintf(path, sizeof(path), "%s/%s", o->dirs[d], CLEAN_MARKER);
         M.clean[d] = access(path, F_OK) == 0;
         if (M.clean[d]) {
             /* from now on a crash must be noticed: the marker goes first */
-            if (unlink(path) != 0 || sp_fsync_dir(dirs[d]) != 0) {
+            if (unlink(path) != 0 || sp_fsync_dir(o->dirs[d]) != 0) {
                 sp_error("log", "cannot remove %s: %s", path, strerror(errno));
                 return -1;
             }
         } else {
             sp_info("log", "%s: no clean-shutdown marker: partitions will be recovered from their recovery points",
-                    dirs[d]);
+                    o->dirs[d]);
         }
     }
     M.running = true;
-    if (pthread_create(&M.thread, NULL, flusher_main, NULL) != 0) {
+    M.deleted_pending = true; /* leftovers of a previous run */
+    if (pthread_create(&M.flusher, NULL, flusher_main, NULL) != 0) {
+        M.running = false;
+        return -1;
+    }
+    if (pthread_create(&M.keeper, NULL, keeper_main, NULL) != 0) {
+        pthread_mutex_lock(&M.qmu);
+        M.stop = true;
+        pthread_cond_signal(&M.qcv);
+        pthread_mutex_unlock(&M.qmu);
+        pthread_join(M.flusher, NULL);
         M.running = false;
         return -1;
     }
@@ -385,8 +666,30 @@ sp_plog_t *sp_logmgr_get(const char *topic, int32_t topic_len, int32_t partition
     return l;
 }
 
+/* A unique name beside path with the given suffix ("delete", "stray"). */
+static int aside_name(char *out, size_t cap, const char *path, const char *suffix)
+{
+    static _Atomic unsigned long long seq; /* any thread: atomic */
+    unsigned long long n = atomic_fetch_add(&seq, 1) + 1;
+    int w = snprintf(out, cap, "%s.%llx%llx-%s", path, (unsigned long long)sp_wall_ms(), n, suffix);
+    return w > 0 && (size_t)w < cap ? 0 : -1;
+}
+
+/* Renames a partition directory aside as -stray (data kept).  0 or -1. */
+static int set_aside(int d, const char *from, const char *why)
+{
+    char to[4096];
+    if (aside_name(to, sizeof(to), from, "stray") != 0 || rename(from, to) != 0) {
+        sp_error("log", "cannot set %s aside: %s", from, strerror(errno));
+        return -1;
+    }
+    sp_warn("log", "%s %s: set aside as %s (its data is kept; move it back to use it)", from, why, to);
+    sp_fsync_dir(M.dirs[d]);
+    return 0;
+}
+
 int sp_logmgr_open_partition(const char *topic, sp_uuid_t topic_id, int32_t partition,
-                             const sp_log_config_t *cfg)
+                             const sp_log_config_t *cfg, bool fresh)
 {
     char path[4096];
     int dir = -1;
@@ -398,15 +701,21 @@ int sp_logmgr_open_partition(const char *topic, sp_uuid_t topic_id, int32_t part
         return 0;
     for (int d = 0; d < M.ndirs && dir < 0; d++) {
         snprintf(path, sizeof(path), "%s/%s-%d", M.dirs[d], topic, partition);
-        if (stat(path, &st) == 0)
-            dir = d;
+        if (stat(path, &st) == 0) {
+            if (fresh && set_aside(d, path, "is in the way of a new topic") != 0)
+                return -1;
+            if (!fresh)
+                dir = d;
+        }
     }
     bool create = dir < 0;
-    if (create) { /* the directory holding the fewest partitions */
-        int best = 0, bestn = -1;
+    if (create) { /* the online directory holding the fewest partitions */
+        int best = -1, bestn = -1;
         pthread_rwlock_rdlock(&M.rw);
         for (int d = 0; d < M.ndirs; d++) {
             int n = 0;
+            if (atomic_load(&M.offline[d]))
+                continue;
             for (int k = 0; k < M.nentries; k++)
                 n += M.entries[k].dir == d;
             if (bestn < 0 || n < bestn) {
@@ -415,14 +724,33 @@ int sp_logmgr_open_partition(const char *topic, sp_uuid_t topic_id, int32_t part
             }
         }
         pthread_rwlock_unlock(&M.rw);
+        if (best < 0) {
+            sp_error("log", "no log directory is online for %s-%d", topic, partition);
+            return -1;
+        }
         dir = best;
         snprintf(path, sizeof(path), "%s/%s-%d", M.dirs[dir], topic, partition);
     }
-    ckpt_t *c = ckpt_find(topic, partition);
-    sp_plog_t *l = sp_plog_open(path, topic, partition, topic_id, cfg, create, M.clean[dir],
-                                c ? c->recovery : 0, c ? c->log_start : 0);
+    ckpt_t *c = fresh ? NULL : ckpt_find(topic, partition);
+    sp_plog_open_opts_t o;
+    memset(&o, 0, sizeof(o));
+    o.dir = path;
+    o.topic = topic;
+    o.partition = partition;
+    o.topic_id = topic_id;
+    o.cfg = cfg;
+    o.create = create;
+    o.clean = M.clean[dir];
+    o.recovery_point = c ? c->recovery : 0;
+    o.log_start = c ? c->log_start : 0;
+    o.files = M.files;
+    o.hooks.kick = on_log_kick;
+    o.hooks.failed = on_log_failed;
+    sp_plog_t *l = sp_plog_open(&o);
     if (!l)
         return -1;
+    if (atomic_load(&M.offline[dir]))
+        sp_plog_fail(l, "its log directory is offline", 0);
     pthread_rwlock_wrlock(&M.rw);
     i = entry_search(topic, (int32_t)strlen(topic), partition);
     if (i >= 0) { /* raced with another open: keep the first */
@@ -442,11 +770,19 @@ int sp_logmgr_open_partition(const char *topic, sp_uuid_t topic_id, int32_t part
         M.entries = n;
         M.capentries = cap;
     }
+    char *name = strdup(topic);
+    if (!name) {
+        pthread_rwlock_unlock(&M.rw);
+        sp_plog_unref(l);
+        return -1;
+    }
     memmove(&M.entries[i + 1], &M.entries[i], sizeof(entry_t) * (size_t)(M.nentries - i));
-    M.entries[i].topic = strdup(topic);
+    M.entries[i].topic = name;
     M.entries[i].partition = partition;
     M.entries[i].dir = dir;
     M.entries[i].log = l;
+    M.entries[i].ckpt_recovery = o.recovery_point;
+    M.entries[i].ckpt_log_start = o.log_start;
     M.nentries++;
     pthread_rwlock_unlock(&M.rw);
     if (create)
@@ -454,19 +790,31 @@ int sp_logmgr_open_partition(const char *topic, sp_uuid_t topic_id, int32_t part
     return 0;
 }
 
+/* Renames e's directory for background removal and drops the entry's
+ * reference.  rw held for writing. */
 static void retire(entry_t *e)
 {
     char to[4096];
-    static unsigned long long seq;
     sp_plog_mark_deleted(e->log);
-    if (snprintf(to, sizeof(to), "%s.%llx%llx-delete", e->log->dir, (unsigned long long)now_ms(), ++seq) >= (int)sizeof(to))
-        to[0] = 0;
-    if (!to[0] || rename(e->log->dir, to) != 0)
+    if (aside_name(to, sizeof(to), e->log->dir, "delete") != 0 || rename(e->log->dir, to) != 0)
         sp_error("log", "cannot rename %s for deletion: %s", e->log->dir, strerror(errno));
     else
         sp_fsync_dir(M.dirs[e->dir]);
     sp_plog_unref(e->log);
     free(e->topic);
+}
+
+void sp_logmgr_abandon_partition(const char *topic, int32_t partition)
+{
+    pthread_rwlock_wrlock(&M.rw);
+    int i = entry_search(topic, (int32_t)strlen(topic), partition);
+    if (i >= 0) {
+        retire(&M.entries[i]);
+        memmove(&M.entries[i], &M.entries[i + 1], sizeof(entry_t) * (size_t)(M.nentries - i - 1));
+        M.nentries--;
+    }
+    pthread_rwlock_unlock(&M.rw);
+    keeper_poke(false, true);
 }
 
 void sp_logmgr_delete_topic(const char *topic)
@@ -483,28 +831,21 @@ void sp_logmgr_delete_topic(const char *topic)
     }
     M.nentries = out;
     pthread_rwlock_unlock(&M.rw);
-    pthread_mutex_lock(&M.qmu);
-    M.ckpt_dirty = true;
-    pthread_cond_signal(&M.qcv);
-    pthread_mutex_unlock(&M.qmu);
+    keeper_poke(false, true);
 }
 
 void sp_logmgr_set_config(const char *topic, const sp_log_config_t *cfg)
 {
     pthread_rwlock_rdlock(&M.rw);
-    for (int i = 0; i < M.nentries; i++) {
-        if (strcmp(M.entries[i].topic, topic) != 0)
-            continue;
-        sp_plog_t *l = M.entries[i].log;
-        pthread_mutex_lock(&l->mu);
-        l->cfg = *cfg;
-        pthread_mutex_unlock(&l->mu);
-    }
+    for (int i = 0; i < M.nentries; i++)
+        if (strcmp(M.entries[i].topic, topic) == 0)
+            sp_plog_set_config(M.entries[i].log, cfg);
     pthread_rwlock_unlock(&M.rw);
 }
 
 void sp_logmgr_sweep(bool (*keep)(const char *topic, int32_t partition, void *ctx), void *ctx)
 {
+    int aside = 0;
     for (int d = 0; d < M.ndirs; d++) {
         DIR *dir = opendir(M.dirs[d]);
         struct dirent *e;
@@ -522,21 +863,32 @@ void sp_logmgr_sweep(bool (*keep)(const char *topic, int32_t partition, void *ct
             snprintf(topic, sizeof(topic), "%.*s", (int)(dash - e->d_name), e->d_name);
             if (strcmp(topic, "__cluster_metadata") == 0 || keep(topic, (int32_t)p, ctx))
                 continue;
-            char from[4096], to[4096];
+            char from[4096];
             snprintf(from, sizeof(from), "%s/%s", M.dirs[d], e->d_name);
-            if (snprintf(to, sizeof(to), "%s.%llx-delete", from, (unsigned long long)now_ms()) >= (int)sizeof(to))
-                continue;
-            sp_info("log", "%s belongs to no topic in the metadata: removing it", from);
-            if (rename(from, to) == 0)
-                sp_fsync_dir(M.dirs[d]);
+            if (set_aside(d, from, "belongs to no topic in the metadata") == 0)
+                aside++;
         }
         closedir(dir);
     }
+    if (aside)
+        sp_warn("log", "%d partition director%s matched no topic of the metadata and were set aside "
+                "as -stray, not deleted: if the metadata was lost or restored from an older copy, "
+                "stop the broker, restore it, and rename them back", aside, aside == 1 ? "y" : "ies");
 }
 
 bool sp_logmgr_was_clean(int i)
 {
     return i >= 0 && i < M.ndirs && M.clean[i];
+}
+
+bool sp_logmgr_dir_offline(int i)
+{
+    return i >= 0 && i < M.ndirs && atomic_load(&M.offline[i]);
+}
+
+sp_fdcache_t *sp_logmgr_files(void)
+{
+    return M.files;
 }
 
 int sp_logmgr_dirs(const char *const **dirs)
@@ -555,7 +907,21 @@ int64_t sp_plog_size(sp_plog_t *l)
     return total;
 }
 
-void sp_logmgr_shutdown(void)
+/* Writes and syncs the clean-shutdown marker of directory d. */
+static void write_marker(int d)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/%s", M.dirs[d], CLEAN_MARKER);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0 || sp_fsync(fd) != 0)
+        sp_error("log", "cannot write %s: %s", path, strerror(errno));
+    if (fd >= 0)
+        close(fd);
+    if (sp_fsync_dir(M.dirs[d]) != 0)
+        sp_error("log", "cannot sync %s: %s", M.dirs[d], strerror(errno));
+}
+
+void sp_logmgr_shutdown(bool clean)
 {
     if (!M.running)
         return;
@@ -563,26 +929,41 @@ void sp_logmgr_shutdown(void)
     M.stop = true;
     pthread_cond_signal(&M.qcv);
     pthread_mutex_unlock(&M.qmu);
-    pthread_join(M.thread, NULL);
+    pthread_join(M.flusher, NULL);
+    pthread_mutex_lock(&M.hmu);
+    M.hstop = true;
+    pthread_cond_signal(&M.hcv);
+    pthread_mutex_unlock(&M.hmu);
+    pthread_join(M.keeper, NULL);
     M.running = false;
-    /* final flush of everything, then checkpoints, then the marker */
-    pthread_rwlock_wrlock(&M.rw);
-    for (int i = 0; i < M.nentries; i++) {
-        sp_plog_flush(M.entries[i].log);
-        sp_plog_close(M.entries[i].log);
-    }
+    /* final flush of everything and the index files, then checkpoints,
+     * then the marker of each directory where all of it succeeded; the
+     * logs are taken out of the registry first, so that a failure (which
+     * takes a directory offline through the registry) never deadlocks */
+    bool *dir_ok = calloc((size_t)(M.ndirs ? M.ndirs : 1), sizeof(bool));
+    for (int d = 0; dir_ok && d < M.ndirs; d++)
+        dir_ok[d] = clean && !atomic_load(&M.offline[d]);
+    pthread_rwlock_rdlock(&M.rw);
+    int n = M.nentries;
+    entry_t *snap = malloc(sizeof(*snap) * (size_t)(n ? n : 1));
+    if (snap)
+        memcpy(snap, M.entries, sizeof(*snap) * (size_t)n);
     pthread_rwlock_unlock(&M.rw);
-    write_checkpoints();
-    for (int d = 0; d < M.ndirs; d++) {
-        char path[4096];
-        snprintf(path, sizeof(path), "%s/%s", M.dirs[d], CLEAN_MARKER);
-        int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-        if (fd < 0 || fsync(fd) != 0)
-            sp_error("log", "cannot write %s: %s", path, strerror(errno));
-        if (fd >= 0)
-            close(fd);
-        sp_fsync_dir(M.dirs[d]);
+    for (int i = 0; snap && i < n; i++) {
+        bool ok = sp_plog_flush(snap[i].log) == 0 && sp_plog_close(snap[i].log) == 0;
+        if (!ok && dir_ok)
+            dir_ok[snap[i].dir] = false;
     }
+    write_checkpoints(dir_ok);
+    for (int d = 0; d < M.ndirs; d++) {
+        if (dir_ok && dir_ok[d] && snap && !atomic_load(&M.offline[d]))
+            write_marker(d);
+        else if (clean)
+            sp_warn("log", "%s: no clean-shutdown marker (a storage failure or a failed final flush): "
+                    "the next start recovers its partitions", M.dirs[d]);
+    }
+    free(snap);
+    free(dir_ok);
     pthread_rwlock_wrlock(&M.rw);
     for (int i = 0; i < M.nentries; i++) {
         sp_plog_unref(M.entries[i].log);
@@ -601,8 +982,16 @@ void sp_logmgr_shutdown(void)
         free(M.dirs[d]);
     free(M.dirs);
     free(M.clean);
+    free(M.offline);
     M.dirs = NULL;
     free(M.batch);
     M.batch = NULL;
     M.batch_cap = 0;
+    sp_fdcache_free(M.files);
+    M.files = NULL;
+}
+
+void sp_logmgr_fail_dir(int d, const char *why)
+{
+    fail_dir(d, why);
 }

@@ -1,6 +1,8 @@
 /*
  * logmgr.h - the partition logs of this broker, their directories, the
- * flush thread (group commit) and the per-directory checkpoint files.
+ * flush thread (group commit), the housekeeping thread (retention,
+ * checkpoints, removal of deleted topics) and the per-directory
+ * checkpoint files.
  *
  * Per log directory (Kafka's files):
  *   .kafka_cleanshutdown            present only between a clean stop and
@@ -10,33 +12,57 @@
  *   replication-offset-checkpoint   per partition: high watermark
  *   <topic>-<p>/                    one partition log (plog.h)
  *   <topic>-<p>.<id>-delete/        a deleted partition, removed in the
- *                                   background by the flush thread
+ *                                   background by the housekeeping thread
+ *   <topic>-<p>.<id>-stray/         a directory that matched no topic at
+ *                                   start: set aside, never deleted
  * Checkpoint files: "0\n<count>\n<topic> <partition> <offset>\n...",
- * replaced atomically (fsutil.h).
+ * replaced atomically (fsutil.h).  A malformed one is ignored whole (and
+ * logged): recovery then scans from offset 0, which is always safe.
+ *
+ * A directory goes offline (Kafka's log dir failure) when a write or
+ * fsync of any log in it fails: every log in it goes FAILED (plog.h
+ * invariant 6), its checkpoints are no longer written, and it gets no
+ * clean-shutdown marker.  DescribeLogDirs reports it with
+ * KAFKA_STORAGE_ERROR.
  *
  * Threads: lookups from any thread (read lock); creation and deletion from
- * the metadata thread; flushes, checkpoints and directory removal on the
- * flush thread.  Group commit: appends kick the flush thread, which syncs
- * every kicked log in one pass, so one pass covers many requests and
- * partitions.
+ * the metadata thread; flushes on the flush thread only, so acks=all never
+ * waits behind an unlink; retention, checkpoints and directory removal on
+ * the housekeeping thread.  Group commit: appends kick the flush thread,
+ * which syncs every kicked log in one pass, so one pass covers many
+ * requests and partitions.
  */
 #ifndef SP_LOG_LOGMGR_H
 #define SP_LOG_LOGMGR_H
 
 #include <stdbool.h>
 
+#include "log/fdcache.h"
 #include "log/plog.h"
 
+typedef struct sp_logmgr_opts {
+    char *const *dirs;
+    int ndirs;
+    int64_t retention_check_ms;   /* log.retention.check.interval.ms */
+    int64_t checkpoint_ms;        /* log.flush.offset.checkpoint.interval.ms */
+    int64_t start_checkpoint_ms;  /* log.flush.start.offset.checkpoint.interval.ms */
+    int max_open_files;           /* segment fds kept open (fdcache.h) */
+} sp_logmgr_opts_t;
+
 /* Opens the log directories: reads checkpoints, notes whether the last
- * stop was clean, removes the clean-shutdown marker, starts the flush
- * thread (which also applies retention every retention_check_ms,
- * log.retention.check.interval.ms).  0 or -1 (logged). */
-int sp_logmgr_start(char *const *dirs, int ndirs, int64_t retention_check_ms);
+ * stop was clean, removes the clean-shutdown marker, starts the flush and
+ * housekeeping threads.  0 or -1 (logged). */
+int sp_logmgr_start(const sp_logmgr_opts_t *o);
 
 /* Opens (recovering as needed) or creates the log of topic-partition and
- * registers it.  Metadata thread or start-up.  0 or -1. */
+ * registers it.  fresh (a topic being created): a directory already
+ * there is set aside as -stray and a new log created.  Metadata thread or
+ * start-up.  0 or -errno-like -1 (logged). */
 int sp_logmgr_open_partition(const char *topic, sp_uuid_t topic_id, int32_t partition,
-                             const sp_log_config_t *cfg);
+                             const sp_log_config_t *cfg, bool fresh);
+/* Unregisters a partition opened by a creation that did not complete and
+ * removes its (new, empty) directory.  Metadata thread. */
+void sp_logmgr_abandon_partition(const char *topic, int32_t partition);
 /* The registered log, with a reference (sp_plog_unref when done), or NULL. */
 sp_plog_t *sp_logmgr_get(const char *topic, int32_t topic_len, int32_t partition);
 /* Unregisters every partition of topic, fails their waiters, and renames
@@ -44,27 +70,32 @@ sp_plog_t *sp_logmgr_get(const char *topic, int32_t topic_len, int32_t partition
 void sp_logmgr_delete_topic(const char *topic);
 /* Applies new settings to every open partition of topic. */
 void sp_logmgr_set_config(const char *topic, const sp_log_config_t *cfg);
-/* Removes partition directories not in the keep list (deleted while the
- * broker was down), once the metadata is loaded.  keep(topic, p) says. */
+/* Sets aside (renames to <dir>.<id>-stray) partition directories that are
+ * not in the keep list, once the metadata is loaded: data is never
+ * deleted because metadata does not name it.  keep(topic, p) says. */
 void sp_logmgr_sweep(bool (*keep)(const char *topic, int32_t partition, void *ctx), void *ctx);
 
 /* Whether log directory i was stopped cleanly last time. */
 bool sp_logmgr_was_clean(int i);
+/* Whether log directory i is offline after a storage failure. */
+bool sp_logmgr_dir_offline(int i);
+/* Takes directory i offline (every log in it FAILED); the metadata log's
+ * owner calls it when that log fails.  Any thread. */
+void sp_logmgr_fail_dir(int i, const char *why);
+/* The open-file cache every log of this broker uses. */
+sp_fdcache_t *sp_logmgr_files(void);
 
 /* Asks the flush thread to flush l soon.  Any thread. */
 void sp_flusher_kick(sp_plog_t *l);
 
-/* Partition count and total bytes per directory, for DescribeLogDirs. */
-typedef struct sp_logdir_usage {
-    const char *dir;
-    int64_t total_bytes, usable_bytes;
-} sp_logdir_usage_t;
 int sp_logmgr_dirs(const char *const **dirs);
 /* Bytes on disk of a partition log (sum of its segment sizes). */
 int64_t sp_plog_size(sp_plog_t *l);
 
-/* Clean stop: final flush of every log, checkpoints, index trimming and
- * the clean-shutdown marker, in that order. */
-void sp_logmgr_shutdown(void);
+/* Stop: final flush of every log, index files, checkpoints and, per
+ * directory where all of that succeeded, the clean-shutdown marker, in
+ * that order.  clean = false (a start that failed half-way): no marker
+ * anywhere, the next start recovers. */
+void sp_logmgr_shutdown(bool clean);
 
 #endif

@@ -8,23 +8,21 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "log/logmgr.h"
 #include "proto/batch.h"
 #include "proto/gen/errors.h"
+#include "util/clock.h"
 #include "util/fsutil.h"
 #include "util/log.h"
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static sp_segment_t *active(const sp_plog_t *l) { return l->segs[l->nsegs - 1]; }
+
+static void kick(sp_plog_t *l)
+{
+    if (l->hooks.kick)
+        l->hooks.kick(l->hooks.ctx, l);
+}
 
 static int push_seg(sp_plog_t *l, sp_segment_t *s)
 {
@@ -70,6 +68,54 @@ static void write_partition_metadata(const char *dir, sp_uuid_t id)
         sp_warn("log", "cannot write %s/partition.metadata: %s", dir, strerror(errno));
 }
 
+/* ---- failure ------------------------------------------------------------- */
+
+/* mu held: fails every waiter (fetchers see the error on their next read). */
+static void complete_flush_waiters(sp_plog_t *l, int err);
+
+static void wake_all(sp_plog_t *l, int err)
+{
+    for (sp_log_waiter_t *w = l->fetch_waiters; w; w = w->next)
+        w->wake(w, err);
+    complete_flush_waiters(l, err);
+}
+
+/* mu held.  Returns true if this call made the log FAILED. */
+static bool fail_locked(sp_plog_t *l, const char *why)
+{
+    if (l->state == SP_PLOG_FAILED)
+        return false;
+    l->state = SP_PLOG_FAILED;
+    l->fail_reason = why;
+    wake_all(l, SP_ERR_KAFKA_STORAGE_ERROR);
+    return true;
+}
+
+void sp_plog_fail(sp_plog_t *l, const char *why, int err)
+{
+    pthread_mutex_lock(&l->mu);
+    bool now = fail_locked(l, why);
+    int64_t flushed = l->flushed;
+    pthread_mutex_unlock(&l->mu);
+    if (!now)
+        return;
+    sp_error("log", "%s: %s%s%s; the log is offline (KAFKA_STORAGE_ERROR) until the broker restarts; "
+             "offsets below %" PRId64 " are on disk", l->dir, why, err ? ": " : "",
+             err ? strerror(err) : "", flushed);
+    if (err && l->hooks.failed)
+        l->hooks.failed(l->hooks.ctx, l, err);
+}
+
+/* Whether an errno means the disk or file failed (the log goes offline)
+ * rather than a resource the broker ran short of for a moment. */
+static bool is_io_failure(int err)
+{
+    return err != ENOSPC && err != EDQUOT && err != EMFILE && err != ENFILE && err != ENOMEM &&
+           err != EINTR && err != EAGAIN;
+}
+
+/* ---- open and recovery ------------------------------------------------- */
+
 /* Loads the segments of an existing directory, oldest first. */
 static int load_segments(sp_plog_t *l)
 {
@@ -105,7 +151,7 @@ static int load_segments(sp_plog_t *l)
     for (int i = 0; i < n; i++) {
         bool last = i == n - 1;
         sp_segment_t *s = sp_segment_open(l->dir, bases[i], false, last,
-                                          (size_t)l->cfg.segment_index_bytes);
+                                          (size_t)l->cfg.segment_index_bytes, l->files);
         if (!s || push_seg(l, s) != 0) {
             sp_segment_unref(s);
             free(bases);
@@ -116,18 +162,40 @@ static int load_segments(sp_plog_t *l)
     return 0;
 }
 
-/* Drops segments from index i on (after a truncation in segment i-1). */
+/* Drops segments from index i on (after a torn tail in segment i-1, as
+ * Kafka's recovery does: nothing after a tear was acknowledged durable). */
 static void drop_segments_from(sp_plog_t *l, int i)
 {
     for (int k = l->nsegs - 1; k >= i; k--) {
-        sp_warn("log", "%s: deleting segment %s after a truncated one", l->dir, l->segs[k]->path);
+        sp_warn("log", "%s: deleting segment %s after a torn one", l->dir, l->segs[k]->path);
         sp_segment_unlink(l->segs[k]);
         sp_segment_unref(l->segs[k]);
     }
     l->nsegs = i;
+    l->dir_dirty = true;
 }
 
-static int recover(sp_plog_t *l, bool clean, int64_t recovery_point)
+/* A sealed segment recovery does not scan: its indexes are checked, and
+ * rebuilt from the log when in doubt (Kafka's sanityCheck, and more). */
+static void check_sealed(sp_plog_t *l, sp_segment_t *s, int64_t next_base)
+{
+    const char *why = NULL;
+    if (sp_segment_check_indexes(s, next_base, &why) == 0)
+        return;
+    sp_warn("log", "%s: rebuilding the indexes of %s from the log: %s", l->dir, s->path, why);
+    int64_t end = sp_segment_reindex(s, l->cfg.index_interval_bytes);
+    int64_t size = atomic_load(&s->size);
+    if (end < size) {
+        atomic_store(&s->damaged_at, end);
+        sp_error("log", "%s: %s is damaged at position %" PRId64 " of %" PRId64
+                 " (a batch header that cannot be right); reads there answer CORRUPT_MESSAGE",
+                 l->dir, s->path, end, size);
+    }
+}
+
+/* Recovery (see sp_plog_open).  0, or -1: the open fails (I/O error, or
+ * strict damage). */
+static int recover(sp_plog_t *l, bool clean, int64_t recovery_point, bool strict)
 {
     int64_t total_batches = 0, truncated = 0;
     int scanned = 0;
@@ -135,30 +203,62 @@ static int recover(sp_plog_t *l, bool clean, int64_t recovery_point)
         sp_segment_t *s = l->segs[i];
         bool is_last = i == l->nsegs - 1;
         int64_t next_base = is_last ? INT64_MAX : l->segs[i + 1]->base_offset;
-        if (clean && !is_last) {
-            s->next_offset = next_base;
+        if (!is_last && (clean || next_base <= recovery_point)) {
+            check_sealed(l, s, next_base);
+            if (s->next_offset < next_base && atomic_load(&s->damaged_at) < 0)
+                sp_warn("log", "%s: offsets %" PRId64 "..%" PRId64 " are in no segment (a segment "
+                        "file is missing?); fetches there continue at %" PRId64, l->dir,
+                        s->next_offset, next_base - 1, next_base);
             continue;
         }
-        if (!clean && next_base <= recovery_point) {
-            s->next_offset = next_base; /* wholly below the recovery point */
-            continue;
-        }
-        int64_t nb = 0;
-        int64_t cut = sp_segment_recover(s, clean, l->cfg.index_interval_bytes, &nb);
-        scanned++;
-        total_batches += nb;
-        if (cut < 0) {
+        sp_recover_result_t rr;
+        if (sp_segment_recover(s, clean && is_last, l->cfg.index_interval_bytes, &rr) != 0) {
             sp_error("log", "%s: cannot recover %s: %s", l->dir, s->path, strerror(errno));
             return -1;
         }
-        if (cut > 0) {
-            truncated += cut;
-            sp_warn("log", "%s: truncated %" PRId64 " bytes of torn or corrupt data at the end of %s "
-                    "(last valid offset %" PRId64 ")", l->dir, cut, s->path, s->next_offset - 1);
-            if (!is_last) {
-                drop_segments_from(l, i + 1);
-                break;
+        scanned++;
+        total_batches += rr.batches;
+        if (rr.index_past_end) {
+            if (strict) {
+                sp_error("log", "%s: %s is shorter than its index says (it was cut or replaced since "
+                         "the clean shutdown); refusing to start rather than lose metadata: restore "
+                         "the file", l->dir, s->path);
+                return -1;
             }
+            sp_error("log", "%s: %s is shorter than its index says: data was removed outside the "
+                     "broker since its clean shutdown", l->dir, s->path);
+        }
+        if (rr.end == rr.file_size)
+            continue;
+        int64_t cut = rr.file_size - rr.end;
+        if (strict && (clean || rr.valid_after)) {
+            sp_error("log", "%s: %s is damaged at position %" PRId64 " of %" PRId64 " (%s); "
+                     "refusing to start rather than lose metadata: restore the file, or move the "
+                     "directory aside to start with no topics (their data is kept as -stray)",
+                     l->dir, s->path, rr.end, rr.file_size,
+                     rr.valid_after ? "valid batches follow it" : "the log was shut down cleanly");
+            return -1;
+        }
+        if (rr.valid_after) {
+            atomic_store(&s->damaged_at, rr.end);
+            atomic_store(&s->size, rr.end); /* reads stop before the damage */
+            sp_error("log", "%s: %s is damaged at position %" PRId64 " of %" PRId64
+                     " and valid batches follow: this is not a torn tail, so nothing is truncated",
+                     l->dir, s->path, rr.end, rr.file_size);
+            l->state = SP_PLOG_FAILED;
+            l->fail_reason = "a segment is damaged in the middle";
+            return 0;
+        }
+        if (sp_segment_truncate_at(s, rr.end) != 0) {
+            sp_error("log", "%s: cannot truncate %s: %s", l->dir, s->path, strerror(errno));
+            return -1;
+        }
+        truncated += cut;
+        sp_warn("log", "%s: truncated %" PRId64 " bytes of torn or corrupt data at the end of %s "
+                "(last valid offset %" PRId64 ")", l->dir, cut, s->path, s->next_offset - 1);
+        if (!is_last) {
+            drop_segments_from(l, i + 1);
+            break;
         }
     }
     if (!clean)
@@ -168,9 +268,7 @@ static int recover(sp_plog_t *l, bool clean, int64_t recovery_point)
     return 0;
 }
 
-sp_plog_t *sp_plog_open(const char *dir, const char *topic, int32_t partition,
-                        sp_uuid_t topic_id, const sp_log_config_t *cfg, bool create, bool clean,
-                        int64_t recovery_point, int64_t log_start)
+sp_plog_t *sp_plog_open(const sp_plog_open_opts_t *o)
 {
     sp_plog_t *l = calloc(1, sizeof(*l));
     if (!l)
@@ -178,54 +276,72 @@ sp_plog_t *sp_plog_open(const char *dir, const char *topic, int32_t partition,
     pthread_mutex_init(&l->mu, NULL);
     pthread_mutex_init(&l->append_mu, NULL);
     atomic_init(&l->refs, 1);
-    l->dir = strdup(dir);
-    l->topic = strdup(topic);
-    l->partition = partition;
-    l->topic_id = topic_id;
-    l->cfg = *cfg;
-    l->last_flush_ms = now_ms();
+    l->dir = strdup(o->dir);
+    l->topic = strdup(o->topic);
+    l->partition = o->partition;
+    l->topic_id = o->topic_id;
+    l->cfg = *o->cfg;
+    l->files = o->files;
+    l->hooks = o->hooks;
+    l->last_flush_ms = sp_mono_ms();
     if (!l->dir || !l->topic)
         goto fail;
     struct stat st;
-    bool exists = stat(dir, &st) == 0;
+    bool exists = stat(o->dir, &st) == 0;
     if (!exists) {
-        if (!create || sp_mkdirs(dir) != 0) {
-            sp_error("log", "cannot create %s: %s", dir, strerror(errno));
+        if (!o->create || sp_mkdirs(o->dir) != 0) {
+            sp_error("log", "cannot create %s: %s", o->dir, strerror(errno));
             goto fail;
         }
-        write_partition_metadata(dir, topic_id);
+        write_partition_metadata(o->dir, o->topic_id);
         /* Kafka's leader epoch cache: version 0, one entry, epoch 0 from
          * offset 0 (a single node never changes leader) */
-        if (sp_write_file_atomic(dir, "leader-epoch-checkpoint", "0\n1\n0 0\n", 8) != 0)
-            sp_warn("log", "cannot write %s/leader-epoch-checkpoint: %s", dir, strerror(errno));
-        char parent[4096];
-        snprintf(parent, sizeof(parent), "%s/..", dir);
-        sp_fsync_dir(parent);
+        if (sp_write_file_atomic(o->dir, "leader-epoch-checkpoint", "0\n1\n0 0\n", 8) != 0)
+            sp_warn("log", "cannot write %s/leader-epoch-checkpoint: %s", o->dir, strerror(errno));
+        if (sp_fsync_parent(o->dir) != 0) {
+            sp_error("log", "cannot sync the directory holding %s: %s", o->dir, strerror(errno));
+            goto fail;
+        }
     }
     if (load_segments(l) != 0)
         goto fail;
     if (l->nsegs == 0) {
-        int64_t base = log_start > 0 ? log_start : 0;
-        sp_segment_t *s = sp_segment_open(dir, base, true, true, (size_t)cfg->segment_index_bytes);
+        int64_t base = o->log_start > 0 ? o->log_start : 0;
+        sp_segment_t *s = sp_segment_open(o->dir, base, true, true, (size_t)o->cfg->segment_index_bytes,
+                                          l->files);
         if (!s || push_seg(l, s) != 0) {
             sp_segment_unref(s);
             goto fail;
         }
         s->next_offset = base;
         l->dir_dirty = true;
-    } else if (recover(l, clean && exists, recovery_point) != 0) {
+    } else if (recover(l, o->clean && exists, o->recovery_point, o->strict) != 0) {
         goto fail;
     }
     sp_segment_t *a = active(l);
     l->leo = a->next_offset > a->base_offset ? a->next_offset : a->base_offset;
-    l->log_start = log_start > l->segs[0]->base_offset ? log_start : l->segs[0]->base_offset;
-    if (l->log_start > l->leo)
+    l->log_start = o->log_start > l->segs[0]->base_offset ? o->log_start : l->segs[0]->base_offset;
+    if (l->log_start > l->leo) {
+        sp_warn("log", "%s: the log start offset %" PRId64 " of the checkpoint is past the end of the "
+                "log (%" PRId64 "); using the end", o->dir, l->log_start, l->leo);
         l->log_start = l->leo;
+    }
     /* what recovery read is on disk now (or in the page cache of a living
-     * kernel, which fsync makes certain) */
-    for (int i = 0; i < l->nsegs; i++)
-        if (l->segs[i]->next_offset > recovery_point || !clean)
-            sp_segment_sync(l->segs[i]);
+     * kernel, which fsync makes certain), and so are rebuilt indexes */
+    if (l->state == SP_PLOG_OK) {
+        for (int i = 0; i < l->nsegs; i++) {
+            sp_segment_t *s = l->segs[i];
+            int rc = 0;
+            if (s->next_offset > o->recovery_point || !o->clean)
+                rc = sp_segment_sync(s);
+            if (rc == 0 && s->sealed)
+                rc = sp_segment_persist_indexes(s);
+            if (rc != 0) {
+                sp_error("log", "%s: cannot sync %s: %s", o->dir, s->path, strerror(-rc));
+                goto fail;
+            }
+        }
+    }
     l->flushed = l->leo;
     atomic_store(&l->hw, l->leo);
     return l;
@@ -251,6 +367,32 @@ void sp_plog_unref(sp_plog_t *l)
     pthread_mutex_destroy(&l->mu);
     pthread_mutex_destroy(&l->append_mu);
     free(l);
+}
+
+void sp_plog_offsets(sp_plog_t *l, sp_log_offsets_t *out)
+{
+    pthread_mutex_lock(&l->mu);
+    out->log_start = l->log_start;
+    out->hw = atomic_load(&l->hw);
+    out->leo = l->leo;
+    out->flushed = l->flushed;
+    out->failed = l->state == SP_PLOG_FAILED;
+    out->deleted = l->deleted;
+    pthread_mutex_unlock(&l->mu);
+}
+
+void sp_plog_config(sp_plog_t *l, sp_log_config_t *out)
+{
+    pthread_mutex_lock(&l->mu);
+    *out = l->cfg;
+    pthread_mutex_unlock(&l->mu);
+}
+
+void sp_plog_set_config(sp_plog_t *l, const sp_log_config_t *cfg)
+{
+    pthread_mutex_lock(&l->mu);
+    l->cfg = *cfg;
+    pthread_mutex_unlock(&l->mu);
 }
 
 /* ---- waiters ----------------------------------------------------------- */
@@ -279,12 +421,23 @@ static void unlink_waiter(sp_log_waiter_t **head, sp_log_waiter_t *w)
     w->linked = false;
 }
 
+/* mu held: the error a new waiter or reader gets at once, or 0. */
+static int gone_error(const sp_plog_t *l)
+{
+    if (l->deleted)
+        return SP_ERR_UNKNOWN_TOPIC_OR_PARTITION;
+    if (l->state == SP_PLOG_FAILED)
+        return SP_ERR_KAFKA_STORAGE_ERROR;
+    return 0;
+}
+
 void sp_plog_wait_fetch(sp_plog_t *l, sp_log_waiter_t *w)
 {
     pthread_mutex_lock(&l->mu);
-    if (l->deleted) {
+    int err = gone_error(l);
+    if (err) {
         pthread_mutex_unlock(&l->mu);
-        w->wake(w, SP_ERR_UNKNOWN_TOPIC_OR_PARTITION);
+        w->wake(w, err);
         return;
     }
     link_waiter(&l->fetch_waiters, w);
@@ -329,9 +482,10 @@ static void complete_flush_waiters(sp_plog_t *l, int err)
 void sp_plog_wait_flush(sp_plog_t *l, sp_log_waiter_t *w)
 {
     pthread_mutex_lock(&l->mu);
-    if (l->deleted) {
+    int err = gone_error(l);
+    if (err) {
         pthread_mutex_unlock(&l->mu);
-        w->wake(w, SP_ERR_UNKNOWN_TOPIC_OR_PARTITION);
+        w->wake(w, err);
         return;
     }
     if (w->offset < l->flushed) {
@@ -341,16 +495,19 @@ void sp_plog_wait_flush(sp_plog_t *l, sp_log_waiter_t *w)
     }
     link_waiter(&l->flush_waiters, w);
     pthread_mutex_unlock(&l->mu);
-    sp_flusher_kick(l);
+    kick(l);
 }
 
 /* ---- append ------------------------------------------------------------ */
 
-/* mu held: a new active segment at leo. */
-static int roll(sp_plog_t *l)
+/* mu held: a new active segment at leo.  Creating its .log is the only
+ * file I/O under mu; the old segment is sealed in memory and its index
+ * files are written by the flush thread (segment.h). */
+static int roll(sp_plog_t *l, const sp_log_config_t *cfg)
 {
     sp_segment_t *old = active(l);
-    sp_segment_t *s = sp_segment_open(l->dir, l->leo, true, true, (size_t)l->cfg.segment_index_bytes);
+    sp_segment_t *s = sp_segment_open(l->dir, l->leo, true, true, (size_t)cfg->segment_index_bytes,
+                                      l->files);
     if (!s)
         return -1;
     s->next_offset = l->leo;
@@ -365,50 +522,108 @@ static int roll(sp_plog_t *l)
     return 0;
 }
 
+/* The plan of an append: one entry per batch, from the one parse. */
+typedef struct plan {
+    int n;
+    int32_t *size;
+    int32_t *lod;                 /* last offset delta */
+    int64_t *ts;                  /* batch max timestamp (header) */
+    int64_t *last;                /* last offset, once assigned */
+    int32_t size_[8], lod_[8];
+    int64_t ts_[8], last_[8];
+} plan_t;
+
+static int plan_alloc(plan_t *p, int n)
+{
+    p->n = n;
+    if (n <= 8) {
+        p->size = p->size_;
+        p->lod = p->lod_;
+        p->ts = p->ts_;
+        p->last = p->last_;
+        return 0;
+    }
+    p->size = malloc(sizeof(int32_t) * (size_t)n);
+    p->lod = malloc(sizeof(int32_t) * (size_t)n);
+    p->ts = malloc(sizeof(int64_t) * (size_t)n);
+    p->last = malloc(sizeof(int64_t) * (size_t)n);
+    return p->size && p->lod && p->ts && p->last ? 0 : -1;
+}
+
+static void plan_free(plan_t *p)
+{
+    if (p->size != p->size_) {
+        free(p->size);
+        free(p->lod);
+        free(p->ts);
+        free(p->last);
+    }
+}
+
 void sp_plog_append(sp_plog_t *l, uint8_t *records, size_t len, int64_t now,
                     sp_append_result_t *res)
 {
     sp_batch_validate_opts_t opts;
+    sp_log_config_t cfg;
+    plan_t plan;
     size_t off = 0;
-    int64_t nrecords = 0, max_ts = -1;
+    int64_t nrecords = 0;
     int nbatches = 0;
 
     memset(res, 0, sizeof(*res));
     res->base_offset = -1;
     res->log_append_time = -1;
     res->last_offset = -1;
+    plan.size = NULL;
+    sp_plog_config(l, &cfg); /* one consistent snapshot for this append */
     memset(&opts, 0, sizeof(opts));
-    opts.require_keys = l->cfg.compact;
+    opts.require_keys = cfg.compact;
     if (len == 0) {
         res->error = SP_ERR_CORRUPT_MESSAGE;
         res->message = "no record batch";
         return;
     }
-    /* 1. validate every batch, outside the lock */
+    /* 1. frame and validate every batch, outside the lock: the plan */
     while (off < len) {
         size_t bs;
-        sp_batch_info_t info;
         if (sp_batch_next(records + off, len - off, &bs) != 1) {
             res->error = SP_ERR_CORRUPT_MESSAGE;
             res->message = "truncated or malformed record batch";
             return;
         }
-        if ((int64_t)bs > l->cfg.max_message_bytes) {
+        off += bs;
+        nbatches++;
+    }
+    if (plan_alloc(&plan, nbatches) != 0) {
+        plan_free(&plan);
+        res->error = SP_ERR_KAFKA_STORAGE_ERROR;
+        res->message = "out of memory";
+        return;
+    }
+    int64_t max_ts = -1;
+    off = 0;
+    for (int i = 0; i < nbatches; i++) {
+        size_t bs;
+        sp_batch_info_t info;
+        sp_batch_next(records + off, len - off, &bs);
+        if ((int64_t)bs > cfg.max_message_bytes) {
             res->error = SP_ERR_MESSAGE_TOO_LARGE;
             res->message = "record batch larger than max.message.bytes";
-            return;
+            goto out;
         }
         int err = sp_batch_validate(records + off, bs, &opts, &info);
         if (err) {
             res->error = (int16_t)err;
             res->message = err == SP_ERR_INVALID_RECORD ? "compacted topic cannot accept a record without a key"
                                                         : "invalid record batch";
-            return;
+            goto out;
         }
+        plan.size[i] = (int32_t)bs;
+        plan.lod[i] = info.hdr.last_offset_delta;
+        plan.ts[i] = cfg.log_append_time ? now : info.hdr.max_timestamp;
         nrecords += info.hdr.record_count;
-        if (info.max_timestamp > max_ts)
-            max_ts = info.max_timestamp;
-        nbatches++;
+        if (plan.ts[i] > max_ts)
+            max_ts = plan.ts[i];
         off += bs;
     }
 
@@ -416,45 +631,45 @@ void sp_plog_append(sp_plog_t *l, uint8_t *records, size_t len, int64_t now,
      * lock, so that the flush thread and readers never wait for a write */
     pthread_mutex_lock(&l->append_mu);
     pthread_mutex_lock(&l->mu);
-    if (l->deleted) {
+    int gone = gone_error(l);
+    if (gone) {
         pthread_mutex_unlock(&l->mu);
         pthread_mutex_unlock(&l->append_mu);
-        res->error = SP_ERR_UNKNOWN_TOPIC_OR_PARTITION;
-        return;
+        res->error = (int16_t)gone;
+        if (gone == SP_ERR_KAFKA_STORAGE_ERROR)
+            res->message = "the log is offline after a storage error";
+        goto out;
     }
     sp_segment_t *a = active(l);
     int64_t asize = atomic_load(&a->size);
-    if (asize > 0 && (asize + (int64_t)len > l->cfg.segment_bytes ||
-                      now - a->created_ms >= l->cfg.segment_ms ||
-                      l->leo - a->base_offset + nrecords > (int64_t)UINT32_MAX)) {
-        if (roll(l) != 0) {
+    if (asize > 0 && (asize + (int64_t)len > cfg.segment_bytes ||
+                      sp_wall_ms() - a->created_ms >= cfg.segment_ms ||
+                      l->leo - a->base_offset + nrecords > (int64_t)UINT32_MAX ||
+                      sp_segment_index_full(a))) {
+        if (roll(l, &cfg) != 0) {
             pthread_mutex_unlock(&l->mu);
             pthread_mutex_unlock(&l->append_mu);
             res->error = SP_ERR_KAFKA_STORAGE_ERROR;
             res->message = "cannot roll a new segment";
-            return;
+            goto out;
         }
         a = active(l);
     }
     int64_t next = l->leo, offset_of_max = l->leo;
+    bool found_max = false;
     off = 0;
-    while (off < len) {
-        size_t bs;
-        sp_batch_hdr_t h;
-        sp_batch_next(records + off, len - off, &bs);
-        sp_batch_hdr_parse(records + off, bs, &h);
+    for (int i = 0; i < nbatches; i++) {
         sp_batch_set_base_offset(records + off, next);
         sp_batch_set_leader_epoch(records + off, l->leader_epoch);
-        if (l->cfg.log_append_time)
-            sp_batch_set_log_append_time(records + off, bs, now);
-        if (h.max_timestamp == max_ts)
-            offset_of_max = next + h.last_offset_delta;
-        next += (int64_t)h.last_offset_delta + 1;
-        off += bs;
-    }
-    if (l->cfg.log_append_time) {
-        max_ts = now;
-        offset_of_max = next - 1;
+        if (cfg.log_append_time)
+            sp_batch_set_log_append_time(records + off, (size_t)plan.size[i], now);
+        plan.last[i] = next + plan.lod[i];
+        if (!found_max && plan.ts[i] == max_ts) {
+            offset_of_max = plan.last[i];
+            found_max = true;
+        }
+        next = plan.last[i] + 1;
+        off += (size_t)plan.size[i];
     }
     int64_t pos = atomic_load(&a->size);
     sp_segment_ref(a);
@@ -463,37 +678,44 @@ void sp_plog_append(sp_plog_t *l, uint8_t *records, size_t len, int64_t now,
     int rc = sp_segment_write(a, records, len, pos);
 
     pthread_mutex_lock(&l->mu);
-    bool gone = l->deleted; /* deleted during the write: nothing to publish */
+    gone = gone_error(l); /* deleted or failed during the write: nothing to publish */
     if (rc != 0 || gone) {
+        bool fail = rc != 0 && !gone && is_io_failure(-rc);
         pthread_mutex_unlock(&l->mu);
         pthread_mutex_unlock(&l->append_mu);
         sp_segment_unref(a);
         if (gone) {
-            res->error = SP_ERR_UNKNOWN_TOPIC_OR_PARTITION;
-            return;
+            res->error = (int16_t)gone;
+            goto out;
         }
-        sp_error("log", "%s: append failed: %s", l->dir, strerror(-rc));
+        if (fail)
+            sp_plog_fail(l, "a write to the log failed", -rc);
+        else
+            sp_error("log", "%s: append failed: %s", l->dir, strerror(-rc));
         res->error = SP_ERR_KAFKA_STORAGE_ERROR;
         res->message = "write to the log failed";
-        return;
+        goto out;
     }
-    sp_segment_commit(a, records, len, pos, next - 1, max_ts, offset_of_max, l->cfg.index_interval_bytes);
+    sp_segment_commit(a, pos, len, nbatches, plan.size, plan.last, plan.ts, max_ts, offset_of_max,
+                      cfg.index_interval_bytes);
     sp_segment_unref(a);
     res->base_offset = l->leo;
     res->last_offset = next - 1;
-    res->log_append_time = l->cfg.log_append_time ? now : -1;
+    res->log_append_time = cfg.log_append_time ? now : -1;
     l->leo = next;
     l->unflushed += nrecords;
-    if (!sp_log_durable(&l->cfg)) {
+    if (!sp_log_durable(&cfg)) {
         atomic_store(&l->hw, l->leo);
         wake_fetchers(l);
     }
     res->log_start = l->log_start;
-    bool kick = sp_log_durable(&l->cfg) || l->unflushed >= l->cfg.flush_messages;
+    bool want_flush = sp_log_durable(&cfg) || l->unflushed >= cfg.flush_messages;
     pthread_mutex_unlock(&l->mu);
     pthread_mutex_unlock(&l->append_mu);
-    if (kick)
-        sp_flusher_kick(l);
+    if (want_flush)
+        kick(l);
+out:
+    plan_free(&plan);
 }
 
 /* ---- read -------------------------------------------------------------- */
@@ -514,110 +736,147 @@ static int seg_for(const sp_plog_t *l, int64_t offset)
     return best;
 }
 
-/*
- * Batch headers read through a window of the file: one pread serves every
- * header inside it, where a pread per header cost a syscall per batch
- * (a fetch of small batches walks thousands). Never reads past 'limit',
- * the published size.
- */
-typedef struct hdr_window {
-    int fd;
-    int64_t limit;
-    int64_t pos; /* file position of buf[0] */
-    size_t len;
-    uint8_t buf[8192];
-} hdr_window_t;
-
-static int read_hdr(hdr_window_t *w, int64_t pos, int64_t *base, int32_t *len, int32_t *lod)
+/* A damaged batch found by a read: logged once per segment. */
+static void note_damage(sp_plog_t *l, sp_segment_t *s, int64_t pos)
 {
-    const size_t need = 27; /* base offset .. last offset delta */
-    if (pos < w->pos || pos + (int64_t)need > w->pos + (int64_t)w->len) {
-        size_t want = sizeof(w->buf);
-        if (w->limit - pos < (int64_t)want)
-            want = w->limit - pos > 0 ? (size_t)(w->limit - pos) : 0;
-        w->pos = pos;
-        w->len = 0;
-        if (want < need || sp_pread_full(w->fd, w->buf, want, pos) != 0)
-            return -1;
-        w->len = want;
+    int64_t none = -1;
+    if (atomic_compare_exchange_strong(&s->damaged_at, &none, pos))
+        sp_error("log", "%s: %s is damaged at position %" PRId64 " (a batch header that cannot be "
+                 "right); fetches there answer CORRUPT_MESSAGE", l->dir, s->path, pos);
+}
+
+/* A read that could not read the file: the log goes offline unless the
+ * broker only ran short of fds or memory for a moment. */
+static int16_t read_failed(sp_plog_t *l, sp_segment_t *s, int err)
+{
+    if (is_io_failure(err))
+        sp_plog_fail(l, "a read of a segment failed", err);
+    else
+        sp_warn("log", "%s: cannot read %s: %s", l->dir, s->path, strerror(err));
+    return SP_ERR_KAFKA_STORAGE_ERROR;
+}
+
+void sp_read_result_release(sp_read_result_t *res)
+{
+    if (res->seg) {
+        sp_segment_unpin(res->seg);
+        sp_segment_unref(res->seg);
     }
-    const uint8_t *h = w->buf + (pos - w->pos);
-    *base = (int64_t)(((uint64_t)sp_be32(h) << 32) | sp_be32(h + 4));
-    *len = (int32_t)sp_be32(h + 8);
-    *lod = (int32_t)sp_be32(h + 23);
-    return *len >= SP_BATCH_HEADER_SIZE - SP_BATCH_LOG_OVERHEAD ? 0 : -1;
+    res->seg = NULL;
+    res->fd = -1;
+}
+
+void sp_segment_hold(sp_segment_t *s)
+{
+    sp_segment_ref(s);
+    sp_segment_pin(s); /* pinned already by the read: cannot fail */
+}
+
+void sp_segment_release(void *seg)
+{
+    sp_segment_unpin(seg);
+    sp_segment_unref(seg);
 }
 
 void sp_plog_read(sp_plog_t *l, int64_t offset, int32_t max_bytes, bool min_one,
                   sp_read_result_t *res)
 {
     memset(res, 0, sizeof(*res));
-    pthread_mutex_lock(&l->mu);
-    int64_t hw = atomic_load(&l->hw);
-    res->hw = res->lso = hw;
-    res->log_start = l->log_start;
-    res->leo = l->leo;
-    if (l->deleted) {
+    res->fd = -1;
+    for (;;) {
+        pthread_mutex_lock(&l->mu);
+        int64_t hw = atomic_load(&l->hw);
+        res->hw = res->lso = hw;
+        res->log_start = l->log_start;
+        res->leo = l->leo;
+        int gone = gone_error(l);
+        if (gone) {
+            pthread_mutex_unlock(&l->mu);
+            res->error = (int16_t)gone;
+            return;
+        }
+        if (offset < l->log_start || offset > l->leo) {
+            pthread_mutex_unlock(&l->mu);
+            res->error = SP_ERR_OFFSET_OUT_OF_RANGE;
+            return;
+        }
+        if (offset >= hw || max_bytes <= 0) {
+            pthread_mutex_unlock(&l->mu);
+            return;
+        }
+        int i = seg_for(l, offset);
+        sp_segment_t *s = l->segs[i];
+        int64_t limit = atomic_load(&s->size);
+        int64_t next_base = i + 1 < l->nsegs ? l->segs[i + 1]->base_offset : -1;
+        sp_segment_ref(s);
         pthread_mutex_unlock(&l->mu);
-        res->error = SP_ERR_UNKNOWN_TOPIC_OR_PARTITION;
-        return;
-    }
-    if (offset < l->log_start || offset > l->leo) {
-        pthread_mutex_unlock(&l->mu);
-        res->error = SP_ERR_OFFSET_OUT_OF_RANGE;
-        return;
-    }
-    if (offset >= hw || max_bytes <= 0) {
-        pthread_mutex_unlock(&l->mu);
-        return;
-    }
-    int i = seg_for(l, offset);
-    /* the byte limit: hw inside the segment that holds it */
-    sp_segment_t *s = l->segs[i];
-    int64_t limit = atomic_load(&s->size);
-    int64_t stop_offset = hw; /* batches must end below hw */
-    sp_segment_ref(s);
-    pthread_mutex_unlock(&l->mu);
 
-    int64_t pos = sp_segment_find(s, offset, limit);
-    if (pos < 0) {
-        sp_segment_unref(s);
-        res->error = SP_ERR_KAFKA_STORAGE_ERROR;
+        int64_t bad = -1;
+        int64_t pos = sp_segment_find(s, offset, limit, &bad);
+        if (pos == SP_SEG_CORRUPT) {
+            note_damage(l, s, bad);
+            sp_segment_unref(s);
+            res->error = SP_ERR_CORRUPT_MESSAGE;
+            return;
+        }
+        if (pos < 0) {
+            res->error = read_failed(l, s, errno ? errno : EIO);
+            sp_segment_unref(s);
+            return;
+        }
+        if (pos == limit) {
+            sp_segment_unref(s);
+            int64_t damaged = atomic_load(&s->damaged_at);
+            if (damaged >= 0 && damaged <= limit) {
+                res->error = SP_ERR_CORRUPT_MESSAGE; /* the rest of this segment is unreadable */
+                return;
+            }
+            if (next_base >= 0 && next_base <= hw && next_base > offset) {
+                offset = next_base; /* a gap (a missing segment): go on, as Kafka */
+                continue;
+            }
+            return;
+        }
+        sp_seg_reader_t *r = malloc(sizeof(*r));
+        if (!r || sp_seg_reader_init(r, s, pos, limit) != 0) {
+            int err = r ? -r->fd : ENOMEM;
+            free(r);
+            res->error = read_failed(l, s, err);
+            sp_segment_unref(s);
+            return;
+        }
+        int64_t end = pos;
+        sp_seg_batch_t b;
+        int rc;
+        while ((rc = sp_seg_reader_next(r, &b)) == SP_SEG_BATCH) {
+            if (b.last >= hw)
+                break; /* batches must end below hw */
+            if (b.pos + b.size - pos > max_bytes && !(min_one && b.pos == pos))
+                break;
+            end = b.pos + b.size;
+            if (end - pos >= max_bytes)
+                break;
+        }
+        if (rc == SP_SEG_CORRUPT)
+            note_damage(l, s, r->pos);
+        int fd = r->fd;
+        r->fd = -1; /* the pin moves to the result */
+        free(r);
+        if (end == pos) {
+            sp_segment_unpin(s);
+            sp_segment_unref(s);
+            if (rc == SP_SEG_CORRUPT)
+                res->error = SP_ERR_CORRUPT_MESSAGE;
+            else if (rc == SP_SEG_IO)
+                res->error = read_failed(l, s, errno ? errno : EIO);
+            return;
+        }
+        res->seg = s;
+        res->fd = fd;
+        res->pos = pos;
+        res->len = (int32_t)(end - pos);
         return;
     }
-    int64_t end = pos;
-    hdr_window_t *w = malloc(sizeof(*w));
-    if (!w) {
-        sp_segment_unref(s);
-        res->error = SP_ERR_KAFKA_STORAGE_ERROR;
-        return;
-    }
-    w->fd = s->fd;
-    w->limit = limit;
-    w->pos = 0;
-    w->len = 0;
-    while (end < limit) {
-        int64_t base;
-        int32_t blen, lod;
-        if (read_hdr(w, end, &base, &blen, &lod) != 0)
-            break;
-        int64_t bsize = SP_BATCH_LOG_OVERHEAD + (int64_t)blen;
-        if (base + lod >= stop_offset || end + bsize > limit)
-            break;
-        if (end + bsize - pos > max_bytes && !(min_one && end == pos))
-            break;
-        end += bsize;
-        if (end - pos >= max_bytes)
-            break;
-    }
-    free(w);
-    if (end == pos) {
-        sp_segment_unref(s);
-        return;
-    }
-    res->seg = s;
-    res->pos = pos;
-    res->len = (int32_t)(end - pos);
 }
 
 /* ---- timestamps -------------------------------------------------------- */
@@ -627,6 +886,11 @@ int sp_plog_offset_for_time(sp_plog_t *l, int64_t ts, int64_t *offset, int64_t *
     *offset = -1;
     *found_ts = -1;
     pthread_mutex_lock(&l->mu);
+    int gone = gone_error(l);
+    if (gone) {
+        pthread_mutex_unlock(&l->mu);
+        return gone;
+    }
     int64_t hw = atomic_load(&l->hw);
     int n = l->nsegs;
     sp_segment_t **segs = malloc(sizeof(*segs) * (size_t)n);
@@ -637,7 +901,7 @@ int sp_plog_offset_for_time(sp_plog_t *l, int64_t ts, int64_t *offset, int64_t *
         free(segs);
         free(limits);
         free(maxts);
-        return -1;
+        return SP_ERR_KAFKA_STORAGE_ERROR;
     }
     for (int i = 0; i < n; i++) {
         segs[i] = l->segs[i];
@@ -649,51 +913,60 @@ int sp_plog_offset_for_time(sp_plog_t *l, int64_t ts, int64_t *offset, int64_t *
     pthread_mutex_unlock(&l->mu);
 
     int rc = 0;
-    for (int i = 0; i < n && *offset < 0; i++) {
+    for (int i = 0; i < n && *offset < 0 && rc == 0; i++) {
         sp_segment_t *s = segs[i];
         if (maxts[i] < ts)
             continue;
         int64_t from = sp_segment_time_lookup(s, ts);
         if (from < log_start)
             from = log_start;
-        int64_t pos = sp_segment_find(s, from, limits[i]);
-        while (pos >= 0 && pos < limits[i] && *offset < 0) {
-            uint8_t hb[SP_BATCH_HEADER_SIZE];
-            sp_batch_hdr_t h;
-            if (sp_pread_full(s->fd, hb, sizeof(hb), pos) != 0 || sp_batch_hdr_parse(hb, sizeof(hb), &h) != 0) {
-                rc = -1;
-                break;
-            }
-            size_t bsize = SP_BATCH_LOG_OVERHEAD + (size_t)h.batch_length;
-            if (h.base_offset >= hw)
-                break;
-            if (h.max_timestamp >= ts) {
-                if (h.attributes & 0x08) { /* LogAppendTime: every record has max_timestamp */
-                    *offset = h.base_offset > from ? h.base_offset : from;
-                    *found_ts = h.max_timestamp;
-                    break;
-                }
-                uint8_t *buf = malloc(bsize);
-                sp_record_iter_t it;
-                sp_record_t r;
-                if (!buf || sp_pread_full(s->fd, buf, bsize, pos) != 0 ||
-                    sp_record_iter_init(&it, buf, bsize, 0) != 0) {
-                    free(buf);
-                    rc = -1;
-                    break;
-                }
-                while (sp_record_iter_next(&it, &r) == 1) {
-                    if (r.timestamp >= ts && r.offset >= from) {
-                        *offset = r.offset;
-                        *found_ts = r.timestamp;
-                        break;
-                    }
-                }
-                sp_record_iter_free(&it);
-                free(buf);
-            }
-            pos += (int64_t)bsize;
+        int64_t bad = -1;
+        int64_t pos = sp_segment_find(s, from, limits[i], &bad);
+        sp_seg_reader_t r;
+        sp_seg_batch_t b;
+        if (pos < 0 || sp_seg_reader_init(&r, s, pos, limits[i]) != 0) {
+            if (pos == SP_SEG_CORRUPT)
+                note_damage(l, s, bad);
+            rc = pos == SP_SEG_CORRUPT ? SP_ERR_CORRUPT_MESSAGE : SP_ERR_KAFKA_STORAGE_ERROR;
+            break;
         }
+        int step;
+        while (*offset < 0 && (step = sp_seg_reader_next(&r, &b)) == SP_SEG_BATCH) {
+            if (b.base >= hw)
+                break;
+            if (b.max_ts < ts)
+                continue;
+            if (b.attributes & SP_BATCH_ATTR_LOG_APPEND_TIME) {
+                /* every record of the batch has its max timestamp */
+                *offset = b.base > from ? b.base : from;
+                *found_ts = b.max_ts;
+                break;
+            }
+            /* the reader checked the size against the segment: bounded */
+            uint8_t *buf = malloc((size_t)b.size);
+            sp_record_iter_t it;
+            sp_record_t rec;
+            if (!buf || sp_pread_full(r.fd, buf, (size_t)b.size, b.pos) != 0 ||
+                sp_record_iter_init(&it, buf, (size_t)b.size, 0) != 0) {
+                free(buf);
+                rc = SP_ERR_CORRUPT_MESSAGE;
+                break;
+            }
+            while (sp_record_iter_next(&it, &rec) == 1) {
+                if (rec.timestamp >= ts && rec.offset >= from) {
+                    *offset = rec.offset;
+                    *found_ts = rec.timestamp;
+                    break;
+                }
+            }
+            sp_record_iter_free(&it);
+            free(buf);
+        }
+        if (rc == 0 && *offset < 0 && step == SP_SEG_CORRUPT) {
+            note_damage(l, s, r.pos);
+            rc = SP_ERR_CORRUPT_MESSAGE;
+        }
+        sp_seg_reader_done(&r);
     }
     for (int i = 0; i < n; i++)
         sp_segment_unref(segs[i]);
@@ -708,10 +981,13 @@ void sp_plog_max_timestamp(sp_plog_t *l, int64_t *offset, int64_t *ts)
     *offset = -1;
     *ts = -1;
     pthread_mutex_lock(&l->mu);
+    int64_t hw = atomic_load(&l->hw);
     for (int i = 0; i < l->nsegs; i++) {
-        if (l->segs[i]->max_timestamp > *ts && l->segs[i]->offset_of_max_ts >= l->log_start) {
-            *ts = l->segs[i]->max_timestamp;
-            *offset = l->segs[i]->offset_of_max_ts;
+        const sp_segment_t *s = l->segs[i];
+        /* Kafka answers from what consumers may read: below hw */
+        if (s->max_timestamp > *ts && s->offset_of_max_ts >= l->log_start && s->offset_of_max_ts < hw) {
+            *ts = s->max_timestamp;
+            *offset = s->offset_of_max_ts;
         }
     }
     pthread_mutex_unlock(&l->mu);
@@ -732,8 +1008,8 @@ int sp_plog_scan(sp_plog_t *l, int64_t from, int (*fn)(const sp_record_t *rec, v
         if (rr.error || !rr.seg)
             return rr.error ? -1 : 0;
         uint8_t *buf = malloc((size_t)rr.len);
-        int ok = buf && sp_pread_full(rr.seg->fd, buf, (size_t)rr.len, rr.pos) == 0;
-        sp_segment_unref(rr.seg);
+        int ok = buf && sp_pread_full(rr.fd, buf, (size_t)rr.len, rr.pos) == 0;
+        sp_read_result_release(&rr);
         int64_t next = offset;
         if (!ok || sp_batches_each_record(buf, (size_t)rr.len, fn, ctx, &next) != 0 || next <= offset) {
             free(buf);
@@ -746,10 +1022,32 @@ int sp_plog_scan(sp_plog_t *l, int64_t from, int (*fn)(const sp_record_t *rec, v
 
 /* ---- retention ------------------------------------------------------------ */
 
+/* Unlinks and drops segments taken out of the log (outside mu). */
+static void drop_taken(sp_segment_t **taken, int n)
+{
+    for (int i = 0; i < n; i++) {
+        sp_segment_unlink(taken[i]);
+        sp_segment_unref(taken[i]);
+    }
+}
+
+/* mu held: takes segs[0..drop) out of the log into a new array. */
+static sp_segment_t **take_front(sp_plog_t *l, int drop)
+{
+    sp_segment_t **taken = malloc(sizeof(*taken) * (size_t)drop);
+    if (!taken)
+        return NULL;
+    memcpy(taken, l->segs, sizeof(*taken) * (size_t)drop);
+    memmove(l->segs, l->segs + drop, sizeof(*l->segs) * (size_t)(l->nsegs - drop));
+    l->nsegs -= drop;
+    l->dir_dirty = true;
+    return taken;
+}
+
 int sp_plog_retention(sp_plog_t *l, int64_t now)
 {
     pthread_mutex_lock(&l->mu);
-    if (l->deleted || !l->cfg.retention_delete || l->nsegs < 2) {
+    if (gone_error(l) || !l->cfg.retention_delete || l->nsegs < 2) {
         pthread_mutex_unlock(&l->mu);
         return 0;
     }
@@ -770,41 +1068,39 @@ int sp_plog_retention(sp_plog_t *l, int64_t now)
         total -= size;
         drop++;
     }
-    if (drop == 0) {
+    sp_segment_t **taken = drop ? take_front(l, drop) : NULL;
+    if (!taken) {
         pthread_mutex_unlock(&l->mu);
         return 0;
     }
-    for (int i = 0; i < drop; i++) {
-        sp_segment_unlink(l->segs[i]);
-        sp_segment_unref(l->segs[i]);
-    }
-    memmove(l->segs, l->segs + drop, sizeof(*l->segs) * (size_t)(l->nsegs - drop));
-    l->nsegs -= drop;
     if (l->segs[0]->base_offset > l->log_start)
         l->log_start = l->segs[0]->base_offset;
-    l->dir_dirty = true;
     int64_t start = l->log_start;
     pthread_mutex_unlock(&l->mu);
-    sp_info("log", "%s: retention deleted %d segment%s; log start offset now %lld", l->dir, drop,
-            drop == 1 ? "" : "s", (long long)start);
+    drop_taken(taken, drop);
+    free(taken);
+    sp_info("log", "%s: retention deleted %d segment%s; log start offset now %" PRId64, l->dir, drop,
+            drop == 1 ? "" : "s", start);
+    kick(l); /* the directory change becomes durable */
     return drop;
 }
 
 /* ---- DeleteRecords ----------------------------------------------------- */
 
-int64_t sp_plog_delete_records(sp_plog_t *l, int64_t offset)
+int sp_plog_delete_records(sp_plog_t *l, int64_t offset, int64_t *new_start)
 {
     pthread_mutex_lock(&l->mu);
     int64_t hw = atomic_load(&l->hw);
-    if (l->deleted) {
+    int gone = gone_error(l);
+    if (gone) {
         pthread_mutex_unlock(&l->mu);
-        return -SP_ERR_UNKNOWN_TOPIC_OR_PARTITION;
+        return gone;
     }
     if (offset == -1)
         offset = hw;
     if (offset < 0 || offset > hw) {
         pthread_mutex_unlock(&l->mu);
-        return -SP_ERR_OFFSET_OUT_OF_RANGE;
+        return SP_ERR_OFFSET_OUT_OF_RANGE;
     }
     if (offset > l->log_start)
         l->log_start = offset;
@@ -812,19 +1108,15 @@ int64_t sp_plog_delete_records(sp_plog_t *l, int64_t offset)
     int drop = 0;
     while (drop < l->nsegs - 1 && l->segs[drop + 1]->base_offset <= l->log_start)
         drop++;
-    for (int i = 0; i < drop; i++) {
-        sp_segment_unlink(l->segs[i]);
-        sp_segment_unref(l->segs[i]);
-    }
-    if (drop) {
-        memmove(l->segs, l->segs + drop, sizeof(*l->segs) * (size_t)(l->nsegs - drop));
-        l->nsegs -= drop;
-        l->dir_dirty = true;
-    }
-    int64_t ls = l->log_start;
+    sp_segment_t **taken = drop ? take_front(l, drop) : NULL;
+    if (!taken)
+        drop = 0;
+    *new_start = l->log_start;
     pthread_mutex_unlock(&l->mu);
-    sp_flusher_kick(l); /* persists the log start checkpoint soon */
-    return ls;
+    drop_taken(taken, drop);
+    free(taken);
+    kick(l); /* persists the log start checkpoint soon */
+    return 0;
 }
 
 /* ---- flush ------------------------------------------------------------- */
@@ -832,7 +1124,7 @@ int64_t sp_plog_delete_records(sp_plog_t *l, int64_t offset)
 bool sp_plog_flush_due(sp_plog_t *l, int64_t now)
 {
     pthread_mutex_lock(&l->mu);
-    bool due = !l->deleted && (l->flushed < l->leo || l->dir_dirty) &&
+    bool due = !gone_error(l) && (l->flushed < l->leo || l->dir_dirty) &&
                (sp_log_durable(&l->cfg) || l->unflushed >= l->cfg.flush_messages ||
                 now - l->last_flush_ms >= l->cfg.flush_ms || l->flush_waiters);
     pthread_mutex_unlock(&l->mu);
@@ -842,13 +1134,18 @@ bool sp_plog_flush_due(sp_plog_t *l, int64_t now)
 int sp_plog_flush(sp_plog_t *l)
 {
     pthread_mutex_lock(&l->mu);
-    if (l->deleted) {
-        complete_flush_waiters(l, SP_ERR_UNKNOWN_TOPIC_OR_PARTITION);
+    int gone = gone_error(l);
+    if (gone) {
+        complete_flush_waiters(l, gone);
         pthread_mutex_unlock(&l->mu);
         return 0;
     }
     int64_t target = l->leo;
+    /* the segments holding unflushed data, and sealed ones whose index
+     * files are not written yet (right before the active one) */
     int first = seg_for(l, l->flushed);
+    while (first > 0 && l->segs[first - 1]->idx_dirty)
+        first--;
     int n = l->nsegs - first;
     sp_segment_t *local[64];
     sp_segment_t **segs = n <= 64 ? local : malloc(sizeof(*segs) * (size_t)n);
@@ -863,26 +1160,33 @@ int sp_plog_flush(sp_plog_t *l)
     bool dirty = l->dir_dirty;
     l->dir_dirty = false;
     l->unflushed = 0;
-    l->last_flush_ms = now_ms();
+    l->last_flush_ms = sp_mono_ms();
     pthread_mutex_unlock(&l->mu);
 
+    /* data first, then the index files of sealed segments, then the
+     * directory (new files, unlinks): only then is target durable */
     int err = 0;
-    for (int i = 0; i < n; i++)
-        if (sp_segment_sync(segs[i]) != 0 && !err)
-            err = errno;
-    if (dirty && sp_fsync_dir(l->dir) != 0 && !err)
+    for (int i = 0; i < n && !err; i++) {
+        int rc = sp_segment_sync(segs[i]);
+        if (rc == 0 && segs[i]->sealed)
+            rc = sp_segment_persist_indexes(segs[i]);
+        if (rc != 0)
+            err = -rc;
+    }
+    if (!err && dirty && sp_fsync_dir(l->dir) != 0)
         err = errno;
     for (int i = 0; i < n; i++)
         sp_segment_unref(segs[i]);
     if (segs != local)
         free(segs);
 
-    pthread_mutex_lock(&l->mu);
     if (err) {
-        sp_error("log", "%s: fsync failed: %s", l->dir, strerror(err));
-        l->dir_dirty |= dirty;
-        complete_flush_waiters(l, SP_ERR_KAFKA_STORAGE_ERROR);
-    } else {
+        /* never retried: the kernel may have dropped the pages already */
+        sp_plog_fail(l, "fdatasync failed", err);
+        return -err;
+    }
+    pthread_mutex_lock(&l->mu);
+    if (l->state == SP_PLOG_OK) {
         if (target > l->flushed)
             l->flushed = target;
         if (sp_log_durable(&l->cfg) && atomic_load(&l->hw) < l->flushed) {
@@ -892,15 +1196,36 @@ int sp_plog_flush(sp_plog_t *l)
         complete_flush_waiters(l, 0);
     }
     pthread_mutex_unlock(&l->mu);
-    return err ? -err : 0;
+    return 0;
 }
 
-void sp_plog_close(sp_plog_t *l)
+int sp_plog_close(sp_plog_t *l)
 {
     pthread_mutex_lock(&l->mu);
-    if (l->nsegs)
-        sp_segment_seal(active(l)); /* trims the index files to their entries */
+    bool ok = l->state == SP_PLOG_OK && !l->deleted;
+    int n = l->nsegs;
+    sp_segment_t **segs = ok ? malloc(sizeof(*segs) * (size_t)(n ? n : 1)) : NULL;
+    for (int i = 0; segs && i < n; i++) {
+        segs[i] = l->segs[i];
+        sp_segment_ref(segs[i]);
+    }
+    if (ok && n)
+        sp_segment_prepare_close(l->segs[n - 1]); /* the active one's files too */
     pthread_mutex_unlock(&l->mu);
+    if (!ok)
+        return -1;
+    if (!segs)
+        return -1;
+    int rc = 0;
+    for (int i = 0; i < n; i++) {
+        if (rc == 0 && sp_segment_persist_indexes(segs[i]) != 0)
+            rc = -1;
+        sp_segment_unref(segs[i]);
+    }
+    free(segs);
+    if (rc == 0 && sp_fsync_dir(l->dir) != 0)
+        rc = -1;
+    return rc;
 }
 
 void sp_plog_mark_deleted(sp_plog_t *l)

@@ -14,8 +14,9 @@
  *   |-- deleted --|-- on disk --|-- in page cache only --|
  *
  *  (1) log_start <= hw <= leo; offsets below log_start are not served;
- *  (2) every offset below 'flushed' has been fdatasync'ed (the recovery
- *      point: a crash never loses them);
+ *  (2) every offset below 'flushed' has been fdatasync'ed, and so have the
+ *      index files of every sealed segment below it (the recovery point:
+ *      a crash never loses them, and recovery trusts those segments);
  *  (3) durable mode (flush.messages = 1, Spool's default): hw = flushed,
  *      so consumers only ever see data that survives a crash, and an
  *      acks=-1 produce is answered once its last offset is below flushed;
@@ -23,15 +24,36 @@
  *      flush.messages / flush.ms as in Kafka;
  *  (4) segs[] is sorted by base offset; segs[nsegs-1] is the active one;
  *  (5) waiters on a log are woken (from the thread that moved hw) every
- *      time hw advances; the wake runs under mu and must not block.
+ *      time hw advances; the wake runs under mu and must not block;
+ *  (6) once state == SP_PLOG_FAILED nothing is appended, flushed or
+ *      deleted, flushed never moves again, and every waiter, append and
+ *      read gets KAFKA_STORAGE_ERROR.  A failed write or fsync is never
+ *      retried into "durable": the kernel may have dropped the pages.
+ *
+ * States:
+ *
+ *     +----+  fdatasync/write error (sp_plog_fail)   +--------+
+ *     | OK | --------------------------------------> | FAILED |
+ *     +----+  damage found at open with valid data   +--------+
+ *        |    after it (never truncated)                  |
+ *        +----------- sp_plog_mark_deleted ---------> DELETED (flag)
+ *
+ * | transition     | function                                   |
+ * |----------------|--------------------------------------------|
+ * | OK -> FAILED   | sp_plog_fail (flush, append, read, open)   |
+ * | any -> DELETED | sp_plog_mark_deleted                       |
  *
  * Threads: appends from I/O workers, flushes from the flush thread, reads
- * from I/O workers; all state changes under mu.  File reads happen
+ * from I/O workers, retention and DeleteRecords from the housekeeping
+ * thread and workers; all state changes under mu.  File reads happen
  * outside mu on referenced segments (segment.h invariant 2).  Appends are
  * ordered by append_mu (taken before mu): offsets are assigned under
  * both, the write into the active segment holds append_mu only (past the
  * published size, where no reader looks), and index, size and leo are
- * published under mu again.  No lock but append_mu is held across I/O.
+ * published under mu again.  Under mu there is no file I/O but the
+ * creation of a rolled segment's .log (one open(2)); fsync, index writes
+ * and unlinks happen outside it.  cfg is written under mu and read under
+ * mu (an append snapshots it once, sp_plog_config for others).
  */
 #ifndef SP_LOG_PLOG_H
 #define SP_LOG_PLOG_H
@@ -41,6 +63,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "log/fdcache.h"
 #include "log/segment.h"
 #include "proto/wire.h"
 
@@ -69,6 +92,18 @@ typedef struct sp_log_waiter {
     bool linked;
 } sp_log_waiter_t;
 
+struct sp_plog;
+
+/* What the owner of a log (the log manager, the metadata log) is told.
+ * Both may be NULL.  Called without mu held, from any thread. */
+typedef struct sp_plog_hooks {
+    void (*kick)(void *ctx, struct sp_plog *l);        /* flush l soon */
+    void (*failed)(void *ctx, struct sp_plog *l, int err); /* l went FAILED on an I/O error */
+    void *ctx;
+} sp_plog_hooks_t;
+
+typedef enum sp_plog_state { SP_PLOG_OK, SP_PLOG_FAILED } sp_plog_state_t;
+
 typedef struct sp_plog {
     pthread_mutex_t mu;
     pthread_mutex_t append_mu; /* serialises appends; taken before mu, held across the write */
@@ -77,7 +112,9 @@ typedef struct sp_plog {
     char *topic;
     int32_t partition;
     sp_uuid_t topic_id;
-    sp_log_config_t cfg;
+    sp_log_config_t cfg;          /* mu */
+    sp_fdcache_t *files;
+    sp_plog_hooks_t hooks;
     sp_segment_t **segs;
     int nsegs, capsegs;
     int64_t leo;
@@ -85,23 +122,48 @@ typedef struct sp_plog {
     int64_t log_start;
     int64_t flushed;
     int64_t unflushed;            /* records appended since the last flush */
-    int64_t last_flush_ms;
-    bool dir_dirty;               /* a segment was created since the last flush */
+    int64_t last_flush_ms;        /* monotonic */
+    bool dir_dirty;               /* a file was created or removed since the last flush */
     bool flush_queued;            /* on the flush thread's queue */
     bool deleted;
+    sp_plog_state_t state;
+    const char *fail_reason;      /* static text, once FAILED */
     struct sp_plog *flush_next;   /* flush queue link (flush thread's lock) */
     sp_log_waiter_t *fetch_waiters;
     sp_log_waiter_t *flush_waiters;
     int leader_epoch;
 } sp_plog_t;
 
-/* Creates the directory (fresh) or opens and recovers it.  clean: the
- * previous stop was clean (check only the active segment's tail);
- * otherwise segments holding offsets >= recovery_point are fully checked.
- * Returns the log with refs = 1, or NULL (logged). */
-sp_plog_t *sp_plog_open(const char *dir, const char *topic, int32_t partition,
-                        sp_uuid_t topic_id, const sp_log_config_t *cfg, bool create, bool clean,
-                        int64_t recovery_point, int64_t log_start);
+typedef struct sp_plog_open_opts {
+    const char *dir, *topic;
+    int32_t partition;
+    sp_uuid_t topic_id;
+    const sp_log_config_t *cfg;
+    bool create;                  /* create the directory if missing */
+    bool clean;                   /* the last stop was clean: check only the active tail */
+    int64_t recovery_point;       /* after a crash: segments past it are checked */
+    int64_t log_start;            /* from the checkpoint */
+    bool strict;                  /* the metadata log: damage is fatal, see sp_plog_open */
+    sp_fdcache_t *files;
+    sp_plog_hooks_t hooks;
+} sp_plog_open_opts_t;
+
+/*
+ * Creates the directory (fresh) or opens and recovers it.  Sealed
+ * segments the recovery does not scan have their indexes checked and,
+ * if in doubt, rebuilt from the log (never truncated).  A scanned segment
+ * whose data ends early is
+ *   - a torn tail when nothing valid follows: truncated there (and later
+ *     segments dropped, as Kafka), after a crash or for trailing garbage;
+ *   - damage when a valid batch still follows: never truncated; the log
+ *     opens FAILED (reads and writes answer KAFKA_STORAGE_ERROR) and the
+ *     file and position are logged.
+ * strict (the metadata log): any damage of a cleanly stopped log, and
+ * damage followed by valid data, make the open fail: the broker refuses
+ * to start rather than lose metadata.  Returns the log with refs = 1, or
+ * NULL (logged).
+ */
+sp_plog_t *sp_plog_open(const sp_plog_open_opts_t *o);
 void sp_plog_ref(sp_plog_t *l);
 void sp_plog_unref(sp_plog_t *l);
 
@@ -117,7 +179,10 @@ typedef struct sp_append_result {
 /*
  * Validates and appends the record batches in records[0..len) (a produce
  * request's partition data, patched in place: base offsets, leader epoch,
- * LogAppendTime).  All batches are appended or none.  I/O worker thread.
+ * LogAppendTime).  All batches are appended or none.  Each batch is parsed
+ * once: validation yields a plan (sizes, offsets, timestamps) that offset
+ * assignment and indexing reuse.  I/O worker thread (or an internal
+ * writer's thread).
  */
 void sp_plog_append(sp_plog_t *l, uint8_t *records, size_t len, int64_t now_ms,
                     sp_append_result_t *res);
@@ -125,7 +190,8 @@ void sp_plog_append(sp_plog_t *l, uint8_t *records, size_t len, int64_t now_ms,
 typedef struct sp_read_result {
     int16_t error;
     int64_t hw, lso, log_start, leo;
-    sp_segment_t *seg;            /* referenced; NULL if no data */
+    sp_segment_t *seg;            /* referenced and its file pinned; NULL if no data */
+    int fd;                       /* seg's .log, valid until sp_read_result_release */
     int64_t pos;
     int32_t len;
 } sp_read_result_t;
@@ -134,13 +200,34 @@ typedef struct sp_read_result {
  * Finds the bytes to serve from offset: whole batches below hw, at most
  * max_bytes unless min_one (then at least the first batch, whatever its
  * size, as Kafka's rule for the first partition with data).  One segment
- * per call.  The caller reads seg's file at [pos, pos+len) and unrefs seg.
+ * per call; an offset in a gap between segments (a segment missing) is
+ * served from the next one, as Kafka does.  A damaged batch header at the
+ * read position answers CORRUPT_MESSAGE, an unreadable file
+ * KAFKA_STORAGE_ERROR (both logged once per segment).  The caller reads
+ * res->fd at [pos, pos+len) and calls sp_read_result_release.
  */
 void sp_plog_read(sp_plog_t *l, int64_t offset, int32_t max_bytes, bool min_one,
                   sp_read_result_t *res);
+void sp_read_result_release(sp_read_result_t *res);
+/* A segment of a read, kept (ref + pin) beyond the read, e.g. while a
+ * response is sent; sp_segment_release drops both. */
+void sp_segment_hold(sp_segment_t *s);
+void sp_segment_release(void *seg);
+
+/* The log's offsets and state at one instant (takes mu). */
+typedef struct sp_log_offsets {
+    int64_t log_start, hw, leo, flushed;
+    bool failed, deleted;
+} sp_log_offsets_t;
+void sp_plog_offsets(sp_plog_t *l, sp_log_offsets_t *out);
+/* A copy of the log's settings (takes mu). */
+void sp_plog_config(sp_plog_t *l, sp_log_config_t *out);
+/* Applies new settings (takes mu). */
+void sp_plog_set_config(sp_plog_t *l, const sp_log_config_t *cfg);
 
 /* Offsets for ListOffsets: first record with timestamp >= ts (offset -1
- * if none), and the record with the largest timestamp. */
+ * if none), and the record with the largest timestamp below hw.  0, or a
+ * Kafka error code. */
 int sp_plog_offset_for_time(sp_plog_t *l, int64_t ts, int64_t *offset, int64_t *found_ts);
 void sp_plog_max_timestamp(sp_plog_t *l, int64_t *offset, int64_t *ts);
 
@@ -157,28 +244,36 @@ int sp_plog_scan(sp_plog_t *l, int64_t from, int (*fn)(const struct sp_record *r
 /* Retention (cleanup.policy=delete): deletes the oldest sealed segments
  * whose newest record is older than retention.ms, or while the log is
  * above retention.bytes; only segments wholly below the high watermark.
- * The log start moves to the first segment kept.  Flush thread.  Returns
- * the number of segments deleted. */
+ * Files are unlinked outside mu.  The log start moves to the first segment
+ * kept.  Housekeeping thread.  Returns the number of segments deleted. */
 int sp_plog_retention(sp_plog_t *l, int64_t now_ms);
 
-/* DeleteRecords: moves log_start to offset (<= hw), deletes whole
- * segments below it.  Returns the new log start, or -error code. */
-int64_t sp_plog_delete_records(sp_plog_t *l, int64_t offset);
+/* DeleteRecords: moves log_start to offset (<= hw; -1 = hw), deletes
+ * whole segments below it.  Returns 0 with *new_start, or a Kafka error
+ * code. */
+int sp_plog_delete_records(sp_plog_t *l, int64_t offset, int64_t *new_start);
 
 /* Waiters (see the header comment, invariant 5). */
 void sp_plog_wait_fetch(sp_plog_t *l, sp_log_waiter_t *w);
 void sp_plog_wait_flush(sp_plog_t *l, sp_log_waiter_t *w);
 void sp_plog_unwait(sp_plog_t *l, sp_log_waiter_t *w);
 
-/* Flush thread: syncs what is unflushed, advances flushed (and hw in
- * durable mode), completes flush waiters.  Returns 0 or -errno. */
+/* Flush thread: syncs what is unflushed and the indexes of sealed
+ * segments, advances flushed (and hw in durable mode), completes flush
+ * waiters.  On any error the log goes FAILED (invariant 6).  Returns 0 or
+ * -errno. */
 int sp_plog_flush(sp_plog_t *l);
 /* Whether a flush is due (flush.messages / flush.ms); mu not held. */
-bool sp_plog_flush_due(sp_plog_t *l, int64_t now_ms);
-/* Close: seals nothing, trims the active index (clean shutdown). */
-void sp_plog_close(sp_plog_t *l);
+bool sp_plog_flush_due(sp_plog_t *l, int64_t now_mono_ms);
+/* Clean close: writes and syncs the index files of every segment (the
+ * active one included, with a final time entry), after a flush.  0, or
+ * -1 if the log is FAILED or a write failed: no clean marker then. */
+int sp_plog_close(sp_plog_t *l);
 /* Marks deleted, wakes every waiter with an error, unlinks nothing. */
 void sp_plog_mark_deleted(sp_plog_t *l);
+/* Puts the log in the FAILED state (invariant 6) and tells the owner
+ * (hooks.failed) when err != 0 (an I/O error rather than damage).  Idempotent. */
+void sp_plog_fail(sp_plog_t *l, const char *why, int err);
 
 static inline bool sp_log_durable(const sp_log_config_t *c) { return c->flush_messages <= 1; }
 

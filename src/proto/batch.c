@@ -690,6 +690,8 @@ int sp_batches_each_record(const uint8_t *buf, size_t len,
         sp_record_t rec;
         int rc;
         if (sp_batch_next(buf + off, len - off, &bs) != 1 || sp_batch_hdr_parse(buf + off, bs, &h) != 0 ||
+            h.magic != SP_BATCH_MAGIC ||
+            sp_crc32c(0, buf + off + SP_BATCH_CRC_START, bs - SP_BATCH_CRC_START) != h.crc ||
             sp_record_iter_init(&it, buf + off, bs, 0) != 0)
             return -1;
         while ((rc = sp_record_iter_next(&it, &rec)) == 1) {

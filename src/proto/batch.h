@@ -363,8 +363,11 @@ void sp_batch_builder_free(sp_batch_builder_t *b);
  * Calls fn(record, ctx) for every record of the concatenated batches in
  * buf[0..len) (a log read or a snapshot file), in order.  *next is set to
  * the offset after the last batch (from its header, so gaps left by
- * compaction and empty batches count).  Stops at the first batch that does
- * not parse (returns -1) or when fn returns non-zero (returns that).
+ * compaction and empty batches count).  Each batch's CRC-32C is checked
+ * (these are bytes from disk that internal state is rebuilt from: a
+ * flipped bit must stop the replay, not become a different record).
+ * Stops at the first batch that does not parse or check (returns -1) or
+ * when fn returns non-zero (returns that).
  * Borrows buf; any thread.
  */
 int sp_batches_each_record(const uint8_t *buf, size_t len,

@@ -188,6 +188,11 @@ size_t sp_bytes_size(sp_bytes_t b, int compact);
 size_t sp_array_len_size(int32_t n, int compact);
 
 /* Big-endian helpers for fixed offsets in our own buffers. */
+static inline uint16_t sp_be16(const uint8_t *p)
+{
+    return (uint16_t)(((uint16_t)p[0] << 8) | p[1]);
+}
+
 static inline uint32_t sp_be32(const uint8_t *p)
 {
     return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];

@@ -9,6 +9,30 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+int (*sp_fault_hook)(const char *op, int fd);
+
+static int fault(const char *op, int fd)
+{
+    int err = sp_fault_hook ? sp_fault_hook(op, fd) : 0;
+    if (err)
+        errno = err;
+    return err ? -1 : 0;
+}
+
+int sp_fdatasync(int fd)
+{
+    if (fault("fdatasync", fd) != 0)
+        return -1;
+    return fdatasync(fd);
+}
+
+int sp_fsync(int fd)
+{
+    if (fault("fsync", fd) != 0)
+        return -1;
+    return fsync(fd);
+}
+
 int sp_mkdirs(const char *path)
 {
     char buf[PATH_MAX];
@@ -42,9 +66,32 @@ int sp_fsync_dir(const char *dir)
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
         return -1;
-    int rc = fsync(fd);
+    int rc = sp_fsync(fd);
+    int err = errno;
     close(fd);
+    errno = err;
     return rc;
+}
+
+int sp_fsync_parent(const char *path)
+{
+    char buf[PATH_MAX];
+    size_t n = strlen(path);
+    if (n == 0 || n >= sizeof(buf)) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    memcpy(buf, path, n + 1);
+    while (n > 1 && buf[n - 1] == '/')
+        buf[--n] = 0;
+    char *slash = strrchr(buf, '/');
+    if (!slash)
+        return sp_fsync_dir(".");
+    if (slash == buf)
+        slash[1] = 0;
+    else
+        *slash = 0;
+    return sp_fsync_dir(buf);
 }
 
 int sp_write_file_atomic(const char *dir, const char *name, const void *data, size_t len)
@@ -66,7 +113,7 @@ int sp_write_file_atomic(const char *dir, const char *name, const void *data, si
         }
         off += (size_t)w;
     }
-    if (fsync(fd) != 0)          /* data on disk before the name points at it */
+    if (sp_fsync(fd) != 0)       /* data on disk before the name points at it */
         goto fail;
     if (close(fd) != 0) {
         fd = -1;

@@ -11,10 +11,28 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/*
+ * The only callers of fdatasync(2) and fsync(2) in the broker: every sync
+ * of a log, an index, a checkpoint or a directory goes through these, so
+ * that a test can fail the Nth one (sp_fault_hook) and see the storage
+ * failure model at work (docs/ARCHITECTURE.md, "When storage fails").
+ * 0, or -1 with errno.  A failed sync is never retried by its caller: the
+ * kernel may have dropped the dirty pages already ("fsyncgate").
+ */
+int sp_fdatasync(int fd);
+int sp_fsync(int fd);
+
+/* Fault injection for unit tests: when set, called before each sync with
+ * the operation ("fdatasync", "fsync") and the fd; a non-zero return is
+ * the errno the sync fails with.  NULL in the broker. */
+extern int (*sp_fault_hook)(const char *op, int fd);
+
 /* mkdir -p; 0 or -1 (errno). */
 int sp_mkdirs(const char *path);
 /* fsync a directory so that a create, rename or unlink in it is durable. */
 int sp_fsync_dir(const char *dir);
+/* fsync the directory that holds path (its real parent, not "path/.."). */
+int sp_fsync_parent(const char *path);
 /*
  * Replaces dir/name with data atomically and durably:
  *   write dir/name.tmp, fsync it, rename over dir/name, fsync dir.

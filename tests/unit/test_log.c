@@ -13,6 +13,8 @@
 #include "log/plog.h"
 #include "proto/batch.h"
 #include "proto/gen/errors.h"
+#include "util/fsutil.h"
+#include <errno.h>
 
 static sp_log_config_t cfg(int64_t segment_bytes, int64_t flush_messages)
 {
@@ -47,6 +49,33 @@ static uint8_t *batch(int first, int n, int64_t ts0, size_t *len)
 }
 
 static sp_uuid_t tid;
+static sp_fdcache_t *files;
+
+/* sp_plog_open with the options the old positional form had. */
+static sp_plog_t *open_log(const char *dir, const char *topic, const sp_log_config_t *c, bool create,
+                           bool clean, int64_t recovery_point, int64_t log_start)
+{
+    sp_plog_open_opts_t o;
+    memset(&o, 0, sizeof(o));
+    o.dir = dir;
+    o.topic = topic;
+    o.topic_id = tid;
+    o.cfg = c;
+    o.create = create;
+    o.clean = clean;
+    o.recovery_point = recovery_point;
+    o.log_start = log_start;
+    o.files = files;
+    return sp_plog_open(&o);
+}
+
+/* DeleteRecords: the new start, or -error. */
+static int64_t delete_records(sp_plog_t *l, int64_t offset)
+{
+    int64_t start = -1;
+    int rc = sp_plog_delete_records(l, offset, &start);
+    return rc ? -rc : start;
+}
 
 /* Reads everything from offset and checks record values are consecutive. */
 static int64_t read_check(sp_plog_t *l, int64_t from, int64_t *first_seen)
@@ -59,9 +88,9 @@ static int64_t read_check(sp_plog_t *l, int64_t from, int64_t *first_seen)
         if (rr.error || !rr.seg)
             break;
         uint8_t *buf = malloc((size_t)rr.len);
-        if (pread(rr.seg->fd, buf, (size_t)rr.len, rr.pos) != rr.len) {
+        if (pread(rr.fd, buf, (size_t)rr.len, rr.pos) != rr.len) {
             free(buf);
-            sp_segment_unref(rr.seg);
+            sp_read_result_release(&rr);
             return -1;
         }
         size_t off = 0;
@@ -82,7 +111,7 @@ static int64_t read_check(sp_plog_t *l, int64_t from, int64_t *first_seen)
                 if (r.offset != next || r.value.len != wl || memcmp(r.value.ptr, want, (size_t)wl) != 0) {
                     sp_record_iter_free(&it);
                     free(buf);
-                    sp_segment_unref(rr.seg);
+                    sp_read_result_release(&rr);
                     return -1;
                 }
                 next++;
@@ -91,7 +120,7 @@ static int64_t read_check(sp_plog_t *l, int64_t from, int64_t *first_seen)
             off += bs;
         }
         free(buf);
-        sp_segment_unref(rr.seg);
+        sp_read_result_release(&rr);
     }
     return next;
 }
@@ -101,7 +130,7 @@ static void test_append_read_roll(const char *root)
     char dir[512];
     snprintf(dir, sizeof(dir), "%s/t-0", root);
     sp_log_config_t c = cfg(4000, 1);
-    sp_plog_t *l = sp_plog_open(dir, "t", 0, tid, &c, true, false, 0, 0);
+    sp_plog_t *l = open_log(dir, "t", &c, true, false, 0, 0);
     CHECK(l != NULL);
     if (!l)
         return;
@@ -135,17 +164,17 @@ static void test_append_read_roll(const char *root)
     CHECK(rr.error == SP_ERR_OFFSET_OUT_OF_RANGE);
     /* DeleteRecords: start moves, whole segments below it go */
     int nsegs = l->nsegs;
-    CHECK(sp_plog_delete_records(l, 250) == 250);
+    CHECK(delete_records(l, 250) == 250);
     CHECK(l->log_start == 250 && l->nsegs < nsegs);
     sp_plog_read(l, 100, 100, true, &rr);
     CHECK(rr.error == SP_ERR_OFFSET_OUT_OF_RANGE);
     CHECK(read_check(l, 250, &first) == 500);
-    CHECK(sp_plog_delete_records(l, 600) == -SP_ERR_OFFSET_OUT_OF_RANGE);
+    CHECK(delete_records(l, 600) == -SP_ERR_OFFSET_OUT_OF_RANGE);
     sp_plog_close(l);
     sp_plog_unref(l);
 
     /* clean reopen: same end, appends continue */
-    l = sp_plog_open(dir, "t", 0, tid, &c, false, true, 500, 250);
+    l = open_log(dir, "t", &c, false, true, 500, 250);
     CHECK(l && l->leo == 500 && l->log_start == 250);
     if (!l)
         return;
@@ -177,12 +206,19 @@ static char *active_log(const char *dir)
     return path;
 }
 
+static int count_record(const sp_record_t *rec, void *ctx)
+{
+    (void)rec;
+    (*(int *)ctx)++;
+    return 0;
+}
+
 static void test_recovery(const char *root)
 {
     char dir[512];
     snprintf(dir, sizeof(dir), "%s/r-0", root);
     sp_log_config_t c = cfg(1 << 20, 1);
-    sp_plog_t *l = sp_plog_open(dir, "r", 0, tid, &c, true, false, 0, 0);
+    sp_plog_t *l = open_log(dir, "r", &c, true, false, 0, 0);
     CHECK(l != NULL);
     if (!l)
         return;
@@ -205,7 +241,7 @@ static void test_recovery(const char *root)
     int fd = open(path, O_WRONLY | O_APPEND);
     CHECK(write(fd, "garbage-garbage-garbage-garbage-garb", 37) == 37);
     close(fd);
-    l = sp_plog_open(dir, "r", 0, tid, &c, false, false, 0, 0);
+    l = open_log(dir, "r", &c, false, false, 0, 0);
     CHECK(l && l->leo == 200);
     stat(path, &st);
     CHECK(st.st_size == full);
@@ -218,7 +254,7 @@ static void test_recovery(const char *root)
     fd = open(path, O_WRONLY | O_APPEND);
     CHECK(write(fd, "\0\0\0\0\0\0\0\xc8\0\0\0\x40zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz", 80) == 80);
     close(fd);
-    l = sp_plog_open(dir, "r", 0, tid, &c, false, true, 200, 0);
+    l = open_log(dir, "r", &c, false, true, 200, 0);
     CHECK(l && l->leo == 200);
     stat(path, &st);
     CHECK(st.st_size == full);
@@ -229,7 +265,7 @@ static void test_recovery(const char *root)
 
     /* torn last batch: back to the batch before it */
     CHECK(truncate(path, full - 10) == 0);
-    l = sp_plog_open(dir, "r", 0, tid, &c, false, false, 0, 0);
+    l = open_log(dir, "r", &c, false, false, 0, 0);
     CHECK(l && l->leo == 190);
     if (l) {
         int64_t first;
@@ -247,23 +283,60 @@ static void test_recovery(const char *root)
         sp_plog_unref(l);
     }
 
-    /* a flipped byte in the middle: truncated at the damaged batch */
+    /* a flipped byte in the middle, valid batches after it: damage, not a
+     * torn tail.  Nothing is truncated; the log opens FAILED and answers
+     * KAFKA_STORAGE_ERROR (plog.h invariant 6); the metadata log (strict)
+     * refuses to open at all */
     stat(path, &st);
+    off_t before = st.st_size;
     fd = open(path, O_RDWR);
     char x;
     CHECK(pread(fd, &x, 1, st.st_size / 2) == 1);
     x ^= 0x5a;
     CHECK(pwrite(fd, &x, 1, st.st_size / 2) == 1);
     close(fd);
-    l = sp_plog_open(dir, "r", 0, tid, &c, false, false, 0, 0);
-    CHECK(l && l->leo > 0 && l->leo < 200 && l->leo % 10 == 0);
+    l = open_log(dir, "r", &c, false, false, 0, 0);
+    CHECK(l && l->state == SP_PLOG_FAILED);
+    stat(path, &st);
+    CHECK(st.st_size == before);
     if (l) {
-        int64_t first;
-        sp_plog_flush(l);
-        CHECK(read_check(l, 0, &first) == l->leo);
-        sp_plog_close(l);
+        sp_read_result_t rr;
+        sp_plog_read(l, 0, 4096, true, &rr);
+        CHECK(rr.error == SP_ERR_KAFKA_STORAGE_ERROR && !rr.seg);
+        size_t len;
+        uint8_t *p = batch(500, 1, 0, &len);
+        sp_append_result_t ar;
+        sp_plog_append(l, p, len, 0, &ar);
+        free(p);
+        CHECK(ar.error == SP_ERR_KAFKA_STORAGE_ERROR);
+        CHECK(sp_plog_close(l) != 0); /* no clean marker for a failed log */
         sp_plog_unref(l);
     }
+    stat(path, &st);
+    CHECK(st.st_size == before);
+    sp_plog_open_opts_t o;
+    memset(&o, 0, sizeof(o));
+    o.dir = dir;
+    o.topic = "r";
+    o.cfg = &c;
+    o.files = files;
+    o.strict = true;
+    l = sp_plog_open(&o);
+    CHECK(l == NULL);
+    sp_plog_unref(l);
+    /* after a clean stop only the tail is checked at open: the replay,
+     * which checks every batch's CRC, is what refuses the damage */
+    o.clean = true;
+    l = sp_plog_open(&o);
+    CHECK(l != NULL);
+    if (l) {
+        int n = 0;
+        CHECK(sp_plog_scan(l, 0, count_record, &n) != 0);
+        CHECK(n > 0 && n < 200);
+        sp_plog_unref(l);
+    }
+    stat(path, &st);
+    CHECK(st.st_size == before);
 }
 
 static void test_validation(const char *root)
@@ -272,7 +345,7 @@ static void test_validation(const char *root)
     snprintf(dir, sizeof(dir), "%s/v-0", root);
     sp_log_config_t c = cfg(1 << 20, 5);
     c.max_message_bytes = 300;
-    sp_plog_t *l = sp_plog_open(dir, "v", 0, tid, &c, true, false, 0, 0);
+    sp_plog_t *l = open_log(dir, "v", &c, true, false, 0, 0);
     CHECK(l != NULL);
     if (!l)
         return;
@@ -365,7 +438,7 @@ static int64_t scan_below_hw(sp_plog_t *l, int32_t max_bytes)
         if (!rr.seg)
             return next;
         uint8_t *buf = malloc((size_t)rr.len);
-        int ok = buf && pread(rr.seg->fd, buf, (size_t)rr.len, rr.pos) == rr.len;
+        int ok = buf && pread(rr.fd, buf, (size_t)rr.len, rr.pos) == rr.len;
         for (size_t off = 0, bs; ok && off < (size_t)rr.len; off += bs) {
             sp_batch_info_t info;
             sp_batch_validate_opts_t o;
@@ -375,7 +448,7 @@ static int64_t scan_below_hw(sp_plog_t *l, int32_t max_bytes)
             next += info.hdr.last_offset_delta + 1;
         }
         free(buf);
-        sp_segment_unref(rr.seg);
+        sp_read_result_release(&rr);
         if (!ok)
             return -1;
     }
@@ -402,7 +475,7 @@ static void test_append_races(const char *root)
     sp_log_config_t c = cfg(8192, 1); /* durable: hw follows the flushes; rolls often */
     race_t r;
     memset(&r, 0, sizeof(r));
-    r.l = sp_plog_open(dir, "race", 0, tid, &c, true, false, 0, 0);
+    r.l = open_log(dir, "race", &c, true, false, 0, 0);
     CHECK(r.l != NULL);
     if (!r.l)
         return;
@@ -437,7 +510,7 @@ static void test_read_many_small_batches(const char *root)
     char dir[512];
     snprintf(dir, sizeof(dir), "%s/small-0", root);
     sp_log_config_t c = cfg(1 << 20, 1);
-    sp_plog_t *l = sp_plog_open(dir, "small", 0, tid, &c, true, false, 0, 0);
+    sp_plog_t *l = open_log(dir, "small", &c, true, false, 0, 0);
     CHECK(l != NULL);
     if (!l)
         return;
@@ -455,16 +528,480 @@ static void test_read_many_small_batches(const char *root)
     sp_plog_read(l, 0, 1 << 20, true, &rr);
     CHECK(rr.error == 0 && rr.seg && rr.pos == 0 && rr.len == bytes); /* all of it, in one read */
     if (rr.seg)
-        sp_segment_unref(rr.seg);
+        sp_read_result_release(&rr);
     sp_plog_read(l, 1234, 20000, true, &rr); /* ends on the last whole batch under 20000 bytes */
     CHECK(rr.error == 0 && rr.seg && rr.len <= 20000 && rr.len > 20000 - 200);
     if (rr.seg)
-        sp_segment_unref(rr.seg);
+        sp_read_result_release(&rr);
     int64_t first;
     CHECK(read_check(l, 0, &first) == 3000 && first == 0);
     CHECK(scan_below_hw(l, 1 << 20) == 3000 && scan_below_hw(l, 50000) == 3000);
     sp_plog_close(l);
     sp_plog_unref(l);
+}
+
+/* ---- the storage failure model (docs/ARCHITECTURE.md) ------------------- */
+
+static atomic_int fault_countdown; /* fail the sync when it reaches 1 */
+static atomic_int fault_errno;
+static atomic_int syncs_seen;
+
+static int fault_hook(const char *op, int fd)
+{
+    (void)op;
+    (void)fd;
+    atomic_fetch_add(&syncs_seen, 1);
+    int n = atomic_load(&fault_countdown);
+    if (n <= 0)
+        return 0;
+    if (atomic_fetch_sub(&fault_countdown, 1) == 1)
+        return atomic_load(&fault_errno);
+    return 0;
+}
+
+static atomic_int failed_calls;
+static void on_failed(void *ctx, sp_plog_t *l, int err)
+{
+    (void)ctx;
+    (void)l;
+    if (err == EIO)
+        atomic_fetch_add(&failed_calls, 1);
+}
+
+typedef struct fw {
+    sp_log_waiter_t w;
+    int woken, err;
+} fw_t;
+
+static void fw_wake(sp_log_waiter_t *w, int err)
+{
+    fw_t *f = (fw_t *)w;
+    f->woken++;
+    f->err = err;
+}
+
+/* B3: a failed fdatasync is never retried into "durable": the log goes
+ * FAILED, waiters get KAFKA_STORAGE_ERROR, flushed never moves again. */
+static void test_fsync_failure(const char *root)
+{
+    char dir[512];
+    snprintf(dir, sizeof(dir), "%s/fsync-0", root);
+    sp_log_config_t c = cfg(1 << 20, 1);
+    sp_plog_open_opts_t o;
+    memset(&o, 0, sizeof(o));
+    o.dir = dir;
+    o.topic = "fsync";
+    o.cfg = &c;
+    o.create = true;
+    o.files = files;
+    o.hooks.failed = on_failed;
+    sp_plog_t *l = sp_plog_open(&o);
+    CHECK(l != NULL);
+    if (!l)
+        return;
+    size_t len;
+    uint8_t *p = batch(0, 10, 0, &len);
+    sp_append_result_t ar;
+    sp_plog_append(l, p, len, 0, &ar);
+    free(p);
+    CHECK(ar.error == 0);
+    CHECK(sp_plog_flush(l) == 0 && l->flushed == 10 && atomic_load(&l->hw) == 10);
+
+    p = batch(10, 10, 0, &len);
+    sp_plog_append(l, p, len, 0, &ar);
+    free(p);
+    CHECK(ar.error == 0 && ar.last_offset == 19);
+    fw_t w;
+    memset(&w, 0, sizeof(w));
+    w.w.offset = 19;
+    w.w.wake = fw_wake;
+    sp_plog_wait_flush(l, &w.w);
+    CHECK(w.woken == 0);
+    atomic_store(&fault_errno, EIO);
+    atomic_store(&fault_countdown, 1);
+    sp_fault_hook = fault_hook;
+    CHECK(sp_plog_flush(l) == -EIO);
+    CHECK(w.woken == 1 && w.err == SP_ERR_KAFKA_STORAGE_ERROR);
+    CHECK(l->state == SP_PLOG_FAILED && l->flushed == 10 && atomic_load(&l->hw) == 10);
+    CHECK(atomic_load(&failed_calls) == 1);
+    /* the next flush would succeed: it must not be tried */
+    int before = atomic_load(&syncs_seen);
+    CHECK(sp_plog_flush(l) == 0 && l->flushed == 10 && atomic_load(&l->hw) == 10);
+    CHECK(atomic_load(&syncs_seen) == before);
+    CHECK(!sp_plog_flush_due(l, INT64_MAX / 2));
+    /* appends, reads, waits and DeleteRecords answer KAFKA_STORAGE_ERROR */
+    p = batch(20, 1, 0, &len);
+    sp_plog_append(l, p, len, 0, &ar);
+    free(p);
+    CHECK(ar.error == SP_ERR_KAFKA_STORAGE_ERROR);
+    sp_read_result_t rr;
+    sp_plog_read(l, 0, 1000, true, &rr);
+    CHECK(rr.error == SP_ERR_KAFKA_STORAGE_ERROR && !rr.seg);
+    memset(&w, 0, sizeof(w));
+    w.w.offset = 5;
+    w.w.wake = fw_wake;
+    sp_plog_wait_flush(l, &w.w);
+    CHECK(w.woken == 1 && w.err == SP_ERR_KAFKA_STORAGE_ERROR);
+    int64_t start;
+    CHECK(sp_plog_delete_records(l, 5, &start) == SP_ERR_KAFKA_STORAGE_ERROR);
+    CHECK(sp_plog_close(l) != 0);
+    CHECK(atomic_load(&failed_calls) == 1);
+    sp_plog_unref(l);
+    sp_fault_hook = NULL;
+
+    /* a failed sync of the indexes of a sealed segment fails the log too */
+    snprintf(dir, sizeof(dir), "%s/fsync-1", root);
+    c = cfg(600, 1);
+    o.dir = dir;
+    l = sp_plog_open(&o);
+    CHECK(l != NULL);
+    if (!l)
+        return;
+    for (int b = 0; b < 4; b++) {
+        p = batch(b * 5, 5, 0, &len);
+        sp_plog_append(l, p, len, 0, &ar);
+        free(p);
+    }
+    CHECK(l->nsegs >= 2);
+    atomic_store(&fault_countdown, 2); /* the .log sync passes, the .index one fails */
+    sp_fault_hook = fault_hook;
+    CHECK(sp_plog_flush(l) != 0 && l->state == SP_PLOG_FAILED && l->flushed == 0);
+    sp_fault_hook = NULL;
+    sp_plog_unref(l);
+}
+
+/* The path of segment file <base><ext> in dir. */
+static const char *seg_path(const char *dir, int64_t base, const char *ext)
+{
+    static char path[1024];
+    snprintf(path, sizeof(path), "%s/%020lld%s", dir, (long long)base, ext);
+    return path;
+}
+
+static off_t file_size(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? st.st_size : -1;
+}
+
+/* A log of 100 batches of 5 records over several segments; record i has
+ * timestamp 1000 + i.  Flushed and closed cleanly; returns the bases. */
+static int build_segments(const char *dir, const sp_log_config_t *c, int64_t *bases, int max)
+{
+    sp_plog_t *l = open_log(dir, "ix", c, true, false, 0, 0);
+    if (!l)
+        return 0;
+    for (int b = 0; b < 100; b++) {
+        size_t len;
+        uint8_t *p = batch(b * 5, 5, 1000 + b * 5, &len);
+        sp_append_result_t ar;
+        sp_plog_append(l, p, len, 0, &ar);
+        free(p);
+    }
+    sp_plog_flush(l);
+    int n = l->nsegs < max ? l->nsegs : max;
+    for (int i = 0; i < n; i++)
+        bases[i] = l->segs[i]->base_offset;
+    sp_plog_close(l);
+    sp_plog_unref(l);
+    return n;
+}
+
+/* Checks a reopened log of build_segments: every read, lookup by time and
+ * the segments' largest timestamps (what time retention goes by). */
+static void check_segments(sp_plog_t *l)
+{
+    int64_t first, off, ts;
+    CHECK(l->leo == 500 && l->state == SP_PLOG_OK);
+    CHECK(read_check(l, 0, &first) == 500 && first == 0);
+    CHECK(read_check(l, 123, &first) == 500 && first == 123);
+    CHECK(sp_plog_offset_for_time(l, 1000, &off, &ts) == 0 && off == 0 && ts == 1000);
+    CHECK(sp_plog_offset_for_time(l, 1301, &off, &ts) == 0 && off == 301 && ts == 1301);
+    CHECK(sp_plog_offset_for_time(l, 1499, &off, &ts) == 0 && off == 499);
+    sp_plog_max_timestamp(l, &off, &ts);
+    CHECK(ts == 1499 && off == 499);
+    for (int i = 0; i + 1 < l->nsegs; i++) {
+        sp_segment_t *s = l->segs[i];
+        int64_t next = l->segs[i + 1]->base_offset;
+        CHECK(s->max_timestamp == 1000 + next - 1);
+    }
+}
+
+/* B2: index files of sealed segments are written and synced with them,
+ * with a final time entry; damaged ones below the recovery point are
+ * found and rebuilt from the log. */
+static void test_index_damage(const char *root)
+{
+    sp_log_config_t c = cfg(2500, 1);
+    int64_t bases[64];
+    char dir[512];
+    snprintf(dir, sizeof(dir), "%s/ix-0", root);
+    int n = build_segments(dir, &c, bases, 64);
+    CHECK(n >= 4);
+    if (n < 4)
+        return;
+    /* the sealed segments' index files are whole, and the last time entry
+     * is the segment's largest timestamp */
+    for (int i = 0; i + 1 < n; i++) {
+        off_t ti = file_size(seg_path(dir, bases[i], ".timeindex"));
+        CHECK(file_size(seg_path(dir, bases[i], ".index")) % 8 == 0 && ti % 12 == 0 && ti >= 12);
+        FILE *f = fopen(seg_path(dir, bases[i], ".timeindex"), "rb");
+        uint8_t e[12];
+        CHECK(f && fseek(f, ti - 12, SEEK_SET) == 0 && fread(e, 1, 12, f) == 12);
+        if (f)
+            fclose(f);
+        int64_t t = (int64_t)(((uint64_t)sp_be32(e) << 32) | sp_be32(e + 4));
+        CHECK(t == 1000 + bases[i + 1] - 1);
+    }
+
+    /* each kind of damage, on a sealed segment below the recovery point
+     * (crash restart with recovery point 500: not scanned) */
+    static const char *what[] = { "timeindex truncated", "timeindex zeroed", "index garbage",
+                                  "index partial entry", "index missing", "timeindex past the end",
+                                  "index truncated to one entry" };
+    for (int k = 0; k < 7; k++) {
+        int64_t b = bases[1 + k % (n - 2)];
+        const char *ip = seg_path(dir, b, k == 0 || k == 1 || k == 5 ? ".timeindex" : ".index");
+        char path[1024];
+        snprintf(path, sizeof(path), "%s", ip);
+        off_t sz = file_size(path);
+        int fd = open(path, O_RDWR);
+        CHECK(fd >= 0 || k == 4);
+        if (k == 0) {
+            CHECK(ftruncate(fd, 0) == 0);
+        } else if (k == 1) {
+            uint8_t *z = calloc(1, (size_t)sz);
+            CHECK(pwrite(fd, z, (size_t)sz, 0) == sz);
+            free(z);
+        } else if (k == 2) {
+            CHECK(pwrite(fd, "\xff\xff\xff\xf0\x7f\xff\xff\xff", 8, 0) == 8);
+        } else if (k == 3) {
+            CHECK(ftruncate(fd, sz - 3) == 0);
+        } else if (k == 4) {
+            CHECK(unlink(path) == 0);
+        } else if (k == 5) { /* a time entry naming an offset past the segment */
+            CHECK(pwrite(fd, "\0\0\0\0\0\0\x10\0\0\0\x7f\xff", 12, sz - 12) == 12);
+        } else {
+            CHECK(ftruncate(fd, 8) == 0);
+        }
+        if (fd >= 0)
+            close(fd);
+        sp_plog_t *l = open_log(dir, "ix", &c, false, false, 500, 0);
+        CHECK(l != NULL);
+        if (!l)
+            continue;
+        check_segments(l);
+        /* time retention by the true timestamps: nothing is old yet at
+         * 1000 + 500 + 1 hour, everything but the active one is after */
+        l->cfg.retention_delete = true;
+        l->cfg.retention_ms = 3600000;
+        CHECK(sp_plog_retention(l, 1500 + 3600000 - 1000) == 0);
+        if (l->nsegs != n)
+            fprintf(stderr, "damage %d (%s): %d segments of %d left\n", k, what[k], l->nsegs, n);
+        CHECK(l->nsegs == n);
+        CHECK(sp_plog_flush(l) == 0); /* rebuilt index files written */
+        sp_plog_close(l);
+        sp_plog_unref(l);
+        CHECK(file_size(seg_path(dir, b, ".timeindex")) % 12 == 0 &&
+              file_size(seg_path(dir, b, ".timeindex")) >= 12);
+        CHECK(file_size(seg_path(dir, b, ".index")) % 8 == 0 && file_size(seg_path(dir, b, ".index")) >= 8);
+    }
+    sp_plog_t *l = open_log(dir, "ix", &c, false, true, 500, 0);
+    CHECK(l != NULL);
+    if (l) {
+        check_segments(l);
+        l->cfg.retention_delete = true;
+        l->cfg.retention_ms = 10;
+        CHECK(sp_plog_retention(l, 1000 + 500 + 3600000) == n - 1);
+        sp_plog_unref(l);
+    }
+}
+
+/* B8 and friends: after a clean stop, a .log cut at (or before) its last
+ * index entry is found; the next offset comes from what is really there. */
+static void test_clean_tail_cut(const char *root)
+{
+    sp_log_config_t c = cfg(1 << 20, 1);
+    char dir[512];
+    snprintf(dir, sizeof(dir), "%s/cut-0", root);
+    int64_t bases[4];
+    CHECK(build_segments(dir, &c, bases, 4) == 1);
+    const char *lp = seg_path(dir, 0, ".log");
+    char path[1024];
+    snprintf(path, sizeof(path), "%s", lp);
+    /* the position of the last index entry */
+    FILE *f = fopen(seg_path(dir, 0, ".index"), "rb");
+    uint8_t e[8];
+    off_t isz = file_size(seg_path(dir, 0, ".index"));
+    CHECK(f && isz >= 16 && fseek(f, isz - 8, SEEK_SET) == 0 && fread(e, 1, 8, f) == 8);
+    if (f)
+        fclose(f);
+    uint32_t pos = sp_be32(e + 4), rel = sp_be32(e);
+    CHECK(truncate(path, pos) == 0);
+    sp_plog_t *l = open_log(dir, "ix", &c, false, true, 500, 0);
+    CHECK(l != NULL);
+    if (!l)
+        return;
+    int64_t first;
+    /* the batch the last entry named is gone: the end is where its batch
+     * started, i.e. before the offset that entry named */
+    CHECK(l->leo <= (int64_t)rel && l->leo > 0 && l->leo % 5 == 0);
+    CHECK(read_check(l, 0, &first) == l->leo);
+    sp_plog_unref(l);
+}
+
+/* B6: the active segment rolls when its index is full. */
+static void test_roll_on_full_index(const char *root)
+{
+    sp_log_config_t c = cfg(1 << 30, 1);
+    c.segment_index_bytes = 64;   /* 8 offset entries */
+    c.index_interval_bytes = 0;   /* one entry per batch */
+    char dir[512];
+    snprintf(dir, sizeof(dir), "%s/full-0", root);
+    sp_plog_t *l = open_log(dir, "full", &c, true, false, 0, 0);
+    CHECK(l != NULL);
+    if (!l)
+        return;
+    for (int b = 0; b < 40; b++) {
+        size_t len;
+        uint8_t *p = batch(b, 1, 1000 + b, &len);
+        sp_append_result_t ar;
+        sp_plog_append(l, p, len, 0, &ar);
+        free(p);
+        CHECK(ar.error == 0);
+    }
+    CHECK(l->nsegs >= 5);
+    for (int i = 0; i < l->nsegs; i++)
+        CHECK(atomic_load(&l->segs[i]->nidx) <= 8);
+    sp_plog_flush(l);
+    int64_t first, off, ts;
+    CHECK(read_check(l, 0, &first) == 40);
+    CHECK(read_check(l, 33, &first) == 40 && first == 33);
+    CHECK(sp_plog_offset_for_time(l, 1037, &off, &ts) == 0 && off == 37);
+    sp_plog_close(l);
+    sp_plog_unref(l);
+}
+
+/* The position of the third batch of the segment file fd. */
+static off_t third_batch(int fd)
+{
+    off_t pos = 0;
+    for (int i = 0; i < 2; i++) {
+        uint8_t h[12];
+        if (pread(fd, h, 12, pos) != 12)
+            return -1;
+        pos += 12 + sp_be32(h + 8);
+    }
+    return pos;
+}
+
+/* Damaged sealed segments and a missing one: fetches get an error or go
+ * on to the next segment; they never stall on an empty answer. */
+static void test_damaged_sealed(const char *root)
+{
+    sp_log_config_t c = cfg(2500, 1);
+    int64_t bases[64];
+    char dir[512];
+    snprintf(dir, sizeof(dir), "%s/dmg-0", root);
+    int n = build_segments(dir, &c, bases, 64);
+    CHECK(n >= 4);
+    if (n < 4)
+        return;
+    /* a missing middle segment: offsets bases[1]..bases[2]-1 are gone */
+    CHECK(unlink(seg_path(dir, bases[1], ".log")) == 0);
+    sp_plog_t *l = open_log(dir, "ix", &c, false, true, 500, 0);
+    CHECK(l != NULL);
+    if (!l)
+        return;
+    sp_read_result_t rr;
+    sp_plog_read(l, bases[1] + 1, 4096, true, &rr);
+    CHECK(rr.error == 0 && rr.seg && rr.seg->base_offset == bases[2]);
+    sp_read_result_release(&rr);
+    sp_plog_read(l, bases[1] - 1, 1 << 20, true, &rr);   /* ends the first segment */
+    CHECK(rr.error == 0 && rr.seg && rr.seg->base_offset == bases[0]);
+    sp_read_result_release(&rr);
+    sp_plog_unref(l);
+
+    /* a batch length of 0x7ffffff0 and a base offset of 1e12 in sealed
+     * segments: CORRUPT_MESSAGE at the damaged batch, data before it read */
+    snprintf(dir, sizeof(dir), "%s/dmg-1", root);
+    n = build_segments(dir, &c, bases, 64);
+    CHECK(n >= 4);
+    char path[1024];
+    snprintf(path, sizeof(path), "%s", seg_path(dir, bases[1], ".log"));
+    int fd = open(path, O_RDWR);
+    off_t at1 = third_batch(fd);
+    CHECK(pwrite(fd, "\x7f\xff\xff\xf0", 4, at1 + 8) == 4);
+    close(fd);
+    snprintf(path, sizeof(path), "%s", seg_path(dir, bases[2], ".log"));
+    fd = open(path, O_RDWR);
+    off_t at2 = third_batch(fd);
+    CHECK(pwrite(fd, "\0\0\0\xe8\xd4\xa5\x10\0", 8, at2) == 8); /* 1e12 */
+    close(fd);
+    l = open_log(dir, "ix", &c, false, true, 500, 0);
+    CHECK(l != NULL);
+    if (!l)
+        return;
+    int64_t first;
+    CHECK(read_check(l, 0, &first) == bases[1] + 10); /* up to the damage */
+    sp_plog_read(l, bases[1] + 10, 4096, true, &rr);
+    CHECK(rr.error == SP_ERR_CORRUPT_MESSAGE && !rr.seg);
+    sp_plog_read(l, bases[1] + 12, 4096, true, &rr);
+    CHECK(rr.error == SP_ERR_CORRUPT_MESSAGE && !rr.seg);
+    CHECK(atomic_load(&l->segs[1]->damaged_at) == at1);
+    CHECK(read_check(l, bases[2], &first) == bases[2] + 10);
+    sp_plog_read(l, bases[2] + 10, 4096, true, &rr);
+    CHECK(rr.error == SP_ERR_CORRUPT_MESSAGE && !rr.seg);
+    CHECK(read_check(l, bases[3], &first) == 500); /* later segments are fine */
+    sp_plog_unref(l);
+}
+
+/* Many logs through a small fd cache: fds stay bounded, data intact. */
+static void test_fd_cache(const char *root)
+{
+    sp_fdcache_t *small = sp_fdcache_new(6);
+    sp_log_config_t c = cfg(600, 1);
+    sp_plog_t *logs[40];
+    sp_plog_open_opts_t o;
+    memset(&o, 0, sizeof(o));
+    o.cfg = &c;
+    o.create = true;
+    o.files = small;
+    char dirs[40][512];
+    for (int i = 0; i < 40; i++) {
+        snprintf(dirs[i], sizeof(dirs[i]), "%s/fdc-%d", root, i);
+        o.dir = dirs[i];
+        o.topic = "fdc";
+        o.partition = i;
+        logs[i] = sp_plog_open(&o);
+        CHECK(logs[i] != NULL);
+    }
+    CHECK(sp_fdcache_open_count(small) <= 6);
+    for (int round = 0; round < 5; round++)
+        for (int i = 0; i < 40; i++) {
+            if (!logs[i])
+                continue;
+            size_t len;
+            uint8_t *p = batch(round * 5, 5, 0, &len);
+            sp_append_result_t ar;
+            sp_plog_append(logs[i], p, len, 0, &ar);
+            free(p);
+            CHECK(ar.error == 0);
+            CHECK(sp_plog_flush(logs[i]) == 0);
+            CHECK(sp_fdcache_open_count(small) <= 6);
+        }
+    for (int i = 0; i < 40; i++) {
+        if (!logs[i])
+            continue;
+        int64_t first;
+        CHECK(logs[i]->nsegs > 1);
+        CHECK(read_check(logs[i], 0, &first) == 25);
+        CHECK(sp_fdcache_open_count(small) <= 6);
+        sp_plog_close(logs[i]);
+        sp_plog_unref(logs[i]);
+    }
+    CHECK(sp_fdcache_open_count(small) == 0);
+    sp_fdcache_free(small);
 }
 
 int main(void)
@@ -473,11 +1010,19 @@ int main(void)
     if (!mkdtemp(root))
         return 1;
     tid.b[0] = 7;
+    files = sp_fdcache_new(64);
     test_append_read_roll(root);
     test_recovery(root);
     test_validation(root);
     test_append_races(root);
     test_read_many_small_batches(root);
+    test_fsync_failure(root);
+    test_index_damage(root);
+    test_clean_tail_cut(root);
+    test_roll_on_full_index(root);
+    test_damaged_sealed(root);
+    test_fd_cache(root);
+    sp_fdcache_free(files);
     char cmd[600];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", root);
     if (system(cmd) != 0)
