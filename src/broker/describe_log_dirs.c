@@ -7,7 +7,9 @@
  * topics null means every topic of the metadata image; otherwise the
  * partitions asked for, and topics or partitions this broker does not
  * have are simply absent, as in Kafka.  v4 adds the file system's total
- * and usable bytes (statvfs).
+ * and usable bytes (statvfs).  A directory offline after a storage
+ * failure (logmgr.h) is reported with KAFKA_STORAGE_ERROR and no
+ * partitions, as Kafka reports offline log dirs.
  *
  * A partition's directory is <log dir>/<topic>-<p> (logmgr.h): it belongs
  * to log dir D when its path is D, one '/', then a name without '/'.
@@ -173,6 +175,11 @@ void sp_handle_describe_log_dirs(sp_req_t *req)
         out->error_code = 0;
         out->log_dir = sp_str_c(dirs[d]);
         out->topics.n = 0;
+        if (sp_logmgr_dir_offline(d)) {
+            /* as Kafka reports an offline log dir: the error, no partitions */
+            out->error_code = SP_ERR_KAFKA_STORAGE_ERROR;
+            continue;
+        }
         if (nw > 0) {
             out->topics.v = sp_describe_log_dirs_response_describe_log_dirs_topic_alloc(&req->arena, nw);
             if (!out->topics.v)
