@@ -156,7 +156,7 @@ static struct {
     op_t *head, *tail;
     bool stop, running;
     group_t *groups;
-    int32_t nparts;             /* partitions of __consumer_offsets */
+    int32_t nparts;             /* partitions of __consumer_offsets at start */
 } G = { .mu = PTHREAD_MUTEX_INITIALIZER };
 
 static int64_t now_ms(void)
@@ -216,6 +216,23 @@ int32_t sp_coordinator_partition_for(const char *group, int32_t len, int32_t n)
     /* Kafka's Utils.abs: Integer.MIN_VALUE maps to 0 */
     int32_t a = h == INT32_MIN ? 0 : (h < 0 ? -h : h);
     return n > 0 ? a % n : 0;
+}
+
+/*
+ * The partition count of __consumer_offsets as the topic has it (the
+ * topic decides: a data dir may hold it with a count other than today's
+ * offsets.topic.num.partitions, e.g. created by a client before clients
+ * were refused), or the configured count while it does not exist yet.
+ * Kafka reads it once at start-up; reading it per write also covers a
+ * topic that appeared after the start.  Coordinator thread.
+ */
+static int32_t offsets_partitions(void)
+{
+    sp_image_t *img = sp_image_acquire();
+    const sp_topic_info_t *t = sp_image_topic(img, OFFSETS_TOPIC, (int32_t)strlen(OFFSETS_TOPIC));
+    int32_t n = t && t->npartitions > 0 ? t->npartitions : G.nparts;
+    sp_image_release(img);
+    return n;
 }
 
 /* Encodes "int16 version | struct" into a malloc'd buffer. */
@@ -363,7 +380,7 @@ static int16_t persist(const char *group, records_t *r, sp_req_t **reqs, void **
     }
     if (!batch)
         return SP_ERR_UNKNOWN_SERVER_ERROR;
-    int32_t p = sp_coordinator_partition_for(group, (int32_t)strlen(group), G.nparts);
+    int32_t p = sp_coordinator_partition_for(group, (int32_t)strlen(group), offsets_partitions());
     sp_plog_t *log = sp_logmgr_get(OFFSETS_TOPIC, (int32_t)strlen(OFFSETS_TOPIC), p);
     if (!log) {
         free(batch);
@@ -2168,6 +2185,19 @@ static void offsets_topic_created(sp_req_t *req, sp_ctl_op_t *op)
     find_answer(req);
 }
 
+void sp_coordinator_offsets_topic(sp_ctl_topic_t *t)
+{
+    static sp_str_t keys[] = { { "cleanup.policy", 14 }, { "segment.bytes", 13 },
+                               { "compression.type", 16 } };
+    static sp_str_t vals[] = { { "compact", 7 }, { "104857600", 9 }, { "producer", 8 } };
+    t->name = sp_str_lit(OFFSETS_TOPIC);
+    t->num_partitions = (int32_t)sp_config_long(sp_controller_config(), "offsets.topic.num.partitions");
+    t->replication_factor = -1;
+    t->nconfigs = 3;
+    t->ckeys = keys;
+    t->cvalues = vals;
+}
+
 void sp_handle_find_coordinator(sp_req_t *req)
 {
     sp_image_t *img = sp_image_acquire();
@@ -2181,28 +2211,12 @@ void sp_handle_find_coordinator(sp_req_t *req)
     /* the first group of this cluster: create __consumer_offsets */
     sp_ctl_op_t *op = sp_arena_zalloc(&req->arena, sizeof(*op));
     sp_ctl_topic_t *t = sp_arena_zalloc(&req->arena, sizeof(*t));
-    sp_str_t *keys = sp_arena_alloc(&req->arena, sizeof(sp_str_t) * 3);
-    sp_str_t *vals = sp_arena_alloc(&req->arena, sizeof(sp_str_t) * 3);
-    char *np = sp_arena_alloc(&req->arena, 16);
-    if (!op || !t || !keys || !vals || !np) {
+    if (!op || !t) {
         find_answer(req);
         return;
     }
     req->autocreated = true;
-    snprintf(np, 16, "%d", G.nparts);
-    t->name = sp_str_lit(OFFSETS_TOPIC);
-    t->num_partitions = G.nparts;
-    t->replication_factor = -1;
-    keys[0] = sp_str_lit("cleanup.policy");
-    vals[0] = sp_str_lit("compact");
-    keys[1] = sp_str_lit("segment.bytes");
-    vals[1] = sp_str_lit("104857600");
-    keys[2] = sp_str_lit("compression.type");
-    vals[2] = sp_str_lit("producer");
-    t->nconfigs = 3;
-    t->ckeys = keys;
-    t->cvalues = vals;
-    (void)np;
+    sp_coordinator_offsets_topic(t);
     op->kind = SP_CTL_CREATE_TOPICS;
     op->n = 1;
     op->topics = t;
@@ -2224,6 +2238,9 @@ int sp_coordinator_start(const sp_broker_t *b, const sp_config_t *cfg)
     const sp_topic_info_t *t = sp_image_topic(img, OFFSETS_TOPIC, (int32_t)strlen(OFFSETS_TOPIC));
     int groups = 0;
     if (t) {
+        if (t->npartitions != G.nparts)
+            sp_warn("group", "%s has %d partitions, offsets.topic.num.partitions is %d: the topic's count is used",
+                    OFFSETS_TOPIC, t->npartitions, G.nparts);
         G.nparts = t->npartitions; /* the topic decides, as in Kafka */
         for (int32_t p = 0; p < t->npartitions; p++) {
             sp_plog_t *log = sp_logmgr_get(OFFSETS_TOPIC, (int32_t)strlen(OFFSETS_TOPIC), p);

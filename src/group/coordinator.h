@@ -39,6 +39,15 @@ void sp_coordinator_stop(void);
 /* Kafka's partition of __consumer_offsets for a group id. */
 int32_t sp_coordinator_partition_for(const char *group, int32_t len, int32_t npartitions);
 
+/* Fills t (zeroed by the caller) with how __consumer_offsets is created:
+ * offsets.topic.num.partitions partitions, compacted, 100 MiB segments,
+ * compression.type=producer (Kafka's offsetsTopicConfigs).  The strings
+ * are static.  Used by FindCoordinator and by auto-creation (Metadata,
+ * Produce), so the topic has that shape whoever asks first.  Any thread
+ * once started. */
+struct sp_ctl_topic;
+void sp_coordinator_offsets_topic(struct sp_ctl_topic *t);
+
 void sp_handle_find_coordinator(sp_req_t *req);
 void sp_handle_join_group(sp_req_t *req);
 void sp_handle_sync_group(sp_req_t *req);
