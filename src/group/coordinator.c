@@ -108,7 +108,8 @@ typedef struct offset {
     int32_t partition;
     int64_t offset;
     int32_t leader_epoch;
-    char *metadata;
+    char *metadata;             /* bytes (may hold NULs), never NULL once stored */
+    int32_t metadata_len;
     int64_t commit_ts;
 } offset_t;
 
@@ -282,7 +283,7 @@ static int add_offset_record(records_t *r, const char *group, const char *topic,
         sp_offset_commit_value_init(&v);
         v.offset = o->offset;
         v.leader_epoch = o->leader_epoch;
-        v.metadata = sp_str_c(o->metadata ? o->metadata : "");
+        v.metadata = (sp_str_t){ o->metadata ? o->metadata : "", o->metadata ? o->metadata_len : 0 };
         v.commit_timestamp = o->commit_ts;
         vb = versioned(3, desc("OffsetCommitValue"), &v, 3, &vlen);
     }
@@ -518,7 +519,11 @@ static void put_offset(group_t *g, const char *topic, int32_t tlen, int32_t p, i
     free(o->metadata);
     o->offset = off;
     o->leader_epoch = epoch;
-    o->metadata = mlen >= 0 ? dupn(meta, mlen) : strdup("");
+    /* null metadata is stored as "" (Kafka's OffsetAndMetadata.NO_METADATA);
+     * otherwise every byte, NULs included */
+    int32_t ml = mlen > 0 ? mlen : 0;
+    o->metadata = dupn(ml ? meta : "", ml);
+    o->metadata_len = o->metadata ? ml : 0;
     o->commit_ts = ts;
 }
 
@@ -1506,14 +1511,14 @@ static void op_commit(sp_req_t *req, void *arg)
             o.partition = rp->partition_index;
             o.offset = rp->committed_offset;
             o.leader_epoch = v >= 6 ? rp->committed_leader_epoch : -1;
-            o.metadata = rp->committed_metadata.len >= 0 ? dups(rp->committed_metadata) : NULL;
+            o.metadata = rp->committed_metadata.len > 0 ? (char *)rp->committed_metadata.ptr : NULL;
+            o.metadata_len = rp->committed_metadata.len > 0 ? rp->committed_metadata.len : 0;
             o.commit_ts = v == 1 && rp->commit_timestamp >= 0 ? rp->commit_timestamp : now;
             if (add_offset_record(&rec, g->id, topic, o.partition, &o) != 0)
                 po->error_code = SP_ERR_UNKNOWN_SERVER_ERROR;
             else
                 put_offset(g, rt->name.ptr, rt->name.len, o.partition, o.offset, o.leader_epoch,
                            rp->committed_metadata.ptr, rp->committed_metadata.len, o.commit_ts);
-            free(o.metadata);
         }
     }
     sp_image_release(img);
@@ -1531,6 +1536,16 @@ static void op_commit(sp_req_t *req, void *arg)
                     r->topics.v[t].partitions.v[p].error_code = err;
         answer(req, r);
     }
+}
+
+/* The committed metadata of o (every byte), or "" without o, in req's
+ * arena; null if that fails. */
+static sp_str_t metadata_copy(sp_req_t *req, const offset_t *o)
+{
+    if (!o || o->metadata_len <= 0)
+        return sp_str_lit("");
+    char *m = sp_arena_strdup(&req->arena, o->metadata, (size_t)o->metadata_len);
+    return m ? (sp_str_t){ m, o->metadata_len } : SP_STR_NULL;
 }
 
 /*
@@ -1567,10 +1582,7 @@ static void op_commit(sp_req_t *req, void *arg)
             v[k].partition_index = p;                                                        \
             v[k].committed_offset = o ? o->offset : -1;                                      \
             v[k].committed_leader_epoch = o ? o->leader_epoch : -1;                          \
-            v[k].metadata = sp_str_c(o && o->metadata                                        \
-                                         ? sp_arena_strdup(&req->arena, o->metadata,         \
-                                                           strlen(o->metadata))              \
-                                         : "");                                              \
+            v[k].metadata = metadata_copy(req, o);                                           \
             k++;                                                                             \
         }                                                                                    \
         return v;                                                                            \
