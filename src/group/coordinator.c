@@ -276,12 +276,27 @@ static uint8_t *versioned(int16_t version, const sp_msg_desc_t *d, const void *x
     return buf;
 }
 
-static const sp_msg_desc_t *desc(const char *name)
+static const sp_msg_desc_t *desc_named(const char *name)
 {
     for (int i = 0; i < sp_msg_desc_count; i++)
         if (strcmp(sp_msg_descs[i].name, name) == 0)
             return &sp_msg_descs[i];
     return NULL;
+}
+
+/* The record schemas, looked up once by sp_coordinator_start (a scan of
+ * every schema per record before). */
+static struct {
+    const sp_msg_desc_t *offset_key, *offset_value, *group_key, *group_value;
+} D;
+
+static int load_descs(void)
+{
+    D.offset_key = desc_named("OffsetCommitKey");
+    D.offset_value = desc_named("OffsetCommitValue");
+    D.group_key = desc_named("GroupMetadataKey");
+    D.group_value = desc_named("GroupMetadataValue");
+    return D.offset_key && D.offset_value && D.group_key && D.group_value ? 0 : -1;
 }
 
 typedef struct records {
@@ -298,7 +313,7 @@ static int add_offset_record(records_t *r, const char *group, const char *topic,
     k.group = sp_str_c(group);
     k.topic = sp_str_c(topic);
     k.partition = partition;
-    uint8_t *kb = versioned(1, desc("OffsetCommitKey"), &k, 1, &klen), *vb = NULL;
+    uint8_t *kb = versioned(1, D.offset_key, &k, 1, &klen), *vb = NULL;
     if (o) {
         sp_offset_commit_value_t v;
         sp_offset_commit_value_init(&v);
@@ -306,7 +321,7 @@ static int add_offset_record(records_t *r, const char *group, const char *topic,
         v.leader_epoch = o->leader_epoch;
         v.metadata = (sp_str_t){ o->metadata ? o->metadata : "", o->metadata ? o->metadata_len : 0 };
         v.commit_timestamp = o->commit_ts;
-        vb = versioned(3, desc("OffsetCommitValue"), &v, 3, &vlen);
+        vb = versioned(3, D.offset_value, &v, 3, &vlen);
     }
     int rc = (!kb || (o && !vb)) ? -1 : sp_batch_builder_add(&r->b, kb, klen, vb, vlen, now_ms());
     free(kb);
@@ -321,7 +336,7 @@ static int add_group_record(records_t *r, group_t *g, bool tombstone)
     int32_t klen = 0, vlen = -1;
     sp_group_metadata_key_init(&k);
     k.group = sp_str_c(g->id);
-    uint8_t *kb = versioned(2, desc("GroupMetadataKey"), &k, 2, &klen), *vb = NULL;
+    uint8_t *kb = versioned(2, D.group_key, &k, 2, &klen), *vb = NULL;
     if (!tombstone) {
         sp_arena_t a;
         sp_arena_init(&a, 0);
@@ -352,7 +367,7 @@ static int add_group_record(records_t *r, group_t *g, bool tombstone)
             mm->assignment = (sp_bytes_t){ m->assignment ? m->assignment : (const uint8_t *)"",
                                            m->assignment_len };
         }
-        vb = versioned(3, desc("GroupMetadataValue"), &v, 3, &vlen);
+        vb = versioned(3, D.group_value, &v, 3, &vlen);
         sp_arena_free(&a);
     }
     int rc = (!kb || (!tombstone && !vb)) ? -1 : sp_batch_builder_add(&r->b, kb, klen, vb, vlen, now_ms());
@@ -2699,6 +2714,10 @@ int sp_coordinator_start(const sp_broker_t *b, const sp_config_t *cfg)
     G.broker = b;
     G.cfg = cfg;
     G.nparts = (int32_t)sp_config_long(cfg, "offsets.topic.num.partitions");
+    if (load_descs() != 0) {
+        sp_error("group", "the group-coordinator record schemas are missing from the codec");
+        return -1;
+    }
     if (uv_loop_init(&G.loop) != 0 || sp_wakeup_init(&G.loop, &G.wake, on_wake) != 0)
         return -1;
     sp_image_t *img = sp_image_acquire();
