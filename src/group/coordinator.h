@@ -23,7 +23,9 @@
  * order, so group state needs no locks.  Handlers on I/O workers submit
  * the request; the coordinator builds the response in the request's arena
  * and hands it back with sp_req_post.  A commit is answered once its
- * records are fsynced (flush waiter), like any acks=all write.
+ * records are fsynced (flush waiter), like any acks=all write, and only
+ * then applied to memory; a failed write changes nothing and answers
+ * Kafka's error (NOT_COORDINATOR for a storage error).
  */
 #ifndef SP_GROUP_COORDINATOR_H
 #define SP_GROUP_COORDINATOR_H
