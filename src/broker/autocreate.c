@@ -3,12 +3,29 @@
  * Produce request that do not exist are created with num.partitions and
  * default.replication.factor, and the request is handled again once they
  * exist (see sp_autocreate in api.h).
+ *
+ * Internal topics are not ordinary topics: __consumer_offsets is created
+ * the way the group coordinator creates it (offsets.topic.num.partitions,
+ * compacted; Kafka's AutoTopicCreationManager does the same), so a client
+ * asking for it first cannot give it the wrong shape.  The other internal
+ * names (and __cluster_metadata) have no owner here and are not created.
  */
 #include "broker/api.h"
 #include "cluster/controller.h"
 #include "cluster/image.h"
 #include "cluster/names.h"
+#include "group/coordinator.h"
 #include "util/log.h"
+
+/* Whether name may be auto-created (and does not exist in img). */
+static bool creatable(const sp_image_t *img, sp_str_t name)
+{
+    if (name.len <= 0 || !sp_topic_name_valid(name.ptr, name.len) || sp_image_topic(img, name.ptr, name.len))
+        return false;
+    if (sp_str_eq_lit(name, "__cluster_metadata"))
+        return false;
+    return !sp_topic_is_internal(name.ptr, name.len) || sp_str_eq_lit(name, "__consumer_offsets");
+}
 
 typedef struct again {
     sp_ctl_op_t op;
@@ -34,9 +51,7 @@ bool sp_autocreate(sp_req_t *req, const sp_str_t *names, int n, void (*again)(sp
     sp_image_t *img = sp_image_acquire();
     int missing = 0;
     for (int i = 0; i < n; i++)
-        if (names[i].len > 0 && sp_topic_name_valid(names[i].ptr, names[i].len) &&
-            !sp_image_topic(img, names[i].ptr, names[i].len))
-            missing++;
+        missing += creatable(img, names[i]);
     if (!missing) {
         sp_image_release(img);
         return false;
@@ -49,17 +64,20 @@ bool sp_autocreate(sp_req_t *req, const sp_str_t *names, int n, void (*again)(sp
     }
     int k = 0;
     for (int i = 0; i < n; i++) {
-        if (names[i].len <= 0 || !sp_topic_name_valid(names[i].ptr, names[i].len) ||
-            sp_image_topic(img, names[i].ptr, names[i].len))
+        if (!creatable(img, names[i]))
             continue;
         bool dup = false;
         for (int j = 0; j < k; j++)
             dup |= sp_str_eq(t[j].name, names[i]);
         if (dup)
             continue;
-        t[k].name = names[i];
-        t[k].num_partitions = -1;
-        t[k].replication_factor = -1;
+        if (sp_str_eq_lit(names[i], "__consumer_offsets")) {
+            sp_coordinator_offsets_topic(&t[k]);
+        } else {
+            t[k].name = names[i];
+            t[k].num_partitions = -1;
+            t[k].replication_factor = -1;
+        }
         k++;
     }
     sp_image_release(img);

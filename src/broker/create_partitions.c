@@ -11,7 +11,11 @@
  * Checked here first, as Kafka does, without the controller:
  *   - a topic named twice in the request: INVALID_REQUEST for each;
  *   - an assignment that is empty, names a broker twice, or does not have
- *     the topic's replication factor: INVALID_REPLICA_ASSIGNMENT.
+ *     the topic's replication factor: INVALID_REPLICA_ASSIGNMENT;
+ *   - an internal topic (cluster/names.h): INVALID_REQUEST.  A group's
+ *     records live in partition hash(group) % N of __consumer_offsets, so a
+ *     new N would strand every group.  (Kafka refuses it only in its
+ *     kafka-topics tool; its broker accepts.)
  * Each assignment is the broker list of one new partition, in order.
  */
 #include <stdarg.h>
@@ -22,6 +26,7 @@
 #include "broker/api.h"
 #include "cluster/controller.h"
 #include "cluster/image.h"
+#include "cluster/names.h"
 #include "proto/gen/create_partitions_request.h"
 #include "proto/gen/create_partitions_response.h"
 
@@ -168,6 +173,13 @@ void sp_handle_create_partitions(sp_req_t *req)
         t[i].replication_factor = -1;
         if (t[i].error)
             continue;
+        if (sp_topic_is_internal(ct->name.ptr, ct->name.len)) {
+            t[i].error = SP_ERR_INVALID_REQUEST;
+            t[i].message = fmt_msg(a, "Changing the partitions of an internal topic is prohibited.",
+                                   "Changing the number of partitions of internal topic %.*s is prohibited.",
+                                   (int)ct->name.len, ct->name.ptr);
+            continue;
+        }
         int32_t na = ct->assignments.n > 0 ? ct->assignments.n : 0;
         if (na == 0)
             continue;

@@ -10,11 +10,15 @@
  * acks=1 is answered once written; acks=-1 on a durable topic
  * (flush.messages=1) is answered once every partition's data is fsynced by
  * the flush thread (group commit).  Topics that do not exist are created
- * first when auto.create.topics.enable is on.
+ * first when auto.create.topics.enable is on.  Internal topics
+ * (cluster/names.h) are refused with INVALID_TOPIC_EXCEPTION: only the
+ * group coordinator appends to __consumer_offsets.  (Kafka lets a client
+ * whose client.id is "__admin_client" through; Spool does not.)
  */
 #include "broker/api.h"
 #include "cluster/controller.h"
 #include "cluster/image.h"
+#include "cluster/names.h"
 #include "log/logmgr.h"
 #include "proto/gen/produce_request.h"
 #include "proto/gen/produce_response.h"
@@ -151,6 +155,13 @@ void sp_handle_produce(sp_req_t *req)
             sp_produce_response_partition_produce_response_t *po = &to->partition_responses.v[p];
             if (all_error) {
                 po->error_code = all_error;
+                continue;
+            }
+            if (sp_topic_is_internal(td->name.ptr, td->name.len)) {
+                /* only the coordinators write there; Kafka answers
+                 * INVALID_TOPIC_EXCEPTION, with no message, whether or not
+                 * the topic exists (ReplicaManager.appendToLocalLog) */
+                po->error_code = SP_ERR_INVALID_TOPIC_EXCEPTION;
                 continue;
             }
             sp_plog_t *log = sp_logmgr_get(td->name.ptr, td->name.len, pd->index);

@@ -7,10 +7,20 @@
  * request is refused with INVALID_REQUEST, as Kafka does.  Deleted topics'
  * files are renamed at once and removed in the background, so the name can
  * be created again immediately.
+ *
+ * Internal topics (cluster/names.h) are the broker's own: a client may
+ * neither create nor delete them (INVALID_REQUEST, "Creation of internal
+ * topic X is prohibited." -- Kafka's answer for __cluster_metadata, which
+ * Spool extends to __consumer_offsets and the others; Kafka itself lets a
+ * client create and delete __consumer_offsets).  The group coordinator
+ * creates __consumer_offsets itself, with its own settings.
  */
+#include <stdio.h>
+
 #include "broker/api.h"
 #include "cluster/controller.h"
 #include "cluster/image.h"
+#include "cluster/names.h"
 #include "cluster/topic_config.h"
 #include "proto/gen/create_topics_request.h"
 #include "proto/gen/create_topics_response.h"
@@ -20,6 +30,17 @@
 static sp_str_t msg(const char *m)
 {
     return m ? sp_str_c(m) : SP_STR_NULL;
+}
+
+/* "<what> of internal topic <name> is prohibited.", in req's arena. */
+static const char *prohibited(sp_req_t *req, const char *what, sp_str_t name)
+{
+    size_t n = strlen(what) + (size_t)(name.len > 0 ? name.len : 0) + 40;
+    char *m = sp_arena_alloc(&req->arena, n);
+    if (!m)
+        return "Operations on internal topics are prohibited.";
+    snprintf(m, n, "%s of internal topic %.*s is prohibited.", what, (int)name.len, name.ptr);
+    return m;
 }
 
 /* ---- CreateTopics ------------------------------------------------------ */
@@ -102,6 +123,10 @@ void sp_handle_create_topics(sp_req_t *req)
                 t[i].error = SP_ERR_INVALID_REQUEST;
                 t[i].message = "Duplicate topic name in the request.";
             }
+        if (!t[i].error && sp_topic_is_internal(ct->name.ptr, ct->name.len)) {
+            t[i].error = SP_ERR_INVALID_REQUEST;
+            t[i].message = prohibited(req, "Creation", ct->name);
+        }
         int32_t na = ct->assignments.n > 0 ? ct->assignments.n : 0;
         if (na) {
             t[i].nassign = na;
@@ -195,6 +220,24 @@ void sp_handle_delete_topics(sp_req_t *req)
                 t[i].error = SP_ERR_INVALID_REQUEST;
                 t[i].message = "Duplicate topic in the request.";
             }
+    /* internal topics, by name or by id */
+    sp_image_t *img = sp_image_acquire();
+    for (int i = 0; i < n; i++) {
+        if (t[i].error)
+            continue;
+        sp_str_t name = t[i].name;
+        if (name.len < 0) {
+            const sp_topic_info_t *ti = sp_image_topic_by_id(img, t[i].id);
+            name = ti ? sp_str_c(ti->name) : SP_STR_NULL;
+        }
+        if (name.len > 0 && sp_topic_is_internal(name.ptr, name.len)) {
+            t[i].error = SP_ERR_INVALID_REQUEST;
+            t[i].message = prohibited(req, "Deletion", name);
+            if (t[i].name.len < 0) /* the response names it; the image goes away */
+                t[i].name = sp_str_c(sp_arena_strdup(&req->arena, name.ptr, (size_t)name.len));
+        }
+    }
+    sp_image_release(img);
     op->kind = SP_CTL_DELETE_TOPICS;
     op->n = n;
     op->topics = t;

@@ -2,6 +2,7 @@
 #include "cluster/names.h"
 
 #include <ctype.h>
+#include <string.h>
 
 bool sp_topic_name_valid(const char *name, int32_t len)
 {
@@ -15,4 +16,14 @@ bool sp_topic_name_valid(const char *name, int32_t len)
             return false;
     }
     return true;
+}
+
+bool sp_topic_is_internal(const char *name, int32_t len)
+{
+    static const char *const internal[] = { "__consumer_offsets", "__transaction_state",
+                                            "__share_group_state" };
+    for (size_t i = 0; name && len > 0 && i < sizeof(internal) / sizeof(internal[0]); i++)
+        if ((size_t)len == strlen(internal[i]) && memcmp(name, internal[i], (size_t)len) == 0)
+            return true;
+    return false;
 }

@@ -10,4 +10,9 @@
 /* Kafka's topic name rule: 1..249 chars of [a-zA-Z0-9._-], not "." or "..". */
 bool sp_topic_name_valid(const char *name, int32_t len);
 
+/* Kafka's internal topics (Topic.isInternal): __consumer_offsets,
+ * __transaction_state, __share_group_state.  Only the broker writes them:
+ * clients may not produce to them, create, delete or repartition them. */
+bool sp_topic_is_internal(const char *name, int32_t len);
+
 #endif

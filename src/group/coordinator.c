@@ -19,9 +19,14 @@
  * |-------------------------------------|---------------------|
  * | Empty/Stable/Completing -> Preparing | prepare_rebalance   |
  * | Preparing -> Completing              | complete_join       |
- * | Completing -> Stable                 | do_sync (leader)    |
+ * | Completing -> Stable                 | sync_settled, once the leader's assignment (op_sync) is durable |
+ * | Completing -> Preparing (write lost) | sync_settled -> prepare_rebalance |
  * | any -> Empty (no members)            | remove_member       |
  * | Empty -> Dead                        | op_delete_groups    |
+ *
+ * Memory follows __consumer_offsets, never leads it: commits, the Stable
+ * state and a static member's new id take effect only once their records
+ * are durable (see "writes to __consumer_offsets" below).
  *
  * Everything here runs on the coordinator thread (its own libuv loop):
  * request ops arrive through a queue + wakeup (util/wakeup.h); timers are on that loop.
@@ -108,9 +113,19 @@ typedef struct offset {
     int32_t partition;
     int64_t offset;
     int32_t leader_epoch;
-    char *metadata;
+    char *metadata;             /* bytes (may hold NULs), never NULL once stored */
+    int32_t metadata_len;
     int64_t commit_ts;
+    int64_t log_offset;         /* of the record in __consumer_offsets that set it */
 } offset_t;
+
+/* A commit written to __consumer_offsets but not yet durable: it becomes
+ * the offset (put_offset) only once its write succeeded (settle_commits),
+ * as Kafka's pendingOffsetCommits. */
+typedef struct pending_commit {
+    uint64_t seq;               /* the write it belongs to */
+    offset_t o;                 /* topic and metadata owned */
+} pending_commit_t;
 
 typedef struct pending_id {
     char *id;
@@ -135,6 +150,10 @@ struct group {
     int64_t delay_deadline;
     offset_t *offsets;
     int noffsets, capoffsets;
+    pending_commit_t *pcommits; /* in the order they were written */
+    int npcommits, cappcommits;
+    uint64_t sync_seq;          /* the leader's assignment is being written
+                                 * (Completing until it is durable), or 0 */
     int64_t state_ts;           /* when it entered its state */
 };
 
@@ -143,6 +162,7 @@ typedef struct op {
     sp_req_t *req;              /* NULL for internal closures */
     void (*fn)(sp_req_t *req, void *arg);
     void *arg;
+    bool embedded;              /* part of arg (a write_t): not freed by on_wake */
 } op_t;
 
 static struct {
@@ -155,8 +175,10 @@ static struct {
     pthread_mutex_t mu;
     op_t *head, *tail;
     bool stop, running;
+    bool closed;                /* the thread is done: nothing more is queued (mu) */
     group_t *groups;
-    int32_t nparts;             /* partitions of __consumer_offsets */
+    int32_t nparts;             /* partitions of __consumer_offsets at start */
+    uint64_t seq;               /* last write sequence number */
 } G = { .mu = PTHREAD_MUTEX_INITIALIZER };
 
 static int64_t now_ms(void)
@@ -218,6 +240,23 @@ int32_t sp_coordinator_partition_for(const char *group, int32_t len, int32_t n)
     return n > 0 ? a % n : 0;
 }
 
+/*
+ * The partition count of __consumer_offsets as the topic has it (the
+ * topic decides: a data dir may hold it with a count other than today's
+ * offsets.topic.num.partitions, e.g. created by a client before clients
+ * were refused), or the configured count while it does not exist yet.
+ * Kafka reads it once at start-up; reading it per write also covers a
+ * topic that appeared after the start.  Coordinator thread.
+ */
+static int32_t offsets_partitions(void)
+{
+    sp_image_t *img = sp_image_acquire();
+    const sp_topic_info_t *t = sp_image_topic(img, OFFSETS_TOPIC, (int32_t)strlen(OFFSETS_TOPIC));
+    int32_t n = t && t->npartitions > 0 ? t->npartitions : G.nparts;
+    sp_image_release(img);
+    return n;
+}
+
 /* Encodes "int16 version | struct" into a malloc'd buffer. */
 static uint8_t *versioned(int16_t version, const sp_msg_desc_t *d, const void *x, int16_t v,
                           int32_t *len)
@@ -237,12 +276,27 @@ static uint8_t *versioned(int16_t version, const sp_msg_desc_t *d, const void *x
     return buf;
 }
 
-static const sp_msg_desc_t *desc(const char *name)
+static const sp_msg_desc_t *desc_named(const char *name)
 {
     for (int i = 0; i < sp_msg_desc_count; i++)
         if (strcmp(sp_msg_descs[i].name, name) == 0)
             return &sp_msg_descs[i];
     return NULL;
+}
+
+/* The record schemas, looked up once by sp_coordinator_start (a scan of
+ * every schema per record before). */
+static struct {
+    const sp_msg_desc_t *offset_key, *offset_value, *group_key, *group_value;
+} D;
+
+static int load_descs(void)
+{
+    D.offset_key = desc_named("OffsetCommitKey");
+    D.offset_value = desc_named("OffsetCommitValue");
+    D.group_key = desc_named("GroupMetadataKey");
+    D.group_value = desc_named("GroupMetadataValue");
+    return D.offset_key && D.offset_value && D.group_key && D.group_value ? 0 : -1;
 }
 
 typedef struct records {
@@ -259,15 +313,15 @@ static int add_offset_record(records_t *r, const char *group, const char *topic,
     k.group = sp_str_c(group);
     k.topic = sp_str_c(topic);
     k.partition = partition;
-    uint8_t *kb = versioned(1, desc("OffsetCommitKey"), &k, 1, &klen), *vb = NULL;
+    uint8_t *kb = versioned(1, D.offset_key, &k, 1, &klen), *vb = NULL;
     if (o) {
         sp_offset_commit_value_t v;
         sp_offset_commit_value_init(&v);
         v.offset = o->offset;
         v.leader_epoch = o->leader_epoch;
-        v.metadata = sp_str_c(o->metadata ? o->metadata : "");
+        v.metadata = (sp_str_t){ o->metadata ? o->metadata : "", o->metadata ? o->metadata_len : 0 };
         v.commit_timestamp = o->commit_ts;
-        vb = versioned(3, desc("OffsetCommitValue"), &v, 3, &vlen);
+        vb = versioned(3, D.offset_value, &v, 3, &vlen);
     }
     int rc = (!kb || (o && !vb)) ? -1 : sp_batch_builder_add(&r->b, kb, klen, vb, vlen, now_ms());
     free(kb);
@@ -282,7 +336,7 @@ static int add_group_record(records_t *r, group_t *g, bool tombstone)
     int32_t klen = 0, vlen = -1;
     sp_group_metadata_key_init(&k);
     k.group = sp_str_c(g->id);
-    uint8_t *kb = versioned(2, desc("GroupMetadataKey"), &k, 2, &klen), *vb = NULL;
+    uint8_t *kb = versioned(2, D.group_key, &k, 2, &klen), *vb = NULL;
     if (!tombstone) {
         sp_arena_t a;
         sp_arena_init(&a, 0);
@@ -313,7 +367,7 @@ static int add_group_record(records_t *r, group_t *g, bool tombstone)
             mm->assignment = (sp_bytes_t){ m->assignment ? m->assignment : (const uint8_t *)"",
                                            m->assignment_len };
         }
-        vb = versioned(3, desc("GroupMetadataValue"), &v, 3, &vlen);
+        vb = versioned(3, D.group_value, &v, 3, &vlen);
         sp_arena_free(&a);
     }
     int rc = (!kb || (!tombstone && !vb)) ? -1 : sp_batch_builder_add(&r->b, kb, klen, vb, vlen, now_ms());
@@ -323,47 +377,180 @@ static int add_group_record(records_t *r, group_t *g, bool tombstone)
     return rc;
 }
 
-/* A waiter that answers a set of requests once the batch is fsynced. */
-typedef struct durable_hdr {
-    sp_log_waiter_t w;
-    int n;
-    sp_req_t **reqs;
-    void **resps;
-    sp_plog_t *log;
-} durable_hdr_t;
+/* ---- writes to __consumer_offsets -------------------------------------------
+ *
+ * Nothing a write stands for is seen (in memory or by a client) before it
+ * is durable, as in Kafka, whose coordinator applies a write only once the
+ * append completed:
+ *
+ *   op_*: stage the change, build the records, persist()
+ *      |
+ *      |-- the append fails ---------------> the caller undoes and answers
+ *      v                                      (Kafka's error, write_error)
+ *   flush waiter on the partition log (flush thread; at once when the log
+ *      |                                  is not in durable mode)
+ *      v  on_durable: post write_done to the coordinator queue
+ *   write_done (coordinator thread): apply the change (durable) or undo it
+ *   (failed), then answer the parked requests, with the error patched in
+ *
+ * | kind            | staged                           | applied on success            |
+ * |-----------------|----------------------------------|-------------------------------|
+ * | W_COMMIT        | g->pcommits (seq)                | put_offset, commit answered   |
+ * | W_SYNC          | assignments, g->sync_seq         | Stable, syncs answered        |
+ * | W_STATIC_JOIN   | the static member's new id       | the JoinGroup answered        |
+ * | W_OFFSET_DELETE | offsets dropped (as Kafka 3.x)   | OffsetDelete answered         |
+ * | W_DELETE_GROUP  | group forgotten (as Kafka 3.x)   | DeleteGroups answered         |
+ * | W_NOTE          | (empty generation, expiry)       | nothing; a failure is logged  |
+ *
+ * If the coordinator thread has stopped when the outcome arrives, the
+ * requests are only answered (write_abandon), from the flush thread.
+ */
+enum { W_NOTE, W_COMMIT, W_SYNC, W_STATIC_JOIN, W_OFFSET_DELETE, W_DELETE_GROUP };
 
+typedef struct delete_batch {
+    sp_req_t *req;
+    void *resp;                 /* sp_delete_groups_response_t */
+    int pending;                /* writes not settled */
+    bool built;                 /* every write is under way */
+} delete_batch_t;
+
+typedef struct write {
+    sp_log_waiter_t w;          /* first: the log's flush waiter */
+    op_t op;                    /* write_done, queued to the coordinator */
+    int kind;
+    uint64_t seq;
+    char *group;
+    sp_plog_t *log;             /* referenced while waiting */
+    int64_t last_offset;        /* of the batch in the log */
+    int16_t err;                /* Kafka error for the answer; 0: durable */
+    sp_req_t *req;              /* answered by write_done / write_abandon */
+    void *resp;
+    int32_t generation;         /* W_SYNC */
+    char *old_id, *new_id;      /* W_STATIC_JOIN: the member's ids */
+    int32_t old_session, old_rebalance;
+    bool was_leader;
+    delete_batch_t *batch;      /* W_DELETE_GROUP */
+    int index;
+} write_t;
+
+static void write_done(sp_req_t *unused, void *arg);
+static void write_abandon(write_t *x);
+
+/*
+ * Kafka's answer for a failed write to __consumer_offsets
+ * (CoordinatorOperationExceptionHelper.handleOperationException and
+ * GroupMetadataManager.appendGroupMetadataErrorToResponseError): a storage
+ * error (full disk, failed fsync) is NOT_COORDINATOR, so clients look the
+ * coordinator up again and retry.
+ */
+static int16_t write_error(int16_t append_err)
+{
+    switch (append_err) {
+    case SP_ERR_UNKNOWN_TOPIC_OR_PARTITION:
+    case SP_ERR_NOT_ENOUGH_REPLICAS:
+    case SP_ERR_REQUEST_TIMED_OUT:
+        return SP_ERR_COORDINATOR_NOT_AVAILABLE;
+    case SP_ERR_NOT_LEADER_OR_FOLLOWER:
+    case SP_ERR_KAFKA_STORAGE_ERROR:
+        return SP_ERR_NOT_COORDINATOR;
+    case SP_ERR_MESSAGE_TOO_LARGE:
+    case SP_ERR_RECORD_LIST_TOO_LARGE:
+    case SP_ERR_INVALID_FETCH_SIZE:
+        return SP_ERR_UNKNOWN_SERVER_ERROR;
+    default:
+        return append_err;
+    }
+}
+
+static write_t *write_new(int kind)
+{
+    write_t *x = calloc(1, sizeof(*x));
+    if (x) {
+        x->kind = kind;
+        x->seq = ++G.seq;
+    }
+    return x;
+}
+
+/* Frees x and what it owns (not its request: answered by then). */
+static void write_free(write_t *x)
+{
+    if (!x)
+        return;
+    if (x->log)
+        sp_plog_unref(x->log);
+    free(x->group);
+    free(x->old_id);
+    free(x->new_id);
+    free(x);
+}
+
+/* Queues op for the coordinator thread; false once it has stopped.  The
+ * wakeup is sent under mu: once 'closed' is set (under mu) nobody touches
+ * it again, so sp_coordinator_stop may free it.  Any thread. */
+static bool enqueue(op_t *op)
+{
+    op->next = NULL;
+    pthread_mutex_lock(&G.mu);
+    if (G.closed) {
+        pthread_mutex_unlock(&G.mu);
+        return false;
+    }
+    if (G.tail)
+        G.tail->next = op;
+    else
+        G.head = op;
+    G.tail = op;
+    sp_wakeup_send(&G.wake);
+    pthread_mutex_unlock(&G.mu);
+    return true;
+}
+
+/* The outcome of x is known: settle it on the coordinator thread. */
+static void post_done(write_t *x)
+{
+    x->op.req = NULL;
+    x->op.fn = write_done;
+    x->op.arg = x;
+    x->op.embedded = true;
+    if (!enqueue(&x->op))
+        write_abandon(x);
+}
+
+/* The log's flush waiter: the batch is durable (err 0) or lost.  Runs on
+ * the flush thread under the log's lock, or inline from persist(). */
 static void on_durable(sp_log_waiter_t *w, int err)
 {
-    durable_hdr_t *d = (durable_hdr_t *)w;
-    if (err)
-        sp_warn("group", "__consumer_offsets write not durable (error %d)", err);
-    for (int i = 0; i < d->n; i++)
-        answer(d->reqs[i], d->resps[i]);
-    sp_plog_unref(d->log);
-    free(d->reqs);
-    free(d->resps);
-    free(d);
+    write_t *x = (write_t *)w;
+    x->err = err ? write_error((int16_t)err) : 0;
+    post_done(x);
 }
 
 /*
- * Appends the records to the group's partition and answers reqs[i] with
- * resps[i] once they are durable (at once if there is nothing to write).
- * Returns 0, or a Kafka error code if the append failed: then nothing is
- * answered and the caller sets the error in its responses and answers.
+ * Appends the records r (consumed) to group's partition of
+ * __consumer_offsets as one batch; x (filled in by the caller with its
+ * kind and what write_done needs) is settled by write_done once the batch
+ * is durable or lost, or at once (err 0) if there is nothing to write.
+ * Returns 0, or Kafka's error if the append failed: then x is untouched
+ * and still the caller's, who undoes, answers and frees it.
+ * Coordinator thread.
  */
-static int16_t persist(const char *group, records_t *r, sp_req_t **reqs, void **resps, int n)
+static int16_t persist(const char *group, records_t *r, write_t *x)
 {
     size_t len = 0;
     uint8_t *batch = r->count ? sp_batch_builder_finish(&r->b, &len) : NULL;
     sp_batch_builder_free(&r->b);
+    if (!x->group && !(x->group = strdup(group))) {
+        free(batch);
+        return SP_ERR_UNKNOWN_SERVER_ERROR;
+    }
     if (!r->count) {
-        for (int i = 0; i < n; i++)
-            answer(reqs[i], resps[i]);
+        post_done(x);
         return 0;
     }
     if (!batch)
         return SP_ERR_UNKNOWN_SERVER_ERROR;
-    int32_t p = sp_coordinator_partition_for(group, (int32_t)strlen(group), G.nparts);
+    int32_t p = sp_coordinator_partition_for(group, (int32_t)strlen(group), offsets_partitions());
     sp_plog_t *log = sp_logmgr_get(OFFSETS_TOPIC, (int32_t)strlen(OFFSETS_TOPIC), p);
     if (!log) {
         free(batch);
@@ -374,39 +561,37 @@ static int16_t persist(const char *group, records_t *r, sp_req_t **reqs, void **
     free(batch);
     if (ar.error) {
         sp_plog_unref(log);
-        return ar.error == SP_ERR_MESSAGE_TOO_LARGE ? SP_ERR_OFFSET_METADATA_TOO_LARGE
-                                                    : SP_ERR_COORDINATOR_NOT_AVAILABLE;
+        sp_warn("group", "group %s: cannot append to %s-%d: %s", group, OFFSETS_TOPIC, p,
+                sp_kafka_error_name(ar.error));
+        return write_error(ar.error);
     }
-    durable_hdr_t *d = calloc(1, sizeof(*d));
-    sp_req_t **rq = malloc(sizeof(*rq) * (size_t)(n ? n : 1));
-    void **rs = malloc(sizeof(*rs) * (size_t)(n ? n : 1));
-    if (!d || !rq || !rs) {
-        free(d);
-        free(rq);
-        free(rs);
-        sp_plog_unref(log);
-        for (int i = 0; i < n; i++)
-            answer(reqs[i], resps[i]);
-        return 0;
-    }
-    if (n > 0) { /* reqs may be NULL when nobody waits */
-        memcpy(rq, reqs, sizeof(*rq) * (size_t)n);
-        memcpy(rs, resps, sizeof(*rs) * (size_t)n);
-    }
-    d->n = n;
-    d->reqs = rq;
-    d->resps = rs;
-    d->log = log;
-    d->w.offset = ar.last_offset;
-    d->w.wake = on_durable;
+    x->log = log;
+    x->last_offset = ar.last_offset;
+    x->w.offset = ar.last_offset;
+    x->w.wake = on_durable;
     sp_log_config_t lc;
-    sp_plog_config(log, &lc);
-    if (sp_log_durable(&lc)) {
-        sp_plog_wait_flush(log, &d->w);
-    } else {
-        on_durable(&d->w, 0);
-    }
+    sp_plog_config(log, &lc); /* a consistent copy (AlterConfigs may run) */
+    if (sp_log_durable(&lc))
+        sp_plog_wait_flush(log, &x->w);
+    else
+        on_durable(&x->w, 0);
     return 0;
+}
+
+/* A write nobody waits for (an empty generation, expired offsets): a
+ * failure is only logged, as Kafka does. */
+static void persist_note(const char *group, records_t *r)
+{
+    if (!r->count) {
+        sp_batch_builder_free(&r->b);
+        return;
+    }
+    write_t *x = write_new(W_NOTE);
+    int16_t err = x ? persist(group, r, x) : (sp_batch_builder_free(&r->b), SP_ERR_UNKNOWN_SERVER_ERROR);
+    if (err) {
+        sp_warn("group", "group %s: metadata not written: %s", group, sp_kafka_error_name(err));
+        write_free(x);
+    }
 }
 
 static void records_init(records_t *r)
@@ -482,8 +667,10 @@ static offset_t *find_offset(group_t *g, const char *topic, int32_t tlen, int32_
     return NULL;
 }
 
+/* Sets the committed offset of topic/p, written at log_offset of
+ * __consumer_offsets.  Coordinator thread (or start-up replay). */
 static void put_offset(group_t *g, const char *topic, int32_t tlen, int32_t p, int64_t off,
-                       int32_t epoch, const char *meta, int32_t mlen, int64_t ts)
+                       int32_t epoch, const char *meta, int32_t mlen, int64_t ts, int64_t log_offset)
 {
     offset_t *o = find_offset(g, topic, tlen, p);
     if (!o) {
@@ -495,26 +682,100 @@ static void put_offset(group_t *g, const char *topic, int32_t tlen, int32_t p, i
             g->offsets = n;
             g->capoffsets = cap;
         }
-        o = &g->offsets[g->noffsets++];
+        o = &g->offsets[g->noffsets];
         o->topic = dupn(topic, tlen);
+        if (!o->topic)
+            return;
+        g->noffsets++;
         o->partition = p;
         o->metadata = NULL;
     }
     free(o->metadata);
     o->offset = off;
     o->leader_epoch = epoch;
-    o->metadata = mlen >= 0 ? dupn(meta, mlen) : strdup("");
+    /* null metadata is stored as "" (Kafka's OffsetAndMetadata.NO_METADATA);
+     * otherwise every byte, NULs included */
+    int32_t ml = mlen > 0 ? mlen : 0;
+    o->metadata = dupn(ml ? meta : "", ml);
+    o->metadata_len = o->metadata ? ml : 0;
     o->commit_ts = ts;
+    o->log_offset = log_offset;
 }
 
+/* Removes pending commits: those of write seq (seq != 0), or those of
+ * topic/p (topic != NULL), keeping the order of the others. */
+static void drop_pending_commits(group_t *g, uint64_t seq, const char *topic, int32_t tlen, int32_t p)
+{
+    int k = 0;
+    for (int i = 0; i < g->npcommits; i++) {
+        pending_commit_t *pc = &g->pcommits[i];
+        bool hit = seq ? pc->seq == seq
+                       : (pc->o.partition == p && (int32_t)strlen(pc->o.topic) == tlen &&
+                          memcmp(pc->o.topic, topic, (size_t)tlen) == 0);
+        if (hit) {
+            free(pc->o.topic);
+            free(pc->o.metadata);
+        } else {
+            g->pcommits[k++] = *pc;
+        }
+    }
+    g->npcommits = k;
+}
+
+/* A tombstone for topic/p is written (OffsetDelete, expiry, DeleteGroups):
+ * the offset goes, and so do commits of it still waiting for their write
+ * (they precede the tombstone in the log), as Kafka's removeOffsets. */
 static void drop_offset(group_t *g, const char *topic, int32_t tlen, int32_t p)
 {
+    drop_pending_commits(g, 0, topic, tlen, p);
     offset_t *o = find_offset(g, topic, tlen, p);
     if (!o)
         return;
     free(o->topic);
     free(o->metadata);
     *o = g->offsets[--g->noffsets];
+}
+
+/* Stages a commit of write seq (copies topic and metadata).  0 or -1. */
+static int stage_commit(group_t *g, uint64_t seq, const offset_t *o)
+{
+    if (g->npcommits == g->cappcommits) {
+        int cap = g->cappcommits ? g->cappcommits * 2 : 8;
+        pending_commit_t *n = realloc(g->pcommits, sizeof(*n) * (size_t)cap);
+        if (!n)
+            return -1;
+        g->pcommits = n;
+        g->cappcommits = cap;
+    }
+    pending_commit_t *pc = &g->pcommits[g->npcommits];
+    pc->seq = seq;
+    pc->o = *o;
+    pc->o.topic = strdup(o->topic);
+    pc->o.metadata = dupn(o->metadata_len > 0 ? o->metadata : "", o->metadata_len > 0 ? o->metadata_len : 0);
+    if (!pc->o.topic || !pc->o.metadata) {
+        free(pc->o.topic);
+        free(pc->o.metadata);
+        return -1;
+    }
+    g->npcommits++;
+    return 0;
+}
+
+/* The write seq of commits ended: if durable, its commits become the
+ * offsets (in the order written; an offset set by a later record of the
+ * log stays); either way they are no longer pending. */
+static void settle_commits(group_t *g, uint64_t seq, bool durable, int64_t log_offset)
+{
+    for (int i = 0; durable && i < g->npcommits; i++) {
+        const offset_t *c = &g->pcommits[i].o;
+        if (g->pcommits[i].seq != seq)
+            continue;
+        const offset_t *cur = find_offset(g, c->topic, (int32_t)strlen(c->topic), c->partition);
+        if (!cur || cur->log_offset <= log_offset)
+            put_offset(g, c->topic, (int32_t)strlen(c->topic), c->partition, c->offset, c->leader_epoch,
+                       c->metadata, c->metadata_len, c->commit_ts, log_offset);
+    }
+    drop_pending_commits(g, seq, NULL, 0, 0);
 }
 
 static void free_member(member_t *m)
@@ -557,6 +818,11 @@ static void free_group(group_t *g)
         free(g->offsets[i].metadata);
     }
     free(g->offsets);
+    for (int i = 0; i < g->npcommits; i++) {
+        free(g->pcommits[i].o.topic);
+        free(g->pcommits[i].o.metadata);
+    }
+    free(g->pcommits);
     for (int i = 0; i < g->npending; i++)
         free(g->pending[i].id);
     free(g->pending);
@@ -840,6 +1106,7 @@ static void ensure_join_timer(group_t *g)
 
 static void prepare_rebalance(group_t *g, const char *why)
 {
+    g->sync_seq = 0; /* an assignment still being written is void */
     /* parked syncs of the old generation learn about the rebalance */
     for (member_t *m = g->members; m; m = m->next) {
         if (m->sync_req) {
@@ -886,7 +1153,7 @@ static void complete_join(group_t *g)
         records_t r;
         records_init(&r);
         add_group_record(&r, g, false);
-        persist(g->id, &r, NULL, NULL, 0);
+        persist_note(g->id, &r);
         return;
     }
     bool leader_in = false;
@@ -1026,6 +1293,47 @@ static bool is_pending(group_t *g, sp_str_t id)
     return false;
 }
 
+/*
+ * The write of a static member's new id (a rejoin of a Stable group
+ * without a rebalance) ended.  Durable: its JoinGroup is answered.  Not:
+ * the member gets its old id and timeouts back, and the JoinGroup fails
+ * with the write's error and no member id, as Kafka does
+ * (GroupMetadataManager: "Reverting to old member id").  g may be NULL
+ * (the group is gone).  Coordinator thread.
+ */
+static void static_join_settled(group_t *g, write_t *x)
+{
+    sp_join_group_response_t *r = x->resp;
+    if (!x->err) {
+        answer(x->req, r);
+        return;
+    }
+    member_t *m = g && x->new_id ? find_member(g, sp_str_c(x->new_id)) : NULL;
+    if (m && x->old_id) {
+        sp_warn("group", "group %s: static member %s not written (%s): back to member id %s", g->id,
+                x->new_id, sp_kafka_error_name(x->err), x->old_id);
+        free(m->id);
+        m->id = x->old_id;
+        x->old_id = NULL;
+        if (g->leader && strcmp(g->leader, x->new_id) == 0) {
+            free(g->leader);
+            g->leader = strdup(m->id);
+        }
+        m->session_timeout = x->old_session;
+        m->rebalance_timeout = x->old_rebalance;
+        touch(m);
+    }
+    if (r) {
+        const char *leader = g && g->leader ? g->leader : "";
+        r->error_code = x->err;
+        r->member_id = sp_str_lit("");
+        r->members.n = 0;
+        r->skip_assignment = false;
+        r->leader = sp_str_c(sp_arena_strdup(&x->req->arena, leader, strlen(leader)));
+    }
+    answer(x->req, r);
+}
+
 static void op_join(sp_req_t *req, void *arg)
 {
     const sp_join_group_request_t *b = req->r.body;
@@ -1083,7 +1391,8 @@ static void op_join(sp_req_t *req, void *arg)
             }
             bool was_leader = g->leader && strcmp(g->leader, st->id) == 0;
             char *old_leader = g->leader ? strdup(g->leader) : NULL;
-            free(st->id);
+            char *old_id = st->id;
+            int32_t old_session = st->session_timeout, old_rebalance = st->rebalance_timeout;
             st->id = strdup(id);
             if (was_leader) {
                 free(g->leader);
@@ -1110,14 +1419,34 @@ static void op_join(sp_req_t *req, void *arg)
                     }
                 }
                 free(old_leader);
-                answer(req, jr);
+                /* answered once the new id is durable; undone if it is
+                 * not (Kafka: "Reverting to old member id") */
+                write_t *x = write_new(W_STATIC_JOIN);
+                if (!x) {
+                    free(old_id);
+                    answer(req, jr);
+                    return;
+                }
+                x->req = req;
+                x->resp = jr;
+                x->old_id = old_id;
+                x->new_id = strdup(id);
+                x->old_session = old_session;
+                x->old_rebalance = old_rebalance;
+                x->was_leader = was_leader;
                 records_t r;
                 records_init(&r);
                 add_group_record(&r, g, false);
-                persist(g->id, &r, NULL, NULL, 0);
+                int16_t err = persist(g->id, &r, x);
+                if (err) {
+                    x->err = err;
+                    static_join_settled(g, x);
+                    write_free(x);
+                }
                 return;
             }
             free(old_leader);
+            free(old_id);
             if (!same)
                 set_protocols(st, b);
             st->join_req = req;
@@ -1236,6 +1565,39 @@ static void fill_sync(sp_req_t *req, sp_sync_group_response_t *r, group_t *g, me
     r->protocol_name = g->protocol ? sp_str_c(sp_arena_strdup(&req->arena, g->protocol, strlen(g->protocol))) : SP_STR_NULL;
 }
 
+/*
+ * The leader's assignment (the group's metadata record) is durable (err 0)
+ * or lost.  Durable: the group is Stable and every parked SyncGroup gets
+ * its assignment.  Lost: as Kafka (resetAndPropagateAssignmentWithError,
+ * then a rebalance), every parked SyncGroup gets the error, assignments
+ * are cleared and the group prepares a rebalance.  Coordinator thread.
+ */
+static void sync_settled(group_t *g, int16_t err)
+{
+    g->sync_seq = 0;
+    if (!err)
+        set_state(g, STABLE);
+    for (member_t *m = g->members; m; m = m->next) {
+        if (err) {
+            free(m->assignment);
+            m->assignment = NULL;
+            m->assignment_len = 0;
+        }
+        if (!m->sync_req)
+            continue;
+        sp_sync_group_response_t *r = sync_resp(m->sync_req, err);
+        if (r && !err)
+            fill_sync(m->sync_req, r, g, m);
+        answer(m->sync_req, r);
+        m->sync_req = NULL;
+    }
+    if (err) {
+        sp_warn("group", "group %s: assignment of generation %d not written: %s", g->id, g->generation,
+                sp_kafka_error_name(err));
+        prepare_rebalance(g, "the group metadata could not be written");
+    }
+}
+
 static void op_sync(sp_req_t *req, void *arg)
 {
     const sp_sync_group_request_t *b = req->r.body;
@@ -1284,8 +1646,8 @@ static void op_sync(sp_req_t *req, void *arg)
     if (m->sync_req)
         answer(m->sync_req, sync_resp(m->sync_req, SP_ERR_REBALANCE_IN_PROGRESS));
     m->sync_req = req;
-    if (!g->leader || strcmp(g->leader, m->id) != 0)
-        return; /* followers wait for the leader's assignment */
+    if (!g->leader || strcmp(g->leader, m->id) != 0 || g->sync_seq)
+        return; /* followers wait for the leader's assignment, all for its write */
     for (int32_t i = 0; i < b->assignments.n; i++) {
         member_t *x = find_member(g, b->assignments.v[i].member_id);
         if (!x)
@@ -1297,37 +1659,18 @@ static void op_sync(sp_req_t *req, void *arg)
             memcpy(x->assignment, b->assignments.v[i].assignment.ptr, (size_t)n);
         x->assignment_len = x->assignment ? n : 0;
     }
-    set_state(g, STABLE);
-    /* the group's metadata is durable before anyone is told */
-    int n = 0;
-    for (member_t *x = g->members; x; x = x->next)
-        n += x->sync_req != NULL;
-    sp_req_t **reqs = calloc((size_t)(n ? n : 1), sizeof(*reqs));
-    void **resps = calloc((size_t)(n ? n : 1), sizeof(*resps));
-    int k = 0;
-    for (member_t *x = g->members; x && reqs && resps; x = x->next) {
-        if (!x->sync_req)
-            continue;
-        sp_sync_group_response_t *r = sync_resp(x->sync_req, 0);
-        if (r)
-            fill_sync(x->sync_req, r, g, x);
-        reqs[k] = x->sync_req;
-        resps[k++] = r;
-        x->sync_req = NULL;
-    }
+    /* the group stays CompletingRebalance until its metadata is durable;
+     * only then is it Stable and is anyone told (Kafka: storeGroup) */
+    write_t *x = write_new(W_SYNC);
     records_t r;
     records_init(&r);
     add_group_record(&r, g, false);
-    int16_t err = persist(g->id, &r, reqs, resps, k);
+    int16_t err = x ? (x->generation = g->generation, g->sync_seq = x->seq, persist(g->id, &r, x))
+                    : (sp_batch_builder_free(&r.b), SP_ERR_UNKNOWN_SERVER_ERROR);
     if (err) {
-        for (int i = 0; i < k; i++) {
-            ((sp_sync_group_response_t *)resps[i])->error_code = err;
-            answer(reqs[i], resps[i]);
-        }
-        prepare_rebalance(g, "the group metadata could not be written");
+        write_free(x);
+        sync_settled(g, err);
     }
-    free(reqs);
-    free(resps);
 }
 
 /* ---- heartbeat, leave ---------------------------------------------------- */
@@ -1411,6 +1754,29 @@ static void op_leave(sp_req_t *req, void *arg)
 
 /* ---- offsets ---------------------------------------------------------------- */
 
+/* Sets err on every partition of an OffsetCommit response that has no
+ * error of its own (OffsetCommitRequest.getErrorResponse, for a write). */
+static void commit_error(sp_offset_commit_response_t *r, int16_t err)
+{
+    for (int32_t t = 0; t < r->topics.n; t++)
+        for (int32_t p = 0; p < r->topics.v[t].partitions.n; p++)
+            if (!r->topics.v[t].partitions.v[p].error_code)
+                r->topics.v[t].partitions.v[p].error_code = err;
+}
+
+/* The write of commits x ended: they become the group's offsets if it is
+ * durable, and the OffsetCommit is answered, with the write's error in
+ * every partition if not.  g may be NULL (the group is gone: nothing to
+ * apply).  Coordinator thread. */
+static void commit_settled(group_t *g, write_t *x)
+{
+    if (g)
+        settle_commits(g, x->seq, x->err == 0, x->last_offset);
+    if (x->err)
+        commit_error(x->resp, x->err);
+    answer(x->req, x->resp);
+}
+
 static void op_commit(sp_req_t *req, void *arg)
 {
     const sp_offset_commit_request_t *b = req->r.body;
@@ -1459,6 +1825,11 @@ static void op_commit(sp_req_t *req, void *arg)
     int64_t now = now_ms();
     records_t rec;
     records_init(&rec);
+    /* the commits are staged, not applied: OffsetFetch shows them only
+     * once their write is durable (settle_commits), as Kafka does */
+    write_t *x = g && !group_err ? write_new(W_COMMIT) : NULL;
+    if (g && !group_err && !x)
+        group_err = SP_ERR_UNKNOWN_SERVER_ERROR;
     sp_image_t *img = sp_image_acquire();
     for (int32_t t = 0; t < r->topics.n; t++) {
         const sp_offset_commit_request_topic_t *rt = &b->topics.v[t];
@@ -1491,31 +1862,44 @@ static void op_commit(sp_req_t *req, void *arg)
             o.partition = rp->partition_index;
             o.offset = rp->committed_offset;
             o.leader_epoch = v >= 6 ? rp->committed_leader_epoch : -1;
-            o.metadata = rp->committed_metadata.len >= 0 ? dups(rp->committed_metadata) : NULL;
+            o.metadata = rp->committed_metadata.len > 0 ? (char *)rp->committed_metadata.ptr : NULL;
+            o.metadata_len = rp->committed_metadata.len > 0 ? rp->committed_metadata.len : 0;
             o.commit_ts = v == 1 && rp->commit_timestamp >= 0 ? rp->commit_timestamp : now;
-            if (add_offset_record(&rec, g->id, topic, o.partition, &o) != 0)
+            o.log_offset = -1;
+            if (stage_commit(g, x->seq, &o) != 0) {
                 po->error_code = SP_ERR_UNKNOWN_SERVER_ERROR;
-            else
-                put_offset(g, rt->name.ptr, rt->name.len, o.partition, o.offset, o.leader_epoch,
-                           rp->committed_metadata.ptr, rp->committed_metadata.len, o.commit_ts);
-            free(o.metadata);
+            } else if (add_offset_record(&rec, g->id, topic, o.partition, &o) != 0) {
+                g->npcommits--; /* the one just staged */
+                free(g->pcommits[g->npcommits].o.topic);
+                free(g->pcommits[g->npcommits].o.metadata);
+                po->error_code = SP_ERR_UNKNOWN_SERVER_ERROR;
+            }
         }
     }
     sp_image_release(img);
-    sp_req_t *reqs[1] = { req };
-    void *resps[1] = { r };
-    int16_t err = g ? persist(g->id, &rec, reqs, resps, 1) : (sp_batch_builder_free(&rec.b), (int16_t)0);
-    if (!g) {
+    if (!x) {
+        sp_batch_builder_free(&rec.b);
         answer(req, r);
         return;
     }
+    x->req = req;
+    x->resp = r;
+    int16_t err = persist(g->id, &rec, x);
     if (err) {
-        for (int32_t t = 0; t < r->topics.n; t++)
-            for (int32_t p = 0; p < r->topics.v[t].partitions.n; p++)
-                if (!r->topics.v[t].partitions.v[p].error_code)
-                    r->topics.v[t].partitions.v[p].error_code = err;
-        answer(req, r);
+        x->err = err;
+        commit_settled(g, x);
+        write_free(x);
     }
+}
+
+/* The committed metadata of o (every byte), or "" without o, in req's
+ * arena; null if that fails. */
+static sp_str_t metadata_copy(sp_req_t *req, const offset_t *o)
+{
+    if (!o || o->metadata_len <= 0)
+        return sp_str_lit("");
+    char *m = sp_arena_strdup(&req->arena, o->metadata, (size_t)o->metadata_len);
+    return m ? (sp_str_t){ m, o->metadata_len } : SP_STR_NULL;
 }
 
 /*
@@ -1552,10 +1936,7 @@ static void op_commit(sp_req_t *req, void *arg)
             v[k].partition_index = p;                                                        \
             v[k].committed_offset = o ? o->offset : -1;                                      \
             v[k].committed_leader_epoch = o ? o->leader_epoch : -1;                          \
-            v[k].metadata = sp_str_c(o && o->metadata                                        \
-                                         ? sp_arena_strdup(&req->arena, o->metadata,         \
-                                                           strlen(o->metadata))              \
-                                         : "");                                              \
+            v[k].metadata = metadata_copy(req, o);                                           \
             k++;                                                                             \
         }                                                                                    \
         return v;                                                                            \
@@ -1728,11 +2109,32 @@ static void op_list(sp_req_t *req, void *arg)
     answer(req, r);
 }
 
+/* Tombstones for everything of g: its offsets, the commits still being
+ * written (their records precede these), its metadata. */
 static void delete_group_state(group_t *g, records_t *rec)
 {
     for (int i = 0; i < g->noffsets; i++)
         add_offset_record(rec, g->id, g->offsets[i].topic, g->offsets[i].partition, NULL);
+    for (int i = 0; i < g->npcommits; i++) {
+        const offset_t *c = &g->pcommits[i].o;
+        if (!find_offset(g, c->topic, (int32_t)strlen(c->topic), c->partition))
+            add_offset_record(rec, g->id, c->topic, c->partition, NULL);
+    }
     add_group_record(rec, g, true);
+}
+
+/* One group's tombstones of a DeleteGroups ended; the request is answered
+ * once all have (with the write's error for a group whose did not). */
+static void delete_group_settled(write_t *x)
+{
+    delete_batch_t *db = x->batch;
+    sp_delete_groups_response_t *r = db->resp;
+    if (x->err)
+        r->results.v[x->index].error_code = x->err;
+    if (--db->pending == 0 && db->built) {
+        answer(db->req, db->resp);
+        free(db);
+    }
 }
 
 static void op_delete_groups(sp_req_t *req, void *arg)
@@ -1748,6 +2150,15 @@ static void op_delete_groups(sp_req_t *req, void *arg)
     int32_t n = b->groups_names.n > 0 ? b->groups_names.n : 0;
     r->results.v = sp_delete_groups_response_deletable_group_result_alloc(&req->arena, n);
     r->results.n = r->results.v ? n : 0;
+    /* answered once every deletion is durable (as Kafka's new coordinator);
+     * the groups are forgotten at once, as Kafka 3.x did */
+    delete_batch_t *db = calloc(1, sizeof(*db));
+    if (!db) {
+        answer(req, NULL);
+        return;
+    }
+    db->req = req;
+    db->resp = r;
     for (int32_t i = 0; i < r->results.n; i++) {
         group_t *g = find_group(b->groups_names.v[i]);
         r->results.v[i].group_id = b->groups_names.v[i];
@@ -1759,19 +2170,32 @@ static void op_delete_groups(sp_req_t *req, void *arg)
             r->results.v[i].error_code = SP_ERR_NON_EMPTY_GROUP;
             continue;
         }
+        write_t *x = write_new(W_DELETE_GROUP);
+        if (!x) {
+            r->results.v[i].error_code = SP_ERR_UNKNOWN_SERVER_ERROR;
+            continue;
+        }
+        x->batch = db;
+        x->index = i;
         records_t rec;
         records_init(&rec);
         delete_group_state(g, &rec);
-        int16_t err = persist(g->id, &rec, NULL, NULL, 0);
+        int16_t err = persist(g->id, &rec, x);
         if (err) {
+            write_free(x);
             r->results.v[i].error_code = err;
             continue;
         }
+        db->pending++;
         sp_info("group", "group %s deleted", g->id);
         set_state(g, DEAD);
         forget_group(g);
     }
-    answer(req, r);
+    db->built = true;
+    if (db->pending == 0) {
+        answer(req, r);
+        free(db);
+    }
 }
 
 /* Topics a group's members subscribe to (consumer protocol), or false. */
@@ -1849,10 +2273,13 @@ static void op_offset_delete(sp_req_t *req, void *arg)
             }
         }
     }
-    sp_req_t *reqs[1] = { req };
-    void *resps[1] = { r };
-    int16_t err = persist(g->id, &rec, reqs, resps, 1);
+    /* the offsets are dropped at once (as Kafka 3.x); the answer waits
+     * for the tombstones to be durable and carries their write's error */
+    write_t *x = write_new(W_OFFSET_DELETE);
+    int16_t err = x ? (x->req = req, x->resp = r, persist(g->id, &rec, x))
+                    : (sp_batch_builder_free(&rec.b), SP_ERR_UNKNOWN_SERVER_ERROR);
     if (err) {
+        write_free(x);
         r->error_code = err;
         answer(req, r);
     }
@@ -1885,15 +2312,16 @@ static void expire_offsets(uv_timer_t *t)
                 }
             }
             int n = rec.count;
-            persist(g->id, &rec, NULL, NULL, 0);
+            persist_note(g->id, &rec);
             if (n)
                 sp_info("group", "group %s: %d committed offset%s expired", g->id, n, n == 1 ? "" : "s");
         }
-        if (g->state == EMPTY && g->noffsets == 0 && g->nmembers == 0 && g->npending == 0) {
+        if (g->state == EMPTY && g->noffsets == 0 && g->nmembers == 0 && g->npending == 0 &&
+            g->npcommits == 0) {
             records_t rec;
             records_init(&rec);
             add_group_record(&rec, g, true);
-            persist(g->id, &rec, NULL, NULL, 0);
+            persist_note(g->id, &rec);
             set_state(g, DEAD);
             forget_group(g);
         }
@@ -1903,7 +2331,8 @@ static void expire_offsets(uv_timer_t *t)
 
 /* ---- replay ----------------------------------------------------------------- */
 
-static void apply_record(sp_bytes_t key, sp_bytes_t value)
+/* Applies one record of __consumer_offsets (at log_offset) to memory. */
+static void apply_record(sp_bytes_t key, sp_bytes_t value, int64_t log_offset)
 {
     if (key.len < 2)
         return;
@@ -1932,7 +2361,7 @@ static void apply_record(sp_bytes_t key, sp_bytes_t value)
         if (vv < 0 || vv > SP_OFFSET_COMMIT_VALUE_MAX_VERSION || sp_offset_commit_value_decode(&vr, &a, &v, vv) != 0)
             goto out;
         put_offset(g, k.topic.ptr, k.topic.len, k.partition, v.offset, v.leader_epoch, v.metadata.ptr,
-                   v.metadata.len, v.commit_timestamp);
+                   v.metadata.len, v.commit_timestamp, log_offset);
     } else if (kv == 2) {
         sp_group_metadata_key_t k;
         sp_group_metadata_key_init(&k);
@@ -2021,7 +2450,7 @@ out:
 static int replay_record(const sp_record_t *rec, void *ctx)
 {
     (void)ctx;
-    apply_record(rec->key, rec->value);
+    apply_record(rec->key, rec->value, rec->offset);
     return 0;
 }
 
@@ -2029,6 +2458,75 @@ static void replay_partition(sp_plog_t *log)
 {
     if (sp_plog_scan(log, 0, replay_record, NULL) != 0)
         sp_warn("group", "%s: replay stopped at an unreadable batch", log->dir);
+}
+
+/* ---- settling writes ------------------------------------------------------ */
+
+/* write_done: the outcome of write x is known; coordinator thread.  The
+ * group is looked up again by id: it may be gone (then the write's effect
+ * on memory is moot) or be a new group of the same id (commits are
+ * matched by their write's sequence number, syncs by sync_seq). */
+static void write_done(sp_req_t *unused, void *arg)
+{
+    write_t *x = arg;
+    (void)unused;
+    group_t *g = find_group(sp_str_c(x->group));
+    if (x->err)
+        sp_warn("group", "group %s: write to %s failed: %s", x->group, OFFSETS_TOPIC,
+                sp_kafka_error_name(x->err));
+    switch (x->kind) {
+    case W_COMMIT:
+        commit_settled(g, x);
+        break;
+    case W_SYNC:
+        /* a rebalance since (sync_seq reset) makes it moot, as in Kafka */
+        if (g && g->sync_seq == x->seq && g->state == COMPLETING && g->generation == x->generation)
+            sync_settled(g, x->err);
+        break;
+    case W_STATIC_JOIN:
+        static_join_settled(g, x);
+        break;
+    case W_OFFSET_DELETE:
+        if (x->err)
+            ((sp_offset_delete_response_t *)x->resp)->error_code = x->err;
+        answer(x->req, x->resp);
+        break;
+    case W_DELETE_GROUP:
+        delete_group_settled(x);
+        break;
+    default:
+        break;
+    }
+    write_free(x);
+}
+
+/* The coordinator has stopped: x's requests are answered (with its error,
+ * if any) and nothing else is touched.  Any thread but the coordinator's. */
+static void write_abandon(write_t *x)
+{
+    switch (x->kind) {
+    case W_COMMIT:
+        if (x->err)
+            commit_error(x->resp, x->err);
+        answer(x->req, x->resp);
+        break;
+    case W_STATIC_JOIN:
+        if (x->err && x->resp)
+            ((sp_join_group_response_t *)x->resp)->error_code = x->err;
+        answer(x->req, x->resp);
+        break;
+    case W_OFFSET_DELETE:
+        if (x->err)
+            ((sp_offset_delete_response_t *)x->resp)->error_code = x->err;
+        answer(x->req, x->resp);
+        break;
+    case W_DELETE_GROUP:
+        delete_group_settled(x);
+        break;
+    default:
+        break;
+    }
+    write_free(x);
 }
 
 /* ---- thread and queue ------------------------------------------------------ */
@@ -2041,6 +2539,8 @@ static void on_wake(sp_wakeup_t *a)
         op_t *op = G.head;
         G.head = G.tail = NULL;
         bool stop = G.stop;
+        if (!op && stop)
+            G.closed = true; /* from now on writes settle in write_abandon */
         pthread_mutex_unlock(&G.mu);
         if (!op) {
             if (stop) {
@@ -2060,8 +2560,10 @@ static void on_wake(sp_wakeup_t *a)
         }
         while (op) {
             op_t *next = op->next;
+            bool embedded = op->embedded; /* freed with its write */
             op->fn(op->req, op->arg);
-            free(op);
+            if (!embedded)
+                free(op);
             op = next;
         }
     }
@@ -2083,18 +2585,15 @@ static void submit(sp_req_t *req, void (*fn)(sp_req_t *req, void *arg))
         return;
     }
     sp_req_ref(req); /* the coordinator's, dropped when answered */
-    op->next = NULL;
     op->req = req;
     op->fn = fn;
     op->arg = NULL;
-    pthread_mutex_lock(&G.mu);
-    if (G.tail)
-        G.tail->next = op;
-    else
-        G.head = op;
-    G.tail = op;
-    pthread_mutex_unlock(&G.mu);
-    sp_wakeup_send(&G.wake);
+    op->embedded = false;
+    if (!enqueue(op)) {
+        free(op);
+        sp_req_unref(req);
+        sp_req_close(req, "the group coordinator has stopped");
+    }
 }
 
 void sp_handle_join_group(sp_req_t *req) { submit(req, op_join); }
@@ -2170,6 +2669,19 @@ static void offsets_topic_created(sp_req_t *req, sp_ctl_op_t *op)
     find_answer(req);
 }
 
+void sp_coordinator_offsets_topic(sp_ctl_topic_t *t)
+{
+    static sp_str_t keys[] = { { "cleanup.policy", 14 }, { "segment.bytes", 13 },
+                               { "compression.type", 16 } };
+    static sp_str_t vals[] = { { "compact", 7 }, { "104857600", 9 }, { "producer", 8 } };
+    t->name = sp_str_lit(OFFSETS_TOPIC);
+    t->num_partitions = (int32_t)sp_config_long(sp_controller_config(), "offsets.topic.num.partitions");
+    t->replication_factor = -1;
+    t->nconfigs = 3;
+    t->ckeys = keys;
+    t->cvalues = vals;
+}
+
 void sp_handle_find_coordinator(sp_req_t *req)
 {
     sp_image_t *img = sp_image_acquire();
@@ -2183,28 +2695,12 @@ void sp_handle_find_coordinator(sp_req_t *req)
     /* the first group of this cluster: create __consumer_offsets */
     sp_ctl_op_t *op = sp_arena_zalloc(&req->arena, sizeof(*op));
     sp_ctl_topic_t *t = sp_arena_zalloc(&req->arena, sizeof(*t));
-    sp_str_t *keys = sp_arena_alloc(&req->arena, sizeof(sp_str_t) * 3);
-    sp_str_t *vals = sp_arena_alloc(&req->arena, sizeof(sp_str_t) * 3);
-    char *np = sp_arena_alloc(&req->arena, 16);
-    if (!op || !t || !keys || !vals || !np) {
+    if (!op || !t) {
         find_answer(req);
         return;
     }
     req->autocreated = true;
-    snprintf(np, 16, "%d", G.nparts);
-    t->name = sp_str_lit(OFFSETS_TOPIC);
-    t->num_partitions = G.nparts;
-    t->replication_factor = -1;
-    keys[0] = sp_str_lit("cleanup.policy");
-    vals[0] = sp_str_lit("compact");
-    keys[1] = sp_str_lit("segment.bytes");
-    vals[1] = sp_str_lit("104857600");
-    keys[2] = sp_str_lit("compression.type");
-    vals[2] = sp_str_lit("producer");
-    t->nconfigs = 3;
-    t->ckeys = keys;
-    t->cvalues = vals;
-    (void)np;
+    sp_coordinator_offsets_topic(t);
     op->kind = SP_CTL_CREATE_TOPICS;
     op->n = 1;
     op->topics = t;
@@ -2220,12 +2716,19 @@ int sp_coordinator_start(const sp_broker_t *b, const sp_config_t *cfg)
     G.broker = b;
     G.cfg = cfg;
     G.nparts = (int32_t)sp_config_long(cfg, "offsets.topic.num.partitions");
+    if (load_descs() != 0) {
+        sp_error("group", "the group-coordinator record schemas are missing from the codec");
+        return -1;
+    }
     if (uv_loop_init(&G.loop) != 0 || sp_wakeup_init(&G.loop, &G.wake, on_wake) != 0)
         return -1;
     sp_image_t *img = sp_image_acquire();
     const sp_topic_info_t *t = sp_image_topic(img, OFFSETS_TOPIC, (int32_t)strlen(OFFSETS_TOPIC));
     int groups = 0;
     if (t) {
+        if (t->npartitions != G.nparts)
+            sp_warn("group", "%s has %d partitions, offsets.topic.num.partitions is %d: the topic's count is used",
+                    OFFSETS_TOPIC, t->npartitions, G.nparts);
         G.nparts = t->npartitions; /* the topic decides, as in Kafka */
         for (int32_t p = 0; p < t->npartitions; p++) {
             sp_plog_t *log = sp_logmgr_get(OFFSETS_TOPIC, (int32_t)strlen(OFFSETS_TOPIC), p);

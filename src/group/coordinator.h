@@ -23,7 +23,9 @@
  * order, so group state needs no locks.  Handlers on I/O workers submit
  * the request; the coordinator builds the response in the request's arena
  * and hands it back with sp_req_post.  A commit is answered once its
- * records are fsynced (flush waiter), like any acks=all write.
+ * records are fsynced (flush waiter), like any acks=all write, and only
+ * then applied to memory; a failed write changes nothing and answers
+ * Kafka's error (NOT_COORDINATOR for a storage error).
  */
 #ifndef SP_GROUP_COORDINATOR_H
 #define SP_GROUP_COORDINATOR_H
@@ -38,6 +40,15 @@ void sp_coordinator_stop(void);
 
 /* Kafka's partition of __consumer_offsets for a group id. */
 int32_t sp_coordinator_partition_for(const char *group, int32_t len, int32_t npartitions);
+
+/* Fills t (zeroed by the caller) with how __consumer_offsets is created:
+ * offsets.topic.num.partitions partitions, compacted, 100 MiB segments,
+ * compression.type=producer (Kafka's offsetsTopicConfigs).  The strings
+ * are static.  Used by FindCoordinator and by auto-creation (Metadata,
+ * Produce), so the topic has that shape whoever asks first.  Any thread
+ * once started. */
+struct sp_ctl_topic;
+void sp_coordinator_offsets_topic(struct sp_ctl_topic *t);
 
 void sp_handle_find_coordinator(sp_req_t *req);
 void sp_handle_join_group(sp_req_t *req);

@@ -420,14 +420,15 @@ class Conn:
         return {g: e for g, e in r.array(lambda x: (x.string(), x.int16()))}
 
     # -- OffsetCommit v2 (generation/member; -1/'' for a simple commit)
-    def commit(self, group, offsets, generation=-1, member_id=''):
-        """offsets: {(topic, partition): offset}. Returns {(t, p): error}."""
+    def commit(self, group, offsets, generation=-1, member_id='', metadata=None):
+        """offsets: {(topic, partition): offset}; metadata: bytes/str (or
+        None) committed with every partition. Returns {(t, p): error}."""
         by_topic = {}
         for (t, p), o in offsets.items():
             by_topic.setdefault(t, []).append((p, o))
         b = (kw.string(group) + kw.int32(generation) + kw.string(member_id)
              + kw.int64(-1)   # retention_time_ms (v2-v4)
-             + kw.array(kw.string(t) + kw.array(kw.int32(p) + kw.int64(o) + kw.string(None)
+             + kw.array(kw.string(t) + kw.array(kw.int32(p) + kw.int64(o) + kw.string(metadata)
                                                for p, o in ps)
                         for t, ps in by_topic.items()))
         r = self.call(API_OFFSET_COMMIT, 2, b)
@@ -454,8 +455,9 @@ class Conn:
         return out
 
     # -- OffsetFetch v3
-    def fetch_offsets(self, group, parts=None):
-        """parts: {topic: [partition]} or None for all. Returns ({(t,p): (offset, err)}, err)."""
+    def fetch_offsets(self, group, parts=None, with_metadata=False):
+        """parts: {topic: [partition]} or None for all. Returns ({(t,p): (offset, err)}, err),
+        or ({(t,p): (offset, metadata bytes, err)}, err) with_metadata."""
         if parts is None:
             b = kw.string(group) + kw.int32(-1)
         else:
@@ -466,10 +468,13 @@ class Conn:
         out = {}
 
         def part(y):
-            return (y.int32(), y.int64(), y.string(), y.int16())
+            p, o = y.int32(), y.int64()
+            n = y.int16()
+            meta = None if n < 0 else y._take(n)
+            return (p, o, meta, y.int16())
         for t, ps in r.array(lambda x: (x.string(), x.array(part))):
-            for p, o, _meta, e in ps:
-                out[(t, p)] = (o, e)
+            for p, o, meta, e in ps:
+                out[(t, p)] = (o, meta, e) if with_metadata else (o, e)
         return out, r.int16()
 
     # -- OffsetDelete v0
