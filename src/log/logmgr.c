@@ -45,7 +45,9 @@ static struct {
     pthread_t thread;
     pthread_mutex_t qmu;
     pthread_cond_t qcv;
-    sp_plog_t *qhead;
+    sp_plog_t *qhead;          /* kicked logs, linked by flush_next (qmu) */
+    sp_plog_t **batch;         /* the pass in progress (flush thread only) */
+    int batch_cap;
     bool stop, running;
     bool ckpt_dirty;
     int64_t retention_check_ms;
@@ -229,20 +231,37 @@ static void *flusher_main(void *arg)
             if (pthread_cond_timedwait(&M.qcv, &M.qmu, &until) == ETIMEDOUT)
                 break;
         }
-        sp_plog_t *batch = M.qhead;
-        M.qhead = NULL;
-        for (sp_plog_t *l = batch; l; l = l->flush_next)
+        /* Take the whole queue into a private array before letting go of
+         * the lock.  Once flush_queued is cleared, a kick may queue the same
+         * log again and rewrite its flush_next link: walking the old list
+         * after the unlock would follow the new queue (a log unref'ed twice,
+         * another never), so no link is read outside qmu. */
+        int n = 0;
+        for (sp_plog_t *l = M.qhead; l; l = l->flush_next)
+            n++;
+        if (n > M.batch_cap) {
+            sp_plog_t **nb = realloc(M.batch, sizeof(*nb) * (size_t)n);
+            if (nb) {
+                M.batch = nb;
+                M.batch_cap = n;
+            }
+        }
+        int taken = 0;
+        while (M.qhead && taken < M.batch_cap) {
+            sp_plog_t *l = M.qhead;
+            M.qhead = l->flush_next;
+            l->flush_next = NULL;
             l->flush_queued = false; /* kicks from now on queue it again */
-        bool stop = M.stop;
+            M.batch[taken++] = l;
+        }
+        bool stop = M.stop && !M.qhead;
         bool ckpt_dirty = M.ckpt_dirty;
         pthread_mutex_unlock(&M.qmu);
 
         /* one pass: every kicked log synced, waiters of all completed */
-        while (batch) {
-            sp_plog_t *next = batch->flush_next;
-            sp_plog_flush(batch);
-            sp_plog_unref(batch);
-            batch = next;
+        for (int i = 0; i < taken; i++) {
+            sp_plog_flush(M.batch[i]);
+            sp_plog_unref(M.batch[i]);
         }
         int64_t now = now_ms();
         if (now - last_check >= 1000) { /* flush.ms and page-cache mode */
@@ -583,4 +602,7 @@ void sp_logmgr_shutdown(void)
     free(M.dirs);
     free(M.clean);
     M.dirs = NULL;
+    free(M.batch);
+    M.batch = NULL;
+    M.batch_cap = 0;
 }
