@@ -4,6 +4,7 @@
 #   make run        install missing Debian packages, build, start a broker on 127.0.0.1:9092
 #   make test       install missing Debian packages, build, run every test
 #   make asan       the same tests against an ASan+UBSan build
+#   make fault      build/libspfault.so, the LD_PRELOAD fault injector (tests/fault)
 #   make fuzz       run each libFuzzer target briefly (FUZZ_SECONDS, default 60)
 #   make regen      regenerate src/proto/gen from ../shared/kafka-protocol
 
@@ -31,7 +32,7 @@ UNIT_SRC := $(wildcard tests/unit/*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 TS_OBJ   := $(BUILD)/obj/src/proto/gen/test_support.o $(BUILD)/obj/tests/unit/lib/sample.o
 
-.PHONY: all run test unit integration asan fuzz regen regen-check deps clean
+.PHONY: all run test unit integration fault asan fuzz regen regen-check deps clean
 
 all: $(BUILD)/spoold
 
@@ -63,6 +64,16 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libspool.a $(TS_OBJ)
 	@echo "  LD    $@"
 	$(Q)$(CC) $(CFLAGS) -Itests/unit -o $@ $< $(TS_OBJ) $(BUILD)/libspool.a $(LDLIBS)
 
+# The fault-injection shim (tests/fault/spfault.c): an LD_PRELOAD library
+# for integration tests, built without sanitizers in every build (an
+# ASan/TSan broker preloads the sanitizer runtime first; faults.py does).
+$(BUILD)/libspfault.so: tests/fault/spfault.c
+	@mkdir -p $(dir $@)
+	@echo "  CC    $@"
+	$(Q)$(CC) -std=c11 -g -O2 -Wall -Wextra $(WERROR) -fPIC -shared -o $@ $< -ldl -pthread
+
+fault: $(BUILD)/libspfault.so
+
 deps:
 	@scripts/install-deps
 
@@ -85,7 +96,7 @@ regen-check:
 	    echo "regen-check: src/proto/gen matches $(SCHEMAS)"; \
 	else echo "regen-check: $(SCHEMAS) not present, skipped"; fi
 
-integration: all
+integration: all fault
 	SPOOLD=$(abspath $(BUILD)/spoold) $(PYTHON) -m pytest -q tests/integration
 
 test: deps
@@ -94,7 +105,7 @@ test: deps
 	$(MAKE) integration
 
 asan: deps
-	$(MAKE) BUILD=build/asan OPT=-O1 SANFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" all unit
+	$(MAKE) BUILD=build/asan OPT=-O1 SANFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" all unit fault
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	    SPOOLD=$(abspath build/asan/spoold) $(PYTHON) -m pytest -q tests/integration
 
