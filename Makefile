@@ -2,8 +2,10 @@
 #
 #   make            build build/spoold
 #   make run        install missing Debian packages, build, start a broker on 127.0.0.1:9092
-#   make test       install missing Debian packages, build, run every test
+#   make test       install missing Debian packages, build, run every test (with make tsan)
 #   make asan       the same tests against an ASan+UBSan build
+#   make tsan       the threaded unit tests against a ThreadSanitizer build (part of make test)
+#   make fault      build/libspfault.so, the LD_PRELOAD fault injector (tests/fault)
 #   make fuzz       run each libFuzzer target briefly (FUZZ_SECONDS, default 60)
 #   make regen      regenerate src/proto/gen from ../shared/kafka-protocol
 
@@ -30,8 +32,10 @@ LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 UNIT_SRC := $(wildcard tests/unit/*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 TS_OBJ   := $(BUILD)/obj/src/proto/gen/test_support.o $(BUILD)/obj/tests/unit/lib/sample.o
+# test objects are not intermediate: keep them (test_support.c is 1 MB)
+.SECONDARY: $(TS_OBJ)
 
-.PHONY: all run test unit integration asan fuzz regen regen-check deps clean
+.PHONY: all run test unit integration fault asan tsan fuzz regen regen-check deps clean
 
 all: $(BUILD)/spoold
 
@@ -63,6 +67,16 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libspool.a $(TS_OBJ)
 	@echo "  LD    $@"
 	$(Q)$(CC) $(CFLAGS) -Itests/unit -o $@ $< $(TS_OBJ) $(BUILD)/libspool.a $(LDLIBS)
 
+# The fault-injection shim (tests/fault/spfault.c): an LD_PRELOAD library
+# for integration tests, built without sanitizers in every build (an
+# ASan/TSan broker preloads the sanitizer runtime first; faults.py does).
+$(BUILD)/libspfault.so: tests/fault/spfault.c
+	@mkdir -p $(dir $@)
+	@echo "  CC    $@"
+	$(Q)$(CC) -std=c11 -g -O2 -Wall -Wextra $(WERROR) -fPIC -shared -o $@ $< -ldl -pthread
+
+fault: $(BUILD)/libspfault.so
+
 deps:
 	@scripts/install-deps
 
@@ -85,18 +99,30 @@ regen-check:
 	    echo "regen-check: src/proto/gen matches $(SCHEMAS)"; \
 	else echo "regen-check: $(SCHEMAS) not present, skipped"; fi
 
-integration: all
+integration: all fault
 	SPOOLD=$(abspath $(BUILD)/spoold) $(PYTHON) -m pytest -q tests/integration
 
 test: deps
 	$(MAKE) all unit
+	$(MAKE) tsan
 	$(MAKE) regen-check
 	$(MAKE) integration
 
 asan: deps
-	$(MAKE) BUILD=build/asan OPT=-O1 SANFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" all unit
+	$(MAKE) BUILD=build/asan OPT=-O1 SANFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" all unit fault
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	    SPOOLD=$(abspath build/asan/spoold) $(PYTHON) -m pytest -q tests/integration
+
+# ThreadSanitizer over the unit tests that start threads.  A report fails
+# the run (TSan's exit code 66).  tests/tsan.supp is for third-party noise
+# only, never for our own races.
+TSAN_TESTS := test_log test_logmgr test_image
+tsan:
+	$(MAKE) BUILD=build/tsan OPT=-O1 SANFLAGS="-fsanitize=thread -fno-omit-frame-pointer" \
+	    $(TSAN_TESTS:%=build/tsan/tests/%)
+	@set -e; for t in $(TSAN_TESTS); do echo "== build/tsan/tests/$$t"; \
+	    TSAN_OPTIONS="second_deadlock_stack=1 history_size=4 $(if $(wildcard tests/tsan.supp),suppressions=$(abspath tests/tsan.supp))" \
+	    build/tsan/tests/$$t; done
 
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c))

@@ -335,24 +335,6 @@ static int write_checkpoints(bool *dir_ok)
 
 /* ---- background removal ------------------------------------------------ */
 
-static void rm_tree(const char *path)
-{
-    DIR *d = opendir(path);
-    struct dirent *e;
-    if (!d)
-        return;
-    while ((e = readdir(d))) {
-        char p[4096];
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-            continue;
-        snprintf(p, sizeof(p), "%s/%s", path, e->d_name);
-        if (unlink(p) != 0 && errno == EISDIR)
-            rm_tree(p);
-    }
-    closedir(d);
-    rmdir(path);
-}
-
 static void remove_deleted_dirs(void)
 {
     for (int d = 0; d < M.ndirs; d++) {
@@ -366,7 +348,7 @@ static void remove_deleted_dirs(void)
             if (n > 7 && strcmp(e->d_name + n - 7, "-delete") == 0) {
                 char p[4096];
                 snprintf(p, sizeof(p), "%s/%s", M.dirs[d], e->d_name);
-                rm_tree(p);
+                sp_rm_tree(p);
                 any = true;
             }
         }
@@ -604,6 +586,8 @@ int sp_logmgr_start(const sp_logmgr_opts_t *o)
                     o->dirs[d]);
         }
     }
+    M.stop = M.hstop = false; /* a new life (unit tests start it again) */
+    M.ckpt_dirty = M.ckpt_soon = false;
     M.running = true;
     M.deleted_pending = true; /* leftovers of a previous run */
     if (pthread_create(&M.flusher, NULL, flusher_main, NULL) != 0) {

@@ -80,10 +80,12 @@ static void wake_all(sp_plog_t *l, int err)
     complete_flush_waiters(l, err);
 }
 
-/* mu held.  Returns true if this call made the log FAILED. */
+/* mu held.  Returns true if this call made the log FAILED.  A deleted
+ * log never fails: its directory was renamed away, so I/O by path racing
+ * the deletion (a flush, a reopen in the fd cache) is expected to fail. */
 static bool fail_locked(sp_plog_t *l, const char *why)
 {
-    if (l->state == SP_PLOG_FAILED)
+    if (l->state == SP_PLOG_FAILED || l->deleted)
         return false;
     l->state = SP_PLOG_FAILED;
     l->fail_reason = why;
@@ -271,6 +273,7 @@ static int recover(sp_plog_t *l, bool clean, int64_t recovery_point, bool strict
 sp_plog_t *sp_plog_open(const sp_plog_open_opts_t *o)
 {
     sp_plog_t *l = calloc(1, sizeof(*l));
+    bool made = false; /* the directory is ours: removed again on failure */
     if (!l)
         return NULL;
     pthread_mutex_init(&l->mu, NULL);
@@ -288,6 +291,7 @@ sp_plog_t *sp_plog_open(const sp_plog_open_opts_t *o)
         goto fail;
     struct stat st;
     bool exists = stat(o->dir, &st) == 0;
+    made = !exists;
     if (!exists) {
         if (!o->create || sp_mkdirs(o->dir) != 0) {
             sp_error("log", "cannot create %s: %s", o->dir, strerror(errno));
@@ -347,6 +351,8 @@ sp_plog_t *sp_plog_open(const sp_plog_open_opts_t *o)
     return l;
 fail:
     sp_plog_unref(l);
+    if (made) /* a half-made new log leaves nothing behind */
+        sp_rm_tree(o->dir);
     return NULL;
 }
 
@@ -1181,6 +1187,13 @@ int sp_plog_flush(sp_plog_t *l)
         free(segs);
 
     if (err) {
+        pthread_mutex_lock(&l->mu);
+        gone = l->deleted; /* deleted meanwhile: its files moved, nothing to fail */
+        if (gone)
+            complete_flush_waiters(l, SP_ERR_UNKNOWN_TOPIC_OR_PARTITION);
+        pthread_mutex_unlock(&l->mu);
+        if (gone)
+            return 0;
         /* never retried: the kernel may have dropped the pages already */
         sp_plog_fail(l, "fdatasync failed", err);
         return -err;

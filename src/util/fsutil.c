@@ -1,6 +1,7 @@
 /* fsutil.c - see fsutil.h. */
 #include "util/fsutil.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -142,4 +143,24 @@ int sp_pread_full(int fd, void *buf, size_t n, int64_t pos)
         got += (size_t)r;
     }
     return 0;
+}
+
+void sp_rm_tree(const char *path)
+{
+    DIR *d = opendir(path);
+    struct dirent *e;
+    if (!d) {
+        unlink(path);
+        return;
+    }
+    while ((e = readdir(d))) {
+        char p[PATH_MAX];
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        snprintf(p, sizeof(p), "%s/%s", path, e->d_name);
+        if (unlink(p) != 0 && errno == EISDIR)
+            sp_rm_tree(p);
+    }
+    closedir(d);
+    rmdir(path);
 }

@@ -39,6 +39,8 @@ int sp_fsync_parent(const char *path);
  * A crash leaves either the old or the new file, never a torn one.
  */
 int sp_write_file_atomic(const char *dir, const char *name, const void *data, size_t len);
+/* Removes path and everything under it (best effort; no sync). */
+void sp_rm_tree(const char *path);
 /* Reads exactly n bytes at pos (retrying short reads and EINTR): 0, or -1
  * on an error or end of file first. */
 int sp_pread_full(int fd, void *buf, size_t n, int64_t pos);

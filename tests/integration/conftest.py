@@ -1,11 +1,13 @@
 """Fixtures that run a real spoold process for integration tests.
 
 `broker`        -- one broker with default settings on a fresh data dir.
-`start_broker`  -- factory: start_broker({'node.id': 7}, data_dir=..., **kw)
-                   (keyword names have '_' replaced by '.', e.g. node_id=7).
+`start_broker`  -- factory: start_broker({'node.id': 7}, data_dir=..., env=..., **kw)
+                   (keyword names have '_' replaced by '.', e.g. node_id=7;
+                   env: extra environment variables for that broker only,
+                   e.g. faults.fault_env(...) to preload the fault shim).
 
 Binary: $SPOOLD, default <repo>/build/spoold. The environment (including
-ASAN_OPTIONS etc.) is passed through unchanged.
+ASAN_OPTIONS etc.) is passed through unchanged, plus `env`.
 """
 
 import os
@@ -43,7 +45,8 @@ def read_properties(path):
 
 
 class Broker:
-    def __init__(self, proc, port, data_dir, log_path, args):
+    def __init__(self, proc, port, data_dir, log_path, args, env=None):
+        self.env = dict(env or {})  # the extra environment it was started with
         self.proc = proc
         self.port = port
         self.data_dir = Path(data_dir)
@@ -110,7 +113,7 @@ def _wait_ready(proc, port, timeout):
     return False
 
 
-def _launch(tmp_path, seq, overrides, data_dir):
+def _launch(tmp_path, seq, overrides, data_dir, env=None):
     if data_dir is None:
         data_dir = tmp_path / ('data%d' % seq)
     data_dir = Path(data_dir)
@@ -128,16 +131,18 @@ def _launch(tmp_path, seq, overrides, data_dir):
         for k, v in opts.items():
             args += ['--override', '%s=%s' % (k, v)]
         log_path = tmp_path / ('spoold-%d-%d.log' % (seq, attempt))
+        full_env = os.environ.copy()
+        full_env.update(env or {})
         with open(log_path, 'wb') as errf:
             proc = subprocess.Popen(args, stdin=subprocess.DEVNULL,
                                     stdout=errf, stderr=errf,
-                                    env=os.environ.copy())
-        b = Broker(proc, port, data_dir, log_path, args)
+                                    env=full_env)
+        b = Broker(proc, port, data_dir, log_path, args, env)
         if _wait_ready(proc, port, STARTUP_TIMEOUT):
             return b
         rc = b.kill()
-        last_err = 'spoold did not become ready (rc=%r)\nargs: %s\nlog:\n%s' % (
-            rc, args, b.log_text())
+        last_err = 'spoold did not become ready (rc=%r)\nargs: %s\nenv: %s\nlog:\n%s' % (
+            rc, args, env or {}, b.log_text())
         if user_listeners or 'in use' not in b.log_text().lower():
             break
     raise RuntimeError(last_err)
@@ -151,13 +156,13 @@ def _norm_key(k):
 def start_broker(tmp_path):
     started = []
 
-    def start(overrides=None, *, data_dir=None, **kw):
+    def start(overrides=None, *, data_dir=None, env=None, **kw):
         opts = {}
         for k, v in (overrides or {}).items():
             opts[k] = v
         for k, v in kw.items():
             opts[_norm_key(k)] = v
-        b = _launch(tmp_path, len(started), opts, data_dir)
+        b = _launch(tmp_path, len(started), opts, data_dir, env)
         started.append(b)
         return b
 

@@ -1,8 +1,9 @@
 """Hand-built Kafka protocol frames for raw-socket integration tests.
 
 Only what the tests need: primitive encoders, request header v1/v2 framing,
-ApiVersions / Metadata request builders, a tolerant reader and decoders for
-the ApiVersions (v0-v3) and Metadata v1 responses.
+ApiVersions / Metadata / DeleteRecords v0 request builders, a tolerant
+reader and decoders for the ApiVersions (v0-v3), Metadata v1 and
+DeleteRecords v0 responses.
 """
 
 import socket
@@ -11,6 +12,7 @@ import time
 
 API_METADATA = 3
 API_API_VERSIONS = 18
+API_DELETE_RECORDS = 21
 
 # ---------------------------------------------------------------- encoders
 
@@ -143,6 +145,16 @@ def metadata_request(version, correlation_id, topics=None, client_id='spool-test
         body += TAGGED_NONE
     return request(API_METADATA, version, correlation_id, body, client_id,
                    flexible=flexible)
+
+
+def delete_records_request(correlation_id, topics, timeout_ms=10000,
+                           client_id='spool-test'):
+    """DeleteRecords v0 (the installed clients have no DeleteRecords).
+    topics: {name: [(partition, offset)]}; offset -1 means the high watermark."""
+    body = array(string(name) + array(int32(p) + int64(o) for p, o in parts)
+                 for name, parts in topics.items())
+    body += int32(timeout_ms)
+    return request(API_DELETE_RECORDS, 0, correlation_id, body, client_id)
 
 
 # ---------------------------------------------------------------- socket I/O
@@ -403,3 +415,28 @@ def parse_metadata_response(payload, version):
 
 def correlation_id(payload):
     return struct.unpack('>i', payload[:4])[0]
+
+
+def parse_delete_records_response_v0(payload):
+    """Decode a DeleteRecords v0 response (response header v0).
+    Returns {topic: {partition: (low_watermark, error_code)}}."""
+    r = Reader(payload)
+    r.int32()                                   # correlation id
+    r.int32()                                   # throttle_time_ms
+
+    def part(rr):
+        return rr.int32(), rr.int64(), rr.int16()
+
+    def topic(rr):
+        return rr.string(), {p: (lw, err) for p, lw, err in rr.array(part)}
+
+    out = dict(r.array(topic))
+    if r.remaining():
+        raise ValueError('%d trailing bytes' % r.remaining())
+    return out
+
+
+def delete_records(port, topics, correlation_id=1, timeout=15.0):
+    """Send DeleteRecords v0 on a fresh connection; see delete_records_request."""
+    payload = send_recv(port, delete_records_request(correlation_id, topics), timeout)
+    return parse_delete_records_response_v0(payload)

@@ -595,7 +595,13 @@ static void test_append_races(const char *root)
     for (int i = 0; i < 6; i++)
         pthread_join(th[i], NULL);
     CHECK(atomic_load(&r.bad) == 0);
-    CHECK(r.l->leo == want && r.l->log_start > 0);
+    CHECK(r.l->leo == want);
+    int64_t start;
+    CHECK(sp_plog_flush(r.l) == 0 && sp_plog_delete_records(r.l, want - 10, &start) == 0 &&
+          start == want - 10);
+    sp_read_result_t rr;
+    sp_plog_read(r.l, 0, 8192, true, &rr);
+    CHECK(rr.error == SP_ERR_OFFSET_OUT_OF_RANGE && rr.log_start == want - 10);
     sp_plog_close(r.l);
     sp_plog_unref(r.l);
 }
