@@ -936,7 +936,7 @@ int sp_plog_offset_for_time(sp_plog_t *l, int64_t ts, int64_t *offset, int64_t *
             rc = pos == SP_SEG_CORRUPT ? SP_ERR_CORRUPT_MESSAGE : SP_ERR_KAFKA_STORAGE_ERROR;
             break;
         }
-        int step;
+        int step = SP_SEG_END;
         while (*offset < 0 && (step = sp_seg_reader_next(&r, &b)) == SP_SEG_BATCH) {
             if (b.base >= hw)
                 break;

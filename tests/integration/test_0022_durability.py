@@ -165,7 +165,10 @@ def _prepare(start_broker, topic):
     stop_clean(b)
     seg = log_segments.active_segment(b.data_dir, topic, 0)
     batches = log_segments.parse_batches(seg.read_bytes())
-    assert len(batches) == 10 and batches[-1].last_offset == 99, batches
+    # librdkafka may still send the first record of the first group alone
+    # (before the leader is known); the tests need only the last group whole
+    assert 10 <= len(batches) <= 11 and batches[-1].last_offset == 99, batches
+    assert batches[-1].base_offset == 90, batches
     return b, seg, batches
 
 
