@@ -365,8 +365,8 @@ static int roll(sp_plog_t *l)
     return 0;
 }
 
-void sp_plog_append(sp_plog_t *l, uint8_t *records, size_t len, int64_t now,
-                    sp_append_result_t *res)
+void sp_plog_append_from(sp_plog_t *l, uint8_t *records, size_t len, int64_t now,
+                         const sp_batch_validate_opts_t *origin, sp_append_result_t *res)
 {
     sp_batch_validate_opts_t opts;
     size_t off = 0;
@@ -377,8 +377,12 @@ void sp_plog_append(sp_plog_t *l, uint8_t *records, size_t len, int64_t now,
     res->base_offset = -1;
     res->log_append_time = -1;
     res->last_offset = -1;
-    memset(&opts, 0, sizeof(opts));
-    opts.require_keys = l->cfg.compact;
+    if (origin) {
+        opts = *origin;
+    } else {
+        memset(&opts, 0, sizeof(opts));
+        opts.require_keys = l->cfg.compact;
+    }
     if (len == 0) {
         res->error = SP_ERR_CORRUPT_MESSAGE;
         res->message = "no record batch";
@@ -401,8 +405,7 @@ void sp_plog_append(sp_plog_t *l, uint8_t *records, size_t len, int64_t now,
         int err = sp_batch_validate(records + off, bs, &opts, &info);
         if (err) {
             res->error = (int16_t)err;
-            res->message = err == SP_ERR_INVALID_RECORD ? "compacted topic cannot accept a record without a key"
-                                                        : "invalid record batch";
+            res->message = info.reason ? info.reason : "invalid record batch";
             return;
         }
         nrecords += info.hdr.record_count;

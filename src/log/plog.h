@@ -118,9 +118,23 @@ typedef struct sp_append_result {
  * Validates and appends the record batches in records[0..len) (a produce
  * request's partition data, patched in place: base offsets, leader epoch,
  * LogAppendTime).  All batches are appended or none.  I/O worker thread.
+ * 'origin' is how the batches are judged (borrowed for the call): NULL for
+ * the broker's own writers (the group coordinator, the metadata log, a
+ * transaction coordinator's markers: control batches allowed, keys required
+ * on compacted topics); a client's Produce passes its options whole
+ * (from_client, keys, timestamp bounds, where record errors go; see
+ * proto/batch.h).
  */
-void sp_plog_append(sp_plog_t *l, uint8_t *records, size_t len, int64_t now_ms,
-                    sp_append_result_t *res);
+struct sp_batch_validate_opts;
+void sp_plog_append_from(sp_plog_t *l, uint8_t *records, size_t len, int64_t now_ms,
+                         const struct sp_batch_validate_opts *origin, sp_append_result_t *res);
+
+/* An append by one of the broker's own writers. */
+static inline void sp_plog_append(sp_plog_t *l, uint8_t *records, size_t len, int64_t now_ms,
+                                  sp_append_result_t *res)
+{
+    sp_plog_append_from(l, records, len, now_ms, NULL, res);
+}
 
 typedef struct sp_read_result {
     int16_t error;

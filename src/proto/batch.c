@@ -9,7 +9,9 @@
  */
 #include "proto/batch.h"
 
+#include <inttypes.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include <lz4frame.h>
@@ -457,42 +459,134 @@ static int kafka_error(int batch_err)
     }
 }
 
+/* Java's long arithmetic (wraps), for Kafka's timestamp bounds and their
+ * message: a bound of Long.MAX_VALUE must behave exactly as in Kafka. */
+static inline int64_t sub_wrap(int64_t a, int64_t b)
+{
+    return (int64_t)((uint64_t)a - (uint64_t)b);
+}
+
+/* Kafka's LogValidator.validateRecord for one record (7), (8): 0, or the
+ * error it earns, with Kafka's message written to msg[0..cap). */
+static int16_t check_record(const sp_batch_validate_opts_t *o, const sp_batch_hdr_t *h,
+                            const sp_record_t *rec, char *msg, size_t cap)
+{
+    const char *tp = o->partition ? o->partition : "";
+    if (o->require_keys && rec->key.len < 0) {
+        snprintf(msg, cap, "Compacted topic cannot accept message without key in topic partition %s", tp);
+        return SP_ERR_INVALID_RECORD;
+    }
+    if (!o->check_timestamps)
+        return 0;
+    if (!o->log_append_time && rec->timestamp != -1) {
+        int64_t diff = sub_wrap(o->now_ms, rec->timestamp);
+        if (diff > o->ts_before_max_ms || sub_wrap(0, diff) > o->ts_after_max_ms) {
+            snprintf(msg, cap,
+                     "Timestamp %" PRId64 " of message with offset %" PRId64 " is out of range. "
+                     "The timestamp should be within [%" PRId64 ", %" PRId64 "]",
+                     rec->timestamp, rec->offset, sub_wrap(o->now_ms, o->ts_before_max_ms),
+                     add_wrap(o->now_ms, o->ts_after_max_ms));
+            return SP_ERR_INVALID_TIMESTAMP;
+        }
+    } else if (sp_batch_is_log_append_time(h)) {
+        snprintf(msg, cap,
+                 "Invalid timestamp type in message DefaultRecord(offset=%" PRId64 ", timestamp=%" PRId64
+                 ", key=%d bytes, value=%d bytes). Producer should not set timestamp type to LogAppendTime.",
+                 rec->offset, rec->timestamp, rec->key.len > 0 ? rec->key.len : 0,
+                 rec->value.len > 0 ? rec->value.len : 0);
+        return SP_ERR_INVALID_TIMESTAMP;
+    }
+    return 0;
+}
+
+/* (6): Kafka's checks of a client's batch header (UnifiedLog's base offset
+ * rule, LogValidator.validateBatch).  0 or INVALID_RECORD with *why. */
+static int client_batch_error(const sp_batch_hdr_t *h, const char **why)
+{
+    if (h->base_offset != 0)
+        *why = "The baseOffset of the record batch should be 0";
+    else if (h->last_offset_delta < 0)
+        *why = "Batch has an invalid offset range";
+    else if (h->record_count <= 0)
+        *why = "Invalid reported count for record batch";
+    else if (h->last_offset_delta != h->record_count - 1)
+        *why = "Inconsistent batch offset range and count of records";
+    else if (sp_batch_is_control(h))
+        *why = "Clients are not allowed to write control records";
+    else if (h->producer_id >= 0 && h->base_sequence < 0)
+        *why = "Invalid sequence number in a record batch with a producer id";
+    else
+        return 0;
+    return SP_ERR_INVALID_RECORD;
+}
+
+static const char *iter_reason(int batch_err)
+{
+    switch (batch_err) {
+    case SP_BATCH_E_CODEC: return "unsupported compression type";
+    case SP_BATCH_E_NOMEM: return "out of memory";
+    case SP_BATCH_E_TOO_BIG: return "decompressed records over the size cap";
+    default: return "records do not match the batch header";
+    }
+}
+
 int sp_batch_validate(const uint8_t *p, size_t len, const sp_batch_validate_opts_t *opts,
                       sp_batch_info_t *info)
 {
-    static const sp_batch_validate_opts_t defaults = { false, false, 0 };
+    static const sp_batch_validate_opts_t defaults;
     sp_batch_hdr_t h;
+    const char *why = NULL;
+    int err = SP_ERR_CORRUPT_MESSAGE;
     if (!opts)
         opts = &defaults;
 
-    /* (1) */
+    /* (1); a client's base offset first, as Kafka's UnifiedLog */
     if (sp_batch_hdr_parse(p, len, &h) != 0 || h.magic != SP_BATCH_MAGIC ||
-        h.batch_length < SP_BATCH_MIN_LENGTH || sp_batch_size(&h) != len)
-        return SP_ERR_CORRUPT_MESSAGE;
-    if (sp_crc32c(0, p + SP_BATCH_CRC_START, len - SP_BATCH_CRC_START) != h.crc)
-        return SP_ERR_CORRUPT_MESSAGE;
+        h.batch_length < SP_BATCH_MIN_LENGTH || sp_batch_size(&h) != len) {
+        why = "record batch length or magic is wrong";
+        goto fail;
+    }
+    if (opts->from_client && h.base_offset != 0) {
+        err = client_batch_error(&h, &why);
+        goto fail;
+    }
+    if (sp_crc32c(0, p + SP_BATCH_CRC_START, len - SP_BATCH_CRC_START) != h.crc) {
+        why = "record batch CRC does not match";
+        goto fail;
+    }
     /* (2) */
-    if (sp_batch_compression(&h) > SP_COMPRESSION_ZSTD)
-        return SP_ERR_UNSUPPORTED_COMPRESSION_TYPE;
-    /* (3) */
+    if (sp_batch_compression(&h) > SP_COMPRESSION_ZSTD) {
+        err = SP_ERR_UNSUPPORTED_COMPRESSION_TYPE;
+        why = "unsupported compression type";
+        goto fail;
+    }
+    /* (6), or (3) */
+    if (opts->from_client) {
+        if ((err = client_batch_error(&h, &why)) != 0)
+            goto fail;
+        err = SP_ERR_CORRUPT_MESSAGE;
+    }
+    why = "record count does not match the batch's offsets";
     if (h.record_count < 0)
-        return SP_ERR_CORRUPT_MESSAGE;
+        goto fail;
     if (opts->allow_compacted) {
         if (h.last_offset_delta < 0 || (int64_t)h.record_count > (int64_t)h.last_offset_delta + 1)
-            return SP_ERR_CORRUPT_MESSAGE;
+            goto fail;
     } else if (h.record_count == 0) {
         if (!sp_batch_is_control(&h) || h.last_offset_delta < 0)
-            return SP_ERR_CORRUPT_MESSAGE;
+            goto fail;
     } else if (h.last_offset_delta != h.record_count - 1) {
-        return SP_ERR_CORRUPT_MESSAGE;
+        goto fail;
     }
 
-    /* (4), (5) */
+    /* (4), (5); (7), (8) for every record */
     sp_record_iter_t it;
     int rc = sp_record_iter_init(&it, p, len, opts->max_decompressed);
     int64_t max_ts = -1;
-    int32_t n = 0, prev_delta = -1;
+    int32_t n = 0, prev_delta = -1, refused = 0;
+    bool bad_ts = false, records_read = rc == 0;
     sp_record_t rec;
+    char msg[320];
     while (rc == 0 && (rc = sp_record_iter_next(&it, &rec)) == 1) {
         bool in_order = opts->allow_compacted
                             ? rec.offset_delta > prev_delta && rec.offset_delta <= h.last_offset_delta
@@ -501,9 +595,12 @@ int sp_batch_validate(const uint8_t *p, size_t len, const sp_batch_validate_opts
             rc = SP_BATCH_E_CORRUPT;
             break;
         }
-        if (opts->require_keys && rec.key.len < 0) {
-            sp_record_iter_free(&it);
-            return SP_ERR_INVALID_RECORD;
+        int16_t rerr = check_record(opts, &h, &rec, msg, sizeof(msg));
+        if (rerr) {
+            refused++;
+            bad_ts |= rerr == SP_ERR_INVALID_TIMESTAMP;
+            if (opts->record_error)
+                opts->record_error(opts->record_error_ctx, n, rerr, msg);
         }
         if (n == 0 || rec.timestamp > max_ts)
             max_ts = rec.timestamp;
@@ -513,16 +610,39 @@ int sp_batch_validate(const uint8_t *p, size_t len, const sp_batch_validate_opts
     }
     size_t records_size = it.records_size;
     sp_record_iter_free(&it);
-    if (rc != 0)
-        return kafka_error(rc);
+    if (rc != 0) {
+        err = kafka_error(rc);
+        why = iter_reason(rc);
+        /* Records that do not match a header whose CRC holds were built so
+         * by the client: Kafka's InvalidRecordException ("Found invalid
+         * record structure", "Incorrect declared batch size"), not a
+         * corruption a retry could cure.  Codec failures stay corrupt. */
+        if (opts->from_client && records_read && rc == SP_BATCH_E_CORRUPT) {
+            err = SP_ERR_INVALID_RECORD;
+            why = "Found invalid record structure";
+        }
+        goto fail;
+    }
+    /* Kafka's processRecordErrors: one bad timestamp makes it INVALID_TIMESTAMP */
+    if (refused) {
+        err = bad_ts ? SP_ERR_INVALID_TIMESTAMP : SP_ERR_INVALID_RECORD;
+        why = bad_ts ? "One or more records have been rejected due to invalid timestamp"
+                     : "One or more records have been rejected";
+        goto fail;
+    }
     if (info) {
         info->hdr = h;
         info->max_timestamp = max_ts;
         info->records = n;
         info->compressed = sp_batch_compression(&h) != SP_COMPRESSION_NONE;
         info->records_size = records_size;
+        info->reason = NULL;
     }
     return 0;
+fail:
+    if (info)
+        info->reason = why;
+    return err;
 }
 
 /* ---- patching ------------------------------------------------------------ */
