@@ -21,7 +21,9 @@
  *     one whole batch of magic 2 (INVALID_RECORD), not zstd below v7
  *     (UNSUPPORTED_COMPRESSION_TYPE);
  *  3. the batch (the log, as AppendOrigin.CLIENT: proto/batch.h invariants
- *     (1)-(7)): no control batch, keys on compacted topics; refused records are
+ *     (1)-(8)): no control batch, keys on compacted topics, a CreateTime
+ *     within message.timestamp.before/after.max.ms of now (a LogAppendTime
+ *     topic takes no batch claiming LogAppendTime); refused records are
  *     listed in record_errors (v8+) with a summary in error_message, as
  *     Kafka's RecordValidationException.
  */
@@ -250,7 +252,11 @@ static void client_opts(const sp_log_config_t *cfg, int64_t now, const char *tp,
     memset(o, 0, sizeof(*o));
     o->from_client = true;
     o->require_keys = cfg->compact;
+    o->check_timestamps = true;
+    o->log_append_time = cfg->log_append_time;
     o->now_ms = now;
+    o->ts_before_max_ms = cfg->timestamp_before_max_ms;
+    o->ts_after_max_ms = cfg->timestamp_after_max_ms;
     o->partition = tp;
     o->record_error = on_record_error;
     o->record_error_ctx = re;

@@ -30,6 +30,10 @@ static const sp_topic_key_t keys[] = {
       "Longest time a record stays ineligible for compaction." },
     { "max.message.bytes", SP_CT_INT, "1048588", "message.max.bytes", 0, IMAX, NULL,
       "Largest record batch accepted (MESSAGE_TOO_LARGE above)." },
+    { "message.timestamp.after.max.ms", SP_CT_LONG, "3600000", "log.message.timestamp.after.max.ms", 0, LMAX, NULL,
+      "How far ahead of the broker's clock a record's CreateTime may be (INVALID_TIMESTAMP past it); ignored with LogAppendTime." },
+    { "message.timestamp.before.max.ms", SP_CT_LONG, "9223372036854775807", "log.message.timestamp.before.max.ms", 0, LMAX, NULL,
+      "How far behind the broker's clock a record's CreateTime may be (INVALID_TIMESTAMP past it); ignored with LogAppendTime." },
     { "message.timestamp.type", SP_CT_STRING, "CreateTime", "log.message.timestamp.type", 0, 0,
       "CreateTime,LogAppendTime", "CreateTime keeps the producer's timestamps; LogAppendTime stamps batches on append." },
     { "min.cleanable.dirty.ratio", SP_CT_DOUBLE, "0.5", "log.cleaner.min.cleanable.ratio", 0, 1, NULL,
@@ -215,6 +219,8 @@ void sp_topic_log_config(int n, char *const *ks, char *const *vs, const sp_image
     out->retention_ms = num(&c, "retention.ms");
     out->retention_bytes = num(&c, "retention.bytes");
     out->min_insync_replicas = num(&c, "min.insync.replicas");
+    out->timestamp_before_max_ms = num(&c, "message.timestamp.before.max.ms");
+    out->timestamp_after_max_ms = num(&c, "message.timestamp.after.max.ms");
     out->log_append_time = strcasecmp(val(&c, "message.timestamp.type"), "LogAppendTime") == 0;
     out->compact = strstr(val(&c, "cleanup.policy"), "compact") != NULL;
     out->retention_delete = strstr(val(&c, "cleanup.policy"), "delete") != NULL;

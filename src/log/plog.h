@@ -58,6 +58,8 @@ typedef struct sp_log_config {
     int64_t retention_ms;         /* retention.ms */
     int64_t retention_bytes;      /* retention.bytes */
     int64_t min_insync_replicas;  /* min.insync.replicas */
+    int64_t timestamp_before_max_ms; /* message.timestamp.before.max.ms (a client's CreateTime) */
+    int64_t timestamp_after_max_ms;  /* message.timestamp.after.max.ms */
 } sp_log_config_t;
 
 /* Something waiting for hw to move (a parked Fetch) or for a flush (an

@@ -188,3 +188,123 @@ def test_compacted_topic_lists_the_keyless_records(broker):
     assert p['error_message'] is None, p
     msgs = consume_assigned(broker.bootstrap, 'cmp', [0])
     assert [(m.key(), m.value()) for m in msgs] == [(r['key'], r['value']) for r in good]
+
+
+# ------------------------------------------------------------ timestamps
+
+HOUR = 3600 * 1000
+
+
+def now_ms():
+    import time
+    return int(time.time() * 1000)
+
+
+def alter_topic(bootstrap, topic, configs):
+    """AlterConfigs (confluent-kafka): the topic's overrides become configs."""
+    from confluent_kafka.admin import ConfigResource
+    from spool_clients import confluent_admin
+    admin = confluent_admin(bootstrap)        # kept alive until the answer
+    fs = admin.alter_configs([ConfigResource('topic', topic, set_config=configs)])
+    for f in fs.values():
+        f.result(timeout=20)
+
+
+def describe_topic(bootstrap, topic):
+    """{name: (value, source)} (confluent-kafka DescribeConfigs)."""
+    from confluent_kafka.admin import ConfigResource
+    from spool_clients import confluent_admin
+    admin = confluent_admin(bootstrap)        # kept alive until the answer
+    (f,) = admin.describe_configs([ConfigResource('topic', topic)]).values()
+    return {k: (e.value, int(e.source)) for k, e in f.result(timeout=20).items()}
+
+
+def test_timestamp_bounds(broker):
+    """Kafka 4's message.timestamp.after.max.ms (default one hour) and
+    before.max.ms (default unbounded): a CreateTime out of range is
+    INVALID_TIMESTAMP with the record named; -1 (no timestamp) passes;
+    the bounds follow the topic's configuration as it changes."""
+    create_topic(broker.bootstrap, 'ts', 1)
+    cfg = describe_topic(broker.bootstrap, 'ts')
+    assert cfg['message.timestamp.after.max.ms'] == ('3600000', 5)          # DEFAULT_CONFIG
+    assert cfg['message.timestamp.before.max.ms'] == ('9223372036854775807', 5)
+    t0 = now_ms()
+    records = [{'value': b'now', 'timestamp': t0},
+               {'value': b'ten days ago', 'timestamp': t0 - 240 * HOUR},
+               {'value': b'in half an hour', 'timestamp': t0 + HOUR // 2},
+               {'value': b'in two hours', 'timestamp': t0 + 2 * HOUR},
+               {'value': b'no timestamp', 'timestamp': -1}]
+    batch = kw.record_batch(records)
+    p = answer(broker.port, 9, {('ts', 0): batch})[('ts', 0)]
+    assert p['error_code'] == INVALID_TIMESTAMP and p['base_offset'] == -1, p
+    assert p['error_message'] == 'One or more records have been rejected due to invalid timestamp'
+    (idx, msg), = p['record_errors']
+    assert idx == 3, p
+    head = 'Timestamp %d of message with offset 3 is out of range. The timestamp should be within [' % (
+        t0 + 2 * HOUR)
+    assert msg.startswith(head), msg
+    low, high = (int(x) for x in msg[len(head):-1].split(', '))
+    assert low < -9 * 10 ** 18                          # now - Long.MAX_VALUE
+    assert t0 + HOUR <= high <= now_ms() + HOUR, (t0, high)
+    # v3..v7: the error only
+    p = answer(broker.port, 3, {('ts', 0): batch})[('ts', 0)]
+    assert p['error_code'] == INVALID_TIMESTAMP, p
+
+    alter_topic(broker.bootstrap, 'ts', {'message.timestamp.after.max.ms': str(3 * HOUR)})
+    p = answer(broker.port, 9, {('ts', 0): batch})[('ts', 0)]
+    assert p['error_code'] == NONE and p['base_offset'] == 0, p
+
+    alter_topic(broker.bootstrap, 'ts', {'message.timestamp.before.max.ms': str(24 * HOUR)})
+    p = answer(broker.port, 9, {('ts', 0): kw.record_batch(records[:3])})[('ts', 0)]
+    assert p['error_code'] == INVALID_TIMESTAMP, p
+    assert [i for i, _ in p['record_errors']] == [1]
+    assert describe_topic(broker.bootstrap, 'ts')['message.timestamp.before.max.ms'] == \
+        (str(24 * HOUR), 1)                                                   # DYNAMIC_TOPIC_CONFIG
+
+
+def test_timestamp_bounds_broker_default(start_broker):
+    """log.message.timestamp.after.max.ms in server.properties sets the
+    default of every topic."""
+    broker = start_broker({'log.message.timestamp.after.max.ms': '1000'})
+    create_topic(broker.bootstrap, 'tsb', 1)
+    assert describe_topic(broker.bootstrap, 'tsb')['message.timestamp.after.max.ms'] == ('1000', 4)
+    batch = kw.record_batch([{'value': b'x', 'timestamp': now_ms() + 60000}])
+    p = answer(broker.port, 8, {('tsb', 0): batch})[('tsb', 0)]
+    assert p['error_code'] == INVALID_TIMESTAMP and len(p['record_errors']) == 1, p
+
+
+def test_log_append_time_topic_refuses_log_append_time_batches(broker):
+    """LogValidator.validateTimestamp: a LogAppendTime topic ignores the
+    bounds but refuses a batch whose producer set LogAppendTime itself."""
+    create_topic(broker.bootstrap, 'lat', 1, {'message.timestamp.type': 'LogAppendTime'})
+    t = now_ms() + 5 * HOUR
+    claims = kw.record_batch([{'key': b'k0', 'value': b'v0', 'timestamp': t},
+                              {'key': b'k1', 'value': b'v1', 'timestamp': t}],
+                             attributes=kw.ATTR_LOG_APPEND_TIME)
+    p = answer(broker.port, 8, {('lat', 0): claims})[('lat', 0)]
+    assert p['error_code'] == INVALID_TIMESTAMP, p
+    want = ('Invalid timestamp type in message DefaultRecord(offset=%d, timestamp=%d, key=2 bytes, '
+            'value=2 bytes). Producer should not set timestamp type to LogAppendTime.')
+    assert p['record_errors'] == [(0, want % (0, t)), (1, want % (1, t))], p
+    far = kw.record_batch([{'value': b'far ahead', 'timestamp': t}])
+    p = answer(broker.port, 8, {('lat', 0): far})[('lat', 0)]
+    assert p['error_code'] == NONE and p['base_offset'] == 0 and p['log_append_time_ms'] > 0, p
+
+
+def test_confluent_future_timestamp_is_refused(broker):
+    """confluent-kafka: a record stamped two hours ahead fails with
+    INVALID_TIMESTAMP; the records around it, in their own batches, go in.
+    (librdkafka 2.0 speaks Produce v7: no record_errors, so a refused batch
+    fails whole on its side.)"""
+    from confluent_kafka import KafkaError
+    from client_helpers import produce, producer
+    create_topic(broker.bootstrap, 'tsc', 1)
+    p = producer(broker.bootstrap, **{'linger.ms': 0, 'retries': 0})
+    t0 = now_ms()
+    before = produce(p, 'tsc', [{'value': b'before', 'partition': 0}])
+    bad = produce(p, 'tsc', [{'value': b'future', 'partition': 0, 'timestamp': t0 + 2 * HOUR}])
+    after = produce(p, 'tsc', [{'value': b'after', 'partition': 0, 'timestamp': t0 + HOUR // 2}])
+    assert before[0].error is None and after[0].error is None, (before, after)
+    assert bad[0].error is not None and bad[0].error.code() == KafkaError.INVALID_TIMESTAMP, bad
+    msgs = consume_assigned(broker.bootstrap, 'tsc', [0])
+    assert [m.value() for m in msgs] == [b'before', b'after']
