@@ -26,6 +26,8 @@
  *     topic takes no batch claiming LogAppendTime); refused records are
  *     listed in record_errors (v8+) with a summary in error_message, as
  *     Kafka's RecordValidationException.
+ * Then the batch is stored as sent, or rebuilt with the topic's
+ * compression.type when that names another codec (append_batch).
  */
 #include "broker/api.h"
 #include "cluster/controller.h"
@@ -262,6 +264,64 @@ static void client_opts(const sp_log_config_t *cfg, int64_t now, const char *tp,
     o->record_error_ctx = re;
 }
 
+/* The level of cfg's codec (the codec's own scale; snappy has none). */
+static int codec_level(const sp_log_config_t *cfg)
+{
+    switch (cfg->codec) {
+    case SP_COMPRESSION_GZIP: return cfg->gzip_level;
+    case SP_COMPRESSION_LZ4: return cfg->lz4_level;
+    case SP_COMPRESSION_ZSTD: return cfg->zstd_level;
+    default: return 0;
+    }
+}
+
+/*
+ * Appends a client's one batch, batch[0..size), to log as the topic's
+ * compression.type says.  When it names a codec other than the batch's,
+ * the batch is checked as sent (its size, then LogValidator's rules: the
+ * record errors are the producer's records'), rebuilt with that codec
+ * (proto/batch.h sp_batch_recompress; Kafka's buildRecordsAndAssignOffsets)
+ * and the new batch appended, its size checked again by the log, as Kafka
+ * does after a conversion.  Otherwise the bytes as received are appended.
+ * Fills *ar as sp_plog_append_from() does.  I/O worker thread.
+ */
+static void append_batch(sp_plog_t *log, uint8_t *batch, size_t size, int64_t now,
+                         const sp_batch_validate_opts_t *vo, sp_append_result_t *ar)
+{
+    sp_log_config_t cfg = log->cfg;
+    int codec = batch[22] & SP_BATCH_ATTR_COMPRESSION_MASK;
+    if (!cfg.recompress || codec == cfg.codec) {
+        sp_plog_append_from(log, batch, size, now, vo, ar);
+        return;
+    }
+    memset(ar, 0, sizeof(*ar));
+    ar->base_offset = ar->log_append_time = ar->last_offset = -1;
+    if ((int64_t)size > cfg.max_message_bytes) {
+        ar->error = SP_ERR_MESSAGE_TOO_LARGE;
+        ar->message = "record batch larger than max.message.bytes";
+        return;
+    }
+    sp_batch_info_t info;
+    int err = sp_batch_validate(batch, size, vo, &info);
+    if (err) {
+        ar->error = (int16_t)err;
+        ar->message = info.reason;
+        return;
+    }
+    uint8_t *nb;
+    size_t nlen;
+    int rc = sp_batch_recompress(batch, size, cfg.codec, codec_level(&cfg), 0, &nb, &nlen);
+    if (rc) {
+        ar->error = rc == SP_BATCH_E_NOMEM    ? SP_ERR_UNKNOWN_SERVER_ERROR
+                    : rc == SP_BATCH_E_TOO_BIG ? SP_ERR_MESSAGE_TOO_LARGE
+                                               : SP_ERR_CORRUPT_MESSAGE;
+        ar->message = "cannot recompress the record batch";
+        return;
+    }
+    sp_plog_append_from(log, nb, nlen, now, vo, ar);
+    free(nb);
+}
+
 void sp_handle_produce(sp_req_t *req)
 {
     const sp_produce_request_t *body = req->r.body;
@@ -339,7 +399,7 @@ void sp_handle_produce(sp_req_t *req)
             client_opts(&log->cfg, now, tp, &re, &vo);
             sp_append_result_t ar;
             /* the frame is ours: the batch is patched in place */
-            sp_plog_append_from(log, (uint8_t *)pd->records.ptr, size, now, &vo, &ar);
+            append_batch(log, (uint8_t *)pd->records.ptr, size, now, &vo, &ar);
             po->error_code = ar.error;
             if (re.total && (ar.error == SP_ERR_INVALID_RECORD || ar.error == SP_ERR_INVALID_TIMESTAMP)) {
                 po->record_errors.v = re.v;

@@ -60,6 +60,15 @@ typedef struct sp_log_config {
     int64_t min_insync_replicas;  /* min.insync.replicas */
     int64_t timestamp_before_max_ms; /* message.timestamp.before.max.ms (a client's CreateTime) */
     int64_t timestamp_after_max_ms;  /* message.timestamp.after.max.ms */
+    /* compression.type: 'producer' keeps a client's batch as sent (false);
+     * otherwise batches are stored with 'codec' (SP_COMPRESSION_* of
+     * proto/batch.h, 'uncompressed' = NONE), recompressed by the produce
+     * handler before the append when the producer's codec differs. */
+    bool recompress;
+    int codec;
+    int gzip_level;               /* compression.gzip.level (-1: zlib's default) */
+    int lz4_level;                /* compression.lz4.level */
+    int zstd_level;               /* compression.zstd.level */
 } sp_log_config_t;
 
 /* Something waiting for hw to move (a parked Fetch) or for a flush (an

@@ -799,6 +799,158 @@ void sp_batch_builder_free(sp_batch_builder_t *b)
     b->len = b->cap = 0;
 }
 
+/* ---- recompression ----------------------------------------------------------- */
+
+/* Compressed output: p[0..room) is left for the caller (the batch header),
+ * the codec writes from p + room; len counts only the codec's bytes. */
+typedef struct cbuf {
+    uint8_t *p;
+    size_t room, len;
+} cbuf_t;
+
+static int cbuf_alloc(cbuf_t *c, size_t room, size_t bound)
+{
+    if (bound > SIZE_MAX - room)
+        return SP_BATCH_E_TOO_BIG;
+    c->p = malloc(room + bound);
+    c->room = room;
+    c->len = 0;
+    return c->p ? 0 : SP_BATCH_E_NOMEM;
+}
+
+/* One gzip member (Kafka's GZIPOutputStream); level -1 = zlib's default. */
+static int zip(const uint8_t *src, size_t n, int level, cbuf_t *c)
+{
+    z_stream zs;
+    memset(&zs, 0, sizeof(zs));
+    if (n > UINT_MAX)
+        return SP_BATCH_E_TOO_BIG;
+    /* 15 + 16: 32 KiB window, gzip wrapper */
+    if (deflateInit2(&zs, level < 0 ? Z_DEFAULT_COMPRESSION : level, Z_DEFLATED, 15 + 16, 8,
+                     Z_DEFAULT_STRATEGY) != Z_OK)
+        return SP_BATCH_E_NOMEM;
+    uLong bound = deflateBound(&zs, (uLong)n);
+    int rc = bound > UINT_MAX ? SP_BATCH_E_TOO_BIG : cbuf_alloc(c, c->room, bound);
+    if (rc == 0) {
+        zs.next_in = (Bytef *)src;
+        zs.avail_in = (uInt)n;
+        zs.next_out = c->p + c->room;
+        zs.avail_out = (uInt)bound;
+        rc = deflate(&zs, Z_FINISH) == Z_STREAM_END ? 0 : SP_BATCH_E_NOMEM;
+        c->len = bound - zs.avail_out;
+    }
+    deflateEnd(&zs);
+    return rc;
+}
+
+/* The xerial framing snappy-java's SnappyOutputStream writes (see unsnappy):
+ * header, then int32 length + raw snappy block per 32 KiB of input. */
+#define XERIAL_BLOCK 32768
+static int snap(const uint8_t *src, size_t n, cbuf_t *c)
+{
+    static const uint8_t header[16] = { 0x82, 'S', 'N', 'A', 'P', 'P', 'Y', 0, 0, 0, 0, 1, 0, 0, 0, 1 };
+    size_t blocks = n / XERIAL_BLOCK + 1;
+    size_t per = 4 + snappy_max_compressed_length(XERIAL_BLOCK);
+    if (blocks > (SIZE_MAX - sizeof(header)) / per)
+        return SP_BATCH_E_TOO_BIG;
+    int rc = cbuf_alloc(c, c->room, sizeof(header) + blocks * per);
+    if (rc)
+        return rc;
+    uint8_t *o = c->p + c->room;
+    memcpy(o, header, sizeof(header));
+    size_t at = sizeof(header);
+    for (size_t off = 0; off < n; off += XERIAL_BLOCK) {
+        size_t in = n - off < XERIAL_BLOCK ? n - off : XERIAL_BLOCK;
+        size_t clen = snappy_max_compressed_length(in);
+        if (snappy_compress((const char *)src + off, in, (char *)o + at + 4, &clen) != SNAPPY_OK)
+            return SP_BATCH_E_NOMEM;
+        sp_put_be32(o + at, (uint32_t)clen);
+        at += 4 + clen;
+    }
+    c->len = at;
+    return 0;
+}
+
+/* An LZ4 frame as Kafka's KafkaLZ4BlockOutputStream writes it: 64 KiB
+ * independent blocks (its reader decodes each block on its own). */
+static int lz4(const uint8_t *src, size_t n, int level, cbuf_t *c)
+{
+    LZ4F_preferences_t prefs;
+    memset(&prefs, 0, sizeof(prefs));
+    prefs.frameInfo.blockSizeID = LZ4F_max64KB;
+    prefs.frameInfo.blockMode = LZ4F_blockIndependent;
+    prefs.compressionLevel = level;
+    size_t bound = LZ4F_compressFrameBound(n, &prefs);
+    int rc = cbuf_alloc(c, c->room, bound);
+    if (rc)
+        return rc;
+    size_t r = LZ4F_compressFrame(c->p + c->room, bound, src, n, &prefs);
+    if (LZ4F_isError(r))
+        return SP_BATCH_E_NOMEM;
+    c->len = r;
+    return 0;
+}
+
+/* One zstd frame (it carries the content size). */
+static int zstd(const uint8_t *src, size_t n, int level, cbuf_t *c)
+{
+    size_t bound = ZSTD_compressBound(n);
+    if (ZSTD_isError(bound))
+        return SP_BATCH_E_TOO_BIG;
+    int rc = cbuf_alloc(c, c->room, bound);
+    if (rc)
+        return rc;
+    size_t r = ZSTD_compress(c->p + c->room, bound, src, n, level);
+    if (ZSTD_isError(r))
+        return SP_BATCH_E_NOMEM;
+    c->len = r;
+    return 0;
+}
+
+int sp_batch_recompress(const uint8_t *src, size_t len, int codec, int level,
+                        size_t max_decompressed, uint8_t **out, size_t *out_len)
+{
+    sp_record_iter_t it;
+    cbuf_t c = { NULL, SP_BATCH_HEADER_SIZE, 0 };
+    int rc = sp_record_iter_init(&it, src, len, max_decompressed);
+    if (rc == 0) {
+        /* before the first next(): the whole records section */
+        const uint8_t *rec = it.r.pos;
+        size_t n = it.records_size;
+        switch (codec) {
+        case SP_COMPRESSION_NONE:
+            if ((rc = cbuf_alloc(&c, c.room, n)) == 0) {
+                memcpy(c.p + c.room, rec, n);
+                c.len = n;
+            }
+            break;
+        case SP_COMPRESSION_GZIP: rc = zip(rec, n, level, &c); break;
+        case SP_COMPRESSION_SNAPPY: rc = snap(rec, n, &c); break;
+        case SP_COMPRESSION_LZ4: rc = lz4(rec, n, level, &c); break;
+        case SP_COMPRESSION_ZSTD: rc = zstd(rec, n, level, &c); break;
+        default: rc = SP_BATCH_E_CODEC; break;
+        }
+    }
+    if (rc == 0 && c.len > (size_t)INT32_MAX - SP_BATCH_HEADER_SIZE)
+        rc = SP_BATCH_E_TOO_BIG;
+    if (rc) {
+        sp_record_iter_free(&it);
+        free(c.p);
+        return rc;
+    }
+    size_t total = SP_BATCH_HEADER_SIZE + c.len;
+    memcpy(c.p, src, SP_BATCH_HEADER_SIZE);
+    sp_put_be32(c.p + OFF_BATCH_LENGTH, (uint32_t)(total - SP_BATCH_LOG_OVERHEAD));
+    uint16_t attrs = (uint16_t)it.hdr.attributes;
+    attrs &= (uint16_t)~(SP_BATCH_ATTR_COMPRESSION_MASK | SP_BATCH_ATTR_DELETE_HORIZON);
+    put_be16(c.p + OFF_ATTRIBUTES, (uint16_t)(attrs | codec));
+    sp_batch_set_crc(c.p, total);
+    sp_record_iter_free(&it);
+    *out = c.p;
+    *out_len = total;
+    return 0;
+}
+
 int sp_batches_each_record(const uint8_t *buf, size_t len,
                            int (*fn)(const sp_record_t *rec, void *ctx), void *ctx, int64_t *next)
 {

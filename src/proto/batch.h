@@ -1,7 +1,8 @@
 /*
  * batch.h - Kafka record batches, format v2 (magic 2): framing, validation,
- * record iteration with decompression, in-place patching for the log, and a
- * builder for the broker's own uncompressed batches.
+ * record iteration with decompression, in-place patching for the log, a
+ * builder for the broker's own uncompressed batches, and recompression to a
+ * topic's compression.type.
  *
  * Owns nothing global.  Every function is pure and reentrant: any thread,
  * no locks, no hidden state.  An iterator or builder belongs to one thread
@@ -397,6 +398,30 @@ uint8_t *sp_batch_builder_finish(sp_batch_builder_t *b, size_t *len);
 /* Frees whatever the builder still owns.  Idempotent. */
 void sp_batch_builder_free(sp_batch_builder_t *b);
 
+/* ---- recompression (a topic's compression.type) --------------------------- */
+
+/*
+ * Rewrites the batch src[0..len), which passed sp_batch_validate(), with its
+ * records compressed by 'codec' (SP_COMPRESSION_*; NONE stores them
+ * uncompressed), as Kafka's LogValidator rebuilds a batch whose codec is not
+ * the topic's compression.type.  'level' is the codec's own scale (gzip 1..9
+ * or -1 for zlib's default, lz4 1..17, zstd -131072..22; snappy and NONE
+ * ignore it).  The records section is carried over byte for byte (keys,
+ * values, headers, timestamp and offset deltas); the header keeps every
+ * field (offsets, timestamps, producer id, epoch and base sequence, the
+ * transactional and timestamp-type bits) but the codec bits and the
+ * delete-horizon bit (cleared, as Kafka's builder does), with a new length
+ * and CRC.  (Kafka re-encodes each record, which also zeroes the unused
+ * record attributes byte; here it stays as the producer wrote it.)  Output
+ * framing is what Kafka's broker writes: one gzip member, snappy in the
+ * xerial framing (32 KiB blocks), an LZ4 frame of independent 64 KiB
+ * blocks, one zstd frame.
+ * Returns 0 with *out (malloc'd, the caller frees) and *out_len, or
+ * SP_BATCH_E_* (TOO_BIG: the decompressed records are over max_decompressed,
+ * 0 = the default cap, or the result would be over INT32_MAX).  Borrows src.
+ */
+int sp_batch_recompress(const uint8_t *src, size_t len, int codec, int level,
+                        size_t max_decompressed, uint8_t **out, size_t *out_len);
 
 /*
  * Calls fn(record, ctx) for every record of the concatenated batches in

@@ -11,7 +11,8 @@
  *   - the record and header iterators, whatever validate said.
  * The decompression cap is 1 MiB.  Oracles: no out-of-bounds access (ASan),
  * no UB (UBSan), no leak, and consistency: a batch that validates iterates
- * to exactly info.records records, its headers iterate cleanly, and
+ * to exactly info.records records, its headers iterate cleanly, it
+ * recompresses to a batch with the same records, and
  * sp_batch_set_log_append_time() keeps it valid; a batch a client may
  * write reported no record error.
  */
@@ -55,6 +56,17 @@ static void check_valid(uint8_t *b, size_t len, const sp_batch_info_t *info,
 {
     if (iterate(b, len) != info->records || info->records != info->hdr.record_count)
         abort();
+    /* recompressed (codec picked by the size), it holds the same records */
+    int codec = (int)(len % 5);
+    uint8_t *out;
+    size_t olen;
+    sp_batch_info_t again;
+    if (sp_batch_recompress(b, len, codec, 1, MAX_DECOMPRESSED, &out, &olen) == 0) {
+        if (sp_batch_validate(out, olen, opts, &again) != 0 || again.records != info->records ||
+            again.records_size != info->records_size)
+            abort();
+        free(out);
+    }
     if (sp_batch_set_log_append_time(b, len, 1234567) != 0 ||
         sp_batch_validate(b, len, opts, NULL) != 0)
         abort();

@@ -19,6 +19,8 @@
  *  7. A client's batch (invariant (6): base offset, counts, no control
  *     batches, sequence with a producer id) and record errors (7), (8):
  *     keys on compacted topics, timestamp bounds and type, Kafka's messages.
+ *  8. Recompression: every codec to every codec (records and header kept,
+ *     Kafka's framing), the levels, multi-block inputs, failures.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -1366,6 +1368,136 @@ static void test_record_errors(void)
     free(b);
 }
 
+/* ---- 8. recompression ----------------------------------------------------- */
+
+/* Recompresses src to codec and checks: it validates (as a client's batch
+ * too), carries the same records, keeps every header field but the codec
+ * and delete-horizon bits, and frames the codec as Kafka's broker does. */
+static void check_recompressed(const char *name, const uint8_t *src, size_t len, int codec,
+                               int level, const trec_t *r, int n)
+{
+    uint8_t *out = NULL;
+    size_t olen = 0;
+    int rc = sp_batch_recompress(src, len, codec, level, 0, &out, &olen);
+    if (rc)
+        fprintf(stderr, "  %s: recompress -> %d\n", name, rc);
+    CHECK(rc == 0 && out);
+    if (!out)
+        return;
+    sp_batch_info_t a, b;
+    CHECK(sp_batch_validate(src, len, NULL, &a) == 0);
+    rc = sp_batch_validate(out, olen, NULL, &b);
+    CHECK(rc == 0);
+    if (rc == 0) {
+        CHECK(sp_batch_compression(&b.hdr) == codec);
+        CHECK(b.hdr.attributes == ((a.hdr.attributes & ~(SP_BATCH_ATTR_COMPRESSION_MASK |
+                                                         SP_BATCH_ATTR_DELETE_HORIZON)) | codec));
+        CHECK(b.hdr.base_offset == a.hdr.base_offset && b.hdr.partition_leader_epoch == a.hdr.partition_leader_epoch);
+        CHECK(b.hdr.last_offset_delta == a.hdr.last_offset_delta && b.hdr.record_count == a.hdr.record_count);
+        CHECK(b.hdr.base_timestamp == a.hdr.base_timestamp && b.hdr.max_timestamp == a.hdr.max_timestamp);
+        CHECK(b.hdr.producer_id == a.hdr.producer_id && b.hdr.producer_epoch == a.hdr.producer_epoch &&
+              b.hdr.base_sequence == a.hdr.base_sequence);
+        CHECK(b.records_size == a.records_size && b.max_timestamp == a.max_timestamp);
+        if (r)
+            check_records(out, olen, r, n, name);
+        const uint8_t *z = out + 61;
+        switch (codec) {
+        case SP_COMPRESSION_GZIP: CHECK(z[0] == 0x1f && z[1] == 0x8b); break;
+        case SP_COMPRESSION_SNAPPY:
+            CHECK(memcmp(z, "\x82SNAPPY\0\0\0\0\1\0\0\0\1", 16) == 0);
+            break;
+        case SP_COMPRESSION_LZ4:
+            /* magic; FLG: version 01, independent blocks; BD: 64 KiB */
+            CHECK(rd32(z) == 0x04224D18 && (z[4] & 0xE0) == 0x60 && z[5] == 0x40);
+            break;
+        case SP_COMPRESSION_ZSTD: CHECK(ZSTD_getFrameContentSize(z, olen - 61) == b.records_size); break;
+        default: break;
+        }
+    }
+    free(out);
+}
+
+static void test_recompress(void)
+{
+    uint8_t raw[8192];
+    size_t rlen = encode_records(RECS, NRECS, NULL, raw), len, zlen;
+    static const char *names[] = { "none", "gzip", "snappy", "lz4", "zstd" };
+    char what[64];
+
+    /* every codec to every codec, from a transactional batch with producer
+     * fields and the delete-horizon bit (cleared) */
+    uint8_t *src[5];
+    size_t slen[5];
+    int16_t attrs = SP_BATCH_ATTR_TRANSACTIONAL | SP_BATCH_ATTR_DELETE_HORIZON;
+    src[0] = make_batch(attrs, raw, rlen, NRECS, NRECS - 1, RECS_MAX_TS, &slen[0]);
+    for (int c = 1; c <= 4; c++) {
+        uint8_t *o = NULL;
+        CHECK(sp_batch_recompress(src[0], slen[0], c, c == 3 ? 9 : c == 4 ? 3 : -1, 0, &o, &zlen) == 0);
+        src[c] = o;
+        slen[c] = zlen;
+    }
+    for (int from = 0; from <= 4; from++)
+        for (int to = 0; to <= 4; to++) {
+            snprintf(what, sizeof(what), "%s -> %s", names[from], names[to]);
+            if (src[from])
+                check_recompressed(what, src[from], slen[from], to, to == 3 ? 9 : to == 4 ? 3 : -1, RECS, NRECS);
+        }
+    /* a producer's own framings as sources: raw snappy, two gzip members */
+    uint8_t *z = snappy_raw(raw, rlen, &zlen);
+    uint8_t *b = make_batch(SP_COMPRESSION_SNAPPY, z, zlen, NRECS, NRECS - 1, RECS_MAX_TS, &len);
+    check_recompressed("raw snappy -> zstd", b, len, SP_COMPRESSION_ZSTD, 3, RECS, NRECS);
+    free(b);
+    free(z);
+
+    /* the levels of each scale */
+    static const struct { int codec, level; } lv[] = {
+        { SP_COMPRESSION_GZIP, 1 }, { SP_COMPRESSION_GZIP, 9 }, { SP_COMPRESSION_LZ4, 1 },
+        { SP_COMPRESSION_LZ4, 17 }, { SP_COMPRESSION_ZSTD, -131072 }, { SP_COMPRESSION_ZSTD, -5 },
+        { SP_COMPRESSION_ZSTD, 22 },
+    };
+    for (size_t i = 0; i < sizeof(lv) / sizeof(lv[0]); i++) {
+        snprintf(what, sizeof(what), "%s level %d", names[lv[i].codec], lv[i].level);
+        check_recompressed(what, src[0], slen[0], lv[i].codec, lv[i].level, RECS, NRECS);
+    }
+
+    /* many records: several snappy and lz4 blocks, a real size change */
+    sp_batch_builder_t bb;
+    sp_batch_builder_init(&bb, 0, BASE_TS);
+    char v[200];
+    for (int i = 0; i < 3000; i++) {
+        int n = snprintf(v, sizeof(v), "value %d of a compressible batch ......................... %d", i, i % 7);
+        sp_batch_builder_add(&bb, "key", 3, v, n, BASE_TS + i);
+    }
+    uint8_t *big = sp_batch_builder_finish(&bb, &len);
+    sp_batch_builder_free(&bb);
+    CHECK(big && len > 200000);
+    for (int c = 0; big && c <= 4; c++) {
+        snprintf(what, sizeof(what), "3000 records -> %s", names[c]);
+        check_recompressed(what, big, len, c, c == 3 ? 9 : c == 4 ? 3 : -1, NULL, 0);
+        uint8_t *o = NULL;
+        CHECK(sp_batch_recompress(big, len, c, c == 3 ? 9 : c == 4 ? 3 : -1, 0, &o, &zlen) == 0);
+        CHECK(c == 0 ? zlen == len : zlen < len / 3);
+        sp_batch_info_t info;
+        sp_batch_validate_opts_t client = { .from_client = true };
+        CHECK(o && sp_batch_validate(o, zlen, &client, &info) == 0 && info.records == 3000);
+        free(o);
+    }
+    free(big);
+
+    /* failures: records that do not decompress, an unknown codec, the cap */
+    static const uint8_t junk[] = "not zstd";
+    b = make_batch(SP_COMPRESSION_ZSTD, junk, sizeof(junk), 1, 0, BASE_TS, &len);
+    uint8_t *o = (uint8_t *)"untouched";
+    CHECK(sp_batch_recompress(b, len, SP_COMPRESSION_GZIP, -1, 0, &o, &zlen) == SP_BATCH_E_CORRUPT);
+    CHECK(o && strcmp((char *)o, "untouched") == 0);
+    free(b);
+    CHECK(sp_batch_recompress(src[0], slen[0], 5, 0, 0, &o, &zlen) == SP_BATCH_E_CODEC);
+    CHECK(sp_batch_recompress(src[1], slen[1], SP_COMPRESSION_NONE, 0, rlen - 1, &o, &zlen) ==
+          SP_BATCH_E_TOO_BIG);
+    for (int c = 0; c <= 4; c++)
+        free(src[c]);
+}
+
 int main(void)
 {
     test_crc_long();
@@ -1381,5 +1513,6 @@ int main(void)
     test_iter_errors();
     test_client_origin();
     test_record_errors();
+    test_recompress();
     return check_summary("test_batch");
 }
