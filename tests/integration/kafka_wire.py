@@ -1,8 +1,9 @@
 """Hand-built Kafka protocol frames for raw-socket integration tests.
 
 Only what the tests need: primitive encoders, request header v1/v2 framing,
-ApiVersions / Metadata / Produce request builders, a tolerant reader and
-decoders for the ApiVersions (v0-v3), Metadata and Produce responses, and
+ApiVersions / Metadata / Produce / Fetch request builders, a tolerant reader
+and decoders for the ApiVersions (v0-v3), Metadata, Produce and Fetch
+responses, and
 record batches v2 built by hand (CRC-32C here, gzip with zlib, zstd as
 frames of raw blocks: no codec library beyond the standard one).
 """
@@ -335,6 +336,58 @@ def produce(port_or_sock, version, partitions, **kw):
     resp = parse_produce_response(payload, version)
     assert resp['correlation_id'] == 77 and resp['trailing'] == 0, resp
     return resp
+
+
+def fetch_request(version, correlation_id, topic, partition, offset, max_bytes=1 << 20,
+                  client_id='spool-test'):
+    """Fetch v4-v11 (not flexible) for one partition, no wait."""
+    part = int32(partition)
+    if version >= 9:
+        part += int32(-1)                       # current leader epoch
+    part += int64(offset)
+    if version >= 5:
+        part += int64(-1)                       # log start offset
+    part += int32(max_bytes)
+    body = int32(-1) + int32(0) + int32(1) + int32(max_bytes) + int8(0)
+    if version >= 7:
+        body += int32(0) + int32(-1)            # sessionless
+    body += array([string(topic) + array([part])])
+    if version >= 7:
+        body += array([])                       # forgotten topics
+    if version >= 11:
+        body += string('')                      # rack id
+    return request(API_FETCH, version, correlation_id, body, client_id)
+
+
+def parse_fetch_response(payload, version):
+    """Fetch response v4-v11 -> {'error_code', 'partitions': {(topic, index): {...}}}."""
+    r = Reader(payload)
+    out = {'correlation_id': r.int32(), 'throttle_time_ms': r.int32(), 'partitions': {}}
+    if version >= 7:
+        out['error_code'] = r.int16()
+        out['session_id'] = r.int32()
+    for _ in range(r.int32()):
+        topic = r.string()
+        for _ in range(r.int32()):
+            p = {'index': r.int32(), 'error_code': r.int16(), 'high_watermark': r.int64(),
+                 'last_stable_offset': r.int64()}
+            if version >= 5:
+                p['log_start_offset'] = r.int64()
+            r.array(lambda rr: (rr.int64(), rr.int64()))
+            if version >= 11:
+                p['preferred_read_replica'] = r.int32()
+            n = r.int32()
+            p['records'] = r._take(n) if n > 0 else b''
+            out['partitions'][(topic, p['index'])] = p
+    out['trailing'] = r.remaining()
+    return out
+
+
+def fetch(port_or_sock, version, topic, partition, offset, **kw):
+    payload = send_recv(port_or_sock, fetch_request(version, 78, topic, partition, offset, **kw))
+    resp = parse_fetch_response(payload, version)
+    assert resp['correlation_id'] == 78 and resp['trailing'] == 0, resp
+    return resp['partitions'][(topic, partition)]
 
 
 # ---------------------------------------------------------------- socket I/O

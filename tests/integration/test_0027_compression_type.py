@@ -242,3 +242,30 @@ def test_bad_static_compression_type_stops_the_broker(start_broker):
     with pytest.raises(RuntimeError) as e:
         start_broker({'compression.type': 'brotli'})
     assert 'compression.type' in str(e.value)
+
+
+def test_fetch_below_v10_refuses_zstd_topics(broker):
+    """KafkaApis.handleFetchRequest: a topic whose compression.type is zstd
+    is UNSUPPORTED_COMPRESSION_TYPE for Fetch v4-v9 (no records, watermarks
+    -1); v10+ reads it.  The rule follows the setting: zstd batches on a
+    'producer' topic are served to any version, as Kafka serves them."""
+    UNSUPPORTED_COMPRESSION_TYPE = 76
+    create_topic(broker.bootstrap, 'ct-fz', 1, {'compression.type': 'zstd'})
+    create_topic(broker.bootstrap, 'ct-fp', 1)
+    batch = kw.record_batch([{'value': b'v%d' % i} for i in range(5)], codec=kw.CODEC_ZSTD)
+    for topic in ('ct-fz', 'ct-fp'):
+        p = kw.produce(broker.port, 7, {(topic, 0): batch})['partitions'][(topic, 0)]
+        assert p['error_code'] == NONE, p
+    for v in (4, 5, 6, 7, 8, 9):
+        p = kw.fetch(broker.port, v, 'ct-fz', 0, 0)
+        assert p['error_code'] == UNSUPPORTED_COMPRESSION_TYPE, (v, p)
+        assert p['records'] == b'' and p['high_watermark'] == -1, (v, p)
+        p = kw.fetch(broker.port, v, 'ct-fp', 0, 0)
+        assert p['error_code'] == NONE and p['high_watermark'] == 5 and p['records'], (v, p)
+    for v in (10, 11):
+        p = kw.fetch(broker.port, v, 'ct-fz', 0, 0)
+        assert p['error_code'] == NONE and p['high_watermark'] == 5, (v, p)
+        (b,) = log_segments.parse_batches(p['records'])
+        assert b.codec_name == 'zstd' and b.record_count == 5
+    # a consumer of today reads it
+    assert [m[2] for m in confluent_records(broker, 'ct-fz')] == [b'v%d' % i for i in range(5)]
