@@ -586,7 +586,7 @@ int sp_batch_validate(const uint8_t *p, size_t len, const sp_batch_validate_opts
     int32_t n = 0, prev_delta = -1, refused = 0;
     bool bad_ts = false, records_read = rc == 0;
     sp_record_t rec;
-    char msg[320];
+    char msg[512];   /* the longest: a key error naming a 249-byte topic */
     while (rc == 0 && (rc = sp_record_iter_next(&it, &rec)) == 1) {
         bool in_order = opts->allow_compacted
                             ? rec.offset_delta > prev_delta && rec.offset_delta <= h.last_offset_delta

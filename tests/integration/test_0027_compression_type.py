@@ -234,6 +234,19 @@ def test_broker_default_and_alter(start_broker):
     got = confluent_records(broker, 'ct-def')
     assert [m[2] for m in got] == [b'abc' * 100] * 3
 
+    # the broker key set dynamically (DYNAMIC_BROKER_CONFIG) beats the file
+    from confluent_kafka.admin import ConfigResource
+    admin = confluent_admin(broker.bootstrap)
+    (f,) = admin.alter_configs([ConfigResource('broker', '1',
+                                               set_config={'compression.type': 'snappy'})]).values()
+    f.result(timeout=20)
+    create_topic(broker.bootstrap, 'ct-dyn', 1)
+    assert describe_topic(broker.bootstrap, 'ct-dyn')['compression.type'] == ('snappy', 2)
+    p = kw.produce(broker.port, 8, {('ct-dyn', 0): batch})['partitions'][('ct-dyn', 0)]
+    assert p['error_code'] == NONE, p
+    assert codecs_on_disk(broker, 'ct-dyn') == ['snappy']
+    assert [m[2] for m in confluent_records(broker, 'ct-dyn')] == [b'abc' * 100]
+
 
 def test_bad_static_compression_type_stops_the_broker(start_broker):
     """As Kafka's ValidString: an unknown codec in server.properties is a
