@@ -18,6 +18,11 @@
  * Fetch sessions (KIP-227) are answered sessionless: session_id 0, full
  * responses; a client that names a session we never gave gets
  * FETCH_SESSION_ID_NOT_FOUND and starts over.
+ *
+ * A partition of a topic whose compression.type is zstd is
+ * UNSUPPORTED_COMPRESSION_TYPE below v10 (Kafka's rule: its clients may not
+ * read zstd); zstd batches a producer wrote to a 'producer' topic are
+ * served to any version, as Kafka does.
  */
 #include <string.h>
 #include <unistd.h>
@@ -26,6 +31,7 @@
 #include "broker/api.h"
 #include "cluster/image.h"
 #include "log/logmgr.h"
+#include "proto/batch.h"
 #include "proto/gen/fetch_request.h"
 #include "proto/gen/fetch_response.h"
 #include "util/log.h"
@@ -250,8 +256,16 @@ void sp_handle_fetch(sp_req_t *req)
                 continue;
             }
             part->log = sp_logmgr_get(name.ptr, name.len, fp->partition);
-            if (!part->log)
+            if (!part->log) {
                 po->error_code = SP_ERR_UNKNOWN_TOPIC_OR_PARTITION;
+            } else if (v < 10 && part->log->cfg.recompress && part->log->cfg.codec == SP_COMPRESSION_ZSTD) {
+                /* Kafka (KafkaApis.handleFetchRequest): a topic whose
+                 * compression.type is zstd is not served below v10, which
+                 * predates zstd; it looks at the setting, not the data */
+                po->error_code = SP_ERR_UNSUPPORTED_COMPRESSION_TYPE;
+                sp_plog_unref(part->log);
+                part->log = NULL;
+            }
         }
     }
     sp_image_release(img);

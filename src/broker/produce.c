@@ -14,16 +14,36 @@
  * (cluster/names.h) are refused with INVALID_TOPIC_EXCEPTION: only the
  * group coordinator appends to __consumer_offsets.  (Kafka lets a client
  * whose client.id is "__admin_client" through; Spool does not.)
+ *
+ * What a client may write, in Kafka's order of checks:
+ *  1. the request (KafkaApis.handleProduceRequest): a transactional batch
+ *     needs a transactional id the client may use; Spool has no
+ *     transaction coordinator, so a transactional id, or a transactional
+ *     batch, fails every partition with TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
+ *  2. each partition's records (ProduceRequest.validateRecords): exactly
+ *     one whole batch of magic 2 (INVALID_RECORD), not zstd below v7
+ *     (UNSUPPORTED_COMPRESSION_TYPE);
+ *  3. the batch (the log, as AppendOrigin.CLIENT: proto/batch.h invariants
+ *     (1)-(8)): no control batch, keys on compacted topics, a CreateTime
+ *     within message.timestamp.before/after.max.ms of now (a LogAppendTime
+ *     topic takes no batch claiming LogAppendTime); refused records are
+ *     listed in record_errors (v8+) with a summary in error_message, as
+ *     Kafka's RecordValidationException.
+ * Then the batch is stored as sent, or rebuilt with the topic's
+ * compression.type when that names another codec (append_batch).
  */
 #include "broker/api.h"
 #include "cluster/controller.h"
 #include "cluster/image.h"
 #include "cluster/names.h"
 #include "log/logmgr.h"
+#include "proto/batch.h"
 #include "proto/gen/produce_request.h"
 #include "proto/gen/produce_response.h"
 #include "util/log.h"
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <time.h>
 
 typedef struct flush_wait {
@@ -108,6 +128,205 @@ static sp_produce_response_t *skeleton(sp_req_t *req, const sp_produce_request_t
     return resp;
 }
 
+/* Whether a partition's records start with a whole transactional batch
+ * (Kafka's RequestUtils.hasTransactionalRecords looks at first batches). */
+static bool has_transactional_batch(const sp_produce_request_t *body)
+{
+    for (int32_t t = 0; t < body->topic_data.n; t++) {
+        const sp_produce_request_topic_produce_data_t *td = &body->topic_data.v[t];
+        for (int32_t p = 0; p < td->partition_data.n; p++) {
+            const sp_bytes_t *r = &td->partition_data.v[p].records;
+            size_t bs;
+            sp_batch_hdr_t h;
+            if (r->len > 0 && sp_batch_next(r->ptr, (size_t)r->len, &bs) == 1 &&
+                sp_batch_hdr_parse(r->ptr, bs, &h) == 0 && h.magic == SP_BATCH_MAGIC &&
+                sp_batch_is_transactional(&h))
+                return true;
+        }
+    }
+    return false;
+}
+
+/*
+ * Kafka's ProduceRequest.validateRecords for one partition's records
+ * r[0..len) of a v3+ request: 0 with *size = the one batch's size, or the
+ * partition's error with *why.  A batch cut short counts as no batch, as
+ * Kafka's batch iterator sees it; a bad length field is CORRUPT_MESSAGE,
+ * and so are bytes after the batch that are not a whole batch (Kafka
+ * drops them silently).  sp_batch_next() framed a whole batch, so r has
+ * at least SP_BATCH_HEADER_SIZE bytes when magic and codec are read.
+ */
+static int16_t check_records(int16_t v, const uint8_t *r, int32_t len, size_t *size, const char **why)
+{
+    size_t bs, rest;
+    int n = len > 0 ? sp_batch_next(r, (size_t)len, &bs) : 0;
+    if (n < 0) {
+        *why = "truncated or malformed record batch";
+        return SP_ERR_CORRUPT_MESSAGE;
+    }
+    if (n == 0) {
+        *why = "Produce requests must have at least one record batch per partition";
+        return SP_ERR_INVALID_RECORD;
+    }
+    if (r[16] != SP_BATCH_MAGIC) {
+        *why = "Produce requests are only allowed to contain record batches with magic version 2";
+        return SP_ERR_INVALID_RECORD;
+    }
+    if (v < 7 && (r[22] & SP_BATCH_ATTR_COMPRESSION_MASK) == SP_COMPRESSION_ZSTD) {
+        *why = "Produce requests with version below 7 are not allowed to use ZStandard compression";
+        return SP_ERR_UNSUPPORTED_COMPRESSION_TYPE;
+    }
+    if ((size_t)len > bs) {
+        if (sp_batch_next(r + bs, (size_t)len - bs, &rest) == 1) {
+            *why = "Produce requests are only allowed to contain exactly one record batch per partition";
+            return SP_ERR_INVALID_RECORD;
+        }
+        *why = "bytes after the record batch";
+        return SP_ERR_CORRUPT_MESSAGE;
+    }
+    *size = bs;
+    return 0;
+}
+
+/* Kafka's RecordError list of one partition, gathered while its batch is
+ * validated (proto/batch.h sp_record_error_fn); request arena. */
+typedef struct rec_errs {
+    sp_arena_t *arena;
+    sp_produce_response_batch_index_and_error_message_t *v;
+    int32_t n, cap;
+    int32_t total;              /* errors seen; more than n if the arena ran out */
+} rec_errs_t;
+
+static void on_record_error(void *ctx, int32_t batch_index, int16_t error, const char *message)
+{
+    rec_errs_t *re = ctx;
+    (void)error;
+    re->total++;
+    if (re->n == re->cap) {
+        int32_t ncap = re->cap ? re->cap * 2 : 16;
+        void *nv = re->cap < INT32_MAX / 2 ? sp_arena_alloc(re->arena, sizeof(*re->v) * (size_t)ncap) : NULL;
+        if (!nv)
+            return;
+        if (re->n)
+            memcpy(nv, re->v, sizeof(*re->v) * (size_t)re->n);
+        re->v = nv;
+        re->cap = ncap;
+    }
+    /* the same text as the previous record's (a compacted topic's key
+     * error names only the partition) is shared, not copied again */
+    size_t ml = strlen(message);
+    sp_str_t m = re->n ? re->v[re->n - 1].batch_index_error_message : SP_STR_NULL;
+    if (m.len != (int32_t)ml || memcmp(m.ptr, message, ml) != 0) {
+        char *c = sp_arena_strdup(re->arena, message, ml);
+        if (!c)
+            return;
+        m = (sp_str_t){ c, (int32_t)ml };
+    }
+    re->v[re->n].batch_index = batch_index;
+    re->v[re->n].batch_index_error_message = m;
+    re->n++;
+}
+
+/* Kafka's message for a batch refused by its records (LogValidator's
+ * processRecordErrors): a summary with at most the first three. */
+static sp_str_t record_errors_message(sp_arena_t *a, int16_t err, const rec_errs_t *re)
+{
+    if (err == SP_ERR_INVALID_TIMESTAMP)
+        return sp_str_lit("One or more records have been rejected due to invalid timestamp");
+    size_t cap = 200;
+    for (int32_t i = 0; i < re->n && i < 3; i++)
+        cap += 48 + (size_t)re->v[i].batch_index_error_message.len;
+    char *m = sp_arena_alloc(a, cap);
+    if (!m)
+        return sp_str_lit("One or more records have been rejected");
+    int at = snprintf(m, cap, "One or more records have been rejected due to %d record errors in total, "
+                              "and only showing the first three errors at most: [", re->total);
+    for (int32_t i = 0; i < re->n && i < 3; i++) {
+        const sp_str_t *e = &re->v[i].batch_index_error_message;
+        at += snprintf(m + at, cap - (size_t)at, "%sRecordError(batchIndex=%d, message='%.*s')", i ? ", " : "",
+                       re->v[i].batch_index, (int)e->len, e->ptr);
+    }
+    snprintf(m + at, cap - (size_t)at, "]");
+    return sp_str_c(m);
+}
+
+/* How a client's batch for log is judged (proto/batch.h invariants (6)-(8))
+ * at 'now'; record errors go to re; tp is "topic-N" for the messages. */
+static void client_opts(const sp_log_config_t *cfg, int64_t now, const char *tp, rec_errs_t *re,
+                        sp_batch_validate_opts_t *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->from_client = true;
+    o->require_keys = cfg->compact;
+    o->check_timestamps = true;
+    o->log_append_time = cfg->log_append_time;
+    o->now_ms = now;
+    o->ts_before_max_ms = cfg->timestamp_before_max_ms;
+    o->ts_after_max_ms = cfg->timestamp_after_max_ms;
+    o->partition = tp;
+    o->record_error = on_record_error;
+    o->record_error_ctx = re;
+}
+
+/* The level of cfg's codec (the codec's own scale; snappy has none). */
+static int codec_level(const sp_log_config_t *cfg)
+{
+    switch (cfg->codec) {
+    case SP_COMPRESSION_GZIP: return cfg->gzip_level;
+    case SP_COMPRESSION_LZ4: return cfg->lz4_level;
+    case SP_COMPRESSION_ZSTD: return cfg->zstd_level;
+    default: return 0;
+    }
+}
+
+/*
+ * Appends a client's one batch, batch[0..size), to log as the topic's
+ * compression.type says.  When it names a codec other than the batch's,
+ * the batch is checked as sent (its size, then LogValidator's rules: the
+ * record errors are the producer's records'), rebuilt with that codec
+ * (proto/batch.h sp_batch_recompress; Kafka's buildRecordsAndAssignOffsets)
+ * and the new batch appended, its size checked again by the log, as Kafka
+ * does after a conversion.  Otherwise the bytes as received are appended.
+ * lc is the log's config as the caller copied it (sp_plog_config).
+ * Fills *ar as sp_plog_append_from() does.  I/O worker thread.
+ */
+static void append_batch(sp_plog_t *log, const sp_log_config_t *lc, uint8_t *batch, size_t size,
+                         int64_t now, const sp_batch_validate_opts_t *vo, sp_append_result_t *ar)
+{
+    sp_log_config_t cfg = *lc;
+    int codec = batch[22] & SP_BATCH_ATTR_COMPRESSION_MASK;
+    if (!cfg.recompress || codec == cfg.codec) {
+        sp_plog_append_from(log, batch, size, now, vo, ar);
+        return;
+    }
+    memset(ar, 0, sizeof(*ar));
+    ar->base_offset = ar->log_append_time = ar->last_offset = -1;
+    if ((int64_t)size > cfg.max_message_bytes) {
+        ar->error = SP_ERR_MESSAGE_TOO_LARGE;
+        ar->message = "record batch larger than max.message.bytes";
+        return;
+    }
+    sp_batch_info_t info;
+    int err = sp_batch_validate(batch, size, vo, &info);
+    if (err) {
+        ar->error = (int16_t)err;
+        ar->message = info.reason;
+        return;
+    }
+    uint8_t *nb;
+    size_t nlen;
+    int rc = sp_batch_recompress(batch, size, cfg.codec, codec_level(&cfg), 0, &nb, &nlen);
+    if (rc) {
+        ar->error = rc == SP_BATCH_E_NOMEM    ? SP_ERR_UNKNOWN_SERVER_ERROR
+                    : rc == SP_BATCH_E_TOO_BIG ? SP_ERR_MESSAGE_TOO_LARGE
+                                               : SP_ERR_CORRUPT_MESSAGE;
+        ar->message = "cannot recompress the record batch";
+        return;
+    }
+    sp_plog_append_from(log, nb, nlen, now, vo, ar);
+    free(nb);
+}
+
 void sp_handle_produce(sp_req_t *req)
 {
     const sp_produce_request_t *body = req->r.body;
@@ -135,7 +354,7 @@ void sp_handle_produce(sp_req_t *req)
         all_error = SP_ERR_UNSUPPORTED_VERSION;
     else if (body->acks != -1 && body->acks != 0 && body->acks != 1)
         all_error = SP_ERR_INVALID_REQUIRED_ACKS;
-    else if (body->transactional_id.len >= 0)
+    else if (body->transactional_id.len >= 0 || has_transactional_batch(body))
         all_error = SP_ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
 
     int nparts = 0;
@@ -169,9 +388,12 @@ void sp_handle_produce(sp_req_t *req)
                 po->error_code = SP_ERR_UNKNOWN_TOPIC_OR_PARTITION;
                 continue;
             }
-            if (pd->records.len <= 0) {
-                po->error_code = SP_ERR_CORRUPT_MESSAGE;
-                po->error_message = sp_str_lit("no record batch");
+            size_t size = 0;
+            const char *why = NULL;
+            int16_t err = check_records(v, pd->records.ptr, pd->records.len, &size, &why);
+            if (err) {
+                po->error_code = err;
+                po->error_message = sp_str_c(why);
                 sp_plog_unref(log);
                 continue;
             }
@@ -183,12 +405,23 @@ void sp_handle_produce(sp_req_t *req)
                 sp_plog_unref(log);
                 continue;
             }
+            char *tp = sp_arena_alloc(&req->arena, (size_t)td->name.len + 16);
+            if (tp)
+                snprintf(tp, (size_t)td->name.len + 16, "%.*s-%d", (int)td->name.len, td->name.ptr, pd->index);
+            rec_errs_t re = { &req->arena, NULL, 0, 0, 0 };
+            sp_batch_validate_opts_t vo;
+            client_opts(&lc, now, tp, &re, &vo);
             sp_append_result_t ar;
-            /* the frame is ours: batches are patched in place */
-            sp_plog_append(log, (uint8_t *)pd->records.ptr, (size_t)pd->records.len, now, &ar);
+            /* the frame is ours: the batch is patched in place */
+            append_batch(log, &lc, (uint8_t *)pd->records.ptr, size, now, &vo, &ar);
             po->error_code = ar.error;
-            if (ar.message && ar.error)
+            if (re.total && (ar.error == SP_ERR_INVALID_RECORD || ar.error == SP_ERR_INVALID_TIMESTAMP)) {
+                po->record_errors.v = re.v;
+                po->record_errors.n = re.n;
+                po->error_message = record_errors_message(&req->arena, ar.error, &re);
+            } else if (ar.message && ar.error) {
                 po->error_message = sp_str_c(ar.message);
+            }
             if (!ar.error) {
                 po->base_offset = ar.base_offset;
                 po->log_append_time_ms = ar.log_append_time;

@@ -6,6 +6,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "proto/batch.h"
+
 #define LMAX INT64_MAX
 #define IMAX INT32_MAX
 
@@ -14,8 +16,15 @@
 static const sp_topic_key_t keys[] = {
     { "cleanup.policy", SP_CT_LIST, "delete", "log.cleanup.policy", 0, 0, "delete,compact",
       "delete: old segments go by retention; compact: keep the latest record per key (a key is then required)." },
-    { "compression.type", SP_CT_STRING, "producer", "compression.type", 0, 0, "producer",
-      "Spool stores batches exactly as the producer compressed them, so only 'producer' is accepted." },
+    { "compression.gzip.level", SP_CT_INT, "-1", "compression.gzip.level", -1, 9, "-1,1,2,3,4,5,6,7,8,9",
+      "Level of gzip when compression.type is gzip: 1 to 9, or -1 for zlib's default (6)." },
+    { "compression.lz4.level", SP_CT_INT, "9", "compression.lz4.level", 1, 17, NULL,
+      "Level of lz4 when compression.type is lz4 (1 to 17)." },
+    { "compression.type", SP_CT_STRING, "producer", "compression.type", 0, 0,
+      "uncompressed,zstd,lz4,snappy,gzip,producer",
+      "Codec of the stored batches: uncompressed, gzip, snappy, lz4 or zstd (a batch the producer compressed otherwise is recompressed on append), or producer (kept as sent)." },
+    { "compression.zstd.level", SP_CT_INT, "3", "compression.zstd.level", -131072, 22, NULL,
+      "Level of zstd when compression.type is zstd (-131072 to 22)." },
     { "delete.retention.ms", SP_CT_LONG, "86400000", "log.cleaner.delete.retention.ms", 0, LMAX, NULL,
       "How long delete markers are kept on compacted topics." },
     { "file.delete.delay.ms", SP_CT_LONG, "60000", "log.segment.delete.delay.ms", 0, LMAX, NULL,
@@ -30,6 +39,10 @@ static const sp_topic_key_t keys[] = {
       "Longest time a record stays ineligible for compaction." },
     { "max.message.bytes", SP_CT_INT, "1048588", "message.max.bytes", 0, IMAX, NULL,
       "Largest record batch accepted (MESSAGE_TOO_LARGE above)." },
+    { "message.timestamp.after.max.ms", SP_CT_LONG, "3600000", "log.message.timestamp.after.max.ms", 0, LMAX, NULL,
+      "How far ahead of the broker's clock a record's CreateTime may be (INVALID_TIMESTAMP past it); ignored with LogAppendTime." },
+    { "message.timestamp.before.max.ms", SP_CT_LONG, "9223372036854775807", "log.message.timestamp.before.max.ms", 0, LMAX, NULL,
+      "How far behind the broker's clock a record's CreateTime may be (INVALID_TIMESTAMP past it); ignored with LogAppendTime." },
     { "message.timestamp.type", SP_CT_STRING, "CreateTime", "log.message.timestamp.type", 0, 0,
       "CreateTime,LogAppendTime", "CreateTime keeps the producer's timestamps; LogAppendTime stamps batches on append." },
     { "min.cleanable.dirty.ratio", SP_CT_DOUBLE, "0.5", "log.cleaner.min.cleanable.ratio", 0, 1, NULL,
@@ -104,7 +117,7 @@ const char *sp_topic_config_check(const sp_topic_key_t *k, const char *v)
         long long x = strtoll(v, &end, 10);
         if (errno || end == v || *end)
             return "value is not a number";
-        if (x < k->min || x > k->max)
+        if (x < k->min || x > k->max || (k->choices && !in_choices(k->choices, v, strlen(v))))
             return "value is out of range";
         return NULL;
     }
@@ -201,6 +214,17 @@ static int64_t num(const res_ctx_t *c, const char *name)
     return strtoll(val(c, name), NULL, 10);
 }
 
+/* The codec a compression.type value stores with, or -1 for 'producer'
+ * (and anything unknown, which the checks never let in). */
+static int codec_named(const char *v)
+{
+    static const char *names[] = { "uncompressed", "gzip", "snappy", "lz4", "zstd" };
+    for (int i = 0; i < (int)(sizeof(names) / sizeof(names[0])); i++)
+        if (strcasecmp(v, names[i]) == 0)
+            return i;   /* SP_COMPRESSION_NONE .. SP_COMPRESSION_ZSTD */
+    return -1;
+}
+
 void sp_topic_log_config(int n, char *const *ks, char *const *vs, const sp_image_t *img,
                          const sp_config_t *b, sp_log_config_t *out)
 {
@@ -215,6 +239,15 @@ void sp_topic_log_config(int n, char *const *ks, char *const *vs, const sp_image
     out->retention_ms = num(&c, "retention.ms");
     out->retention_bytes = num(&c, "retention.bytes");
     out->min_insync_replicas = num(&c, "min.insync.replicas");
+    out->timestamp_before_max_ms = num(&c, "message.timestamp.before.max.ms");
+    out->timestamp_after_max_ms = num(&c, "message.timestamp.after.max.ms");
+    out->codec = codec_named(val(&c, "compression.type"));
+    out->recompress = out->codec >= 0;
+    if (!out->recompress)
+        out->codec = SP_COMPRESSION_NONE;
+    out->gzip_level = (int)num(&c, "compression.gzip.level");
+    out->lz4_level = (int)num(&c, "compression.lz4.level");
+    out->zstd_level = (int)num(&c, "compression.zstd.level");
     out->log_append_time = strcasecmp(val(&c, "message.timestamp.type"), "LogAppendTime") == 0;
     out->compact = strstr(val(&c, "cleanup.policy"), "compact") != NULL;
     out->retention_delete = strstr(val(&c, "cleanup.policy"), "delete") != NULL;

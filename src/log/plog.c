@@ -566,8 +566,8 @@ static void plan_free(plan_t *p)
     }
 }
 
-void sp_plog_append(sp_plog_t *l, uint8_t *records, size_t len, int64_t now,
-                    sp_append_result_t *res)
+void sp_plog_append_from(sp_plog_t *l, uint8_t *records, size_t len, int64_t now,
+                         const sp_batch_validate_opts_t *origin, sp_append_result_t *res)
 {
     sp_batch_validate_opts_t opts;
     sp_log_config_t cfg;
@@ -582,8 +582,12 @@ void sp_plog_append(sp_plog_t *l, uint8_t *records, size_t len, int64_t now,
     res->last_offset = -1;
     plan.size = NULL;
     sp_plog_config(l, &cfg); /* one consistent snapshot for this append */
-    memset(&opts, 0, sizeof(opts));
-    opts.require_keys = cfg.compact;
+    if (origin) {
+        opts = *origin;
+    } else {
+        memset(&opts, 0, sizeof(opts));
+        opts.require_keys = cfg.compact;
+    }
     if (len == 0) {
         res->error = SP_ERR_CORRUPT_MESSAGE;
         res->message = "no record batch";
@@ -620,8 +624,7 @@ void sp_plog_append(sp_plog_t *l, uint8_t *records, size_t len, int64_t now,
         int err = sp_batch_validate(records + off, bs, &opts, &info);
         if (err) {
             res->error = (int16_t)err;
-            res->message = err == SP_ERR_INVALID_RECORD ? "compacted topic cannot accept a record without a key"
-                                                        : "invalid record batch";
+            res->message = info.reason ? info.reason : "invalid record batch";
             goto out;
         }
         plan.size[i] = (int32_t)bs;

@@ -81,6 +81,17 @@ typedef struct sp_log_config {
     int64_t retention_ms;         /* retention.ms */
     int64_t retention_bytes;      /* retention.bytes */
     int64_t min_insync_replicas;  /* min.insync.replicas */
+    int64_t timestamp_before_max_ms; /* message.timestamp.before.max.ms (a client's CreateTime) */
+    int64_t timestamp_after_max_ms;  /* message.timestamp.after.max.ms */
+    /* compression.type: 'producer' keeps a client's batch as sent (false);
+     * otherwise batches are stored with 'codec' (SP_COMPRESSION_* of
+     * proto/batch.h, 'uncompressed' = NONE), recompressed by the produce
+     * handler before the append when the producer's codec differs. */
+    bool recompress;
+    int codec;
+    int gzip_level;               /* compression.gzip.level (-1: zlib's default) */
+    int lz4_level;                /* compression.lz4.level */
+    int zstd_level;               /* compression.zstd.level */
 } sp_log_config_t;
 
 /* Something waiting for hw to move (a parked Fetch) or for a flush (an
@@ -183,9 +194,23 @@ typedef struct sp_append_result {
  * once: validation yields a plan (sizes, offsets, timestamps) that offset
  * assignment and indexing reuse.  I/O worker thread (or an internal
  * writer's thread).
+ * 'origin' is how the batches are judged (borrowed for the call): NULL for
+ * the broker's own writers (the group coordinator, the metadata log, a
+ * transaction coordinator's markers: control batches allowed, keys required
+ * on compacted topics); a client's Produce passes its options whole
+ * (from_client, keys, timestamp bounds, where record errors go; see
+ * proto/batch.h).
  */
-void sp_plog_append(sp_plog_t *l, uint8_t *records, size_t len, int64_t now_ms,
-                    sp_append_result_t *res);
+struct sp_batch_validate_opts;
+void sp_plog_append_from(sp_plog_t *l, uint8_t *records, size_t len, int64_t now_ms,
+                         const struct sp_batch_validate_opts *origin, sp_append_result_t *res);
+
+/* An append by one of the broker's own writers. */
+static inline void sp_plog_append(sp_plog_t *l, uint8_t *records, size_t len, int64_t now_ms,
+                                  sp_append_result_t *res)
+{
+    sp_plog_append_from(l, records, len, now_ms, NULL, res);
+}
 
 typedef struct sp_read_result {
     int16_t error;

@@ -9,7 +9,9 @@
  */
 #include "proto/batch.h"
 
+#include <inttypes.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include <lz4frame.h>
@@ -457,42 +459,134 @@ static int kafka_error(int batch_err)
     }
 }
 
+/* Java's long arithmetic (wraps), for Kafka's timestamp bounds and their
+ * message: a bound of Long.MAX_VALUE must behave exactly as in Kafka. */
+static inline int64_t sub_wrap(int64_t a, int64_t b)
+{
+    return (int64_t)((uint64_t)a - (uint64_t)b);
+}
+
+/* Kafka's LogValidator.validateRecord for one record (7), (8): 0, or the
+ * error it earns, with Kafka's message written to msg[0..cap). */
+static int16_t check_record(const sp_batch_validate_opts_t *o, const sp_batch_hdr_t *h,
+                            const sp_record_t *rec, char *msg, size_t cap)
+{
+    const char *tp = o->partition ? o->partition : "";
+    if (o->require_keys && rec->key.len < 0) {
+        snprintf(msg, cap, "Compacted topic cannot accept message without key in topic partition %s", tp);
+        return SP_ERR_INVALID_RECORD;
+    }
+    if (!o->check_timestamps)
+        return 0;
+    if (!o->log_append_time && rec->timestamp != -1) {
+        int64_t diff = sub_wrap(o->now_ms, rec->timestamp);
+        if (diff > o->ts_before_max_ms || sub_wrap(0, diff) > o->ts_after_max_ms) {
+            snprintf(msg, cap,
+                     "Timestamp %" PRId64 " of message with offset %" PRId64 " is out of range. "
+                     "The timestamp should be within [%" PRId64 ", %" PRId64 "]",
+                     rec->timestamp, rec->offset, sub_wrap(o->now_ms, o->ts_before_max_ms),
+                     add_wrap(o->now_ms, o->ts_after_max_ms));
+            return SP_ERR_INVALID_TIMESTAMP;
+        }
+    } else if (sp_batch_is_log_append_time(h)) {
+        snprintf(msg, cap,
+                 "Invalid timestamp type in message DefaultRecord(offset=%" PRId64 ", timestamp=%" PRId64
+                 ", key=%d bytes, value=%d bytes). Producer should not set timestamp type to LogAppendTime.",
+                 rec->offset, rec->timestamp, rec->key.len > 0 ? rec->key.len : 0,
+                 rec->value.len > 0 ? rec->value.len : 0);
+        return SP_ERR_INVALID_TIMESTAMP;
+    }
+    return 0;
+}
+
+/* (6): Kafka's checks of a client's batch header (UnifiedLog's base offset
+ * rule, LogValidator.validateBatch).  0 or INVALID_RECORD with *why. */
+static int client_batch_error(const sp_batch_hdr_t *h, const char **why)
+{
+    if (h->base_offset != 0)
+        *why = "The baseOffset of the record batch should be 0";
+    else if (h->last_offset_delta < 0)
+        *why = "Batch has an invalid offset range";
+    else if (h->record_count <= 0)
+        *why = "Invalid reported count for record batch";
+    else if (h->last_offset_delta != h->record_count - 1)
+        *why = "Inconsistent batch offset range and count of records";
+    else if (sp_batch_is_control(h))
+        *why = "Clients are not allowed to write control records";
+    else if (h->producer_id >= 0 && h->base_sequence < 0)
+        *why = "Invalid sequence number in a record batch with a producer id";
+    else
+        return 0;
+    return SP_ERR_INVALID_RECORD;
+}
+
+static const char *iter_reason(int batch_err)
+{
+    switch (batch_err) {
+    case SP_BATCH_E_CODEC: return "unsupported compression type";
+    case SP_BATCH_E_NOMEM: return "out of memory";
+    case SP_BATCH_E_TOO_BIG: return "decompressed records over the size cap";
+    default: return "records do not match the batch header";
+    }
+}
+
 int sp_batch_validate(const uint8_t *p, size_t len, const sp_batch_validate_opts_t *opts,
                       sp_batch_info_t *info)
 {
-    static const sp_batch_validate_opts_t defaults = { false, false, 0 };
+    static const sp_batch_validate_opts_t defaults;
     sp_batch_hdr_t h;
+    const char *why = NULL;
+    int err = SP_ERR_CORRUPT_MESSAGE;
     if (!opts)
         opts = &defaults;
 
-    /* (1) */
+    /* (1); a client's base offset first, as Kafka's UnifiedLog */
     if (sp_batch_hdr_parse(p, len, &h) != 0 || h.magic != SP_BATCH_MAGIC ||
-        h.batch_length < SP_BATCH_MIN_LENGTH || sp_batch_size(&h) != len)
-        return SP_ERR_CORRUPT_MESSAGE;
-    if (sp_crc32c(0, p + SP_BATCH_CRC_START, len - SP_BATCH_CRC_START) != h.crc)
-        return SP_ERR_CORRUPT_MESSAGE;
+        h.batch_length < SP_BATCH_MIN_LENGTH || sp_batch_size(&h) != len) {
+        why = "record batch length or magic is wrong";
+        goto fail;
+    }
+    if (opts->from_client && h.base_offset != 0) {
+        err = client_batch_error(&h, &why);
+        goto fail;
+    }
+    if (sp_crc32c(0, p + SP_BATCH_CRC_START, len - SP_BATCH_CRC_START) != h.crc) {
+        why = "record batch CRC does not match";
+        goto fail;
+    }
     /* (2) */
-    if (sp_batch_compression(&h) > SP_COMPRESSION_ZSTD)
-        return SP_ERR_UNSUPPORTED_COMPRESSION_TYPE;
-    /* (3) */
+    if (sp_batch_compression(&h) > SP_COMPRESSION_ZSTD) {
+        err = SP_ERR_UNSUPPORTED_COMPRESSION_TYPE;
+        why = "unsupported compression type";
+        goto fail;
+    }
+    /* (6), or (3) */
+    if (opts->from_client) {
+        if ((err = client_batch_error(&h, &why)) != 0)
+            goto fail;
+        err = SP_ERR_CORRUPT_MESSAGE;
+    }
+    why = "record count does not match the batch's offsets";
     if (h.record_count < 0)
-        return SP_ERR_CORRUPT_MESSAGE;
+        goto fail;
     if (opts->allow_compacted) {
         if (h.last_offset_delta < 0 || (int64_t)h.record_count > (int64_t)h.last_offset_delta + 1)
-            return SP_ERR_CORRUPT_MESSAGE;
+            goto fail;
     } else if (h.record_count == 0) {
         if (!sp_batch_is_control(&h) || h.last_offset_delta < 0)
-            return SP_ERR_CORRUPT_MESSAGE;
+            goto fail;
     } else if (h.last_offset_delta != h.record_count - 1) {
-        return SP_ERR_CORRUPT_MESSAGE;
+        goto fail;
     }
 
-    /* (4), (5) */
+    /* (4), (5); (7), (8) for every record */
     sp_record_iter_t it;
     int rc = sp_record_iter_init(&it, p, len, opts->max_decompressed);
     int64_t max_ts = -1;
-    int32_t n = 0, prev_delta = -1;
+    int32_t n = 0, prev_delta = -1, refused = 0;
+    bool bad_ts = false, records_read = rc == 0;
     sp_record_t rec;
+    char msg[512];   /* the longest: a key error naming a 249-byte topic */
     while (rc == 0 && (rc = sp_record_iter_next(&it, &rec)) == 1) {
         bool in_order = opts->allow_compacted
                             ? rec.offset_delta > prev_delta && rec.offset_delta <= h.last_offset_delta
@@ -501,9 +595,12 @@ int sp_batch_validate(const uint8_t *p, size_t len, const sp_batch_validate_opts
             rc = SP_BATCH_E_CORRUPT;
             break;
         }
-        if (opts->require_keys && rec.key.len < 0) {
-            sp_record_iter_free(&it);
-            return SP_ERR_INVALID_RECORD;
+        int16_t rerr = check_record(opts, &h, &rec, msg, sizeof(msg));
+        if (rerr) {
+            refused++;
+            bad_ts |= rerr == SP_ERR_INVALID_TIMESTAMP;
+            if (opts->record_error)
+                opts->record_error(opts->record_error_ctx, n, rerr, msg);
         }
         if (n == 0 || rec.timestamp > max_ts)
             max_ts = rec.timestamp;
@@ -513,16 +610,39 @@ int sp_batch_validate(const uint8_t *p, size_t len, const sp_batch_validate_opts
     }
     size_t records_size = it.records_size;
     sp_record_iter_free(&it);
-    if (rc != 0)
-        return kafka_error(rc);
+    if (rc != 0) {
+        err = kafka_error(rc);
+        why = iter_reason(rc);
+        /* Records that do not match a header whose CRC holds were built so
+         * by the client: Kafka's InvalidRecordException ("Found invalid
+         * record structure", "Incorrect declared batch size"), not a
+         * corruption a retry could cure.  Codec failures stay corrupt. */
+        if (opts->from_client && records_read && rc == SP_BATCH_E_CORRUPT) {
+            err = SP_ERR_INVALID_RECORD;
+            why = "Found invalid record structure";
+        }
+        goto fail;
+    }
+    /* Kafka's processRecordErrors: one bad timestamp makes it INVALID_TIMESTAMP */
+    if (refused) {
+        err = bad_ts ? SP_ERR_INVALID_TIMESTAMP : SP_ERR_INVALID_RECORD;
+        why = bad_ts ? "One or more records have been rejected due to invalid timestamp"
+                     : "One or more records have been rejected";
+        goto fail;
+    }
     if (info) {
         info->hdr = h;
         info->max_timestamp = max_ts;
         info->records = n;
         info->compressed = sp_batch_compression(&h) != SP_COMPRESSION_NONE;
         info->records_size = records_size;
+        info->reason = NULL;
     }
     return 0;
+fail:
+    if (info)
+        info->reason = why;
+    return err;
 }
 
 /* ---- patching ------------------------------------------------------------ */
@@ -677,6 +797,158 @@ void sp_batch_builder_free(sp_batch_builder_t *b)
     free(b->buf);
     b->buf = NULL;
     b->len = b->cap = 0;
+}
+
+/* ---- recompression ----------------------------------------------------------- */
+
+/* Compressed output: p[0..room) is left for the caller (the batch header),
+ * the codec writes from p + room; len counts only the codec's bytes. */
+typedef struct cbuf {
+    uint8_t *p;
+    size_t room, len;
+} cbuf_t;
+
+static int cbuf_alloc(cbuf_t *c, size_t room, size_t bound)
+{
+    if (bound > SIZE_MAX - room)
+        return SP_BATCH_E_TOO_BIG;
+    c->p = malloc(room + bound);
+    c->room = room;
+    c->len = 0;
+    return c->p ? 0 : SP_BATCH_E_NOMEM;
+}
+
+/* One gzip member (Kafka's GZIPOutputStream); level -1 = zlib's default. */
+static int zip(const uint8_t *src, size_t n, int level, cbuf_t *c)
+{
+    z_stream zs;
+    memset(&zs, 0, sizeof(zs));
+    if (n > UINT_MAX)
+        return SP_BATCH_E_TOO_BIG;
+    /* 15 + 16: 32 KiB window, gzip wrapper */
+    if (deflateInit2(&zs, level < 0 ? Z_DEFAULT_COMPRESSION : level, Z_DEFLATED, 15 + 16, 8,
+                     Z_DEFAULT_STRATEGY) != Z_OK)
+        return SP_BATCH_E_NOMEM;
+    uLong bound = deflateBound(&zs, (uLong)n);
+    int rc = bound > UINT_MAX ? SP_BATCH_E_TOO_BIG : cbuf_alloc(c, c->room, bound);
+    if (rc == 0) {
+        zs.next_in = (Bytef *)src;
+        zs.avail_in = (uInt)n;
+        zs.next_out = c->p + c->room;
+        zs.avail_out = (uInt)bound;
+        rc = deflate(&zs, Z_FINISH) == Z_STREAM_END ? 0 : SP_BATCH_E_NOMEM;
+        c->len = bound - zs.avail_out;
+    }
+    deflateEnd(&zs);
+    return rc;
+}
+
+/* The xerial framing snappy-java's SnappyOutputStream writes (see unsnappy):
+ * header, then int32 length + raw snappy block per 32 KiB of input. */
+#define XERIAL_BLOCK 32768
+static int snap(const uint8_t *src, size_t n, cbuf_t *c)
+{
+    static const uint8_t header[16] = { 0x82, 'S', 'N', 'A', 'P', 'P', 'Y', 0, 0, 0, 0, 1, 0, 0, 0, 1 };
+    size_t blocks = n / XERIAL_BLOCK + 1;
+    size_t per = 4 + snappy_max_compressed_length(XERIAL_BLOCK);
+    if (blocks > (SIZE_MAX - sizeof(header)) / per)
+        return SP_BATCH_E_TOO_BIG;
+    int rc = cbuf_alloc(c, c->room, sizeof(header) + blocks * per);
+    if (rc)
+        return rc;
+    uint8_t *o = c->p + c->room;
+    memcpy(o, header, sizeof(header));
+    size_t at = sizeof(header);
+    for (size_t off = 0; off < n; off += XERIAL_BLOCK) {
+        size_t in = n - off < XERIAL_BLOCK ? n - off : XERIAL_BLOCK;
+        size_t clen = snappy_max_compressed_length(in);
+        if (snappy_compress((const char *)src + off, in, (char *)o + at + 4, &clen) != SNAPPY_OK)
+            return SP_BATCH_E_NOMEM;
+        sp_put_be32(o + at, (uint32_t)clen);
+        at += 4 + clen;
+    }
+    c->len = at;
+    return 0;
+}
+
+/* An LZ4 frame as Kafka's KafkaLZ4BlockOutputStream writes it: 64 KiB
+ * independent blocks (its reader decodes each block on its own). */
+static int lz4(const uint8_t *src, size_t n, int level, cbuf_t *c)
+{
+    LZ4F_preferences_t prefs;
+    memset(&prefs, 0, sizeof(prefs));
+    prefs.frameInfo.blockSizeID = LZ4F_max64KB;
+    prefs.frameInfo.blockMode = LZ4F_blockIndependent;
+    prefs.compressionLevel = level;
+    size_t bound = LZ4F_compressFrameBound(n, &prefs);
+    int rc = cbuf_alloc(c, c->room, bound);
+    if (rc)
+        return rc;
+    size_t r = LZ4F_compressFrame(c->p + c->room, bound, src, n, &prefs);
+    if (LZ4F_isError(r))
+        return SP_BATCH_E_NOMEM;
+    c->len = r;
+    return 0;
+}
+
+/* One zstd frame (it carries the content size). */
+static int zstd(const uint8_t *src, size_t n, int level, cbuf_t *c)
+{
+    size_t bound = ZSTD_compressBound(n);
+    if (ZSTD_isError(bound))
+        return SP_BATCH_E_TOO_BIG;
+    int rc = cbuf_alloc(c, c->room, bound);
+    if (rc)
+        return rc;
+    size_t r = ZSTD_compress(c->p + c->room, bound, src, n, level);
+    if (ZSTD_isError(r))
+        return SP_BATCH_E_NOMEM;
+    c->len = r;
+    return 0;
+}
+
+int sp_batch_recompress(const uint8_t *src, size_t len, int codec, int level,
+                        size_t max_decompressed, uint8_t **out, size_t *out_len)
+{
+    sp_record_iter_t it;
+    cbuf_t c = { NULL, SP_BATCH_HEADER_SIZE, 0 };
+    int rc = sp_record_iter_init(&it, src, len, max_decompressed);
+    if (rc == 0) {
+        /* before the first next(): the whole records section */
+        const uint8_t *rec = it.r.pos;
+        size_t n = it.records_size;
+        switch (codec) {
+        case SP_COMPRESSION_NONE:
+            if ((rc = cbuf_alloc(&c, c.room, n)) == 0) {
+                memcpy(c.p + c.room, rec, n);
+                c.len = n;
+            }
+            break;
+        case SP_COMPRESSION_GZIP: rc = zip(rec, n, level, &c); break;
+        case SP_COMPRESSION_SNAPPY: rc = snap(rec, n, &c); break;
+        case SP_COMPRESSION_LZ4: rc = lz4(rec, n, level, &c); break;
+        case SP_COMPRESSION_ZSTD: rc = zstd(rec, n, level, &c); break;
+        default: rc = SP_BATCH_E_CODEC; break;
+        }
+    }
+    if (rc == 0 && c.len > (size_t)INT32_MAX - SP_BATCH_HEADER_SIZE)
+        rc = SP_BATCH_E_TOO_BIG;
+    if (rc) {
+        sp_record_iter_free(&it);
+        free(c.p);
+        return rc;
+    }
+    size_t total = SP_BATCH_HEADER_SIZE + c.len;
+    memcpy(c.p, src, SP_BATCH_HEADER_SIZE);
+    sp_put_be32(c.p + OFF_BATCH_LENGTH, (uint32_t)(total - SP_BATCH_LOG_OVERHEAD));
+    uint16_t attrs = (uint16_t)it.hdr.attributes;
+    attrs &= (uint16_t)~(SP_BATCH_ATTR_COMPRESSION_MASK | SP_BATCH_ATTR_DELETE_HORIZON);
+    put_be16(c.p + OFF_ATTRIBUTES, (uint16_t)(attrs | codec));
+    sp_batch_set_crc(c.p, total);
+    sp_record_iter_free(&it);
+    *out = c.p;
+    *out_len = total;
+    return 0;
 }
 
 int sp_batches_each_record(const uint8_t *buf, size_t len,

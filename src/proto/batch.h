@@ -1,7 +1,8 @@
 /*
  * batch.h - Kafka record batches, format v2 (magic 2): framing, validation,
- * record iteration with decompression, in-place patching for the log, and a
- * builder for the broker's own uncompressed batches.
+ * record iteration with decompression, in-place patching for the log, a
+ * builder for the broker's own uncompressed batches, and recompression to a
+ * topic's compression.type.
  *
  * Owns nothing global.  Every function is pure and reentrant: any thread,
  * no locks, no hidden state.  An iterator or builder belongs to one thread
@@ -53,6 +54,16 @@
  * With allow_compacted (log recovery of compacted topics), (3) and (4)
  * relax to: 0 <= recordCount <= lastOffsetDelta + 1 and offset deltas
  * strictly increasing within [0, lastOffsetDelta].
+ * With from_client (a Produce; Kafka's AppendOrigin.CLIENT), also
+ *  (6) baseOffset == 0, recordCount >= 1, lastOffsetDelta == recordCount - 1,
+ *      not a control batch (only the broker's own writers append those:
+ *      transaction markers), and producerId >= 0 implies baseSequence >= 0.
+ * Per record (Kafka's LogValidator.validateRecord; each refused record is a
+ * "record error", all are reported, the batch is refused if there is one):
+ *  (7) require_keys: a key;
+ *  (8) check_timestamps: a CreateTime timestamp (not -1) within
+ *      [now - ts_before_max_ms, now + ts_after_max_ms]; a LogAppendTime
+ *      topic refuses batches that claim LogAppendTime themselves.
  */
 #ifndef SP_PROTO_BATCH_H
 #define SP_PROTO_BATCH_H
@@ -181,10 +192,31 @@ int sp_batch_next(const uint8_t *p, size_t len, size_t *batch_size);
 
 /* ---- validation --------------------------------------------------------- */
 
+/*
+ * Called for each refused record, in order: its index in the batch, the
+ * Kafka error it earns (INVALID_RECORD or INVALID_TIMESTAMP) and Kafka's
+ * message for it (borrowed for the call only).  The calls count only if
+ * sp_batch_validate() then returns INVALID_RECORD or INVALID_TIMESTAMP.
+ */
+typedef void sp_record_error_fn(void *ctx, int32_t batch_index, int16_t error, const char *message);
+
 typedef struct sp_batch_validate_opts {
-    bool require_keys;        /* compacted topic: a null key is INVALID_RECORD */
+    bool require_keys;        /* compacted topic: a null key is INVALID_RECORD (7) */
     bool allow_compacted;     /* log recovery: accept compaction gaps, see top */
     size_t max_decompressed;  /* 0 = SP_BATCH_MAX_DECOMPRESSED_DEFAULT */
+    /* Who appends (Kafka's AppendOrigin): true for a client's Produce, (6)
+     * applies; false for the broker's own writers (the group coordinator,
+     * the metadata log, a transaction coordinator's markers). */
+    bool from_client;
+    /* (8): the topic's message.timestamp.type and its bounds, against now. */
+    bool check_timestamps;
+    bool log_append_time;     /* message.timestamp.type=LogAppendTime */
+    int64_t now_ms;
+    int64_t ts_before_max_ms; /* message.timestamp.before.max.ms */
+    int64_t ts_after_max_ms;  /* message.timestamp.after.max.ms */
+    const char *partition;    /* "topic-N", named in messages; may be NULL */
+    sp_record_error_fn *record_error; /* may be NULL */
+    void *record_error_ctx;
 } sp_batch_validate_opts_t;
 
 typedef struct sp_batch_info {
@@ -193,23 +225,30 @@ typedef struct sp_batch_info {
     int32_t records;          /* records found (== hdr.record_count) */
     bool compressed;
     size_t records_size;      /* bytes of the records section once decompressed */
+    const char *reason;       /* why it was refused (static text), NULL if not */
 } sp_batch_info_t;
 
 /*
  * Validates ONE complete batch, exactly p[0..len), against invariants
- * (1)-(5) above, decompressing if needed.  Borrows p; the decompression
- * buffer is malloc'd and freed before returning.  opts may be NULL
- * (defaults: keys optional, strict, 256 MiB cap).  info may be NULL; it is
- * filled only on success.
- * Returns 0, or a Kafka error code for the partition:
+ * (1)-(5) above, and (6)-(8) as opts ask, decompressing if needed.
+ * Borrows p; the decompression buffer is malloc'd and freed before
+ * returning.  opts may be NULL (defaults: the broker's own writer, keys
+ * optional, no timestamp bounds, strict, 256 MiB cap).  info may be NULL;
+ * on success it is filled, on failure only info->reason is set.
+ * Returns 0, or a Kafka error code for the partition (Kafka's, as its
+ * UnifiedLog and LogValidator answer a client):
  *   SP_ERR_CORRUPT_MESSAGE               size, magic != 2, CRC, counts,
  *                                        offsets, record or codec framing,
  *                                        decompressed size over the cap
  *   SP_ERR_UNSUPPORTED_COMPRESSION_TYPE  compression 5..7
- *   SP_ERR_INVALID_RECORD                null key with require_keys
+ *   SP_ERR_INVALID_RECORD                (6) for a client, or (4) once
+ *                                        its records are decompressed; or
+ *                                        a record error (7), see
+ *                                        opts->record_error
+ *   SP_ERR_INVALID_TIMESTAMP             record errors, one of them (8)
  *   SP_ERR_UNKNOWN_SERVER_ERROR (-1)     out of memory
- * Does not judge the producer fields, control bit or timestamps: that is
- * the produce handler's business (it has info->hdr).
+ * A transactional batch is the produce handler's business (Kafka's
+ * KafkaApis refuses it before the log: it needs a transactional id).
  */
 int sp_batch_validate(const uint8_t *p, size_t len, const sp_batch_validate_opts_t *opts,
                       sp_batch_info_t *info);
@@ -358,6 +397,31 @@ uint8_t *sp_batch_builder_finish(sp_batch_builder_t *b, size_t *len);
 
 /* Frees whatever the builder still owns.  Idempotent. */
 void sp_batch_builder_free(sp_batch_builder_t *b);
+
+/* ---- recompression (a topic's compression.type) --------------------------- */
+
+/*
+ * Rewrites the batch src[0..len), which passed sp_batch_validate(), with its
+ * records compressed by 'codec' (SP_COMPRESSION_*; NONE stores them
+ * uncompressed), as Kafka's LogValidator rebuilds a batch whose codec is not
+ * the topic's compression.type.  'level' is the codec's own scale (gzip 1..9
+ * or -1 for zlib's default, lz4 1..17, zstd -131072..22; snappy and NONE
+ * ignore it).  The records section is carried over byte for byte (keys,
+ * values, headers, timestamp and offset deltas); the header keeps every
+ * field (offsets, timestamps, producer id, epoch and base sequence, the
+ * transactional and timestamp-type bits) but the codec bits and the
+ * delete-horizon bit (cleared, as Kafka's builder does), with a new length
+ * and CRC.  (Kafka re-encodes each record, which also zeroes the unused
+ * record attributes byte; here it stays as the producer wrote it.)  Output
+ * framing is what Kafka's broker writes: one gzip member, snappy in the
+ * xerial framing (32 KiB blocks), an LZ4 frame of independent 64 KiB
+ * blocks, one zstd frame.
+ * Returns 0 with *out (malloc'd, the caller frees) and *out_len, or
+ * SP_BATCH_E_* (TOO_BIG: the decompressed records are over max_decompressed,
+ * 0 = the default cap, or the result would be over INT32_MAX).  Borrows src.
+ */
+int sp_batch_recompress(const uint8_t *src, size_t len, int codec, int level,
+                        size_t max_decompressed, uint8_t **out, size_t *out_len);
 
 /*
  * Calls fn(record, ctx) for every record of the concatenated batches in

@@ -59,7 +59,10 @@ static const sp_cfg_def_t defs[] = {
       "Most members in one group (GROUP_MAX_SIZE_REACHED)." },
     /* broker defaults of topic settings (see sp_topic_keys) */
     { "log.cleanup.policy", SP_CFG_LIST, "delete", 0, 0, NULL, "Default cleanup.policy." },
-    { "compression.type", SP_CFG_STRING, "producer", 0, 0, NULL, "Default compression.type (only 'producer')." },
+    { "compression.type", SP_CFG_STRING, "producer", 0, 0, NULL, "Default compression.type." },
+    { "compression.gzip.level", SP_CFG_INT, "-1", -1, 9, NULL, "Default compression.gzip.level." },
+    { "compression.lz4.level", SP_CFG_INT, "9", 1, 17, NULL, "Default compression.lz4.level." },
+    { "compression.zstd.level", SP_CFG_INT, "3", -131072, 22, NULL, "Default compression.zstd.level." },
     { "log.cleaner.delete.retention.ms", SP_CFG_LONG, "86400000", 0, INT64_MAX, NULL, "Default delete.retention.ms." },
     { "log.segment.delete.delay.ms", SP_CFG_LONG, "60000", 0, INT64_MAX, NULL, "Default file.delete.delay.ms." },
     { "log.flush.interval.messages", SP_CFG_LONG, "1", 1, INT64_MAX, NULL, "Default flush.messages (Spool: 1, durable)." },
@@ -68,6 +71,10 @@ static const sp_cfg_def_t defs[] = {
     { "log.cleaner.max.compaction.lag.ms", SP_CFG_LONG, "9223372036854775807", 1, INT64_MAX, NULL, "Default max.compaction.lag.ms." },
     { "message.max.bytes", SP_CFG_INT, "1048588", 0, INT32_MAX, NULL, "Default max.message.bytes." },
     { "log.message.timestamp.type", SP_CFG_STRING, "CreateTime", 0, 0, NULL, "Default message.timestamp.type." },
+    { "log.message.timestamp.before.max.ms", SP_CFG_LONG, "9223372036854775807", 0, INT64_MAX, NULL,
+      "Default message.timestamp.before.max.ms." },
+    { "log.message.timestamp.after.max.ms", SP_CFG_LONG, "3600000", 0, INT64_MAX, NULL,
+      "Default message.timestamp.after.max.ms." },
     { "log.cleaner.min.cleanable.ratio", SP_CFG_STRING, "0.5", 0, 0, NULL, "Default min.cleanable.dirty.ratio." },
     { "log.cleaner.min.compaction.lag.ms", SP_CFG_LONG, "0", 0, INT64_MAX, NULL, "Default min.compaction.lag.ms." },
     { "min.insync.replicas", SP_CFG_INT, "1", 1, INT32_MAX, NULL, "Default min.insync.replicas." },
@@ -86,6 +93,15 @@ static const sp_cfg_def_t defs[] = {
     { "unclean.leader.election.enable", SP_CFG_BOOL, "false", 0, 0, NULL, "Default unclean.leader.election.enable." },
     { "metadata.log.max.record.bytes.between.snapshots", SP_CFG_LONG, "20971520", 1, INT64_MAX, NULL,
       "Metadata log bytes after which a new metadata snapshot is written." },
+};
+
+/* Keys whose value must be one of a few (any case), as Kafka's
+ * ValidString / GzipCompression's level validator say. */
+static const struct {
+    const char *name, *choices;
+} choice_keys[] = {
+    { "compression.type", "uncompressed,zstd,lz4,snappy,gzip,producer" },
+    { "compression.gzip.level", "-1,1,2,3,4,5,6,7,8,9" },
 };
 
 /* Kafka keys that are accepted for compatibility but have no effect. */
@@ -142,9 +158,28 @@ static char *trim(char *s)
     return s;
 }
 
+/* Whether v is one of the comma-separated choices (any case). */
+static bool in_choices(const char *choices, const char *v)
+{
+    size_t n = strlen(v);
+    for (const char *p = choices; *p;) {
+        const char *c = strchr(p, ',');
+        size_t l = c ? (size_t)(c - p) : strlen(p);
+        if (l == n && strncasecmp(p, v, n) == 0)
+            return true;
+        if (!c)
+            break;
+        p = c + 1;
+    }
+    return false;
+}
+
 static int validate(const sp_cfg_def_t *d, const char *v)
 {
     char *end;
+    for (size_t i = 0; i < sizeof(choice_keys) / sizeof(choice_keys[0]); i++)
+        if (strcmp(choice_keys[i].name, d->name) == 0 && !in_choices(choice_keys[i].choices, v))
+            return -1;
     switch (d->type) {
     case SP_CFG_INT:
     case SP_CFG_LONG: {

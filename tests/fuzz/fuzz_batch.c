@@ -6,16 +6,21 @@
  *   - sp_batch_validate() as is, and again on a copy whose CRC is fixed up
  *     (otherwise almost every mutation dies at the CRC and the record and
  *     codec parsers are never reached), strict and compacted modes;
+ *   - sp_batch_validate() as a client's Produce (keys, timestamp bounds,
+ *     record errors counted) on the CRC-fixed copy;
  *   - the record and header iterators, whatever validate said.
  * The decompression cap is 1 MiB.  Oracles: no out-of-bounds access (ASan),
  * no UB (UBSan), no leak, and consistency: a batch that validates iterates
- * to exactly info.records records, its headers iterate cleanly, and
- * sp_batch_set_log_append_time() keeps it valid.
+ * to exactly info.records records, its headers iterate cleanly, it
+ * recompresses to a batch with the same records, and
+ * sp_batch_set_log_append_time() keeps it valid; a batch a client may
+ * write reported no record error.
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "proto/batch.h"
+#include "proto/gen/errors.h"
 
 #define MAX_DECOMPRESSED ((size_t)1 << 20)
 
@@ -51,9 +56,28 @@ static void check_valid(uint8_t *b, size_t len, const sp_batch_info_t *info,
 {
     if (iterate(b, len) != info->records || info->records != info->hdr.record_count)
         abort();
+    /* recompressed (codec picked by the size), it holds the same records */
+    int codec = (int)(len % 5);
+    uint8_t *out;
+    size_t olen;
+    sp_batch_info_t again;
+    if (sp_batch_recompress(b, len, codec, 1, MAX_DECOMPRESSED, &out, &olen) == 0) {
+        if (sp_batch_validate(out, olen, opts, &again) != 0 || again.records != info->records ||
+            again.records_size != info->records_size)
+            abort();
+        free(out);
+    }
     if (sp_batch_set_log_append_time(b, len, 1234567) != 0 ||
         sp_batch_validate(b, len, opts, NULL) != 0)
         abort();
+}
+
+static void count_error(void *ctx, int32_t batch_index, int16_t error, const char *message)
+{
+    (void)batch_index;
+    if ((error != SP_ERR_INVALID_RECORD && error != SP_ERR_INVALID_TIMESTAMP) || !message[0])
+        abort();
+    ++*(int *)ctx;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -80,6 +104,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         sp_batch_set_crc(copy, bsize);
         if (sp_batch_validate(copy, bsize, &compacted, &info) == 0)
             check_valid(copy, bsize, &info, &compacted);
+
+        int nerr = 0;
+        sp_batch_validate_opts_t client = {
+            .require_keys = true, .max_decompressed = MAX_DECOMPRESSED, .from_client = true,
+            .check_timestamps = true, .now_ms = 1700000000000, .ts_before_max_ms = INT64_MAX,
+            .ts_after_max_ms = 3600000, .partition = "t-0", .record_error = count_error,
+            .record_error_ctx = &nerr,
+        };
+        memcpy(copy, batch, bsize);
+        sp_batch_set_crc(copy, bsize);
+        if (sp_batch_validate(copy, bsize, &client, &info) == 0 && nerr != 0)
+            abort();
 
         iterate(batch, bsize);
         free(copy);

@@ -1,15 +1,20 @@
 """Hand-built Kafka protocol frames for raw-socket integration tests.
 
 Only what the tests need: primitive encoders, request header v1/v2 framing,
-ApiVersions / Metadata / DeleteRecords v0 request builders, a tolerant
-reader and decoders for the ApiVersions (v0-v3), Metadata v1 and
-DeleteRecords v0 responses.
+ApiVersions / Metadata / Produce / Fetch / DeleteRecords v0 request
+builders, a tolerant reader and decoders for the ApiVersions (v0-v3),
+Metadata, Produce, Fetch and DeleteRecords v0 responses, and
+record batches v2 built by hand (CRC-32C here, gzip with zlib, zstd as
+frames of raw blocks: no codec library beyond the standard one).
 """
 
 import socket
 import struct
 import time
+import zlib
 
+API_PRODUCE = 0
+API_FETCH = 1
 API_METADATA = 3
 API_API_VERSIONS = 18
 API_DELETE_RECORDS = 21
@@ -86,6 +91,24 @@ def compact_array(items):
 TAGGED_NONE = uvarint(0)  # empty tagged-field section
 
 
+def varlong(v):
+    """Zigzag varint (Kafka's ByteUtils.writeVarlong / writeVarint)."""
+    return uvarint(((v << 1) ^ (v >> 63)) & 0xffffffffffffffff)
+
+
+def compact_bytes(b):
+    if b is None:
+        return uvarint(0)
+    return uvarint(len(b) + 1) + b
+
+
+def bytes_(b):
+    """Classic (int32 length) nullable bytes."""
+    if b is None:
+        return int32(-1)
+    return int32(len(b)) + b
+
+
 def frame(payload):
     """Prefix payload with its int32 size."""
     return int32(len(payload)) + payload
@@ -155,6 +178,227 @@ def delete_records_request(correlation_id, topics, timeout_ms=10000,
                  for name, parts in topics.items())
     body += int32(timeout_ms)
     return request(API_DELETE_RECORDS, 0, correlation_id, body, client_id)
+
+
+# ---------------------------------------------------------------- record batches
+
+def _crc32c_table():
+    table = []
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+        table.append(c)
+    return table
+
+
+_CRC32C = _crc32c_table()
+
+
+def crc32c(data):
+    c = 0xffffffff
+    for b in data:
+        c = _CRC32C[(c ^ b) & 0xff] ^ (c >> 8)
+    return c ^ 0xffffffff
+
+
+CODEC_NONE, CODEC_GZIP, CODEC_SNAPPY, CODEC_LZ4, CODEC_ZSTD = 0, 1, 2, 3, 4
+ATTR_LOG_APPEND_TIME = 0x08
+ATTR_TRANSACTIONAL = 0x10
+ATTR_CONTROL = 0x20
+
+
+def zstd_raw_frame(data):
+    """A valid zstd frame that stores data in raw (uncompressed) blocks:
+    single segment, 4-byte content size, blocks of at most 128 KiB."""
+    out = bytearray(struct.pack('<I', 0xFD2FB528))
+    out += bytes([0xA0]) + struct.pack('<I', len(data))   # FCS 4 bytes, single segment
+    pos = 0
+    while True:
+        chunk = data[pos:pos + 128 * 1024]
+        pos += len(chunk)
+        last = pos >= len(data)
+        hdr = (len(chunk) << 3) | (0 << 1) | (1 if last else 0)
+        out += struct.pack('<I', hdr)[:3] + chunk
+        if last:
+            return bytes(out)
+
+
+def compress(codec, data):
+    if codec == CODEC_NONE:
+        return data
+    if codec == CODEC_GZIP:
+        c = zlib.compressobj(6, zlib.DEFLATED, 31)
+        return c.compress(data) + c.flush()
+    if codec == CODEC_ZSTD:
+        return zstd_raw_frame(data)
+    raise ValueError('no encoder here for codec %d' % codec)
+
+
+def record(offset_delta, timestamp_delta=0, key=None, value=b'', headers=(), attributes=0):
+    """One record v2 (varints zigzag-encoded)."""
+    def vb(b):
+        return varlong(-1) if b is None else varlong(len(b)) + b
+    body = (int8(attributes) + varlong(timestamp_delta) + varlong(offset_delta) + vb(key)
+            + vb(value) + varlong(len(headers)))
+    for hk, hv in headers:
+        body += vb(hk) + vb(hv)
+    return varlong(len(body)) + body
+
+
+def record_batch(records, base_timestamp=None, codec=CODEC_NONE, attributes=0,
+                 base_offset=0, producer_id=-1, producer_epoch=-1, base_sequence=-1,
+                 record_count=None, last_offset_delta=None, max_timestamp=None,
+                 partition_leader_epoch=-1, magic=2, body=None):
+    """A record batch v2 as a producer sends it.
+
+    records: dicts with key, value, timestamp (ms, default now), headers.
+    Any header field can be forced (record_count, last_offset_delta, ...)
+    to build batches a broker must refuse; body replaces the (uncompressed)
+    records section."""
+    now = int(time.time() * 1000)
+    ts = [r.get('timestamp', now) for r in records]
+    if base_timestamp is None:
+        base_timestamp = ts[0] if ts else now
+    if body is None:
+        body = b''.join(record(i, ts[i] - base_timestamp, r.get('key'), r.get('value', b''),
+                               r.get('headers', ())) for i, r in enumerate(records))
+    if record_count is None:
+        record_count = len(records)
+    if last_offset_delta is None:
+        last_offset_delta = max(len(records) - 1, 0)
+    if max_timestamp is None:
+        max_timestamp = max(ts) if ts else base_timestamp
+    after_crc = (int16(attributes | codec) + int32(last_offset_delta) + int64(base_timestamp)
+                 + int64(max_timestamp) + int64(producer_id) + int16(producer_epoch)
+                 + int32(base_sequence) + int32(record_count) + compress(codec, body))
+    crc = struct.pack('>I', crc32c(after_crc))
+    rest = int32(partition_leader_epoch) + int8(magic) + crc + after_crc
+    return int64(base_offset) + int32(len(rest)) + rest
+
+
+def control_record(commit=True, coordinator_epoch=0):
+    """A transaction marker record (key: version 0, type 0 abort / 1 commit)."""
+    return {'key': int16(0) + int16(1 if commit else 0),
+            'value': int16(0) + int32(coordinator_epoch)}
+
+
+def produce_request(version, correlation_id, partitions, acks=-1, timeout_ms=10000,
+                    transactional_id=None, client_id='spool-test'):
+    """Produce v3-v12 (flexible from v9).  partitions: {(topic, index): records bytes}."""
+    flex = version >= 9
+    by_topic = {}
+    for (topic, index), recs in partitions.items():
+        by_topic.setdefault(topic, []).append((index, recs))
+    st = compact_string if flex else string
+    arr = compact_array if flex else array
+    tags = TAGGED_NONE if flex else b''
+    topics = []
+    for topic, parts in by_topic.items():
+        ps = [int32(i) + (compact_bytes(r) if flex else bytes_(r)) + tags for i, r in parts]
+        topics.append(st(topic) + arr(ps) + tags)
+    body = st(transactional_id) + int16(acks) + int32(timeout_ms) + arr(topics) + tags
+    return request(API_PRODUCE, version, correlation_id, body, client_id, flexible=flex)
+
+
+def parse_produce_response(payload, version):
+    """Produce response v3-v12 -> {'correlation_id', 'throttle_time_ms',
+    'partitions': {(topic, index): {...}}, 'trailing'}."""
+    flex = version >= 9
+    r = Reader(payload)
+    out = {'correlation_id': r.int32(), 'partitions': {}}
+    if flex:
+        r.tagged_fields()
+    st = r.compact_string if flex else r.string
+
+    def arr(item):
+        return r.compact_array(item) if flex else r.array(item)
+
+    for _ in range(r.uvarint() - 1 if flex else r.int32()):
+        topic = st()
+        for _ in range(r.uvarint() - 1 if flex else r.int32()):
+            p = {'index': r.int32(), 'error_code': r.int16(), 'base_offset': r.int64(),
+                 'log_append_time_ms': r.int64()}
+            if version >= 5:
+                p['log_start_offset'] = r.int64()
+            if version >= 8:
+                def rec_err(rr):
+                    e = (rr.int32(), st())
+                    if flex:
+                        rr.tagged_fields()
+                    return e
+                p['record_errors'] = arr(rec_err)
+                p['error_message'] = st()
+            if flex:
+                p['tagged_fields'] = r.tagged_fields()
+            out['partitions'][(topic, p['index'])] = p
+        if flex:
+            r.tagged_fields()
+    out['throttle_time_ms'] = r.int32()
+    if flex:
+        r.tagged_fields()
+    out['trailing'] = r.remaining()
+    return out
+
+
+def produce(port_or_sock, version, partitions, **kw):
+    """Sends one Produce request and returns its parsed response."""
+    payload = send_recv(port_or_sock, produce_request(version, 77, partitions, **kw))
+    resp = parse_produce_response(payload, version)
+    assert resp['correlation_id'] == 77 and resp['trailing'] == 0, resp
+    return resp
+
+
+def fetch_request(version, correlation_id, topic, partition, offset, max_bytes=1 << 20,
+                  client_id='spool-test'):
+    """Fetch v4-v11 (not flexible) for one partition, no wait."""
+    part = int32(partition)
+    if version >= 9:
+        part += int32(-1)                       # current leader epoch
+    part += int64(offset)
+    if version >= 5:
+        part += int64(-1)                       # log start offset
+    part += int32(max_bytes)
+    body = int32(-1) + int32(0) + int32(1) + int32(max_bytes) + int8(0)
+    if version >= 7:
+        body += int32(0) + int32(-1)            # sessionless
+    body += array([string(topic) + array([part])])
+    if version >= 7:
+        body += array([])                       # forgotten topics
+    if version >= 11:
+        body += string('')                      # rack id
+    return request(API_FETCH, version, correlation_id, body, client_id)
+
+
+def parse_fetch_response(payload, version):
+    """Fetch response v4-v11 -> {'error_code', 'partitions': {(topic, index): {...}}}."""
+    r = Reader(payload)
+    out = {'correlation_id': r.int32(), 'throttle_time_ms': r.int32(), 'partitions': {}}
+    if version >= 7:
+        out['error_code'] = r.int16()
+        out['session_id'] = r.int32()
+    for _ in range(r.int32()):
+        topic = r.string()
+        for _ in range(r.int32()):
+            p = {'index': r.int32(), 'error_code': r.int16(), 'high_watermark': r.int64(),
+                 'last_stable_offset': r.int64()}
+            if version >= 5:
+                p['log_start_offset'] = r.int64()
+            r.array(lambda rr: (rr.int64(), rr.int64()))
+            if version >= 11:
+                p['preferred_read_replica'] = r.int32()
+            n = r.int32()
+            p['records'] = r._take(n) if n > 0 else b''
+            out['partitions'][(topic, p['index'])] = p
+    out['trailing'] = r.remaining()
+    return out
+
+
+def fetch(port_or_sock, version, topic, partition, offset, **kw):
+    payload = send_recv(port_or_sock, fetch_request(version, 78, topic, partition, offset, **kw))
+    resp = parse_fetch_response(payload, version)
+    assert resp['correlation_id'] == 78 and resp['trailing'] == 0, resp
+    return resp['partitions'][(topic, partition)]
 
 
 # ---------------------------------------------------------------- socket I/O

@@ -33,7 +33,8 @@ SEGMENT_RE = re.compile(r'^(\d{20})\.log$')
 class Batch:
     __slots__ = ('file_pos', 'base_offset', 'length', 'magic', 'crc',
                  'attributes', 'last_offset_delta', 'base_timestamp',
-                 'max_timestamp', 'record_count')
+                 'max_timestamp', 'producer_id', 'producer_epoch',
+                 'base_sequence', 'record_count')
 
     @property
     def size(self):
@@ -74,7 +75,7 @@ def parse_batches(data, strict=True):
             break
         base, length, _epoch, magic, crc, attrs, lod, bts, mts = struct.unpack_from(
             '>qiibIhiqq', data, pos)
-        (count,) = struct.unpack_from('>i', data, pos + 57)
+        pid, pepoch, bseq, count = struct.unpack_from('>qhii', data, pos + 43)
         if magic != 2 or length < BATCH_HEADER - 12 or pos + 12 + length > n:
             if strict:
                 raise ValueError('bad batch at %d: magic=%d length=%d filesize=%d'
@@ -84,6 +85,7 @@ def parse_batches(data, strict=True):
         b.file_pos, b.base_offset, b.length, b.magic, b.crc = pos, base, length, magic, crc
         b.attributes, b.last_offset_delta = attrs, lod
         b.base_timestamp, b.max_timestamp, b.record_count = bts, mts, count
+        b.producer_id, b.producer_epoch, b.base_sequence = pid, pepoch, bseq
         out.append(b)
         pos += 12 + length
     return out

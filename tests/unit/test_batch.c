@@ -16,6 +16,11 @@
  *     (1)-(5) of batch.h, decompression bombs and the exact cap.
  *  5. Patching: LogAppendTime, base offset, leader epoch.
  *  6. sp_batch_next on partial and concatenated buffers.
+ *  7. A client's batch (invariant (6): base offset, counts, no control
+ *     batches, sequence with a producer id) and record errors (7), (8):
+ *     keys on compacted topics, timestamp bounds and type, Kafka's messages.
+ *  8. Recompression: every codec to every codec (records and header kept,
+ *     Kafka's framing), the levels, multi-block inputs, failures.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -1119,6 +1124,380 @@ static void test_crc_long(void)
     free(buf);
 }
 
+/* ---- 7. a client's batch (6) and record errors (7), (8) --------------------- */
+
+/* RECS in a batch as a client sends it: base offset 0 (not under the CRC). */
+static uint8_t *client_batch(int16_t attrs, int32_t count, int32_t lod, int64_t pid, int32_t seq,
+                             size_t *len)
+{
+    uint8_t raw[8192];
+    size_t rlen = encode_records(RECS, count > 0 ? count : 0, NULL, raw);
+    uint8_t *b = make_batch(attrs, raw, rlen, count, lod, RECS_MAX_TS, len);
+    be64(b, 0);
+    be64(b + 43, (uint64_t)pid);
+    be32(b + 53, (uint32_t)seq);
+    fix_crc(b, *len);
+    return b;
+}
+
+static int validate_client(int16_t attrs, int32_t count, int32_t lod, int64_t pid, int32_t seq,
+                           const char **why)
+{
+    size_t len;
+    uint8_t *b = client_batch(attrs, count, lod, pid, seq, &len);
+    sp_batch_validate_opts_t client = { .from_client = true };
+    sp_batch_info_t info;
+    int rc = sp_batch_validate(b, len, &client, &info);
+    if (why)
+        *why = rc ? info.reason : NULL;
+    free(b);
+    return rc;
+}
+
+static void test_client_origin(void)
+{
+    const char *why = "";
+    sp_batch_validate_opts_t client = { .from_client = true };
+    size_t len;
+
+    CHECK(validate_client(0, NRECS, NRECS - 1, -1, -1, &why) == 0 && why == NULL);
+    CHECK(validate_client(0, NRECS, NRECS - 1, 1234, 0, NULL) == 0);   /* idempotent */
+    CHECK(validate_client(SP_BATCH_ATTR_TRANSACTIONAL, NRECS, NRECS - 1, 1234, 0, NULL) == 0);
+
+    /* B1: control batches, with or without records, transactional or not */
+    CHECK(validate_client(SP_BATCH_ATTR_CONTROL, 1, 0, 7, 0, &why) == SP_ERR_INVALID_RECORD);
+    CHECK(why && strstr(why, "Clients are not allowed to write control records"));
+    CHECK(validate_client(SP_BATCH_ATTR_CONTROL | SP_BATCH_ATTR_TRANSACTIONAL, 1, 0, 7, 0, NULL) ==
+          SP_ERR_INVALID_RECORD);
+    CHECK(validate_client(SP_BATCH_ATTR_CONTROL, 0, 0, 7, 0, &why) == SP_ERR_INVALID_RECORD);
+    CHECK(why && strstr(why, "Invalid reported count"));
+    /* ... which the broker's own writers may append */
+    uint8_t *b = client_batch(SP_BATCH_ATTR_CONTROL | SP_BATCH_ATTR_TRANSACTIONAL, 1, 0, 7, 0, &len);
+    CHECK(sp_batch_validate(b, len, NULL, NULL) == 0);
+    CHECK(sp_batch_validate(b, len, &client, NULL) == SP_ERR_INVALID_RECORD);
+    free(b);
+    b = client_batch(SP_BATCH_ATTR_CONTROL, 0, 0, 7, 0, &len);
+    CHECK(sp_batch_validate(b, len, NULL, NULL) == 0);
+    free(b);
+
+    /* counts and offsets: INVALID_RECORD for a client, CORRUPT_MESSAGE otherwise */
+    CHECK(validate_client(0, NRECS, -1, -1, -1, &why) == SP_ERR_INVALID_RECORD);
+    CHECK(why && strstr(why, "invalid offset range"));
+    CHECK(validate_client(0, NRECS, NRECS, -1, -1, &why) == SP_ERR_INVALID_RECORD);
+    CHECK(why && strstr(why, "Inconsistent batch offset range"));
+    CHECK(validate_client(0, 0, 0, -1, -1, NULL) == SP_ERR_INVALID_RECORD);
+    CHECK(validate_client(0, -1, 0, -1, -1, NULL) == SP_ERR_INVALID_RECORD);
+    CHECK(validate_edit(RECS, NRECS, NULL, NRECS, NRECS, 0, NULL) == SP_ERR_CORRUPT_MESSAGE);
+
+    /* a producer id needs a sequence */
+    CHECK(validate_client(0, NRECS, NRECS - 1, 1234, -1, &why) == SP_ERR_INVALID_RECORD);
+    CHECK(why && strstr(why, "Invalid sequence number"));
+    CHECK(validate_client(0, NRECS, NRECS - 1, -1, -5, NULL) == 0);
+
+    /* records that do not match the header: INVALID_RECORD for a client
+     * (the CRC held: it was built so), CORRUPT_MESSAGE otherwise; a codec
+     * failure stays CORRUPT_MESSAGE */
+    {
+        uint8_t raw[8192];
+        size_t rlen = encode_records(RECS, NRECS, NULL, raw);
+        b = make_batch(0, raw, rlen - 1, NRECS, NRECS - 1, RECS_MAX_TS, &len);
+        be64(b, 0);
+        CHECK(sp_batch_validate(b, len, NULL, NULL) == SP_ERR_CORRUPT_MESSAGE);
+        sp_batch_info_t info;
+        CHECK(sp_batch_validate(b, len, &client, &info) == SP_ERR_INVALID_RECORD);
+        CHECK(info.reason && strstr(info.reason, "invalid record structure"));
+        free(b);
+        static const int32_t swapped[NRECS] = { 0, 2, 1, 3, 4 };
+        rlen = encode_records(RECS, NRECS, swapped, raw);
+        b = make_batch(0, raw, rlen, NRECS, NRECS - 1, RECS_MAX_TS, &len);
+        be64(b, 0);
+        CHECK(sp_batch_validate(b, len, &client, NULL) == SP_ERR_INVALID_RECORD);
+        free(b);
+        static const uint8_t junk[] = "not gzip at all";
+        b = make_batch(SP_COMPRESSION_GZIP, junk, sizeof(junk), 1, 0, BASE_TS, &len);
+        be64(b, 0);
+        be64(b + 43, (uint64_t)-1);
+        fix_crc(b, len);
+        CHECK(sp_batch_validate(b, len, &client, NULL) == SP_ERR_CORRUPT_MESSAGE);
+        free(b);
+    }
+
+    /* base offset 0, checked before the CRC (Kafka's order) */
+    b = client_batch(0, NRECS, NRECS - 1, -1, -1, &len);
+    be64(b, 1);
+    CHECK(sp_batch_validate(b, len, &client, NULL) == SP_ERR_INVALID_RECORD);
+    CHECK(sp_batch_validate(b, len, NULL, NULL) == 0);
+    b[len - 1] ^= 1;
+    CHECK(sp_batch_validate(b, len, &client, NULL) == SP_ERR_INVALID_RECORD);
+    be64(b, 0);
+    CHECK(sp_batch_validate(b, len, &client, NULL) == SP_ERR_CORRUPT_MESSAGE);
+    free(b);
+}
+
+typedef struct rerrs {
+    int n;
+    int32_t idx[64];
+    int16_t err[64];
+    char msg[64][320];
+} rerrs_t;
+
+static void collect(void *ctx, int32_t batch_index, int16_t error, const char *message)
+{
+    rerrs_t *r = ctx;
+    if (r->n < 64) {
+        r->idx[r->n] = batch_index;
+        r->err[r->n] = error;
+        snprintf(r->msg[r->n], sizeof(r->msg[0]), "%s", message);
+    }
+    r->n++;
+}
+
+static void test_record_errors(void)
+{
+    uint8_t raw[8192];
+    size_t rlen = encode_records(RECS, NRECS, NULL, raw), len;
+    uint8_t *b = make_batch(0, raw, rlen, NRECS, NRECS - 1, RECS_MAX_TS, &len);
+    rerrs_t re;
+    sp_batch_info_t info;
+
+    /* (7) a keyless record on a compacted topic, named with its index */
+    memset(&re, 0, sizeof(re));
+    sp_batch_validate_opts_t o = { .require_keys = true, .partition = "t-0", .record_error = collect,
+                                   .record_error_ctx = &re };
+    CHECK(sp_batch_validate(b, len, &o, &info) == SP_ERR_INVALID_RECORD);
+    CHECK(re.n == 1 && re.idx[0] == 1 && re.err[0] == SP_ERR_INVALID_RECORD);
+    CHECK(strcmp(re.msg[0], "Compacted topic cannot accept message without key in topic partition t-0") == 0);
+    CHECK(info.reason && strstr(info.reason, "One or more records have been rejected"));
+
+    /* 10 keyless records among 100: all ten, in order, inside gzip too */
+    sp_batch_builder_t bb;
+    sp_batch_builder_init(&bb, 0, BASE_TS);
+    for (int i = 0; i < 100; i++)
+        sp_batch_builder_add(&bb, i % 10 == 3 ? NULL : "k", i % 10 == 3 ? -1 : 1, "v", 1, BASE_TS);
+    size_t blen;
+    uint8_t *bb_out = sp_batch_builder_finish(&bb, &blen);
+    sp_batch_builder_free(&bb);
+    memset(&re, 0, sizeof(re));
+    CHECK(bb_out && sp_batch_validate(bb_out, blen, &o, NULL) == SP_ERR_INVALID_RECORD);
+    int bad = re.n != 10;
+    for (int i = 0; i < re.n && i < 10; i++)
+        bad += re.idx[i] != i * 10 + 3;
+    CHECK(bad == 0);
+    size_t zlen;
+    uint8_t *z = gzip_buf(bb_out + 61, blen - 61, &zlen, 15 + 16);
+    size_t zblen;
+    uint8_t *zb = make_batch(SP_COMPRESSION_GZIP, z, zlen, 100, 99, BASE_TS, &zblen);
+    memset(&re, 0, sizeof(re));
+    CHECK(sp_batch_validate(zb, zblen, &o, NULL) == SP_ERR_INVALID_RECORD && re.n == 10 && re.idx[9] == 93);
+    free(zb);
+    free(z);
+    free(bb_out);
+
+    /* (8) bounds: RECS are at BASE_TS + 0, 7, -3, 250, 100000 */
+    memset(&re, 0, sizeof(re));
+    sp_batch_validate_opts_t t = { .check_timestamps = true, .now_ms = BASE_TS, .ts_before_max_ms = 2,
+                                   .ts_after_max_ms = 200, .record_error = collect, .record_error_ctx = &re };
+    CHECK(sp_batch_validate(b, len, &t, &info) == SP_ERR_INVALID_TIMESTAMP);
+    CHECK(re.n == 3 && re.idx[0] == 2 && re.idx[1] == 3 && re.idx[2] == 4);
+    CHECK(re.err[0] == SP_ERR_INVALID_TIMESTAMP);
+    CHECK(strcmp(re.msg[0], "Timestamp 1699999999997 of message with offset 1002 is out of range. "
+                            "The timestamp should be within [1699999999998, 1700000000200]") == 0);
+    CHECK(info.reason && strcmp(info.reason, "One or more records have been rejected due to invalid timestamp") == 0);
+    t.ts_before_max_ms = 3;
+    t.ts_after_max_ms = 100000;
+    CHECK(sp_batch_validate(b, len, &t, NULL) == 0);   /* inclusive */
+    /* Kafka's defaults: anything in the past, up to an hour ahead; the
+     * bound printed as Java's long arithmetic gives it */
+    memset(&re, 0, sizeof(re));
+    t.ts_before_max_ms = INT64_MAX;
+    t.ts_after_max_ms = 99999;
+    CHECK(sp_batch_validate(b, len, &t, NULL) == SP_ERR_INVALID_TIMESTAMP && re.n == 1 && re.idx[0] == 4);
+    CHECK(strstr(re.msg[0], "within [-9223370336854775807, 1700000099999]") != NULL);
+    t.ts_after_max_ms = INT64_MAX;
+    t.now_ms = INT64_MIN + 5;   /* diff wraps, as in Kafka */
+    CHECK(sp_batch_validate(b, len, &t, NULL) == 0);
+    t.now_ms = BASE_TS;
+
+    /* keys and timestamps together: one error per record, key first; a
+     * single bad timestamp makes the answer INVALID_TIMESTAMP */
+    memset(&re, 0, sizeof(re));
+    t.require_keys = true;
+    t.partition = "t-3";
+    t.ts_before_max_ms = INT64_MAX;
+    t.ts_after_max_ms = 200;
+    CHECK(sp_batch_validate(b, len, &t, NULL) == SP_ERR_INVALID_TIMESTAMP);
+    CHECK(re.n == 3 && re.idx[0] == 1 && re.err[0] == SP_ERR_INVALID_RECORD &&
+          re.idx[1] == 3 && re.err[1] == SP_ERR_INVALID_TIMESTAMP && re.idx[2] == 4);
+    t.require_keys = false;
+
+    /* no timestamp (-1) is never out of range */
+    sp_batch_builder_init(&bb, 0, -1);
+    sp_batch_builder_add(&bb, "k", 1, "v", 1, -1);
+    bb_out = sp_batch_builder_finish(&bb, &blen);
+    sp_batch_builder_free(&bb);
+    t.ts_before_max_ms = 0;
+    t.ts_after_max_ms = 0;
+    CHECK(bb_out && sp_batch_validate(bb_out, blen, &t, NULL) == 0);
+    free(bb_out);
+
+    /* a LogAppendTime topic refuses batches claiming LogAppendTime (every
+     * record, timestamps are then maxTimestamp); a CreateTime topic checks
+     * those records' timestamp (= maxTimestamp) against the bounds */
+    size_t llen;
+    uint8_t *lat = make_batch(SP_BATCH_ATTR_LOG_APPEND_TIME, raw, rlen, NRECS, NRECS - 1, RECS_MAX_TS, &llen);
+    memset(&re, 0, sizeof(re));
+    t.log_append_time = true;
+    CHECK(sp_batch_validate(lat, llen, &t, NULL) == SP_ERR_INVALID_TIMESTAMP && re.n == NRECS);
+    CHECK(strcmp(re.msg[0], "Invalid timestamp type in message DefaultRecord(offset=1000, timestamp=1700000100000, "
+                            "key=5 bytes, value=7 bytes). Producer should not set timestamp type to LogAppendTime.") == 0);
+    CHECK(sp_batch_validate(b, len, &t, NULL) == 0);   /* CreateTime batch: no bounds */
+    t.log_append_time = false;
+    t.ts_after_max_ms = 100000;
+    CHECK(sp_batch_validate(lat, llen, &t, NULL) == 0);
+    t.ts_after_max_ms = 99999;
+    CHECK(sp_batch_validate(lat, llen, &t, NULL) == SP_ERR_INVALID_TIMESTAMP);
+    free(lat);
+
+    /* a corrupt record after a refused one: CORRUPT_MESSAGE wins */
+    memset(&re, 0, sizeof(re));
+    size_t clen;
+    uint8_t *c = make_batch(0, raw, rlen - 1, NRECS, NRECS - 1, RECS_MAX_TS, &clen);
+    CHECK(sp_batch_validate(c, clen, &o, &info) == SP_ERR_CORRUPT_MESSAGE);
+    CHECK(info.reason != NULL);
+    free(c);
+    free(b);
+}
+
+/* ---- 8. recompression ----------------------------------------------------- */
+
+/* Recompresses src to codec and checks: it validates (as a client's batch
+ * too), carries the same records, keeps every header field but the codec
+ * and delete-horizon bits, and frames the codec as Kafka's broker does. */
+static void check_recompressed(const char *name, const uint8_t *src, size_t len, int codec,
+                               int level, const trec_t *r, int n)
+{
+    uint8_t *out = NULL;
+    size_t olen = 0;
+    int rc = sp_batch_recompress(src, len, codec, level, 0, &out, &olen);
+    if (rc)
+        fprintf(stderr, "  %s: recompress -> %d\n", name, rc);
+    CHECK(rc == 0 && out);
+    if (!out)
+        return;
+    sp_batch_info_t a, b;
+    CHECK(sp_batch_validate(src, len, NULL, &a) == 0);
+    rc = sp_batch_validate(out, olen, NULL, &b);
+    CHECK(rc == 0);
+    if (rc == 0) {
+        CHECK(sp_batch_compression(&b.hdr) == codec);
+        CHECK(b.hdr.attributes == ((a.hdr.attributes & ~(SP_BATCH_ATTR_COMPRESSION_MASK |
+                                                         SP_BATCH_ATTR_DELETE_HORIZON)) | codec));
+        CHECK(b.hdr.base_offset == a.hdr.base_offset && b.hdr.partition_leader_epoch == a.hdr.partition_leader_epoch);
+        CHECK(b.hdr.last_offset_delta == a.hdr.last_offset_delta && b.hdr.record_count == a.hdr.record_count);
+        CHECK(b.hdr.base_timestamp == a.hdr.base_timestamp && b.hdr.max_timestamp == a.hdr.max_timestamp);
+        CHECK(b.hdr.producer_id == a.hdr.producer_id && b.hdr.producer_epoch == a.hdr.producer_epoch &&
+              b.hdr.base_sequence == a.hdr.base_sequence);
+        CHECK(b.records_size == a.records_size && b.max_timestamp == a.max_timestamp);
+        if (r)
+            check_records(out, olen, r, n, name);
+        const uint8_t *z = out + 61;
+        switch (codec) {
+        case SP_COMPRESSION_GZIP: CHECK(z[0] == 0x1f && z[1] == 0x8b); break;
+        case SP_COMPRESSION_SNAPPY:
+            CHECK(memcmp(z, "\x82SNAPPY\0\0\0\0\1\0\0\0\1", 16) == 0);
+            break;
+        case SP_COMPRESSION_LZ4:
+            /* magic; FLG: version 01, independent blocks; BD: 64 KiB */
+            CHECK(rd32(z) == 0x04224D18 && (z[4] & 0xE0) == 0x60 && z[5] == 0x40);
+            break;
+        case SP_COMPRESSION_ZSTD: CHECK(ZSTD_getFrameContentSize(z, olen - 61) == b.records_size); break;
+        default: break;
+        }
+    }
+    free(out);
+}
+
+static void test_recompress(void)
+{
+    uint8_t raw[8192];
+    size_t rlen = encode_records(RECS, NRECS, NULL, raw), len, zlen;
+    static const char *names[] = { "none", "gzip", "snappy", "lz4", "zstd" };
+    char what[64];
+
+    /* every codec to every codec, from a transactional batch with producer
+     * fields and the delete-horizon bit (cleared) */
+    uint8_t *src[5];
+    size_t slen[5];
+    int16_t attrs = SP_BATCH_ATTR_TRANSACTIONAL | SP_BATCH_ATTR_DELETE_HORIZON;
+    src[0] = make_batch(attrs, raw, rlen, NRECS, NRECS - 1, RECS_MAX_TS, &slen[0]);
+    for (int c = 1; c <= 4; c++) {
+        uint8_t *o = NULL;
+        CHECK(sp_batch_recompress(src[0], slen[0], c, c == 3 ? 9 : c == 4 ? 3 : -1, 0, &o, &zlen) == 0);
+        src[c] = o;
+        slen[c] = zlen;
+    }
+    for (int from = 0; from <= 4; from++)
+        for (int to = 0; to <= 4; to++) {
+            snprintf(what, sizeof(what), "%s -> %s", names[from], names[to]);
+            if (src[from])
+                check_recompressed(what, src[from], slen[from], to, to == 3 ? 9 : to == 4 ? 3 : -1, RECS, NRECS);
+        }
+    /* a producer's own framings as sources: raw snappy, two gzip members */
+    uint8_t *z = snappy_raw(raw, rlen, &zlen);
+    uint8_t *b = make_batch(SP_COMPRESSION_SNAPPY, z, zlen, NRECS, NRECS - 1, RECS_MAX_TS, &len);
+    check_recompressed("raw snappy -> zstd", b, len, SP_COMPRESSION_ZSTD, 3, RECS, NRECS);
+    free(b);
+    free(z);
+
+    /* the levels of each scale */
+    static const struct { int codec, level; } lv[] = {
+        { SP_COMPRESSION_GZIP, 1 }, { SP_COMPRESSION_GZIP, 9 }, { SP_COMPRESSION_LZ4, 1 },
+        { SP_COMPRESSION_LZ4, 17 }, { SP_COMPRESSION_ZSTD, -131072 }, { SP_COMPRESSION_ZSTD, -5 },
+        { SP_COMPRESSION_ZSTD, 22 },
+    };
+    for (size_t i = 0; i < sizeof(lv) / sizeof(lv[0]); i++) {
+        snprintf(what, sizeof(what), "%s level %d", names[lv[i].codec], lv[i].level);
+        check_recompressed(what, src[0], slen[0], lv[i].codec, lv[i].level, RECS, NRECS);
+    }
+
+    /* many records: several snappy and lz4 blocks, a real size change */
+    sp_batch_builder_t bb;
+    sp_batch_builder_init(&bb, 0, BASE_TS);
+    char v[200];
+    for (int i = 0; i < 3000; i++) {
+        int n = snprintf(v, sizeof(v), "value %d of a compressible batch ......................... %d", i, i % 7);
+        sp_batch_builder_add(&bb, "key", 3, v, n, BASE_TS + i);
+    }
+    uint8_t *big = sp_batch_builder_finish(&bb, &len);
+    sp_batch_builder_free(&bb);
+    CHECK(big && len > 200000);
+    for (int c = 0; big && c <= 4; c++) {
+        snprintf(what, sizeof(what), "3000 records -> %s", names[c]);
+        check_recompressed(what, big, len, c, c == 3 ? 9 : c == 4 ? 3 : -1, NULL, 0);
+        uint8_t *o = NULL;
+        CHECK(sp_batch_recompress(big, len, c, c == 3 ? 9 : c == 4 ? 3 : -1, 0, &o, &zlen) == 0);
+        CHECK(c == 0 ? zlen == len : zlen < len / 3);
+        sp_batch_info_t info;
+        sp_batch_validate_opts_t client = { .from_client = true };
+        CHECK(o && sp_batch_validate(o, zlen, &client, &info) == 0 && info.records == 3000);
+        free(o);
+    }
+    free(big);
+
+    /* failures: records that do not decompress, an unknown codec, the cap */
+    static const uint8_t junk[] = "not zstd";
+    b = make_batch(SP_COMPRESSION_ZSTD, junk, sizeof(junk), 1, 0, BASE_TS, &len);
+    uint8_t *o = (uint8_t *)"untouched";
+    CHECK(sp_batch_recompress(b, len, SP_COMPRESSION_GZIP, -1, 0, &o, &zlen) == SP_BATCH_E_CORRUPT);
+    CHECK(o && strcmp((char *)o, "untouched") == 0);
+    free(b);
+    CHECK(sp_batch_recompress(src[0], slen[0], 5, 0, 0, &o, &zlen) == SP_BATCH_E_CODEC);
+    CHECK(sp_batch_recompress(src[1], slen[1], SP_COMPRESSION_NONE, 0, rlen - 1, &o, &zlen) ==
+          SP_BATCH_E_TOO_BIG);
+    for (int c = 0; c <= 4; c++)
+        free(src[c]);
+}
+
 int main(void)
 {
     test_crc_long();
@@ -1132,5 +1511,8 @@ int main(void)
     test_patching();
     test_next();
     test_iter_errors();
+    test_client_origin();
+    test_record_errors();
+    test_recompress();
     return check_summary("test_batch");
 }
