@@ -68,8 +68,7 @@ static struct {
     bool deleted_pending;     /* -delete directories to remove */
     int64_t retention_check_ms, checkpoint_ms, start_checkpoint_ms;
 } M = { .rw = PTHREAD_RWLOCK_INITIALIZER, .qmu = PTHREAD_MUTEX_INITIALIZER,
-        .qcv = PTHREAD_COND_INITIALIZER, .hmu = PTHREAD_MUTEX_INITIALIZER,
-        .hcv = PTHREAD_COND_INITIALIZER };
+        .hmu = PTHREAD_MUTEX_INITIALIZER }; /* the condvars: init_cond at start */
 
 /* ---- checkpoints ------------------------------------------------------- */
 
@@ -417,6 +416,7 @@ void sp_flusher_kick(sp_plog_t *l)
     pthread_mutex_unlock(&M.hmu);
 }
 
+/* Waits on cv (made by init_cond) for at most ms milliseconds. */
 static void timed_wait(pthread_cond_t *cv, pthread_mutex_t *mu, int64_t ms)
 {
     struct timespec until;
@@ -555,8 +555,22 @@ static void keeper_poke(bool starts, bool deleted)
 
 /* ---- start ------------------------------------------------------------- */
 
+/* A condition variable whose timed waits use CLOCK_MONOTONIC (timed_wait
+ * computes its deadline on that clock; the default, CLOCK_REALTIME, would
+ * make every wait return at once). */
+static void init_cond(pthread_cond_t *cv)
+{
+    pthread_condattr_t a;
+    pthread_condattr_init(&a);
+    pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+    pthread_cond_init(cv, &a);
+    pthread_condattr_destroy(&a);
+}
+
 int sp_logmgr_start(const sp_logmgr_opts_t *o)
 {
+    init_cond(&M.qcv);
+    init_cond(&M.hcv);
     M.retention_check_ms = o->retention_check_ms > 0 ? o->retention_check_ms : 300000;
     M.checkpoint_ms = o->checkpoint_ms > 0 ? o->checkpoint_ms : 60000;
     M.start_checkpoint_ms = o->start_checkpoint_ms > 0 ? o->start_checkpoint_ms : 60000;

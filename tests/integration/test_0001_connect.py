@@ -237,3 +237,27 @@ def test_raw_metadata_all_versions(start_broker, version):
         assert errors == {'nosuch': UNKNOWN_TOPIC_OR_PARTITION,
                           'bad/name': INVALID_TOPIC_EXCEPTION}
         assert all(t['partitions'] == [] for t in md['topics'])
+
+
+def _cpu_seconds(pid):
+    """utime + stime of a process, in seconds (/proc/<pid>/stat)."""
+    import os
+    with open('/proc/%d/stat' % pid) as f:
+        fields = f.read().rsplit(')', 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
+
+
+def test_an_idle_broker_burns_no_cpu(broker):
+    """Every background thread (flush, housekeeping, metadata, groups, I/O)
+    sleeps when there is nothing to do: a timed wait on the wrong clock
+    once made two of them spin.  A resource check, not a timing one: an
+    idle broker should use a few milliseconds of CPU in two seconds, a
+    spinning thread uses two seconds."""
+    import time
+    md = confluent_metadata(broker.bootstrap)
+    assert md.brokers
+    time.sleep(0.5)
+    before = _cpu_seconds(broker.pid)
+    time.sleep(2.0)
+    used = _cpu_seconds(broker.pid) - before
+    assert used < 0.5, 'an idle broker used %.2f s of CPU in 2 s' % used
