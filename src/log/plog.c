@@ -154,6 +154,15 @@ static int load_segments(sp_plog_t *l)
         bool last = i == n - 1;
         sp_segment_t *s = sp_segment_open(l->dir, bases[i], false, last,
                                           (size_t)l->cfg.segment_index_bytes, l->files);
+        if (s && !last && atomic_load(&s->size) == 0) {
+            /* an empty segment before the active one holds nothing, and
+             * its base would claim offsets its predecessor holds */
+            sp_warn("log", "%s: removing the empty segment %s", l->dir, s->path);
+            sp_segment_unlink(s);
+            sp_segment_unref(s);
+            l->dir_dirty = true;
+            continue;
+        }
         if (!s || push_seg(l, s) != 0) {
             sp_segment_unref(s);
             free(bases);

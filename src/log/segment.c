@@ -191,11 +191,18 @@ sp_segment_t *sp_segment_open(const char *dir, int64_t base_offset, bool create,
     return s;
 fail:
     sp_error("log", "cannot open segment %s: %s", path, strerror(errno));
+    int err = errno;
     if (fd >= 0)
         close(fd);
+    if (create && atomic_load(&s->size) == 0 && ip && tp) {
+        /* a new segment that could not be made whole leaves no empty file
+         * behind (at the next start it would sit amid its neighbours) */
+        unlink(path);
+        unlink(ip);
+        unlink(tp);
+    }
     free(ip);
     free(tp);
-    int err = errno;
     s->deleted = true;
     sp_segment_unref(s);
     errno = err;

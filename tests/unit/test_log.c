@@ -1107,6 +1107,79 @@ static void test_fd_cache(const char *root)
     sp_fdcache_free(small);
 }
 
+/* A roll that fails half-way (the new segment's files cannot all be made)
+ * answers KAFKA_STORAGE_ERROR and leaves no empty segment behind: one left
+ * amid its neighbours would claim offsets its predecessor holds. */
+static void test_failed_roll(const char *root)
+{
+    char dir[512], p[1100];
+    snprintf(dir, sizeof(dir), "%s/roll-0", root);
+    sp_log_config_t c = cfg(600, 1);
+    sp_plog_t *l = open_log(dir, "roll", &c, true, false, 0, 0);
+    CHECK(l != NULL);
+    if (!l)
+        return;
+    int64_t next = 0;
+    size_t len;
+    sp_append_result_t ar;
+    uint8_t *b;
+    /* the next segment's .timeindex cannot be created: a directory sits
+     * at that name, whatever offset the roll comes at */
+    for (int64_t o = 0; o < 200; o++) {
+        snprintf(p, sizeof(p), "%s", seg_path(dir, o, ".timeindex"));
+        if (o > 0)
+            CHECK(mkdir(p, 0755) == 0);
+    }
+    int failed = 0;
+    for (int i = 0; i < 30 && !failed; i++) {
+        b = batch((int)next, 5, 1000 + next, &len);
+        sp_plog_append(l, b, len, 0, &ar);
+        free(b);
+        if (ar.error) {
+            CHECK(ar.error == SP_ERR_KAFKA_STORAGE_ERROR);
+            failed = 1;
+        } else {
+            next += 5;
+        }
+    }
+    CHECK(failed && l->nsegs == 1 && l->state == SP_PLOG_OK);
+    CHECK(file_size(seg_path(dir, next, ".log")) < 0);      /* nothing left behind */
+    for (int64_t o = 1; o < 200; o++) {
+        snprintf(p, sizeof(p), "%s", seg_path(dir, o, ".timeindex"));
+        rmdir(p);
+    }
+    for (int i = 0; i < 20; i++) {                            /* rolls work again */
+        b = batch((int)next, 5, 1000 + next, &len);
+        sp_plog_append(l, b, len, 0, &ar);
+        free(b);
+        CHECK(ar.error == 0 && ar.base_offset == next);
+        next += 5;
+    }
+    CHECK(l->nsegs > 2);
+    sp_plog_flush(l);
+    sp_plog_close(l);
+    sp_plog_unref(l);
+    l = open_log(dir, "roll", &c, false, false, 0, 0);
+    CHECK(l && l->leo == next);
+    if (l) {
+        int64_t first;
+        CHECK(read_check(l, 0, &first) == next && first == 0);
+        sp_plog_unref(l);
+    }
+    /* and a stray empty segment from an older failure is removed at open */
+    snprintf(p, sizeof(p), "%s", seg_path(dir, 7, ".log"));
+    int fd = open(p, O_WRONLY | O_CREAT, 0644);
+    CHECK(fd >= 0);
+    close(fd);
+    l = open_log(dir, "roll", &c, false, true, next, 0);
+    CHECK(l && l->leo == next && file_size(p) < 0);
+    if (l) {
+        int64_t first;
+        CHECK(read_check(l, 0, &first) == next && first == 0);
+        sp_plog_unref(l);
+    }
+}
+
 int main(void)
 {
     char root[] = "/tmp/spool-test-log-XXXXXX";
@@ -1125,6 +1198,7 @@ int main(void)
     test_roll_on_full_index(root);
     test_damaged_sealed(root);
     test_fd_cache(root);
+    test_failed_roll(root);
     sp_fdcache_free(files);
     char cmd[600];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", root);
