@@ -144,15 +144,16 @@ def test_kill9_during_produce(start_broker):
 
 
 def _produce_batches(b, topic, batches, per_batch):
-    """batches x per_batch records, one produce request (batch) each: a long
-    linger keeps librdkafka from sending part of a group early, and the
-    flush at the end of each produce() sends the group as one batch."""
-    p = producer(b.bootstrap, acks='all', **{'linger.ms': 1000})
+    """batches x per_batch records, one record batch each, sent as raw
+    Produce v3 requests (acks=all): a client library may split a group
+    whatever its linger, and the torn-tail tests need exact batches."""
+    import kafka_wire as kw
     n = 0
     for _ in range(batches):
-        dr = produce(p, topic, [{'value': b'rec-%04d' % (n + j), 'partition': 0}
-                                for j in range(per_batch)])
-        assert [(d.error, d.offset) for d in dr] == [(None, n + j) for j in range(per_batch)]
+        batch = kw.record_batch([{'value': b'rec-%04d' % (n + j)} for j in range(per_batch)])
+        resp = kw.produce(b.port, 3, {(topic, 0): batch}, acks=-1)
+        part = resp['partitions'][(topic, 0)]
+        assert part['error_code'] == 0 and part['base_offset'] == n, part
         n += per_batch
     return n
 
@@ -165,10 +166,7 @@ def _prepare(start_broker, topic):
     stop_clean(b)
     seg = log_segments.active_segment(b.data_dir, topic, 0)
     batches = log_segments.parse_batches(seg.read_bytes())
-    # librdkafka may still send the first record of the first group alone
-    # (before the leader is known); the tests need only the last group whole
-    assert 10 <= len(batches) <= 11 and batches[-1].last_offset == 99, batches
-    assert batches[-1].base_offset == 90, batches
+    assert len(batches) == 10 and batches[-1].last_offset == 99, batches
     return b, seg, batches
 
 
