@@ -373,8 +373,7 @@ static void dispatch(sp_conn_t *c, const uint8_t *frame, size_t len)
     req->r.body = sp_arena_alloc(&req->arena, req->r.desc->struct_size);
     if (req->r.body)
         req->r.desc->init(req->r.body);
-    if (!req->r.body || req->r.desc->decode(&r, &req->arena, req->r.body, ver) != 0 ||
-        sp_reader_left(&r) != 0) {
+    if (!req->r.body || req->r.desc->decode(&r, &req->arena, req->r.body, ver) != 0) {
         if (key == SP_API_API_VERSIONS) {
             sp_api_versions_error(req, SP_ERR_INVALID_REQUEST, ver);
             return;
@@ -383,6 +382,14 @@ static void dispatch(sp_conn_t *c, const uint8_t *frame, size_t len)
                    req->r.desc->name, ver, req->r.body_len, req->r.hdr.correlation_id);
         return;
     }
+    /* Bytes after a body that decodes are ignored, as Kafka's parser does
+     * (AbstractRequest.parseRequest never looks at what is left): some
+     * clients send a few (librdkafka 2.x's all-topics Metadata v12 carries
+     * 3 extra, librdkafka issue #5049). */
+    if (sp_reader_left(&r) != 0)
+        sp_debug("net", "connection %llu: %zu bytes after the %s v%d body ignored (correlation %d)",
+                 (unsigned long long)c->id, sp_reader_left(&r), req->r.desc->name, ver,
+                 req->r.hdr.correlation_id);
     api->handle(req);
 }
 
