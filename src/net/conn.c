@@ -1,5 +1,6 @@
 /*
- * conn.c - one client connection: framing, dispatch, responses in order.
+ * conn.c - one client connection: framing, dispatch, responses in order,
+ * idle connections.
  *
  * State machine (worker thread only):
  *
@@ -7,12 +8,18 @@
  *     | READING| ----------------> | BUSY | -----------------------> | READING|
  *     +--------+   (dispatch)      +------+   (req_finish)           +--------+
  *         |                           |
- *         | EOF, read error,          | handler closes, or a
- *         | bad frame                 | write fails
+ *         | EOF, read error, bad      | handler closes, or a
+ *         | frame, idle (sweep)       | write fails
  *         v                           v
- *     +---------+  uv_close -> on_closed frees everything
- *     | CLOSING |
- *     +---------+
+ *     +---------+  uv_close -> on_closed unlinks it and counts it out of
+ *     | CLOSING |  the quota; the memory goes when the request in
+ *     +---------+  progress, if any, lets go (conn_unref)
+ *
+ * | transition          | function             | flags                   |
+ * |---------------------|----------------------|-------------------------|
+ * | READING -> BUSY     | dispatch             | busy                    |
+ * | BUSY -> READING     | req_finish           | !busy                   |
+ * | any -> CLOSING      | conn_close           | closing                 |
  *
  * Kafka's rule: one request in progress per connection; the next frame is
  * not parsed until the previous response has been handed to the socket,
@@ -20,15 +27,15 @@
  * response not yet written), reading stops, so the frame bytes the
  * request borrows never move.
  *
+ * Timers: one sweep timer per worker (sp_conn_sweep), never one per
+ * connection.  It skips BUSY connections (their request has its own
+ * timers) and CLOSING ones (never touched again), and closes READING
+ * connections connections.max.idle.ms after the last byte received or the
+ * last response written (idle).
+ *
  * Input buffer layout:  in[0 .. in_off) consumed | in[in_off .. in_len) pending
  * Frames are decoded in place (zero copy); the buffer is compacted only
  * when no request borrows it.
- *
- * | transition                | function     |
- * |---------------------------|--------------|
- * | READING -> BUSY           | dispatch     |
- * | BUSY -> READING           | req_finish   |
- * | any -> CLOSING            | conn_close   |
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -53,12 +60,14 @@ struct sp_conn {
     uv_tcp_t tcp;
     sp_worker_t *w;
     int refs;                  /* the handle + the request in progress */
-    sp_conn_t *prev, *next;
+    sp_conn_t *prev, *next;    /* w->conns */
     uint64_t id;
+    struct sockaddr_storage addr; /* the client's, as counted in the quota */
     uint8_t *in;
     size_t in_off, in_len, in_cap;
     int32_t want;              /* announced length of the pending frame, -1 */
     bool busy, closing, reading, in_process;
+    uint64_t last_io;          /* loop time of the last byte in or response out */
     sp_req_t *req;             /* request in progress */
     size_t req_frame;          /* 4 + length of that request's frame */
     char peer[64];
@@ -169,6 +178,7 @@ static void on_closed(uv_handle_t *h)
     if (c->next)
         c->next->prev = c->prev;
     w->nconns--;
+    sp_server_conn_closed(w->srv, (struct sockaddr *)&c->addr);
     conn_unref(c);
 }
 
@@ -195,21 +205,33 @@ void sp_conn_close_all(sp_worker_t *w)
         conn_close(c, SP_LOG_DEBUG, "broker shutting down");
 }
 
-static void describe_peer(int fd, char *out, size_t cap)
+void sp_conn_sweep(uv_timer_t *t)
 {
-    struct sockaddr_storage ss;
-    socklen_t sl = sizeof(ss);
+    sp_worker_t *w = t->data;
+    const sp_broker_t *b = w->srv->broker;
+    uint64_t now = uv_now(&w->loop);
+    /* conn_close leaves c in w->conns until on_closed: the walk is safe */
+    for (sp_conn_t *c = w->conns; c; c = c->next) {
+        if (c->closing || c->busy)
+            continue;
+        uint64_t quiet = now - c->last_io;
+        if (b->conn_max_idle_ms >= 0 && quiet >= (uint64_t)b->conn_max_idle_ms) {
+            conn_close(c, SP_LOG_DEBUG, "idle for %llu ms (connections.max.idle.ms)",
+                       (unsigned long long)quiet);
+        }
+    }
+}
+
+static void describe_peer(const struct sockaddr_storage *ss, char *out, size_t cap)
+{
     char host[INET6_ADDRSTRLEN] = "?";
     int port = 0;
-    snprintf(out, cap, "?");
-    if (getpeername(fd, (struct sockaddr *)&ss, &sl) != 0)
-        return;
-    if (ss.ss_family == AF_INET) {
-        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
         inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
         port = ntohs(a->sin_port);
-    } else if (ss.ss_family == AF_INET6) {
-        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+    } else if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
         inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
         port = ntohs(a->sin6_port);
     }
@@ -224,19 +246,23 @@ static void req_finish(sp_conn_t *c);
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf);
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 
-void sp_conn_adopt(sp_worker_t *w, int fd)
+void sp_conn_adopt(sp_worker_t *w, const sp_accepted_t *a)
 {
+    int fd = a->fd;
     sp_conn_t *c = calloc(1, sizeof(*c));
     if (!c) {
         sp_error("net", "out of memory accepting a connection");
         close(fd);
+        sp_server_conn_closed(w->srv, (const struct sockaddr *)&a->addr);
         return;
     }
     c->w = w;
     c->refs = 1;
     c->want = -1;
+    c->addr = a->addr;
+    c->last_io = uv_now(&w->loop);
     c->id = __atomic_add_fetch(&w->srv->next_conn_id, 1, __ATOMIC_RELAXED);
-    describe_peer(fd, c->peer, sizeof(c->peer));
+    describe_peer(&c->addr, c->peer, sizeof(c->peer));
     snprintf(c->host, sizeof(c->host), "/%.*s", (int)strcspn(c->peer, "]") , c->peer);
     {
         char *colon = strrchr(c->host, ':');
@@ -248,6 +274,7 @@ void sp_conn_adopt(sp_worker_t *w, int fd)
     if (uv_tcp_init(&w->loop, &c->tcp) != 0 || uv_tcp_open(&c->tcp, fd) != 0) {
         sp_error("net", "cannot adopt socket from %s", c->peer);
         close(fd);
+        sp_server_conn_closed(w->srv, (const struct sockaddr *)&a->addr);
         free(c);
         return;
     }
@@ -306,6 +333,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     c->in_len += (size_t)nread;
+    if (nread > 0)
+        c->last_io = uv_now(&c->w->loop);
     conn_process(c);
 }
 
@@ -434,6 +463,7 @@ static void req_finish(sp_conn_t *c)
     c->in_off += c->req_frame;
     c->req_frame = 0;
     c->busy = false;
+    c->last_io = uv_now(&c->w->loop);
     if (c->in_off == c->in_len)
         c->in_off = c->in_len = 0;
 }

@@ -2,7 +2,9 @@
 
 `broker`        -- one broker with default settings on a fresh data dir.
 `start_broker`  -- factory: start_broker({'node.id': 7}, data_dir=..., **kw)
-                   (keyword names have '_' replaced by '.', e.g. node_id=7).
+                   (keyword names have '_' replaced by '.', e.g. node_id=7);
+                   preexec_fn=f runs f in the child before spoold starts
+                   (e.g. resource.setrlimit for a low descriptor limit).
 
 Binary: $SPOOLD, default <repo>/build/spoold. The environment (including
 ASAN_OPTIONS etc.) is passed through unchanged.
@@ -110,7 +112,7 @@ def _wait_ready(proc, port, timeout):
     return False
 
 
-def _launch(tmp_path, seq, overrides, data_dir):
+def _launch(tmp_path, seq, overrides, data_dir, preexec_fn=None):
     if data_dir is None:
         data_dir = tmp_path / ('data%d' % seq)
     data_dir = Path(data_dir)
@@ -131,7 +133,7 @@ def _launch(tmp_path, seq, overrides, data_dir):
         with open(log_path, 'wb') as errf:
             proc = subprocess.Popen(args, stdin=subprocess.DEVNULL,
                                     stdout=errf, stderr=errf,
-                                    env=os.environ.copy())
+                                    env=os.environ.copy(), preexec_fn=preexec_fn)
         b = Broker(proc, port, data_dir, log_path, args)
         if _wait_ready(proc, port, STARTUP_TIMEOUT):
             return b
@@ -151,13 +153,13 @@ def _norm_key(k):
 def start_broker(tmp_path):
     started = []
 
-    def start(overrides=None, *, data_dir=None, **kw):
+    def start(overrides=None, *, data_dir=None, preexec_fn=None, **kw):
         opts = {}
         for k, v in (overrides or {}).items():
             opts[k] = v
         for k, v in kw.items():
             opts[_norm_key(k)] = v
-        b = _launch(tmp_path, len(started), opts, data_dir)
+        b = _launch(tmp_path, len(started), opts, data_dir, preexec_fn)
         started.append(b)
         return b
 
