@@ -12,11 +12,17 @@
 #include <uv.h>
 
 #include "broker/api.h"
+#include "net/mempool.h"
 #include "net/quota.h"
 #include "net/server.h"
 #include "util/wakeup.h"
 
 typedef struct sp_conn sp_conn_t;
+
+/* A connection's standing input buffer.  Frames that fit in it are read
+ * without the request memory pool; a larger frame reserves its size from
+ * the pool first (mempool.h) and gets a buffer of exactly its size. */
+#define SP_CONN_BASE_BYTES (64 * 1024)
 
 /* An accepted socket on its way to a worker, with the client's address
  * (the connection counts it out of the quota under that address). */
@@ -29,7 +35,7 @@ typedef struct sp_worker {
     struct sp_server *srv;
     int id;
     uv_loop_t loop;
-    sp_wakeup_t wake;          /* new sockets, posts, or stop */
+    sp_wakeup_t wake;          /* new sockets, posts, pool memory released, or stop */
     uv_timer_t sweep;          /* idle and stalled connections (conn.c: sp_conn_sweep) */
     bool sweep_on;
     uv_thread_t thread;
@@ -42,6 +48,10 @@ typedef struct sp_worker {
     bool stopped;              /* loop gone: posts are run by sp_server_stop */
     sp_conn_t *conns;          /* live connections (worker thread only) */
     int nconns;
+    /* Connections waiting for pool memory, oldest first (worker thread
+     * only); nmuted is read by other threads to decide whom to wake. */
+    sp_conn_t *muted_head, *muted_tail;
+    atomic_int nmuted;
 } sp_worker_t;
 
 /* Why the listener is not polled (a bit each; polled when none is set). */
@@ -73,6 +83,7 @@ struct sp_server {
     unsigned next_worker;
     uint64_t next_conn_id;
     sp_quota_t *quota;         /* connection counts and limits (any thread) */
+    sp_mempool_t pool;         /* queued.max.request.bytes (any thread) */
 };
 
 typedef struct sp_post {
@@ -90,11 +101,16 @@ void sp_worker_run_posts(sp_worker_t *w);
 void sp_conn_adopt(sp_worker_t *w, const sp_accepted_t *a);
 /* conn.c: close every connection of w (worker thread, at shutdown). */
 void sp_conn_close_all(sp_worker_t *w);
-/* conn.c: the sweep timer: closes idle connections. */
+/* conn.c: the sweep timer: closes idle and stalled connections. */
 void sp_conn_sweep(uv_timer_t *t);
+/* conn.c: muted connections of w try the pool again (worker thread). */
+void sp_conn_retry_muted(sp_worker_t *w);
 /* server.c: a connection from addr is gone (its socket closed): counts it
  * out and lets the listener accept again if max.connections held it.
  * Any thread. */
 void sp_server_conn_closed(struct sp_server *s, const struct sockaddr *addr);
+/* server.c: pool memory was released: wakes the workers that have muted
+ * connections.  Any thread. */
+void sp_server_pool_released(struct sp_server *s);
 
 #endif

@@ -62,6 +62,8 @@ static void on_wake(sp_wakeup_t *a)
         }
     } while (n == 64);
     sp_worker_run_posts(w);
+    if (!stop)
+        sp_conn_retry_muted(w);
     if (stop) {
         sp_conn_close_all(w);
         sp_worker_run_posts(w);
@@ -106,6 +108,14 @@ static void hand_off(sp_server_t *s, int fd, const struct sockaddr_storage *addr
     w->nfds++;
     pthread_mutex_unlock(&w->mu);
     sp_wakeup_send(&w->wake);
+}
+
+/* Wakes the workers that have connections waiting for pool memory. */
+void sp_server_pool_released(sp_server_t *s)
+{
+    for (int i = 0; i < s->nworkers; i++)
+        if (atomic_load(&s->workers[i].nmuted) > 0)
+            sp_wakeup_send(&s->workers[i].wake);
 }
 
 /* ---- listener ---------------------------------------------------------- */
@@ -365,11 +375,15 @@ static int bind_listener(sp_server_t *s)
     return 0;
 }
 
-/* How often a worker looks for idle connections: a quarter of the
- * timeout, between 10 ms and 1 s; 0 when it is off. */
+/* How often a worker looks for idle and stalled connections: a quarter
+ * of the shorter timeout, between 10 ms and 1 s; 0 when neither is on. */
 static uint64_t sweep_interval(const sp_broker_t *b)
 {
-    int64_t t = b->conn_max_idle_ms;
+    int64_t t = -1;
+    if (b->conn_max_idle_ms >= 0)
+        t = b->conn_max_idle_ms;
+    if (b->read_timeout_ms >= 0 && (t < 0 || b->read_timeout_ms < t))
+        t = b->read_timeout_ms;
     if (t < 0)
         return 0;
     t /= 4;
@@ -387,6 +401,7 @@ int sp_server_start(sp_server_t *s, uv_loop_t *main_loop)
         sp_error("config", "%s", err);
         return -1;
     }
+    sp_mempool_init(&s->pool, b->queued_max_bytes);
     if (bind_listener(s) != 0)
         return -1;
     s->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -412,6 +427,7 @@ int sp_server_start(sp_server_t *s, uv_loop_t *main_loop)
         sp_worker_t *w = &s->workers[i];
         w->srv = s;
         w->id = i;
+        atomic_init(&w->nmuted, 0);
         pthread_mutex_init(&w->mu, NULL);
         if (uv_loop_init(&w->loop) != 0 || sp_wakeup_init(&w->loop, &w->wake, on_wake) != 0) {
             sp_error("net", "cannot create event loop for worker %d", i);

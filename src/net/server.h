@@ -11,10 +11,10 @@
  *                 and backs off (server.c, "listener").
  *   I/O workers   num.network.threads threads, each running its own libuv
  *                 loop that owns its connections for their whole life, and
- *                 one sweep timer for idle connections.
+ *                 one sweep timer for idle and stalled connections.
  *
  * Shared between threads: the connection counts (net/quota.h: a mutex and
- * an atomic total).
+ * an atomic total) and the request memory pool (net/mempool.h: atomic).
  *
  * Invariants:
  *  (1) a connection is touched only by the thread of its worker;

@@ -39,6 +39,10 @@ static const sp_cfg_def_t defs[] = {
       "Most connections from one address; a new one over the limit is closed at once." },
     { "max.connections.per.ip.overrides", SP_CFG_STRING, "", 0, 0, NULL,
       "Per-address limits, 'host:count,host:count', overriding max.connections.per.ip." },
+    { "queued.max.request.bytes", SP_CFG_LONG, "209715200", -1, INT64_MAX, NULL,
+      "Bytes of requests being read or waiting before connections stop being read; <= 0 unbounded (Spool: 200 MiB)." },
+    { "socket.request.read.timeout.ms", SP_CFG_LONG, "30000", -1, INT64_MAX, NULL,
+      "Spool: close a connection that sent part of a request and nothing more for this long; -1 never." },
     { "log.level", SP_CFG_STRING, "info", 0, 0, NULL,
       "Spool's log threshold: debug, info, warn or error." },
     /* topics */

@@ -195,7 +195,9 @@ def test_max_connections_per_ip_overrides(start_broker):
      'max.connections.per.ip can be set to zero only if max.connections.per.ip.overrides'),
     ({'max.connections.per.ip.overrides': '127.0.0.1'}, "'127.0.0.1' is not host:count"),
     ({'max.connections.per.ip.overrides': 'no.such.host.invalid:3'}, 'cannot resolve'),
-], ids=['per_ip_zero', 'override_syntax', 'override_host'])
+    ({'queued.max.request.bytes': 1000},
+     'queued.max.request.bytes (1000) must be larger or equal to socket.request.max.bytes'),
+], ids=['per_ip_zero', 'override_syntax', 'override_host', 'pool_below_max_request'])
 def test_invalid_limits_stop_the_broker(tmp_path, overrides, message):
     args = [SPOOLD, '--override', 'listeners=PLAINTEXT://127.0.0.1:%d' % free_port(),
             '--override', 'log.dirs=%s' % tmp_path]

@@ -1,5 +1,6 @@
 /* test_net.c - net/quota (connection counts, per-address limits and
- * overrides; quota.h invariants (1)-(2)). */
+ * overrides; quota.h invariants (1)-(2)) and net/mempool (Kafka's
+ * non-strict SimpleMemoryPool; mempool.h invariants (1)-(2)). */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -7,6 +8,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "net/mempool.h"
 #include "net/quota.h"
 
 static struct sockaddr_storage v4(const char *ip)
@@ -126,10 +128,32 @@ static void test_quota_threads(void)
     sp_quota_free(shared);
 }
 
+static void test_mempool(void)
+{
+    sp_mempool_t p;
+    sp_mempool_init(&p, 100);
+    CHECK(sp_mempool_try_reserve(&p, 60));
+    CHECK(sp_mempool_try_reserve(&p, 60)); /* 40 left >= 1: granted, dips below 0 */
+    CHECK(sp_mempool_used(&p) == 120);
+    CHECK(!sp_mempool_try_reserve(&p, 1)); /* (2): nothing left */
+    sp_mempool_release(&p, 60);
+    CHECK(sp_mempool_used(&p) == 60);     /* (1) */
+    CHECK(sp_mempool_try_reserve(&p, 100));
+    CHECK(!sp_mempool_try_reserve(&p, 1));
+    sp_mempool_release(&p, 100);
+    sp_mempool_release(&p, 60);
+    CHECK(sp_mempool_used(&p) == 0);
+
+    sp_mempool_init(&p, -1); /* unbounded (Kafka's MemoryPool.NONE) */
+    CHECK(sp_mempool_try_reserve(&p, 1LL << 40));
+    CHECK(sp_mempool_used(&p) == 0);
+}
+
 int main(void)
 {
     test_quota_counts();
     test_quota_overrides();
     test_quota_threads();
+    test_mempool();
     return check_summary("test_net");
 }
