@@ -135,6 +135,25 @@ static int build_broker(const sp_config_t *cfg, sp_broker_t *b)
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         b->io_threads = n > 0 ? (int)n : 1;
     }
+    b->conn_max_idle_ms = sp_config_long(cfg, "connections.max.idle.ms");
+    b->read_timeout_ms = sp_config_long(cfg, "socket.request.read.timeout.ms");
+    b->max_connections = (int32_t)sp_config_long(cfg, "max.connections");
+    b->max_conn_per_ip = (int32_t)sp_config_long(cfg, "max.connections.per.ip");
+    const char *ov = sp_config_str(cfg, "max.connections.per.ip.overrides");
+    b->max_conn_per_ip_overrides = ov && *ov ? strdup(ov) : NULL;
+    b->queued_max_bytes = sp_config_long(cfg, "queued.max.request.bytes");
+    /* Kafka's checks (KafkaConfig.validateValues) */
+    if (b->queued_max_bytes > 0 && b->queued_max_bytes < b->max_request_bytes) {
+        sp_error("config", "queued.max.request.bytes (%lld) must be larger or equal to "
+                 "socket.request.max.bytes (%d), or <= 0 for no limit",
+                 (long long)b->queued_max_bytes, b->max_request_bytes);
+        return -1;
+    }
+    if (b->max_conn_per_ip == 0 && !b->max_conn_per_ip_overrides) {
+        sp_error("config", "max.connections.per.ip can be set to zero only if "
+                 "max.connections.per.ip.overrides is set");
+        return -1;
+    }
     if (pick_listener("listeners", sp_config_str(cfg, "listeners"), &b->bind_host, &b->bind_port) != 0) {
         sp_error("config", "listeners: no usable PLAINTEXT listener");
         return -1;
@@ -173,6 +192,7 @@ static void free_broker(sp_broker_t *b)
     free(b->rack);
     free(b->bind_host);
     free(b->adv_host);
+    free(b->max_conn_per_ip_overrides);
 }
 
 /*

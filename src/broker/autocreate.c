@@ -15,6 +15,7 @@
 #include "cluster/image.h"
 #include "cluster/names.h"
 #include "group/coordinator.h"
+#include "util/hashset.h"
 #include "util/log.h"
 
 /* Whether name may be auto-created (and does not exist in img). */
@@ -43,6 +44,12 @@ static void created(sp_req_t *req, sp_ctl_op_t *op)
         a->again(req);
 }
 
+static bool name_eq(const void *ctx, uint32_t a, uint32_t b)
+{
+    const sp_str_t *names = ctx;
+    return sp_str_eq(names[a], names[b]);
+}
+
 bool sp_autocreate(sp_req_t *req, const sp_str_t *names, int n, void (*again)(sp_req_t *req))
 {
     const sp_config_t *cfg = sp_controller_config();
@@ -58,18 +65,18 @@ bool sp_autocreate(sp_req_t *req, const sp_str_t *names, int n, void (*again)(sp
     }
     again_t *a = sp_arena_zalloc(&req->arena, sizeof(*a));
     sp_ctl_topic_t *t = a ? sp_arena_zalloc(&req->arena, sizeof(*t) * (size_t)missing) : NULL;
-    if (!t) {
+    void *mem = t ? sp_arena_alloc(&req->arena, sp_hashset_mem_size((uint32_t)n)) : NULL;
+    if (!mem) {
         sp_image_release(img);
         return false;
     }
+    sp_hashset_t seen; /* each name once, in O(n) whatever the request repeats */
+    sp_hashset_init(&seen, mem, (uint32_t)n, name_eq, names);
     int k = 0;
     for (int i = 0; i < n; i++) {
         if (!creatable(img, names[i]))
             continue;
-        bool dup = false;
-        for (int j = 0; j < k; j++)
-            dup |= sp_str_eq(t[j].name, names[i]);
-        if (dup)
+        if (sp_hashset_add(&seen, (uint32_t)i, sp_hash_bytes(names[i].ptr, (size_t)names[i].len)) >= 0)
             continue;
         if (sp_str_eq_lit(names[i], "__consumer_offsets")) {
             sp_coordinator_offsets_topic(&t[k]);

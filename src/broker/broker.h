@@ -21,6 +21,13 @@ typedef struct sp_broker {
     char *adv_host;                /* from advertised.listeners */
     int adv_port;
     int io_threads;
+    /* connections (net/) */
+    int64_t conn_max_idle_ms;      /* connections.max.idle.ms; < 0: never */
+    int64_t read_timeout_ms;       /* socket.request.read.timeout.ms; < 0: never */
+    int32_t max_connections;       /* max.connections */
+    int32_t max_conn_per_ip;       /* max.connections.per.ip */
+    char *max_conn_per_ip_overrides; /* max.connections.per.ip.overrides, or NULL */
+    int64_t queued_max_bytes;      /* queued.max.request.bytes; <= 0: unbounded */
 } sp_broker_t;
 
 #endif

@@ -15,6 +15,11 @@
  * wakes it; it re-reads and answers when min_bytes are there or the timer
  * fires.  No polling.
  *
+ * A partition named more than once is fetched once: Kafka keys the
+ * request's partitions by topic-partition in a LinkedHashMap, so the
+ * response has one entry per partition, at its first appearance, with
+ * the offsets and limits of its last (collect_partitions).
+ *
  * Fetch sessions (KIP-227) are answered sessionless: session_id 0, full
  * responses; a client that names a session we never gave gets
  * FETCH_SESSION_ID_NOT_FOUND and starts over.
@@ -34,11 +39,14 @@
 #include "proto/batch.h"
 #include "proto/gen/fetch_request.h"
 #include "proto/gen/fetch_response.h"
+#include "util/hashset.h"
 #include "util/log.h"
 
 typedef struct fpart {
     sp_log_waiter_t w;          /* must stay first */
     struct fetch_ctx *ctx;
+    const sp_fetch_request_fetch_topic_t *ft;     /* first appearance's topic */
+    const sp_fetch_request_fetch_partition_t *fp; /* last appearance's parameters */
     sp_plog_t *log;             /* referenced; NULL on error */
     sp_fetch_response_partition_data_t *out;
     int64_t offset;
@@ -49,8 +57,9 @@ typedef struct fpart {
 typedef struct fetch_ctx {
     sp_req_t *req;
     sp_fetch_response_t resp;
-    fpart_t *parts;
+    fpart_t *parts;             /* one per distinct partition */
     int nparts;
+    sp_fetch_response_partition_data_t *part_out; /* parts[i].out = part_out + i */
     int32_t min_bytes, max_bytes;
     uv_timer_t timer;
     bool timer_on, parked, done;
@@ -180,6 +189,97 @@ static void cancel(sp_req_t *req)
     complete(req->ctx);
 }
 
+/* One partition as the request names it; 'uniq' is its distinct entry. */
+typedef struct occ {
+    const sp_fetch_request_fetch_topic_t *ft;
+    const sp_fetch_request_fetch_partition_t *fp;
+    int32_t uniq;
+} occ_t;
+
+typedef struct occ_set {
+    const occ_t *occ;
+    int16_t version;
+} occ_set_t;
+
+/* The topic key: its id from v13 on (Kafka's TopicIdPartition), else its name. */
+static bool same_topic(sp_str_t name, sp_uuid_t id, const sp_fetch_request_fetch_topic_t *ft,
+                       int16_t v)
+{
+    return v >= 13 ? memcmp(id.b, ft->topic_id.b, 16) == 0 : sp_str_eq(name, ft->topic);
+}
+
+static bool occ_eq(const void *ctx, uint32_t a, uint32_t b)
+{
+    const occ_set_t *set = ctx;
+    const occ_t *x = &set->occ[a], *y = &set->occ[b];
+    return x->fp->partition == y->fp->partition &&
+           same_topic(x->ft->topic, x->ft->topic_id, y->ft, set->version);
+}
+
+/*
+ * Fills ctx->parts with one entry per distinct (topic, partition) of the
+ * request, in order of first appearance, each with the parameters of its
+ * last appearance (Kafka's LinkedHashMap.put), and allocates the response
+ * arrays for them.  A hash set (util/hashset.h) keeps it O(n) whatever
+ * the client sends.  Everything from the request's arena; worker thread.
+ * Returns 0, or -1 when out of memory (arena limit).
+ */
+static int collect_partitions(fetch_ctx_t *ctx, const sp_fetch_request_t *body, int16_t v)
+{
+    sp_arena_t *a = &ctx->req->arena;
+    int32_t nt = body->topics.n > 0 ? body->topics.n : 0;
+    size_t total = 0;
+    for (int32_t t = 0; t < nt; t++)
+        total += body->topics.v[t].partitions.n > 0 ? (size_t)body->topics.v[t].partitions.n : 0;
+    if (total == 0)
+        return 0;
+    size_t setmem = total <= UINT32_MAX ? sp_hashset_mem_size((uint32_t)total) : 0;
+    occ_t *occ = sp_arena_alloc(a, sizeof(occ_t) * total);
+    int32_t *first = sp_arena_alloc(a, sizeof(int32_t) * total);
+    int32_t *last = sp_arena_alloc(a, sizeof(int32_t) * total);
+    void *mem = setmem ? sp_arena_alloc(a, setmem) : NULL;
+    if (!occ || !first || !last || !mem)
+        return -1;
+    occ_set_t set = { occ, v };
+    sp_hashset_t hs;
+    sp_hashset_init(&hs, mem, (uint32_t)total, occ_eq, &set);
+    uint32_t k = 0;
+    int32_t nu = 0;
+    for (int32_t t = 0; t < nt; t++) {
+        const sp_fetch_request_fetch_topic_t *ft = &body->topics.v[t];
+        uint64_t th = v >= 13 ? sp_hash_bytes(ft->topic_id.b, 16)
+                              : sp_hash_bytes(ft->topic.ptr, ft->topic.len > 0 ? (size_t)ft->topic.len : 0);
+        for (int32_t p = 0; p < ft->partitions.n; p++, k++) {
+            occ[k].ft = ft;
+            occ[k].fp = &ft->partitions.v[p];
+            int64_t seen = sp_hashset_add(&hs, k, sp_hash_mix(th, occ[k].fp->partition));
+            if (seen < 0) {
+                occ[k].uniq = nu;
+                first[nu] = (int32_t)k;
+                nu++;
+            } else {
+                occ[k].uniq = occ[seen].uniq;
+            }
+            last[occ[k].uniq] = (int32_t)k;
+        }
+    }
+    ctx->parts = sp_arena_zalloc(a, sizeof(fpart_t) * (size_t)nu);
+    ctx->part_out = sp_fetch_response_partition_data_alloc(a, nu);
+    ctx->resp.responses.v = sp_fetch_response_fetchable_topic_response_alloc(a, nu);
+    if (!ctx->parts || !ctx->part_out || !ctx->resp.responses.v)
+        return -1;
+    ctx->resp.responses.n = 0;
+    for (int32_t u = 0; u < nu; u++) {
+        ctx->parts[u].ft = occ[first[u]].ft;
+        ctx->parts[u].fp = occ[last[u]].fp;
+    }
+    ctx->nparts = nu;
+    if ((size_t)nu < total)
+        sp_debug("api", "Fetch (correlation %d): %zu partitions named, %d distinct",
+                 ctx->req->r.hdr.correlation_id, total, nu);
+    return 0;
+}
+
 void sp_handle_fetch(sp_req_t *req)
 {
     const sp_fetch_request_t *body = req->r.body;
@@ -204,68 +304,71 @@ void sp_handle_fetch(sp_req_t *req)
         return;
     }
 
-    int32_t nt = body->topics.n > 0 ? body->topics.n : 0;
-    int nparts = 0;
-    for (int32_t t = 0; t < nt; t++)
-        nparts += body->topics.v[t].partitions.n > 0 ? body->topics.v[t].partitions.n : 0;
-    ctx->parts = sp_arena_zalloc(&req->arena, sizeof(fpart_t) * (size_t)(nparts ? nparts : 1));
-    ctx->resp.responses.v = sp_fetch_response_fetchable_topic_response_alloc(&req->arena, nt);
-    if (!ctx->parts || (nt && !ctx->resp.responses.v)) {
+    /* One entry per distinct partition, as Kafka's LinkedHashMap keyed by
+     * topic-partition: at the place of its first appearance, with the
+     * parameters of its last (a later put replaces the value, not the
+     * place).  Response topics group consecutive entries of one topic, as
+     * Kafka's FetchResponse does. */
+    if (collect_partitions(ctx, body, v) != 0) {
         sp_req_close(req, "out of memory for Fetch");
         return;
     }
-    ctx->resp.responses.n = nt;
     sp_image_t *img = sp_image_acquire();
-    for (int32_t t = 0; t < nt; t++) {
-        const sp_fetch_request_fetch_topic_t *ft = &body->topics.v[t];
-        sp_fetch_response_fetchable_topic_response_t *to = &ctx->resp.responses.v[t];
-        int32_t np = ft->partitions.n > 0 ? ft->partitions.n : 0;
-        const sp_topic_info_t *ti;
-        sp_str_t name = ft->topic;
-        if (v >= 13) {
-            ti = sp_image_topic_by_id(img, ft->topic_id);
-            if (ti)
-                name = sp_str_c(sp_arena_strdup(&req->arena, ti->name, strlen(ti->name)));
-        } else {
-            ti = sp_image_topic(img, ft->topic.ptr, ft->topic.len);
+    const sp_topic_info_t *ti = NULL;
+    sp_str_t name = SP_STR_NULL;
+    sp_fetch_response_fetchable_topic_response_t *to = NULL;
+    for (int i = 0; i < ctx->nparts; i++) {
+        fpart_t *part = &ctx->parts[i];
+        const sp_fetch_request_fetch_topic_t *ft = part->ft;
+        const sp_fetch_request_fetch_partition_t *fp = part->fp;
+        if (!to || !same_topic(to->topic, to->topic_id, ft, v)) {
+            to = &ctx->resp.responses.v[ctx->resp.responses.n++];
+            to->topic = ft->topic;
+            to->topic_id = ft->topic_id;
+            to->partitions.v = ctx->part_out + i; /* this topic's run starts here */
+            to->partitions.n = 0;
+            name = ft->topic;
+            if (v >= 13) {
+                ti = sp_image_topic_by_id(img, ft->topic_id);
+                if (ti)
+                    name = sp_str_c(sp_arena_strdup(&req->arena, ti->name, strlen(ti->name)));
+            } else {
+                ti = sp_image_topic(img, ft->topic.ptr, ft->topic.len);
+            }
         }
-        to->topic = ft->topic;
-        to->topic_id = ft->topic_id;
-        to->partitions.v = sp_fetch_response_partition_data_alloc(&req->arena, np);
-        to->partitions.n = to->partitions.v ? np : 0;
-        for (int32_t p = 0; p < to->partitions.n; p++) {
-            const sp_fetch_request_fetch_partition_t *fp = &ft->partitions.v[p];
-            fpart_t *part = &ctx->parts[ctx->nparts++];
-            sp_fetch_response_partition_data_t *po = &to->partitions.v[p];
-            part->ctx = ctx;
-            part->out = po;
-            part->offset = fp->fetch_offset;
-            part->max_bytes = fp->partition_max_bytes;
-            part->w.wake = on_wake;
-            po->partition_index = fp->partition;
-            po->high_watermark = -1;
-            po->last_stable_offset = -1;
-            po->log_start_offset = -1;
-            po->records = (sp_bytes_t){ (const uint8_t *)"", 0 };
-            if (!ti) {
-                po->error_code = v >= 13 ? SP_ERR_UNKNOWN_TOPIC_ID : SP_ERR_UNKNOWN_TOPIC_OR_PARTITION;
-                continue;
-            }
-            if (fp->current_leader_epoch > 0) { /* ours is 0 on a single node */
-                po->error_code = SP_ERR_UNKNOWN_LEADER_EPOCH;
-                continue;
-            }
-            part->log = sp_logmgr_get(name.ptr, name.len, fp->partition);
-            if (!part->log) {
-                po->error_code = SP_ERR_UNKNOWN_TOPIC_OR_PARTITION;
-            } else if (v < 10 && part->log->cfg.recompress && part->log->cfg.codec == SP_COMPRESSION_ZSTD) {
-                /* Kafka (KafkaApis.handleFetchRequest): a topic whose
-                 * compression.type is zstd is not served below v10, which
-                 * predates zstd; it looks at the setting, not the data */
-                po->error_code = SP_ERR_UNSUPPORTED_COMPRESSION_TYPE;
-                sp_plog_unref(part->log);
-                part->log = NULL;
-            }
+        sp_fetch_response_partition_data_t *po = &to->partitions.v[to->partitions.n++];
+        part->ctx = ctx;
+        part->out = po;
+        part->offset = fp->fetch_offset;
+        part->max_bytes = fp->partition_max_bytes;
+        part->w.wake = on_wake;
+        po->partition_index = fp->partition;
+        po->high_watermark = -1;
+        po->last_stable_offset = -1;
+        po->log_start_offset = -1;
+        po->records = (sp_bytes_t){ (const uint8_t *)"", 0 };
+        if (!ti) {
+            po->error_code = v >= 13 ? SP_ERR_UNKNOWN_TOPIC_ID : SP_ERR_UNKNOWN_TOPIC_OR_PARTITION;
+            continue;
+        }
+        if (fp->current_leader_epoch > 0) { /* ours is 0 on a single node */
+            po->error_code = SP_ERR_UNKNOWN_LEADER_EPOCH;
+            continue;
+        }
+        part->log = sp_logmgr_get(name.ptr, name.len, fp->partition);
+        if (!part->log) {
+            po->error_code = SP_ERR_UNKNOWN_TOPIC_OR_PARTITION;
+            continue;
+        }
+        sp_log_config_t lc;
+        sp_plog_config(part->log, &lc);
+        if (v < 10 && lc.recompress && lc.codec == SP_COMPRESSION_ZSTD) {
+            /* Kafka (KafkaApis.handleFetchRequest): a topic whose
+             * compression.type is zstd is not served below v10, which
+             * predates zstd; it looks at the setting, not the data */
+            po->error_code = SP_ERR_UNSUPPORTED_COMPRESSION_TYPE;
+            sp_plog_unref(part->log);
+            part->log = NULL;
         }
     }
     sp_image_release(img);

@@ -6,6 +6,8 @@
  *   v0: an empty topic list means all topics; v1+: null means all.
  *   v10+: topic ids; v12: topics may be requested by id (name null).
  *   v8+: authorized operations when asked (no authorizer: everything).
+ * A topic named more than once is answered once, at its first place
+ * (Kafka takes the requested names, or ids, as a set).
  * Named topics that do not exist are created first when
  * auto.create.topics.enable is on and the request allows it (v4+ flag).
  */
@@ -14,6 +16,8 @@
 #include "cluster/names.h"
 #include "proto/gen/metadata_request.h"
 #include "proto/gen/metadata_response.h"
+#include "util/hashset.h"
+#include "util/log.h"
 
 /* Kafka AclOperation codes: READ 3, WRITE 4, CREATE 5, DELETE 6, ALTER 7,
  * DESCRIBE 8, CLUSTER_ACTION 9, DESCRIBE_CONFIGS 10, ALTER_CONFIGS 11,
@@ -43,17 +47,68 @@ static void fill_topic(sp_req_t *req, sp_metadata_response_topic_t *out, const s
     }
 }
 
+/* A requested topic's key: its name, or (name null, v12) its id. */
+static bool topic_eq(const void *ctx, uint32_t a, uint32_t b)
+{
+    const sp_metadata_request_topic_t *t = ctx;
+    if ((t[a].name.len < 0) != (t[b].name.len < 0))
+        return false;
+    return t[a].name.len < 0 ? memcmp(t[a].topic_id.b, t[b].topic_id.b, 16) == 0
+                             : sp_str_eq(t[a].name, t[b].name);
+}
+
+/*
+ * The indices of the distinct topics of the request, in order of first
+ * appearance, into *out (arena); their count, or -1 when out of memory.
+ * Kafka answers each requested topic once (it takes the names, or the
+ * ids, as a set); a hash set keeps this O(n) for any request.
+ */
+static int32_t distinct_topics(sp_req_t *req, const sp_metadata_request_t *body, int32_t **out)
+{
+    int32_t n = body->topics.n;
+    size_t setmem = sp_hashset_mem_size((uint32_t)n);
+    int32_t *idx = sp_arena_alloc(&req->arena, sizeof(int32_t) * (size_t)n);
+    void *mem = setmem ? sp_arena_alloc(&req->arena, setmem) : NULL;
+    if (!idx || !mem)
+        return -1;
+    sp_hashset_t hs;
+    sp_hashset_init(&hs, mem, (uint32_t)n, topic_eq, body->topics.v);
+    int32_t k = 0;
+    for (int32_t i = 0; i < n; i++) {
+        const sp_metadata_request_topic_t *t = &body->topics.v[i];
+        uint64_t h = t->name.len < 0 ? sp_hash_mix(sp_hash_bytes(t->topic_id.b, 16), 1)
+                                     : sp_hash_mix(sp_hash_bytes(t->name.ptr, (size_t)t->name.len), 0);
+        if (sp_hashset_add(&hs, (uint32_t)i, h) < 0)
+            idx[k++] = i;
+    }
+    *out = idx;
+    return k;
+}
+
 void sp_handle_metadata(sp_req_t *req)
 {
     const sp_metadata_request_t *body = req->r.body;
     int16_t v = req->r.hdr.request_api_version;
     bool allow_auto = v < 4 || body->allow_auto_topic_creation;
+    int all = body->topics.n < 0 || (v == 0 && body->topics.n == 0);
+    int32_t *want = NULL; /* distinct requested topics (indices) */
+    int32_t nwant = 0;
 
-    if (allow_auto && body->topics.n > 0 && !(v == 0 && body->topics.n == 0)) {
-        sp_str_t *names = sp_arena_alloc(&req->arena, sizeof(sp_str_t) * (size_t)body->topics.n);
-        for (int32_t i = 0; names && i < body->topics.n; i++)
-            names[i] = body->topics.v[i].name;
-        if (names && sp_autocreate(req, names, body->topics.n, sp_handle_metadata))
+    if (!all && body->topics.n > 0) {
+        nwant = distinct_topics(req, body, &want);
+        if (nwant < 0) {
+            sp_req_close(req, "out of memory for Metadata");
+            return;
+        }
+        if (nwant < body->topics.n)
+            sp_debug("api", "Metadata (correlation %d): %d topics named, %d distinct",
+                     req->r.hdr.correlation_id, body->topics.n, nwant);
+    }
+    if (allow_auto && nwant > 0) {
+        sp_str_t *names = sp_arena_alloc(&req->arena, sizeof(sp_str_t) * (size_t)nwant);
+        for (int32_t i = 0; names && i < nwant; i++)
+            names[i] = body->topics.v[want[i]].name;
+        if (names && sp_autocreate(req, names, nwant, sp_handle_metadata))
             return; /* answered once the topics exist */
     }
     sp_image_t *img = sp_image_acquire();
@@ -71,17 +126,16 @@ void sp_handle_metadata(sp_req_t *req)
         resp.brokers.v[i].rack = img->brokers[i].rack ? sp_str_c(img->brokers[i].rack) : SP_STR_NULL;
     }
 
-    int all = body->topics.n < 0 || (v == 0 && body->topics.n == 0);
     if (all) {
         resp.topics.v = sp_metadata_response_topic_alloc(&req->arena, img->ntopics);
         resp.topics.n = resp.topics.v ? img->ntopics : 0;
         for (int32_t i = 0; i < resp.topics.n; i++)
             fill_topic(req, &resp.topics.v[i], &img->topics[i]);
     } else {
-        resp.topics.v = sp_metadata_response_topic_alloc(&req->arena, body->topics.n);
-        resp.topics.n = resp.topics.v ? body->topics.n : 0;
+        resp.topics.v = sp_metadata_response_topic_alloc(&req->arena, nwant);
+        resp.topics.n = resp.topics.v ? nwant : 0;
         for (int32_t i = 0; i < resp.topics.n; i++) {
-            const sp_metadata_request_topic_t *rt = &body->topics.v[i];
+            const sp_metadata_request_topic_t *rt = &body->topics.v[want[i]];
             sp_metadata_response_topic_t *out = &resp.topics.v[i];
             const sp_topic_info_t *t;
             if (rt->name.len < 0) {

@@ -1,34 +1,62 @@
 /*
- * conn.c - one client connection: framing, dispatch, responses in order.
+ * conn.c - one client connection: framing, dispatch, responses in order,
+ * request memory, idle and stalled connections.
  *
  * State machine (worker thread only):
  *
- *     +--------+  frame complete   +------+  response fully written  +--------+
- *     | READING| ----------------> | BUSY | -----------------------> | READING|
- *     +--------+   (dispatch)      +------+   (req_finish)           +--------+
- *         |                           |
- *         | EOF, read error,          | handler closes, or a
- *         | bad frame                 | write fails
- *         v                           v
- *     +---------+  uv_close -> on_closed frees everything
- *     | CLOSING |
- *     +---------+
+ *                     frame complete (dispatch)
+ *     +---------+ -----------------------------> +------+
+ *     | READING |                                | BUSY |
+ *     +---------+ <----------------------------- +------+
+ *       |     ^     response fully written (req_finish)
+ *       |     |
+ *       |     | pool memory released and the reservation
+ *       |     | granted (sp_conn_retry_muted)
+ *       |     |
+ *       | a frame larger than the standing buffer, and
+ *       | the request memory pool refuses it (conn_mute)
+ *       v     |
+ *     +-------+
+ *     | MUTED |
+ *     +-------+
  *
- * Kafka's rule: one request in progress per connection; the next frame is
- * not parsed until the previous response has been handed to the socket,
- * so responses leave in request order.  While a request waits (its
- * response not yet written), reading stops, so the frame bytes the
- * request borrows never move.
+ *   any -> CLOSING (conn_close): EOF, read or write error, bad frame, the
+ *   handler closes, idle or stalled (sp_conn_sweep), shutdown.  uv_close
+ *   -> on_closed unlinks it and counts it out of the quota; the memory
+ *   (and its pool reservation) goes when the request in progress, if
+ *   any, lets go (conn_unref).
+ *
+ * | transition          | function             | flags                   |
+ * |---------------------|----------------------|-------------------------|
+ * | READING -> BUSY     | dispatch             | busy                    |
+ * | BUSY -> READING     | req_finish           | !busy                   |
+ * | READING -> MUTED    | conn_process         | muted, on w->muted list |
+ * | MUTED -> READING    | sp_conn_retry_muted  | !muted                  |
+ * | any -> CLOSING      | conn_close           | closing                 |
+ *
+ * Reading is on (uv_read_start) only in READING.  Kafka's rule: one request
+ * in progress per connection; the next frame is not parsed until the
+ * previous response has been handed to the socket, so responses leave in
+ * request order.  While a request waits (its response not yet written),
+ * reading stops, so the frame bytes the request borrows never move.
+ *
+ * Timers: one sweep timer per worker (sp_conn_sweep), never one per
+ * connection.  It skips BUSY connections (their request has its own
+ * timers) and CLOSING ones (never touched again), and closes
+ *   - READING with part of a frame buffered, socket.request.read.timeout.ms
+ *     after the last byte received (stalled mid-request);
+ *   - READING, connections.max.idle.ms after the last byte received or the
+ *     last response written (idle);
+ *   - MUTED, connections.max.idle.ms after it was muted (the client may be
+ *     gone: we do not read, so we would never see its EOF).
  *
  * Input buffer layout:  in[0 .. in_off) consumed | in[in_off .. in_len) pending
  * Frames are decoded in place (zero copy); the buffer is compacted only
- * when no request borrows it.
- *
- * | transition                | function     |
- * |---------------------------|--------------|
- * | READING -> BUSY           | dispatch     |
- * | BUSY -> READING           | req_finish   |
- * | any -> CLOSING            | conn_close   |
+ * when no request borrows it.  Its size is SP_CONN_BASE_BYTES, or, for a
+ * frame larger than that, exactly 4 + the frame's length, reserved from
+ * the pool (c->reserved) before it grows; nothing past such a frame is
+ * read into it, and it goes back to the pool (and the buffer is freed)
+ * when that frame's request is finished.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -46,19 +74,22 @@
 #include "proto/gen/response_header.h"
 #include "util/log.h"
 
-#define READ_CHUNK (64 * 1024)
 #define ARENA_BASE_LIMIT ((size_t)64 << 20)
 
 struct sp_conn {
     uv_tcp_t tcp;
     sp_worker_t *w;
     int refs;                  /* the handle + the request in progress */
-    sp_conn_t *prev, *next;
+    sp_conn_t *prev, *next;    /* w->conns */
+    sp_conn_t *mprev, *mnext;  /* w->muted_head.. while muted */
     uint64_t id;
+    struct sockaddr_storage addr; /* the client's, as counted in the quota */
     uint8_t *in;
     size_t in_off, in_len, in_cap;
+    size_t reserved;           /* pool bytes held for the buffer (0: standing buffer) */
     int32_t want;              /* announced length of the pending frame, -1 */
-    bool busy, closing, reading, in_process;
+    bool busy, closing, reading, in_process, muted;
+    uint64_t last_io;          /* loop time of the last byte in, response out, or unmute */
     sp_req_t *req;             /* request in progress */
     size_t req_frame;          /* 4 + length of that request's frame */
     char peer[64];
@@ -76,10 +107,21 @@ static void conn_close(sp_conn_t *c, enum sp_log_level lvl, const char *fmt, ...
 
 /* ---- lifecycle --------------------------------------------------------- */
 
+/* Gives the buffer's pool reservation back and wakes muted connections. */
+static void conn_release(sp_conn_t *c)
+{
+    if (!c->reserved)
+        return;
+    sp_mempool_release(&c->w->srv->pool, (int64_t)c->reserved);
+    c->reserved = 0;
+    sp_server_pool_released(c->w->srv);
+}
+
 static void conn_unref(sp_conn_t *c)
 {
     if (--c->refs > 0)
         return;
+    conn_release(c);
     free(c->in);
     free(c);
 }
@@ -169,7 +211,24 @@ static void on_closed(uv_handle_t *h)
     if (c->next)
         c->next->prev = c->prev;
     w->nconns--;
+    sp_server_conn_closed(w->srv, (struct sockaddr *)&c->addr);
     conn_unref(c);
+}
+
+static void muted_unlink(sp_conn_t *c)
+{
+    sp_worker_t *w = c->w;
+    if (c->mprev)
+        c->mprev->mnext = c->mnext;
+    else
+        w->muted_head = c->mnext;
+    if (c->mnext)
+        c->mnext->mprev = c->mprev;
+    else
+        w->muted_tail = c->mprev;
+    c->mprev = c->mnext = NULL;
+    c->muted = false;
+    atomic_fetch_sub(&w->nmuted, 1);
 }
 
 static void conn_close(sp_conn_t *c, enum sp_log_level lvl, const char *fmt, ...)
@@ -184,6 +243,8 @@ static void conn_close(sp_conn_t *c, enum sp_log_level lvl, const char *fmt, ...
     va_end(ap);
     sp_log(lvl, "net", "closing connection %llu from %s: %s", (unsigned long long)c->id,
            c->peer, why);
+    if (c->muted)
+        muted_unlink(c); /* the pool never looks at it again */
     uv_close((uv_handle_t *)&c->tcp, on_closed);
     if (c->req && !c->req->answered && c->req->cancel)
         c->req->cancel(c->req); /* a parked request lets go of its waits */
@@ -195,21 +256,44 @@ void sp_conn_close_all(sp_worker_t *w)
         conn_close(c, SP_LOG_DEBUG, "broker shutting down");
 }
 
-static void describe_peer(int fd, char *out, size_t cap)
+void sp_conn_sweep(uv_timer_t *t)
 {
-    struct sockaddr_storage ss;
-    socklen_t sl = sizeof(ss);
+    sp_worker_t *w = t->data;
+    const sp_broker_t *b = w->srv->broker;
+    uint64_t now = uv_now(&w->loop);
+    /* conn_close leaves c in w->conns until on_closed: the walk is safe */
+    for (sp_conn_t *c = w->conns; c; c = c->next) {
+        if (c->closing || c->busy)
+            continue;
+        uint64_t quiet = now - c->last_io;
+        if (c->muted) {
+            if (b->conn_max_idle_ms >= 0 && quiet >= (uint64_t)b->conn_max_idle_ms)
+                conn_close(c, SP_LOG_INFO, "waited %llu ms for request memory for a %d-byte "
+                           "request (connections.max.idle.ms; queued.max.request.bytes is in use)",
+                           (unsigned long long)quiet, c->want);
+        } else if (c->in_len > c->in_off && b->read_timeout_ms >= 0 &&
+                   quiet >= (uint64_t)b->read_timeout_ms) {
+            conn_close(c, SP_LOG_INFO, "nothing received for %llu ms in the middle of a "
+                       "request (%zu of %d bytes; socket.request.read.timeout.ms)",
+                       (unsigned long long)quiet, c->in_len - c->in_off,
+                       c->want >= 0 ? c->want + 4 : -1);
+        } else if (b->conn_max_idle_ms >= 0 && quiet >= (uint64_t)b->conn_max_idle_ms) {
+            conn_close(c, SP_LOG_DEBUG, "idle for %llu ms (connections.max.idle.ms)",
+                       (unsigned long long)quiet);
+        }
+    }
+}
+
+static void describe_peer(const struct sockaddr_storage *ss, char *out, size_t cap)
+{
     char host[INET6_ADDRSTRLEN] = "?";
     int port = 0;
-    snprintf(out, cap, "?");
-    if (getpeername(fd, (struct sockaddr *)&ss, &sl) != 0)
-        return;
-    if (ss.ss_family == AF_INET) {
-        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
         inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
         port = ntohs(a->sin_port);
-    } else if (ss.ss_family == AF_INET6) {
-        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+    } else if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
         inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
         port = ntohs(a->sin6_port);
     }
@@ -224,19 +308,23 @@ static void req_finish(sp_conn_t *c);
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf);
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 
-void sp_conn_adopt(sp_worker_t *w, int fd)
+void sp_conn_adopt(sp_worker_t *w, const sp_accepted_t *a)
 {
+    int fd = a->fd;
     sp_conn_t *c = calloc(1, sizeof(*c));
     if (!c) {
         sp_error("net", "out of memory accepting a connection");
         close(fd);
+        sp_server_conn_closed(w->srv, (const struct sockaddr *)&a->addr);
         return;
     }
     c->w = w;
     c->refs = 1;
     c->want = -1;
+    c->addr = a->addr;
+    c->last_io = uv_now(&w->loop);
     c->id = __atomic_add_fetch(&w->srv->next_conn_id, 1, __ATOMIC_RELAXED);
-    describe_peer(fd, c->peer, sizeof(c->peer));
+    describe_peer(&c->addr, c->peer, sizeof(c->peer));
     snprintf(c->host, sizeof(c->host), "/%.*s", (int)strcspn(c->peer, "]") , c->peer);
     {
         char *colon = strrchr(c->host, ':');
@@ -248,6 +336,7 @@ void sp_conn_adopt(sp_worker_t *w, int fd)
     if (uv_tcp_init(&w->loop, &c->tcp) != 0 || uv_tcp_open(&c->tcp, fd) != 0) {
         sp_error("net", "cannot adopt socket from %s", c->peer);
         close(fd);
+        sp_server_conn_closed(w->srv, (const struct sockaddr *)&a->addr);
         free(c);
         return;
     }
@@ -275,21 +364,20 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
         c->in_len -= c->in_off;
         c->in_off = 0;
     }
-    size_t need = READ_CHUNK;
-    if (c->want >= 0 && (size_t)c->want + 4 > c->in_len)
-        need = (size_t)c->want + 4 - c->in_len;
-    if (need < READ_CHUNK)
-        need = READ_CHUNK;
-    if (c->in_cap - c->in_len < need) {
-        size_t cap = c->in_len + need;
+    /* the standing buffer, or one exactly the size of the reserved frame
+     * (so nothing past that frame is read into pool memory) */
+    size_t cap = c->reserved ? c->reserved : SP_CONN_BASE_BYTES;
+    if (c->in_cap < cap) {
         uint8_t *n = realloc(c->in, cap);
         if (!n)
             return; /* libuv reports UV_ENOBUFS to on_read */
         c->in = n;
         c->in_cap = cap;
     }
+    if (c->in_len >= cap)
+        return; /* cannot happen (a whole frame is dispatched first); UV_ENOBUFS */
     buf->base = (char *)c->in + c->in_len;
-    buf->len = c->in_cap - c->in_len;
+    buf->len = cap - c->in_len;
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
@@ -306,6 +394,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     c->in_len += (size_t)nread;
+    if (nread > 0)
+        c->last_io = uv_now(&c->w->loop);
     conn_process(c);
 }
 
@@ -373,8 +463,7 @@ static void dispatch(sp_conn_t *c, const uint8_t *frame, size_t len)
     req->r.body = sp_arena_alloc(&req->arena, req->r.desc->struct_size);
     if (req->r.body)
         req->r.desc->init(req->r.body);
-    if (!req->r.body || req->r.desc->decode(&r, &req->arena, req->r.body, ver) != 0 ||
-        sp_reader_left(&r) != 0) {
+    if (!req->r.body || req->r.desc->decode(&r, &req->arena, req->r.body, ver) != 0) {
         if (key == SP_API_API_VERSIONS) {
             sp_api_versions_error(req, SP_ERR_INVALID_REQUEST, ver);
             return;
@@ -383,7 +472,70 @@ static void dispatch(sp_conn_t *c, const uint8_t *frame, size_t len)
                    req->r.desc->name, ver, req->r.body_len, req->r.hdr.correlation_id);
         return;
     }
+    /* Bytes after a body that decodes are ignored, as Kafka's parser does
+     * (AbstractRequest.parseRequest never looks at what is left): some
+     * clients send a few (librdkafka 2.x's all-topics Metadata v12 carries
+     * 3 extra, librdkafka issue #5049). */
+    if (sp_reader_left(&r) != 0)
+        sp_debug("net", "connection %llu: %zu bytes after the %s v%d body ignored (correlation %d)",
+                 (unsigned long long)c->id, sp_reader_left(&r), req->r.desc->name, ver,
+                 req->r.hdr.correlation_id);
     api->handle(req);
+}
+
+/* Reserves n bytes of the request memory pool for the buffer. */
+static bool conn_reserve(sp_conn_t *c, size_t n)
+{
+    if (!sp_mempool_try_reserve(&c->w->srv->pool, (int64_t)n))
+        return false;
+    c->reserved = n;
+    return true;
+}
+
+/*
+ * READING -> MUTED: the pool cannot give the frame's size now.  Reading
+ * stops; the connection waits at the end of its worker's muted list
+ * until memory is released (sp_conn_retry_muted).  The reservation is
+ * tried once more after joining the list: a release that happened in
+ * between may not have seen us (it looks at nmuted after giving memory
+ * back; we look at the pool after raising nmuted).
+ */
+static bool conn_mute(sp_conn_t *c)
+{
+    sp_worker_t *w = c->w;
+    set_reading(c, false);
+    c->muted = true;
+    c->mnext = NULL;
+    c->mprev = w->muted_tail;
+    if (w->muted_tail)
+        w->muted_tail->mnext = c;
+    else
+        w->muted_head = c;
+    w->muted_tail = c;
+    atomic_fetch_add(&w->nmuted, 1);
+    c->last_io = uv_now(&w->loop);
+    if (w->muted_head == c && conn_reserve(c, 4 + (size_t)c->want)) {
+        muted_unlink(c);
+        return false;
+    }
+    sp_debug("net", "connection %llu from %s: waiting for %zu bytes of request memory "
+             "(queued.max.request.bytes %lld, %lld in use)", (unsigned long long)c->id, c->peer,
+             4 + (size_t)c->want, (long long)w->srv->pool.size,
+             (long long)sp_mempool_used(&w->srv->pool));
+    return true;
+}
+
+void sp_conn_retry_muted(sp_worker_t *w)
+{
+    /* oldest first; stop at the first refusal so none is overtaken */
+    while (w->muted_head) {
+        sp_conn_t *c = w->muted_head;
+        if (!conn_reserve(c, 4 + (size_t)c->want))
+            break;
+        muted_unlink(c); /* MUTED -> READING */
+        c->last_io = uv_now(&w->loop);
+        conn_process(c);
+    }
 }
 
 static void conn_process(sp_conn_t *c)
@@ -391,7 +543,7 @@ static void conn_process(sp_conn_t *c)
     if (c->in_process)
         return; /* the outer call's loop picks up where we are */
     c->in_process = true;
-    while (!c->busy && !c->closing) {
+    while (!c->busy && !c->closing && !c->muted) {
         int32_t flen;
         int rc = sp_frame_parse(c->in + c->in_off, c->in_len - c->in_off,
                                 c->w->srv->broker->max_request_bytes, &flen);
@@ -402,6 +554,10 @@ static void conn_process(sp_conn_t *c)
         }
         if (rc == SP_FRAME_AGAIN) {
             c->want = flen;
+            /* a frame larger than the standing buffer needs pool memory */
+            if (flen >= 0 && 4 + (size_t)flen > SP_CONN_BASE_BYTES && !c->reserved &&
+                !conn_reserve(c, 4 + (size_t)flen) && conn_mute(c))
+                break;
             set_reading(c, true);
             break;
         }
@@ -427,8 +583,18 @@ static void req_finish(sp_conn_t *c)
     c->in_off += c->req_frame;
     c->req_frame = 0;
     c->busy = false;
+    c->last_io = uv_now(&c->w->loop);
     if (c->in_off == c->in_len)
         c->in_off = c->in_len = 0;
+    /* a reserved frame fills its buffer exactly: nobody borrows it now
+     * (unless closing, when a parked request may still hold the frame:
+     * conn_unref frees it) */
+    if (c->reserved && !c->closing && c->in_len == 0) {
+        free(c->in);
+        c->in = NULL;
+        c->in_cap = 0;
+        conn_release(c);
+    }
 }
 
 static void on_written(uv_write_t *w, int status)

@@ -72,7 +72,8 @@ int sp_request_parse(const uint8_t *frame, size_t len, sp_arena_t *a, sp_request
     if (!out->body)
         return SP_REQ_MALFORMED;
     out->desc->init(out->body);
-    if (out->desc->decode(&r, a, out->body, ver) != 0 || sp_reader_left(&r) != 0)
+    if (out->desc->decode(&r, a, out->body, ver) != 0)
         return SP_REQ_MALFORMED;
+    /* bytes after the body are ignored, as Kafka does (see request.h) */
     return 0;
 }

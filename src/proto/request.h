@@ -59,8 +59,9 @@ int16_t sp_response_header_version(int16_t api_key, int16_t api_version);
 /*
  * Parses the header of 'frame' into 'out' (always sets hdr.correlation_id,
  * api key and version when the first 8 bytes exist).  With decode_body,
- * also decodes the body with the generated decoder and rejects trailing
- * bytes.  Borrows 'frame': out's strings point into it.  Allocates from 'a'.
+ * also decodes the body with the generated decoder; bytes left after a
+ * body that decodes are ignored, as Kafka's request parser ignores them
+ * (the connection logs them at debug level).  Borrows 'frame': out's strings point into it.  Allocates from 'a'.
  * Returns 0 or an SP_REQ_* error.
  */
 int sp_request_parse(const uint8_t *frame, size_t len, sp_arena_t *a, sp_request_t *out,

@@ -1,10 +1,13 @@
 """Fixtures that run a real spoold process for integration tests.
 
 `broker`        -- one broker with default settings on a fresh data dir.
-`start_broker`  -- factory: start_broker({'node.id': 7}, data_dir=..., env=..., **kw)
+`start_broker`  -- factory: start_broker({'node.id': 7}, data_dir=..., env=...,
+                   preexec_fn=..., **kw)
                    (keyword names have '_' replaced by '.', e.g. node_id=7;
                    env: extra environment variables for that broker only,
-                   e.g. faults.fault_env(...) to preload the fault shim).
+                   e.g. faults.fault_env(...) to preload the fault shim;
+                   preexec_fn=f runs f in the child before spoold starts,
+                   e.g. resource.setrlimit for a low descriptor limit).
 
 Binary: $SPOOLD, default <repo>/build/spoold. The environment (including
 ASAN_OPTIONS etc.) is passed through unchanged, plus `env`.
@@ -113,7 +116,7 @@ def _wait_ready(proc, port, timeout):
     return False
 
 
-def _launch(tmp_path, seq, overrides, data_dir, env=None):
+def _launch(tmp_path, seq, overrides, data_dir, env=None, preexec_fn=None):
     if data_dir is None:
         data_dir = tmp_path / ('data%d' % seq)
     data_dir = Path(data_dir)
@@ -136,7 +139,7 @@ def _launch(tmp_path, seq, overrides, data_dir, env=None):
         with open(log_path, 'wb') as errf:
             proc = subprocess.Popen(args, stdin=subprocess.DEVNULL,
                                     stdout=errf, stderr=errf,
-                                    env=full_env)
+                                    env=full_env, preexec_fn=preexec_fn)
         b = Broker(proc, port, data_dir, log_path, args, env)
         if _wait_ready(proc, port, STARTUP_TIMEOUT):
             return b
@@ -156,13 +159,13 @@ def _norm_key(k):
 def start_broker(tmp_path):
     started = []
 
-    def start(overrides=None, *, data_dir=None, env=None, **kw):
+    def start(overrides=None, *, data_dir=None, env=None, preexec_fn=None, **kw):
         opts = {}
         for k, v in (overrides or {}).items():
             opts[k] = v
         for k, v in kw.items():
             opts[_norm_key(k)] = v
-        b = _launch(tmp_path, len(started), opts, data_dir, env)
+        b = _launch(tmp_path, len(started), opts, data_dir, env, preexec_fn)
         started.append(b)
         return b
 

@@ -684,3 +684,43 @@ def delete_records(port, topics, correlation_id=1, timeout=15.0):
     """Send DeleteRecords v0 on a fresh connection; see delete_records_request."""
     payload = send_recv(port, delete_records_request(correlation_id, topics), timeout)
     return parse_delete_records_response_v0(payload)
+
+
+API_FETCH = 1
+
+
+def fetch_request_v4(correlation_id, topics, max_wait_ms=100, min_bytes=1,
+                     max_bytes=64 * 1024 * 1024, client_id='spool-test'):
+    """Fetch v4 (by topic name). topics: [(name, [(partition, offset,
+    partition_max_bytes), ...]), ...], sent exactly as given (repeats too)."""
+    def part(p):
+        partition, offset, pmax = p
+        return int32(partition) + int64(offset) + int32(pmax)
+    body = (int32(-1) + int32(max_wait_ms) + int32(min_bytes) + int32(max_bytes)
+            + int8(0)                                   # isolation: read uncommitted
+            + array(string(name) + array(part(p) for p in parts)
+                    for name, parts in topics))
+    return request(API_FETCH, 4, correlation_id, body, client_id)
+
+
+def parse_fetch_response_v4(payload):
+    """Decode a Fetch v4 response: (correlation_id, [(topic, [partition
+    dict with partition, error, hw, lso, records])]) in response order."""
+    r = Reader(payload)
+    corr = r.int32()
+    r.int32()                                   # throttle_time_ms
+    topics = []
+    for _ in range(r.int32()):
+        name = r.string()
+        parts = []
+        for _ in range(r.int32()):
+            p = {'partition': r.int32(), 'error': r.int16(), 'hw': r.int64(),
+                 'lso': r.int64()}
+            for _ in range(max(r.int32(), 0)):  # aborted transactions
+                r.int64(), r.int64()
+            n = r.int32()
+            p['records'] = r._take(n) if n > 0 else b''
+            parts.append(p)
+        topics.append((name, parts))
+    assert r.remaining() == 0, r.remaining()
+    return corr, topics

@@ -251,3 +251,41 @@ def test_bad_request_after_good_one_in_same_send(broker):
         first = kw.recv_frame(s)
         assert kw.correlation_id(first) == 31
         assert kw.wait_closed(s, timeout=5)
+
+
+def _metadata_v12_all_topics_librdkafka_5049(corr):
+    """The all-topics Metadata v12 of librdkafka 2.x (issue #5049): the
+    null topic count is written into a 4-byte slot, so the compact null
+    (0x00) is followed by 3 more bytes. Kafka's parser reads the body
+    (topics null, allow_auto_topic_creation, include_topic_authorized_
+    operations, tagged fields) and ignores the 3 bytes left."""
+    body = (b'\x00\x00\x00\x00'          # 0x00 = null topics, + 3 stray bytes
+            + kw.boolean(True)             # allow_auto_topic_creation
+            + kw.boolean(False)            # include_topic_authorized_operations
+            + kw.TAGGED_NONE)
+    return kw.request(kw.API_METADATA, 12, corr, body, flexible=True)
+
+
+def test_bytes_after_a_body_are_ignored_as_kafka_does(broker):
+    # Metadata v12, all topics, 3 bytes too many: answered, connection kept
+    with kw.connect(broker.port) as s:
+        md = kw.parse_metadata_response(
+            kw.send_recv(s, _metadata_v12_all_topics_librdkafka_5049(41)), 12)
+        assert md['correlation_id'] == 41
+        assert md['brokers'][0]['node_id'] == 1 and md['trailing'] == 0
+        # the same connection still serves the next request
+        md = kw.parse_metadata_response(kw.send_recv(s, kw.metadata_request(12, 42)), 12)
+        assert md['correlation_id'] == 42
+    # any request: ApiVersions v0 with junk after its (empty) body
+    with kw.connect(broker.port) as s:
+        av = kw.parse_api_versions_response(
+            kw.send_recv(s, kw.request(kw.API_API_VERSIONS, 0, 43, b'junk')), 0)
+        assert av['correlation_id'] == 43 and av['error_code'] == 0
+    # a body that does not decode still closes the connection: Metadata v12
+    # whose topic array announces one topic and ends inside its id
+    with kw.connect(broker.port) as s:
+        s.sendall(kw.request(kw.API_METADATA, 12, 44, kw.uvarint(2) + b'\x00' * 10,
+                             flexible=True))
+        assert kw.wait_closed(s, timeout=5)
+        assert closing_line_for(broker, s, r'malformed MetadataRequest v12 body')
+    assert broker.running()
