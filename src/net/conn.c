@@ -284,7 +284,11 @@ void sp_conn_sweep(uv_timer_t *t)
     }
 }
 
-static void describe_peer(const struct sockaddr_storage *ss, char *out, size_t cap)
+/* The peer as "ip:port" for log lines, and its host as Kafka shows client
+ * hosts ("/ip", InetAddress.toString), each formatted from the address
+ * itself (no cutting at a ':' of an IPv6 text). */
+static void describe_peer(const struct sockaddr_storage *ss, char *out, size_t cap, char *host_out,
+                          size_t hcap)
 {
     char host[INET6_ADDRSTRLEN] = "?";
     int port = 0;
@@ -297,7 +301,8 @@ static void describe_peer(const struct sockaddr_storage *ss, char *out, size_t c
         inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
         port = ntohs(a->sin6_port);
     }
-    snprintf(out, cap, "%s:%d", host, port);
+    snprintf(out, cap, ss->ss_family == AF_INET6 ? "[%s]:%d" : "%s:%d", host, port);
+    snprintf(host_out, hcap, "/%s", host);
 }
 
 static void req_finish(sp_conn_t *c);
@@ -324,13 +329,7 @@ void sp_conn_adopt(sp_worker_t *w, const sp_accepted_t *a)
     c->addr = a->addr;
     c->last_io = uv_now(&w->loop);
     c->id = __atomic_add_fetch(&w->srv->next_conn_id, 1, __ATOMIC_RELAXED);
-    describe_peer(&c->addr, c->peer, sizeof(c->peer));
-    snprintf(c->host, sizeof(c->host), "/%.*s", (int)strcspn(c->peer, "]") , c->peer);
-    {
-        char *colon = strrchr(c->host, ':');
-        if (colon && colon != c->host + 1)
-            *colon = 0;
-    }
+    describe_peer(&c->addr, c->peer, sizeof(c->peer), c->host, sizeof(c->host));
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     if (uv_tcp_init(&w->loop, &c->tcp) != 0 || uv_tcp_open(&c->tcp, fd) != 0) {
@@ -839,6 +838,17 @@ static void respond(sp_req_t *req, const void *resp, int16_t version, ranges_t *
                 release(ranges->v[i].hold);
         if (!req->answered && c->req == req)
             req_finish(c);
+        return;
+    }
+    if (req->arena.failed) {
+        /* a handler ran out of its arena (request.c: the per-request limit)
+         * and may have left parts of the response empty: never send a
+         * silently truncated answer */
+        for (int i = 0; ranges && release && i < ranges->n; i++)
+            if (ranges->v[i].hold)
+                release(ranges->v[i].hold);
+        fail_req(c, SP_LOG_ERROR, "out of memory (request arena limit) building the %s v%d response",
+                 d->name, version);
         return;
     }
     sp_response_header_init(&h);

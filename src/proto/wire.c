@@ -1,6 +1,7 @@
 /* wire.c - Kafka wire primitives (see wire.h for invariants). */
 #include "proto/wire.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 
 /* ---- arena ------------------------------------------------------------ */
@@ -20,21 +21,30 @@ void sp_arena_init(sp_arena_t *a, size_t limit)
     a->head = NULL;
     a->used_total = 0;
     a->limit = limit;
+    a->failed = false;
 }
 
 void *sp_arena_alloc(sp_arena_t *a, size_t n)
 {
     sp_arena_chunk_t *c = a->head;
+    if (n > SIZE_MAX - 15) {
+        a->failed = true;
+        return NULL;
+    }
     n = (n + 15) & ~(size_t)15;
     if (n == 0)
         n = 16;
-    if (a->limit && (n > a->limit || a->used_total > a->limit - n))
+    if (a->limit && (n > a->limit || a->used_total > a->limit - n)) {
+        a->failed = true;
         return NULL;
+    }
     if (!c || c->cap - c->used < n) {
         size_t cap = n > SP_ARENA_CHUNK / 2 ? n : SP_ARENA_CHUNK;
         sp_arena_chunk_t *nc = malloc(sizeof(*nc) + cap);
-        if (!nc)
+        if (!nc) {
+            a->failed = true;
             return NULL;
+        }
         nc->cap = cap;
         nc->used = 0;
         if (c && n > SP_ARENA_CHUNK / 2) {

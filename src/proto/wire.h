@@ -78,10 +78,13 @@ typedef struct sp_arena {
     sp_arena_chunk_t *head;
     size_t used_total;   /* bytes handed out */
     size_t limit;        /* 0 = no limit; allocation past it fails */
+    bool failed;         /* an allocation failed: a response built from this
+                          * arena may lack parts (net/conn.c closes instead) */
 } sp_arena_t;
 
 void sp_arena_init(sp_arena_t *a, size_t limit);
-/* Returns 8-byte aligned, uninitialised memory, or NULL (limit or OOM). */
+/* Returns 8-byte aligned, uninitialised memory, or NULL (limit or OOM;
+ * a->failed is set then). */
 void *sp_arena_alloc(sp_arena_t *a, size_t n);
 void *sp_arena_zalloc(sp_arena_t *a, size_t n);
 /* Copy of s (NUL-terminated as a convenience); NULL on failure. */

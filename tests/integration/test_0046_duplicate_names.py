@@ -106,3 +106,23 @@ def test_metadata_naming_one_topic_300000_times_answers_it_once(broker):
     md12 = kw.parse_metadata_response(
         kw.send_recv(broker.port, kw.request(kw.API_METADATA, 12, 11, body, flexible=True)), 12)
     assert [(t['name'], t['topic_id']) for t in md12['topics']] == [('dupm', tid)]
+
+
+def test_a_response_that_outgrows_the_request_arena_closes_the_connection(broker):
+    """3 million distinct (unknown) topic names in one Metadata v4 request:
+    the response needs more than the request's arena may hold.  The broker
+    closes that connection with a log line instead of answering a silently
+    truncated topic list (it once answered zero topics), and keeps serving
+    everyone else."""
+    n = 3000000
+    topics = b''.join(kw.string('t%07d' % i) for i in range(n))
+    body = kw.int32(n) + topics + kw.int8(0)             # allow_auto_topic_creation false
+    sock = kw.connect(broker.port, timeout=30)
+    try:
+        sock.sendall(kw.request(3, 4, 9, body))
+        assert kw.wait_closed(sock, timeout=60)
+    finally:
+        sock.close()
+    assert 'out of memory (request arena limit) building the MetadataResponse' in broker.log_text()
+    payload = kw.send_recv(broker.port, kw.metadata_request(4, 10, ['other']))
+    assert kw.correlation_id(payload) == 10
