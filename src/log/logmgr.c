@@ -221,7 +221,8 @@ static void read_checkpoint(const char *dir, const char *name, int which)
         goto bad;
     }
     M.ckpts = nc;
-    memcpy(M.ckpts + M.nckpts, got, sizeof(*got) * (size_t)n);
+    if (n)
+        memcpy(M.ckpts + M.nckpts, got, sizeof(*got) * (size_t)n);
     M.nckpts += (int)n;
     free(got);
     free(text);
@@ -944,7 +945,7 @@ void sp_logmgr_shutdown(bool clean)
     pthread_rwlock_rdlock(&M.rw);
     int n = M.nentries;
     entry_t *snap = malloc(sizeof(*snap) * (size_t)(n ? n : 1));
-    if (snap)
+    if (snap && n)
         memcpy(snap, M.entries, sizeof(*snap) * (size_t)n);
     pthread_rwlock_unlock(&M.rw);
     for (int i = 0; snap && i < n; i++) {
