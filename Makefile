@@ -35,7 +35,7 @@ TS_OBJ   := $(BUILD)/obj/src/proto/gen/test_support.o $(BUILD)/obj/tests/unit/li
 # test objects are not intermediate: keep them (test_support.c is 1 MB)
 .SECONDARY: $(TS_OBJ)
 
-.PHONY: all run test unit integration fault asan tsan fuzz regen regen-check deps clean
+.PHONY: all run test unit integration fault asan tsan fuzz regen regen-check deps test-deps kafka clean
 
 all: $(BUILD)/spoold
 
@@ -80,6 +80,14 @@ fault: $(BUILD)/libspfault.so
 deps:
 	@scripts/install-deps
 
+test-deps:
+	@scripts/install-deps --test
+
+# Apache Kafka 4.3 beside Spool (tests/kafka): fetched once from Maven
+# Central into .cache/ (git-ignored), checked on every run
+kafka:
+	@$(PYTHON) tests/kafka/kafka_ref.py fetch >/dev/null
+
 run: deps all
 	@mkdir -p data
 	./$(BUILD)/spoold config/server.properties
@@ -99,16 +107,16 @@ regen-check:
 	    echo "regen-check: src/proto/gen matches $(SCHEMAS)"; \
 	else echo "regen-check: $(SCHEMAS) not present, skipped"; fi
 
-integration: all fault
+integration: all fault kafka
 	SPOOLD=$(abspath $(BUILD)/spoold) $(PYTHON) -m pytest -q tests/integration
 
-test: deps
+test: test-deps
 	$(MAKE) all unit
 	$(MAKE) tsan
 	$(MAKE) regen-check
 	$(MAKE) integration
 
-asan: deps
+asan: test-deps kafka
 	$(MAKE) BUILD=build/asan OPT=-O1 SANFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" all unit fault
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	    SPOOLD=$(abspath build/asan/spoold) $(PYTHON) -m pytest -q tests/integration
@@ -126,7 +134,7 @@ tsan:
 
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
-fuzz: deps
+fuzz: test-deps
 	$(MAKE) BUILD=build/fuzz CC=clang OPT=-O1 \
 	    SANFLAGS="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined" \
 	    $(BUILD)/fuzz/libspool.a

@@ -1,6 +1,8 @@
 """Fixtures that run a real spoold process for integration tests.
 
 `broker`        -- one broker with default settings on a fresh data dir.
+`kafka`         -- Apache Kafka 4.3.1 beside it, one per test session
+                   (tests/kafka/kafka_ref.py).
 `start_broker`  -- factory: start_broker({'node.id': 7}, data_dir=..., env=...,
                    preexec_fn=..., **kw)
                    (keyword names have '_' replaced by '.', e.g. node_id=7;
@@ -177,6 +179,23 @@ def start_broker(tmp_path):
 @pytest.fixture
 def broker(start_broker):
     return start_broker()
+
+
+# ---------------------------------------------------------------- Kafka 4.3
+
+sys.path.insert(0, str(REPO / 'tests' / 'kafka'))
+
+
+@pytest.fixture(scope='session')
+def kafka(tmp_path_factory):
+    """Apache Kafka 4.3.1 (tests/kafka/kafka_ref.py), started once per test
+    session on free loopback ports, for tests that compare Spool with it.
+    Tests must leave it as they found it: their own topic names, their own
+    groups.  A failure to fetch or start it fails the test (never a skip)."""
+    import kafka_ref
+    k = kafka_ref.start(tmp_path_factory.mktemp('kafka'))
+    yield k
+    k.stop()
 
 
 def pytest_configure(config):
