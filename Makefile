@@ -90,9 +90,10 @@ kafka:
 	@$(PYTHON) tests/kafka/kafka_ref.py fetch >/dev/null
 
 # Newer clients beside Debian's (tests/integration/newer_clients.py): a venv
-# of confluent-kafka, kafka-python and aiokafka from PyPI, pinned by a lock
-# file, installed once into .cache/, a stamp of the inputs checked on every
-# run
+# of confluent-kafka, kafka-python and aiokafka from PyPI, franz-go, Sarama
+# and kafka-go programs built with modules from the Go module proxy; pinned
+# by lock files, installed once into .cache/, a stamp of the inputs checked
+# on every run
 clients:
 	@$(PYTHON) tests/integration/newer_clients.py setup
 

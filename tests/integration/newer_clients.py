@@ -2,7 +2,7 @@
 """Newer clients beside Debian's: their set-up, how to run them, and what
 their reports must say (test_0051_newer_clients.py).
 
-    tests/integration/newer_clients.py setup [python]
+    tests/integration/newer_clients.py setup [python] [go]
 
 Set-up (`make clients`, which `make integration` depends on; the tests
 call the same functions, so running pytest alone works too).  Each part
@@ -14,6 +14,10 @@ changed input (a new pin, an edited program) installs or builds again.
           tests/python/requirements.txt: confluent-kafka (its wheel
           carries librdkafka), kafka-python, aiokafka and their codecs,
           pinned with hashes (pip --require-hashes --only-binary :all:)
+  go      tests/go (go.mod + go.sum): franz-go + kadm, Sarama, kafka-go
+          from the Go module proxy into .cache/go/mod (go.sum checks
+          every module), built with the build cache in .cache/go/build
+          into .cache/go/bin/{franz,sarama,kafkago}; needs Go >= 1.26
 
 Every program takes SCENARIO BOOTSTRAP PREFIX and prints one JSON report;
 the same scenarios, with the same records, for every client:
@@ -41,7 +45,7 @@ the same scenarios, with the same records, for every client:
 
 Idempotence: Spool has no InitProducerId yet (issue 13, "Exactly-once:
 idempotent producers and transactions"), so every producer disables it
-explicitly (kafka-python 3 enables it by default).  The
+explicitly (franz-go and kafka-python 3 enable it by default).  The
 round trip checks on disk that no batch carries a producer id.
 """
 import hashlib
@@ -60,12 +64,19 @@ CACHE = ROOT / '.cache'
 PY_REQ = ROOT / 'tests' / 'python' / 'requirements.txt'
 PY_SCENARIOS = ROOT / 'tests' / 'python' / 'scenarios.py'
 PY_ENV = CACHE / 'py-clients'
+GO_SRC = ROOT / 'tests' / 'go'
+GO_CACHE = CACHE / 'go'
+GO_BIN = GO_CACHE / 'bin'
+GO_PROGRAMS = ('franz', 'sarama', 'kafkago')
 
 # client name -> (kind, program or python client name)
 CLIENTS = {
     'confluent-kafka': ('python', 'confluent'),
     'kafka-python': ('python', 'kafka-python'),
     'aiokafka': ('python', 'aiokafka'),
+    'franz-go': ('go', 'franz'),
+    'sarama': ('go', 'sarama'),
+    'kafka-go': ('go', 'kafkago'),
 }
 ALL_CODECS = ['none', 'gzip', 'snappy', 'lz4', 'zstd']
 CODECS = {c: ALL_CODECS for c in CLIENTS}
@@ -138,7 +149,38 @@ def setup_python():
     return py
 
 
-SETUP = {'python': setup_python}
+def go_env():
+    env = dict(os.environ)
+    env.update(GOMODCACHE=str(GO_CACHE / 'mod'), GOCACHE=str(GO_CACHE / 'build'),
+               GOFLAGS='-mod=readonly -modcacherw -buildvcs=false', GOTOOLCHAIN='local', GOWORK='off',
+               CGO_ENABLED='0')
+    return env
+
+
+def setup_go():
+    """The directory of the built Go programs, built first if needed."""
+    go = shutil.which('go')
+    if go is None:
+        raise RuntimeError('go not found on PATH: the Go client tests need Go >= 1.26')
+    version = _run([go, 'version'])
+    stamp = GO_CACHE / 'bin.stamp'
+    digest = _digest([p for p in GO_SRC.rglob('*') if p.is_file()], version)
+    if all((GO_BIN / p).exists() for p in GO_PROGRAMS) and _stamped(stamp, digest):
+        return GO_BIN
+    t0 = time.time()
+    fresh = not (GO_CACHE / 'mod').exists()
+    log('go: building %s with %s%s' % (', '.join(GO_PROGRAMS), version.strip(),
+                                       ' (modules from the Go module proxy into %s first)' % GO_CACHE
+                                       if fresh else ''))
+    GO_BIN.mkdir(parents=True, exist_ok=True)
+    _run([go, 'build', '-trimpath', '-o', str(GO_BIN) + '/'] + ['./' + p for p in GO_PROGRAMS],
+         cwd=str(GO_SRC), env=go_env())
+    stamp.write_text(digest)
+    log('go: done in %.0f s; .cache/go holds %.0f MB' % (time.time() - t0, _du(GO_CACHE) / 1e6))
+    return GO_BIN
+
+
+SETUP = {'python': setup_python, 'go': setup_go}
 
 
 # ------------------------------------------------------------- running
@@ -159,7 +201,10 @@ class Runner:
         kind, prog = CLIENTS[client]
         where = self._ready(kind)
         env = dict(os.environ)
-        cmd = [str(where), str(PY_SCENARIOS), prog, scenario, bootstrap, prefix]
+        if kind == 'python':
+            cmd = [str(where), str(PY_SCENARIOS), prog, scenario, bootstrap, prefix]
+        else:
+            cmd = [str(where / prog), scenario, bootstrap, prefix]
         return cmd, env
 
     def run(self, client, scenario, bootstrap, prefix):
