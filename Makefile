@@ -91,9 +91,9 @@ kafka:
 
 # Newer clients beside Debian's (tests/integration/newer_clients.py): a venv
 # of confluent-kafka, kafka-python and aiokafka from PyPI, franz-go, Sarama
-# and kafka-go programs built with modules from the Go module proxy; pinned
-# by lock files, installed once into .cache/, a stamp of the inputs checked
-# on every run
+# and kafka-go programs built with modules from the Go module proxy, kafkajs
+# from npm; pinned by lock files, installed once into .cache/, a stamp of
+# the inputs checked on every run
 clients:
 	@$(PYTHON) tests/integration/newer_clients.py setup
 

@@ -2,7 +2,7 @@
 """Newer clients beside Debian's: their set-up, how to run them, and what
 their reports must say (test_0051_newer_clients.py).
 
-    tests/integration/newer_clients.py setup [python] [go]
+    tests/integration/newer_clients.py setup [python] [go] [node]
 
 Set-up (`make clients`, which `make integration` depends on; the tests
 call the same functions, so running pytest alone works too).  Each part
@@ -18,6 +18,9 @@ changed input (a new pin, an edited program) installs or builds again.
           from the Go module proxy into .cache/go/mod (go.sum checks
           every module), built with the build cache in .cache/go/build
           into .cache/go/bin/{franz,sarama,kafkago}; needs Go >= 1.26
+  node    tests/node (package.json + package-lock.json): kafkajs and
+          kafkajs-snappy by `npm ci` into .cache/node (npm checks each
+          package's integrity from the lock file; its cache in .cache/npm)
 
 Every program takes SCENARIO BOOTSTRAP PREFIX and prints one JSON report;
 the same scenarios, with the same records, for every client:
@@ -29,7 +32,8 @@ the same scenarios, with the same records, for every client:
              null), headers (a repeated key, an empty value), explicit
              CreateTime timestamps.  Reports each record's [partition,
              offset] as produced, then every record read back from
-             offset 0 of each partition without a group.
+             offset 0 of each partition without a group (kafkajs, which
+             has no assign(), with a group of its own).
   group      PREFIX-grp (4 partitions) and group PREFIX-g: members a and
              b join; once each holds a non-empty share and together all
              four, 10 records per partition are produced; they read them,
@@ -68,6 +72,8 @@ GO_SRC = ROOT / 'tests' / 'go'
 GO_CACHE = CACHE / 'go'
 GO_BIN = GO_CACHE / 'bin'
 GO_PROGRAMS = ('franz', 'sarama', 'kafkago')
+NODE_SRC = ROOT / 'tests' / 'node'
+NODE_CACHE = CACHE / 'node'
 
 # client name -> (kind, program or python client name)
 CLIENTS = {
@@ -77,9 +83,11 @@ CLIENTS = {
     'franz-go': ('go', 'franz'),
     'sarama': ('go', 'sarama'),
     'kafka-go': ('go', 'kafkago'),
+    'kafkajs': ('node', 'scenarios.js'),
 }
 ALL_CODECS = ['none', 'gzip', 'snappy', 'lz4', 'zstd']
 CODECS = {c: ALL_CODECS for c in CLIENTS}
+CODECS['kafkajs'] = ['none', 'gzip', 'snappy']  # its lz4/zstd codecs are native addons
 
 N, RT_PARTS, GROUP_PARTS, PHASE1, PHASE2 = 40, 3, 4, 10, 5
 RUN_TIMEOUT = 180
@@ -180,7 +188,32 @@ def setup_go():
     return GO_BIN
 
 
-SETUP = {'python': setup_python, 'go': setup_go}
+def setup_node():
+    """NODE_PATH for the scenarios, installed first if needed."""
+    node, npm = shutil.which('node'), shutil.which('npm')
+    if node is None or npm is None:
+        raise RuntimeError('node and npm not found on PATH: the kafkajs tests need Node.js >= 18')
+    version = _run([node, '--version'])
+    stamp = NODE_CACHE / 'spool-stamp'
+    digest = _digest([NODE_SRC / 'package.json', NODE_SRC / 'package-lock.json'], version)
+    modules = NODE_CACHE / 'node_modules'
+    if modules.exists() and _stamped(stamp, digest):
+        return modules
+    t0 = time.time()
+    log('node: npm ci of kafkajs into %s (first run only)' % NODE_CACHE)
+    if NODE_CACHE.exists():
+        shutil.rmtree(NODE_CACHE)
+    NODE_CACHE.mkdir(parents=True)
+    for f in ('package.json', 'package-lock.json'):
+        shutil.copy(NODE_SRC / f, NODE_CACHE / f)
+    env = dict(os.environ, npm_config_cache=str(CACHE / 'npm'), npm_config_update_notifier='false')
+    _run([npm, 'ci', '--no-audit', '--no-fund', '--ignore-scripts'], cwd=str(NODE_CACHE), env=env)
+    stamp.write_text(digest)
+    log('node: done in %.0f s, %.1f MB' % (time.time() - t0, _du(NODE_CACHE) / 1e6))
+    return modules
+
+
+SETUP = {'python': setup_python, 'go': setup_go, 'node': setup_node}
 
 
 # ------------------------------------------------------------- running
@@ -203,8 +236,11 @@ class Runner:
         env = dict(os.environ)
         if kind == 'python':
             cmd = [str(where), str(PY_SCENARIOS), prog, scenario, bootstrap, prefix]
-        else:
+        elif kind == 'go':
             cmd = [str(where / prog), scenario, bootstrap, prefix]
+        else:
+            env.update(NODE_PATH=str(where), KAFKAJS_NO_PARTITIONER_WARNING='1')
+            cmd = ['node', str(NODE_SRC / prog), scenario, bootstrap, prefix]
         return cmd, env
 
     def run(self, client, scenario, bootstrap, prefix):

@@ -1,7 +1,7 @@
 """Newer clients beside Debian's: the newest confluent-kafka (and its
 librdkafka), kafka-python and aiokafka from PyPI, franz-go, Sarama and
-kafka-go from the Go module proxy, pinned in lock files and installed
-into .cache/ by newer_clients.py (`make clients`).
+kafka-go from the Go module proxy, kafkajs from npm, pinned in lock files
+and installed into .cache/ by newer_clients.py (`make clients`).
 
 Each client runs the round trip, group and admin scenarios (their
 contract is in newer_clients.py) against Spool and against Apache Kafka
