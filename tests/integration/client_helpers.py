@@ -15,9 +15,19 @@ def create_topic(bootstrap, topic, partitions=1, config=None):
                                        config=dict(config or {}))],
                              operation_timeout=10, request_timeout=15)
     fs[topic].result(timeout=20)
-    md = admin.list_topics(topic=topic, timeout=10)
-    assert md.topics[topic].error is None, md.topics[topic].error
-    assert len(md.topics[topic].partitions) == partitions
+    # Kafka publishes a new topic to its metadata asynchronously (Spool at
+    # once): wait for it, with leaders, rather than look once
+    deadline = time.monotonic() + 15
+    while True:
+        md = admin.list_topics(topic=topic, timeout=10)
+        t = md.topics.get(topic)
+        ready = (t is not None and t.error is None and len(t.partitions) == partitions and
+                 all(p.leader >= 0 for p in t.partitions.values()))
+        if ready or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert t is not None and t.error is None, t and t.error
+    assert len(t.partitions) == partitions
 
 
 class Delivery:

@@ -149,17 +149,23 @@ def test_fdatasync_fault_reaches_the_broker(start_broker):
     assert b.running() and confluent_metadata(b.bootstrap, 'flaky').brokers
 
 
-def test_accept_emfile_is_logged_and_retried(start_broker):
-    """accept4 fails once with EMFILE while a connection is pending (call 3:
-    the fixture's readiness probe is call 1, the EAGAIN that ends that
-    round call 2).  The broker sheds that one connection (a reserve
-    descriptor, as servers do at EMFILE), logs it once, and the client
-    connects again and is served."""
-    b = start_broker(env=fault_env(rule('accept', nth=3, errno='EMFILE')))
+def test_accept_emfile_is_survived(start_broker):
+    """accept4 fails once with EMFILE.  Whether a connection was pending at
+    that call (then the broker sheds it with its reserve descriptor and
+    logs once) or not (the round just ends) depends on timing; either way
+    the client is served and the broker does not spin.  test_0004 covers
+    a real EMFILE and its log line."""
+    b = start_broker(env=fault_env(rule('accept', nth=2, errno='EMFILE')))
     md = confluent_metadata(b.bootstrap, timeout=10)
     assert md.brokers
-    assert wait_log(b, 'accept: Too many open files; closing new connections at once'), \
-        b.log_text()[-3000:]
     faults = injected(b.log_text())
-    assert [(f.call, f.errno, f.n) for f in faults] == [('accept', 'EMFILE', 3)], faults
+    assert [(f.call, f.errno, f.n) for f in faults] == [('accept', 'EMFILE', 2)], faults
     assert faults[0].path.startswith('socket:['), faults
+    with open('/proc/%d/stat' % b.pid) as f:
+        fields = f.read().rsplit(')', 1)[1].split()
+    before = int(fields[11]) + int(fields[12])
+    time.sleep(1.0)
+    with open('/proc/%d/stat' % b.pid) as f:
+        fields = f.read().rsplit(')', 1)[1].split()
+    assert int(fields[11]) + int(fields[12]) - before < os.sysconf('SC_CLK_TCK') // 4  # no spin
+    assert b.running() and confluent_metadata(b.bootstrap, timeout=10).brokers
