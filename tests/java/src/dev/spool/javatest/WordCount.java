@@ -18,6 +18,8 @@ import java.util.concurrent.TimeUnit;
 
 import org.apache.kafka.clients.admin.Admin;
 import org.apache.kafka.clients.admin.Config;
+import org.apache.kafka.clients.admin.ListOffsetsResult.ListOffsetsResultInfo;
+import org.apache.kafka.clients.admin.OffsetSpec;
 import org.apache.kafka.clients.admin.TopicDescription;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
@@ -47,7 +49,8 @@ import org.apache.kafka.streams.kstream.Produced;
  * wiped, and a new instance restores the store from the changelog and
  * counts 200 more lines.  Reports the final counts from the output topic
  * and from the changelog, the expected counts, the internal topics and
- * their configurations, and the group's committed offsets.
+ * their configurations, whether consumed repartition records were purged
+ * (Streams' DeleteRecords), and the group's committed offsets.
  */
 final class WordCount {
     private WordCount() {}
@@ -92,6 +95,9 @@ final class WordCount {
         p.put(StreamsConfig.STATE_DIR_CONFIG, stateDir.toString());
         p.put(StreamsConfig.COMMIT_INTERVAL_MS_CONFIG, "200");
         p.put(StreamsConfig.STATESTORE_CACHE_MAX_BYTES_CONFIG, "0");
+        // consumed repartition records are deleted (DeleteRecords) after
+        // each commit rather than every 30 s
+        p.put(StreamsConfig.REPARTITION_PURGE_INTERVAL_MS_CONFIG, "100");
         p.put(StreamsConfig.consumerPrefix(ConsumerConfig.HEARTBEAT_INTERVAL_MS_CONFIG), "500");
         KafkaStreams s = new KafkaStreams(b.build(), p);
         s.start();
@@ -198,6 +204,11 @@ final class WordCount {
             for (Map.Entry<TopicPartition, OffsetAndMetadata> e : a.listConsumerGroupOffsets(APP)
                     .partitionsToOffsetAndMetadata().get(TIMEOUT_S, TimeUnit.SECONDS).entrySet())
                 committed.put(e.getKey().toString(), e.getValue() == null ? null : e.getValue().offset());
+            long purged = 0;
+            for (ListOffsetsResultInfo info : a.listOffsets(Map.of(new TopicPartition(repartition, 0), OffsetSpec.earliest(),
+                    new TopicPartition(repartition, 1), OffsetSpec.earliest())).all().get(TIMEOUT_S, TimeUnit.SECONDS).values())
+                purged += info.offset();
+            r.put("repartition_records_purged", purged > 0);
             r.put("committed_input_total", committed.entrySet().stream()
                     .filter(e -> e.getKey().startsWith(IN + "-"))
                     .mapToLong(e -> (Long) e.getValue()).sum());
