@@ -28,6 +28,7 @@ static const sp_api_t apis[] = {
     { SP_API_INCREMENTAL_ALTER_CONFIGS, 0, 1, sp_handle_incremental_alter_configs },
     { SP_API_OFFSET_DELETE, 0, 0, sp_handle_offset_delete },
     { SP_API_DESCRIBE_CLUSTER, 0, 1, sp_handle_describe_cluster },
+    { SP_API_DESCRIBE_TOPIC_PARTITIONS, 0, 0, sp_handle_describe_topic_partitions },
 };
 
 const sp_api_t *sp_api_find(int16_t key)

@@ -67,13 +67,12 @@ def test_kafka_topics(broker):
     out, _ = tool(broker, TOPICS, '--alter', '--topic', t, '--partitions', '4')
     assert out == ''
     out, _ = tool(broker, TOPICS, '--describe', '--topic', t)
-    # Elr/LastKnownElr: "N/A" where Kafka prints them empty, because Spool
-    # has no DescribeTopicPartitions (API 75) and the tool falls back to
-    # Metadata, which has no ELR.  (Kafka also lists min.insync.replicas=1
-    # in Configs: its KRaft format sets it as a cluster-wide dynamic default.)
+    # (Kafka also lists min.insync.replicas=1 in Configs: its KRaft format
+    # sets it as a cluster-wide dynamic default.)  Elr and LastKnownElr come
+    # from DescribeTopicPartitions: empty, not "N/A" as from Metadata.
     assert re.sub(r'TopicId: \S+', 'TopicId: ID', out) == (
         'Topic: %s\tTopicId: ID\tPartitionCount: 4\tReplicationFactor: 1\tConfigs: retention.ms=3600000\n' % t
-        + ''.join('\tTopic: %s\tPartition: %d\tLeader: 1\tReplicas: 1\tIsr: 1\tElr: N/A\tLastKnownElr: N/A\n'
+        + ''.join('\tTopic: %s\tPartition: %d\tLeader: 1\tReplicas: 1\tIsr: 1\tElr: \tLastKnownElr: \n'
                   % (t, p) for p in range(4)))
     out, _ = tool(broker, TOPICS, '--delete', '--topic', t)
     assert out == ''
