@@ -21,6 +21,7 @@ INIT_PRODUCER_ID".
 import json
 import os
 import re
+from concurrent.futures import ThreadPoolExecutor
 
 import kafka_ref
 from client_helpers import create_topic, produce, producer
@@ -48,6 +49,18 @@ def tool(broker, main_class, *args, input=None, rc=0):
     return p.stdout, err
 
 
+def tools(broker, *calls):
+    """Runs independent tool calls ((main_class, args...) or
+    (main_class, args..., {'rc': n})) at once, as JVM starts are most of
+    the time; returns their (stdout, stderr) in order."""
+    def one(call):
+        kw = call[-1] if isinstance(call[-1], dict) else {}
+        args = call[:-1] if kw else call
+        return tool(broker, *args, **kw)
+    with ThreadPoolExecutor(len(calls)) as ex:
+        return list(ex.map(one, calls))
+
+
 def rows(text, ncols):
     """The table rows of a kafka-consumer-groups answer, split on blanks."""
     out = []
@@ -62,10 +75,10 @@ def test_kafka_topics(broker):
     t = 'tool-topic'
     out, _ = tool(broker, TOPICS, '--create', '--topic', t, '--partitions', '3', '--config', 'retention.ms=3600000')
     assert out == 'Created topic %s.\n' % t
-    out, err = tool(broker, TOPICS, '--create', '--topic', t, '--partitions', '3', rc=1)
+    (out, err), (out2, _) = tools(broker, (TOPICS, '--create', '--topic', t, '--partitions', '3', {'rc': 1}),
+                                  (TOPICS, '--alter', '--topic', t, '--partitions', '4'))
     assert "Error while executing topic command : Topic '%s' already exists." % t in out + err
-    out, _ = tool(broker, TOPICS, '--alter', '--topic', t, '--partitions', '4')
-    assert out == ''
+    assert out2 == ''
     out, _ = tool(broker, TOPICS, '--describe', '--topic', t)
     # (Kafka also lists min.insync.replicas=1 in Configs: its KRaft format
     # sets it as a cluster-wide dynamic default.)  Elr and LastKnownElr come
@@ -103,9 +116,11 @@ def test_console_producer_consumer_and_consumer_groups(broker):
     assert all(offs == list(range(len(offs))) for offs in by_part.values()), by_part
     ends = {p: len(offs) for p, offs in by_part.items()}
 
-    out, _ = tool(broker, GROUPS, '--list')
-    assert g in out.split()
-    out, err = tool(broker, GROUPS, '--describe', '--group', g)
+    # Kafka 4.3's admin client reports a missing group (DescribeGroups v6)
+    (listed, _), (out, err), (mout, merr) = tools(broker, (GROUPS, '--list'), (GROUPS, '--describe', '--group', g),
+                                                  (GROUPS, '--describe', '--group', 'tool-no-such-group'))
+    assert g in listed.split()
+    assert 'GroupIdNotFoundException: Group tool-no-such-group not found.' in mout + merr, mout + merr
     assert "Consumer group '%s' has no active members." % g in out + err
     desc = rows(out, 9)
     assert sorted((int(r[2]), int(r[3]), int(r[4]), r[5]) for r in desc) == \
@@ -127,9 +142,6 @@ def test_console_producer_consumer_and_consumer_groups(broker):
     again = [re.fullmatch(r'Partition:(\d+)\tOffset:(\d+)\t.*', l).groups() for l in out.splitlines()]
     assert len(again) == 18 and min(int(o) for p, o in again if int(p) == busy) == 2, out
 
-    # Kafka 4.3's admin client reports a missing group (DescribeGroups v6)
-    out, err = tool(broker, GROUPS, '--describe', '--group', 'tool-no-such-group')
-    assert 'GroupIdNotFoundException: Group tool-no-such-group not found.' in out + err, out + err
     out, _ = tool(broker, GROUPS, '--delete', '--group', g)
     assert "Deletion of requested consumer groups ('%s') was successful." % g in out
 
@@ -147,13 +159,13 @@ def test_kafka_configs(broker):
           'DEFAULT_CONFIG:message.max.bytes=1048588}\n'
         + '  segment.bytes=1048576 sensitive=false synonyms={DYNAMIC_TOPIC_CONFIG:segment.bytes=1048576, '
           'DEFAULT_CONFIG:log.segment.bytes=1073741824}\n')
-    out, _ = tool(broker, CONFIGS, '--entity-type', 'topics', '--entity-name', t, '--alter',
-                  '--delete-config', 'segment.bytes')
+    # and a cluster-wide broker default, which the topic then inherits
+    (out, _), (out2, _) = tools(broker, (CONFIGS, '--entity-type', 'topics', '--entity-name', t, '--alter',
+                                         '--delete-config', 'segment.bytes'),
+                                (CONFIGS, '--entity-type', 'brokers', '--entity-default', '--alter',
+                                 '--add-config', 'log.segment.bytes=536870912'))
     assert out == 'Completed updating config for topic %s.\n' % t
-    # cluster-wide broker default, which the topic then inherits
-    out, _ = tool(broker, CONFIGS, '--entity-type', 'brokers', '--entity-default', '--alter',
-                  '--add-config', 'log.segment.bytes=536870912')
-    assert out == 'Completed updating default config for brokers in the cluster.\n'
+    assert out2 == 'Completed updating default config for brokers in the cluster.\n'
     out, _ = tool(broker, CONFIGS, '--entity-type', 'topics', '--entity-name', t, '--describe', '--all')
     assert '  segment.bytes=536870912 sensitive=false synonyms={DYNAMIC_DEFAULT_BROKER_CONFIG:' \
            'log.segment.bytes=536870912, DEFAULT_CONFIG:log.segment.bytes=1073741824}\n' in out, out
@@ -171,10 +183,10 @@ def test_kafka_get_offsets_and_delete_records(broker, tmp_path):
     spec.write_text(json.dumps({'version': 1, 'partitions': [{'topic': t, 'partition': 0, 'offset': 3}]}))
     out, _ = tool(broker, DELETE_RECORDS, '--offset-json-file', str(spec))
     assert 'partition: %s-0\tlow_watermark: 3' % t in out, out
-    out, _ = tool(broker, GET_OFFSETS, '--topic', t)
-    assert out == '%s:0:10\n%s:1:4\n' % (t, t)
-    out, _ = tool(broker, GET_OFFSETS, '--topic', t, '--time', '-2')
-    assert out == '%s:0:3\n%s:1:0\n' % (t, t)
+    (latest, _), (earliest, _), (maxts, _) = tools(
+        broker, (GET_OFFSETS, '--topic', t), (GET_OFFSETS, '--topic', t, '--time', '-2'),
+        (GET_OFFSETS, '--topic-partitions', '%s:0' % t, '--time', '-3'))
+    assert latest == '%s:0:10\n%s:1:4\n' % (t, t)
+    assert earliest == '%s:0:3\n%s:1:0\n' % (t, t)
     # -3: the first record holding the largest timestamp
-    out, _ = tool(broker, GET_OFFSETS, '--topic-partitions', '%s:0' % t, '--time', '-3')
-    assert out == '%s:0:7\n' % t
+    assert maxts == '%s:0:7\n' % t
