@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The Java ecosystem against Spool: Kafka's Java clients, Kafka Streams and
 Kafka Connect 4.3.1, and the small Java programs of tests/java/src that
-drive them (tests/integration/test_0051..0054).
+drive them (tests/integration/test_0051, 0053, 0054).
 
     tests/java/java_side.py build     fetch the jars and compile (once)
 
