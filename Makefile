@@ -6,6 +6,7 @@
 #   make asan       the same tests against an ASan+UBSan build
 #   make tsan       the threaded unit tests against a ThreadSanitizer build (part of make test)
 #   make fault      build/libspfault.so, the LD_PRELOAD fault injector (tests/fault)
+#   make kafka      fetch Apache Kafka 4.3.1 (tests/kafka), make java the Java side (tests/java)
 #   make clients    the newer Kafka clients the tests use, into .cache/ (once)
 #   make fuzz       run each libFuzzer target briefly (FUZZ_SECONDS, default 60)
 #   make regen      regenerate src/proto/gen from ../shared/kafka-protocol
@@ -36,7 +37,7 @@ TS_OBJ   := $(BUILD)/obj/src/proto/gen/test_support.o $(BUILD)/obj/tests/unit/li
 # test objects are not intermediate: keep them (test_support.c is 1 MB)
 .SECONDARY: $(TS_OBJ)
 
-.PHONY: all run test unit integration fault asan tsan fuzz regen regen-check deps test-deps kafka clients clean
+.PHONY: all run test unit integration fault asan tsan fuzz regen regen-check deps test-deps kafka java clients clean
 
 all: $(BUILD)/spoold
 
@@ -97,6 +98,12 @@ kafka:
 clients:
 	@$(PYTHON) tests/integration/newer_clients.py setup
 
+# The Java ecosystem against Spool (tests/java): Kafka's Java clients,
+# Streams and Connect 4.3.1 fetched once into .cache/ (git-ignored), the
+# scenario programs compiled there; checked on every run
+java:
+	@$(PYTHON) tests/java/java_side.py build >/dev/null
+
 run: deps all
 	@mkdir -p data
 	./$(BUILD)/spoold config/server.properties
@@ -116,7 +123,7 @@ regen-check:
 	    echo "regen-check: src/proto/gen matches $(SCHEMAS)"; \
 	else echo "regen-check: $(SCHEMAS) not present, skipped"; fi
 
-integration: all fault kafka clients
+integration: all fault kafka java clients
 	SPOOLD=$(abspath $(BUILD)/spoold) $(PYTHON) -m pytest -q tests/integration
 
 test: test-deps
@@ -125,7 +132,7 @@ test: test-deps
 	$(MAKE) regen-check
 	$(MAKE) integration
 
-asan: test-deps kafka clients
+asan: test-deps kafka java clients
 	$(MAKE) BUILD=build/asan OPT=-O1 SANFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" all unit fault
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	    SPOOLD=$(abspath build/asan/spoold) $(PYTHON) -m pytest -q tests/integration

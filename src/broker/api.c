@@ -14,7 +14,7 @@ static const sp_api_t apis[] = {
     { SP_API_HEARTBEAT, 0, 4, sp_handle_heartbeat },
     { SP_API_LEAVE_GROUP, 0, 5, sp_handle_leave_group },
     { SP_API_SYNC_GROUP, 0, 5, sp_handle_sync_group },
-    { SP_API_DESCRIBE_GROUPS, 0, 5, sp_handle_describe_groups },
+    { SP_API_DESCRIBE_GROUPS, 0, 6, sp_handle_describe_groups },
     { SP_API_LIST_GROUPS, 0, 5, sp_handle_list_groups },
     { SP_API_API_VERSIONS, 0, 4, sp_handle_api_versions },
     { SP_API_CREATE_TOPICS, 2, 7, sp_handle_create_topics },
@@ -28,6 +28,7 @@ static const sp_api_t apis[] = {
     { SP_API_INCREMENTAL_ALTER_CONFIGS, 0, 1, sp_handle_incremental_alter_configs },
     { SP_API_OFFSET_DELETE, 0, 0, sp_handle_offset_delete },
     { SP_API_DESCRIBE_CLUSTER, 0, 1, sp_handle_describe_cluster },
+    { SP_API_DESCRIBE_TOPIC_PARTITIONS, 0, 0, sp_handle_describe_topic_partitions },
 };
 
 const sp_api_t *sp_api_find(int16_t key)

@@ -114,6 +114,13 @@ void sp_handle_alter_configs(sp_req_t *req);
 void sp_handle_incremental_alter_configs(sp_req_t *req);
 void sp_handle_describe_cluster(sp_req_t *req);
 void sp_handle_describe_log_dirs(sp_req_t *req);
+void sp_handle_describe_topic_partitions(sp_req_t *req);
+
+/* A topic's authorized operations with no authorizer: every operation
+ * Kafka supports on a topic (AclOperation codes READ 3, WRITE 4, CREATE 5,
+ * DELETE 6, ALTER 7, DESCRIBE 8, DESCRIBE_CONFIGS 10, ALTER_CONFIGS 11). */
+#define SP_TOPIC_AUTHORIZED_OPS ((1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | \
+                                 (1 << 10) | (1 << 11))
 
 /*
  * Auto topic creation (auto.create.topics.enable): when some of names[]

@@ -3,7 +3,7 @@
  *
  * timestamp -1 latest (the high watermark; the last stable offset for
  * read_committed, the same here without transactions), -2 earliest (log
- * start), -3 the record with the largest timestamp (v7+), -4 earliest
+ * start), -3 the first record with the largest timestamp (v7+), -4 earliest
  * local (v8+, = log start without tiered storage), -5 latest tiered (v9+:
  * none, so -1); a timestamp >= 0 finds the first record at or after it
  * through the time index (offset -1 if there is none).
@@ -63,10 +63,20 @@ void sp_handle_list_offsets(sp_req_t *req)
                 po->offset = start;
                 break;
             case -3: {
-                int64_t off, ts;
+                /* The segments know the batch holding the largest
+                 * timestamp (its last offset, as Kafka's time index);
+                 * Kafka answers the first record of that batch with that
+                 * timestamp (RecordBatch.offsetOfMaxTimestamp), which is
+                 * the first record of the log at or after it. */
+                int64_t off, ts, first = -1, first_ts = -1;
                 sp_plog_max_timestamp(log, &off, &ts);
-                po->offset = off;
-                po->timestamp = ts;
+                if (off >= 0) {
+                    po->error_code = (int16_t)sp_plog_offset_for_time(log, ts, &first, &first_ts);
+                    if (po->error_code == 0 && first >= 0 && first <= off)
+                        off = first;
+                }
+                po->offset = po->error_code ? -1 : off;
+                po->timestamp = po->error_code ? -1 : ts;
                 break;
             }
             case -5:

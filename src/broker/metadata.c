@@ -19,10 +19,9 @@
 #include "util/hashset.h"
 #include "util/log.h"
 
-/* Kafka AclOperation codes: READ 3, WRITE 4, CREATE 5, DELETE 6, ALTER 7,
- * DESCRIBE 8, CLUSTER_ACTION 9, DESCRIBE_CONFIGS 10, ALTER_CONFIGS 11,
- * IDEMPOTENT_WRITE 12. */
-#define TOPIC_OPS ((1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 10) | (1 << 11))
+/* Kafka AclOperation codes: CREATE 5, ALTER 7, DESCRIBE 8, CLUSTER_ACTION
+ * 9, DESCRIBE_CONFIGS 10, ALTER_CONFIGS 11, IDEMPOTENT_WRITE 12 (a topic's:
+ * SP_TOPIC_AUTHORIZED_OPS). */
 #define CLUSTER_OPS ((1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12))
 
 static void fill_topic(sp_req_t *req, sp_metadata_response_topic_t *out, const sp_topic_info_t *t)
@@ -164,7 +163,7 @@ void sp_handle_metadata(sp_req_t *req)
     if (v >= 8 && body->include_topic_authorized_operations)
         for (int32_t i = 0; i < resp.topics.n; i++)
             if (resp.topics.v[i].error_code == 0)
-                resp.topics.v[i].topic_authorized_operations = TOPIC_OPS;
+                resp.topics.v[i].topic_authorized_operations = SP_TOPIC_AUTHORIZED_OPS;
     if (v >= 8 && v <= 10 && body->include_cluster_authorized_operations)
         resp.cluster_authorized_operations = CLUSTER_OPS;
 

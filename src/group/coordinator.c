@@ -2036,10 +2036,23 @@ static void op_describe(sp_req_t *req, void *arg)
         group_t *g = find_group(b->groups.v[i]);
         o->group_id = b->groups.v[i];
         if (!g) {
+            /* v6+ (KIP-1043): GROUP_ID_NOT_FOUND, as Kafka; the admin
+             * client then fails describeConsumerGroups with
+             * GroupIdNotFoundException. Below v6: a Dead group, no error. */
             o->group_state = sp_str_lit("Dead");
             o->protocol_type = sp_str_lit("");
             o->protocol_data = sp_str_lit("");
             o->members.n = 0;
+            if (req->r.hdr.request_api_version >= 6) {
+                o->error_code = SP_ERR_GROUP_ID_NOT_FOUND;
+                size_t gl = (size_t)(b->groups.v[i].len > 0 ? b->groups.v[i].len : 0);
+                char *msg = sp_arena_alloc(a, gl + 24);
+                if (msg) {
+                    int ml = snprintf(msg, gl + 24, "Group %.*s not found.", (int)gl,
+                                      b->groups.v[i].ptr ? b->groups.v[i].ptr : "");
+                    o->error_message = (sp_str_t){ msg, ml };
+                }
+            }
             continue;
         }
         o->group_state = sp_str_c(state_names[g->state]);

@@ -935,6 +935,11 @@ int sp_plog_offset_for_time(sp_plog_t *l, int64_t ts, int64_t *offset, int64_t *
         sp_segment_t *s = segs[i];
         if (maxts[i] < ts)
             continue;
+        /* The time index names the last offset of a batch whose records
+         * may start earlier: it only positions the walk (at that batch);
+         * every record from the log start on is a candidate, as in
+         * Kafka's searchForTimestamp (a record of that batch can carry
+         * exactly ts). */
         int64_t from = sp_segment_time_lookup(s, ts);
         if (from < log_start)
             from = log_start;
@@ -956,7 +961,7 @@ int sp_plog_offset_for_time(sp_plog_t *l, int64_t ts, int64_t *offset, int64_t *
                 continue;
             if (b.attributes & SP_BATCH_ATTR_LOG_APPEND_TIME) {
                 /* every record of the batch has its max timestamp */
-                *offset = b.base > from ? b.base : from;
+                *offset = b.base > log_start ? b.base : log_start;
                 *found_ts = b.max_ts;
                 break;
             }
@@ -971,7 +976,7 @@ int sp_plog_offset_for_time(sp_plog_t *l, int64_t ts, int64_t *offset, int64_t *
                 break;
             }
             while (sp_record_iter_next(&it, &rec) == 1) {
-                if (rec.timestamp >= ts && rec.offset >= from) {
+                if (rec.timestamp >= ts && rec.offset >= log_start) {
                     *offset = rec.offset;
                     *found_ts = rec.timestamp;
                     break;

@@ -3,6 +3,8 @@
 `broker`        -- one broker with default settings on a fresh data dir.
 `kafka`         -- Apache Kafka 4.3.1 beside it, one per test session
                    (tests/kafka/kafka_ref.py).
+`module_broker` -- one broker per test module (SPOOL_OVERRIDES in the module).
+`java`          -- tests/java/java_side.py, built (Java clients, Streams, Connect).
 `start_broker`  -- factory: start_broker({'node.id': 7}, data_dir=..., env=...,
                    preexec_fn=..., **kw)
                    (keyword names have '_' replaced by '.', e.g. node_id=7;
@@ -196,6 +198,33 @@ def kafka(tmp_path_factory):
     k = kafka_ref.start(tmp_path_factory.mktemp('kafka'))
     yield k
     k.stop()
+
+
+# ------------------------------------------------- the Java ecosystem
+
+sys.path.insert(0, str(REPO / 'tests' / 'java'))
+
+
+@pytest.fixture(scope='session')
+def java():
+    """tests/java/java_side.py, its jars (Kafka's Java clients, Streams and
+    Connect 4.3.1) fetched and its scenario programs compiled once (the
+    first run downloads about 110 MB into .cache/ and says so).  A failure
+    to fetch or compile fails the test (never a skip)."""
+    import java_side
+    java_side.build()
+    return java_side
+
+
+@pytest.fixture(scope='module')
+def module_broker(tmp_path_factory, request):
+    """One Spool broker for a whole test module (a module whose tests share
+    one run of a slow client, e.g. a JVM), with the overrides a module sets
+    in SPOOL_OVERRIDES = {...}."""
+    overrides = {k: str(v) for k, v in getattr(request.module, 'SPOOL_OVERRIDES', {}).items()}
+    b = _launch(tmp_path_factory.mktemp('module-broker'), 0, overrides, None)
+    yield b
+    b.kill()
 
 
 def pytest_configure(config):

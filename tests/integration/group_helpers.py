@@ -362,8 +362,10 @@ class Conn:
             r.int32()
         return r.int16()
 
-    # -- DescribeGroups v4
+    # -- DescribeGroups v0-v4, and v5-v6 (flexible; v6 has error_message)
     def describe(self, groups, version=4):
+        if version >= 5:
+            return self._describe_flexible(groups, version)
         b = kw.array(kw.string(g) for g in groups)
         if version >= 3:
             b += kw.boolean(False)
@@ -389,6 +391,36 @@ class Conn:
                 g['authorized_operations'] = x.int32()
             return g
         return r.array(group)
+
+    def _describe_flexible(self, groups, version):
+        b = kw.compact_array(kw.compact_string(g) for g in groups) + kw.boolean(False) + kw.TAGGED_NONE
+        r = self.call(API_DESCRIBE_GROUPS, version, b, flexible=True)
+        r.int32()
+
+        def cbytes(x):
+            n = x.uvarint()
+            return None if n == 0 else x._take(n - 1)
+
+        def member(x):
+            m = {'member_id': x.compact_string(), 'group_instance_id': x.compact_string(),
+                 'client_id': x.compact_string(), 'client_host': x.compact_string(),
+                 'metadata': cbytes(x), 'assignment': cbytes(x)}
+            x.tagged_fields()
+            return m
+
+        def group(x):
+            g = {'error_code': x.int16()}
+            if version >= 6:
+                g['error_message'] = x.compact_string()
+            g.update({'group_id': x.compact_string(), 'state': x.compact_string(),
+                      'protocol_type': x.compact_string(), 'protocol': x.compact_string(),
+                      'members': x.compact_array(member), 'authorized_operations': x.int32()})
+            x.tagged_fields()
+            return g
+        out = r.compact_array(group)
+        r.tagged_fields()
+        assert r.remaining() == 0
+        return out
 
     # -- ListGroups v2 (no filter) and v4 (flexible, states filter)
     def list_groups(self, states=None):

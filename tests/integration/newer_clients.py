@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Newer clients beside Debian's: their set-up, how to run them, and what
-their reports must say (test_0051_newer_clients.py).
+their reports must say (test_0055_newer_clients.py).
 
     tests/integration/newer_clients.py setup [python] [go] [node]
 

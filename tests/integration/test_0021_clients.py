@@ -138,6 +138,44 @@ def test_list_offsets_raw_special_timestamps(broker):
     assert (err, ts, off) == (0, -1, -1)
 
 
+def test_list_offsets_max_timestamp_is_first_record_of_its_batch(broker):
+    """-3 (OffsetSpec.maxTimestamp, kafka-get-offsets --time -3) answers the
+    first record holding the largest timestamp, inside its batch, as
+    Kafka's RecordBatch.offsetOfMaxTimestamp: not the batch's last offset
+    (which the time index keeps), not a later batch with the same maximum.
+    With LogAppendTime every record of a batch has its time: its base."""
+    topic = 'raw-listoffsets-maxts'
+    create_topic(broker.bootstrap, topic, 2)
+    stamps = [1000, 5000, 3000, 5000, 2000]
+    batch = kw.record_batch([{'value': b'a%d' % i, 'timestamp': t} for i, t in enumerate(stamps)])
+    later = kw.record_batch([{'value': b'b%d' % i, 'timestamp': t} for i, t in enumerate([4000, 5000])])
+    for recs in (batch, later):
+        r = kw.produce(broker.port, 9, {(topic, 0): recs})
+        assert r['partitions'][(topic, 0)]['error_code'] == 0, r
+    assert _list_offsets_v7(broker.port, topic, 0, -3) == (0, 5000, 1)
+    # by timestamp: the first record at or after it, inside the batch too
+    # (5000 is the time index's entry for the batch's last offset, 4)
+    for target, want in ((5000, 1), (4500, 1), (1000, 0), (1001, 1)):
+        assert _list_offsets_v7(broker.port, topic, 0, target) == (0, 5000 if want else 1000, want), target
+    # compressed: the same answer from inside the batch
+    z = kw.record_batch([{'value': b'z%d' % i, 'timestamp': t} for i, t in enumerate([7, 9, 8, 9])],
+                        codec=kw.CODEC_GZIP)
+    r = kw.produce(broker.port, 9, {(topic, 1): z})
+    assert r['partitions'][(topic, 1)]['error_code'] == 0, r
+    assert _list_offsets_v7(broker.port, topic, 1, -3) == (0, 9, 1)
+
+    lat = 'raw-listoffsets-maxts-lat'
+    create_topic(broker.bootstrap, lat, 1, config={'message.timestamp.type': 'LogAppendTime'})
+    times = []
+    for recs in (batch, later):
+        r = kw.produce(broker.port, 9, {(lat, 0): recs})
+        assert r['partitions'][(lat, 0)]['error_code'] == 0, r
+        times.append(r['partitions'][(lat, 0)]['log_append_time_ms'])
+    # the later batch's base, or the first's if both got the same time
+    want = 0 if times[0] == times[1] else 5
+    assert _list_offsets_v7(broker.port, lat, 0, -3) == (0, times[1], want)
+
+
 def test_large_record_and_message_too_large(broker):
     from confluent_kafka import KafkaError
     topic = 'ck-big'

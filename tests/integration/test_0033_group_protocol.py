@@ -87,6 +87,10 @@ def test_member_lifecycle_errors_and_group_deletion(start_broker):
         assert d['protocol_type'] == 'consumer' and d['protocol'] == 'range', d
         assert [(m['member_id'], m['client_id'], m['assignment']) for m in d['members']] == \
             [(me, 'raw-client', assignment)], d
+        for v in (5, 6):
+            (d6,) = c.describe([group], version=v)
+            assert d6['error_code'] == 0 and d6.get('error_message') is None, d6
+            assert [(m['member_id'], m['assignment']) for m in d6['members']] == [(me, assignment)], d6
 
         # ListGroups, unfiltered and by state
         err, groups = c.list_groups()
@@ -139,7 +143,13 @@ def test_member_lifecycle_errors_and_group_deletion(start_broker):
         err, groups = c.list_groups()
         assert err == 0 and group not in group_ids(groups), groups
         (d,) = c.describe([group])
-        assert d['state'] == 'Dead' and d['members'] == [], d
+        assert d['state'] == 'Dead' and d['members'] == [] and d['error_code'] == 0, d
+        # v6 (KIP-1043): GROUP_ID_NOT_FOUND with a message, as Kafka 4
+        (d,) = c.describe([group], version=6)
+        assert (d['error_code'], d['error_message'], d['state']) == \
+            (gh.GROUP_ID_NOT_FOUND, 'Group %s not found.' % group, 'Dead'), d
+        (d,) = c.describe([group], version=5)
+        assert (d['error_code'], d['state']) == (0, 'Dead'), d
         assert c.delete_groups([group]) == {group: gh.GROUP_ID_NOT_FOUND}
         offs, err = c.fetch_offsets(group, {topic: [0, 1]})
         assert offs == {(topic, 0): (OFFSET_NONE, 0), (topic, 1): (OFFSET_NONE, 0)}, offs

@@ -194,8 +194,13 @@ def start(data_dir, overrides=None, heap='512m', ready_timeout=60):
     cp = _classpath()
     jvm = [JAVA, '-Xms128m', '-Xmx%s' % heap, '-XX:+UseG1GC', '-Djava.awt.headless=true',
            '-Dlog4j2.configurationFile=%s' % (HERE / 'log4j2.properties'), '-cp', cp]
-    cluster = subprocess.run(jvm + ['kafka.tools.StorageTool', 'random-uuid'], stdout=subprocess.PIPE,
-                             stderr=subprocess.DEVNULL, universal_newlines=True, check=True).stdout.strip()
+    # The id is the last line: with the broker's log4j config (INFO to
+    # stdout) the tool's own log lines come first.
+    out = subprocess.run(jvm + ['kafka.tools.StorageTool', 'random-uuid'], stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL, universal_newlines=True, check=True).stdout
+    cluster = out.strip().splitlines()[-1].strip()
+    if len(cluster) != 22:
+        raise RuntimeError('kafka-storage random-uuid printed no cluster id:\n%s' % out[-2000:])
     fmt = subprocess.run(jvm + ['kafka.tools.StorageTool', 'format', '-t', cluster, '-c', str(conf),
                                 '--standalone'],
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)

@@ -7,7 +7,7 @@ Debian's python3, whose confluent-kafka and kafka-python are older).
 
 CLIENT is confluent (confluent-kafka), kafka-python or aiokafka; SCENARIO
 is roundtrip, group or admin.  Prints one JSON object (what the client
-saw) on stdout; tests/integration/test_0051_newer_clients.py asserts on
+saw) on stdout; tests/integration/test_0055_newer_clients.py asserts on
 it.  The scenarios are the same for every client of every language
 (tests/go, tests/node): see newer_clients.py for the contract.
 
