@@ -280,7 +280,6 @@ static void accepted(sp_server_t *s, int fd, const struct sockaddr_storage *ss)
         /* Kafka: "Rejected connection from ..., address already has the
          * configured maximum of N connections" (INFO), and closes it */
         uint64_t now = uv_now(s->main_loop);
-        close(fd);
         s->ip_refused++;
         if (!s->ip_refusing || now - s->ip_report_at >= SP_REFUSE_REPORT_MS) {
             char host[INET6_ADDRSTRLEN + 2];
@@ -292,6 +291,7 @@ static void accepted(sp_server_t *s, int fd, const struct sockaddr_storage *ss)
             s->ip_refused = 0;
             s->ip_refusing = true;
         }
+        close(fd); /* after the log line: a client that sees the close finds it */
         return;
     }
     hand_off(s, fd, ss);
