@@ -347,6 +347,9 @@ void sp_handle_fetch(sp_req_t *req)
         po->last_stable_offset = -1;
         po->log_start_offset = -1;
         po->records = (sp_bytes_t){ (const uint8_t *)"", 0 };
+        /* Kafka lists aborted transactions only to read_committed
+         * fetches; to read_uncommitted ones the field is null */
+        po->aborted_transactions.n = body->isolation_level == 0 ? -1 : 0;
         if (!ti) {
             po->error_code = v >= 13 ? SP_ERR_UNKNOWN_TOPIC_ID : SP_ERR_UNKNOWN_TOPIC_OR_PARTITION;
             continue;
