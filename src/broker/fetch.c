@@ -96,7 +96,11 @@ static int64_t read_all(fetch_ctx_t *ctx, bool *any_error)
         if (!p->rr.seg)
             p->out->records.ptr = (const uint8_t *)""; /* empty, not null */
         if (p->rr.error) {
-            p->out->high_watermark = p->rr.error == SP_ERR_OFFSET_OUT_OF_RANGE ? p->rr.hw : -1;
+            /* Kafka's LogReadResult of a failed read (an offset out of
+             * range included) carries no offsets: all three are -1 */
+            p->out->high_watermark = -1;
+            p->out->last_stable_offset = -1;
+            p->out->log_start_offset = -1;
             *any_error = true;
         }
         total += p->rr.seg ? p->rr.len : 0;

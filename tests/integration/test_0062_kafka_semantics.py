@@ -32,3 +32,22 @@ def test_fetch_aborted_transactions_null_unless_read_committed(broker):
         for iso, want in ((0, None), (1, [])):
             p = call(t, 1, v, fetch_body([('ab', 0, 0)], isolation=iso))['Responses'][0]['Partitions'][0]
             assert p['ErrorCode'] == 0 and p['AbortedTransactions'] == want, (v, iso, p)
+
+
+def test_fetch_offset_out_of_range_carries_no_offsets(broker):
+    """A partition answered OFFSET_OUT_OF_RANGE has high watermark, last
+    stable offset and log start offset -1, as Kafka's failed LogReadResult
+    (Spool gave the partition's real offsets), below the log start after
+    DeleteRecords too."""
+    t = _target(broker)
+    _create(t, {'oor': 1})
+    call(t, 0, 9, produce_body([('oor', 0, batch(4))]))
+    call(t, 21, 2, {'Topics': [{'Name': 'oor', 'Partitions': [{'PartitionIndex': 0, 'Offset': 2}]}],
+                    'TimeoutMs': 5000})
+    for v in (4, 5, 11, 12, 17):
+        for off in (9, -3, 0):
+            p = call(t, 1, v, fetch_body([('oor', 0, off)]))['Responses'][0]['Partitions'][0]
+            assert p['ErrorCode'] == 1, (v, off, p)
+            assert (p['HighWatermark'], p.get('LastStableOffset', -1), p.get('LogStartOffset', -1)) == (-1, -1, -1), p
+        p = call(t, 1, v, fetch_body([('oor', 0, 2)]))['Responses'][0]['Partitions'][0]
+        assert p['ErrorCode'] == 0 and p['HighWatermark'] == 4, p
