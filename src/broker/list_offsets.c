@@ -7,15 +7,42 @@
  * local (v8+, = log start without tiered storage), -5 latest tiered (v9+:
  * none, so -1); a timestamp >= 0 finds the first record at or after it
  * through the time index (offset -1 if there is none).
+ *
+ * As Kafka answers: a special timestamp the request's version does not
+ * have (-3 below v7, -4 below v8, -5 below v9, any other negative value)
+ * is UNSUPPORTED_VERSION, and an answer without an offset (an error, no
+ * record at or after the timestamp, an empty log's -3, -5) has leader
+ * epoch -1.
  */
 #include "broker/api.h"
 #include "log/logmgr.h"
 #include "proto/gen/list_offsets_request.h"
 #include "proto/gen/list_offsets_response.h"
 
+/* The lowest ListOffsets version that has special timestamp ts (< 0), or
+ * INT16_MAX for one no version Spool serves has (-6, earliest pending
+ * upload, is v11). */
+static int16_t special_since(int64_t ts)
+{
+    switch (ts) {
+    case -1:
+    case -2:
+        return 0;
+    case -3:
+        return 7;
+    case -4:
+        return 8;
+    case -5:
+        return 9;
+    default:
+        return INT16_MAX;
+    }
+}
+
 void sp_handle_list_offsets(sp_req_t *req)
 {
     const sp_list_offsets_request_t *body = req->r.body;
+    int16_t v = req->r.hdr.request_api_version;
     sp_list_offsets_response_t resp;
     int32_t nt = body->topics.n > 0 ? body->topics.n : 0;
 
@@ -36,6 +63,10 @@ void sp_handle_list_offsets(sp_req_t *req)
             po->timestamp = -1;
             po->offset = -1;
             po->leader_epoch = -1;
+            if (rp->timestamp < 0 && special_since(rp->timestamp) > v) {
+                po->error_code = SP_ERR_UNSUPPORTED_VERSION;
+                continue;
+            }
             if (rp->current_leader_epoch > 0) { /* ours is 0 on a single node */
                 po->error_code = SP_ERR_UNKNOWN_LEADER_EPOCH;
                 continue;
@@ -71,16 +102,15 @@ void sp_handle_list_offsets(sp_req_t *req)
             }
             case -5:
                 break;
-            default:
-                if (rp->timestamp < 0) {
-                    po->error_code = SP_ERR_INVALID_REQUEST;
-                } else {
-                    int64_t off, ts;
-                    po->error_code = (int16_t)sp_plog_offset_for_time(log, rp->timestamp, &off, &ts);
-                    po->offset = off;
-                    po->timestamp = ts;
-                }
+            default: {
+                int64_t off, ts;
+                po->error_code = (int16_t)sp_plog_offset_for_time(log, rp->timestamp, &off, &ts);
+                po->offset = off;
+                po->timestamp = ts;
             }
+            }
+            if (po->offset < 0 || po->error_code)
+                po->leader_epoch = -1;
             sp_plog_unref(log);
         }
     }

@@ -51,3 +51,45 @@ def test_fetch_offset_out_of_range_carries_no_offsets(broker):
             assert (p['HighWatermark'], p.get('LastStableOffset', -1), p.get('LogStartOffset', -1)) == (-1, -1, -1), p
         p = call(t, 1, v, fetch_body([('oor', 0, 2)]))['Responses'][0]['Partitions'][0]
         assert p['ErrorCode'] == 0 and p['HighWatermark'] == 4, p
+
+
+def _lo(t, v, topic, ts, partition=0):
+    return call(t, 2, v, list_offsets_body([(topic, partition, ts)]))['Topics'][0]['Partitions'][0]
+
+
+def test_list_offsets_special_timestamps_need_their_version(broker):
+    """-3 (max timestamp) is v7+, -4 (earliest local) v8+, -5 (latest
+    tiered) v9+; below, and for any other negative timestamp, Kafka answers
+    UNSUPPORTED_VERSION (Spool answered them at every version, and
+    INVALID_REQUEST for unknown negative values)."""
+    t = _target(broker)
+    _create(t, {'lo': 1})
+    call(t, 0, 9, produce_body([('lo', 0, batch(3))]))
+    since = {-1: 1, -2: 1, -3: 7, -4: 8, -5: 9, -6: 99, -7: 99, -100: 99}
+    for v in range(1, 11):
+        for ts, lo in since.items():
+            p = _lo(t, v, 'lo', ts)
+            if v < lo:
+                assert p['ErrorCode'] == 35 and p['Offset'] == -1, (v, ts, p)
+                assert p.get('LeaderEpoch', -1) == -1, (v, ts, p)
+            else:
+                assert p['ErrorCode'] == 0, (v, ts, p)
+
+
+def test_list_offsets_no_offset_no_leader_epoch(broker):
+    """An answer without an offset has leader epoch -1 (Spool gave 0): no
+    record at or after the timestamp, latest tiered, an empty log's max
+    timestamp, an error."""
+    t = _target(broker)
+    _create(t, {'le': 2})
+    call(t, 0, 9, produce_body([('le', 0, batch(3))]))
+    for v in (4, 7, 10):
+        assert _lo(t, v, 'le', 1700000000001)['LeaderEpoch'] == 0
+        assert _lo(t, v, 'le', 1700000000099)['LeaderEpoch'] == -1
+        assert _lo(t, v, 'le', -2, partition=1)['LeaderEpoch'] == 0            # an empty log: offset 0
+        assert _lo(t, v, 'le', 1700000000001, partition=1)['LeaderEpoch'] == -1
+        assert _lo(t, v, 'le', -1, partition=9)['LeaderEpoch'] == -1          # unknown partition
+        if v >= 7:
+            assert _lo(t, v, 'le', -3, partition=1)['LeaderEpoch'] == -1
+        if v >= 9:
+            assert _lo(t, v, 'le', -5)['LeaderEpoch'] == -1
