@@ -93,3 +93,16 @@ def test_list_offsets_no_offset_no_leader_epoch(broker):
             assert _lo(t, v, 'le', -3, partition=1)['LeaderEpoch'] == -1
         if v >= 9:
             assert _lo(t, v, 'le', -5)['LeaderEpoch'] == -1
+
+
+def test_list_offsets_a_partition_named_twice(broker):
+    """A partition named twice is answered once, INVALID_REQUEST (Kafka keys
+    the request by topic-partition); the others as usual."""
+    t = _target(broker)
+    _create(t, {'dup': 2})
+    call(t, 0, 9, produce_body([('dup', 0, batch(3))]))
+    for v in (1, 5, 10):
+        parts = [('dup', 0, -1), ('dup', 1, -1), ('dup', 0, -2), ('dup', 7, -1), ('dup', 7, -2), ('dup', 0, -1)]
+        body = call(t, 2, v, list_offsets_body(parts))
+        got = [(p['PartitionIndex'], p['ErrorCode'], p['Offset']) for tp in body['Topics'] for p in tp['Partitions']]
+        assert got == [(0, 42, -1), (1, 0, 0), (7, 42, -1)], (v, got)
