@@ -327,6 +327,36 @@ static void append_batch(sp_plog_t *log, const sp_log_config_t *lc, uint8_t *bat
     free(nb);
 }
 
+/*
+ * Whether a failed append answers the partition's log start offset, as
+ * Kafka's ReplicaManager.appendToLocalLog does: its record validation
+ * failures (INVALID_RECORD, INVALID_TIMESTAMP) and any other exception
+ * (NOT_ENOUGH_REPLICAS, ...) go through processFailedRecord, which reads
+ * the log start; an unknown partition, a record or batch too large, a
+ * corrupt batch and a storage error answer -1.
+ */
+static bool carries_log_start(int16_t err)
+{
+    switch (err) {
+    case SP_ERR_UNKNOWN_TOPIC_OR_PARTITION:
+    case SP_ERR_NOT_LEADER_OR_FOLLOWER:
+    case SP_ERR_MESSAGE_TOO_LARGE:
+    case SP_ERR_RECORD_LIST_TOO_LARGE:
+    case SP_ERR_CORRUPT_MESSAGE:
+    case SP_ERR_KAFKA_STORAGE_ERROR:
+        return false;
+    default:
+        return true;
+    }
+}
+
+static int64_t log_start_of(sp_plog_t *log)
+{
+    sp_log_offsets_t lo;
+    sp_plog_offsets(log, &lo);
+    return lo.log_start;
+}
+
 void sp_handle_produce(sp_req_t *req)
 {
     const sp_produce_request_t *body = req->r.body;
@@ -402,6 +432,7 @@ void sp_handle_produce(sp_req_t *req)
             if (body->acks == -1 && lc.min_insync_replicas > 1) {
                 /* one replica in sync here: acks=all cannot be satisfied */
                 po->error_code = SP_ERR_NOT_ENOUGH_REPLICAS;
+                po->log_start_offset = log_start_of(log);
                 sp_plog_unref(log);
                 continue;
             }
@@ -426,6 +457,8 @@ void sp_handle_produce(sp_req_t *req)
                 po->base_offset = ar.base_offset;
                 po->log_append_time_ms = ar.log_append_time;
                 po->log_start_offset = ar.log_start;
+            } else if (carries_log_start(ar.error)) {
+                po->log_start_offset = log_start_of(log);
             }
             if (!ar.error && body->acks == -1 && sp_log_durable(&lc)) {
                 flush_wait_t *fw = &ctx->waits[ctx->nwaits++];

@@ -1,6 +1,8 @@
 """Answers where Spool differed from Kafka 4.3, found by the differential
 tests (test_0061) and fixed: each test pins Kafka's answer on Spool alone,
 so it runs without the Kafka reference."""
+import time
+
 import kafka_wire as kw
 from diff_corpus import batch, corrupt, fetch_body, list_offsets_body, produce_body
 from kafka_diff import Target
@@ -106,3 +108,33 @@ def test_list_offsets_a_partition_named_twice(broker):
         body = call(t, 2, v, list_offsets_body(parts))
         got = [(p['PartitionIndex'], p['ErrorCode'], p['Offset']) for tp in body['Topics'] for p in tp['Partitions']]
         assert got == [(0, 42, -1), (1, 0, 0), (7, 42, -1)], (v, got)
+
+
+def test_produce_failed_validation_answers_the_log_start(broker):
+    """A batch the log refuses (INVALID_RECORD, INVALID_TIMESTAMP) or that
+    min.insync.replicas refuses answers the partition's log start offset,
+    as Kafka's processFailedRecord does (Spool answered -1); a corrupt or
+    too large batch still answers -1."""
+    t = _target(broker)
+    _create(t, {'ls': 1, 'ls-old': 1, 'ls-isr': 1, 'ls-small': 1},
+            {'ls-old': {'message.timestamp.before.max.ms': 3600000}, 'ls-isr': {'min.insync.replicas': 2},
+             'ls-small': {'max.message.bytes': 1000}})
+    for topic in ('ls', 'ls-old', 'ls-isr', 'ls-small'):
+        recs = kw.record_batch([{'value': b'x', 'timestamp': int(time.time() * 1000)}] * 3)
+        call(t, 0, 9, produce_body([(topic, 0, recs)], acks=1))
+        deadline = time.monotonic() + 10           # acks=1: the high watermark follows the fsync
+        while _lo(t, 6, topic, -1)['Offset'] < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        call(t, 21, 2, {'Topics': [{'Name': topic, 'Partitions': [{'PartitionIndex': 0, 'Offset': 2}]}],
+                        'TimeoutMs': 5000})
+
+    def lso(topic, recs, acks=-1):
+        (p,) = call(t, 0, 9, produce_body([(topic, 0, recs)], acks=acks))['Responses'][0]['PartitionResponses']
+        return p['ErrorCode'], p['LogStartOffset']
+    assert lso('ls', batch(1, base_offset=5)) == (87, 2)
+    assert lso('ls', batch(2, record_count=3)) == (87, 2)
+    assert lso('ls-old', batch(1)) == (32, 2)
+    assert lso('ls-isr', batch(1)) == (19, 2)
+    assert lso('ls', corrupt(batch(2))) == (2, -1)
+    assert lso('ls-small', batch(1, pad=2000)) == (10, -1)
+    assert lso('ls', batch(1)) == (0, 2)
