@@ -6,7 +6,8 @@
  * UNSUPPORTED_VERSION for every partition.
  *
  * Per partition: the batches are validated whole (plog.c), offsets
- * assigned, and the bytes written as received.  acks=0 gets no response;
+ * assigned, and the bytes written as received.  acks=0 gets no response
+ * (a failed partition closes the connection instead, as in Kafka);
  * acks=1 is answered once written; acks=-1 on a durable topic
  * (flush.messages=1) is answered once every partition's data is fsynced by
  * the flush thread (group commit).  Topics that do not exist are created
@@ -350,6 +351,16 @@ static bool carries_log_start(int16_t err)
     }
 }
 
+/* The first partition error of a produce answer, or 0. */
+static int16_t first_error(const sp_produce_response_t *resp)
+{
+    for (int32_t t = 0; t < resp->responses.n; t++)
+        for (int32_t p = 0; p < resp->responses.v[t].partition_responses.n; p++)
+            if (resp->responses.v[t].partition_responses.v[p].error_code)
+                return resp->responses.v[t].partition_responses.v[p].error_code;
+    return 0;
+}
+
 static int64_t log_start_of(sp_plog_t *log)
 {
     sp_log_offsets_t lo;
@@ -475,6 +486,17 @@ void sp_handle_produce(sp_req_t *req)
     if (body->acks == 0) {
         for (int i = 0; i < ctx->nwaits; i++)
             sp_plog_unref(ctx->waits[i].log);
+        /* acks=0 has no answer to carry an error: as Kafka does
+         * (KafkaApis.handleProduceRequest), a failed partition closes the
+         * connection, so that the producer notices and refreshes its
+         * metadata */
+        int16_t first = first_error(&ctx->resp);
+        if (first) {
+            char why[96];
+            snprintf(why, sizeof(why), "acks=0 produce failed (error %d): closing the connection", first);
+            sp_req_close(req, why);
+            return;
+        }
         sp_req_no_response(req);
         return;
     }

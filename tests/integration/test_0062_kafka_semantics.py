@@ -138,3 +138,18 @@ def test_produce_failed_validation_answers_the_log_start(broker):
     assert lso('ls', corrupt(batch(2))) == (2, -1)
     assert lso('ls-small', batch(1, pad=2000)) == (10, -1)
     assert lso('ls', batch(1)) == (0, 2)
+
+
+def test_produce_acks0_failure_closes_the_connection(broker):
+    """acks=0 has no answer: a failed partition closes the connection, as
+    Kafka does, so that the producer notices (Spool kept it open); a good
+    one leaves it open."""
+    t = _target(broker)
+    _create(t, {'a0': 1})
+    for v in (3, 9, 11):
+        for recs, part, fails in ((batch(1), 0, False), (batch(1), 4, True), (corrupt(batch(2)), 0, True)):
+            o = t.call(0, v, produce_body([('a0', part, recs)], acks=0), conn='c', no_response=True)
+            assert o.kind == 'none'
+            o = t.call(3, 1, {'Topics': [{'Name': 'a0'}]}, conn='c', timeout=5)
+            assert o.kind == ('closed' if fails else 'response'), (v, part, o)
+    assert _lo(t, 6, 'a0', -1)['Offset'] == 3
