@@ -152,4 +152,7 @@ def test_produce_acks0_failure_closes_the_connection(broker):
             assert o.kind == 'none'
             o = t.call(3, 1, {'Topics': [{'Name': 'a0'}]}, conn='c', timeout=5)
             assert o.kind == ('closed' if fails else 'response'), (v, part, o)
+    deadline = time.monotonic() + 10           # acks=0: the high watermark follows the fsync
+    while _lo(t, 6, 'a0', -1)['Offset'] < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert _lo(t, 6, 'a0', -1)['Offset'] == 3
