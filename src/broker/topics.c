@@ -155,6 +155,16 @@ void sp_handle_create_topics(sp_req_t *req)
             for (int k = 0; k < nc; k++) {
                 t[i].ckeys[k] = ct->configs.v[k].name;
                 t[i].cvalues[k] = ct->configs.v[k].value;
+                if (!t[i].error && t[i].cvalues[k].len < 0) {
+                    /* Kafka (ControllerApis/ReplicationControlManager) */
+                    const sp_str_t key = t[i].ckeys[k];
+                    size_t sz = 64 + (size_t)(key.len > 0 ? key.len : 0);
+                    char *m = sp_arena_alloc(&req->arena, sz);
+                    if (m)
+                        snprintf(m, sz, "Null value not supported for topic configs: %.*s", (int)key.len, key.ptr);
+                    t[i].error = SP_ERR_INVALID_CONFIG;
+                    t[i].message = m ? m : "Null value not supported for topic configs";
+                }
             }
         }
     }

@@ -156,3 +156,20 @@ def test_produce_acks0_failure_closes_the_connection(broker):
     while _lo(t, 6, 'a0', -1)['Offset'] < 3 and time.monotonic() < deadline:
         time.sleep(0.01)
     assert _lo(t, 6, 'a0', -1)['Offset'] == 3
+
+
+def test_null_config_values_are_refused(broker):
+    """A null config value: CreateTopics answers INVALID_CONFIG, AlterConfigs
+    INVALID_REQUEST, as Kafka (Spool took it as "no value")."""
+    from diff_corpus import alter_body, create_body, ct
+    t = _target(broker)
+    for v in (2, 5, 7):
+        (r,) = call(t, 19, v, create_body([ct('nv%d' % v, 1, configs={'retention.ms': None})]))['Topics']
+        assert r['ErrorCode'] == 40, r
+        assert r['ErrorMessage'] == 'Null value not supported for topic configs: retention.ms'
+        assert call(t, 3, 4, {'Topics': [{'Name': 'nv%d' % v}], 'AllowAutoTopicCreation': False}
+                    )['Topics'][0]['ErrorCode'] == 3
+    _create(t, {'nv': 1})
+    for v in (0, 1, 2):
+        (r,) = call(t, 33, v, alter_body([(2, 'nv', {'segment.ms': '100000', 'retention.ms': None})]))['Responses']
+        assert (r['ErrorCode'], r['ErrorMessage']) == (42, 'Null value not supported for : retention.ms'), r
