@@ -173,3 +173,24 @@ def test_null_config_values_are_refused(broker):
     for v in (0, 1, 2):
         (r,) = call(t, 33, v, alter_body([(2, 'nv', {'segment.ms': '100000', 'retention.ms': None})]))['Responses']
         assert (r['ErrorCode'], r['ErrorMessage']) == (42, 'Null value not supported for : retention.ms'), r
+
+
+def test_a_topic_named_twice_is_answered_once(broker):
+    """CreateTopics and DeleteTopics answer a topic named twice once, with
+    INVALID_REQUEST, as Kafka (whose answers are keyed by name) does; the
+    other topics as usual."""
+    from diff_corpus import create_body, ct
+    t = _target(broker)
+    for v in (2, 7):
+        got = [(r['Name'], r['ErrorCode']) for r in call(t, 19, v, create_body(
+            [ct('tw-a%d' % v), ct('tw-b%d' % v), ct('tw-a%d' % v), ct('tw-a%d' % v)]))['Topics']]
+        assert got == [('tw-a%d' % v, 42), ('tw-b%d' % v, 0)], got
+    for v in (1, 5):
+        got = [(r['Name'], r['ErrorCode']) for r in call(t, 20, v, {
+            'TopicNames': ['tw-b2', 'tw-b2', 'tw-b7', 'no-such', 'no-such'], 'TimeoutMs': 10000})['Responses']]
+        assert got == [('tw-b2', 42), ('tw-b7', 0 if v == 1 else 3), ('no-such', 42)], (v, got)
+    _create(t, {'tw-c': 1})
+    tid = t.topic_ids['tw-c']
+    got = [(r['TopicId'], r['ErrorCode']) for r in call(t, 20, 6, {'Topics': [
+        {'Name': None, 'TopicId': tid}, {'Name': None, 'TopicId': tid}], 'TimeoutMs': 10000})['Responses']]
+    assert got == [(tid, 42)], got
