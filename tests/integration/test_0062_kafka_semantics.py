@@ -194,3 +194,16 @@ def test_a_topic_named_twice_is_answered_once(broker):
     got = [(r['TopicId'], r['ErrorCode']) for r in call(t, 20, 6, {'Topics': [
         {'Name': None, 'TopicId': tid}, {'Name': None, 'TopicId': tid}], 'TimeoutMs': 10000})['Responses']]
     assert got == [(tid, 42)], got
+
+
+def test_create_partitions_a_topic_named_twice_is_answered_once(broker):
+    """CreatePartitions answers a topic named twice once, INVALID_REQUEST at
+    its first appearance, as Kafka does (Spool answered every appearance)."""
+    t = _target(broker)
+    _create(t, {'cp2a': 1, 'cp2b': 1})
+    for v in (0, 3):
+        body = {'Topics': [{'Name': n, 'Count': c, 'Assignments': None} for n, c in
+                           (('cp2b', 2 + v), ('cp2a', 5), ('cp2b', 9), ('nope', 2), ('cp2b', 9))],
+                'TimeoutMs': 10000, 'ValidateOnly': False}
+        got = [(r['Name'], r['ErrorCode']) for r in call(t, 37, v, body)['Results']]
+        assert got == [('cp2b', 42), ('cp2a', 0 if v == 0 else 37), ('nope', 3)], (v, got)
