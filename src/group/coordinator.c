@@ -2629,12 +2629,15 @@ static void find_answer(sp_req_t *req)
         int16_t err = 0;
         const char *msg = NULL;
         sp_str_t key = v >= 4 ? b->coordinator_keys.v[i] : b->key;
-        if (b->key_type != 0) {
+        /* As Kafka answers: a group (0) or transactional (1) id of any
+         * text, "" included, has a coordinator; any other key type
+         * (share groups, 2, are not built) is INVALID_REQUEST */
+        if (b->key_type != 0 && b->key_type != 1) {
+            err = SP_ERR_INVALID_REQUEST;
+            msg = "Unsupported key type";
+        } else if (b->key_type == 1) {
             err = SP_ERR_COORDINATOR_NOT_AVAILABLE;
             msg = "transaction coordinators are not available yet";
-        } else if (key.len <= 0) {
-            err = SP_ERR_INVALID_REQUEST;
-            msg = "empty group id";
         } else if (!ready || !self) {
             err = SP_ERR_COORDINATOR_NOT_AVAILABLE;
         }

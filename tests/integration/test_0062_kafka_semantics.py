@@ -207,3 +207,20 @@ def test_create_partitions_a_topic_named_twice_is_answered_once(broker):
                 'TimeoutMs': 10000, 'ValidateOnly': False}
         got = [(r['Name'], r['ErrorCode']) for r in call(t, 37, v, body)['Results']]
         assert got == [('cp2b', 42), ('cp2a', 0 if v == 0 else 37), ('nope', 3)], (v, got)
+
+
+def test_find_coordinator_key_types(broker):
+    """As Kafka: a group id of any text, "" included, has a coordinator (Spool
+    answered INVALID_REQUEST for ""); a key type other than group (0) and
+    transaction (1) is INVALID_REQUEST (Spool answered
+    COORDINATOR_NOT_AVAILABLE); transactions are not built (1: 15)."""
+    from diff_corpus import find_coordinator
+    t = _target(broker)
+    for v in (0, 1, 3, 4, 6):
+        for kt, key, want in ((0, 'g', 0), (0, '', 0), (1, 'tx', 15), (2, 'x', 42), (5, 'g', 42), (-1, 'g', 42)):
+            if v == 0 and kt != 0:
+                continue
+            b = call(t, 10, v, find_coordinator(v, key, kt).body)
+            r = b['Coordinators'][0] if v >= 4 else b
+            assert r['ErrorCode'] == want, (v, kt, key, r)
+            assert (r['NodeId'], r['Port'] > 0) == ((1, True) if want == 0 else (-1, False)), r
