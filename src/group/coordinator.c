@@ -1598,12 +1598,25 @@ static void sync_settled(group_t *g, int16_t err)
     }
 }
 
+/* Whether group id is valid for an API, as Kafka's isValidGroupId: ""
+ * is a group of its own for the offset APIs, DescribeGroups and
+ * DeleteGroups (empty_ok), INVALID_GROUP_ID for the membership APIs
+ * (JoinGroup, SyncGroup, Heartbeat, LeaveGroup) and OffsetDelete. */
+static bool empty_id_ok(sp_str_t id, bool empty_ok)
+{
+    return id.len > 0 || (empty_ok && id.len == 0);
+}
+
 static void op_sync(sp_req_t *req, void *arg)
 {
     const sp_sync_group_request_t *b = req->r.body;
     (void)arg;
     group_t *g = find_group(b->group_id);
     member_t *m = g ? find_member(g, b->member_id) : NULL;
+    if (!empty_id_ok(b->group_id, false)) {
+        answer(req, sync_resp(req, SP_ERR_INVALID_GROUP_ID));
+        return;
+    }
     if (fenced(g, b->member_id, b->group_instance_id)) {
         answer(req, sync_resp(req, SP_ERR_FENCED_INSTANCE_ID));
         return;
@@ -1685,7 +1698,9 @@ static void op_heartbeat(sp_req_t *req, void *arg)
     group_t *g = find_group(b->group_id);
     member_t *m = g ? find_member(g, b->member_id) : NULL;
     int16_t err = 0;
-    if (fenced(g, b->member_id, b->group_instance_id))
+    if (!empty_id_ok(b->group_id, false))
+        err = SP_ERR_INVALID_GROUP_ID;
+    else if (fenced(g, b->member_id, b->group_instance_id))
         err = SP_ERR_FENCED_INSTANCE_ID;
     else if (!g || !m)
         err = SP_ERR_UNKNOWN_MEMBER_ID;
@@ -1713,6 +1728,11 @@ static void op_leave(sp_req_t *req, void *arg)
         return;
     }
     sp_leave_group_response_init(r);
+    if (!empty_id_ok(b->group_id, false)) {
+        r->error_code = SP_ERR_INVALID_GROUP_ID;
+        answer(req, r);
+        return;
+    }
     group_t *g = find_group(b->group_id);
     if (v < 3) {
         member_t *m = g ? find_member(g, b->member_id) : NULL;
@@ -1793,7 +1813,7 @@ static void op_commit(sp_req_t *req, void *arg)
     r->topics.n = r->topics.v ? nt : 0;
     int16_t group_err = 0;
     group_t *g = NULL;
-    if (b->group_id.len <= 0) {
+    if (b->group_id.len < 0) { /* "" is a group id here, as in Kafka (empty_id_ok) */
         group_err = SP_ERR_INVALID_GROUP_ID;
     } else {
         g = find_group(b->group_id);
@@ -2238,6 +2258,11 @@ static void op_offset_delete(sp_req_t *req, void *arg)
         return;
     }
     sp_offset_delete_response_init(r);
+    if (!empty_id_ok(b->group_id, false)) {
+        r->error_code = SP_ERR_INVALID_GROUP_ID;
+        answer(req, r);
+        return;
+    }
     group_t *g = find_group(b->group_id);
     if (!g || g->state == DEAD) {
         r->error_code = SP_ERR_GROUP_ID_NOT_FOUND;

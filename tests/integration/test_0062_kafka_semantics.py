@@ -224,3 +224,30 @@ def test_find_coordinator_key_types(broker):
             r = b['Coordinators'][0] if v >= 4 else b
             assert r['ErrorCode'] == want, (v, kt, key, r)
             assert (r['NodeId'], r['Port'] > 0) == ((1, True) if want == 0 else (-1, False)), r
+
+
+def test_the_empty_group_id(broker):
+    """"" is a group id for OffsetCommit (Spool answered INVALID_GROUP_ID),
+    OffsetFetch, DescribeGroups and DeleteGroups, and INVALID_GROUP_ID for
+    the membership APIs and OffsetDelete (Spool answered UNKNOWN_MEMBER_ID
+    or GROUP_ID_NOT_FOUND), as Kafka's isValidGroupId has it."""
+    from diff_corpus import commit, describe_groups, heartbeat, leave, offset_fetch, sync
+    from kafka_diff import Step
+    t = _target(broker)
+    _create(t, {'eg': 1})
+    call(t, 10, 3, {'Key': '', 'KeyType': 0})
+    for v in (2, 9):
+        (p,) = call(t, 8, v, commit(v, '', -1, [('eg', 0, 2 + v)], group='').body)['Topics'][0]['Partitions']
+        assert p['ErrorCode'] == 0, p
+    (p,) = call(t, 9, 1, offset_fetch(1, [('eg', [0])], group='').body)['Topics'][0]['Partitions']
+    assert (p['ErrorCode'], p['CommittedOffset']) == (0, 11), p
+    (g,) = call(t, 15, 5, describe_groups(5, ('',)).body)['Groups']
+    assert (g['ErrorCode'], g['GroupState']) == (0, 'Empty'), g
+    assert call(t, 12, 3, heartbeat(3, 'm', 1, group='').body)['ErrorCode'] == 24
+    assert call(t, 14, 3, sync(3, 'm', 1, [], group='').body)['ErrorCode'] == 24
+    assert call(t, 13, 3, leave(3, 'm', group='').body)['ErrorCode'] == 24
+    assert call(t, 13, 1, leave(1, 'm', group='').body)['ErrorCode'] == 24
+    body = call(t, 47, 0, Step(47, 0, {'GroupId': '', 'Topics': [{'Name': 'eg', 'Partitions': [
+        {'PartitionIndex': 0}]}]}).body)
+    assert (body['ErrorCode'], body['Topics']) == (24, []), body
+    assert call(t, 42, 2, {'GroupsNames': ['']})['Results'] == [{'GroupId': '', 'ErrorCode': 0}]
