@@ -2275,6 +2275,7 @@ static void op_offset_delete(sp_req_t *req, void *arg)
     r->topics.n = r->topics.v ? nt : 0;
     records_t rec;
     records_init(&rec);
+    sp_image_t *img = sp_image_acquire();
     for (int32_t t = 0; t < r->topics.n; t++) {
         const sp_offset_delete_request_topic_t *rt = &b->topics.v[t];
         sp_offset_delete_response_topic_t *to = &r->topics.v[t];
@@ -2283,9 +2284,16 @@ static void op_offset_delete(sp_req_t *req, void *arg)
         to->partitions.v = sp_offset_delete_response_partition_alloc(&req->arena, np);
         to->partitions.n = to->partitions.v ? np : 0;
         bool sub = subscribed(g, rt->name);
+        /* Kafka answers a partition that does not exist before it asks the
+         * coordinator (KafkaApis.handleOffsetDeleteRequest) */
+        const sp_topic_info_t *ti = sp_image_topic(img, rt->name.ptr, rt->name.len);
         for (int32_t p = 0; p < to->partitions.n; p++) {
             int32_t idx = rt->partitions.v[p].partition_index;
             to->partitions.v[p].partition_index = idx;
+            if (!ti || idx < 0 || idx >= ti->npartitions) {
+                to->partitions.v[p].error_code = SP_ERR_UNKNOWN_TOPIC_OR_PARTITION;
+                continue;
+            }
             if (sub) {
                 to->partitions.v[p].error_code = SP_ERR_GROUP_SUBSCRIBED_TO_TOPIC;
                 continue;
@@ -2298,6 +2306,7 @@ static void op_offset_delete(sp_req_t *req, void *arg)
             }
         }
     }
+    sp_image_release(img);
     /* the offsets are dropped at once (as Kafka 3.x); the answer waits
      * for the tombstones to be durable and carries their write's error */
     write_t *x = write_new(W_OFFSET_DELETE);

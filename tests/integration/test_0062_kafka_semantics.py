@@ -251,3 +251,19 @@ def test_the_empty_group_id(broker):
         {'PartitionIndex': 0}]}]}).body)
     assert (body['ErrorCode'], body['Topics']) == (24, []), body
     assert call(t, 42, 2, {'GroupsNames': ['']})['Results'] == [{'GroupId': '', 'ErrorCode': 0}]
+
+
+def test_offset_delete_of_partitions_that_do_not_exist(broker):
+    """OffsetDelete answers UNKNOWN_TOPIC_OR_PARTITION for a topic or a
+    partition that does not exist, as Kafka does (Spool answered 0)."""
+    from diff_corpus import commit
+    from kafka_diff import Step
+    t = _target(broker)
+    _create(t, {'od': 1})
+    call(t, 10, 3, {'Key': 'odg', 'KeyType': 0})
+    call(t, 8, 2, commit(2, '', -1, [('od', 0, 2)], group='odg').body)
+    body = call(t, 47, 0, Step(47, 0, {'GroupId': 'odg', 'Topics': [
+        {'Name': 'od', 'Partitions': [{'PartitionIndex': 0}, {'PartitionIndex': 7}]},
+        {'Name': 'no-such', 'Partitions': [{'PartitionIndex': 0}]}]}).body)
+    got = [(tp['Name'], p['PartitionIndex'], p['ErrorCode']) for tp in body['Topics'] for p in tp['Partitions']]
+    assert body['ErrorCode'] == 0 and got == [('od', 0, 0), ('od', 7, 3), ('no-such', 0, 3)], body
