@@ -1002,6 +1002,9 @@ static sp_join_group_response_t *join_resp(sp_req_t *req, int16_t err)
     return r;
 }
 
+/* A JoinGroup error answer, as Kafka builds them: protocol name null from
+ * v7 (where it may be), the member id given (MEMBER_ID_REQUIRED's new
+ * one), or for UNKNOWN_MEMBER_ID the one the request named, else "". */
 static void answer_join_error(sp_req_t *req, int16_t err, const char *member_id)
 {
     sp_join_group_response_t *r = join_resp(req, err);
@@ -1009,8 +1012,12 @@ static void answer_join_error(sp_req_t *req, int16_t err, const char *member_id)
         sp_req_post(req, respond_on_worker, NULL);
         return;
     }
+    if (req->r.hdr.request_api_version >= 7)
+        r->protocol_name = SP_STR_NULL;
     if (member_id)
         r->member_id = sp_str_c(sp_arena_strdup(&req->arena, member_id, strlen(member_id)));
+    else if (err == SP_ERR_UNKNOWN_MEMBER_ID)
+        r->member_id = ((const sp_join_group_request_t *)req->r.body)->member_id; /* the frame outlives r */
     answer(req, r);
 }
 

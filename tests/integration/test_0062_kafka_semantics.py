@@ -267,3 +267,22 @@ def test_offset_delete_of_partitions_that_do_not_exist(broker):
         {'Name': 'no-such', 'Partitions': [{'PartitionIndex': 0}]}]}).body)
     got = [(tp['Name'], p['PartitionIndex'], p['ErrorCode']) for tp in body['Topics'] for p in tp['Partitions']]
     assert body['ErrorCode'] == 0 and got == [('od', 0, 0), ('od', 7, 3), ('no-such', 0, 3)], body
+
+
+def test_join_group_error_answers(broker):
+    """A JoinGroup error answer names the unknown member id the request gave
+    (Spool answered ""), and from v7 has a null protocol name (Spool: "")."""
+    from diff_corpus import join
+    t = _target(broker)
+    _create(t, {'jg': 1})
+    t.vars['t'] = 'jg'
+    call(t, 10, 3, {'Key': 'jgg', 'KeyType': 0})
+    for v in range(0, 10):
+        r = call(t, 11, v, join(v, 'no-such-member', group='jgg').body)
+        assert (r['ErrorCode'], r['MemberId']) == (25, 'no-such-member'), (v, r)
+        assert r['ProtocolName'] == (None if v >= 7 else ''), (v, r)
+        r = call(t, 11, v, join(v, '', group='jgg', session=10).body)
+        assert (r['ErrorCode'], r['MemberId']) == (26, ''), (v, r)
+        assert r['ProtocolName'] == (None if v >= 7 else ''), (v, r)
+    r = call(t, 11, 9, join(9, '', group='jgg').body)
+    assert r['ErrorCode'] == 79 and r['MemberId'] and r['ProtocolName'] is None, r
