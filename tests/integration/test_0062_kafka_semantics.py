@@ -286,3 +286,27 @@ def test_join_group_error_answers(broker):
         assert r['ProtocolName'] == (None if v >= 7 else ''), (v, r)
     r = call(t, 11, 9, join(9, '', group='jgg').body)
     assert r['ErrorCode'] == 79 and r['MemberId'] and r['ProtocolName'] is None, r
+
+
+def test_metadata_v10_v11_refuse_topic_ids(broker):
+    """Metadata v10-11 carry topic ids but may not use them: Kafka answers
+    its error answer (no brokers, controller -1, each topic INVALID_REQUEST,
+    its name or "" and id echoed).  Spool answered by id, and for an
+    unknown id wrote a null name where v10-11 have none (bytes no client
+    can read)."""
+    t = _target(broker)
+    _create(t, {'mid': 1})
+    tid = t.topic_ids['mid']
+    other = '11111111-2222-3333-4444-555555555555'
+    for v in (10, 11):
+        for topics in ([{'TopicId': other, 'Name': None}], [{'TopicId': tid, 'Name': None}],
+                       [{'TopicId': other, 'Name': 'mid'}, {'TopicId': '00000000-0000-0000-0000-000000000000',
+                                                              'Name': 'mid'}]):
+            b = call(t, 3, v, {'Topics': topics, 'AllowAutoTopicCreation': False})
+            assert (b['Brokers'], b['ClusterId'], b['ControllerId']) == ([], None, -1), b
+            assert [(x['ErrorCode'], x['Name'], x['TopicId'], x['Partitions']) for x in b['Topics']] == \
+                [(42, x['Name'] or '', x['TopicId'], []) for x in topics], b
+        b = call(t, 3, v, {'Topics': [{'Name': 'mid'}], 'AllowAutoTopicCreation': False})
+        assert b['Topics'][0]['ErrorCode'] == 0 and b['Topics'][0]['TopicId'] == tid
+    b = call(t, 3, 12, {'Topics': [{'TopicId': other, 'Name': None}]})
+    assert [(x['ErrorCode'], x['Name']) for x in b['Topics']] == [(100, None)]
