@@ -37,6 +37,7 @@ ERR_INVALID_REPLICA_ASSIGNMENT = 39
 ERR_INVALID_CONFIG = 40
 ERR_INVALID_REQUEST = 42
 ERR_POLICY_VIOLATION = 44
+ERR_MISMATCHED_ENDPOINT_TYPE = 114
 ERR_UNSUPPORTED_ENDPOINT_TYPE = 115
 
 # only broker keys that are defaults of topic keys are dynamic (test_0011)
@@ -855,10 +856,17 @@ def test_describe_cluster(broker):
     out = describe_cluster_raw(broker.port, 1, include_ops=True)
     ops = out['cluster_authorized_operations']
     assert ops > 0 and ops & (1 << 8) and ops & (1 << 10)  # DESCRIBE, DESCRIBE_CONFIGS
+    # as Kafka's broker listener: controllers asked of a broker endpoint is
+    # MISMATCHED_ENDPOINT_TYPE, another type UNSUPPORTED_ENDPOINT_TYPE; the
+    # answer names the type of the endpoint that answers (1)
     out = describe_cluster_raw(broker.port, 1, endpoint_type=2)
-    assert out['error_code'] == ERR_UNSUPPORTED_ENDPOINT_TYPE
-    assert out['error_message'] and out['endpoint_type'] == 2
+    assert out['error_code'] == ERR_MISMATCHED_ENDPOINT_TYPE
+    assert out['error_message'] and out['endpoint_type'] == 1
     assert out['brokers'] == []
+    out = describe_cluster_raw(broker.port, 1, endpoint_type=7)
+    assert out['error_code'] == ERR_UNSUPPORTED_ENDPOINT_TYPE
+    assert out['error_message'] == 'Unsupported endpoint type 7' and out['endpoint_type'] == 1
+    assert out['brokers'] == [] and out['controller_id'] == -1
 
 
 def test_describe_cluster_rack(start_broker):
