@@ -34,6 +34,10 @@ def test_fetch_aborted_transactions_null_unless_read_committed(broker):
         for iso, want in ((0, None), (1, [])):
             p = call(t, 1, v, fetch_body([('ab', 0, 0)], isolation=iso))['Responses'][0]['Partitions'][0]
             assert p['ErrorCode'] == 0 and p['AbortedTransactions'] == want, (v, iso, p)
+            # ...but a partition refused before any read has the empty list
+            for parts in ([('ab', 5, 0)], [('no-such', 0, 0)]):
+                p = call(t, 1, v, fetch_body(parts, isolation=iso))['Responses'][0]['Partitions'][0]
+                assert p['ErrorCode'] in (3, 100) and p['AbortedTransactions'] == [], (v, iso, p)
 
 
 def test_fetch_offset_out_of_range_carries_no_offsets(broker):
