@@ -95,6 +95,10 @@ SORT = [
     (9, 'Groups[].Topics', ('Name',)),
     (9, 'Groups[].Topics[].Partitions', ('PartitionIndex',)),
     (42, 'Results', ('GroupId',)),
+    (21, 'Topics', ('Name',)),
+    (21, 'Topics[].Partitions', ('PartitionIndex',)),
+    (47, 'Topics', ('Name',)),
+    (47, 'Topics[].Partitions', ('PartitionIndex',)),
     (33, 'Responses', ('ResourceType', 'ResourceName')),
     (44, 'Responses', ('ResourceType', 'ResourceName')),
 ]
@@ -104,17 +108,24 @@ MEMBER_FIELDS = ('MemberId', 'Leader')
 
 
 class Known:
-    """A difference Spool keeps on purpose (docs/DIFFERENCES.md)."""
+    """A difference Spool keeps on purpose: a row of docs/DIFFERENCES.md,
+    found there by its id.  It matches a difference by API, versions,
+    generic field path (a pattern, as IGNORE's) and optionally by
+    predicates on Kafka's value, Spool's, both, or the whole Diff, or by
+    a text the step's name contains."""
 
-    def __init__(self, api, versions, path, reason, kafka=None, spool=None, when=None, label=None):
+    def __init__(self, id, api, versions, path, reason, kafka=None, spool=None, when=None, label=None,
+                 diff=None):
+        self.id = id
         self.api = api
         self.versions = versions          # (lo, hi) or None for all
-        self.path = path                  # pattern, as IGNORE's
+        self.path = path
         self.reason = reason
-        self.kafka = kafka                # if set: a predicate on Kafka's value
-        self.spool = spool                # if set: a predicate on Spool's value
-        self.when = when                  # if set: a predicate on both (kafka, spool)
-        self.label = label                # if set: a text the step's name contains
+        self.kafka = kafka
+        self.spool = spool
+        self.when = when                  # (kafka, spool) -> bool
+        self.label = label
+        self.diff = diff                  # Diff -> bool
 
     def matches(self, d):
         if self.api is not None and d.api != self.api:
@@ -131,6 +142,8 @@ class Known:
             return False
         if self.label is not None and self.label not in d.step:
             return False
+        if self.diff is not None and not self.diff(d):
+            return False
         return True
 
 
@@ -138,26 +151,103 @@ def _is(*values):
     return lambda x: x in values
 
 
+def _spool_ranges():
+    """(lo, hi) of each API Spool serves, read from src/broker/api.c."""
+    from pathlib import Path
+    src = (Path(__file__).resolve().parents[2] / 'src' / 'broker' / 'api.c').read_text()
+    norm = lambda n: n.replace('_', '').upper()                      # noqa: E731
+    keys = {norm(S.api_name(k)): k for k in S.requests}
+    return {keys[norm(name)]: (int(lo), int(hi))
+            for name, lo, hi in re.findall(r'\{\s*SP_API_([A-Z_]+),\s*(\d+),\s*(\d+),', src)}
+
+
+SPOOL_RANGES = _spool_ranges()
 CLOSED = '<connection closed>'
 NO_ANSWER = '<no answer>'
+_answered = lambda x: isinstance(x, str) and x.startswith('response')   # noqa: E731
+_configs = 'Results[].Configs'
 
-# Differences kept on purpose; each line is a row of docs/DIFFERENCES.md.
+# Differences kept on purpose, each with its reason; each id is a row of
+# docs/DIFFERENCES.md (test_0061 checks that the two lists agree).
 KNOWN = [
-    Known(18, None, 'ApiKeys[*]', 'APIs Spool does not serve (yet): SASL, ACLs, transactions and '
-          'idempotent producers, quotas, delegation tokens, reassignments, KIP-848 and share groups, '
-          'KRaft quorum APIs, ...', spool=_is('<absent>')),
-    Known(18, None, 'ApiKeys[*].MaxVersion', 'newer versions not built yet: Spool advertises its own '
-          'range, which clients negotiate down to', when=lambda k, s: s < k),
-    Known(18, None, 'ApiKeys[*].MinVersion', 'Spool serves versions Kafka 4.0 removed (KIP-896)',
+    # versions and APIs
+    Known('apis-not-served', 18, None, 'ApiKeys[*]', 'APIs Spool does not serve (yet)', spool=_is('<absent>')),
+    Known('newer-versions', 18, None, 'ApiKeys[*].MaxVersion', 'newer versions not built yet',
           when=lambda k, s: s < k),
-    Known(8, (0, 1), '<outcome>', 'OffsetCommit v0-1: Spool serves versions Kafka 4.0 removed (KIP-896)',
-          kafka=_is(CLOSED)),
-    Known(9, (0, 0), '<outcome>', 'OffsetFetch v0: Spool serves versions Kafka 4.0 removed (KIP-896)',
-          kafka=_is(CLOSED)),
-    Known(1, (7, 17), 'SessionId', 'Fetch sessions (KIP-227) are not built: Spool answers every '
-          'fetch sessionless (session id 0), as a broker with no session slots does',
-          spool=_is(0)),
+    Known('kip-896-versions', 18, None, 'ApiKeys[*].MinVersion', 'versions Kafka 4.0 removed', when=lambda k, s: s < k),
+    Known('kip-896-versions', 8, (0, 1), '<outcome>', 'OffsetCommit v0-1, removed in Kafka 4.0', kafka=_is(CLOSED)),
+    Known('kip-896-versions', 9, (0, 0), '<outcome>', 'OffsetFetch v0, removed in Kafka 4.0', kafka=_is(CLOSED)),
+    Known('newer-versions', None, None, '<outcome>', 'a version above Spool\'s range', kafka=_answered,
+          spool=_is(CLOSED), diff=lambda d: d.api in SPOOL_RANGES and d.version > SPOOL_RANGES[d.api][1]),
+    Known('apis-not-served', None, None, '<outcome>', 'an API Spool does not serve', kafka=_answered,
+          spool=_is(CLOSED), diff=lambda d: d.api not in SPOOL_RANGES),
+    Known('produce-v0-2', 0, (0, 2), '<outcome>', 'Produce v0-2 refused per partition, not by closing',
+          kafka=_is(CLOSED), spool=_answered),
+    # fetch sessions, transactions
+    Known('fetch-sessions', 1, (7, 17), 'SessionId', 'no fetch sessions (KIP-227)', spool=_is(0)),
+    Known('transactions', 10, None, 'ErrorCode', 'no transaction coordinator', kafka=_is(0), spool=_is(15),
+          label='transaction'),
+    Known('transactions', 10, None, 'Coordinators[].ErrorCode', 'no transaction coordinator', kafka=_is(0),
+          spool=_is(15), label='transaction'),
+    Known('transactions', 10, None, 'NodeId', 'no transaction coordinator', spool=_is(-1), label='transaction'),
+    Known('transactions', 10, None, 'Host', 'no transaction coordinator', spool=_is(''), label='transaction'),
+    Known('transactions', 0, None, 'Responses[].PartitionResponses[].ErrorCode', 'a transactional id refused',
+          kafka=_is(0), spool=_is(53), label='transactional id'),
+    Known('transactions', 0, None, 'Responses[].PartitionResponses[].BaseOffset', 'a transactional id refused',
+          spool=_is(-1), label='transactional id'),
+    Known('transactions', 0, None, 'Responses[].PartitionResponses[].LogStartOffset', 'a transactional id refused',
+          spool=_is(-1), label='transactional id'),
+    # topic creation
+    Known('produce-creates-topics', 0, None, 'Responses[].PartitionResponses[].ErrorCode',
+          'Produce creates a missing topic', kafka=_is(3), spool=_is(0), label='unknown topic'),
+    Known('produce-creates-topics', 0, None, 'Responses[].PartitionResponses[].BaseOffset',
+          'Produce creates a missing topic', kafka=_is(-1), label='unknown topic'),
+    Known('produce-creates-topics', 0, None, 'Responses[].PartitionResponses[].LogStartOffset',
+          'Produce creates a missing topic', kafka=_is(-1), spool=_is(0), label='unknown topic'),
+    Known('auto-create-waits', 3, None, 'Topics[].ErrorCode', 'Spool answers once the topic exists',
+          kafka=_is(3), spool=_is(0), label='auto-create'),
+    Known('auto-create-waits', 3, None, 'Topics[].Partitions*', 'Spool answers once the topic exists',
+          label='auto-create'),
+    Known('auto-create-waits', 3, None, 'Topics[].TopicId', 'Spool answers once the topic exists',
+          label='auto-create'),
+    Known('internal-topics', 19, None, 'Topics[].ErrorCode', 'internal topics are the broker\'s',
+          kafka=_is(36), spool=_is(42), label='internal topic'),
+    Known('internal-topics', 37, None, 'Results[].ErrorCode', 'internal topics are the broker\'s',
+          kafka=_is(0), spool=_is(42), label='internal topic'),
+    # configs
+    Known('configs-not-built', 32, None, _configs + '[*]', 'keys of features Spool has not built',
+          spool=_is('<absent>'), diff=lambda d: d.path.split('[')[-1].rstrip(']') in ABSENT_CONFIGS),
+    Known('durable-default', 32, None, _configs + '[*flush.messages].Value', 'flush.messages=1 by default',
+          kafka=_is('9223372036854775807'), spool=_is('1')),
+    Known('durable-default', 32, None, _configs + '[*flush.messages].Synonyms[].Value',
+          'flush.messages=1 by default', kafka=_is('9223372036854775807'), spool=_is('1')),
+    Known('durable-default', 32, None, _configs + '[log.flush.interval.messages].Value',
+          'log.flush.interval.messages=1 by default', kafka=_is('9223372036854775807'), spool=_is('1')),
+    Known('ms-keys', 32, None, _configs + '[log.retention.ms].Value', 'the *.ms broker keys hold the default',
+          kafka=_is(None)),
+    Known('ms-keys', 32, None, _configs + '[*].Synonyms*', 'the *.ms broker keys hold the default',
+          diff=lambda d: any(k in d.path for k in ('[retention.ms]', '[segment.ms]', '[segment.jitter.ms]',
+                                                   '[flush.ms]'))),
+    Known('cluster-min-isr', 32, None, _configs + '[min.insync.replicas].*', 'Kafka\'s format writes a '
+          'cluster-wide min.insync.replicas', diff=lambda d: d.path.endswith(('ConfigSource', 'Synonyms',
+                                                                              'Synonyms.<length>'))),
+    # Kafka answers that are its own bugs
+    Known('kafka-no-answer', 0, None, '<outcome>', 'Kafka 4.3 never answers a null records field',
+          kafka=_is(CLOSED), label='null records'),
+    Known('kafka-no-answer', 33, None, '<outcome>', 'Kafka 4.3 never answers AlterConfigs naming a resource twice',
+          kafka=_is(CLOSED), label='a resource twice'),
+    Known('kafka-unknown-error', 44, None, 'Responses[].ErrorCode', 'Kafka 4.3 answers UNKNOWN_SERVER_ERROR',
+          kafka=_is(-1), spool=_is(42), label='unknown operation'),
 ]
+
+# Topic and broker config keys Spool does not have (configs-not-built)
+ABSENT_CONFIGS = {
+    'remote.storage.enable', 'local.retention.ms', 'local.retention.bytes', 'remote.log.copy.disable',
+    'remote.log.delete.on.disable',                                            # tiered storage
+    'leader.replication.throttled.replicas', 'follower.replication.throttled.replicas',   # replication
+    'preallocate',
+    'log.retention.hours', 'broker.id',                                        # aliases
+}
 
 
 def _glob(pat):
@@ -404,7 +494,7 @@ class Diff:
     def __str__(self):
         return '%s: %s: %s: Kafka %s, Spool %s%s' % (
             self.scenario, self.step, self.path, _short(self.kafka), _short(self.spool),
-            ('  [known: %s]' % self.known.reason) if self.known else '')
+            ('  [known: %s, %s]' % (self.known.id, self.known.reason)) if self.known else '')
 
 
 def _short(x, n=160):
@@ -704,6 +794,8 @@ class Runner:
         return found
 
     def _play(self, t, st):
+        if st.wait and st.concurrent:       # a concurrent step's own delay, in its thread
+            time.sleep(st.wait)
         t0 = time.monotonic()
         o = self._play1(t, st)
         o.seconds = time.monotonic() - t0
@@ -729,7 +821,7 @@ class Runner:
         return o
 
     def _run_group(self, sc, group, ts, own):
-        if group[0].wait:
+        if group[0].wait and not group[0].concurrent:
             time.sleep(group[0].wait)
         jobs = {}
         for st in group:

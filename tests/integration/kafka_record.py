@@ -38,6 +38,7 @@ import time
 
 import kafka_wire as kw
 from kafka_diff import Runner, Scenario, Step, Target
+from diff_corpus import TS
 from kafka_schema import CodecError, schemas
 
 S = schemas()
@@ -269,7 +270,7 @@ def session_confluent(b, n):
                                 'enable.idempotence': False}))
     for i in range(20):
         p.produce(n['t'], key=b'k%d' % (i % 4), value=b'v%d' % i, partition=i % 2,
-                  timestamp=1700000000000 + i, headers=[('h', b'%d' % i)])
+                  timestamp=TS + i, headers=[('h', b'%d' % i)])
     assert p.flush(30) == 0
     c = Consumer(dict(quiet, **{'bootstrap.servers': b, 'group.id': n['g'], 'auto.offset.reset': 'earliest',
                   'enable.auto.commit': False, 'fetch.wait.max.ms': 100, 'session.timeout.ms': 6000,
@@ -309,7 +310,7 @@ def session_kafka_python(b, n):
     from kafka.admin import NewTopic
     p = KafkaProducer(bootstrap_servers=b, acks='all', linger_ms=5, api_version_auto_timeout_ms=10000)
     for i in range(12):
-        p.send(n['t'], key=b'k%d' % i, value=b'v%d' % i, partition=i % 2, timestamp_ms=1700000000000 + i)
+        p.send(n['t'], key=b'k%d' % i, value=b'v%d' % i, partition=i % 2, timestamp_ms=TS + i)
     p.flush(30)
     p.close(10)
     c = KafkaConsumer(n['t'], bootstrap_servers=b, group_id=n['g'], auto_offset_reset='earliest',

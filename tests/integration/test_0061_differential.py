@@ -68,7 +68,8 @@ def _summary(r):
 def _check(r, name, diffs, seconds):
     unknown = [d for d in diffs if d.known is None]
     _REPORT_LINES.append('== %s: %d differences (%d unknown), %.1f s' % (name, len(diffs), len(unknown), seconds))
-    _REPORT_LINES.extend(('   known   ' if d.known else '   UNKNOWN ') + str(d) for d in diffs)
+    _REPORT_LINES.extend(('   known %-24s' % d.known.id if d.known else '   UNKNOWN ' + ' ' * 22) + str(d)
+                         for d in diffs)
     for d in diffs:
         print(('known   ' if d.known else 'UNKNOWN ') + str(d))
     assert not unknown, '%d differences from Kafka not listed in docs/DIFFERENCES.md:\n%s' % (
@@ -81,6 +82,16 @@ def test_corpus_covers_every_version_spool_serves():
     missing = [(kafka_diff.S.api_name(a), v) for a, (lo, hi) in sorted(diff_corpus.SPOOL.items())
                for v in range(lo, hi + 1) if (a, v) not in steps]
     assert not missing, missing
+
+
+def test_known_differences_are_documented():
+    """kafka_diff.KNOWN and the table of docs/DIFFERENCES.md list the same ids."""
+    import re
+    doc = (Path(__file__).resolve().parents[2] / 'docs' / 'DIFFERENCES.md').read_text()
+    table = doc.split('## Differences kept', 1)[1].split('\n## ', 1)[0]
+    documented = set(re.findall(r'^\| `([a-z0-9-]+)` \|', table, re.M))
+    known = {k.id for k in kafka_diff.KNOWN}
+    assert known == documented, (sorted(known - documented), sorted(documented - known))
 
 
 @pytest.mark.parametrize('sc', SCENARIOS, ids=[s.name for s in SCENARIOS])

@@ -4,7 +4,7 @@ so it runs without the Kafka reference."""
 import time
 
 import kafka_wire as kw
-from diff_corpus import batch, corrupt, fetch_body, list_offsets_body, produce_body
+from diff_corpus import TS, batch, corrupt, fetch_body, list_offsets_body, produce_body
 from kafka_diff import Target
 
 
@@ -90,10 +90,10 @@ def test_list_offsets_no_offset_no_leader_epoch(broker):
     _create(t, {'le': 2})
     call(t, 0, 9, produce_body([('le', 0, batch(3))]))
     for v in (4, 7, 10):
-        assert _lo(t, v, 'le', 1700000000001)['LeaderEpoch'] == 0
-        assert _lo(t, v, 'le', 1700000000099)['LeaderEpoch'] == -1
+        assert _lo(t, v, 'le', TS + 1)['LeaderEpoch'] == 0
+        assert _lo(t, v, 'le', TS + 99)['LeaderEpoch'] == -1
         assert _lo(t, v, 'le', -2, partition=1)['LeaderEpoch'] == 0            # an empty log: offset 0
-        assert _lo(t, v, 'le', 1700000000001, partition=1)['LeaderEpoch'] == -1
+        assert _lo(t, v, 'le', TS + 1, partition=1)['LeaderEpoch'] == -1
         assert _lo(t, v, 'le', -1, partition=9)['LeaderEpoch'] == -1          # unknown partition
         if v >= 7:
             assert _lo(t, v, 'le', -3, partition=1)['LeaderEpoch'] == -1
