@@ -248,7 +248,8 @@ def sc_metadata_autocreate(full):
     steps = []
     for v in (served(3) if full else [1, 12]):
         steps.append(Step(3, v, metadata_body(['{u%d}' % v], auto=True), label='auto-create'))
-        steps.append(Step(3, v, metadata_body(['{u%d}' % v], auto=False), label='after auto-create', wait=1.0))
+        steps.append(Step(3, v, metadata_body(['{u%d}' % v], auto=False), label='after auto-create',
+                          retry=lambda b: all(t['ErrorCode'] == 0 and t['Partitions'] for t in b['Topics'])))
     return [Scenario('metadata-autocreate', steps, topics={'u%d' % v: 0 for v in range(13)})]
 
 
@@ -725,13 +726,13 @@ def sc_group_two_members(full):
         join(5, '', conn='m2', label='m2 join, no id', learn={'member2': lambda b_: b_['MemberId']}),
         # m2's join starts a rebalance and parks until m1 rejoins
         join(5, '{member2}', conn='m2', label='m2 join', concurrent='j2', timeout=40),
-        heartbeat(4, '{member}', '{gen}', conn='m1hb', label='m1 heartbeat: rebalance', concurrent='j2',
-                  wait=0.5),
-        join(5, '{member}', conn='m1', label='m1 rejoin', concurrent='j2', wait=1.0, timeout=40,
+        heartbeat(4, '{member}', '{gen}', conn='m1', label='m1 heartbeat: rebalance', concurrent='j2',
+                  wait=0.3, retry=lambda b_: b_['ErrorCode'] == 27),
+        join(5, '{member}', conn='m1', label='m1 rejoin', concurrent='j2', timeout=40,
              learn={'gen2': lambda b_: b_['GenerationId']}),
         sync(5, '{member}', '{gen2}', [{'MemberId': '{member}', 'Assignment': a},
                                        {'MemberId': '{member2}', 'Assignment': b}], conn='m1',
-             concurrent='s2', label='m1 (leader) sync', wait=0.3),
+             concurrent='s2', label='m1 (leader) sync'),
         sync(5, '{member2}', '{gen2}', [], conn='m2', concurrent='s2', label='m2 sync'),
         describe_groups(5, label='two members'),
         heartbeat(4, '{member}', '{gen}', conn='m1', label='m1 heartbeat, old generation'),

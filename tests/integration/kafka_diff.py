@@ -453,12 +453,16 @@ class Step:
     no_response: acks=0 produce.  wait: seconds to sleep before sending
     (both brokers alike).  concurrent: a group of steps sent together and
     answered in any order (JoinGroup of several members) is a list of Steps
-    with the same concurrent label, run in threads.
+    with the same concurrent label: the steps of one connection run in
+    order, the connections in threads (a step's wait is its own delay
+    there).  retry: a predicate on the answer; the request is sent again
+    until it holds (at most retry_for seconds), for states a broker reaches
+    in its own time (a topic auto-created, a rebalance begun).
     """
 
     def __init__(self, api, version, body=None, conn='main', label=None, learn=None,
                  no_response=False, wait=0.0, compare=True, client_id='spool-diff',
-                 concurrent=None, raw_body=None, timeout=None):
+                 concurrent=None, raw_body=None, timeout=None, retry=None, retry_for=15.0):
         self.api = S.api_key(api) if isinstance(api, str) else api
         self.version = version
         self.body = body if body is not None else {}
@@ -473,6 +477,8 @@ class Step:
         self.raw_body = raw_body
         self.timeout = timeout
         self.recorded = None            # a recorded session's answer (kafka_record)
+        self.retry = retry              # body -> bool: sent again (each broker) until true
+        self.retry_for = retry_for      # ...for at most this long
 
     @property
     def name(self):
@@ -808,8 +814,14 @@ class Runner:
             body = t.fill(st.body(t) if callable(st.body) else st.body)
         except KeyError as e:           # an earlier answer did not teach it
             return Outcome('unfilled', error=str(e))
-        o = t.call(st.api, st.version, body, conn=st.conn, client_id=st.client_id,
-                   no_response=st.no_response, timeout=st.timeout, raw_body=st.raw_body)
+        deadline = time.monotonic() + st.retry_for
+        while True:
+            o = t.call(st.api, st.version, body, conn=st.conn, client_id=st.client_id,
+                       no_response=st.no_response, timeout=st.timeout, raw_body=st.raw_body)
+            if (st.retry is None or time.monotonic() > deadline
+                    or (o.kind == 'response' and st.retry(o.body))):
+                break
+            time.sleep(0.1)
         if o.kind == 'response':
             if st.recorded is not None:
                 learn_pairs(t, st.recorded, o.body)
@@ -820,16 +832,26 @@ class Runner:
                     pass
         return o
 
+    def _run_lane(self, t, steps):
+        return [self._play(t, st) for st in steps]
+
     def _run_group(self, sc, group, ts, own):
+        """Plays a step, or a concurrent group: the steps of one connection
+        in order, the connections at once, both brokers at once."""
         if group[0].wait and not group[0].concurrent:
             time.sleep(group[0].wait)
-        jobs = {}
+        lanes = {}
         for st in group:
-            for n, t in ts.items():
-                jobs[(id(st), n)] = self.pool.submit(self._play, t, st)
+            lanes.setdefault(st.conn, []).append(st)
+        jobs = {(conn, n): self.pool.submit(self._run_lane, t, steps)
+                for conn, steps in lanes.items() for n, t in ts.items()}
+        got = {}
+        for (conn, n), job in jobs.items():
+            for st, o in zip(lanes[conn], job.result()):
+                got[(id(st), n)] = o
         found = []
         for st in group:
-            outs = {n: jobs[(id(st), n)].result() for n in ts}
+            outs = {n: got[(id(st), n)] for n in ts}
             self.steps_run += 1
             if st.compare:
                 found += self.compare_outcomes(sc.name, st, outs, ts, own)
