@@ -35,13 +35,6 @@ def served(api, lo=None, hi=None):
     return list(range(max(a, lo if lo is not None else a), min(b, hi if hi is not None else b) + 1))
 
 
-def pick(vs):
-    """The short form's versions: the lowest, the first flexible and the highest."""
-    if not vs:
-        return vs
-    return sorted({vs[0], vs[-1]})
-
-
 # ---------------------------------------------------------------- records
 
 

@@ -28,11 +28,8 @@ docs/DIFFERENCES.md).  A difference matching no KNOWN entry fails the test.
 
 import itertools
 import re
-import socket
 import struct
-import threading
 import time
-import uuid as _uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import kafka_wire as kw
@@ -44,7 +41,7 @@ S = schemas()
 
 # (api key or None for every API, field path pattern, why the value may differ)
 # A path is 'Topics[].Partitions[].ErrorCode'; a pattern matches it whole or
-# as a suffix after a '.', with fnmatch wildcards.
+# as a suffix after a '.'; '*' is any text (path_match).
 IGNORE = [
     (None, 'ThrottleTimeMs', 'quotas and throttling are per broker'),
     (None, 'ClusterId', 'each broker has its own cluster id'),
@@ -301,9 +298,6 @@ class Conn:
         except (EOFError, ConnectionResetError, BrokenPipeError):
             raise Closed()
 
-    def closed_soon(self, timeout=1.0):
-        return kw.wait_closed(self.sock, timeout)
-
     def close(self):
         try:
             self.sock.close()
@@ -339,9 +333,7 @@ class Target:
         self.conns = {}
         self.vars = {}                 # template values: '{t}' -> name, '{member}' -> ...
         self.topic_ids = {}            # topic name -> uuid str
-        self.strings = {}              # recorded string -> this broker's (replays)
-        self.uuids = {}                # recorded uuid -> this broker's (replays)
-        self.ints = {}                 # field name -> {recorded: this broker's}
+        self.strings = {}              # recorded member id -> this broker's (replays)
         self.symbols = {}              # (kind, value) -> symbol
 
     def conn(self, key):
@@ -399,8 +391,6 @@ class Target:
         if isinstance(x, str):
             if x in self.strings:
                 return self.strings[x]
-            if x in self.uuids:
-                return self.uuids[x]
             if '{' in x:
                 m = _FIELD.fullmatch(x)
                 if m:                       # the whole value: as learnt (an int stays one)
@@ -408,18 +398,12 @@ class Target:
                 return _FIELD.sub(lambda m: str(self._var(m.group(1))), x)
             return x
         if isinstance(x, dict):
-            return {k: self._fill_field(k, v) for k, v in x.items()}
+            return {k: self.fill(v) for k, v in x.items()}
         if isinstance(x, list):
             return [self.fill(e) for e in x]
         if callable(x):
             return x(self)
         return x
-
-    def _fill_field(self, k, v):
-        m = self.ints.get(k)
-        if m and isinstance(v, int) and v in m:
-            return m[v]
-        return self.fill(v)
 
     def _var(self, name):
         if name.startswith('id:'):
@@ -891,23 +875,3 @@ class Runner:
         for d in self.diffs:
             lines.append(('known    ' if d.known else 'UNKNOWN  ') + str(d))
         return '\n'.join(lines)
-
-
-# ---------------------------------------------------------------- helpers for corpora
-
-
-def body_at(api, version, logical):
-    """A logical body (fields of any version) as that version has it: the
-    encoder drops what the version lacks; returned decoded for display."""
-    m = S.requests[api]
-    return S.decode(m, S.encode(m, logical, version), version)
-
-
-def versions(api, lo=None, hi=None):
-    """Versions of api from the schema's valid range, cut to [lo, hi]."""
-    vlo, vhi = S.valid_versions(api)
-    return range(max(vlo, lo if lo is not None else vlo), min(vhi, hi if hi is not None else vhi) + 1)
-
-
-def new_uuid():
-    return str(_uuid.uuid4())

@@ -22,8 +22,9 @@ session_kcat below that runs the client against `bootstrap` (and only
 there: every broker address it learns is the proxy's) using the names in
 `names`, then add Session('java-...', run, topics={...}, groups=[...]) to
 SESSIONS.  Java tools run through kafka_ref.tool(main_class, args...).
-To keep a recording, write_frames()/read_frames() store frames as JSON
-lines (base64 payloads); to_scenario() takes either.
+To keep a recording (small and deterministic ones only), write_recording()
+stores what record() returns as JSON lines and read_recording() gives it
+back for to_scenario().
 """
 
 import base64
@@ -36,7 +37,6 @@ import subprocess
 import threading
 import time
 
-import kafka_wire as kw
 from kafka_diff import Runner, Scenario, Step, Target
 from diff_corpus import TS
 from kafka_schema import CodecError, schemas
@@ -76,15 +76,21 @@ class Frame:
                    None if d['response'] is None else base64.b64decode(d['response']), d['t'])
 
 
-def write_frames(path, frames):
+def write_recording(path, frames, names, topic_ids):
+    """A recording as JSON lines: the names and topic ids it used, then
+    one frame a line (payloads in base64)."""
     with open(path, 'w') as f:
+        f.write(json.dumps({'names': names, 'topic_ids': topic_ids}) + '\n')
         for fr in frames:
             f.write(fr.to_json() + '\n')
 
 
-def read_frames(path):
+def read_recording(path):
+    """(frames, names, topic ids) of a file write_recording made."""
     with open(path) as f:
-        return [Frame.from_json(ln) for ln in f if ln.strip()]
+        lines = [ln for ln in f if ln.strip()]
+    meta = json.loads(lines[0])
+    return [Frame.from_json(ln) for ln in lines[1:]], meta['names'], meta['topic_ids']
 
 
 def _recv_exact(sock, n):

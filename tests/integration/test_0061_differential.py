@@ -12,7 +12,8 @@ Kafka, then replayed to both).
 `make test` runs the short form: the error paths at a few versions each
 and one session per client.  `make difftest` runs the whole corpus
 (SPOOL_DIFF_FULL=1) and writes a report of every difference, known ones
-included, to $SPOOL_DIFF_REPORT.
+included, to $SPOOL_DIFF_REPORT.  With $SPOOL_DIFF_RECORDINGS set, each
+recorded session is also kept there (kafka_record.write_recording).
 """
 import os
 import time
@@ -108,6 +109,10 @@ def test_recorded_session(runner, kafka, session):
     t0 = time.monotonic()
     frames, names, ids = kafka_record.record(kafka.port, session)
     assert frames, 'nothing recorded'
+    if os.environ.get('SPOOL_DIFF_RECORDINGS'):     # keep it, e.g. to look at a client's requests
+        d = Path(os.environ['SPOOL_DIFF_RECORDINGS'])
+        d.mkdir(parents=True, exist_ok=True)
+        kafka_record.write_recording(d / ('%s.jsonl' % session.name), frames, names, ids)
     sc = kafka_record.to_scenario('session-' + session.name, frames, names, ids, diff_corpus.SPOOL,
                                   topics=session.topics, groups=session.groups)
     diffs = runner.run(sc)
