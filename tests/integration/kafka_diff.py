@@ -651,6 +651,65 @@ def learn_pairs(t, recorded, got):
             learn_pairs(t, a, b)
 
 
+# ---------------------------------------------------------------- settling
+
+SETTLE_SECONDS = 15
+
+
+def _poll(t, api, version, body, done):
+    """Sends body on t's 'settle' connection until done(answer) holds."""
+    deadline = time.monotonic() + SETTLE_SECONDS
+    while time.monotonic() < deadline:
+        o = t.call(api, version, body, conn='settle')
+        if o.kind == 'response' and done(o.body):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def settle(t, api, version, req, resp):
+    """After a change of topics or configs that t accepted, waits until t's
+    own answers show it.  Kafka's controller applies a change and its
+    broker sees it a moment later (Metadata, DescribeConfigs read the
+    broker's copy); Spool answers once the change is applied, so for it
+    the first look succeeds.  Without this, a request right after a
+    change would compare Kafka's past with Spool's present."""
+    if api == 19 and not req.get('validateOnly'):                    # CreateTopics
+        names = [r['Name'] for r in resp.get('Topics') or [] if r['ErrorCode'] == 0]
+        if names:
+            _poll(t, 3, 12, {'Topics': [{'Name': n} for n in names], 'AllowAutoTopicCreation': False},
+                  lambda b: all(x['ErrorCode'] == 0 and x['Partitions'] and
+                                all(p['LeaderId'] >= 0 for p in x['Partitions']) for x in b['Topics']))
+    elif api == 20:                                                    # DeleteTopics
+        names = [r['Name'] for r in resp.get('Responses') or [] if r['ErrorCode'] == 0 and r.get('Name')]
+        if names:
+            _poll(t, 3, 12, {'Topics': [{'Name': n} for n in names], 'AllowAutoTopicCreation': False},
+                  lambda b: all(x['ErrorCode'] == 3 for x in b['Topics']))
+    elif api == 37 and not req.get('ValidateOnly'):                    # CreatePartitions
+        want = {x['Name']: x['Count'] for x in req.get('Topics') or []}
+        names = [r['Name'] for r in resp.get('Results') or [] if r['ErrorCode'] == 0]
+        if names:
+            _poll(t, 3, 12, {'Topics': [{'Name': n} for n in names], 'AllowAutoTopicCreation': False},
+                  lambda b: all(len(x['Partitions']) == want.get(x['Name']) for x in b['Topics']))
+    elif api in (33, 44) and not req.get('ValidateOnly'):              # AlterConfigs, Incremental...
+        ok = {(r['ResourceType'], r['ResourceName']) for r in resp.get('Responses') or [] if r['ErrorCode'] == 0}
+        for res in req.get('Resources') or []:
+            if res['ResourceType'] != 2 or (2, res['ResourceName']) not in ok:
+                continue
+            want = {}
+            for c in res.get('Configs') or []:
+                op = c.get('ConfigOperation', 0)
+                if op == 0:
+                    want[c['Name']] = lambda e, v=c['Value']: e['Value'] == v
+                elif op == 1:
+                    want[c['Name']] = lambda e: e['ConfigSource'] != 1
+            if want:
+                _poll(t, 32, 4, {'Resources': [{'ResourceType': 2, 'ResourceName': res['ResourceName'],
+                                                'ConfigurationKeys': sorted(want)}]},
+                      lambda b: all(want[e['Name']](e) for r in b['Results'] for e in r['Configs']
+                                    if e['Name'] in want))
+
+
 # ---------------------------------------------------------------- running
 
 
@@ -814,6 +873,7 @@ class Runner:
                     t.vars[var] = fn(o.body)
                 except (KeyError, IndexError, TypeError):
                     pass
+            settle(t, st.api, st.version, body, o.body)
         return o
 
     def _run_lane(self, t, steps):
