@@ -10,6 +10,7 @@
 #   make clients    the newer Kafka clients the tests use, into .cache/ (once)
 #   make fuzz       run each libFuzzer target briefly (FUZZ_SECONDS, default 60)
 #   make regen      regenerate src/proto/gen from ../shared/kafka-protocol
+#   make difftest   the whole differential corpus: every request to Kafka 4.3 and to Spool, compared
 
 CC       ?= gcc
 SCHEMAS  ?= ../shared/kafka-protocol
@@ -37,7 +38,7 @@ TS_OBJ   := $(BUILD)/obj/src/proto/gen/test_support.o $(BUILD)/obj/tests/unit/li
 # test objects are not intermediate: keep them (test_support.c is 1 MB)
 .SECONDARY: $(TS_OBJ)
 
-.PHONY: all run test unit integration fault asan tsan fuzz regen regen-check deps test-deps kafka java clients clean
+.PHONY: all run test unit integration difftest fault asan tsan fuzz regen regen-check deps test-deps kafka java clients clean
 
 all: $(BUILD)/spoold
 
@@ -125,6 +126,17 @@ regen-check:
 
 integration: all fault kafka java clients
 	SPOOLD=$(abspath $(BUILD)/spoold) $(PYTHON) -m pytest -q tests/integration
+
+# The differential tests in full (tests/integration/test_0061_differential.py;
+# make test runs their short form): every API and version Spool serves and
+# every recorded client session, sent to Kafka 4.3 and to Spool; the report
+# lists every difference, the known ones (docs/DIFFERENCES.md) included.
+difftest: all kafka
+	@mkdir -p $(BUILD)
+	SPOOL_DIFF_FULL=1 SPOOL_DIFF_REPORT=$(abspath $(BUILD)/difftest-report.txt) \
+	    SPOOLD=$(abspath $(BUILD)/spoold) $(PYTHON) -m pytest -q \
+	    tests/integration/test_0060_kafka_schema.py tests/integration/test_0061_differential.py
+	@head -30 $(BUILD)/difftest-report.txt
 
 test: test-deps
 	$(MAKE) all unit

@@ -23,7 +23,9 @@
  *   - any other resource type;
  *   - a resource named twice in one request (every occurrence);
  *   - a key named twice in one resource;
- *   - an unknown incremental operation code.
+ *   - an unknown incremental operation code;
+ *   - a null value in AlterConfigs (Kafka: "Null value not supported for :
+ *     key"; AlterConfigs has no way to delete a key but to leave it out).
  * Responses are in request order.  With no resource left to change,
  * the answer is immediate.
  */
@@ -252,6 +254,11 @@ static int fill_item(sp_req_t *req, ac_ctx_t *c, int i, sp_ctl_topic_t *t)
         for (int32_t k = 0; k < r.nconfigs; k++) {
             t->ckeys[k] = x->configs.v[k].name;
             t->cvalues[k] = x->configs.v[k].value;
+            if (!t->error && t->cvalues[k].len < 0) { /* Kafka's text, its odd colon included */
+                t->error = SP_ERR_INVALID_REQUEST;
+                t->message = fmt_msg(a, "Null value not supported", "Null value not supported for : %.*s",
+                                     (int)t->ckeys[k].len, t->ckeys[k].ptr);
+            }
         }
     }
     if (!t->error) {

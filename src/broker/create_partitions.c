@@ -9,7 +9,8 @@
  * INVALID_REPLICA_ASSIGNMENT (assignment count or unknown broker).
  *
  * Checked here first, as Kafka does, without the controller:
- *   - a topic named twice in the request: INVALID_REQUEST for each;
+ *   - a topic named twice in the request: INVALID_REQUEST, answered once
+ *     at its first appearance (Kafka's answers are keyed by name);
  *   - an assignment that is empty, names a broker twice, or does not have
  *     the topic's replication factor: INVALID_REPLICA_ASSIGNMENT;
  *   - an internal topic (cluster/names.h): INVALID_REQUEST.  A group's
@@ -61,15 +62,22 @@ typedef struct named {
     int32_t idx;
 } named_t;
 
-static int name_cmp(const void *pa, const void *pb)
+static int name_cmp_name(const named_t *a, const named_t *b)
 {
-    const named_t *a = pa, *b = pb;
     int32_t la = a->name.len > 0 ? a->name.len : 0, lb = b->name.len > 0 ? b->name.len : 0;
     int32_t m = la < lb ? la : lb;
     int r = m ? memcmp(a->name.ptr, b->name.ptr, (size_t)m) : 0;
     if (r)
         return r;
     return (la > lb) - (la < lb);
+}
+
+/* By name, then by place in the request (qsort is not stable). */
+static int name_cmp(const void *pa, const void *pb)
+{
+    const named_t *a = pa, *b = pb;
+    int r = name_cmp_name(a, b);
+    return r ? r : (a->idx > b->idx) - (a->idx < b->idx);
 }
 
 static int int_cmp(const void *pa, const void *pb)
@@ -143,16 +151,29 @@ void sp_handle_create_partitions(sp_req_t *req)
         sp_req_close(req, "out of memory for CreatePartitions");
         return;
     }
-    /* duplicates, by sorting (a request may name very many topics) */
+    /* duplicates, by sorting (a request may name very many topics): a
+     * topic named twice is answered once, at its first appearance (Kafka's
+     * answers are keyed by name) */
+    int *keep = sp_arena_alloc(a, sizeof(int) * cnt);
+    uint8_t *dup = sp_arena_zalloc(a, cnt); /* 1: named again, 2: a later appearance */
+    if (!keep || !dup) {
+        sp_req_close(req, "out of memory for CreatePartitions");
+        return;
+    }
     for (int i = 0; i < n; i++)
         names[i] = (named_t){ body->topics.v[i].name, i };
-    qsort(names, (size_t)n, sizeof(*names), name_cmp);
+    qsort(names, (size_t)n, sizeof(*names), name_cmp); /* by name, then index */
     for (int i = 1; i < n; i++)
-        if (name_cmp(&names[i - 1], &names[i]) == 0)
-            for (int k = i - 1; k <= i; k++) {
-                t[names[k].idx].error = SP_ERR_INVALID_REQUEST;
-                t[names[k].idx].message = "Duplicate topic in request.";
-            }
+        if (name_cmp_name(&names[i - 1], &names[i]) == 0) {
+            if (!dup[names[i - 1].idx])
+                dup[names[i - 1].idx] = 1;
+            dup[names[i].idx] = 2;
+        }
+    int nreq = n;
+    n = 0;
+    for (int j = 0; j < nreq; j++)
+        if (dup[j] != 2)
+            keep[n++] = j;
 
     int32_t maxb = 0;
     for (int i = 0; i < n; i++)
@@ -167,12 +188,15 @@ void sp_handle_create_partitions(sp_req_t *req)
 
     sp_image_t *img = sp_image_acquire();
     for (int i = 0; i < n; i++) {
-        const topic_t *ct = &body->topics.v[i];
+        const topic_t *ct = &body->topics.v[keep[i]];
         t[i].name = ct->name;
         t[i].num_partitions = ct->count;
         t[i].replication_factor = -1;
-        if (t[i].error)
+        if (dup[keep[i]]) {
+            t[i].error = SP_ERR_INVALID_REQUEST;
+            t[i].message = "Duplicate topic name.";
             continue;
+        }
         if (sp_topic_is_internal(ct->name.ptr, ct->name.len)) {
             t[i].error = SP_ERR_INVALID_REQUEST;
             t[i].message = fmt_msg(a, "Changing the partitions of an internal topic is prohibited.",

@@ -2,9 +2,12 @@
  * describe_cluster.c - DescribeCluster (key 60), v0-v1.
  *
  * Cluster id, controller and brokers, from one metadata image.  v1 adds
- * endpoint_type: 1 (brokers) is answered; 2 (controllers) and anything
- * else get UNSUPPORTED_ENDPOINT_TYPE, since Spool's controller runs inside
- * the broker and has no endpoint of its own.  Authorized operations are
+ * endpoint_type: 1 (brokers) is answered; as Kafka's broker listener
+ * answers, 2 (controllers) gets MISMATCHED_ENDPOINT_TYPE (the request
+ * reached a broker endpoint: Spool's controller runs inside the broker
+ * and has no endpoint of its own) and anything else
+ * UNSUPPORTED_ENDPOINT_TYPE; the answer's endpoint_type is always 1, the
+ * type of the endpoint that answers.  Authorized operations are
  * given when asked (no authorizer: everything a cluster allows).
  */
 #include <stdio.h>
@@ -27,17 +30,17 @@ void sp_handle_describe_cluster(sp_req_t *req)
     int8_t endpoint = v >= 1 ? body->endpoint_type : ENDPOINT_BROKERS;
     sp_describe_cluster_response_t resp;
     sp_describe_cluster_response_init(&resp);
-    resp.endpoint_type = endpoint;
+    resp.endpoint_type = ENDPOINT_BROKERS; /* the endpoint answering */
 
     if (endpoint != ENDPOINT_BROKERS) {
         char buf[160];
-        snprintf(buf, sizeof(buf),
-                 endpoint == ENDPOINT_CONTROLLERS
-                     ? "Spool's controller runs inside the broker; DescribeCluster answers endpoint type %d "
-                       "(brokers) only, not %d (controllers)"
-                     : "DescribeCluster answers endpoint type %d (brokers) only, not %d",
-                 ENDPOINT_BROKERS, (int)endpoint);
-        resp.error_code = SP_ERR_UNSUPPORTED_ENDPOINT_TYPE;
+        if (endpoint == ENDPOINT_CONTROLLERS)
+            snprintf(buf, sizeof(buf), "The request was sent to an endpoint of type BROKER, but we wanted "
+                                       "an endpoint of type CONTROLLER (Spool's controller runs inside the broker)");
+        else
+            snprintf(buf, sizeof(buf), "Unsupported endpoint type %d", (int)endpoint);
+        resp.error_code = endpoint == ENDPOINT_CONTROLLERS ? SP_ERR_MISMATCHED_ENDPOINT_TYPE
+                                                           : SP_ERR_UNSUPPORTED_ENDPOINT_TYPE;
         resp.error_message = sp_str_c(buf);
         sp_req_respond(req, &resp); /* encodes now: buf may go after */
         return;

@@ -96,7 +96,11 @@ static int64_t read_all(fetch_ctx_t *ctx, bool *any_error)
         if (!p->rr.seg)
             p->out->records.ptr = (const uint8_t *)""; /* empty, not null */
         if (p->rr.error) {
-            p->out->high_watermark = p->rr.error == SP_ERR_OFFSET_OUT_OF_RANGE ? p->rr.hw : -1;
+            /* Kafka's LogReadResult of a failed read (an offset out of
+             * range included) carries no offsets: all three are -1 */
+            p->out->high_watermark = -1;
+            p->out->last_stable_offset = -1;
+            p->out->log_start_offset = -1;
             *any_error = true;
         }
         total += p->rr.seg ? p->rr.len : 0;
@@ -347,8 +351,14 @@ void sp_handle_fetch(sp_req_t *req)
         po->last_stable_offset = -1;
         po->log_start_offset = -1;
         po->records = (sp_bytes_t){ (const uint8_t *)"", 0 };
+        /* Kafka lists aborted transactions only to read_committed
+         * fetches; to read_uncommitted ones the field is null.  A
+         * partition Kafka refuses before it reads (KafkaApis: an unknown
+         * topic or partition, zstd below v10) has the schema's empty list */
+        po->aborted_transactions.n = body->isolation_level == 0 ? -1 : 0;
         if (!ti) {
             po->error_code = v >= 13 ? SP_ERR_UNKNOWN_TOPIC_ID : SP_ERR_UNKNOWN_TOPIC_OR_PARTITION;
+            po->aborted_transactions.n = 0;
             continue;
         }
         if (fp->current_leader_epoch > 0) { /* ours is 0 on a single node */
@@ -358,6 +368,7 @@ void sp_handle_fetch(sp_req_t *req)
         part->log = sp_logmgr_get(name.ptr, name.len, fp->partition);
         if (!part->log) {
             po->error_code = SP_ERR_UNKNOWN_TOPIC_OR_PARTITION;
+            po->aborted_transactions.n = 0;
             continue;
         }
         sp_log_config_t lc;
@@ -367,6 +378,7 @@ void sp_handle_fetch(sp_req_t *req)
              * compression.type is zstd is not served below v10, which
              * predates zstd; it looks at the setting, not the data */
             po->error_code = SP_ERR_UNSUPPORTED_COMPRESSION_TYPE;
+            po->aborted_transactions.n = 0;
             sp_plog_unref(part->log);
             part->log = NULL;
         }

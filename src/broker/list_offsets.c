@@ -7,35 +7,140 @@
  * local (v8+, = log start without tiered storage), -5 latest tiered (v9+:
  * none, so -1); a timestamp >= 0 finds the first record at or after it
  * through the time index (offset -1 if there is none).
+ *
+ * As Kafka answers: a special timestamp the request's version does not
+ * have (-3 below v7, -4 below v8, -5 below v9, any other negative value)
+ * is UNSUPPORTED_VERSION, and an answer without an offset (an error, no
+ * record at or after the timestamp, an empty log's -3, -5) has leader
+ * epoch -1.  A partition the request names more than once is answered
+ * once, INVALID_REQUEST (Kafka keys the request by topic-partition and
+ * refuses the duplicates), at the place of its first appearance.
  */
 #include "broker/api.h"
 #include "log/logmgr.h"
 #include "proto/gen/list_offsets_request.h"
 #include "proto/gen/list_offsets_response.h"
+#include "util/hashset.h"
+
+/* The lowest ListOffsets version that has special timestamp ts (< 0), or
+ * INT16_MAX for one no version Spool serves has (-6, earliest pending
+ * upload, is v11). */
+static int16_t special_since(int64_t ts)
+{
+    switch (ts) {
+    case -1:
+    case -2:
+        return 0;
+    case -3:
+        return 7;
+    case -4:
+        return 8;
+    case -5:
+        return 9;
+    default:
+        return INT16_MAX;
+    }
+}
+
+enum { ONCE = 0, DUP_FIRST = 1, DUP_LATER = 2 };
+
+typedef struct occ {
+    sp_str_t name;
+    int32_t partition;
+} occ_t;
+
+static bool occ_eq(const void *ctx, uint32_t a, uint32_t b)
+{
+    const occ_t *o = ctx;
+    return o[a].partition == o[b].partition && sp_str_eq(o[a].name, o[b].name);
+}
+
+/*
+ * For each partition the request names, in request order: ONCE, the first
+ * appearance of one named again (DUP_FIRST), or a later one (DUP_LATER).
+ * O(n) with a keyed hash set whatever the client repeats.  From the
+ * request's arena; *state is NULL (and 0 returned) when nothing is named.
+ * Returns 0, or -1 when the arena is exhausted.
+ */
+static int mark_duplicates(sp_req_t *req, const sp_list_offsets_request_t *body, uint8_t **state)
+{
+    size_t total = 0;
+    for (int32_t t = 0; t < body->topics.n; t++)
+        total += body->topics.v[t].partitions.n > 0 ? (size_t)body->topics.v[t].partitions.n : 0;
+    *state = NULL;
+    if (total == 0)
+        return 0;
+    size_t setmem = total <= UINT32_MAX / 4 ? sp_hashset_mem_size((uint32_t)total) : 0;
+    occ_t *occ = sp_arena_alloc(&req->arena, sizeof(occ_t) * total);
+    uint8_t *st = sp_arena_zalloc(&req->arena, total);
+    void *mem = setmem ? sp_arena_alloc(&req->arena, setmem) : NULL;
+    if (!occ || !st || !mem)
+        return -1;
+    sp_hashset_t hs;
+    sp_hashset_init(&hs, mem, (uint32_t)total, occ_eq, occ);
+    uint32_t k = 0;
+    for (int32_t t = 0; t < body->topics.n; t++) {
+        const sp_list_offsets_request_list_offsets_topic_t *rt = &body->topics.v[t];
+        uint64_t th = sp_hash_bytes(rt->name.ptr, rt->name.len > 0 ? (size_t)rt->name.len : 0);
+        for (int32_t p = 0; p < rt->partitions.n; p++, k++) {
+            occ[k].name = rt->name;
+            occ[k].partition = rt->partitions.v[p].partition_index;
+            int64_t seen = sp_hashset_add(&hs, k, sp_hash_mix(th, occ[k].partition));
+            if (seen >= 0) {
+                st[seen] = DUP_FIRST;
+                st[k] = DUP_LATER;
+            }
+        }
+    }
+    *state = st;
+    return 0;
+}
 
 void sp_handle_list_offsets(sp_req_t *req)
 {
     const sp_list_offsets_request_t *body = req->r.body;
+    int16_t v = req->r.hdr.request_api_version;
     sp_list_offsets_response_t resp;
     int32_t nt = body->topics.n > 0 ? body->topics.n : 0;
 
+    uint8_t *state;
+    if (mark_duplicates(req, body, &state) != 0) {
+        sp_req_close(req, "out of memory for ListOffsets");
+        return;
+    }
     sp_list_offsets_response_init(&resp);
     resp.topics.v = sp_list_offsets_response_list_offsets_topic_response_alloc(&req->arena, nt);
     resp.topics.n = resp.topics.v ? nt : 0;
+    size_t k = 0; /* occurrence index, as mark_duplicates counts them */
     for (int32_t t = 0; t < resp.topics.n; t++) {
         const sp_list_offsets_request_list_offsets_topic_t *rt = &body->topics.v[t];
         sp_list_offsets_response_list_offsets_topic_response_t *to = &resp.topics.v[t];
         int32_t np = rt->partitions.n > 0 ? rt->partitions.n : 0;
         to->name = rt->name;
         to->partitions.v = sp_list_offsets_response_list_offsets_partition_response_alloc(&req->arena, np);
-        to->partitions.n = to->partitions.v ? np : 0;
-        for (int32_t p = 0; p < to->partitions.n; p++) {
+        to->partitions.n = 0;
+        if (np > 0 && !to->partitions.v) {
+            sp_req_close(req, "out of memory for ListOffsets");
+            return;
+        }
+        for (int32_t p = 0; p < np; p++) {
             const sp_list_offsets_request_list_offsets_partition_t *rp = &rt->partitions.v[p];
-            sp_list_offsets_response_list_offsets_partition_response_t *po = &to->partitions.v[p];
+            uint8_t dup = state ? state[k++] : ONCE;
+            if (dup == DUP_LATER)
+                continue;
+            sp_list_offsets_response_list_offsets_partition_response_t *po = &to->partitions.v[to->partitions.n++];
             po->partition_index = rp->partition_index;
             po->timestamp = -1;
             po->offset = -1;
             po->leader_epoch = -1;
+            if (dup == DUP_FIRST) {
+                po->error_code = SP_ERR_INVALID_REQUEST;
+                continue;
+            }
+            if (rp->timestamp < 0 && special_since(rp->timestamp) > v) {
+                po->error_code = SP_ERR_UNSUPPORTED_VERSION;
+                continue;
+            }
             if (rp->current_leader_epoch > 0) { /* ours is 0 on a single node */
                 po->error_code = SP_ERR_UNKNOWN_LEADER_EPOCH;
                 continue;
@@ -81,16 +186,15 @@ void sp_handle_list_offsets(sp_req_t *req)
             }
             case -5:
                 break;
-            default:
-                if (rp->timestamp < 0) {
-                    po->error_code = SP_ERR_INVALID_REQUEST;
-                } else {
-                    int64_t off, ts;
-                    po->error_code = (int16_t)sp_plog_offset_for_time(log, rp->timestamp, &off, &ts);
-                    po->offset = off;
-                    po->timestamp = ts;
-                }
+            default: {
+                int64_t off, ts;
+                po->error_code = (int16_t)sp_plog_offset_for_time(log, rp->timestamp, &off, &ts);
+                po->offset = off;
+                po->timestamp = ts;
             }
+            }
+            if (po->offset < 0 || po->error_code)
+                po->leader_epoch = -1;
             sp_plog_unref(log);
         }
     }

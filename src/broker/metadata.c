@@ -4,7 +4,8 @@
  * Answers from one metadata image, acquired for the whole request, so that
  * brokers, topics and partitions in a response are mutually consistent.
  *   v0: an empty topic list means all topics; v1+: null means all.
- *   v10+: topic ids; v12: topics may be requested by id (name null).
+ *   v10+: topic ids; v12: topics may be requested by id (name null);
+ *   v10-11 refuse an id as Kafka does (refuse_ids_before_v12).
  *   v8+: authorized operations when asked (no authorizer: everything).
  * A topic named more than once is answered once, at its first place
  * (Kafka takes the requested names, or ids, as a set).
@@ -84,6 +85,46 @@ static int32_t distinct_topics(sp_req_t *req, const sp_metadata_request_t *body,
     return k;
 }
 
+/*
+ * v10 and v11 carry topic ids but may not use them: a topic named by id
+ * (name null, or a non-zero id) makes Kafka refuse the request
+ * (InvalidRequestException) with its error answer: no brokers, no cluster
+ * id, controller -1, and each requested topic INVALID_REQUEST, its name
+ * (or "", the field is not nullable there) and id echoed.  Returns
+ * whether it answered.
+ */
+static bool refuse_ids_before_v12(sp_req_t *req, const sp_metadata_request_t *body, int16_t v)
+{
+    if (v < 10 || v > 11 || body->topics.n <= 0)
+        return false;
+    bool by_id = false;
+    for (int32_t i = 0; i < body->topics.n; i++)
+        by_id |= body->topics.v[i].name.len < 0 || !sp_uuid_is_zero(body->topics.v[i].topic_id);
+    if (!by_id)
+        return false;
+    sp_metadata_response_t resp;
+    sp_metadata_response_init(&resp);
+    resp.cluster_id = SP_STR_NULL;
+    resp.controller_id = -1;
+    resp.brokers.n = 0;
+    resp.topics.v = sp_metadata_response_topic_alloc(&req->arena, body->topics.n);
+    if (!resp.topics.v) {
+        sp_req_close(req, "out of memory for Metadata");
+        return true;
+    }
+    resp.topics.n = body->topics.n;
+    for (int32_t i = 0; i < body->topics.n; i++) {
+        const sp_metadata_request_topic_t *rt = &body->topics.v[i];
+        sp_metadata_response_topic_t *out = &resp.topics.v[i];
+        out->error_code = SP_ERR_INVALID_REQUEST;
+        out->name = rt->name.len >= 0 ? rt->name : sp_str_lit("");
+        out->topic_id = rt->topic_id;
+        out->partitions.n = 0;
+    }
+    sp_req_respond(req, &resp);
+    return true;
+}
+
 void sp_handle_metadata(sp_req_t *req)
 {
     const sp_metadata_request_t *body = req->r.body;
@@ -92,6 +133,9 @@ void sp_handle_metadata(sp_req_t *req)
     int all = body->topics.n < 0 || (v == 0 && body->topics.n == 0);
     int32_t *want = NULL; /* distinct requested topics (indices) */
     int32_t nwant = 0;
+
+    if (refuse_ids_before_v12(req, body, v))
+        return;
 
     if (!all && body->topics.n > 0) {
         nwant = distinct_topics(req, body, &want);

@@ -6,7 +6,8 @@
  * UNSUPPORTED_VERSION for every partition.
  *
  * Per partition: the batches are validated whole (plog.c), offsets
- * assigned, and the bytes written as received.  acks=0 gets no response;
+ * assigned, and the bytes written as received.  acks=0 gets no response
+ * (a failed partition closes the connection instead, as in Kafka);
  * acks=1 is answered once written; acks=-1 on a durable topic
  * (flush.messages=1) is answered once every partition's data is fsynced by
  * the flush thread (group commit).  Topics that do not exist are created
@@ -327,6 +328,46 @@ static void append_batch(sp_plog_t *log, const sp_log_config_t *lc, uint8_t *bat
     free(nb);
 }
 
+/*
+ * Whether a failed append answers the partition's log start offset, as
+ * Kafka's ReplicaManager.appendToLocalLog does: its record validation
+ * failures (INVALID_RECORD, INVALID_TIMESTAMP) and any other exception
+ * (NOT_ENOUGH_REPLICAS, ...) go through processFailedRecord, which reads
+ * the log start; an unknown partition, a record or batch too large, a
+ * corrupt batch and a storage error answer -1.
+ */
+static bool carries_log_start(int16_t err)
+{
+    switch (err) {
+    case SP_ERR_UNKNOWN_TOPIC_OR_PARTITION:
+    case SP_ERR_NOT_LEADER_OR_FOLLOWER:
+    case SP_ERR_MESSAGE_TOO_LARGE:
+    case SP_ERR_RECORD_LIST_TOO_LARGE:
+    case SP_ERR_CORRUPT_MESSAGE:
+    case SP_ERR_KAFKA_STORAGE_ERROR:
+        return false;
+    default:
+        return true;
+    }
+}
+
+/* The first partition error of a produce answer, or 0. */
+static int16_t first_error(const sp_produce_response_t *resp)
+{
+    for (int32_t t = 0; t < resp->responses.n; t++)
+        for (int32_t p = 0; p < resp->responses.v[t].partition_responses.n; p++)
+            if (resp->responses.v[t].partition_responses.v[p].error_code)
+                return resp->responses.v[t].partition_responses.v[p].error_code;
+    return 0;
+}
+
+static int64_t log_start_of(sp_plog_t *log)
+{
+    sp_log_offsets_t lo;
+    sp_plog_offsets(log, &lo);
+    return lo.log_start;
+}
+
 void sp_handle_produce(sp_req_t *req)
 {
     const sp_produce_request_t *body = req->r.body;
@@ -402,6 +443,7 @@ void sp_handle_produce(sp_req_t *req)
             if (body->acks == -1 && lc.min_insync_replicas > 1) {
                 /* one replica in sync here: acks=all cannot be satisfied */
                 po->error_code = SP_ERR_NOT_ENOUGH_REPLICAS;
+                po->log_start_offset = log_start_of(log);
                 sp_plog_unref(log);
                 continue;
             }
@@ -426,6 +468,8 @@ void sp_handle_produce(sp_req_t *req)
                 po->base_offset = ar.base_offset;
                 po->log_append_time_ms = ar.log_append_time;
                 po->log_start_offset = ar.log_start;
+            } else if (carries_log_start(ar.error)) {
+                po->log_start_offset = log_start_of(log);
             }
             if (!ar.error && body->acks == -1 && sp_log_durable(&lc)) {
                 flush_wait_t *fw = &ctx->waits[ctx->nwaits++];
@@ -442,6 +486,17 @@ void sp_handle_produce(sp_req_t *req)
     if (body->acks == 0) {
         for (int i = 0; i < ctx->nwaits; i++)
             sp_plog_unref(ctx->waits[i].log);
+        /* acks=0 has no answer to carry an error: as Kafka does
+         * (KafkaApis.handleProduceRequest), a failed partition closes the
+         * connection, so that the producer notices and refreshes its
+         * metadata */
+        int16_t first = first_error(&ctx->resp);
+        if (first) {
+            char why[96];
+            snprintf(why, sizeof(why), "acks=0 produce failed (error %d): closing the connection", first);
+            sp_req_close(req, why);
+            return;
+        }
         sp_req_no_response(req);
         return;
     }

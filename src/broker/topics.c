@@ -3,8 +3,10 @@
  *
  * Both become one metadata operation (cluster/controller.h): validated,
  * written to the metadata log and fsynced, applied, and answered per topic
- * with Kafka's error codes and messages.  A name given twice in one
- * request is refused with INVALID_REQUEST, as Kafka does.  Deleted topics'
+ * with Kafka's error codes and messages.  A topic named twice in one
+ * request is refused with INVALID_REQUEST and answered once, at its first
+ * appearance, as Kafka does (its answers are keyed by name; found in O(n)
+ * with the keyed hash set, util/hashset.h).  Deleted topics'
  * files are renamed at once and removed in the background, so the name can
  * be created again immediately.
  *
@@ -26,6 +28,7 @@
 #include "proto/gen/create_topics_response.h"
 #include "proto/gen/delete_topics_request.h"
 #include "proto/gen/delete_topics_response.h"
+#include "util/hashset.h"
 
 static sp_str_t msg(const char *m)
 {
@@ -41,6 +44,50 @@ static const char *prohibited(sp_req_t *req, const char *what, sp_str_t name)
         return "Operations on internal topics are prohibited.";
     snprintf(m, n, "%s of internal topic %.*s is prohibited.", what, (int)name.len, name.ptr);
     return m;
+}
+
+/* ---- topics named twice ------------------------------------------------ */
+
+enum { ONCE = 0, DUP_FIRST = 1, DUP_LATER = 2 };
+
+/* A topic as a request names it: by name, or (DeleteTopics v6) by id. */
+typedef struct tkey {
+    sp_str_t name; /* len < 0: by id */
+    sp_uuid_t id;
+} tkey_t;
+
+static bool tkey_eq(const void *ctx, uint32_t a, uint32_t b)
+{
+    const tkey_t *k = ctx;
+    if ((k[a].name.len < 0) != (k[b].name.len < 0))
+        return false;
+    return k[a].name.len >= 0 ? sp_str_eq(k[a].name, k[b].name) : memcmp(k[a].id.b, k[b].id.b, 16) == 0;
+}
+
+/*
+ * For each of the n topics in keys, in request order: ONCE, the first
+ * appearance of one named again (DUP_FIRST) or a later one (DUP_LATER),
+ * in O(n).  From the request's arena; NULL when it is exhausted (n > 0).
+ */
+static uint8_t *mark_twice(sp_req_t *req, const tkey_t *keys, int n)
+{
+    uint8_t *st = sp_arena_zalloc(&req->arena, (size_t)(n ? n : 1));
+    void *mem = n ? sp_arena_alloc(&req->arena, sp_hashset_mem_size((uint32_t)n)) : NULL;
+    if (!st || (n && !mem))
+        return NULL;
+    sp_hashset_t hs;
+    if (n)
+        sp_hashset_init(&hs, mem, (uint32_t)n, tkey_eq, keys);
+    for (int i = 0; i < n; i++) {
+        uint64_t h = keys[i].name.len >= 0 ? sp_hash_bytes(keys[i].name.ptr, (size_t)keys[i].name.len)
+                                           : sp_hash_mix(sp_hash_bytes(keys[i].id.b, 16), 1);
+        int64_t seen = sp_hashset_add(&hs, (uint32_t)i, h);
+        if (seen >= 0) {
+            st[seen] = DUP_FIRST;
+            st[i] = DUP_LATER;
+        }
+    }
+    return st;
 }
 
 /* ---- CreateTopics ------------------------------------------------------ */
@@ -106,23 +153,34 @@ static void create_done(sp_req_t *req, sp_ctl_op_t *op)
 void sp_handle_create_topics(sp_req_t *req)
 {
     const sp_create_topics_request_t *body = req->r.body;
-    int n = body->topics.n > 0 ? body->topics.n : 0;
+    int nreq = body->topics.n > 0 ? body->topics.n : 0;
     sp_ctl_op_t *op = sp_arena_zalloc(&req->arena, sizeof(*op));
-    sp_ctl_topic_t *t = sp_arena_zalloc(&req->arena, sizeof(*t) * (size_t)(n ? n : 1));
-    if (!op || !t) {
+    sp_ctl_topic_t *t = sp_arena_zalloc(&req->arena, sizeof(*t) * (size_t)(nreq ? nreq : 1));
+    tkey_t *keys = sp_arena_alloc(&req->arena, sizeof(tkey_t) * (size_t)(nreq ? nreq : 1));
+    if (!op || !t || !keys) {
         sp_req_close(req, "out of memory for CreateTopics");
         return;
     }
-    for (int i = 0; i < n; i++) {
-        const sp_create_topics_request_creatable_topic_t *ct = &body->topics.v[i];
+    for (int j = 0; j < nreq; j++)
+        keys[j] = (tkey_t){ body->topics.v[j].name, { { 0 } } };
+    uint8_t *twice = mark_twice(req, keys, nreq);
+    if (!twice) {
+        sp_req_close(req, "out of memory for CreateTopics");
+        return;
+    }
+    int n = 0;
+    for (int j = 0; j < nreq; j++) {
+        if (twice[j] == DUP_LATER)
+            continue; /* answered once, at its first appearance */
+        int i = n++;
+        const sp_create_topics_request_creatable_topic_t *ct = &body->topics.v[j];
         t[i].name = ct->name;
         t[i].num_partitions = ct->num_partitions;
         t[i].replication_factor = ct->replication_factor;
-        for (int j = 0; j < n; j++)
-            if (j != i && sp_str_eq(body->topics.v[j].name, ct->name)) {
-                t[i].error = SP_ERR_INVALID_REQUEST;
-                t[i].message = "Duplicate topic name in the request.";
-            }
+        if (twice[j] == DUP_FIRST) {
+            t[i].error = SP_ERR_INVALID_REQUEST;
+            t[i].message = "Duplicate topic name.";
+        }
         if (!t[i].error && sp_topic_is_internal(ct->name.ptr, ct->name.len)) {
             t[i].error = SP_ERR_INVALID_REQUEST;
             t[i].message = prohibited(req, "Creation", ct->name);
@@ -155,6 +213,16 @@ void sp_handle_create_topics(sp_req_t *req)
             for (int k = 0; k < nc; k++) {
                 t[i].ckeys[k] = ct->configs.v[k].name;
                 t[i].cvalues[k] = ct->configs.v[k].value;
+                if (!t[i].error && t[i].cvalues[k].len < 0) {
+                    /* Kafka (ControllerApis/ReplicationControlManager) */
+                    const sp_str_t key = t[i].ckeys[k];
+                    size_t sz = 64 + (size_t)(key.len > 0 ? key.len : 0);
+                    char *m = sp_arena_alloc(&req->arena, sz);
+                    if (m)
+                        snprintf(m, sz, "Null value not supported for topic configs: %.*s", (int)key.len, key.ptr);
+                    t[i].error = SP_ERR_INVALID_CONFIG;
+                    t[i].message = m ? m : "Null value not supported for topic configs";
+                }
             }
         }
     }
@@ -212,14 +280,30 @@ void sp_handle_delete_topics(sp_req_t *req)
             t[i].name = body->topic_names.v[i];
         }
     }
-    for (int i = 0; i < n; i++)
-        for (int j = 0; j < n; j++)
-            if (i != j && !t[i].error &&
-                ((t[i].name.len >= 0 && sp_str_eq(t[i].name, t[j].name)) ||
-                 (t[i].name.len < 0 && t[j].name.len < 0 && memcmp(t[i].id.b, t[j].id.b, 16) == 0))) {
-                t[i].error = SP_ERR_INVALID_REQUEST;
-                t[i].message = "Duplicate topic in the request.";
-            }
+    tkey_t *keys = sp_arena_alloc(&req->arena, sizeof(tkey_t) * (size_t)(n ? n : 1));
+    uint8_t *twice = NULL;
+    if (keys) {
+        for (int i = 0; i < n; i++)
+            keys[i] = (tkey_t){ t[i].name, t[i].id };
+        twice = mark_twice(req, keys, n);
+    }
+    if (!twice) {
+        sp_req_close(req, "out of memory for DeleteTopics");
+        return;
+    }
+    int kept = 0; /* each topic answered once, at its first appearance */
+    for (int i = 0; i < n; i++) {
+        if (twice[i] == DUP_LATER)
+            continue;
+        if (kept != i)
+            t[kept] = t[i];
+        if (twice[i] == DUP_FIRST && !t[kept].error) {
+            t[kept].error = SP_ERR_INVALID_REQUEST;
+            t[kept].message = "Duplicate topic name.";
+        }
+        kept++;
+    }
+    n = kept;
     /* internal topics, by name or by id */
     sp_image_t *img = sp_image_acquire();
     for (int i = 0; i < n; i++) {

@@ -1002,6 +1002,9 @@ static sp_join_group_response_t *join_resp(sp_req_t *req, int16_t err)
     return r;
 }
 
+/* A JoinGroup error answer, as Kafka builds them: protocol name null from
+ * v7 (where it may be), the member id given (MEMBER_ID_REQUIRED's new
+ * one), or for UNKNOWN_MEMBER_ID the one the request named, else "". */
 static void answer_join_error(sp_req_t *req, int16_t err, const char *member_id)
 {
     sp_join_group_response_t *r = join_resp(req, err);
@@ -1009,8 +1012,12 @@ static void answer_join_error(sp_req_t *req, int16_t err, const char *member_id)
         sp_req_post(req, respond_on_worker, NULL);
         return;
     }
+    if (req->r.hdr.request_api_version >= 7)
+        r->protocol_name = SP_STR_NULL;
     if (member_id)
         r->member_id = sp_str_c(sp_arena_strdup(&req->arena, member_id, strlen(member_id)));
+    else if (err == SP_ERR_UNKNOWN_MEMBER_ID)
+        r->member_id = ((const sp_join_group_request_t *)req->r.body)->member_id; /* the frame outlives r */
     answer(req, r);
 }
 
@@ -1598,12 +1605,25 @@ static void sync_settled(group_t *g, int16_t err)
     }
 }
 
+/* Whether group id is valid for an API, as Kafka's isValidGroupId: ""
+ * is a group of its own for the offset APIs, DescribeGroups and
+ * DeleteGroups (empty_ok), INVALID_GROUP_ID for the membership APIs
+ * (JoinGroup, SyncGroup, Heartbeat, LeaveGroup) and OffsetDelete. */
+static bool empty_id_ok(sp_str_t id, bool empty_ok)
+{
+    return id.len > 0 || (empty_ok && id.len == 0);
+}
+
 static void op_sync(sp_req_t *req, void *arg)
 {
     const sp_sync_group_request_t *b = req->r.body;
     (void)arg;
     group_t *g = find_group(b->group_id);
     member_t *m = g ? find_member(g, b->member_id) : NULL;
+    if (!empty_id_ok(b->group_id, false)) {
+        answer(req, sync_resp(req, SP_ERR_INVALID_GROUP_ID));
+        return;
+    }
     if (fenced(g, b->member_id, b->group_instance_id)) {
         answer(req, sync_resp(req, SP_ERR_FENCED_INSTANCE_ID));
         return;
@@ -1685,7 +1705,9 @@ static void op_heartbeat(sp_req_t *req, void *arg)
     group_t *g = find_group(b->group_id);
     member_t *m = g ? find_member(g, b->member_id) : NULL;
     int16_t err = 0;
-    if (fenced(g, b->member_id, b->group_instance_id))
+    if (!empty_id_ok(b->group_id, false))
+        err = SP_ERR_INVALID_GROUP_ID;
+    else if (fenced(g, b->member_id, b->group_instance_id))
         err = SP_ERR_FENCED_INSTANCE_ID;
     else if (!g || !m)
         err = SP_ERR_UNKNOWN_MEMBER_ID;
@@ -1713,6 +1735,11 @@ static void op_leave(sp_req_t *req, void *arg)
         return;
     }
     sp_leave_group_response_init(r);
+    if (!empty_id_ok(b->group_id, false)) {
+        r->error_code = SP_ERR_INVALID_GROUP_ID;
+        answer(req, r);
+        return;
+    }
     group_t *g = find_group(b->group_id);
     if (v < 3) {
         member_t *m = g ? find_member(g, b->member_id) : NULL;
@@ -1793,7 +1820,7 @@ static void op_commit(sp_req_t *req, void *arg)
     r->topics.n = r->topics.v ? nt : 0;
     int16_t group_err = 0;
     group_t *g = NULL;
-    if (b->group_id.len <= 0) {
+    if (b->group_id.len < 0) { /* "" is a group id here, as in Kafka (empty_id_ok) */
         group_err = SP_ERR_INVALID_GROUP_ID;
     } else {
         g = find_group(b->group_id);
@@ -2251,6 +2278,11 @@ static void op_offset_delete(sp_req_t *req, void *arg)
         return;
     }
     sp_offset_delete_response_init(r);
+    if (!empty_id_ok(b->group_id, false)) {
+        r->error_code = SP_ERR_INVALID_GROUP_ID;
+        answer(req, r);
+        return;
+    }
     group_t *g = find_group(b->group_id);
     if (!g || g->state == DEAD) {
         r->error_code = SP_ERR_GROUP_ID_NOT_FOUND;
@@ -2263,6 +2295,7 @@ static void op_offset_delete(sp_req_t *req, void *arg)
     r->topics.n = r->topics.v ? nt : 0;
     records_t rec;
     records_init(&rec);
+    sp_image_t *img = sp_image_acquire();
     for (int32_t t = 0; t < r->topics.n; t++) {
         const sp_offset_delete_request_topic_t *rt = &b->topics.v[t];
         sp_offset_delete_response_topic_t *to = &r->topics.v[t];
@@ -2271,9 +2304,16 @@ static void op_offset_delete(sp_req_t *req, void *arg)
         to->partitions.v = sp_offset_delete_response_partition_alloc(&req->arena, np);
         to->partitions.n = to->partitions.v ? np : 0;
         bool sub = subscribed(g, rt->name);
+        /* Kafka answers a partition that does not exist before it asks the
+         * coordinator (KafkaApis.handleOffsetDeleteRequest) */
+        const sp_topic_info_t *ti = sp_image_topic(img, rt->name.ptr, rt->name.len);
         for (int32_t p = 0; p < to->partitions.n; p++) {
             int32_t idx = rt->partitions.v[p].partition_index;
             to->partitions.v[p].partition_index = idx;
+            if (!ti || idx < 0 || idx >= ti->npartitions) {
+                to->partitions.v[p].error_code = SP_ERR_UNKNOWN_TOPIC_OR_PARTITION;
+                continue;
+            }
             if (sub) {
                 to->partitions.v[p].error_code = SP_ERR_GROUP_SUBSCRIBED_TO_TOPIC;
                 continue;
@@ -2286,6 +2326,7 @@ static void op_offset_delete(sp_req_t *req, void *arg)
             }
         }
     }
+    sp_image_release(img);
     /* the offsets are dropped at once (as Kafka 3.x); the answer waits
      * for the tombstones to be durable and carries their write's error */
     write_t *x = write_new(W_OFFSET_DELETE);
@@ -2642,12 +2683,15 @@ static void find_answer(sp_req_t *req)
         int16_t err = 0;
         const char *msg = NULL;
         sp_str_t key = v >= 4 ? b->coordinator_keys.v[i] : b->key;
-        if (b->key_type != 0) {
+        /* As Kafka answers: a group (0) or transactional (1) id of any
+         * text, "" included, has a coordinator; any other key type
+         * (share groups, 2, are not built) is INVALID_REQUEST */
+        if (b->key_type != 0 && b->key_type != 1) {
+            err = SP_ERR_INVALID_REQUEST;
+            msg = "Unsupported key type";
+        } else if (b->key_type == 1) {
             err = SP_ERR_COORDINATOR_NOT_AVAILABLE;
             msg = "transaction coordinators are not available yet";
-        } else if (key.len <= 0) {
-            err = SP_ERR_INVALID_REQUEST;
-            msg = "empty group id";
         } else if (!ready || !self) {
             err = SP_ERR_COORDINATOR_NOT_AVAILABLE;
         }

@@ -37,6 +37,7 @@ ERR_INVALID_REPLICA_ASSIGNMENT = 39
 ERR_INVALID_CONFIG = 40
 ERR_INVALID_REQUEST = 42
 ERR_POLICY_VIOLATION = 44
+ERR_MISMATCHED_ENDPOINT_TYPE = 114
 ERR_UNSUPPORTED_ENDPOINT_TYPE = 115
 
 # only broker keys that are defaults of topic keys are dynamic (test_0011)
@@ -730,8 +731,9 @@ def test_create_partitions_raw(broker):
     assert partition_count(broker.bootstrap, 'cpr') == 5
     out = create_partitions_raw(broker.port, [
         ('cpr', 9, None), ('missing', 2, None), ('cpr', 7, None), ('cpr2', 1, None)])
+    # a topic named twice: answered once, at its first appearance (Kafka)
     assert [(n, e) for n, e, _m in out] == [('cpr', ERR_INVALID_REQUEST), ('missing', ERR_UNKNOWN_TOPIC),
-                                            ('cpr', ERR_INVALID_REQUEST), ('cpr2', ERR_UNKNOWN_TOPIC)]
+                                            ('cpr2', ERR_UNKNOWN_TOPIC)]
     assert partition_count(broker.bootstrap, 'cpr') == 5
     # manual assignments: one broker list per new partition
     assert create_partitions_raw(broker.port, [('cpr', 7, [[1], [1]])]) == [('cpr', 0, None)]
@@ -854,10 +856,17 @@ def test_describe_cluster(broker):
     out = describe_cluster_raw(broker.port, 1, include_ops=True)
     ops = out['cluster_authorized_operations']
     assert ops > 0 and ops & (1 << 8) and ops & (1 << 10)  # DESCRIBE, DESCRIBE_CONFIGS
+    # as Kafka's broker listener: controllers asked of a broker endpoint is
+    # MISMATCHED_ENDPOINT_TYPE, another type UNSUPPORTED_ENDPOINT_TYPE; the
+    # answer names the type of the endpoint that answers (1)
     out = describe_cluster_raw(broker.port, 1, endpoint_type=2)
-    assert out['error_code'] == ERR_UNSUPPORTED_ENDPOINT_TYPE
-    assert out['error_message'] and out['endpoint_type'] == 2
+    assert out['error_code'] == ERR_MISMATCHED_ENDPOINT_TYPE
+    assert out['error_message'] and out['endpoint_type'] == 1
     assert out['brokers'] == []
+    out = describe_cluster_raw(broker.port, 1, endpoint_type=7)
+    assert out['error_code'] == ERR_UNSUPPORTED_ENDPOINT_TYPE
+    assert out['error_message'] == 'Unsupported endpoint type 7' and out['endpoint_type'] == 1
+    assert out['brokers'] == [] and out['controller_id'] == -1
 
 
 def test_describe_cluster_rack(start_broker):

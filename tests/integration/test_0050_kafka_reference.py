@@ -1,6 +1,7 @@
 """Apache Kafka 4.3 beside Spool (tests/kafka/kafka_ref.py): the reference
 starts once per session and the same client session gives the same result
 on both."""
+import re
 import subprocess
 
 import kafka_wire as kw
@@ -19,6 +20,9 @@ def test_kafka_reference_runs_and_is_4_3(kafka):
     ranges = r['api_keys']
     # Kafka 4.3's own ranges: Produce 0-13 (0-2 advertised, refused: KAFKA-18659), Fetch 4-18, Metadata 0-13
     assert ranges[0] == (0, 13) and ranges[1] == (4, 18) and ranges[3] == (0, 13), ranges
+    # its cluster id is the one kafka-storage made (not a log line before it)
+    md = kw.parse_metadata_response(kw.send_recv(kafka.port, kw.metadata_request(12, 2, [])), 12)
+    assert re.fullmatch(r'[A-Za-z0-9_-]{22}', md['cluster_id']), md['cluster_id']
 
 
 def test_same_kcat_session_same_records(kafka, broker):

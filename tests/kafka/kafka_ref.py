@@ -22,6 +22,7 @@ Standard library only (Python 3.9+); needs java (17+) and mvn on PATH.
 """
 import hashlib
 import os
+import re
 import signal
 import socket
 import struct
@@ -194,13 +195,14 @@ def start(data_dir, overrides=None, heap='512m', ready_timeout=60):
     cp = _classpath()
     jvm = [JAVA, '-Xms128m', '-Xmx%s' % heap, '-XX:+UseG1GC', '-Djava.awt.headless=true',
            '-Dlog4j2.configurationFile=%s' % (HERE / 'log4j2.properties'), '-cp', cp]
-    # The id is the last line: with the broker's log4j config (INFO to
-    # stdout) the tool's own log lines come first.
     out = subprocess.run(jvm + ['kafka.tools.StorageTool', 'random-uuid'], stdout=subprocess.PIPE,
                          stderr=subprocess.DEVNULL, universal_newlines=True, check=True).stdout
-    cluster = out.strip().splitlines()[-1].strip()
-    if len(cluster) != 22:
+    # the tool's log4j prints an INFO line (an MBean registered) on stdout
+    # before the id: the id is the last line, 22 characters of URL-safe base64
+    ids = [ln.strip() for ln in out.splitlines() if re.fullmatch(r'[A-Za-z0-9_-]{22}', ln.strip())]
+    if not ids:
         raise RuntimeError('kafka-storage random-uuid printed no cluster id:\n%s' % out[-2000:])
+    cluster = ids[-1]
     fmt = subprocess.run(jvm + ['kafka.tools.StorageTool', 'format', '-t', cluster, '-c', str(conf),
                                 '--standalone'],
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
