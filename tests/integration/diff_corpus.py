@@ -508,6 +508,24 @@ def sc_cluster(full):
     return [Scenario('cluster', steps, topics={'t': 2, 'u': 0})]
 
 
+def sc_describe_topic_partitions(full):
+    """DescribeTopicPartitions (KIP-966): named topics, an unknown one, the
+    partition limit and a cursor that pages through."""
+    steps = []
+    for v in served(75):
+        steps += [
+            Step(75, v, {'Topics': [{'Name': '{t}'}, {'Name': '{t2}'}], 'ResponsePartitionLimit': 2000,
+                         'Cursor': None}, label='two topics'),
+            Step(75, v, {'Topics': [{'Name': '{u}'}], 'ResponsePartitionLimit': 2000, 'Cursor': None},
+                 label='unknown topic'),
+            Step(75, v, {'Topics': [{'Name': '{t}'}, {'Name': '{t2}'}], 'ResponsePartitionLimit': 2,
+                         'Cursor': None}, label='partition limit'),
+            Step(75, v, {'Topics': [{'Name': '{t}'}, {'Name': '{t2}'}], 'ResponsePartitionLimit': 2000,
+                         'Cursor': {'TopicName': '{t}', 'PartitionIndex': 1}}, label='cursor'),
+        ]
+    return [Scenario('describe-topic-partitions', steps, topics={'t': 3, 't2': 1, 'u': 0})]
+
+
 def sc_api_versions(full):
     steps = []
     for v in (served(18) if full else [0, 3]):
@@ -760,7 +778,7 @@ BUILDERS = [
     sc_create_topics, sc_delete_topics, sc_create_partitions, sc_delete_records,
     sc_describe_configs, sc_alter_configs, sc_incremental_alter_configs, sc_cluster,
     sc_groups, sc_group_errors, sc_group_two_members, sc_static_member, sc_unsupported,
-    sc_metadata_autocreate,
+    sc_metadata_autocreate, sc_describe_topic_partitions,
 ]
 
 
