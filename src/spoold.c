@@ -22,6 +22,7 @@
 #include "cluster/controller.h"
 #include "cluster/image.h"
 #include "cluster/meta_properties.h"
+#include "cluster/partition.h"
 #include "group/coordinator.h"
 #include "log/logmgr.h"
 #include "net/server.h"
@@ -300,7 +301,8 @@ int main(int argc, char **argv)
     lo.max_open_files = raise_fd_limit();
     if (sp_logmgr_start(&lo) != 0)
         goto out_broker;
-    if (sp_controller_start(&broker, cfg) != 0)
+    broker.partitions = sp_partitions_new();
+    if (!broker.partitions || sp_controller_start(&broker, cfg) != 0)
         goto out_logs;
     if (sp_coordinator_start(&broker, cfg) != 0)
         goto out_ctl;
@@ -332,8 +334,11 @@ out_server:
 out_ctl:
     sp_controller_stop();
 out_logs:
-    /* a start that failed half-way leaves no clean-shutdown marker: the
-     * next start recovers whatever it had opened */
+    /* the partitions stop listening to their logs first; then a start that
+     * failed half-way leaves no clean-shutdown marker: the next start
+     * recovers whatever it had opened */
+    sp_partitions_free(broker.partitions);
+    broker.partitions = NULL;
     sp_logmgr_shutdown(started);
     sp_server_free(server);
     sp_image_unpublish();

@@ -9,6 +9,8 @@
 
 #include <stdint.h>
 
+struct sp_partitions;
+
 typedef struct sp_broker {
     int32_t node_id;
     int32_t max_request_bytes;     /* socket.request.max.bytes */
@@ -28,6 +30,9 @@ typedef struct sp_broker {
     int32_t max_conn_per_ip;       /* max.connections.per.ip */
     char *max_conn_per_ip_overrides; /* max.connections.per.ip.overrides, or NULL */
     int64_t queued_max_bytes;      /* queued.max.request.bytes; <= 0: unbounded */
+    /* this broker's partitions (cluster/partition.h): set before any
+     * thread starts; the registry itself is thread-safe */
+    struct sp_partitions *partitions;
 } sp_broker_t;
 
 #endif

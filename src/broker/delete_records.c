@@ -18,15 +18,14 @@
 #include "broker/api.h"
 #include "cluster/controller.h"
 #include "cluster/image.h"
+#include "cluster/partition.h"
 #include "cluster/topic_config.h"
-#include "log/logmgr.h"
-#include "log/plog.h"
 #include "proto/gen/delete_records_request.h"
 #include "proto/gen/delete_records_response.h"
 
 /* The new log start of one partition, or -1 with *err set. */
-static int64_t delete_one(const sp_image_t *img, sp_str_t topic, int32_t partition, int64_t offset,
-                          int16_t *err)
+static int64_t delete_one(sp_partitions_t *parts, const sp_image_t *img, sp_str_t topic, int32_t partition,
+                          int64_t offset, int16_t *err)
 {
     const sp_topic_info_t *ti = sp_image_topic(img, topic.ptr, topic.len);
     *err = 0;
@@ -41,14 +40,14 @@ static int64_t delete_one(const sp_image_t *img, sp_str_t topic, int32_t partiti
         *err = SP_ERR_POLICY_VIOLATION; /* as Kafka: compact-only topics keep their records */
         return -1;
     }
-    sp_plog_t *l = sp_logmgr_get(topic.ptr, topic.len, partition);
-    if (!l) {
+    sp_partition_t *p = sp_partitions_get(parts, topic.ptr, topic.len, partition);
+    if (!p) {
         *err = SP_ERR_UNKNOWN_TOPIC_OR_PARTITION;
         return -1;
     }
     int64_t start = -1;
-    int rc = sp_plog_delete_records(l, offset, &start);
-    sp_plog_unref(l);
+    int rc = sp_partition_delete_records(p, offset, &start);
+    sp_partition_unref(p);
     if (rc != 0) {
         *err = (int16_t)rc;
         return -1;
@@ -85,7 +84,7 @@ void sp_handle_delete_records(sp_req_t *req)
             const sp_delete_records_request_delete_records_partition_t *rp = &rt->partitions.v[p];
             sp_delete_records_response_delete_records_partition_result_t *op = &ot->partitions.v[p];
             op->partition_index = rp->partition_index;
-            op->low_watermark = delete_one(img, rt->name, rp->partition_index, rp->offset, &op->error_code);
+            op->low_watermark = delete_one(req->broker->partitions, img, rt->name, rp->partition_index, rp->offset, &op->error_code);
         }
     }
     sp_image_release(img);

@@ -22,8 +22,8 @@
 
 #include "broker/api.h"
 #include "cluster/image.h"
+#include "cluster/partition.h"
 #include "log/logmgr.h"
-#include "log/plog.h"
 #include "proto/gen/describe_log_dirs_request.h"
 #include "proto/gen/describe_log_dirs_response.h"
 
@@ -110,25 +110,25 @@ static int add_topic(sp_req_t *req, want_t w, const char *d, result_t *out, int3
     for (int32_t p = 0; p < ti->npartitions; p++) {
         if (w.mask && !w.mask[p])
             continue;
-        sp_plog_t *l = sp_logmgr_get(ti->name, (int32_t)strlen(ti->name), p);
+        sp_partition_t *l = sp_partitions_get(req->broker->partitions, ti->name, (int32_t)strlen(ti->name), p);
         if (!l)
             continue;
-        if (in_dir(l->dir, d)) {
+        if (in_dir(sp_partition_dir(l), d)) {
             if (!parts) {
                 parts = sp_describe_log_dirs_response_describe_log_dirs_partition_alloc(&req->arena,
                                                                                        ti->npartitions);
                 if (!parts) {
-                    sp_plog_unref(l);
+                    sp_partition_unref(l);
                     return -1;
                 }
             }
             parts[np].partition_index = p;
-            parts[np].partition_size = sp_plog_size(l);
+            parts[np].partition_size = sp_partition_size(l);
             parts[np].offset_lag = 0;
             parts[np].is_future_key = false;
             np++;
         }
-        sp_plog_unref(l);
+        sp_partition_unref(l);
     }
     if (np == 0)
         return 0;

@@ -35,7 +35,7 @@
 
 #include "broker/api.h"
 #include "cluster/image.h"
-#include "log/logmgr.h"
+#include "cluster/partition.h"
 #include "proto/batch.h"
 #include "proto/gen/fetch_request.h"
 #include "proto/gen/fetch_response.h"
@@ -43,15 +43,15 @@
 #include "util/log.h"
 
 typedef struct fpart {
-    sp_log_waiter_t w;          /* must stay first */
+    sp_waiter_t w;              /* must stay first */
     struct fetch_ctx *ctx;
     const sp_fetch_request_fetch_topic_t *ft;     /* first appearance's topic */
     const sp_fetch_request_fetch_partition_t *fp; /* last appearance's parameters */
-    sp_plog_t *log;             /* referenced; NULL on error */
+    sp_partition_t *part;       /* referenced; NULL on error */
     sp_fetch_response_partition_data_t *out;
     int64_t offset;
     int32_t max_bytes;
-    sp_read_result_t rr;        /* last read (seg referenced) */
+    sp_partition_read_t rr;     /* last read (its segment referenced) */
 } fpart_t;
 
 typedef struct fetch_ctx {
@@ -61,6 +61,7 @@ typedef struct fetch_ctx {
     int nparts;
     sp_fetch_response_partition_data_t *part_out; /* parts[i].out = part_out + i */
     int32_t min_bytes, max_bytes;
+    sp_isolation_t isolation;
     uv_timer_t timer;
     bool timer_on, parked, done;
     atomic_bool wake_posted;
@@ -69,7 +70,7 @@ typedef struct fetch_ctx {
 static void release_reads(fetch_ctx_t *ctx)
 {
     for (int i = 0; i < ctx->nparts; i++)
-        sp_read_result_release(&ctx->parts[i].rr);
+        sp_partition_read_release(&ctx->parts[i].rr);
 }
 
 /* Reads every partition; returns the bytes found. */
@@ -80,20 +81,20 @@ static int64_t read_all(fetch_ctx_t *ctx, bool *any_error)
     *any_error = false;
     for (int i = 0; i < ctx->nparts; i++) {
         fpart_t *p = &ctx->parts[i];
-        if (!p->log) {
+        if (!p->part) {
             *any_error = true;
             continue;
         }
         int64_t left = ctx->max_bytes - total;
         int32_t lim = p->max_bytes < left ? p->max_bytes : (int32_t)(left > 0 ? left : 0);
-        sp_plog_read(p->log, p->offset, lim, total == 0 /* first batch whole */, &p->rr);
+        sp_partition_read(p->part, p->offset, lim, total == 0 /* first batch whole */, ctx->isolation, &p->rr);
         p->out->error_code = p->rr.error;
         p->out->high_watermark = p->rr.hw;
         p->out->last_stable_offset = p->rr.lso;
         p->out->log_start_offset = p->rr.log_start;
         p->out->records.ptr = NULL;
-        p->out->records.len = p->rr.seg ? p->rr.len : 0;
-        if (!p->rr.seg)
+        p->out->records.len = p->rr.data.seg ? p->rr.data.len : 0;
+        if (!p->rr.data.seg)
             p->out->records.ptr = (const uint8_t *)""; /* empty, not null */
         if (p->rr.error) {
             /* Kafka's LogReadResult of a failed read (an offset out of
@@ -103,7 +104,7 @@ static int64_t read_all(fetch_ctx_t *ctx, bool *any_error)
             p->out->log_start_offset = -1;
             *any_error = true;
         }
-        total += p->rr.seg ? p->rr.len : 0;
+        total += p->rr.data.seg ? p->rr.data.len : 0;
     }
     return total;
 }
@@ -123,8 +124,8 @@ static void complete(fetch_ctx_t *ctx)
     req->cancel = NULL;
     if (ctx->parked)
         for (int i = 0; i < ctx->nparts; i++)
-            if (ctx->parts[i].log)
-                sp_plog_unwait(ctx->parts[i].log, &ctx->parts[i].w);
+            if (ctx->parts[i].part)
+                sp_partition_unwait(ctx->parts[i].part, &ctx->parts[i].w);
     if (ctx->timer_on) {
         uv_timer_stop(&ctx->timer);
         uv_close((uv_handle_t *)&ctx->timer, timer_closed);
@@ -134,14 +135,14 @@ static void complete(fetch_ctx_t *ctx)
     sp_file_range_t *ranges = sp_arena_alloc(&req->arena, sizeof(*ranges) * (size_t)(ctx->nparts ? ctx->nparts : 1));
     int nr = 0;
     for (int i = 0; ranges && i < ctx->nparts; i++) {
-        fpart_t *p = &ctx->parts[i];
-        if (!p->rr.seg)
+        sp_read_result_t *d = &ctx->parts[i].rr.data;
+        if (!d->seg)
             continue;
-        ranges[nr].fd = p->rr.fd;
-        ranges[nr].pos = p->rr.pos;
-        ranges[nr].len = p->rr.len;
-        ranges[nr].hold = p->rr.seg;
-        sp_segment_hold(p->rr.seg); /* file open and pinned while the connection sends */
+        ranges[nr].fd = d->fd;
+        ranges[nr].pos = d->pos;
+        ranges[nr].len = d->len;
+        ranges[nr].hold = d->seg;
+        sp_segment_hold(d->seg); /* file open and pinned while the connection sends */
         nr++;
     }
     /* ctx lives in the request's arena: keep the request until we are done */
@@ -152,8 +153,8 @@ static void complete(fetch_ctx_t *ctx)
         sp_req_close(req, "out of memory for a Fetch response");
     release_reads(ctx);
     for (int i = 0; i < ctx->nparts; i++)
-        if (ctx->parts[i].log)
-            sp_plog_unref(ctx->parts[i].log);
+        if (ctx->parts[i].part)
+            sp_partition_unref(ctx->parts[i].part);
     sp_req_unref(req);
 }
 
@@ -169,8 +170,8 @@ static void on_wake_worker(sp_req_t *req, void *arg)
         complete(ctx);
 }
 
-/* hw moved on one of our partitions: runs under that log's lock. */
-static void on_wake(sp_log_waiter_t *w, int err)
+/* hw moved on one of our partitions: runs under that partition's lock. */
+static void on_wake(sp_waiter_t *w, int err)
 {
     fpart_t *p = (fpart_t *)w;
     (void)err;
@@ -296,6 +297,7 @@ void sp_handle_fetch(sp_req_t *req)
     ctx->req = req;
     sp_fetch_response_init(&ctx->resp);
     ctx->min_bytes = body->min_bytes;
+    ctx->isolation = body->isolation_level == 1 ? SP_ISOLATION_TXN_COMMITTED : SP_ISOLATION_HIGH_WATERMARK;
     ctx->max_bytes = v >= 3 ? body->max_bytes : INT32_MAX;
     if (ctx->max_bytes <= 0)
         ctx->max_bytes = 1;
@@ -365,22 +367,22 @@ void sp_handle_fetch(sp_req_t *req)
             po->error_code = SP_ERR_UNKNOWN_LEADER_EPOCH;
             continue;
         }
-        part->log = sp_logmgr_get(name.ptr, name.len, fp->partition);
-        if (!part->log) {
+        part->part = sp_partitions_get(req->broker->partitions, name.ptr, name.len, fp->partition);
+        if (!part->part) {
             po->error_code = SP_ERR_UNKNOWN_TOPIC_OR_PARTITION;
             po->aborted_transactions.n = 0;
             continue;
         }
         sp_log_config_t lc;
-        sp_plog_config(part->log, &lc);
+        sp_partition_config(part->part, &lc);
         if (v < 10 && lc.recompress && lc.codec == SP_COMPRESSION_ZSTD) {
             /* Kafka (KafkaApis.handleFetchRequest): a topic whose
              * compression.type is zstd is not served below v10, which
              * predates zstd; it looks at the setting, not the data */
             po->error_code = SP_ERR_UNSUPPORTED_COMPRESSION_TYPE;
             po->aborted_transactions.n = 0;
-            sp_plog_unref(part->log);
-            part->log = NULL;
+            sp_partition_unref(part->part);
+            part->part = NULL;
         }
     }
     sp_image_release(img);
@@ -396,8 +398,8 @@ void sp_handle_fetch(sp_req_t *req)
     req->cancel = cancel;
     ctx->parked = true;
     for (int i = 0; i < ctx->nparts; i++)
-        if (ctx->parts[i].log)
-            sp_plog_wait_fetch(ctx->parts[i].log, &ctx->parts[i].w);
+        if (ctx->parts[i].part)
+            sp_partition_wait_fetch(ctx->parts[i].part, &ctx->parts[i].w);
     if (ctx->done)
         return; /* a log went away while registering */
     got = read_all(ctx, &err);

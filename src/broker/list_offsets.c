@@ -17,7 +17,7 @@
  * refuses the duplicates), at the place of its first appearance.
  */
 #include "broker/api.h"
-#include "log/logmgr.h"
+#include "cluster/partition.h"
 #include "proto/gen/list_offsets_request.h"
 #include "proto/gen/list_offsets_response.h"
 #include "util/hashset.h"
@@ -145,18 +145,19 @@ void sp_handle_list_offsets(sp_req_t *req)
                 po->error_code = SP_ERR_UNKNOWN_LEADER_EPOCH;
                 continue;
             }
-            sp_plog_t *log = sp_logmgr_get(rt->name.ptr, rt->name.len, rp->partition_index);
-            if (!log) {
+            sp_partition_t *part = sp_partitions_get(req->broker->partitions, rt->name.ptr, rt->name.len,
+                                                     rp->partition_index);
+            if (!part) {
                 po->error_code = SP_ERR_UNKNOWN_TOPIC_OR_PARTITION;
                 continue;
             }
             po->leader_epoch = 0;
             sp_log_offsets_t lo;
-            sp_plog_offsets(log, &lo);
+            sp_partition_offsets(part, &lo);
             int64_t hw = lo.hw, start = lo.log_start;
             if (lo.failed) {
                 po->error_code = SP_ERR_KAFKA_STORAGE_ERROR;
-                sp_plog_unref(log);
+                sp_partition_unref(part);
                 continue;
             }
             switch (rp->timestamp) {
@@ -174,9 +175,9 @@ void sp_handle_list_offsets(sp_req_t *req)
                  * timestamp (RecordBatch.offsetOfMaxTimestamp), which is
                  * the first record of the log at or after it. */
                 int64_t off, ts, first = -1, first_ts = -1;
-                sp_plog_max_timestamp(log, &off, &ts);
+                sp_partition_max_timestamp(part, &off, &ts);
                 if (off >= 0) {
-                    po->error_code = (int16_t)sp_plog_offset_for_time(log, ts, &first, &first_ts);
+                    po->error_code = (int16_t)sp_partition_offset_for_time(part, ts, &first, &first_ts);
                     if (po->error_code == 0 && first >= 0 && first <= off)
                         off = first;
                 }
@@ -188,14 +189,14 @@ void sp_handle_list_offsets(sp_req_t *req)
                 break;
             default: {
                 int64_t off, ts;
-                po->error_code = (int16_t)sp_plog_offset_for_time(log, rp->timestamp, &off, &ts);
+                po->error_code = (int16_t)sp_partition_offset_for_time(part, rp->timestamp, &off, &ts);
                 po->offset = off;
                 po->timestamp = ts;
             }
             }
             if (po->offset < 0 || po->error_code)
                 po->leader_epoch = -1;
-            sp_plog_unref(log);
+            sp_partition_unref(part);
         }
     }
     sp_req_respond(req, &resp);

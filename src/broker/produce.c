@@ -5,12 +5,13 @@
  * librdkafka looks for them before it will compress) and answered with
  * UNSUPPORTED_VERSION for every partition.
  *
- * Per partition: the batches are validated whole (plog.c), offsets
- * assigned, and the bytes written as received.  acks=0 gets no response
- * (a failed partition closes the connection instead, as in Kafka);
- * acks=1 is answered once written; acks=-1 on a durable topic
- * (flush.messages=1) is answered once every partition's data is fsynced by
- * the flush thread (group commit).  Topics that do not exist are created
+ * Per partition the batch goes to the partition (cluster/partition.h),
+ * which validates it whole, assigns offsets and writes the bytes as
+ * received.  acks=0 gets no response (a failed partition closes the
+ * connection instead, as in Kafka); acks=1 is answered once written;
+ * acks=-1 once every partition's high watermark passed its records: on a
+ * durable topic (flush.messages=1) that is when the flush thread fsynced
+ * them (group commit).  Topics that do not exist are created
  * first when auto.create.topics.enable is on.  Internal topics
  * (cluster/names.h) are refused with INVALID_TOPIC_EXCEPTION: only the
  * group coordinator appends to __consumer_offsets.  (Kafka lets a client
@@ -31,13 +32,13 @@
  *     listed in record_errors (v8+) with a summary in error_message, as
  *     Kafka's RecordValidationException.
  * Then the batch is stored as sent, or rebuilt with the topic's
- * compression.type when that names another codec (append_batch).
+ * compression.type when that names another codec (the partition does).
  */
 #include "broker/api.h"
 #include "cluster/controller.h"
 #include "cluster/image.h"
 #include "cluster/names.h"
-#include "log/logmgr.h"
+#include "cluster/partition.h"
 #include "proto/batch.h"
 #include "proto/gen/produce_request.h"
 #include "proto/gen/produce_response.h"
@@ -47,19 +48,19 @@
 #include <stdlib.h>
 #include <time.h>
 
-typedef struct flush_wait {
-    sp_log_waiter_t w;          /* must stay first */
+typedef struct ack_wait {
+    sp_waiter_t w;              /* must stay first */
     struct produce_ctx *ctx;
-    sp_plog_t *log;
+    sp_partition_t *part;
     sp_produce_response_partition_produce_response_t *out;
-} flush_wait_t;
+} ack_wait_t;
 
 typedef struct produce_ctx {
     sp_req_t *req;
     sp_produce_response_t resp;
-    flush_wait_t *waits;
+    ack_wait_t *waits;
     int nwaits;
-    atomic_int pending;         /* flush waits not yet completed */
+    atomic_int pending;         /* acks=all waits not yet completed */
     bool done;
 } produce_ctx_t;
 
@@ -77,26 +78,26 @@ static void finish(sp_req_t *req, produce_ctx_t *ctx)
     ctx->done = true;
     req->cancel = NULL;
     for (int i = 0; i < ctx->nwaits; i++) {
-        sp_plog_unwait(ctx->waits[i].log, &ctx->waits[i].w);
-        sp_plog_unref(ctx->waits[i].log);
+        sp_partition_unwait(ctx->waits[i].part, &ctx->waits[i].w);
+        sp_partition_unref(ctx->waits[i].part);
     }
     sp_req_respond(req, &ctx->resp);
 }
 
-static void flushed_on_worker(sp_req_t *req, void *arg)
+static void acked_on_worker(sp_req_t *req, void *arg)
 {
     finish(req, arg);
 }
 
-/* A partition's data is durable (or failed): runs on the flush thread
- * under that log's lock. */
-static void on_flushed(sp_log_waiter_t *w, int err)
+/* A partition's high watermark passed our records (or the partition
+ * failed): runs under the partition's lock, on the thread that moved it. */
+static void on_acked(sp_waiter_t *w, int err)
 {
-    flush_wait_t *fw = (flush_wait_t *)w;
+    ack_wait_t *aw = (ack_wait_t *)w;
     if (err)
-        fw->out->error_code = (int16_t)err;
-    if (atomic_fetch_sub(&fw->ctx->pending, 1) == 1)
-        sp_req_post(fw->ctx->req, flushed_on_worker, fw->ctx);
+        aw->out->error_code = (int16_t)err;
+    if (atomic_fetch_sub(&aw->ctx->pending, 1) == 1)
+        sp_req_post(aw->ctx->req, acked_on_worker, aw->ctx);
 }
 
 static void cancel(sp_req_t *req)
@@ -251,83 +252,6 @@ static sp_str_t record_errors_message(sp_arena_t *a, int16_t err, const rec_errs
     return sp_str_c(m);
 }
 
-/* How a client's batch for log is judged (proto/batch.h invariants (6)-(8))
- * at 'now'; record errors go to re; tp is "topic-N" for the messages. */
-static void client_opts(const sp_log_config_t *cfg, int64_t now, const char *tp, rec_errs_t *re,
-                        sp_batch_validate_opts_t *o)
-{
-    memset(o, 0, sizeof(*o));
-    o->from_client = true;
-    o->require_keys = cfg->compact;
-    o->check_timestamps = true;
-    o->log_append_time = cfg->log_append_time;
-    o->now_ms = now;
-    o->ts_before_max_ms = cfg->timestamp_before_max_ms;
-    o->ts_after_max_ms = cfg->timestamp_after_max_ms;
-    o->partition = tp;
-    o->record_error = on_record_error;
-    o->record_error_ctx = re;
-}
-
-/* The level of cfg's codec (the codec's own scale; snappy has none). */
-static int codec_level(const sp_log_config_t *cfg)
-{
-    switch (cfg->codec) {
-    case SP_COMPRESSION_GZIP: return cfg->gzip_level;
-    case SP_COMPRESSION_LZ4: return cfg->lz4_level;
-    case SP_COMPRESSION_ZSTD: return cfg->zstd_level;
-    default: return 0;
-    }
-}
-
-/*
- * Appends a client's one batch, batch[0..size), to log as the topic's
- * compression.type says.  When it names a codec other than the batch's,
- * the batch is checked as sent (its size, then LogValidator's rules: the
- * record errors are the producer's records'), rebuilt with that codec
- * (proto/batch.h sp_batch_recompress; Kafka's buildRecordsAndAssignOffsets)
- * and the new batch appended, its size checked again by the log, as Kafka
- * does after a conversion.  Otherwise the bytes as received are appended.
- * lc is the log's config as the caller copied it (sp_plog_config).
- * Fills *ar as sp_plog_append_from() does.  I/O worker thread.
- */
-static void append_batch(sp_plog_t *log, const sp_log_config_t *lc, uint8_t *batch, size_t size,
-                         int64_t now, const sp_batch_validate_opts_t *vo, sp_append_result_t *ar)
-{
-    sp_log_config_t cfg = *lc;
-    int codec = batch[22] & SP_BATCH_ATTR_COMPRESSION_MASK;
-    if (!cfg.recompress || codec == cfg.codec) {
-        sp_plog_append_from(log, batch, size, now, vo, ar);
-        return;
-    }
-    memset(ar, 0, sizeof(*ar));
-    ar->base_offset = ar->log_append_time = ar->last_offset = -1;
-    if ((int64_t)size > cfg.max_message_bytes) {
-        ar->error = SP_ERR_MESSAGE_TOO_LARGE;
-        ar->message = "record batch larger than max.message.bytes";
-        return;
-    }
-    sp_batch_info_t info;
-    int err = sp_batch_validate(batch, size, vo, &info);
-    if (err) {
-        ar->error = (int16_t)err;
-        ar->message = info.reason;
-        return;
-    }
-    uint8_t *nb;
-    size_t nlen;
-    int rc = sp_batch_recompress(batch, size, cfg.codec, codec_level(&cfg), 0, &nb, &nlen);
-    if (rc) {
-        ar->error = rc == SP_BATCH_E_NOMEM    ? SP_ERR_UNKNOWN_SERVER_ERROR
-                    : rc == SP_BATCH_E_TOO_BIG ? SP_ERR_MESSAGE_TOO_LARGE
-                                               : SP_ERR_CORRUPT_MESSAGE;
-        ar->message = "cannot recompress the record batch";
-        return;
-    }
-    sp_plog_append_from(log, nb, nlen, now, vo, ar);
-    free(nb);
-}
-
 /*
  * Whether a failed append answers the partition's log start offset, as
  * Kafka's ReplicaManager.appendToLocalLog does: its record validation
@@ -361,10 +285,10 @@ static int16_t first_error(const sp_produce_response_t *resp)
     return 0;
 }
 
-static int64_t log_start_of(sp_plog_t *log)
+static int64_t log_start_of(sp_partition_t *part)
 {
     sp_log_offsets_t lo;
-    sp_plog_offsets(log, &lo);
+    sp_partition_offsets(part, &lo);
     return lo.log_start;
 }
 
@@ -401,7 +325,7 @@ void sp_handle_produce(sp_req_t *req)
     int nparts = 0;
     for (int32_t t = 0; t < nt; t++)
         nparts += body->topic_data.v[t].partition_data.n > 0 ? body->topic_data.v[t].partition_data.n : 0;
-    ctx->waits = sp_arena_zalloc(&req->arena, sizeof(flush_wait_t) * (size_t)(nparts ? nparts : 1));
+    ctx->waits = sp_arena_zalloc(&req->arena, sizeof(ack_wait_t) * (size_t)(nparts ? nparts : 1));
     if (!ctx->waits) {
         sp_req_close(req, "out of memory for Produce");
         return;
@@ -424,8 +348,9 @@ void sp_handle_produce(sp_req_t *req)
                 po->error_code = SP_ERR_INVALID_TOPIC_EXCEPTION;
                 continue;
             }
-            sp_plog_t *log = sp_logmgr_get(td->name.ptr, td->name.len, pd->index);
-            if (!log) {
+            sp_partition_t *part = sp_partitions_get(req->broker->partitions, td->name.ptr, td->name.len,
+                                                     pd->index);
+            if (!part) {
                 po->error_code = SP_ERR_UNKNOWN_TOPIC_OR_PARTITION;
                 continue;
             }
@@ -435,27 +360,14 @@ void sp_handle_produce(sp_req_t *req)
             if (err) {
                 po->error_code = err;
                 po->error_message = sp_str_c(why);
-                sp_plog_unref(log);
+                sp_partition_unref(part);
                 continue;
             }
-            sp_log_config_t lc;
-            sp_plog_config(log, &lc); /* one consistent copy (AlterConfigs may run) */
-            if (body->acks == -1 && lc.min_insync_replicas > 1) {
-                /* one replica in sync here: acks=all cannot be satisfied */
-                po->error_code = SP_ERR_NOT_ENOUGH_REPLICAS;
-                po->log_start_offset = log_start_of(log);
-                sp_plog_unref(log);
-                continue;
-            }
-            char *tp = sp_arena_alloc(&req->arena, (size_t)td->name.len + 16);
-            if (tp)
-                snprintf(tp, (size_t)td->name.len + 16, "%.*s-%d", (int)td->name.len, td->name.ptr, pd->index);
             rec_errs_t re = { &req->arena, NULL, 0, 0, 0 };
-            sp_batch_validate_opts_t vo;
-            client_opts(&lc, now, tp, &re, &vo);
+            sp_append_origin_t origin = { SP_ORIGIN_CLIENT, on_record_error, &re };
             sp_append_result_t ar;
             /* the frame is ours: the batch is patched in place */
-            append_batch(log, &lc, (uint8_t *)pd->records.ptr, size, now, &vo, &ar);
+            bool final = sp_partition_append(part, (uint8_t *)pd->records.ptr, size, &origin, body->acks, now, &ar);
             po->error_code = ar.error;
             if (re.total && (ar.error == SP_ERR_INVALID_RECORD || ar.error == SP_ERR_INVALID_TIMESTAMP)) {
                 po->record_errors.v = re.v;
@@ -469,23 +381,23 @@ void sp_handle_produce(sp_req_t *req)
                 po->log_append_time_ms = ar.log_append_time;
                 po->log_start_offset = ar.log_start;
             } else if (carries_log_start(ar.error)) {
-                po->log_start_offset = log_start_of(log);
+                po->log_start_offset = log_start_of(part);
             }
-            if (!ar.error && body->acks == -1 && sp_log_durable(&lc)) {
-                flush_wait_t *fw = &ctx->waits[ctx->nwaits++];
-                fw->ctx = ctx;
-                fw->log = log; /* keeps the reference */
-                fw->out = po;
-                fw->w.offset = ar.last_offset;
-                fw->w.wake = on_flushed;
+            if (!final) {
+                ack_wait_t *aw = &ctx->waits[ctx->nwaits++];
+                aw->ctx = ctx;
+                aw->part = part; /* keeps the reference */
+                aw->out = po;
+                aw->w.offset = ar.last_offset;
+                aw->w.wake = on_acked;
                 continue;
             }
-            sp_plog_unref(log);
+            sp_partition_unref(part);
         }
     }
     if (body->acks == 0) {
         for (int i = 0; i < ctx->nwaits; i++)
-            sp_plog_unref(ctx->waits[i].log);
+            sp_partition_unref(ctx->waits[i].part);
         /* acks=0 has no answer to carry an error: as Kafka does
          * (KafkaApis.handleProduceRequest), a failed partition closes the
          * connection, so that the producer notices and refreshes its
@@ -504,12 +416,12 @@ void sp_handle_produce(sp_req_t *req)
         sp_req_respond(req, &ctx->resp);
         return;
     }
-    /* park until every partition is durable */
+    /* park until every partition's high watermark passed its records */
     atomic_store(&ctx->pending, ctx->nwaits + 1);
     req->ctx = ctx;
     req->cancel = cancel;
     for (int i = 0; i < ctx->nwaits; i++)
-        sp_plog_wait_flush(ctx->waits[i].log, &ctx->waits[i].w);
+        sp_partition_wait_ack(ctx->waits[i].part, &ctx->waits[i].w);
     if (atomic_fetch_sub(&ctx->pending, 1) == 1)
         finish(req, ctx);
 }

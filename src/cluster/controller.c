@@ -15,6 +15,7 @@
 #include "cluster/image.h"
 #include "cluster/names.h"
 #include "cluster/topic_config.h"
+#include "cluster/partition.h"
 #include "log/logmgr.h"
 #include "proto/batch.h"
 #include "proto/gen/config_record.h"
@@ -36,6 +37,7 @@
 static struct {
     const sp_broker_t *broker;
     const sp_config_t *cfg;
+    sp_partitions_t *parts;     /* the broker's partitions (broker->partitions) */
     sp_plog_t *log;             /* __cluster_metadata-0 */
     char *dir;
     int64_t snapshot_offset;    /* offset the latest snapshot covers up to */
@@ -512,7 +514,7 @@ static int open_new_logs(sp_ctl_op_t *op, sp_ctl_topic_t *t, const sp_image_t *n
     }
     int32_t p = from;
     for (; rc == 0 && p < to; p++)
-        if (sp_logmgr_open_partition(name, t->out_id, p, &lc, true) != 0)
+        if (sp_partitions_open(C.parts, name, t->out_id, p, &lc, true) != 0)
             rc = -1;
     if (rc == 0) {
         t->opened_from = from;
@@ -520,7 +522,7 @@ static int open_new_logs(sp_ctl_op_t *op, sp_ctl_topic_t *t, const sp_image_t *n
         return 0;
     }
     for (int32_t k = from; name && k < p; k++)
-        sp_logmgr_abandon_partition(name, k);
+        sp_partitions_abandon(C.parts, name, k);
     sp_error("meta", "cannot create the log of partition %d of %.*s: the topic change is not made",
              p - 1, (int)t->name.len, t->name.ptr);
     t->error = SP_ERR_KAFKA_STORAGE_ERROR;
@@ -536,7 +538,7 @@ static void abandon_topic_logs(sp_ctl_topic_t *t)
         return;
     char *name = strndup(t->name.ptr, (size_t)t->name.len);
     for (int32_t p = t->opened_from; name && p < t->opened_to; p++)
-        sp_logmgr_abandon_partition(name, p);
+        sp_partitions_abandon(C.parts, name, p);
     free(name);
     t->opened_from = t->opened_to = 0;
 }
@@ -1087,6 +1089,9 @@ static void run_op(sp_ctl_op_t *op)
         abandon_new_logs(op);
         return;
     }
+    /* the metadata log has no partition above it: its high watermark is
+     * what is on disk (plog.h invariant 3) */
+    sp_plog_set_hw(C.log, ar.last_offset + 1);
     next->offset = ar.last_offset;
     C.bytes_since_snapshot += rb.bytes;
 
@@ -1104,7 +1109,7 @@ static void run_op(sp_ctl_op_t *op)
         if (op->kind == SP_CTL_DELETE_TOPICS) {
             char *name = strndup(t->name.ptr, (size_t)t->name.len);
             if (name) {
-                sp_logmgr_delete_topic(name);
+                sp_partitions_delete_topic(C.parts, name);
                 sp_info("meta", "deleted topic %s", name);
                 free(name);
             }
@@ -1114,7 +1119,7 @@ static void run_op(sp_ctl_op_t *op)
             if (ti) {
                 sp_log_config_t lc;
                 log_config_of(now, ti, &lc);
-                sp_logmgr_set_config(ti->name, &lc);
+                sp_partitions_set_config(C.parts, ti->name, &lc);
             }
             sp_image_release(now);
         } else if (op->kind == SP_CTL_CREATE_TOPICS) {
@@ -1130,7 +1135,7 @@ static void run_op(sp_ctl_op_t *op)
         for (int32_t i = 0; i < n; i++) {
             sp_log_config_t lc;
             log_config_of(now, &now->topics[i], &lc);
-            sp_logmgr_set_config(now->topics[i].name, &lc);
+            sp_partitions_set_config(C.parts, now->topics[i].name, &lc);
         }
         sp_image_release(now);
         sp_info("meta", "dynamic broker configuration changed; log settings of %" PRId32 " topic%s updated",
@@ -1217,6 +1222,7 @@ int sp_controller_start(const sp_broker_t *b, const sp_config_t *cfg)
     sp_log_config_t lc;
     C.broker = b;
     C.cfg = cfg;
+    C.parts = b->partitions;
     C.d_topic = find_desc("TopicRecord");
     C.d_partition = find_desc("PartitionRecord");
     C.d_config = find_desc("ConfigRecord");
@@ -1292,7 +1298,7 @@ int sp_controller_start(const sp_broker_t *b, const sp_config_t *cfg)
         const sp_topic_info_t *t = &img->topics[i];
         log_config_of(img, t, &lc);
         for (int32_t p = 0; p < t->npartitions; p++)
-            if (sp_logmgr_open_partition(t->name, t->id, p, &lc, false) != 0) {
+            if (sp_partitions_open(C.parts, t->name, t->id, p, &lc, false) != 0) {
                 sp_error("meta", "cannot open partition %d of %s: not starting", p, t->name);
                 sp_image_release(img);
                 return -1;

@@ -15,7 +15,7 @@
  * A change of dynamic broker configs (ConfigRecord with resource type 4,
  * name "" for the cluster default or this node's id; records naming other
  * ids are ignored) is pushed, after the publish, to the log settings of
- * every topic (sp_logmgr_set_config), so that broker defaults take effect
+ * every topic (sp_partitions_set_config), so that broker defaults take effect
  * without a restart.  Log settings are always resolved against the image
  * being built or published (topic_config.h), never a stale one.
  * At start the snapshot (if any) and the log after it are replayed into

@@ -45,7 +45,7 @@
 
 #include "cluster/controller.h"
 #include "cluster/image.h"
-#include "log/logmgr.h"
+#include "cluster/partition.h"
 #include "proto/batch.h"
 #include "proto/gen/consumer_protocol_subscription.h"
 #include "proto/gen/delete_groups_request.h"
@@ -387,8 +387,8 @@ static int add_group_record(records_t *r, group_t *g, bool tombstone)
  *      |
  *      |-- the append fails ---------------> the caller undoes and answers
  *      v                                      (Kafka's error, write_error)
- *   flush waiter on the partition log (flush thread; at once when the log
- *      |                                  is not in durable mode)
+ *   acks=all waiter on the partition (its high watermark passes the batch:
+ *      |   the flush thread on a durable topic; at once otherwise)
  *      v  on_durable: post write_done to the coordinator queue
  *   write_done (coordinator thread): apply the change (durable) or undo it
  *   (failed), then answer the parked requests, with the error patched in
@@ -415,12 +415,12 @@ typedef struct delete_batch {
 } delete_batch_t;
 
 typedef struct write {
-    sp_log_waiter_t w;          /* first: the log's flush waiter */
+    sp_waiter_t w;              /* first: the partition's ack waiter */
     op_t op;                    /* write_done, queued to the coordinator */
     int kind;
     uint64_t seq;
     char *group;
-    sp_plog_t *log;             /* referenced while waiting */
+    sp_partition_t *part;       /* referenced while waiting */
     int64_t last_offset;        /* of the batch in the log */
     int16_t err;                /* Kafka error for the answer; 0: durable */
     sp_req_t *req;              /* answered by write_done / write_abandon */
@@ -477,8 +477,8 @@ static void write_free(write_t *x)
 {
     if (!x)
         return;
-    if (x->log)
-        sp_plog_unref(x->log);
+    if (x->part)
+        sp_partition_unref(x->part);
     free(x->group);
     free(x->old_id);
     free(x->new_id);
@@ -517,9 +517,10 @@ static void post_done(write_t *x)
         write_abandon(x);
 }
 
-/* The log's flush waiter: the batch is durable (err 0) or lost.  Runs on
- * the flush thread under the log's lock, or inline from persist(). */
-static void on_durable(sp_log_waiter_t *w, int err)
+/* The partition's ack waiter: the batch is below the high watermark
+ * (durable, err 0) or lost.  Runs under the partition's lock on the
+ * thread that moved it, or inline from persist(). */
+static void on_durable(sp_waiter_t *w, int err)
 {
     write_t *x = (write_t *)w;
     x->err = err ? write_error((int16_t)err) : 0;
@@ -551,30 +552,30 @@ static int16_t persist(const char *group, records_t *r, write_t *x)
     if (!batch)
         return SP_ERR_UNKNOWN_SERVER_ERROR;
     int32_t p = sp_coordinator_partition_for(group, (int32_t)strlen(group), offsets_partitions());
-    sp_plog_t *log = sp_logmgr_get(OFFSETS_TOPIC, (int32_t)strlen(OFFSETS_TOPIC), p);
-    if (!log) {
+    sp_partition_t *part = sp_partitions_get(G.broker->partitions, OFFSETS_TOPIC, (int32_t)strlen(OFFSETS_TOPIC), p);
+    if (!part) {
         free(batch);
         return SP_ERR_COORDINATOR_NOT_AVAILABLE;
     }
     sp_append_result_t ar;
-    sp_plog_append(log, batch, len, now_ms(), &ar);
+    static const sp_append_origin_t origin = { SP_ORIGIN_COORDINATOR, NULL, NULL };
+    /* acks=all, as Kafka's coordinator writes */
+    bool final = sp_partition_append(part, batch, len, &origin, -1, now_ms(), &ar);
     free(batch);
     if (ar.error) {
-        sp_plog_unref(log);
+        sp_partition_unref(part);
         sp_warn("group", "group %s: cannot append to %s-%d: %s", group, OFFSETS_TOPIC, p,
                 sp_kafka_error_name(ar.error));
         return write_error(ar.error);
     }
-    x->log = log;
+    x->part = part;
     x->last_offset = ar.last_offset;
     x->w.offset = ar.last_offset;
     x->w.wake = on_durable;
-    sp_log_config_t lc;
-    sp_plog_config(log, &lc); /* a consistent copy (AlterConfigs may run) */
-    if (sp_log_durable(&lc))
-        sp_plog_wait_flush(log, &x->w);
-    else
+    if (final)
         on_durable(&x->w, 0);
+    else
+        sp_partition_wait_ack(part, &x->w);
     return 0;
 }
 
@@ -2508,10 +2509,11 @@ static int replay_record(const sp_record_t *rec, void *ctx)
     return 0;
 }
 
-static void replay_partition(sp_plog_t *log)
+static void replay_partition(sp_partition_t *part)
 {
-    if (sp_plog_scan(log, 0, replay_record, NULL) != 0)
-        sp_warn("group", "%s: replay stopped at an unreadable batch", log->dir);
+    if (sp_partition_scan(part, 0, replay_record, NULL) != 0)
+        sp_warn("group", "%s-%d: replay stopped at an unreadable batch", sp_partition_topic(part),
+                sp_partition_index(part));
 }
 
 /* ---- settling writes ------------------------------------------------------ */
@@ -2788,10 +2790,10 @@ int sp_coordinator_start(const sp_broker_t *b, const sp_config_t *cfg)
                     OFFSETS_TOPIC, t->npartitions, G.nparts);
         G.nparts = t->npartitions; /* the topic decides, as in Kafka */
         for (int32_t p = 0; p < t->npartitions; p++) {
-            sp_plog_t *log = sp_logmgr_get(OFFSETS_TOPIC, (int32_t)strlen(OFFSETS_TOPIC), p);
-            if (log) {
-                replay_partition(log);
-                sp_plog_unref(log);
+            sp_partition_t *part = sp_partitions_get(b->partitions, OFFSETS_TOPIC, (int32_t)strlen(OFFSETS_TOPIC), p);
+            if (part) {
+                replay_partition(part);
+                sp_partition_unref(part);
             }
         }
         for (group_t *g = G.groups; g; g = g->next) {

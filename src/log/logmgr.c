@@ -16,6 +16,7 @@
 #include "util/clock.h"
 #include "util/fsutil.h"
 #include "util/log.h"
+#include "util/tpmap.h"
 
 #define CLEAN_MARKER ".kafka_cleanshutdown"
 #define FLUSH_CHECK_MS 1000          /* flush.ms / page-cache mode check */
@@ -46,9 +47,8 @@ static struct {
     ckpt_t *ckpts;            /* sorted by (topic, partition) */
     int nckpts;
     sp_fdcache_t *files;
-    pthread_rwlock_t rw;      /* guards entries */
-    entry_t *entries;         /* sorted by (topic, partition) */
-    int nentries, capentries;
+    pthread_rwlock_t rw;      /* guards map */
+    sp_tpmap_t map;           /* topic-partition -> entry_t * (owned) */
     bool running;
     /* flush thread */
     pthread_t flusher;
@@ -69,6 +69,12 @@ static struct {
     int64_t retention_check_ms, checkpoint_ms, start_checkpoint_ms;
 } M = { .rw = PTHREAD_RWLOCK_INITIALIZER, .qmu = PTHREAD_MUTEX_INITIALIZER,
         .hmu = PTHREAD_MUTEX_INITIALIZER }; /* the condvars: init_cond at start */
+
+/* rw held: entry i of the registry. */
+static inline entry_t *ent(int i)
+{
+    return M.map.v[i].val;
+}
 
 /* ---- checkpoints ------------------------------------------------------- */
 
@@ -288,8 +294,8 @@ static int write_checkpoints(bool *dir_ok)
         bool oom = false;
         pthread_rwlock_rdlock(&M.rw);
         int count = 0;
-        for (int i = 0; i < M.nentries; i++)
-            count += M.entries[i].dir == d;
+        for (int i = 0; i < M.map.n; i++)
+            count += ent(i)->dir == d;
         for (int w = 0; w < 3; w++) {
             cap[w] = 32 + (size_t)count * 300;
             text[w] = malloc(cap[w]);
@@ -298,8 +304,8 @@ static int write_checkpoints(bool *dir_ok)
             else
                 len[w] = (size_t)snprintf(text[w], cap[w], "0\n%d\n", count);
         }
-        for (int i = 0; i < M.nentries && !oom; i++) {
-            entry_t *e = &M.entries[i];
+        for (int i = 0; i < M.map.n && !oom; i++) {
+            entry_t *e = ent(i);
             if (e->dir != d)
                 continue;
             sp_log_offsets_t o;
@@ -379,9 +385,9 @@ static void fail_dir(int d, const char *why)
     sp_error("log", "log directory %s is offline: %s; its partitions answer KAFKA_STORAGE_ERROR "
              "and it gets no clean-shutdown marker", M.dirs[d], why);
     pthread_rwlock_rdlock(&M.rw);
-    for (int i = 0; i < M.nentries; i++)
-        if (M.entries[i].dir == d)
-            sp_plog_fail(M.entries[i].log, "its log directory went offline", 0);
+    for (int i = 0; i < M.map.n; i++)
+        if (ent(i)->dir == d)
+            sp_plog_fail(ent(i)->log, "its log directory went offline", 0);
     pthread_rwlock_unlock(&M.rw);
 }
 
@@ -475,9 +481,9 @@ static void *flusher_main(void *arg)
         if (now - last_check >= FLUSH_CHECK_MS) { /* flush.ms and page-cache mode */
             last_check = now;
             pthread_rwlock_rdlock(&M.rw);
-            for (int i = 0; i < M.nentries; i++)
-                if (sp_plog_flush_due(M.entries[i].log, now))
-                    sp_flusher_kick(M.entries[i].log);
+            for (int i = 0; i < M.map.n; i++)
+                if (sp_plog_flush_due(ent(i)->log, now))
+                    sp_flusher_kick(ent(i)->log);
             pthread_rwlock_unlock(&M.rw);
         }
         if (stop)
@@ -510,10 +516,10 @@ static void *keeper_main(void *arg)
             last_retention = now;
             int64_t wall = sp_wall_ms();
             pthread_rwlock_rdlock(&M.rw);
-            int n = M.nentries;
+            int n = M.map.n;
             sp_plog_t **logs = malloc(sizeof(*logs) * (size_t)(n ? n : 1));
             for (int i = 0; logs && i < n; i++) {
-                logs[i] = M.entries[i].log;
+                logs[i] = ent(i)->log;
                 sp_plog_ref(logs[i]);
             }
             pthread_rwlock_unlock(&M.rw);
@@ -623,42 +629,13 @@ int sp_logmgr_start(const sp_logmgr_opts_t *o)
 
 /* ---- registry ---------------------------------------------------------- */
 
-static int entry_cmp(const char *topic, int32_t tlen, int32_t p, const entry_t *e)
-{
-    size_t el = strlen(e->topic);
-    size_t n = (size_t)tlen < el ? (size_t)tlen : el;
-    int c = memcmp(topic, e->topic, n);
-    if (c == 0)
-        c = (size_t)tlen < el ? -1 : (size_t)tlen > el ? 1 : 0;
-    if (c == 0)
-        c = p < e->partition ? -1 : p > e->partition;
-    return c;
-}
-
-/* rw held: index of (topic, p) or -(insertion point) - 1. */
-static int entry_search(const char *topic, int32_t tlen, int32_t p)
-{
-    int lo = 0, hi = M.nentries - 1;
-    while (lo <= hi) {
-        int mid = (lo + hi) / 2;
-        int c = entry_cmp(topic, tlen, p, &M.entries[mid]);
-        if (c == 0)
-            return mid;
-        if (c < 0)
-            hi = mid - 1;
-        else
-            lo = mid + 1;
-    }
-    return -lo - 1;
-}
-
 sp_plog_t *sp_logmgr_get(const char *topic, int32_t topic_len, int32_t partition)
 {
     sp_plog_t *l = NULL;
     pthread_rwlock_rdlock(&M.rw);
-    int i = entry_search(topic, topic_len, partition);
+    int i = sp_tpmap_find(&M.map, topic, topic_len, partition);
     if (i >= 0) {
-        l = M.entries[i].log;
+        l = ent(i)->log;
         sp_plog_ref(l);
     }
     pthread_rwlock_unlock(&M.rw);
@@ -694,7 +671,7 @@ int sp_logmgr_open_partition(const char *topic, sp_uuid_t topic_id, int32_t part
     int dir = -1;
     struct stat st;
     pthread_rwlock_rdlock(&M.rw);
-    int i = entry_search(topic, (int32_t)strlen(topic), partition);
+    int i = sp_tpmap_find(&M.map, topic, (int32_t)strlen(topic), partition);
     pthread_rwlock_unlock(&M.rw);
     if (i >= 0)
         return 0;
@@ -715,8 +692,8 @@ int sp_logmgr_open_partition(const char *topic, sp_uuid_t topic_id, int32_t part
             int n = 0;
             if (atomic_load(&M.offline[d]))
                 continue;
-            for (int k = 0; k < M.nentries; k++)
-                n += M.entries[k].dir == d;
+            for (int k = 0; k < M.map.n; k++)
+                n += ent(k)->dir == d;
             if (bestn < 0 || n < bestn) {
                 best = d;
                 bestn = n;
@@ -751,49 +728,41 @@ int sp_logmgr_open_partition(const char *topic, sp_uuid_t topic_id, int32_t part
     if (atomic_load(&M.offline[dir]))
         sp_plog_fail(l, "its log directory is offline", 0);
     pthread_rwlock_wrlock(&M.rw);
-    i = entry_search(topic, (int32_t)strlen(topic), partition);
+    i = sp_tpmap_find(&M.map, topic, (int32_t)strlen(topic), partition);
     if (i >= 0) { /* raced with another open: keep the first */
         pthread_rwlock_unlock(&M.rw);
         sp_plog_unref(l);
         return 0;
     }
     i = -i - 1;
-    if (M.nentries == M.capentries) {
-        int cap = M.capentries ? M.capentries * 2 : 16;
-        entry_t *n = realloc(M.entries, sizeof(*n) * (size_t)cap);
-        if (!n) {
-            pthread_rwlock_unlock(&M.rw);
-            sp_plog_unref(l);
-            return -1;
-        }
-        M.entries = n;
-        M.capentries = cap;
-    }
+    entry_t *e = calloc(1, sizeof(*e));
     char *name = strdup(topic);
-    if (!name) {
+    if (!e || !name || sp_tpmap_insert(&M.map, i, topic, partition, e) != 0) {
         pthread_rwlock_unlock(&M.rw);
+        free(e);
+        free(name);
         sp_plog_unref(l);
         return -1;
     }
-    memmove(&M.entries[i + 1], &M.entries[i], sizeof(entry_t) * (size_t)(M.nentries - i));
-    M.entries[i].topic = name;
-    M.entries[i].partition = partition;
-    M.entries[i].dir = dir;
-    M.entries[i].log = l;
-    M.entries[i].ckpt_recovery = o.recovery_point;
-    M.entries[i].ckpt_log_start = o.log_start;
-    M.nentries++;
+    e->topic = name;
+    e->partition = partition;
+    e->dir = dir;
+    e->log = l;
+    e->ckpt_recovery = o.recovery_point;
+    e->ckpt_log_start = o.log_start;
     pthread_rwlock_unlock(&M.rw);
     if (create)
         sp_flusher_kick(l); /* the new segment files become durable */
     return 0;
 }
 
-/* Renames e's directory for background removal and drops the entry's
- * reference.  rw held for writing. */
-static void retire(entry_t *e)
+/* Takes entry i out of the registry, renames its directory for
+ * background removal and drops the entry's reference.  rw held for
+ * writing. */
+static void retire(int i)
 {
     char to[4096];
+    entry_t *e = sp_tpmap_remove(&M.map, i);
     sp_plog_mark_deleted(e->log);
     if (aside_name(to, sizeof(to), e->log->dir, "delete") != 0 || rename(e->log->dir, to) != 0)
         sp_error("log", "cannot rename %s for deletion: %s", e->log->dir, strerror(errno));
@@ -801,45 +770,29 @@ static void retire(entry_t *e)
         sp_fsync_dir(M.dirs[e->dir]);
     sp_plog_unref(e->log);
     free(e->topic);
+    free(e);
 }
 
 void sp_logmgr_abandon_partition(const char *topic, int32_t partition)
 {
     pthread_rwlock_wrlock(&M.rw);
-    int i = entry_search(topic, (int32_t)strlen(topic), partition);
-    if (i >= 0) {
-        retire(&M.entries[i]);
-        memmove(&M.entries[i], &M.entries[i + 1], sizeof(entry_t) * (size_t)(M.nentries - i - 1));
-        M.nentries--;
-    }
+    int i = sp_tpmap_find(&M.map, topic, (int32_t)strlen(topic), partition);
+    if (i >= 0)
+        retire(i);
     pthread_rwlock_unlock(&M.rw);
     keeper_poke(false, true);
 }
 
 void sp_logmgr_delete_topic(const char *topic)
 {
-    int32_t tl = (int32_t)strlen(topic);
     pthread_rwlock_wrlock(&M.rw);
-    int out = 0;
-    for (int i = 0; i < M.nentries; i++) {
-        entry_t *e = &M.entries[i];
-        if ((int32_t)strlen(e->topic) == tl && memcmp(e->topic, topic, (size_t)tl) == 0)
-            retire(e);
-        else
-            M.entries[out++] = *e;
-    }
-    M.nentries = out;
+    int i = sp_tpmap_find(&M.map, topic, (int32_t)strlen(topic), 0);
+    if (i < 0)
+        i = -i - 1;
+    while (i < M.map.n && strcmp(M.map.v[i].topic, topic) == 0)
+        retire(i);
     pthread_rwlock_unlock(&M.rw);
     keeper_poke(false, true);
-}
-
-void sp_logmgr_set_config(const char *topic, const sp_log_config_t *cfg)
-{
-    pthread_rwlock_rdlock(&M.rw);
-    for (int i = 0; i < M.nentries; i++)
-        if (strcmp(M.entries[i].topic, topic) == 0)
-            sp_plog_set_config(M.entries[i].log, cfg);
-    pthread_rwlock_unlock(&M.rw);
 }
 
 void sp_logmgr_sweep(bool (*keep)(const char *topic, int32_t partition, void *ctx), void *ctx)
@@ -943,15 +896,15 @@ void sp_logmgr_shutdown(bool clean)
     for (int d = 0; dir_ok && d < M.ndirs; d++)
         dir_ok[d] = clean && !atomic_load(&M.offline[d]);
     pthread_rwlock_rdlock(&M.rw);
-    int n = M.nentries;
-    entry_t *snap = malloc(sizeof(*snap) * (size_t)(n ? n : 1));
-    if (snap && n)
-        memcpy(snap, M.entries, sizeof(*snap) * (size_t)n);
+    int n = M.map.n;
+    entry_t **snap = malloc(sizeof(*snap) * (size_t)(n ? n : 1));
+    for (int i = 0; snap && i < n; i++)
+        snap[i] = ent(i);
     pthread_rwlock_unlock(&M.rw);
     for (int i = 0; snap && i < n; i++) {
-        bool ok = sp_plog_flush(snap[i].log) == 0 && sp_plog_close(snap[i].log) == 0;
+        bool ok = sp_plog_flush(snap[i]->log) == 0 && sp_plog_close(snap[i]->log) == 0;
         if (!ok && dir_ok)
-            dir_ok[snap[i].dir] = false;
+            dir_ok[snap[i]->dir] = false;
     }
     write_checkpoints(dir_ok);
     for (int d = 0; d < M.ndirs; d++) {
@@ -964,13 +917,12 @@ void sp_logmgr_shutdown(bool clean)
     free(snap);
     free(dir_ok);
     pthread_rwlock_wrlock(&M.rw);
-    for (int i = 0; i < M.nentries; i++) {
-        sp_plog_unref(M.entries[i].log);
-        free(M.entries[i].topic);
+    for (int i = 0; i < M.map.n; i++) {
+        sp_plog_unref(ent(i)->log);
+        free(ent(i)->topic);
+        free(ent(i));
     }
-    free(M.entries);
-    M.entries = NULL;
-    M.nentries = M.capentries = 0;
+    sp_tpmap_free(&M.map);
     pthread_rwlock_unlock(&M.rw);
     for (int i = 0; i < M.nckpts; i++)
         free(M.ckpts[i].topic);

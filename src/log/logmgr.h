@@ -68,8 +68,6 @@ sp_plog_t *sp_logmgr_get(const char *topic, int32_t topic_len, int32_t partition
 /* Unregisters every partition of topic, fails their waiters, and renames
  * their directories for background removal.  Metadata thread. */
 void sp_logmgr_delete_topic(const char *topic);
-/* Applies new settings to every open partition of topic. */
-void sp_logmgr_set_config(const char *topic, const sp_log_config_t *cfg);
 /* Sets aside (renames to <dir>.<id>-stray) partition directories that are
  * not in the keep list, once the metadata is loaded: data is never
  * deleted because metadata does not name it.  keep(topic, p) says. */

@@ -70,14 +70,38 @@ static void write_partition_metadata(const char *dir, sp_uuid_t id)
 
 /* ---- failure ------------------------------------------------------------- */
 
-/* mu held: fails every waiter (fetchers see the error on their next read). */
-static void complete_flush_waiters(sp_plog_t *l, int err);
-
-static void wake_all(sp_plog_t *l, int err)
+/* mu held: the offsets and state the listener is told of. */
+static void snapshot_locked(const sp_plog_t *l, sp_log_offsets_t *o)
 {
-    for (sp_log_waiter_t *w = l->fetch_waiters; w; w = w->next)
-        w->wake(w, err);
-    complete_flush_waiters(l, err);
+    o->log_start = l->log_start;
+    o->hw = atomic_load(&l->hw);
+    o->leo = l->leo;
+    o->flushed = l->flushed;
+    o->durable = sp_log_durable(&l->cfg);
+    o->failed = l->state == SP_PLOG_FAILED;
+    o->deleted = l->deleted;
+}
+
+/* mu not held: tells the listener (invariant 5). */
+static void notify(sp_plog_t *l, const sp_log_offsets_t *o)
+{
+    pthread_rwlock_rdlock(&l->lis_rw);
+    if (l->listener)
+        l->listener(l->listener_ctx, l, o);
+    pthread_rwlock_unlock(&l->lis_rw);
+}
+
+void sp_plog_set_listener(sp_plog_t *l, sp_plog_listener_fn fn, void *ctx)
+{
+    pthread_rwlock_wrlock(&l->lis_rw);
+    l->listener = fn;
+    l->listener_ctx = ctx;
+    pthread_rwlock_unlock(&l->lis_rw);
+}
+
+void sp_plog_set_hw(sp_plog_t *l, int64_t hw)
+{
+    atomic_store(&l->hw, hw);
 }
 
 /* mu held.  Returns true if this call made the log FAILED.  A deleted
@@ -89,7 +113,6 @@ static bool fail_locked(sp_plog_t *l, const char *why)
         return false;
     l->state = SP_PLOG_FAILED;
     l->fail_reason = why;
-    wake_all(l, SP_ERR_KAFKA_STORAGE_ERROR);
     return true;
 }
 
@@ -98,9 +121,12 @@ void sp_plog_fail(sp_plog_t *l, const char *why, int err)
     pthread_mutex_lock(&l->mu);
     bool now = fail_locked(l, why);
     int64_t flushed = l->flushed;
+    sp_log_offsets_t o;
+    snapshot_locked(l, &o);
     pthread_mutex_unlock(&l->mu);
     if (!now)
         return;
+    notify(l, &o);
     sp_error("log", "%s: %s%s%s; the log is offline (KAFKA_STORAGE_ERROR) until the broker restarts; "
              "offsets below %" PRId64 " are on disk", l->dir, why, err ? ": " : "",
              err ? strerror(err) : "", flushed);
@@ -287,6 +313,7 @@ sp_plog_t *sp_plog_open(const sp_plog_open_opts_t *o)
         return NULL;
     pthread_mutex_init(&l->mu, NULL);
     pthread_mutex_init(&l->append_mu, NULL);
+    pthread_rwlock_init(&l->lis_rw, NULL);
     atomic_init(&l->refs, 1);
     l->dir = strdup(o->dir);
     l->topic = strdup(o->topic);
@@ -381,18 +408,14 @@ void sp_plog_unref(sp_plog_t *l)
     free(l->topic);
     pthread_mutex_destroy(&l->mu);
     pthread_mutex_destroy(&l->append_mu);
+    pthread_rwlock_destroy(&l->lis_rw);
     free(l);
 }
 
 void sp_plog_offsets(sp_plog_t *l, sp_log_offsets_t *out)
 {
     pthread_mutex_lock(&l->mu);
-    out->log_start = l->log_start;
-    out->hw = atomic_load(&l->hw);
-    out->leo = l->leo;
-    out->flushed = l->flushed;
-    out->failed = l->state == SP_PLOG_FAILED;
-    out->deleted = l->deleted;
+    snapshot_locked(l, out);
     pthread_mutex_unlock(&l->mu);
 }
 
@@ -410,33 +433,7 @@ void sp_plog_set_config(sp_plog_t *l, const sp_log_config_t *cfg)
     pthread_mutex_unlock(&l->mu);
 }
 
-/* ---- waiters ----------------------------------------------------------- */
-
-static void link_waiter(sp_log_waiter_t **head, sp_log_waiter_t *w)
-{
-    w->prev = NULL;
-    w->next = *head;
-    if (*head)
-        (*head)->prev = w;
-    *head = w;
-    w->linked = true;
-}
-
-static void unlink_waiter(sp_log_waiter_t **head, sp_log_waiter_t *w)
-{
-    if (!w->linked)
-        return;
-    if (w->prev)
-        w->prev->next = w->next;
-    else
-        *head = w->next;
-    if (w->next)
-        w->next->prev = w->prev;
-    w->prev = w->next = NULL;
-    w->linked = false;
-}
-
-/* mu held: the error a new waiter or reader gets at once, or 0. */
+/* mu held: the error a new reader or writer gets at once, or 0. */
 static int gone_error(const sp_plog_t *l)
 {
     if (l->deleted)
@@ -444,73 +441,6 @@ static int gone_error(const sp_plog_t *l)
     if (l->state == SP_PLOG_FAILED)
         return SP_ERR_KAFKA_STORAGE_ERROR;
     return 0;
-}
-
-void sp_plog_wait_fetch(sp_plog_t *l, sp_log_waiter_t *w)
-{
-    pthread_mutex_lock(&l->mu);
-    int err = gone_error(l);
-    if (err) {
-        pthread_mutex_unlock(&l->mu);
-        w->wake(w, err);
-        return;
-    }
-    link_waiter(&l->fetch_waiters, w);
-    pthread_mutex_unlock(&l->mu);
-}
-
-void sp_plog_unwait(sp_plog_t *l, sp_log_waiter_t *w)
-{
-    pthread_mutex_lock(&l->mu);
-    if (w->linked) {
-        /* a waiter is on exactly one of the two lists */
-        sp_log_waiter_t **head = &l->fetch_waiters;
-        for (sp_log_waiter_t *x = l->flush_waiters; x; x = x->next)
-            if (x == w)
-                head = &l->flush_waiters;
-        unlink_waiter(head, w);
-    }
-    pthread_mutex_unlock(&l->mu);
-}
-
-/* mu held: hw moved. */
-static void wake_fetchers(sp_plog_t *l)
-{
-    for (sp_log_waiter_t *w = l->fetch_waiters; w; w = w->next)
-        w->wake(w, 0);
-}
-
-/* mu held: complete flush waiters whose offset is now durable. */
-static void complete_flush_waiters(sp_plog_t *l, int err)
-{
-    sp_log_waiter_t *w = l->flush_waiters;
-    while (w) {
-        sp_log_waiter_t *next = w->next;
-        if (err || w->offset < l->flushed) {
-            unlink_waiter(&l->flush_waiters, w);
-            w->wake(w, err);
-        }
-        w = next;
-    }
-}
-
-void sp_plog_wait_flush(sp_plog_t *l, sp_log_waiter_t *w)
-{
-    pthread_mutex_lock(&l->mu);
-    int err = gone_error(l);
-    if (err) {
-        pthread_mutex_unlock(&l->mu);
-        w->wake(w, err);
-        return;
-    }
-    if (w->offset < l->flushed) {
-        pthread_mutex_unlock(&l->mu);
-        w->wake(w, 0);
-        return;
-    }
-    link_waiter(&l->flush_waiters, w);
-    pthread_mutex_unlock(&l->mu);
-    kick(l);
 }
 
 /* ---- append ------------------------------------------------------------ */
@@ -722,14 +652,13 @@ void sp_plog_append_from(sp_plog_t *l, uint8_t *records, size_t len, int64_t now
     res->log_append_time = cfg.log_append_time ? now : -1;
     l->leo = next;
     l->unflushed += nrecords;
-    if (!sp_log_durable(&cfg)) {
-        atomic_store(&l->hw, l->leo);
-        wake_fetchers(l);
-    }
     res->log_start = l->log_start;
     bool want_flush = sp_log_durable(&cfg) || l->unflushed >= cfg.flush_messages;
+    sp_log_offsets_t o;
+    snapshot_locked(l, &o);
     pthread_mutex_unlock(&l->mu);
     pthread_mutex_unlock(&l->append_mu);
+    notify(l, &o);
     if (want_flush)
         kick(l);
 out:
@@ -796,15 +725,14 @@ void sp_segment_release(void *seg)
     sp_segment_unref(seg);
 }
 
-void sp_plog_read(sp_plog_t *l, int64_t offset, int32_t max_bytes, bool min_one,
+void sp_plog_read(sp_plog_t *l, int64_t offset, int64_t max_offset, int32_t max_bytes, bool min_one,
                   sp_read_result_t *res)
 {
     memset(res, 0, sizeof(*res));
     res->fd = -1;
     for (;;) {
         pthread_mutex_lock(&l->mu);
-        int64_t hw = atomic_load(&l->hw);
-        res->hw = res->lso = hw;
+        int64_t hw = max_offset < l->leo ? max_offset : l->leo;
         res->log_start = l->log_start;
         res->leo = l->leo;
         int gone = gone_error(l);
@@ -1023,7 +951,7 @@ int sp_plog_scan(sp_plog_t *l, int64_t from, int (*fn)(const sp_record_t *rec, v
     int64_t offset = from;
     for (;;) {
         sp_read_result_t rr;
-        sp_plog_read(l, offset, 1 << 20, true, &rr);
+        sp_plog_read(l, offset, atomic_load(&l->hw), 1 << 20, true, &rr);
         if (rr.error == SP_ERR_OFFSET_OUT_OF_RANGE && offset < rr.log_start) {
             offset = rr.log_start;
             continue;
@@ -1149,7 +1077,7 @@ bool sp_plog_flush_due(sp_plog_t *l, int64_t now)
     pthread_mutex_lock(&l->mu);
     bool due = !gone_error(l) && (l->flushed < l->leo || l->dir_dirty) &&
                (sp_log_durable(&l->cfg) || l->unflushed >= l->cfg.flush_messages ||
-                now - l->last_flush_ms >= l->cfg.flush_ms || l->flush_waiters);
+                now - l->last_flush_ms >= l->cfg.flush_ms);
     pthread_mutex_unlock(&l->mu);
     return due;
 }
@@ -1157,9 +1085,7 @@ bool sp_plog_flush_due(sp_plog_t *l, int64_t now)
 int sp_plog_flush(sp_plog_t *l)
 {
     pthread_mutex_lock(&l->mu);
-    int gone = gone_error(l);
-    if (gone) {
-        complete_flush_waiters(l, gone);
+    if (gone_error(l)) {
         pthread_mutex_unlock(&l->mu);
         return 0;
     }
@@ -1205,9 +1131,7 @@ int sp_plog_flush(sp_plog_t *l)
 
     if (err) {
         pthread_mutex_lock(&l->mu);
-        gone = l->deleted; /* deleted meanwhile: its files moved, nothing to fail */
-        if (gone)
-            complete_flush_waiters(l, SP_ERR_UNKNOWN_TOPIC_OR_PARTITION);
+        bool gone = l->deleted; /* deleted meanwhile: its files moved, nothing to fail */
         pthread_mutex_unlock(&l->mu);
         if (gone)
             return 0;
@@ -1216,16 +1140,14 @@ int sp_plog_flush(sp_plog_t *l)
         return -err;
     }
     pthread_mutex_lock(&l->mu);
-    if (l->state == SP_PLOG_OK) {
-        if (target > l->flushed)
-            l->flushed = target;
-        if (sp_log_durable(&l->cfg) && atomic_load(&l->hw) < l->flushed) {
-            atomic_store(&l->hw, l->flushed);
-            wake_fetchers(l);
-        }
-        complete_flush_waiters(l, 0);
-    }
+    bool moved = l->state == SP_PLOG_OK && target > l->flushed;
+    if (moved)
+        l->flushed = target;
+    sp_log_offsets_t o;
+    snapshot_locked(l, &o);
     pthread_mutex_unlock(&l->mu);
+    if (moved)
+        notify(l, &o);
     return 0;
 }
 
@@ -1262,15 +1184,10 @@ void sp_plog_mark_deleted(sp_plog_t *l)
 {
     pthread_mutex_lock(&l->mu);
     l->deleted = true;
-    sp_log_waiter_t *w = l->fetch_waiters;
-    while (w) {
-        sp_log_waiter_t *next = w->next;
-        unlink_waiter(&l->fetch_waiters, w);
-        w->wake(w, SP_ERR_UNKNOWN_TOPIC_OR_PARTITION);
-        w = next;
-    }
-    complete_flush_waiters(l, SP_ERR_UNKNOWN_TOPIC_OR_PARTITION);
     for (int i = 0; i < l->nsegs; i++)
         l->segs[i]->deleted = true;
+    sp_log_offsets_t o;
+    snapshot_locked(l, &o);
     pthread_mutex_unlock(&l->mu);
+    notify(l, &o);
 }

@@ -17,17 +17,20 @@
  *  (2) every offset below 'flushed' has been fdatasync'ed, and so have the
  *      index files of every sealed segment below it (the recovery point:
  *      a crash never loses them, and recovery trusts those segments);
- *  (3) durable mode (flush.messages = 1, Spool's default): hw = flushed,
- *      so consumers only ever see data that survives a crash, and an
- *      acks=-1 produce is answered once its last offset is below flushed;
- *      page-cache mode (flush.messages > 1): hw = leo, flushes follow
- *      flush.messages / flush.ms as in Kafka;
+ *  (3) the log does not decide its high watermark: its owner (the
+ *      partition, cluster/partition.h; the controller for the metadata
+ *      log) publishes it with sp_plog_set_hw, from the offsets the log
+ *      reports to its listener.  The log keeps that value only as a bound
+ *      for retention, DeleteRecords, timestamp lookups and replay (as
+ *      Kafka's UnifiedLog keeps the high watermark its Partition sets);
+ *      reads take their bound from the caller;
  *  (4) segs[] is sorted by base offset; segs[nsegs-1] is the active one;
- *  (5) waiters on a log are woken (from the thread that moved hw) every
- *      time hw advances; the wake runs under mu and must not block;
+ *  (5) the listener (sp_plog_set_listener) hears of every change of leo,
+ *      flushed or state, after mu is released, in no promised order
+ *      (offsets only grow, so a listener keeps the largest it saw);
  *  (6) once state == SP_PLOG_FAILED nothing is appended, flushed or
- *      deleted, flushed never moves again, and every waiter, append and
- *      read gets KAFKA_STORAGE_ERROR.  A failed write or fsync is never
+ *      deleted, flushed never moves again, and every append and read
+ *      gets KAFKA_STORAGE_ERROR.  A failed write or fsync is never
  *      retried into "durable": the kernel may have dropped the pages.
  *
  * States:
@@ -94,15 +97,6 @@ typedef struct sp_log_config {
     int zstd_level;               /* compression.zstd.level */
 } sp_log_config_t;
 
-/* Something waiting for hw to move (a parked Fetch) or for a flush (an
- * acks=-1 Produce).  Linked into the log's lists; wake() runs under mu. */
-typedef struct sp_log_waiter {
-    struct sp_log_waiter *prev, *next;
-    int64_t offset;               /* flush waiters: done once flushed > offset */
-    void (*wake)(struct sp_log_waiter *w, int err);
-    bool linked;
-} sp_log_waiter_t;
-
 struct sp_plog;
 
 /* What the owner of a log (the log manager, the metadata log) is told.
@@ -114,6 +108,17 @@ typedef struct sp_plog_hooks {
 } sp_plog_hooks_t;
 
 typedef enum sp_plog_state { SP_PLOG_OK, SP_PLOG_FAILED } sp_plog_state_t;
+
+/* The log's offsets and state at one instant (taken under mu). */
+typedef struct sp_log_offsets {
+    int64_t log_start, hw, leo, flushed;
+    bool durable;                 /* flush.messages = 1: acknowledged means flushed */
+    bool failed, deleted;
+} sp_log_offsets_t;
+
+/* Told of every change of leo, flushed or state (invariant 5); runs
+ * without mu, on the thread that made the change, and must not block. */
+typedef void (*sp_plog_listener_fn)(void *ctx, struct sp_plog *l, const sp_log_offsets_t *o);
 
 typedef struct sp_plog {
     pthread_mutex_t mu;
@@ -129,7 +134,7 @@ typedef struct sp_plog {
     sp_segment_t **segs;
     int nsegs, capsegs;
     int64_t leo;
-    _Atomic int64_t hw;
+    _Atomic int64_t hw;           /* as the owner published it (invariant 3) */
     int64_t log_start;
     int64_t flushed;
     int64_t unflushed;            /* records appended since the last flush */
@@ -140,8 +145,9 @@ typedef struct sp_plog {
     sp_plog_state_t state;
     const char *fail_reason;      /* static text, once FAILED */
     struct sp_plog *flush_next;   /* flush queue link (flush thread's lock) */
-    sp_log_waiter_t *fetch_waiters;
-    sp_log_waiter_t *flush_waiters;
+    pthread_rwlock_t lis_rw;      /* held (read) while the listener runs */
+    sp_plog_listener_fn listener; /* lis_rw */
+    void *listener_ctx;
     int leader_epoch;
 } sp_plog_t;
 
@@ -214,7 +220,7 @@ static inline void sp_plog_append(sp_plog_t *l, uint8_t *records, size_t len, in
 
 typedef struct sp_read_result {
     int16_t error;
-    int64_t hw, lso, log_start, leo;
+    int64_t log_start, leo;
     sp_segment_t *seg;            /* referenced and its file pinned; NULL if no data */
     int fd;                       /* seg's .log, valid until sp_read_result_release */
     int64_t pos;
@@ -222,7 +228,8 @@ typedef struct sp_read_result {
 } sp_read_result_t;
 
 /*
- * Finds the bytes to serve from offset: whole batches below hw, at most
+ * Finds the bytes to serve from offset: whole batches below max_offset
+ * (the caller's bound: the high watermark for consumers), at most
  * max_bytes unless min_one (then at least the first batch, whatever its
  * size, as Kafka's rule for the first partition with data).  One segment
  * per call; an offset in a gap between segments (a segment missing) is
@@ -231,7 +238,7 @@ typedef struct sp_read_result {
  * KAFKA_STORAGE_ERROR (both logged once per segment).  The caller reads
  * res->fd at [pos, pos+len) and calls sp_read_result_release.
  */
-void sp_plog_read(sp_plog_t *l, int64_t offset, int32_t max_bytes, bool min_one,
+void sp_plog_read(sp_plog_t *l, int64_t offset, int64_t max_offset, int32_t max_bytes, bool min_one,
                   sp_read_result_t *res);
 void sp_read_result_release(sp_read_result_t *res);
 /* A segment of a read, kept (ref + pin) beyond the read, e.g. while a
@@ -240,10 +247,6 @@ void sp_segment_hold(sp_segment_t *s);
 void sp_segment_release(void *seg);
 
 /* The log's offsets and state at one instant (takes mu). */
-typedef struct sp_log_offsets {
-    int64_t log_start, hw, leo, flushed;
-    bool failed, deleted;
-} sp_log_offsets_t;
 void sp_plog_offsets(sp_plog_t *l, sp_log_offsets_t *out);
 /* A copy of the log's settings (takes mu). */
 void sp_plog_config(sp_plog_t *l, sp_log_config_t *out);
@@ -278,14 +281,15 @@ int sp_plog_retention(sp_plog_t *l, int64_t now_ms);
  * code. */
 int sp_plog_delete_records(sp_plog_t *l, int64_t offset, int64_t *new_start);
 
-/* Waiters (see the header comment, invariant 5). */
-void sp_plog_wait_fetch(sp_plog_t *l, sp_log_waiter_t *w);
-void sp_plog_wait_flush(sp_plog_t *l, sp_log_waiter_t *w);
-void sp_plog_unwait(sp_plog_t *l, sp_log_waiter_t *w);
+/* The owner's high watermark (invariant 3); any thread, no lock. */
+void sp_plog_set_hw(sp_plog_t *l, int64_t hw);
+/* Sets (fn) or clears (NULL) the listener (invariant 5).  Clearing waits
+ * for a call in progress, so the old ctx may be freed afterwards; never
+ * call it from a listener or while holding a lock a listener takes. */
+void sp_plog_set_listener(sp_plog_t *l, sp_plog_listener_fn fn, void *ctx);
 
 /* Flush thread: syncs what is unflushed and the indexes of sealed
- * segments, advances flushed (and hw in durable mode), completes flush
- * waiters.  On any error the log goes FAILED (invariant 6).  Returns 0 or
+ * segments, advances flushed and tells the listener.  On any error the log goes FAILED (invariant 6).  Returns 0 or
  * -errno. */
 int sp_plog_flush(sp_plog_t *l);
 /* Whether a flush is due (flush.messages / flush.ms); mu not held. */
@@ -294,7 +298,8 @@ bool sp_plog_flush_due(sp_plog_t *l, int64_t now_mono_ms);
  * active one included, with a final time entry), after a flush.  0, or
  * -1 if the log is FAILED or a write failed: no clean marker then. */
 int sp_plog_close(sp_plog_t *l);
-/* Marks deleted, wakes every waiter with an error, unlinks nothing. */
+/* Marks deleted (appends and reads answer UNKNOWN_TOPIC_OR_PARTITION),
+ * tells the listener, unlinks nothing. */
 void sp_plog_mark_deleted(sp_plog_t *l);
 /* Puts the log in the FAILED state (invariant 6) and tells the owner
  * (hooks.failed) when err != 0 (an I/O error rather than damage).  Idempotent. */

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "cluster/partition.h"
 #include "log/plog.h"
 #include "proto/batch.h"
 #include "proto/gen/errors.h"
@@ -51,6 +52,31 @@ static uint8_t *batch(int first, int n, int64_t ts0, size_t *len)
 static sp_uuid_t tid;
 static sp_fdcache_t *files;
 
+/* The log does not decide its high watermark (plog.h invariant 3): here
+ * the test owns it, with one replica's rule (cluster/partition.h), so the
+ * log is tested alone.  It only grows. */
+static void own_hw(void *ctx, sp_plog_t *l, const sp_log_offsets_t *o)
+{
+    int64_t want = o->durable ? o->flushed : o->leo;
+    int64_t cur = atomic_load(&l->hw);
+    (void)ctx;
+    while (cur < want && !atomic_compare_exchange_weak(&l->hw, &cur, want))
+        ;
+}
+
+static sp_plog_t *owned(sp_plog_t *l)
+{
+    if (l)
+        sp_plog_set_listener(l, own_hw, NULL);
+    return l;
+}
+
+/* A consumer's read: up to the high watermark. */
+static void read_hw(sp_plog_t *l, int64_t offset, int32_t max_bytes, bool min_one, sp_read_result_t *rr)
+{
+    sp_plog_read(l, offset, atomic_load(&l->hw), max_bytes, min_one, rr);
+}
+
 /* sp_plog_open with the options the old positional form had. */
 static sp_plog_t *open_log(const char *dir, const char *topic, const sp_log_config_t *c, bool create,
                            bool clean, int64_t recovery_point, int64_t log_start)
@@ -66,7 +92,7 @@ static sp_plog_t *open_log(const char *dir, const char *topic, const sp_log_conf
     o.recovery_point = recovery_point;
     o.log_start = log_start;
     o.files = files;
-    return sp_plog_open(&o);
+    return owned(sp_plog_open(&o));
 }
 
 /* DeleteRecords: the new start, or -error. */
@@ -84,7 +110,7 @@ static int64_t read_check(sp_plog_t *l, int64_t from, int64_t *first_seen)
     *first_seen = -1;
     for (;;) {
         sp_read_result_t rr;
-        sp_plog_read(l, next, 4096, true, &rr);
+        read_hw(l, next, 4096, true, &rr);
         if (rr.error || !rr.seg)
             break;
         uint8_t *buf = malloc((size_t)rr.len);
@@ -160,13 +186,13 @@ static void test_append_read_roll(const char *root)
     CHECK(ts == 1499 && off == 499);
     /* out of range */
     sp_read_result_t rr;
-    sp_plog_read(l, 501, 100, true, &rr);
+    read_hw(l, 501, 100, true, &rr);
     CHECK(rr.error == SP_ERR_OFFSET_OUT_OF_RANGE);
     /* DeleteRecords: start moves, whole segments below it go */
     int nsegs = l->nsegs;
     CHECK(delete_records(l, 250) == 250);
     CHECK(l->log_start == 250 && l->nsegs < nsegs);
-    sp_plog_read(l, 100, 100, true, &rr);
+    read_hw(l, 100, 100, true, &rr);
     CHECK(rr.error == SP_ERR_OFFSET_OUT_OF_RANGE);
     CHECK(read_check(l, 250, &first) == 500);
     CHECK(delete_records(l, 600) == -SP_ERR_OFFSET_OUT_OF_RANGE);
@@ -301,7 +327,7 @@ static void test_recovery(const char *root)
     CHECK(st.st_size == before);
     if (l) {
         sp_read_result_t rr;
-        sp_plog_read(l, 0, 4096, true, &rr);
+        read_hw(l, 0, 4096, true, &rr);
         CHECK(rr.error == SP_ERR_KAFKA_STORAGE_ERROR && !rr.seg);
         size_t len;
         uint8_t *p = batch(500, 1, 0, &len);
@@ -321,13 +347,13 @@ static void test_recovery(const char *root)
     o.cfg = &c;
     o.files = files;
     o.strict = true;
-    l = sp_plog_open(&o);
+    l = owned(sp_plog_open(&o));
     CHECK(l == NULL);
     sp_plog_unref(l);
     /* after a clean stop only the tail is checked at open: the replay,
      * which checks every batch's CRC, is what refuses the damage */
     o.clean = true;
-    l = sp_plog_open(&o);
+    l = owned(sp_plog_open(&o));
     CHECK(l != NULL);
     if (l) {
         int n = 0;
@@ -432,7 +458,7 @@ static int64_t scan_below_hw(sp_plog_t *l, int32_t max_bytes)
     int64_t next = 0;
     for (;;) {
         sp_read_result_t rr;
-        sp_plog_read(l, next, max_bytes, true, &rr);
+        read_hw(l, next, max_bytes, true, &rr);
         if (rr.error)
             return -1;
         if (!rr.seg)
@@ -465,7 +491,7 @@ static void *race_read_from_start(void *arg)
         int64_t next = o.log_start;
         for (;;) {
             sp_read_result_t rr;
-            sp_plog_read(r->l, next, 8192, true, &rr);
+            read_hw(r->l, next, 8192, true, &rr);
             if (rr.error == SP_ERR_OFFSET_OUT_OF_RANGE)
                 break; /* the start moved past us: fine */
             if (rr.error) {
@@ -600,7 +626,7 @@ static void test_append_races(const char *root)
     CHECK(sp_plog_flush(r.l) == 0 && sp_plog_delete_records(r.l, want - 10, &start) == 0 &&
           start == want - 10);
     sp_read_result_t rr;
-    sp_plog_read(r.l, 0, 8192, true, &rr);
+    read_hw(r.l, 0, 8192, true, &rr);
     CHECK(rr.error == SP_ERR_OFFSET_OUT_OF_RANGE && rr.log_start == want - 10);
     sp_plog_close(r.l);
     sp_plog_unref(r.l);
@@ -628,11 +654,11 @@ static void test_read_many_small_batches(const char *root)
     }
     CHECK(sp_plog_flush(l) == 0 && atomic_load(&l->hw) == 3000);
     sp_read_result_t rr;
-    sp_plog_read(l, 0, 1 << 20, true, &rr);
+    read_hw(l, 0, 1 << 20, true, &rr);
     CHECK(rr.error == 0 && rr.seg && rr.pos == 0 && rr.len == bytes); /* all of it, in one read */
     if (rr.seg)
         sp_read_result_release(&rr);
-    sp_plog_read(l, 1234, 20000, true, &rr); /* ends on the last whole batch under 20000 bytes */
+    read_hw(l, 1234, 20000, true, &rr); /* ends on the last whole batch under 20000 bytes */
     CHECK(rr.error == 0 && rr.seg && rr.len <= 20000 && rr.len > 20000 - 200);
     if (rr.seg)
         sp_read_result_release(&rr);
@@ -672,11 +698,11 @@ static void on_failed(void *ctx, sp_plog_t *l, int err)
 }
 
 typedef struct fw {
-    sp_log_waiter_t w;
+    sp_waiter_t w;
     int woken, err;
 } fw_t;
 
-static void fw_wake(sp_log_waiter_t *w, int err)
+static void fw_wake(sp_waiter_t *w, int err)
 {
     fw_t *f = (fw_t *)w;
     f->woken++;
@@ -684,7 +710,8 @@ static void fw_wake(sp_log_waiter_t *w, int err)
 }
 
 /* B3: a failed fdatasync is never retried into "durable": the log goes
- * FAILED, waiters get KAFKA_STORAGE_ERROR, flushed never moves again. */
+ * FAILED, the waiters of its partition get KAFKA_STORAGE_ERROR, flushed
+ * and the high watermark never move again. */
 static void test_fsync_failure(const char *root)
 {
     char dir[512];
@@ -702,6 +729,9 @@ static void test_fsync_failure(const char *root)
     CHECK(l != NULL);
     if (!l)
         return;
+    sp_plog_ref(l);
+    sp_partition_t *part = sp_partition_new(l, "fsync", 0); /* owns the high watermark */
+    CHECK(part != NULL);
     size_t len;
     uint8_t *p = batch(0, 10, 0, &len);
     sp_append_result_t ar;
@@ -718,7 +748,7 @@ static void test_fsync_failure(const char *root)
     memset(&w, 0, sizeof(w));
     w.w.offset = 19;
     w.w.wake = fw_wake;
-    sp_plog_wait_flush(l, &w.w);
+    sp_partition_wait_ack(part, &w.w);
     CHECK(w.woken == 0);
     atomic_store(&fault_errno, EIO);
     atomic_store(&fault_countdown, 1);
@@ -726,6 +756,7 @@ static void test_fsync_failure(const char *root)
     CHECK(sp_plog_flush(l) == -EIO);
     CHECK(w.woken == 1 && w.err == SP_ERR_KAFKA_STORAGE_ERROR);
     CHECK(l->state == SP_PLOG_FAILED && l->flushed == 10 && atomic_load(&l->hw) == 10);
+    CHECK(sp_partition_hw(part) == 10);
     CHECK(atomic_load(&failed_calls) == 1);
     /* the next flush would succeed: it must not be tried */
     int before = atomic_load(&syncs_seen);
@@ -738,17 +769,22 @@ static void test_fsync_failure(const char *root)
     free(p);
     CHECK(ar.error == SP_ERR_KAFKA_STORAGE_ERROR);
     sp_read_result_t rr;
-    sp_plog_read(l, 0, 1000, true, &rr);
+    read_hw(l, 0, 1000, true, &rr);
     CHECK(rr.error == SP_ERR_KAFKA_STORAGE_ERROR && !rr.seg);
     memset(&w, 0, sizeof(w));
     w.w.offset = 5;
     w.w.wake = fw_wake;
-    sp_plog_wait_flush(l, &w.w);
+    sp_partition_wait_ack(part, &w.w);
     CHECK(w.woken == 1 && w.err == SP_ERR_KAFKA_STORAGE_ERROR);
+    memset(&w, 0, sizeof(w));
+    w.w.wake = fw_wake;
+    sp_partition_wait_fetch(part, &w.w);
+    CHECK(w.woken == 1 && w.err == SP_ERR_KAFKA_STORAGE_ERROR && !w.w.linked);
     int64_t start;
     CHECK(sp_plog_delete_records(l, 5, &start) == SP_ERR_KAFKA_STORAGE_ERROR);
     CHECK(sp_plog_close(l) != 0);
     CHECK(atomic_load(&failed_calls) == 1);
+    sp_partition_unref(part);
     sp_plog_unref(l);
     sp_fault_hook = NULL;
 
@@ -756,7 +792,7 @@ static void test_fsync_failure(const char *root)
     snprintf(dir, sizeof(dir), "%s/fsync-1", root);
     c = cfg(600, 1);
     o.dir = dir;
-    l = sp_plog_open(&o);
+    l = owned(sp_plog_open(&o));
     CHECK(l != NULL);
     if (!l)
         return;
@@ -1017,10 +1053,10 @@ static void test_damaged_sealed(const char *root)
     if (!l)
         return;
     sp_read_result_t rr;
-    sp_plog_read(l, bases[1] + 1, 4096, true, &rr);
+    read_hw(l, bases[1] + 1, 4096, true, &rr);
     CHECK(rr.error == 0 && rr.seg && rr.seg->base_offset == bases[2]);
     sp_read_result_release(&rr);
-    sp_plog_read(l, bases[1] - 1, 1 << 20, true, &rr);   /* ends the first segment */
+    read_hw(l, bases[1] - 1, 1 << 20, true, &rr);   /* ends the first segment */
     CHECK(rr.error == 0 && rr.seg && rr.seg->base_offset == bases[0]);
     sp_read_result_release(&rr);
     sp_plog_unref(l);
@@ -1047,13 +1083,13 @@ static void test_damaged_sealed(const char *root)
         return;
     int64_t first;
     CHECK(read_check(l, 0, &first) == bases[1] + 10); /* up to the damage */
-    sp_plog_read(l, bases[1] + 10, 4096, true, &rr);
+    read_hw(l, bases[1] + 10, 4096, true, &rr);
     CHECK(rr.error == SP_ERR_CORRUPT_MESSAGE && !rr.seg);
-    sp_plog_read(l, bases[1] + 12, 4096, true, &rr);
+    read_hw(l, bases[1] + 12, 4096, true, &rr);
     CHECK(rr.error == SP_ERR_CORRUPT_MESSAGE && !rr.seg);
     CHECK(atomic_load(&l->segs[1]->damaged_at) == at1);
     CHECK(read_check(l, bases[2], &first) == bases[2] + 10);
-    sp_plog_read(l, bases[2] + 10, 4096, true, &rr);
+    read_hw(l, bases[2] + 10, 4096, true, &rr);
     CHECK(rr.error == SP_ERR_CORRUPT_MESSAGE && !rr.seg);
     CHECK(read_check(l, bases[3], &first) == 500); /* later segments are fine */
     sp_plog_unref(l);
@@ -1076,7 +1112,7 @@ static void test_fd_cache(const char *root)
         o.dir = dirs[i];
         o.topic = "fdc";
         o.partition = i;
-        logs[i] = sp_plog_open(&o);
+        logs[i] = owned(sp_plog_open(&o));
         CHECK(logs[i] != NULL);
     }
     CHECK(sp_fdcache_open_count(small) <= 6);

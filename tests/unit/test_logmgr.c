@@ -1,8 +1,10 @@
 /*
- * test_logmgr.c - the log manager's flush thread (group commit) against
- * concurrent appends, extra kicks, acks=all-style flush waiters,
- * DeleteRecords, and topics created and deleted meanwhile (logmgr.h;
- * plog.h invariants 1, 2, 3 and 5).
+ * test_logmgr.c - the log manager's flush thread (group commit) and the
+ * partitions above its logs against concurrent appends, extra kicks,
+ * acks=all waiters, DeleteRecords, and topics created and deleted
+ * meanwhile (logmgr.h; plog.h invariants 1, 2, 3 and 5; partition.h:
+ * the high watermark only moves up, to what is flushed, and every acks=all
+ * waiter completes, with an error if its partition was deleted).
  *
  * Regression test for 48dff05: the flush thread cleared flush_queued on
  * the logs of its pass, dropped the queue lock and then followed their
@@ -14,9 +16,8 @@
  * reference, plus ours, once everything is quiet) or a crash catches it.
  *
  * Threads, for RUN_MS:
- *   4 appenders   small batches to all 32 logs in turn, every other one
- *                 followed by a flush waiter (acks=all) that must complete
- *                 without error;
+ *   4 appenders   small batches to all 32 partitions in turn, every other
+ *                 one acks=all: its waiter must complete without error;
  *   1 alternator  acks=1 appends alternating between two logs, no waits;
  *   1 kicker      sp_flusher_kick on every log, DeleteRecords to the hw;
  *   1 churner     the metadata thread's part: creates a 4-partition topic,
@@ -25,7 +26,7 @@
  *                 UNKNOWN_TOPIC_OR_PARTITION), over and over.
  * SPOOL_TEST_RUN_MS overrides RUN_MS (default 1500).
  *
- * The kicker also changes the topics' settings (sp_logmgr_set_config)
+ * The kicker also changes the topics' settings (sp_partitions_set_config)
  * meanwhile (SPOOL_TEST_SET_CONFIG=0 turns it off): appends snapshot the
  * config under the log's lock, so TSan sees no race (the l->cfg race of
  * the code review of 2026-12-01 §2, fixed).
@@ -42,6 +43,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "cluster/partition.h"
 #include "log/logmgr.h"
 #include "proto/batch.h"
 #include "proto/gen/errors.h"
@@ -56,6 +58,7 @@
 #define DEFAULT_RUN_MS 1500
 
 static sp_uuid_t tid;
+static sp_partitions_t *R;
 static atomic_bool stop;
 static atomic_long counts[NLOGS];     /* records appended per stable log */
 static atomic_long bad_append, bad_wait, bad_get, waits, appends, churn_rounds, churn_bad;
@@ -96,15 +99,15 @@ static void sleep_us(long us)
     nanosleep(&ts, NULL);
 }
 
-/* An acks=all produce waiting for its flush.  wake() runs on the flush
- * thread (or the deleting one) under the log's mu. */
+/* An acks=all produce waiting for the high watermark.  wake() runs on the
+ * flush thread (or the deleting one) under the partition's mu. */
 typedef struct waiter {
-    sp_log_waiter_t w; /* first: wake() casts back */
+    sp_waiter_t w; /* first: wake() casts back */
     atomic_int done;
     atomic_int err;
 } waiter_t;
 
-static void waiter_wake(sp_log_waiter_t *w, int err)
+static void waiter_wake(sp_waiter_t *w, int err)
 {
     waiter_t *x = (waiter_t *)w;
     atomic_store(&x->err, err);
@@ -120,13 +123,13 @@ static void waiter_init(waiter_t *x, int64_t offset)
 
 /* Waits up to WAIT_MS for x; unlinks it on time-out.  Returns its error
  * code (0 done), or -1 if it never completed. */
-static int waiter_wait(waiter_t *x, sp_plog_t *l)
+static int waiter_wait(waiter_t *x, sp_partition_t *l)
 {
     int64_t until = now_ms() + WAIT_MS;
     while (!atomic_load(&x->done) && now_ms() < until)
         sleep_us(100);
     if (!atomic_load(&x->done)) {
-        sp_plog_unwait(l, &x->w);
+        sp_partition_unwait(l, &x->w);
         if (!atomic_load(&x->done))
             return -1;
     }
@@ -134,7 +137,7 @@ static int waiter_wait(waiter_t *x, sp_plog_t *l)
 }
 
 /* Appends n small records to l.  Returns the last offset, or -error. */
-static int64_t append(sp_plog_t *l, int n)
+static int64_t append(sp_partition_t *l, int n)
 {
     sp_batch_builder_t b;
     sp_batch_builder_init(&b, 0, 1000);
@@ -149,13 +152,20 @@ static int64_t append(sp_plog_t *l, int n)
     if (!p)
         return -SP_ERR_UNKNOWN_SERVER_ERROR;
     sp_append_result_t ar;
-    sp_plog_append(l, p, len, 0, &ar);
+    static const sp_append_origin_t origin = { SP_ORIGIN_COORDINATOR, NULL, NULL };
+    sp_partition_append(l, p, len, &origin, 1, 0, &ar);
     free(p);
     atomic_fetch_add(&appends, 1);
     return ar.error ? -ar.error : ar.last_offset;
 }
 
-static sp_plog_t *get(int idx)
+static sp_partition_t *get(int idx)
+{
+    const char *t = topic_of(idx);
+    return sp_partitions_get(R, t, (int32_t)strlen(t), idx % NPARTS);
+}
+
+static sp_plog_t *get_log(int idx)
 {
     const char *t = topic_of(idx);
     return sp_logmgr_get(t, (int32_t)strlen(t), idx % NPARTS);
@@ -168,7 +178,7 @@ static void *appender(void *arg)
     int k = (int)(intptr_t)arg;
     for (int i = 0; !atomic_load(&stop); i++) {
         int idx = (k * 11 + i * (k + 1)) % NLOGS;
-        sp_plog_t *l = get(idx);
+        sp_partition_t *l = get(idx);
         if (!l) {
             atomic_fetch_add(&bad_get, 1);
             continue;
@@ -182,13 +192,13 @@ static void *appender(void *arg)
             if (i % 2 == 0) { /* acks=all */
                 waiter_t w;
                 waiter_init(&w, last);
-                sp_plog_wait_flush(l, &w.w);
+                sp_partition_wait_ack(l, &w.w);
                 if (waiter_wait(&w, l) != 0)
                     atomic_fetch_add(&bad_wait, 1);
                 atomic_fetch_add(&waits, 1);
             }
         }
-        sp_plog_unref(l);
+        sp_partition_unref(l);
     }
     return NULL;
 }
@@ -197,7 +207,7 @@ static void *appender(void *arg)
 static void *alternator(void *arg)
 {
     (void)arg;
-    sp_plog_t *l[2] = { get(0), get(NPARTS + 1) };
+    sp_partition_t *l[2] = { get(0), get(NPARTS + 1) };
     int idx[2] = { 0, NPARTS + 1 };
     if (!l[0] || !l[1]) {
         atomic_fetch_add(&bad_get, 1);
@@ -213,7 +223,7 @@ static void *alternator(void *arg)
     }
     for (int i = 0; i < 2; i++)
         if (l[i])
-            sp_plog_unref(l[i]);
+            sp_partition_unref(l[i]);
     return NULL;
 }
 
@@ -223,9 +233,12 @@ static void *kicker(void *arg)
     bool set_config = !env || atoi(env) != 0;
     (void)arg;
     for (int i = 0; !atomic_load(&stop); i++) {
-        sp_plog_t *l = get(i % NLOGS);
-        if (!l) {
+        sp_plog_t *l = get_log(i % NLOGS);
+        sp_partition_t *part = get(i % NLOGS);
+        if (!l || !part) {
             atomic_fetch_add(&bad_get, 1);
+            sp_plog_unref(l);
+            sp_partition_unref(part);
             continue;
         }
         sp_flusher_kick(l);
@@ -233,12 +246,13 @@ static void *kicker(void *arg)
             sp_log_config_t c = cfg();
             c.index_interval_bytes = i % 2 ? 256 : 512;
             c.max_message_bytes = i % 2 ? 1 << 20 : 1 << 21;
-            sp_logmgr_set_config(topic_of(i % NLOGS), &c);
+            sp_partitions_set_config(R, topic_of(i % NLOGS), &c);
         }
         int64_t start;
-        if (i % 97 == 0 && sp_plog_delete_records(l, -1, &start) != 0) /* up to the hw */
+        if (i % 97 == 0 && sp_partition_delete_records(part, -1, &start) != 0) /* up to the hw */
             atomic_fetch_add(&bad_append, 1);
         sp_plog_unref(l);
+        sp_partition_unref(part);
         if (i % 8 == 7)
             sleep_us(50);
     }
@@ -253,12 +267,12 @@ static void *churner(void *arg)
     for (int round = 0; !atomic_load(&stop); round++) {
         char name[32];
         snprintf(name, sizeof(name), "churn-%d", round);
-        sp_plog_t *l[CHURN_PARTS] = { 0 };
+        sp_partition_t *l[CHURN_PARTS] = { 0 };
         waiter_t w[CHURN_PARTS];
         bool waiting[CHURN_PARTS] = { 0 };
         for (int p = 0; p < CHURN_PARTS; p++) {
-            if (sp_logmgr_open_partition(name, tid, p, &c, true) != 0 ||
-                !(l[p] = sp_logmgr_get(name, (int32_t)strlen(name), p))) {
+            if (sp_partitions_open(R, name, tid, p, &c, true) != 0 ||
+                !(l[p] = sp_partitions_get(R, name, (int32_t)strlen(name), p))) {
                 atomic_fetch_add(&churn_bad, 1);
                 continue;
             }
@@ -268,12 +282,12 @@ static void *churner(void *arg)
                 continue;
             }
             waiter_init(&w[p], last);
-            sp_plog_wait_flush(l[p], &w[p].w);
+            sp_partition_wait_ack(l[p], &w[p].w);
             waiting[p] = true;
         }
         bool early = round % 2 == 0; /* delete while the waiters wait */
         if (early)
-            sp_logmgr_delete_topic(name);
+            sp_partitions_delete_topic(R, name);
         for (int p = 0; p < CHURN_PARTS; p++) {
             if (!waiting[p])
                 continue;
@@ -282,15 +296,21 @@ static void *churner(void *arg)
                 atomic_fetch_add(&churn_bad, 1);
         }
         if (!early)
-            sp_logmgr_delete_topic(name);
+            sp_partitions_delete_topic(R, name);
         for (int p = 0; p < CHURN_PARTS; p++) {
             if (l[p]) {
                 /* a deleted log refuses appends and waiters */
                 if (append(l[p], 1) != -SP_ERR_UNKNOWN_TOPIC_OR_PARTITION)
                     atomic_fetch_add(&churn_bad, 1);
-                sp_plog_unref(l[p]);
+                waiter_t late;
+                waiter_init(&late, 0);
+                sp_partition_wait_fetch(l[p], &late.w);
+                if (!atomic_load(&late.done) || atomic_load(&late.err) != SP_ERR_UNKNOWN_TOPIC_OR_PARTITION)
+                    atomic_fetch_add(&churn_bad, 1);
+                sp_partition_unref(l[p]);
             }
-            if (sp_logmgr_get(name, (int32_t)strlen(name), p) != NULL)
+            if (sp_partitions_get(R, name, (int32_t)strlen(name), p) != NULL ||
+                sp_logmgr_get(name, (int32_t)strlen(name), p) != NULL)
                 atomic_fetch_add(&churn_bad, 1);
         }
         atomic_fetch_add(&churn_rounds, 1);
@@ -302,13 +322,14 @@ static void *churner(void *arg)
 
 /* Every batch from the log start to hw: valid, consecutive offsets.
  * Returns the offset after the last record, or -1. */
-static int64_t scan(sp_plog_t *l, int64_t from)
+static int64_t scan(sp_partition_t *l, int64_t from)
 {
     int64_t next = from;
     for (;;) {
-        sp_read_result_t rr;
-        sp_plog_read(l, next, 64 * 1024, true, &rr);
-        if (rr.error)
+        sp_partition_read_t pr;
+        sp_partition_read(l, next, 64 * 1024, true, SP_ISOLATION_HIGH_WATERMARK, &pr);
+        sp_read_result_t rr = pr.data;
+        if (pr.error)
             return -1;
         if (!rr.seg)
             return next;
@@ -334,10 +355,12 @@ static int64_t scan(sp_plog_t *l, int64_t from)
 static void check_logs(void)
 {
     sp_plog_t *l[NLOGS];
+    sp_partition_t *part[NLOGS];
     for (int i = 0; i < NLOGS; i++) {
-        l[i] = get(i);
-        CHECK(l[i] != NULL);
-        if (!l[i])
+        l[i] = get_log(i);
+        part[i] = get(i);
+        CHECK(l[i] != NULL && part[i] != NULL);
+        if (!l[i] || !part[i])
             return;
     }
     /* a last acks=all wait on each: everything appended becomes durable */
@@ -350,37 +373,41 @@ static void check_logs(void)
             continue;
         waiter_t w;
         waiter_init(&w, leo - 1);
-        sp_plog_wait_flush(l[i], &w.w);
-        CHECK(waiter_wait(&w, l[i]) == 0);
+        sp_partition_wait_ack(part[i], &w.w);
+        CHECK(waiter_wait(&w, part[i]) == 0);
         pthread_mutex_lock(&l[i]->mu);
         int64_t log_start = l[i]->log_start, flushed = l[i]->flushed;
         pthread_mutex_unlock(&l[i]->mu);
         CHECK(flushed == leo && atomic_load(&l[i]->hw) == leo); /* (2), (3) */
+        CHECK(sp_partition_hw(part[i]) == leo);
         CHECK(log_start <= leo);
-        int64_t end = scan(l[i], log_start);
+        int64_t end = scan(part[i], log_start);
         if (end != leo)
             fprintf(stderr, "%s-%d: read up to %lld of %lld\n", topic_of(i), i % NPARTS,
                     (long long)end, (long long)leo);
         CHECK(end == leo);
     }
-    /* Once quiet, each log holds its registry reference and ours, no
-     * more (a pass that skipped it leaks one) and no less (a pass that
-     * unref'ed it twice): wait for the flush thread's last pass. */
+    /* Once quiet, each log holds its registry's reference, its
+     * partition's and ours, no more (a pass that skipped it leaks one) and
+     * no less (a pass that unref'ed it twice): wait for the flush
+     * thread's last pass. */
     int wrong = -1;
     for (int64_t until = now_ms() + 3000; now_ms() < until; sleep_us(20000)) {
         wrong = -1;
         for (int i = 0; i < NLOGS && wrong < 0; i++)
-            if (atomic_load(&l[i]->refs) != 2)
+            if (atomic_load(&l[i]->refs) != 3)
                 wrong = i;
         if (wrong < 0)
             break;
     }
     if (wrong >= 0)
-        fprintf(stderr, "%s-%d: %d references once quiet, want 2\n", topic_of(wrong),
+        fprintf(stderr, "%s-%d: %d references once quiet, want 3\n", topic_of(wrong),
                 wrong % NPARTS, atomic_load(&l[wrong]->refs));
     CHECK(wrong < 0);
-    for (int i = 0; i < NLOGS; i++)
+    for (int i = 0; i < NLOGS; i++) {
         sp_plog_unref(l[i]);
+        sp_partition_unref(part[i]);
+    }
 }
 
 int main(void)
@@ -401,9 +428,11 @@ int main(void)
     lo.retention_check_ms = 50;
     lo.max_open_files = 24; /* fewer than the logs: the fd cache evicts and reopens */
     CHECK(sp_logmgr_start(&lo) == 0);
+    R = sp_partitions_new();
+    CHECK(R != NULL);
     sp_log_config_t c = cfg();
     for (int i = 0; i < NLOGS; i++)
-        CHECK(sp_logmgr_open_partition(topic_of(i), tid, i % NPARTS, &c, false) == 0);
+        CHECK(sp_partitions_open(R, topic_of(i), tid, i % NPARTS, &c, false) == 0);
 
     pthread_t th[NAPPENDERS + 3];
     int n = 0;
@@ -424,6 +453,7 @@ int main(void)
     CHECK(atomic_load(&churn_bad) == 0);
     CHECK(atomic_load(&churn_rounds) > 0 && atomic_load(&waits) > 0);
     check_logs();
+    sp_partitions_free(R);
     sp_logmgr_shutdown(true);
 
     char cmd[600];

@@ -1,0 +1,165 @@
+/*
+ * partition.h - a topic-partition on this broker: its local log and the
+ * replica state above it (Kafka's Partition, Redpanda's
+ * cluster::partition), and the registry of them (Kafka's ReplicaManager's
+ * partition map).
+ *
+ * Handlers and the coordinators append, read, wait and look up offsets
+ * here; they never call the log (log/plog.h) and never take its locks.
+ * The partition owns what is about replicas rather than files:
+ *
+ *   high watermark  what consumers may read and what acks=all waits for.
+ *                   One replica: hw = the log's flushed offset on a
+ *                   durable topic (flush.messages = 1: nothing is served
+ *                   or acknowledged before it is on disk), its end offset
+ *                   otherwise.  With followers it becomes the lowest end
+ *                   offset in the ISR.  It only grows; the log hears of it
+ *                   (sp_plog_set_hw) for retention and DeleteRecords.
+ *   waiters         parked fetches (woken whenever hw moves) and acks=all
+ *                   produces (completed once hw passes their last offset).
+ *   errors          once the log failed or the partition was deleted every
+ *                   waiter is woken with KAFKA_STORAGE_ERROR or
+ *                   UNKNOWN_TOPIC_OR_PARTITION, and new ones at once.
+ *   (later)         leader epoch cache, LSO, producer state, ISR and
+ *                   follower offsets.
+ *
+ * How the high watermark moves: the log tells its listener (this
+ * partition) of every change of its end or flushed offset, after its own
+ * lock is released; the listener takes mu, raises hw, publishes it to the
+ * log and wakes the waiters it satisfies.  Lock order: log locks are never
+ * held when mu is taken, and nothing here calls into the log while holding
+ * mu (except sp_plog_set_hw, an atomic store).  Waiters' wake functions run
+ * under mu and must not block (they post to their worker).
+ *
+ * Threads: appends and reads from I/O workers and the coordinator threads;
+ * hw moves on the thread that appended (page-cache topics) or on the flush
+ * thread (durable topics).  The registry is changed by the metadata thread
+ * and read by every thread (a read lock).
+ */
+#ifndef SP_CLUSTER_PARTITION_H
+#define SP_CLUSTER_PARTITION_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "log/plog.h"
+#include "proto/batch.h"
+
+typedef struct sp_partition sp_partition_t;
+
+/* Something waiting on a partition: a parked Fetch (woken every time hw
+ * moves) or an acks=all Produce (once hw > offset).  wake(w, err) runs
+ * once per event, under the partition's lock; err is a Kafka error code
+ * when the partition went away or failed. */
+typedef struct sp_waiter {
+    struct sp_waiter *prev, *next;
+    int64_t offset;               /* ack waiters: done once hw > offset */
+    void (*wake)(struct sp_waiter *w, int err);
+    bool linked;
+} sp_waiter_t;
+
+/* Who appends (Kafka's AppendOrigin). */
+typedef enum sp_origin_kind {
+    SP_ORIGIN_CLIENT,             /* a Produce: validated as a client's batch */
+    SP_ORIGIN_COORDINATOR,        /* the broker's own writers: control batches allowed */
+} sp_origin_kind_t;
+
+typedef struct sp_append_origin {
+    sp_origin_kind_t kind;
+    /* client: where per-record errors go (Produce's record_errors); may be NULL */
+    sp_record_error_fn *record_error;
+    void *record_error_ctx;
+} sp_append_origin_t;
+
+/* How far a read may go (Kafka's FetchIsolation). */
+typedef enum sp_isolation {
+    SP_ISOLATION_HIGH_WATERMARK,  /* consumers, read_uncommitted */
+    SP_ISOLATION_TXN_COMMITTED,   /* consumers, read_committed: the LSO (= hw until transactions) */
+    SP_ISOLATION_LOG_END,         /* followers (later) */
+} sp_isolation_t;
+
+typedef struct sp_partition_read {
+    int16_t error;
+    int64_t hw, lso, log_start;
+    sp_read_result_t data;        /* the bytes; sp_partition_read_release */
+} sp_partition_read_t;
+
+/*
+ * Validates and appends records[0..len) as origin sends them (patched in
+ * place: offsets, leader epoch, LogAppendTime).  A client's batch is
+ * judged by the topic's settings (timestamps, keys on compacted topics)
+ * and rebuilt with the topic's compression.type when that names another
+ * codec.  acks = -1 is refused with NOT_ENOUGH_REPLICAS when
+ * min.insync.replicas cannot be met.  Returns true when *res is final;
+ * false when acks = -1 must wait until hw passes res->last_offset:
+ * the caller parks with sp_partition_wait_ack.
+ */
+bool sp_partition_append(sp_partition_t *p, uint8_t *records, size_t len, const sp_append_origin_t *origin,
+                         int16_t acks, int64_t now_ms, sp_append_result_t *res);
+
+/* Reads whole batches from offset within the isolation's bound (plog.h
+ * sp_plog_read), with the partition's offsets at that instant.  The
+ * caller releases res->data. */
+void sp_partition_read(sp_partition_t *p, int64_t offset, int32_t max_bytes, bool min_one,
+                       sp_isolation_t iso, sp_partition_read_t *res);
+void sp_partition_read_release(sp_partition_read_t *res);
+
+/* Parks w (w->offset set) until hw > w->offset, or wakes it at once. */
+void sp_partition_wait_ack(sp_partition_t *p, sp_waiter_t *w);
+/* Parks w until hw moves (or the partition fails or goes away). */
+void sp_partition_wait_fetch(sp_partition_t *p, sp_waiter_t *w);
+/* Unlinks w if it is still parked (either kind). */
+void sp_partition_unwait(sp_partition_t *p, sp_waiter_t *w);
+
+/* Offsets at one instant: the log's, with the partition's hw. */
+void sp_partition_offsets(sp_partition_t *p, sp_log_offsets_t *out);
+int64_t sp_partition_hw(sp_partition_t *p);
+/* A copy of the topic's settings for this partition. */
+void sp_partition_config(sp_partition_t *p, sp_log_config_t *out);
+/* ListOffsets: see sp_plog_offset_for_time / sp_plog_max_timestamp. */
+int sp_partition_offset_for_time(sp_partition_t *p, int64_t ts, int64_t *offset, int64_t *found_ts);
+void sp_partition_max_timestamp(sp_partition_t *p, int64_t *offset, int64_t *ts);
+/* DeleteRecords: offset <= hw (-1 = hw).  0 with *new_start, or a Kafka error. */
+int sp_partition_delete_records(sp_partition_t *p, int64_t offset, int64_t *new_start);
+/* Replays every record below hw from 'from' (plog.h sp_plog_scan). */
+int sp_partition_scan(sp_partition_t *p, int64_t from, int (*fn)(const struct sp_record *rec, void *ctx),
+                      void *ctx);
+/* Bytes on disk. */
+int64_t sp_partition_size(sp_partition_t *p);
+const char *sp_partition_topic(const sp_partition_t *p);
+int32_t sp_partition_index(const sp_partition_t *p);
+/* The log directory holding it (its path), for DescribeLogDirs. */
+const char *sp_partition_dir(const sp_partition_t *p);
+
+/* A partition above log (its reference taken over), becoming the log's
+ * listener; refs = 1.  The registry makes them; tests may too.  NULL when
+ * out of memory (the log's reference is then the caller's again). */
+sp_partition_t *sp_partition_new(sp_plog_t *log, const char *topic, int32_t index);
+void sp_partition_ref(sp_partition_t *p);
+void sp_partition_unref(sp_partition_t *p);
+
+/* ---- the registry ---------------------------------------------------------- */
+
+typedef struct sp_partitions sp_partitions_t;
+
+sp_partitions_t *sp_partitions_new(void);
+/* Drops every partition (after the log manager stopped: no listener runs). */
+void sp_partitions_free(sp_partitions_t *r);
+
+/* Opens (recovering as needed) or creates the log of topic-partition
+ * (log/logmgr.h sp_logmgr_open_partition) and registers its partition.
+ * Metadata thread or start-up.  0 or -1 (logged). */
+int sp_partitions_open(sp_partitions_t *r, const char *topic, sp_uuid_t topic_id, int32_t partition,
+                       const sp_log_config_t *cfg, bool fresh);
+/* Unregisters a partition whose creation did not complete and removes
+ * its new log.  Metadata thread. */
+void sp_partitions_abandon(sp_partitions_t *r, const char *topic, int32_t partition);
+/* Unregisters every partition of topic (their waiters get
+ * UNKNOWN_TOPIC_OR_PARTITION) and deletes their logs.  Metadata thread. */
+void sp_partitions_delete_topic(sp_partitions_t *r, const char *topic);
+/* Applies new settings to every partition of topic. */
+void sp_partitions_set_config(sp_partitions_t *r, const char *topic, const sp_log_config_t *cfg);
+/* The partition, referenced (sp_partition_unref), or NULL.  Any thread. */
+sp_partition_t *sp_partitions_get(sp_partitions_t *r, const char *topic, int32_t topic_len, int32_t partition);
+
+#endif
