@@ -12,8 +12,10 @@
  * Long poll: when fewer than min_bytes are ready and max_wait_ms > 0, the
  * request parks on every partition's waiter list and on a timer.  An
  * append (or, on durable topics, the flush) that moves a high watermark
- * wakes it; it re-reads and answers when min_bytes are there or the timer
- * fires.  No polling.
+ * wakes it; it re-reads the partitions that moved, only those (Kafka's
+ * DelayedFetch likewise looks at cached positions, not the logs, for the
+ * rest), and when min_bytes are there (or the timer fires) reads all of
+ * them once more, in order, and answers.  No polling.
  *
  * A partition named more than once is fetched once: Kafka keys the
  * request's partitions by topic-partition in a LinkedHashMap, so the
@@ -52,6 +54,9 @@ typedef struct fpart {
     int64_t offset;
     int32_t max_bytes;
     sp_partition_read_t rr;     /* last read (its segment referenced) */
+    int64_t got;                /* bytes of that read */
+    atomic_bool moved;          /* on the moved list (set by on_wake) */
+    struct fpart *next_moved;
 } fpart_t;
 
 typedef struct fetch_ctx {
@@ -62,6 +67,8 @@ typedef struct fetch_ctx {
     sp_fetch_response_partition_data_t *part_out; /* parts[i].out = part_out + i */
     int32_t min_bytes, max_bytes;
     sp_isolation_t isolation;
+    int64_t total;              /* bytes of the partitions' latest reads */
+    _Atomic(fpart_t *) moved;   /* partitions whose hw moved: a stack, taken whole */
     uv_timer_t timer;
     bool timer_on, parked, done;
     atomic_bool wake_posted;
@@ -104,9 +111,34 @@ static int64_t read_all(fetch_ctx_t *ctx, bool *any_error)
             p->out->log_start_offset = -1;
             *any_error = true;
         }
-        total += p->rr.data.seg ? p->rr.data.len : 0;
+        p->got = p->rr.data.seg ? p->rr.data.len : 0;
+        total += p->got;
     }
+    ctx->total = total;
     return total;
+}
+
+/* A wake: re-reads only the partitions whose hw moved, taken from the
+ * moved stack, so the cost does not grow with the partitions a fetch names
+ * (each read as if it were the first with data: this only counts bytes).
+ * Returns the bytes of all the partitions' latest reads. */
+static int64_t reread_moved(fetch_ctx_t *ctx, bool *any_error)
+{
+    *any_error = false;
+    fpart_t *p = atomic_exchange(&ctx->moved, NULL);
+    while (p) {
+        fpart_t *next = p->next_moved;
+        atomic_store(&p->moved, false); /* after reading next: a new push rewrites it */
+        sp_partition_read_release(&p->rr);
+        sp_partition_read(p->part, p->offset, p->max_bytes, true, ctx->isolation, &p->rr);
+        int64_t got = p->rr.data.seg ? p->rr.data.len : 0;
+        ctx->total += got - p->got;
+        p->got = got;
+        if (p->rr.error)
+            *any_error = true;
+        p = next;
+    }
+    return ctx->total;
 }
 
 static void timer_closed(uv_handle_t *h)
@@ -166,8 +198,10 @@ static void on_wake_worker(sp_req_t *req, void *arg)
     atomic_store(&ctx->wake_posted, false);
     if (ctx->done)
         return;
-    if (read_all(ctx, &err) >= ctx->min_bytes || err)
+    if (reread_moved(ctx, &err) >= ctx->min_bytes || err) {
+        read_all(ctx, &err); /* the answer: every partition, in order, with the limits */
         complete(ctx);
+    }
 }
 
 /* hw moved on one of our partitions: runs under that partition's lock. */
@@ -175,6 +209,12 @@ static void on_wake(sp_waiter_t *w, int err)
 {
     fpart_t *p = (fpart_t *)w;
     (void)err;
+    if (!atomic_exchange(&p->moved, true)) {
+        fpart_t *head = atomic_load(&p->ctx->moved);
+        do
+            p->next_moved = head;
+        while (!atomic_compare_exchange_weak(&p->ctx->moved, &head, p));
+    }
     if (!atomic_exchange(&p->ctx->wake_posted, true))
         sp_req_post(p->ctx->req, on_wake_worker, p->ctx);
 }

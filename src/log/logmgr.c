@@ -44,6 +44,7 @@ static struct {
     int ndirs;
     bool *clean;              /* per dir: the last stop was clean */
     _Atomic bool *offline;    /* per dir: a storage failure took it offline */
+    int *nlogs;               /* per dir: registered logs (rw) */
     ckpt_t *ckpts;            /* sorted by (topic, partition) */
     int nckpts;
     sp_fdcache_t *files;
@@ -584,8 +585,9 @@ int sp_logmgr_start(const sp_logmgr_opts_t *o)
     M.dirs = calloc((size_t)o->ndirs, sizeof(char *));
     M.clean = calloc((size_t)o->ndirs, sizeof(bool));
     M.offline = calloc((size_t)o->ndirs, sizeof(*M.offline));
+    M.nlogs = calloc((size_t)o->ndirs, sizeof(int));
     M.files = sp_fdcache_new(o->max_open_files);
-    if (!M.dirs || !M.clean || !M.offline || !M.files)
+    if (!M.dirs || !M.clean || !M.offline || !M.nlogs || !M.files)
         return -1;
     M.ndirs = o->ndirs;
     for (int d = 0; d < o->ndirs; d++) {
@@ -689,11 +691,9 @@ int sp_logmgr_open_partition(const char *topic, sp_uuid_t topic_id, int32_t part
         int best = -1, bestn = -1;
         pthread_rwlock_rdlock(&M.rw);
         for (int d = 0; d < M.ndirs; d++) {
-            int n = 0;
+            int n = M.nlogs[d];
             if (atomic_load(&M.offline[d]))
                 continue;
-            for (int k = 0; k < M.map.n; k++)
-                n += ent(k)->dir == d;
             if (bestn < 0 || n < bestn) {
                 best = d;
                 bestn = n;
@@ -750,6 +750,7 @@ int sp_logmgr_open_partition(const char *topic, sp_uuid_t topic_id, int32_t part
     e->log = l;
     e->ckpt_recovery = o.recovery_point;
     e->ckpt_log_start = o.log_start;
+    M.nlogs[dir]++;
     pthread_rwlock_unlock(&M.rw);
     if (create)
         sp_flusher_kick(l); /* the new segment files become durable */
@@ -763,6 +764,7 @@ static void retire(int i)
 {
     char to[4096];
     entry_t *e = sp_tpmap_remove(&M.map, i);
+    M.nlogs[e->dir]--;
     sp_plog_mark_deleted(e->log);
     if (aside_name(to, sizeof(to), e->log->dir, "delete") != 0 || rename(e->log->dir, to) != 0)
         sp_error("log", "cannot rename %s for deletion: %s", e->log->dir, strerror(errno));
@@ -934,6 +936,8 @@ void sp_logmgr_shutdown(bool clean)
     free(M.dirs);
     free(M.clean);
     free(M.offline);
+    free(M.nlogs);
+    M.nlogs = NULL;
     M.dirs = NULL;
     free(M.batch);
     M.batch = NULL;

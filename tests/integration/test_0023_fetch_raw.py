@@ -110,3 +110,73 @@ def test_fetch_by_topic_id_v13(broker):
     r.int32(), r.tagged_fields(), r.int32(), r.int16(), r.int32()
     r.uvarint(), r._take(16), r.uvarint(), r.int32()
     assert r.int16() == 100
+
+
+def fetch_many_v4(corr, topic, partitions, min_bytes, max_wait_ms, part_max=1 << 20):
+    """Fetch v4 over `partitions` (a list of (index, offset)), in that order."""
+    parts = [kw.int32(p) + kw.int64(o) + kw.int32(part_max) for p, o in partitions]
+    body = (kw.int32(-1) + kw.int32(max_wait_ms) + kw.int32(min_bytes) + kw.int32(50 << 20) + kw.int8(0) +
+            kw.array([kw.string(topic) + kw.array(parts)]))
+    return kw.request(1, 4, corr, body)
+
+
+def answered(sock, wait):
+    sock.settimeout(wait)
+    try:
+        return sock.recv(1, socket.MSG_PEEK) != b''
+    except socket.timeout:
+        return False
+
+
+def test_parked_fetch_over_many_partitions_answers_once_enough_moved(broker):
+    """A long poll over many partitions: each produce wakes it, it re-reads
+    only what moved (fetch.c), and it answers once min_bytes are there --
+    not before -- with every partition in request order and each one's
+    latest data and offsets, as if read at that moment."""
+    topic = 'widepoll'
+    n = 16
+    create_topic(broker.bootstrap, topic, n)
+    value = b'v' * 300          # one batch: ~370 bytes; min_bytes needs four
+    order = list(range(n - 1, -1, -1))           # request order: 15, 14, ..., 0
+    s = kw.connect(broker.port, timeout=10)
+    s.sendall(fetch_many_v4(41, topic, [(p, 0) for p in order], min_bytes=1200, max_wait_ms=8000))
+    t0 = time.monotonic()
+    assert not answered(s, 0.3)                   # parked
+    kw.produce(broker.port, 7, {(topic, 9): kw.record_batch([{'value': value}])}, acks=1)
+    kw.produce(broker.port, 7, {(topic, 2): kw.record_batch([{'value': value}])}, acks=1)
+    assert not answered(s, 0.3)                   # two batches: below min_bytes
+    kw.produce(broker.port, 7, {(topic, 2): kw.record_batch([{'value': value}])}, acks=1)
+    assert not answered(s, 0.3)                   # three
+    kw.produce(broker.port, 7, {(topic, 12): kw.record_batch([{'value': value}])}, acks=1)
+    payload = kw.recv_frame(s, timeout=5)
+    assert time.monotonic() - t0 < 5              # woken, not timed out
+    corr, parts = parse_fetch_v4(payload)
+    assert corr == 41
+    assert [p['partition'] for p in parts] == order
+    by = {p['partition']: p for p in parts}
+    assert all(p['error'] == 0 for p in parts)
+    assert by[2]['hw'] == 2 and by[9]['hw'] == 1 and by[12]['hw'] == 1
+    assert all(by[p]['hw'] == 0 and by[p]['records'] == b'' for p in by if p not in (2, 9, 12))
+    # the records are the segments' bytes: both batches of partition 2
+    for p, count in ((2, 2), (9, 1), (12, 1)):
+        seg = (broker.data_dir / ('%s-%d' % (topic, p)) / ('0' * 20 + '.log')).read_bytes()
+        assert by[p]['records'] == seg and seg.count(value) == count
+    s.close()
+
+
+def test_parked_fetch_answer_keeps_the_limits(broker):
+    """The answer of a woken fetch is read again whole: partition limits and
+    the first-batch-whole rule hold as for an immediate answer."""
+    topic = 'widelimits'
+    create_topic(broker.bootstrap, topic, 4)
+    big = b'b' * 2000
+    s = kw.connect(broker.port, timeout=10)
+    # partition limit 100 bytes: only the first partition with data gets a
+    # (whole) batch beyond it, the next one nothing
+    s.sendall(fetch_many_v4(42, topic, [(1, 0), (3, 0)], min_bytes=1, max_wait_ms=8000, part_max=100))
+    assert not answered(s, 0.3)
+    kw.produce(broker.port, 7, {(topic, 3): kw.record_batch([{'value': big}])}, acks=1)
+    corr, parts = parse_fetch_v4(kw.recv_frame(s, timeout=5))
+    assert corr == 42 and [p['partition'] for p in parts] == [1, 3]
+    assert parts[0]['records'] == b'' and big in parts[1]['records']
+    s.close()
