@@ -164,7 +164,7 @@ void sp_handle_describe_log_dirs(sp_req_t *req)
         if (!wants)
             goto oom_img;
         for (int32_t i = 0; i < nw; i++)
-            wants[i] = (want_t){ &img->topics[i], NULL };
+            wants[i] = (want_t){ img->topics[i], NULL };
     } else {
         nw = wanted_topics(req, body, img, &wants);
         if (nw < 0)

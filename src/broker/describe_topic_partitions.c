@@ -119,7 +119,7 @@ void sp_handle_describe_topic_partitions(sp_req_t *req)
         return;
     }
     for (int32_t i = 0; i < cap; i++) {
-        sp_str_t s = all ? sp_str_c(img->topics[i].name) : body->topics.v[i].name;
+        sp_str_t s = all ? sp_str_c(img->topics[i]->name) : body->topics.v[i].name;
         if (s.len >= 0 && cmp_name(&s, &from_name) >= 0)
             names[n++] = s;
     }

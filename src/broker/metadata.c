@@ -173,7 +173,7 @@ void sp_handle_metadata(sp_req_t *req)
         resp.topics.v = sp_metadata_response_topic_alloc(&req->arena, img->ntopics);
         resp.topics.n = resp.topics.v ? img->ntopics : 0;
         for (int32_t i = 0; i < resp.topics.n; i++)
-            fill_topic(req, &resp.topics.v[i], &img->topics[i]);
+            fill_topic(req, &resp.topics.v[i], img->topics[i]);
     } else {
         resp.topics.v = sp_metadata_response_topic_alloc(&req->arena, nwant);
         resp.topics.n = resp.topics.v ? nwant : 0;

@@ -224,7 +224,7 @@ static int snapshot_records(recbuf_t *rb, const sp_image_t *img)
     const sp_msg_desc_t *td = desc_named("TopicRecord"), *pd = desc_named("PartitionRecord"),
                         *cd = desc_named("ConfigRecord");
     for (int32_t i = 0; i < img->ntopics; i++) {
-        const sp_topic_info_t *t = &img->topics[i];
+        const sp_topic_info_t *t = img->topics[i];
         sp_topic_record_t tr;
         sp_topic_record_init(&tr);
         tr.name = sp_str_c(t->name);
@@ -575,7 +575,7 @@ static void create_topic(sp_ctl_op_t *op, sp_ctl_topic_t *t, sp_image_t *next, r
     }
     /* '.' and '_' collide in metric names: Kafka refuses such pairs */
     for (int32_t i = 0; i < next->ntopics; i++) {
-        const char *n = next->topics[i].name;
+        const char *n = next->topics[i]->name;
         if ((int32_t)strlen(n) != t->name.len)
             continue;
         bool same = true;
@@ -1134,8 +1134,8 @@ static void run_op(sp_ctl_op_t *op)
         int32_t n = now->ntopics;
         for (int32_t i = 0; i < n; i++) {
             sp_log_config_t lc;
-            log_config_of(now, &now->topics[i], &lc);
-            sp_partitions_set_config(C.parts, now->topics[i].name, &lc);
+            log_config_of(now, now->topics[i], &lc);
+            sp_partitions_set_config(C.parts, now->topics[i]->name, &lc);
         }
         sp_image_release(now);
         sp_info("meta", "dynamic broker configuration changed; log settings of %" PRId32 " topic%s updated",
@@ -1295,7 +1295,7 @@ int sp_controller_start(const sp_broker_t *b, const sp_config_t *cfg)
     sp_info("meta", "metadata loaded: %d topic%s (metadata log end offset %" PRId64 ")", img->ntopics,
             img->ntopics == 1 ? "" : "s", lo.leo);
     for (int32_t i = 0; i < img->ntopics; i++) {
-        const sp_topic_info_t *t = &img->topics[i];
+        const sp_topic_info_t *t = img->topics[i];
         log_config_of(img, t, &lc);
         for (int32_t p = 0; p < t->npartitions; p++)
             if (sp_partitions_open(C.parts, t->name, t->id, p, &lc, false) != 0) {

@@ -56,6 +56,8 @@ int sp_image_add_broker(sp_image_t *img, int32_t node_id, const char *host, int3
 
 static void topic_free(sp_topic_info_t *t)
 {
+    if (!t)
+        return;
     for (int32_t p = 0; p < t->npartitions; p++) {
         free(t->partitions[p].replicas);
         free(t->partitions[p].isr);
@@ -68,6 +70,13 @@ static void topic_free(sp_topic_info_t *t)
     free(t->ckeys);
     free(t->cvalues);
     free(t->name);
+    free(t);
+}
+
+static void topic_unref(sp_topic_info_t *t)
+{
+    if (t && atomic_fetch_sub_explicit(&t->refs, 1, memory_order_acq_rel) == 1)
+        topic_free(t);
 }
 
 static void image_free(sp_image_t *img)
@@ -78,7 +87,7 @@ static void image_free(sp_image_t *img)
     }
     free(img->brokers);
     for (int32_t i = 0; i < img->ntopics; i++)
-        topic_free(&img->topics[i]);
+        topic_unref(img->topics[i]);
     free(img->topics);
     for (int32_t i = 0; i < img->ndyn; i++) {
         free(img->dyn[i].key);
@@ -126,13 +135,13 @@ const sp_topic_info_t *sp_image_topic(const sp_image_t *img, const char *name, i
         return NULL;
     while (lo <= hi) {
         int32_t mid = lo + (hi - lo) / 2;
-        const char *tn = img->topics[mid].name;
+        const char *tn = img->topics[mid]->name;
         size_t tl = strlen(tn);
         int c = memcmp(tn, name, tl < (size_t)len ? tl : (size_t)len);
         if (c == 0)
             c = tl < (size_t)len ? -1 : tl > (size_t)len ? 1 : 0;
         if (c == 0)
-            return &img->topics[mid];
+            return img->topics[mid];
         if (c < 0)
             lo = mid + 1;
         else
@@ -144,8 +153,8 @@ const sp_topic_info_t *sp_image_topic(const sp_image_t *img, const char *name, i
 const sp_topic_info_t *sp_image_topic_by_id(const sp_image_t *img, sp_uuid_t id)
 {
     for (int32_t i = 0; i < img->ntopics; i++)
-        if (memcmp(img->topics[i].id.b, id.b, 16) == 0)
-            return &img->topics[i];
+        if (memcmp(img->topics[i]->id.b, id.b, 16) == 0)
+            return img->topics[i];
     return NULL;
 }
 
@@ -185,9 +194,13 @@ static char *dup_n(const char *s, int32_t n)
     return d;
 }
 
-static int copy_topic(sp_topic_info_t *d, const sp_topic_info_t *s)
+/* A deep copy of s (refs = 1), or NULL. */
+static sp_topic_info_t *copy_topic(const sp_topic_info_t *s)
 {
-    memset(d, 0, sizeof(*d));
+    sp_topic_info_t *d = calloc(1, sizeof(*d));
+    if (!d)
+        return NULL;
+    atomic_init(&d->refs, 1);
     d->name = strdup(s->name);
     d->id = s->id;
     d->internal = s->internal;
@@ -195,23 +208,60 @@ static int copy_topic(sp_topic_info_t *d, const sp_topic_info_t *s)
     d->ckeys = calloc((size_t)(s->nconfigs > 0 ? s->nconfigs : 1), sizeof(char *));
     d->cvalues = calloc((size_t)(s->nconfigs > 0 ? s->nconfigs : 1), sizeof(char *));
     if (!d->name || !d->partitions || !d->ckeys || !d->cvalues)
-        return -1;
-    d->npartitions = s->npartitions;
+        goto fail;
     for (int32_t p = 0; p < s->npartitions; p++) {
         d->partitions[p] = s->partitions[p];
         d->partitions[p].replicas = dup_ints(s->partitions[p].replicas, s->partitions[p].nreplicas);
         d->partitions[p].isr = dup_ints(s->partitions[p].isr, s->partitions[p].nisr);
+        d->npartitions = p + 1;
         if (!d->partitions[p].replicas || !d->partitions[p].isr)
-            return -1;
+            goto fail;
     }
-    d->nconfigs = s->nconfigs;
     for (int i = 0; i < s->nconfigs; i++) {
         d->ckeys[i] = strdup(s->ckeys[i]);
         d->cvalues[i] = strdup(s->cvalues[i]);
+        d->nconfigs = i + 1;
         if (!d->ckeys[i] || !d->cvalues[i])
-            return -1;
+            goto fail;
     }
-    return 0;
+    return d;
+fail:
+    topic_free(d);
+    return NULL;
+}
+
+/* Topic i of an unpublished image, made its own (copied if another image
+ * holds it: invariant 1), or NULL when out of memory. */
+static sp_topic_info_t *own_topic(sp_image_t *img, int32_t i)
+{
+    sp_topic_info_t *t = img->topics[i];
+    if (atomic_load(&t->refs) == 1)
+        return t; /* only this image: nobody else can take it (only the builder clones) */
+    sp_topic_info_t *c = copy_topic(t);
+    if (!c)
+        return NULL;
+    img->topics[i] = c;
+    topic_unref(t);
+    return c;
+}
+
+/* The index of the topic named name[0..len), or -1. */
+static int32_t topic_index(const sp_image_t *img, const char *name, int32_t len)
+{
+    const sp_topic_info_t *t = sp_image_topic(img, name, len);
+    if (!t)
+        return -1;
+    for (int32_t lo = 0, hi = img->ntopics - 1; lo <= hi;) {
+        int32_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(img->topics[mid]->name, t->name);
+        if (c == 0)
+            return mid;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid - 1;
+    }
+    return -1;
 }
 
 sp_image_t *sp_image_clone(const sp_image_t *img)
@@ -225,14 +275,14 @@ sp_image_t *sp_image_clone(const sp_image_t *img)
         if (sp_image_add_broker(n, b->node_id, b->host, b->port, b->rack) != 0)
             goto fail;
     }
-    n->topics = calloc((size_t)(img->ntopics > 0 ? img->ntopics : 1), sizeof(sp_topic_info_t));
+    n->topics = calloc((size_t)(img->ntopics > 0 ? img->ntopics : 1), sizeof(*n->topics));
     if (!n->topics)
         goto fail;
     for (int32_t i = 0; i < img->ntopics; i++) {
-        n->ntopics = i + 1;
-        if (copy_topic(&n->topics[i], &img->topics[i]) != 0)
-            goto fail;
+        n->topics[i] = img->topics[i];
+        atomic_fetch_add_explicit(&n->topics[i]->refs, 1, memory_order_relaxed);
     }
+    n->ntopics = img->ntopics;
     n->dyn = calloc((size_t)(img->ndyn > 0 ? img->ndyn : 1), sizeof(sp_dyn_config_t));
     if (!n->dyn)
         goto fail;
@@ -253,20 +303,32 @@ fail:
 
 sp_topic_info_t *sp_image_topic_mut(sp_image_t *img, const char *name, int32_t len)
 {
-    return (sp_topic_info_t *)sp_image_topic(img, name, len);
+    int32_t i = topic_index(img, name, len);
+    return i >= 0 ? own_topic(img, i) : NULL;
 }
 
 int sp_image_add_topic(sp_image_t *img, const char *name, int32_t len, sp_uuid_t id)
 {
     if (sp_image_topic(img, name, len) || sp_image_topic_by_id(img, id))
         return -1;
-    sp_topic_info_t *n = realloc(img->topics, sizeof(*n) * (size_t)(img->ntopics + 1));
+    sp_topic_info_t **n = realloc(img->topics, sizeof(*n) * (size_t)(img->ntopics + 1));
     if (!n)
         return -1;
     img->topics = n;
+    sp_topic_info_t *t = calloc(1, sizeof(*t));
+    if (!t)
+        return -1;
+    atomic_init(&t->refs, 1);
+    t->name = dup_n(name, len);
+    if (!t->name) {
+        free(t);
+        return -1;
+    }
+    t->id = id;
+    t->internal = len > 2 && name[0] == '_' && name[1] == '_';
     int32_t at = 0;
     while (at < img->ntopics) {
-        const char *tn = img->topics[at].name;
+        const char *tn = img->topics[at]->name;
         size_t tl = strlen(tn);
         int c = memcmp(tn, name, tl < (size_t)len ? tl : (size_t)len);
         if (c > 0 || (c == 0 && tl > (size_t)len))
@@ -274,19 +336,18 @@ int sp_image_add_topic(sp_image_t *img, const char *name, int32_t len, sp_uuid_t
         at++;
     }
     memmove(&img->topics[at + 1], &img->topics[at], sizeof(*n) * (size_t)(img->ntopics - at));
-    sp_topic_info_t *t = &img->topics[at];
-    memset(t, 0, sizeof(*t));
-    t->name = dup_n(name, len);
-    t->id = id;
-    t->internal = len > 2 && name[0] == '_' && name[1] == '_';
+    img->topics[at] = t;
     img->ntopics++;
-    return t->name ? 0 : -1;
+    return 0;
 }
 
 int sp_image_set_partition(sp_image_t *img, sp_uuid_t topic_id, const sp_partition_info_t *p)
 {
-    sp_topic_info_t *t = (sp_topic_info_t *)sp_image_topic_by_id(img, topic_id);
-    if (!t || p->index < 0)
+    const sp_topic_info_t *found = sp_image_topic_by_id(img, topic_id);
+    if (!found || p->index < 0)
+        return -1;
+    sp_topic_info_t *t = sp_image_topic_mut(img, found->name, (int32_t)strlen(found->name));
+    if (!t)
         return -1;
     if (p->index >= t->npartitions) {
         sp_partition_info_t *n = realloc(t->partitions, sizeof(*n) * (size_t)(p->index + 1));
@@ -312,10 +373,10 @@ int sp_image_set_partition(sp_image_t *img, sp_uuid_t topic_id, const sp_partiti
 int sp_image_remove_topic(sp_image_t *img, sp_uuid_t id)
 {
     for (int32_t i = 0; i < img->ntopics; i++) {
-        if (memcmp(img->topics[i].id.b, id.b, 16) != 0)
+        if (memcmp(img->topics[i]->id.b, id.b, 16) != 0)
             continue;
-        topic_free(&img->topics[i]);
-        memmove(&img->topics[i], &img->topics[i + 1], sizeof(sp_topic_info_t) * (size_t)(img->ntopics - i - 1));
+        topic_unref(img->topics[i]);
+        memmove(&img->topics[i], &img->topics[i + 1], sizeof(*img->topics) * (size_t)(img->ntopics - i - 1));
         img->ntopics--;
         return 0;
     }

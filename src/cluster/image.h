@@ -18,10 +18,18 @@
  * this broker (resource name = its node id, DYNAMIC_BROKER_CONFIG).
  * Records naming other broker ids never reach the image.
  *
+ * Copy on write: images share the topics they have in common.  A clone
+ * copies the array of topic pointers (one reference each), not the
+ * topics; a builder function that changes a topic first makes the next
+ * image's own copy of that one topic (when another image still holds it),
+ * so a metadata change costs what it changes, not the whole cluster.
+ *
  * Invariants:
- *  (1) an image is never modified after sp_image_publish();
+ *  (1) an image is never modified after sp_image_publish(), and neither is
+ *      a topic held by more than one image;
  *  (2) topics[] is sorted by name (binary search), ids are unique;
- *  (3) an image stays alive while any holder has not released it;
+ *  (3) an image stays alive while any holder has not released it, and a
+ *      topic while any image holds it;
  *  (4) dyn[] holds each (is_default, key) pair at most once.
  */
 #ifndef SP_CLUSTER_IMAGE_H
@@ -52,6 +60,7 @@ typedef struct sp_partition_info {
 } sp_partition_info_t;
 
 typedef struct sp_topic_info {
+    atomic_int refs;                  /* images holding it (copy on write) */
     char *name;
     sp_uuid_t id;
     bool internal;
@@ -76,7 +85,7 @@ typedef struct sp_image {
     int32_t nbrokers;
     sp_broker_info_t *brokers;
     int32_t ntopics;
-    sp_topic_info_t *topics; /* sorted by name */
+    sp_topic_info_t **topics; /* sorted by name; shared between images */
     int32_t ndyn;
     sp_dyn_config_t *dyn;    /* dynamic broker configs, invariant (4) */
 } sp_image_t;
@@ -89,7 +98,8 @@ int sp_image_add_broker(sp_image_t *img, int32_t node_id, const char *host, int3
 
 /* ---- building the next image (metadata thread, unpublished images) ---- */
 
-/* A deep copy (refs = 1), to which records are applied before publishing. */
+/* A copy (refs = 1) sharing every topic, to which records are applied
+ * before publishing. */
 sp_image_t *sp_image_clone(const sp_image_t *img);
 /* TopicRecord.  0, or -1 (OOM or duplicate). */
 int sp_image_add_topic(sp_image_t *img, const char *name, int32_t len, sp_uuid_t id);
@@ -105,7 +115,7 @@ int sp_image_set_topic_config(sp_image_t *img, const char *topic, int32_t tlen, 
  * strings.  0 or -1 (OOM). */
 int sp_image_set_broker_config(sp_image_t *img, bool is_default, const char *key, int32_t klen,
                                const char *value, int32_t vlen);
-/* Non-const lookup for the builder. */
+/* Non-const lookup for the builder: the image's own copy of the topic. */
 sp_topic_info_t *sp_image_topic_mut(sp_image_t *img, const char *name, int32_t len);
 
 /* Makes img the current image; takes the caller's reference. */

@@ -1,7 +1,7 @@
 /* test_image.c - the metadata image's dynamic broker configs (image.h
  * invariant (4)) and their place in topic config resolution
  * (topic_config.h: topic > this broker > cluster default > static >
- * default). */
+ * default); copy on write of topics between images (invariant 1). */
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
@@ -35,6 +35,72 @@ static void test_set_remove_clone(void)
     CHECK(strcmp(sp_image_broker_config(copy, false, "log.retention.ms"), "300") == 0);
     sp_image_release(copy);
     sp_image_release(img);
+}
+
+static sp_partition_info_t part(int32_t index, int32_t leader)
+{
+    static int32_t one[1] = { 1 };
+    sp_partition_info_t p = { .index = index, .leader = leader, .replicas = one, .nreplicas = 1,
+                              .isr = one, .nisr = 1 };
+    return p;
+}
+
+/* A clone shares every topic; changing one in the clone copies that one
+ * only, and the original image never changes (invariant 1). */
+static void test_copy_on_write(void)
+{
+    sp_image_t *a = sp_image_new("c", 1);
+    sp_uuid_t id[3];
+    const char *names[3] = { "alpha", "beta", "gamma" };
+    memset(id, 0, sizeof(id));
+    for (int i = 0; i < 3; i++) {
+        id[i].b[0] = (uint8_t)(i + 1);
+        CHECK(sp_image_add_topic(a, names[i], (int32_t)strlen(names[i]), id[i]) == 0);
+        for (int p = 0; p < 4; p++) {
+            sp_partition_info_t pi = part(p, 1);
+            CHECK(sp_image_set_partition(a, id[i], &pi) == 0);
+        }
+    }
+    CHECK(sp_image_set_topic_config(a, "beta", 4, "retention.ms", 12, "1000", 4) == 0);
+    sp_image_t *b = sp_image_clone(a);
+    CHECK(b != NULL && b->ntopics == 3);
+    for (int i = 0; i < 3; i++)
+        CHECK(b->topics[i] == a->topics[i] && atomic_load(&a->topics[i]->refs) == 2);
+
+    /* a partition change in b: beta is copied, alpha and gamma stay shared */
+    sp_partition_info_t moved = part(2, -1);
+    CHECK(sp_image_set_partition(b, id[1], &moved) == 0);
+    CHECK(b->topics[0] == a->topics[0] && b->topics[2] == a->topics[2]);
+    CHECK(b->topics[1] != a->topics[1]);
+    CHECK(atomic_load(&a->topics[1]->refs) == 1 && atomic_load(&b->topics[1]->refs) == 1);
+    CHECK(sp_image_topic(a, "beta", 4)->partitions[2].leader == 1);
+    CHECK(sp_image_topic(b, "beta", 4)->partitions[2].leader == -1);
+    CHECK(sp_image_topic(b, "beta", 4)->nconfigs == 1 && sp_image_topic(b, "beta", 4)->npartitions == 4);
+    /* a second change to b's own copy copies nothing more */
+    const sp_topic_info_t *own = b->topics[1];
+    CHECK(sp_image_set_topic_config(b, "beta", 4, "retention.ms", 12, NULL, -1) == 0);
+    CHECK(b->topics[1] == own && own->nconfigs == 0 && a->topics[1]->nconfigs == 1);
+
+    /* a config change on gamma in b, a new topic and a removal */
+    CHECK(sp_image_set_topic_config(b, "gamma", 5, "cleanup.policy", 14, "compact", 7) == 0);
+    CHECK(b->topics[2] != a->topics[2] && a->topics[2]->nconfigs == 0);
+    sp_uuid_t did = id[0];
+    CHECK(sp_image_remove_topic(b, did) == 0);
+    CHECK(b->ntopics == 2 && a->ntopics == 3 && atomic_load(&a->topics[0]->refs) == 1);
+    sp_uuid_t nid;
+    memset(&nid, 0, sizeof(nid));
+    nid.b[0] = 9;
+    CHECK(sp_image_add_topic(b, "aardvark", 8, nid) == 0);
+    CHECK(b->ntopics == 3 && strcmp(b->topics[0]->name, "aardvark") == 0);
+    CHECK(sp_image_topic_by_id(a, nid) == NULL && sp_image_topic(a, "alpha", 5) != NULL);
+
+    /* a's topics outlive b and b's outlive a (ASan checks the frees) */
+    sp_image_t *c = sp_image_clone(b);
+    sp_image_release(b);
+    CHECK(sp_image_topic(c, "beta", 4)->partitions[2].leader == -1);
+    sp_image_release(a);
+    CHECK(strcmp(sp_image_topic(c, "gamma", 5)->cvalues[0], "compact") == 0);
+    sp_image_release(c);
 }
 
 static void test_resolution_order(void)
@@ -129,6 +195,7 @@ static void test_acquire_races_publish(void)
 int main(void)
 {
     test_set_remove_clone();
+    test_copy_on_write();
     test_resolution_order();
     test_acquire_races_publish();
     return check_summary("test_image");
