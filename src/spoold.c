@@ -299,9 +299,10 @@ int main(int argc, char **argv)
     lo.checkpoint_ms = sp_config_long(cfg, "log.flush.offset.checkpoint.interval.ms");
     lo.start_checkpoint_ms = sp_config_long(cfg, "log.flush.start.offset.checkpoint.interval.ms");
     lo.max_open_files = raise_fd_limit();
-    if (sp_logmgr_start(&lo) != 0)
+    broker.logs = sp_logmgr_start(&lo);
+    if (!broker.logs)
         goto out_broker;
-    broker.partitions = sp_partitions_new();
+    broker.partitions = sp_partitions_new(broker.logs);
     if (!broker.partitions || sp_controller_start(&broker, cfg) != 0)
         goto out_logs;
     if (sp_coordinator_start(&broker, cfg) != 0)
@@ -339,7 +340,8 @@ out_logs:
      * recovers whatever it had opened */
     sp_partitions_free(broker.partitions);
     broker.partitions = NULL;
-    sp_logmgr_shutdown(started);
+    sp_logmgr_shutdown(broker.logs, started);
+    broker.logs = NULL;
     sp_server_free(server);
     sp_image_unpublish();
 out_broker:

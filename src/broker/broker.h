@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 struct sp_partitions;
+struct sp_logmgr;
 
 typedef struct sp_broker {
     int32_t node_id;
@@ -33,6 +34,7 @@ typedef struct sp_broker {
     /* this broker's partitions (cluster/partition.h): set before any
      * thread starts; the registry itself is thread-safe */
     struct sp_partitions *partitions;
+    struct sp_logmgr *logs;        /* its log manager (log/logmgr.h) */
 } sp_broker_t;
 
 #endif

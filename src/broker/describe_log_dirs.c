@@ -147,7 +147,7 @@ void sp_handle_describe_log_dirs(sp_req_t *req)
     int16_t v = req->r.hdr.request_api_version;
     bool all = body->topics.n < 0;
     const char *const *dirs;
-    int ndirs = sp_logmgr_dirs(&dirs);
+    int ndirs = sp_logmgr_dirs(req->broker->logs, &dirs);
     sp_describe_log_dirs_response_t resp;
     sp_describe_log_dirs_response_init(&resp);
     resp.results.v = sp_describe_log_dirs_response_describe_log_dirs_result_alloc(&req->arena, ndirs);
@@ -175,7 +175,7 @@ void sp_handle_describe_log_dirs(sp_req_t *req)
         out->error_code = 0;
         out->log_dir = sp_str_c(dirs[d]);
         out->topics.n = 0;
-        if (sp_logmgr_dir_offline(d)) {
+        if (sp_logmgr_dir_offline(req->broker->logs, d)) {
             /* as Kafka reports an offline log dir: the error, no partitions */
             out->error_code = SP_ERR_KAFKA_STORAGE_ERROR;
             continue;

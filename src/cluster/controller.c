@@ -13,9 +13,10 @@
 #include <unistd.h>
 
 #include "cluster/image.h"
+#include "cluster/meta_loader.h"
 #include "cluster/names.h"
-#include "cluster/topic_config.h"
 #include "cluster/partition.h"
+#include "cluster/topic_config.h"
 #include "log/logmgr.h"
 #include "proto/batch.h"
 #include "proto/gen/config_record.h"
@@ -26,10 +27,10 @@
 #include "util/fsutil.h"
 #include "util/log.h"
 
-#define REC_TOPIC 2
-#define REC_PARTITION 3
-#define REC_CONFIG 4
-#define REC_REMOVE_TOPIC 9
+#define REC_TOPIC SP_META_TOPIC
+#define REC_PARTITION SP_META_PARTITION
+#define REC_CONFIG SP_META_CONFIG
+#define REC_REMOVE_TOPIC SP_META_REMOVE_TOPIC
 #define RES_TOPIC 2 /* ConfigResource type TOPIC */
 #define RES_BROKER 4 /* ConfigResource type BROKER */
 #define SP_MAX_PARTITIONS 100000 /* per topic: each is a directory and open files */
@@ -38,6 +39,7 @@ static struct {
     const sp_broker_t *broker;
     const sp_config_t *cfg;
     sp_partitions_t *parts;     /* the broker's partitions (broker->partitions) */
+    sp_logmgr_t *logs;          /* and its log manager (broker->logs) */
     sp_plog_t *log;             /* __cluster_metadata-0 */
     char *dir;
     int64_t snapshot_offset;    /* offset the latest snapshot covers up to */
@@ -48,7 +50,7 @@ static struct {
     sp_ctl_op_t *head, *tail;
     bool stop, running;
     _Atomic bool failed;        /* the metadata log failed: no more changes */
-    const sp_msg_desc_t *d_topic, *d_partition, *d_config, *d_remove;
+    sp_meta_loader_t loader;    /* decodes and applies records (replay) */
 } C = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
 
 const sp_config_t *sp_controller_config(void) { return C.cfg; }
@@ -83,121 +85,24 @@ static int add_record(recbuf_t *rb, int16_t key, int16_t version, const sp_msg_d
     return rc;
 }
 
-static const sp_msg_desc_t *find_desc(const char *name)
+/* Applies a record we write to the next image, as a replay would. */
+static int apply(sp_image_t *img, int type, const void *rec)
 {
-    for (int i = 0; i < sp_msg_desc_count; i++)
-        if (strcmp(sp_msg_descs[i].name, name) == 0)
-            return &sp_msg_descs[i];
-    return NULL;
+    return sp_meta_loader_apply_record(&C.loader, img, type, rec);
 }
 
-/* The schema of a metadata record we write or read (looked up once at
- * start: a strcmp over every schema per record was measurable). */
+/* The schema of a metadata record we write (the loader's). */
 static const sp_msg_desc_t *desc_named(const char *name)
 {
     if (strcmp(name, "TopicRecord") == 0)
-        return C.d_topic;
+        return C.loader.topic;
     if (strcmp(name, "PartitionRecord") == 0)
-        return C.d_partition;
+        return C.loader.partition;
     if (strcmp(name, "ConfigRecord") == 0)
-        return C.d_config;
+        return C.loader.config;
     if (strcmp(name, "RemoveTopicRecord") == 0)
-        return C.d_remove;
-    return find_desc(name);
-}
-
-/* The scope of a broker ConfigRecord's resource name: true with
- * *is_default for "" (cluster default) or this node's id in decimal, false
- * for anything else (another broker: not ours to apply). */
-static bool broker_scope(sp_str_t name, bool *is_default)
-{
-    char self[16];
-    if (name.len <= 0) {
-        *is_default = true;
-        return true;
-    }
-    snprintf(self, sizeof(self), "%" PRId32, C.broker->node_id);
-    *is_default = false;
-    return sp_str_eq_lit(name, self);
-}
-
-/* Applies one decoded record to an unpublished image. */
-static int apply(sp_image_t *img, int16_t key, const void *rec)
-{
-    switch (key) {
-    case REC_TOPIC: {
-        const sp_topic_record_t *t = rec;
-        return sp_image_add_topic(img, t->name.ptr, t->name.len, t->topic_id);
-    }
-    case REC_PARTITION: {
-        const sp_partition_record_t *p = rec;
-        sp_partition_info_t pi;
-        memset(&pi, 0, sizeof(pi));
-        pi.index = p->partition_id;
-        pi.leader = p->leader;
-        pi.leader_epoch = p->leader_epoch;
-        pi.partition_epoch = p->partition_epoch;
-        pi.replicas = p->replicas.v;
-        pi.nreplicas = p->replicas.n > 0 ? p->replicas.n : 0;
-        pi.isr = p->isr.v;
-        pi.nisr = p->isr.n > 0 ? p->isr.n : 0;
-        return sp_image_set_partition(img, p->topic_id, &pi);
-    }
-    case REC_CONFIG: {
-        const sp_config_record_t *c = rec;
-        bool def;
-        if (c->resource_type == RES_BROKER) {
-            if (!broker_scope(c->resource_name, &def))
-                return 0; /* another broker's config */
-            return sp_image_set_broker_config(img, def, c->name.ptr, c->name.len,
-                                              c->value.len >= 0 ? c->value.ptr : NULL, c->value.len);
-        }
-        if (c->resource_type != RES_TOPIC)
-            return 0; /* other resource types are not kept */
-        return sp_image_set_topic_config(img, c->resource_name.ptr, c->resource_name.len,
-                                         c->name.ptr, c->name.len,
-                                         c->value.len >= 0 ? c->value.ptr : NULL, c->value.len);
-    }
-    case REC_REMOVE_TOPIC: {
-        const sp_remove_topic_record_t *r = rec;
-        return sp_image_remove_topic(img, r->topic_id);
-    }
-    default:
-        return 0; /* records this broker does not use yet are skipped */
-    }
-}
-
-/* Decodes one framed metadata record value and applies it. */
-static int replay_value(sp_image_t *img, const uint8_t *v, int32_t len)
-{
-    sp_reader_t r = sp_reader(v, (size_t)len);
-    uint32_t frame = sp_read_uvarint(&r);
-    uint32_t key = sp_read_uvarint(&r);
-    uint32_t version = sp_read_uvarint(&r);
-    const char *name = NULL;
-    if (!sp_reader_ok(&r) || frame != 1)
-        return -1;
-    switch (key) {
-    case REC_TOPIC: name = "TopicRecord"; break;
-    case REC_PARTITION: name = "PartitionRecord"; break;
-    case REC_CONFIG: name = "ConfigRecord"; break;
-    case REC_REMOVE_TOPIC: name = "RemoveTopicRecord"; break;
-    default: return 0;
-    }
-    const sp_msg_desc_t *d = desc_named(name);
-    if (!d || (int)version < d->min_version || (int)version > d->max_version)
-        return -1;
-    sp_arena_t a;
-    sp_arena_init(&a, 0);
-    void *rec = sp_arena_alloc(&a, d->struct_size);
-    int rc = -1;
-    if (rec) {
-        d->init(rec);
-        if (d->decode(&r, &a, rec, (int16_t)version) == 0 && sp_reader_left(&r) == 0)
-            rc = apply(img, (int16_t)key, rec);
-    }
-    sp_arena_free(&a);
-    return rc;
+        return C.loader.remove_topic;
+    return NULL;
 }
 
 /* Record callback of a replay: applies the framed metadata record.  A
@@ -205,10 +110,10 @@ static int replay_value(sp_image_t *img, const uint8_t *v, int32_t len)
  * version or a state this broker does not understand: the replay stops
  * (and the start with it) rather than build an image that lacks topics,
  * whose data would then look stray.  Records of types not used yet are
- * skipped (replay_value). */
+ * skipped (cluster/meta_loader.h). */
 static int replay_record(const sp_record_t *rec, void *ctx)
 {
-    if (rec->value.len >= 0 && replay_value(ctx, rec->value.ptr, rec->value.len) != 0) {
+    if (rec->value.len >= 0 && sp_meta_loader_apply(&C.loader, ctx, rec->value.ptr, rec->value.len) != 0) {
         sp_error("meta", "metadata record at offset %" PRId64 " could not be decoded or applied",
                  rec->offset);
         return -1;
@@ -1213,7 +1118,7 @@ static void on_meta_failed(void *ctx, sp_plog_t *l, int err)
     atomic_store(&C.failed, true);
     sp_error("meta", "the metadata log failed (%s): topics and configs can no longer change; "
              "restart the broker once the disk is fixed", strerror(err));
-    sp_logmgr_fail_dir(0, "the metadata log in it failed");
+    sp_logmgr_fail_dir(C.logs, 0, "the metadata log in it failed");
 }
 
 int sp_controller_start(const sp_broker_t *b, const sp_config_t *cfg)
@@ -1223,10 +1128,11 @@ int sp_controller_start(const sp_broker_t *b, const sp_config_t *cfg)
     C.broker = b;
     C.cfg = cfg;
     C.parts = b->partitions;
-    C.d_topic = find_desc("TopicRecord");
-    C.d_partition = find_desc("PartitionRecord");
-    C.d_config = find_desc("ConfigRecord");
-    C.d_remove = find_desc("RemoveTopicRecord");
+    C.logs = b->logs;
+    if (sp_meta_loader_init(&C.loader, b->node_id) != 0) {
+        sp_error("meta", "the metadata record schemas are missing from the codec");
+        return -1;
+    }
     atomic_store(&C.failed, false);
     snprintf(dir, sizeof(dir), "%s/__cluster_metadata-0", b->log_dirs[0]);
     C.dir = strdup(dir);
@@ -1253,9 +1159,9 @@ int sp_controller_start(const sp_broker_t *b, const sp_config_t *cfg)
     o.topic_id = meta_id;
     o.cfg = &lc;
     o.create = true;
-    o.clean = sp_logmgr_was_clean(0);
+    o.clean = sp_logmgr_was_clean(C.logs, 0);
     o.strict = true;
-    o.files = sp_logmgr_files();
+    o.files = sp_logmgr_files(C.logs);
     o.hooks.failed = on_meta_failed;
     C.log = sp_plog_open(&o);
     if (!C.log) {
@@ -1304,7 +1210,7 @@ int sp_controller_start(const sp_broker_t *b, const sp_config_t *cfg)
                 return -1;
             }
     }
-    sp_logmgr_sweep(keep_partition, img);
+    sp_logmgr_sweep(C.logs, keep_partition, img);
     sp_image_publish(img);
     C.running = true;
     if (pthread_create(&C.thread, NULL, controller_main, NULL) != 0) {
@@ -1328,7 +1234,7 @@ void sp_controller_stop(void)
         /* a metadata log that cannot be flushed and closed cleanly keeps
          * its directory from a clean-shutdown marker */
         if (sp_plog_flush(C.log) != 0 || sp_plog_close(C.log) != 0)
-            sp_logmgr_fail_dir(0, "the metadata log could not be closed cleanly");
+            sp_logmgr_fail_dir(C.logs, 0, "the metadata log could not be closed cleanly");
         sp_plog_unref(C.log);
         C.log = NULL;
     }

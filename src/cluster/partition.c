@@ -393,15 +393,18 @@ const char *sp_partition_dir(const sp_partition_t *p)
 /* ---- the registry -------------------------------------------------------------- */
 
 struct sp_partitions {
+    sp_logmgr_t *logs;            /* where the logs live (not owned) */
     pthread_rwlock_t rw;          /* guards map */
     sp_tpmap_t map;               /* topic-partition -> sp_partition_t * (one reference) */
 };
 
-sp_partitions_t *sp_partitions_new(void)
+sp_partitions_t *sp_partitions_new(sp_logmgr_t *logs)
 {
     sp_partitions_t *r = calloc(1, sizeof(*r));
-    if (r)
+    if (r) {
+        r->logs = logs;
         pthread_rwlock_init(&r->rw, NULL);
+    }
     return r;
 }
 
@@ -437,9 +440,9 @@ int sp_partitions_open(sp_partitions_t *r, const char *topic, sp_uuid_t topic_id
     pthread_rwlock_unlock(&r->rw);
     if (have)
         return 0;
-    if (sp_logmgr_open_partition(topic, topic_id, partition, cfg, fresh) != 0)
+    if (sp_logmgr_open_partition(r->logs, topic, topic_id, partition, cfg, fresh) != 0)
         return -1;
-    sp_plog_t *log = sp_logmgr_get(topic, tl, partition);
+    sp_plog_t *log = sp_logmgr_get(r->logs, topic, tl, partition);
     if (!log)
         return -1;
     sp_partition_t *p = sp_partition_new(log, topic, partition);
@@ -485,7 +488,7 @@ void sp_partitions_abandon(sp_partitions_t *r, const char *topic, int32_t partit
     for (int i = 0; ps && i < n; i++)
         retire(ps[i], SP_ERR_UNKNOWN_TOPIC_OR_PARTITION);
     free(ps);
-    sp_logmgr_abandon_partition(topic, partition);
+    sp_logmgr_abandon_partition(r->logs, topic, partition);
 }
 
 void sp_partitions_delete_topic(sp_partitions_t *r, const char *topic)
@@ -495,7 +498,7 @@ void sp_partitions_delete_topic(sp_partitions_t *r, const char *topic)
     for (int i = 0; ps && i < n; i++)
         retire(ps[i], SP_ERR_UNKNOWN_TOPIC_OR_PARTITION);
     free(ps);
-    sp_logmgr_delete_topic(topic);
+    sp_logmgr_delete_topic(r->logs, topic);
 }
 
 void sp_partitions_set_config(sp_partitions_t *r, const char *topic, const sp_log_config_t *cfg)

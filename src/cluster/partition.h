@@ -141,8 +141,10 @@ void sp_partition_unref(sp_partition_t *p);
 /* ---- the registry ---------------------------------------------------------- */
 
 typedef struct sp_partitions sp_partitions_t;
+struct sp_logmgr;
 
-sp_partitions_t *sp_partitions_new(void);
+/* The registry of the partitions whose logs logs (not owned) holds. */
+sp_partitions_t *sp_partitions_new(struct sp_logmgr *logs);
 /* Drops every partition (after the log manager stopped: no listener runs). */
 void sp_partitions_free(sp_partitions_t *r);
 

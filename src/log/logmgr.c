@@ -39,7 +39,7 @@ typedef struct entry {
     int64_t ckpt_log_start;   /* log that failed to open (written back as is) */
 } entry_t;
 
-static struct {
+struct sp_logmgr {
     char **dirs;
     int ndirs;
     bool *clean;              /* per dir: the last stop was clean */
@@ -68,13 +68,12 @@ static struct {
     bool ckpt_soon;           /* a log start moved: write at the start-offset interval */
     bool deleted_pending;     /* -delete directories to remove */
     int64_t retention_check_ms, checkpoint_ms, start_checkpoint_ms;
-} M = { .rw = PTHREAD_RWLOCK_INITIALIZER, .qmu = PTHREAD_MUTEX_INITIALIZER,
-        .hmu = PTHREAD_MUTEX_INITIALIZER }; /* the condvars: init_cond at start */
+};
 
 /* rw held: entry i of the registry. */
-static inline entry_t *ent(int i)
+static inline entry_t *ent(const sp_logmgr_t *m, int i)
 {
-    return M.map.v[i].val;
+    return m->map.v[i].val;
 }
 
 /* ---- checkpoints ------------------------------------------------------- */
@@ -92,15 +91,15 @@ static int ckpt_sort_cmp(const void *a, const void *b)
 }
 
 /* The checkpoints of topic-partition (O(log n)), or NULL. */
-static ckpt_t *ckpt_find(const char *topic, int32_t p)
+static ckpt_t *ckpt_find(sp_logmgr_t *m, const char *topic, int32_t p)
 
 {
-    int lo = 0, hi = M.nckpts - 1;
+    int lo = 0, hi = m->nckpts - 1;
     while (lo <= hi) {
         int mid = (lo + hi) / 2;
-        int c = ckpt_cmp(topic, p, &M.ckpts[mid]);
+        int c = ckpt_cmp(topic, p, &m->ckpts[mid]);
         if (c == 0)
-            return &M.ckpts[mid];
+            return &m->ckpts[mid];
         if (c < 0)
             hi = mid - 1;
         else
@@ -147,7 +146,7 @@ static bool parse_int(const char *s, size_t n, int64_t min, int64_t max, int64_t
  * from offset 0 (which) or keeps every segment (log start), both safe.
  * which: 0 recovery points, 1 log starts.  Start-up only.
  */
-static void read_checkpoint(const char *dir, const char *name, int which)
+static void read_checkpoint(sp_logmgr_t *m, const char *dir, const char *name, int which)
 {
     char path[4096];
     snprintf(path, sizeof(path), "%s/%s", dir, name);
@@ -222,15 +221,15 @@ static void read_checkpoint(const char *dir, const char *name, int which)
         goto bad;
     }
     /* kept unsorted until both files are read (merge_checkpoints) */
-    ckpt_t *nc = n ? realloc(M.ckpts, sizeof(*nc) * (size_t)(M.nckpts + n)) : M.ckpts;
+    ckpt_t *nc = n ? realloc(m->ckpts, sizeof(*nc) * (size_t)(m->nckpts + n)) : m->ckpts;
     if (n && !nc) {
         why = "out of memory";
         goto bad;
     }
-    M.ckpts = nc;
+    m->ckpts = nc;
     if (n)
-        memcpy(M.ckpts + M.nckpts, got, sizeof(*got) * (size_t)n);
-    M.nckpts += (int)n;
+        memcpy(m->ckpts + m->nckpts, got, sizeof(*got) * (size_t)n);
+    m->nckpts += (int)n;
     free(got);
     free(text);
     return;
@@ -247,16 +246,16 @@ bad:
 /* Sorts what read_checkpoint gathered and merges the entries of one
  * partition (a recovery point from one file, a log start from the other;
  * -1 = not given, read as 0).  O(n log n) at start. */
-static void merge_checkpoints(void)
+static void merge_checkpoints(sp_logmgr_t *m)
 {
-    if (M.nckpts == 0)
+    if (m->nckpts == 0)
         return;
-    qsort(M.ckpts, (size_t)M.nckpts, sizeof(*M.ckpts), ckpt_sort_cmp);
+    qsort(m->ckpts, (size_t)m->nckpts, sizeof(*m->ckpts), ckpt_sort_cmp);
     int out = 0;
-    for (int i = 0; i < M.nckpts; i++) {
-        ckpt_t *c = &M.ckpts[i];
-        if (out > 0 && ckpt_cmp(c->topic, c->partition, &M.ckpts[out - 1]) == 0) {
-            ckpt_t *k = &M.ckpts[out - 1];
+    for (int i = 0; i < m->nckpts; i++) {
+        ckpt_t *c = &m->ckpts[i];
+        if (out > 0 && ckpt_cmp(c->topic, c->partition, &m->ckpts[out - 1]) == 0) {
+            ckpt_t *k = &m->ckpts[out - 1];
             if (c->recovery >= 0)
                 k->recovery = c->recovery;
             if (c->log_start >= 0)
@@ -264,14 +263,14 @@ static void merge_checkpoints(void)
             free(c->topic);
             continue;
         }
-        M.ckpts[out++] = *c;
+        m->ckpts[out++] = *c;
     }
-    M.nckpts = out;
-    for (int i = 0; i < M.nckpts; i++) {
-        if (M.ckpts[i].recovery < 0)
-            M.ckpts[i].recovery = 0;
-        if (M.ckpts[i].log_start < 0)
-            M.ckpts[i].log_start = 0;
+    m->nckpts = out;
+    for (int i = 0; i < m->nckpts; i++) {
+        if (m->ckpts[i].recovery < 0)
+            m->ckpts[i].recovery = 0;
+        if (m->ckpts[i].log_start < 0)
+            m->ckpts[i].log_start = 0;
     }
 }
 
@@ -279,13 +278,13 @@ static void merge_checkpoints(void)
  * The values are taken under the registry lock; the files are written
  * after it is released.  Housekeeping thread or shutdown.  Returns the
  * number of directories whose files could not be written. */
-static int write_checkpoints(bool *dir_ok)
+static int write_checkpoints(sp_logmgr_t *m, bool *dir_ok)
 {
     static const char *names[] = { "recovery-point-offset-checkpoint", "log-start-offset-checkpoint",
                                    "replication-offset-checkpoint" };
     int failed = 0;
-    for (int d = 0; d < M.ndirs; d++) {
-        if (atomic_load(&M.offline[d])) {
+    for (int d = 0; d < m->ndirs; d++) {
+        if (atomic_load(&m->offline[d])) {
             if (dir_ok)
                 dir_ok[d] = false;
             continue;
@@ -293,10 +292,10 @@ static int write_checkpoints(bool *dir_ok)
         char *text[3] = { NULL, NULL, NULL };
         size_t len[3] = { 0, 0, 0 }, cap[3] = { 0, 0, 0 };
         bool oom = false;
-        pthread_rwlock_rdlock(&M.rw);
+        pthread_rwlock_rdlock(&m->rw);
         int count = 0;
-        for (int i = 0; i < M.map.n; i++)
-            count += ent(i)->dir == d;
+        for (int i = 0; i < m->map.n; i++)
+            count += ent(m, i)->dir == d;
         for (int w = 0; w < 3; w++) {
             cap[w] = 32 + (size_t)count * 300;
             text[w] = malloc(cap[w]);
@@ -305,8 +304,8 @@ static int write_checkpoints(bool *dir_ok)
             else
                 len[w] = (size_t)snprintf(text[w], cap[w], "0\n%d\n", count);
         }
-        for (int i = 0; i < M.map.n && !oom; i++) {
-            entry_t *e = ent(i);
+        for (int i = 0; i < m->map.n && !oom; i++) {
+            entry_t *e = ent(m, i);
             if (e->dir != d)
                 continue;
             sp_log_offsets_t o;
@@ -321,11 +320,11 @@ static int write_checkpoints(bool *dir_ok)
                 len[w] += (size_t)snprintf(text[w] + len[w], cap[w] - len[w], "%s %d %" PRId64 "\n",
                                            e->topic, e->partition, v[w]);
         }
-        pthread_rwlock_unlock(&M.rw);
+        pthread_rwlock_unlock(&m->rw);
         bool ok = !oom;
         for (int w = 0; w < 3 && ok; w++) {
-            if (sp_write_file_atomic(M.dirs[d], names[w], text[w], len[w]) != 0) {
-                sp_error("log", "cannot write %s/%s: %s", M.dirs[d], names[w], strerror(errno));
+            if (sp_write_file_atomic(m->dirs[d], names[w], text[w], len[w]) != 0) {
+                sp_error("log", "cannot write %s/%s: %s", m->dirs[d], names[w], strerror(errno));
                 ok = false;
             }
         }
@@ -342,10 +341,10 @@ static int write_checkpoints(bool *dir_ok)
 
 /* ---- background removal ------------------------------------------------ */
 
-static void remove_deleted_dirs(void)
+static void remove_deleted_dirs(sp_logmgr_t *m)
 {
-    for (int d = 0; d < M.ndirs; d++) {
-        DIR *dir = opendir(M.dirs[d]);
+    for (int d = 0; d < m->ndirs; d++) {
+        DIR *dir = opendir(m->dirs[d]);
         struct dirent *e;
         bool any = false;
         if (!dir)
@@ -354,74 +353,73 @@ static void remove_deleted_dirs(void)
             size_t n = strlen(e->d_name);
             if (n > 7 && strcmp(e->d_name + n - 7, "-delete") == 0) {
                 char p[4096];
-                snprintf(p, sizeof(p), "%s/%s", M.dirs[d], e->d_name);
+                snprintf(p, sizeof(p), "%s/%s", m->dirs[d], e->d_name);
                 sp_rm_tree(p);
                 any = true;
             }
         }
         closedir(dir);
         if (any)
-            sp_fsync_dir(M.dirs[d]);
+            sp_fsync_dir(m->dirs[d]);
     }
 }
 
 /* ---- directory failure --------------------------------------------------- */
 
-static int dir_of(const sp_plog_t *l)
+static int dir_of(const sp_logmgr_t *m, const sp_plog_t *l)
 {
-    for (int d = 0; d < M.ndirs; d++) {
-        size_t n = strlen(M.dirs[d]);
-        if (strncmp(l->dir, M.dirs[d], n) == 0 && l->dir[n] == '/' && !strchr(l->dir + n + 1, '/'))
+    for (int d = 0; d < m->ndirs; d++) {
+        size_t n = strlen(m->dirs[d]);
+        if (strncmp(l->dir, m->dirs[d], n) == 0 && l->dir[n] == '/' && !strchr(l->dir + n + 1, '/'))
             return d;
     }
     return -1;
 }
 
 /* Takes directory d offline: every log in it goes FAILED. */
-static void fail_dir(int d, const char *why)
+static void fail_dir(sp_logmgr_t *m, int d, const char *why)
 {
     bool was = false;
-    if (d < 0 || d >= M.ndirs || !atomic_compare_exchange_strong(&M.offline[d], &was, true))
+    if (d < 0 || d >= m->ndirs || !atomic_compare_exchange_strong(&m->offline[d], &was, true))
         return;
     sp_error("log", "log directory %s is offline: %s; its partitions answer KAFKA_STORAGE_ERROR "
-             "and it gets no clean-shutdown marker", M.dirs[d], why);
-    pthread_rwlock_rdlock(&M.rw);
-    for (int i = 0; i < M.map.n; i++)
-        if (ent(i)->dir == d)
-            sp_plog_fail(ent(i)->log, "its log directory went offline", 0);
-    pthread_rwlock_unlock(&M.rw);
+             "and it gets no clean-shutdown marker", m->dirs[d], why);
+    pthread_rwlock_rdlock(&m->rw);
+    for (int i = 0; i < m->map.n; i++)
+        if (ent(m, i)->dir == d)
+            sp_plog_fail(ent(m, i)->log, "its log directory went offline", 0);
+    pthread_rwlock_unlock(&m->rw);
 }
 
 /* plog hook: l failed on an I/O error. */
 static void on_log_failed(void *ctx, sp_plog_t *l, int err)
 {
-    (void)ctx;
+    sp_logmgr_t *m = ctx;
     (void)err;
-    fail_dir(dir_of(l), "a write or fsync failed");
+    fail_dir(m, dir_of(m, l), "a write or fsync failed");
 }
 
 static void on_log_kick(void *ctx, sp_plog_t *l)
 {
-    (void)ctx;
-    sp_flusher_kick(l);
+    sp_logmgr_kick(ctx, l);
 }
 
 /* ---- flush thread ------------------------------------------------------ */
 
-void sp_flusher_kick(sp_plog_t *l)
+void sp_logmgr_kick(sp_logmgr_t *m, sp_plog_t *l)
 {
-    pthread_mutex_lock(&M.qmu);
-    if (!l->flush_queued && M.running) {
+    pthread_mutex_lock(&m->qmu);
+    if (!l->flush_queued && m->running) {
         l->flush_queued = true;
         sp_plog_ref(l);
-        l->flush_next = M.qhead;
-        M.qhead = l;
-        pthread_cond_signal(&M.qcv);
+        l->flush_next = m->qhead;
+        m->qhead = l;
+        pthread_cond_signal(&m->qcv);
     }
-    pthread_mutex_unlock(&M.qmu);
-    pthread_mutex_lock(&M.hmu);
-    M.ckpt_dirty = true;
-    pthread_mutex_unlock(&M.hmu);
+    pthread_mutex_unlock(&m->qmu);
+    pthread_mutex_lock(&m->hmu);
+    m->ckpt_dirty = true;
+    pthread_mutex_unlock(&m->hmu);
 }
 
 /* Waits on cv (made by init_cond) for at most ms milliseconds. */
@@ -440,52 +438,52 @@ static void timed_wait(pthread_cond_t *cv, pthread_mutex_t *mu, int64_t ms)
 
 static void *flusher_main(void *arg)
 {
+    sp_logmgr_t *m = arg;
     int64_t last_check = sp_mono_ms();
-    (void)arg;
     pthread_setname_np(pthread_self(), "spool-flush");
     for (;;) {
-        pthread_mutex_lock(&M.qmu);
-        if (!M.qhead && !M.stop)
-            timed_wait(&M.qcv, &M.qmu, FLUSH_CHECK_MS / 5);
+        pthread_mutex_lock(&m->qmu);
+        if (!m->qhead && !m->stop)
+            timed_wait(&m->qcv, &m->qmu, FLUSH_CHECK_MS / 5);
         /* Take the whole queue into a private array before letting go of
          * the lock.  Once flush_queued is cleared, a kick may queue the same
          * log again and rewrite its flush_next link: walking the old list
          * after the unlock would follow the new queue (a log unref'ed twice,
          * another never), so no link is read outside qmu. */
         int n = 0;
-        for (sp_plog_t *l = M.qhead; l; l = l->flush_next)
+        for (sp_plog_t *l = m->qhead; l; l = l->flush_next)
             n++;
-        if (n > M.batch_cap) {
-            sp_plog_t **nb = realloc(M.batch, sizeof(*nb) * (size_t)n);
+        if (n > m->batch_cap) {
+            sp_plog_t **nb = realloc(m->batch, sizeof(*nb) * (size_t)n);
             if (nb) {
-                M.batch = nb;
-                M.batch_cap = n;
+                m->batch = nb;
+                m->batch_cap = n;
             }
         }
         int taken = 0;
-        while (M.qhead && taken < M.batch_cap) {
-            sp_plog_t *l = M.qhead;
-            M.qhead = l->flush_next;
+        while (m->qhead && taken < m->batch_cap) {
+            sp_plog_t *l = m->qhead;
+            m->qhead = l->flush_next;
             l->flush_next = NULL;
             l->flush_queued = false; /* kicks from now on queue it again */
-            M.batch[taken++] = l;
+            m->batch[taken++] = l;
         }
-        bool stop = M.stop && !M.qhead;
-        pthread_mutex_unlock(&M.qmu);
+        bool stop = m->stop && !m->qhead;
+        pthread_mutex_unlock(&m->qmu);
 
         /* one pass: every kicked log synced, waiters of all completed */
         for (int i = 0; i < taken; i++) {
-            sp_plog_flush(M.batch[i]);
-            sp_plog_unref(M.batch[i]);
+            sp_plog_flush(m->batch[i]);
+            sp_plog_unref(m->batch[i]);
         }
         int64_t now = sp_mono_ms();
         if (now - last_check >= FLUSH_CHECK_MS) { /* flush.ms and page-cache mode */
             last_check = now;
-            pthread_rwlock_rdlock(&M.rw);
-            for (int i = 0; i < M.map.n; i++)
-                if (sp_plog_flush_due(ent(i)->log, now))
-                    sp_flusher_kick(ent(i)->log);
-            pthread_rwlock_unlock(&M.rw);
+            pthread_rwlock_rdlock(&m->rw);
+            for (int i = 0; i < m->map.n; i++)
+                if (sp_plog_flush_due(ent(m, i)->log, now))
+                    sp_logmgr_kick(m, ent(m, i)->log);
+            pthread_rwlock_unlock(&m->rw);
         }
         if (stop)
             break;
@@ -497,33 +495,33 @@ static void *flusher_main(void *arg)
 
 static void *keeper_main(void *arg)
 {
+    sp_logmgr_t *m = arg;
     int64_t last_ckpt = sp_mono_ms(), last_retention = sp_mono_ms(), last_start = sp_mono_ms();
-    (void)arg;
     pthread_setname_np(pthread_self(), "spool-keeper");
-    pthread_mutex_lock(&M.hmu);
-    while (!M.hstop) {
-        timed_wait(&M.hcv, &M.hmu, HOUSEKEEPING_TICK_MS);
-        if (M.hstop)
+    pthread_mutex_lock(&m->hmu);
+    while (!m->hstop) {
+        timed_wait(&m->hcv, &m->hmu, HOUSEKEEPING_TICK_MS);
+        if (m->hstop)
             break;
-        bool deleted = M.deleted_pending;
-        M.deleted_pending = false;
-        pthread_mutex_unlock(&M.hmu);
+        bool deleted = m->deleted_pending;
+        m->deleted_pending = false;
+        pthread_mutex_unlock(&m->hmu);
 
         if (deleted)
-            remove_deleted_dirs();
+            remove_deleted_dirs(m);
         int64_t now = sp_mono_ms();
         int dropped = 0;
-        if (now - last_retention >= M.retention_check_ms) {
+        if (now - last_retention >= m->retention_check_ms) {
             last_retention = now;
             int64_t wall = sp_wall_ms();
-            pthread_rwlock_rdlock(&M.rw);
-            int n = M.map.n;
+            pthread_rwlock_rdlock(&m->rw);
+            int n = m->map.n;
             sp_plog_t **logs = malloc(sizeof(*logs) * (size_t)(n ? n : 1));
             for (int i = 0; logs && i < n; i++) {
-                logs[i] = ent(i)->log;
+                logs[i] = ent(m, i)->log;
                 sp_plog_ref(logs[i]);
             }
-            pthread_rwlock_unlock(&M.rw);
+            pthread_rwlock_unlock(&m->rw);
             for (int i = 0; logs && i < n; i++) {
                 dropped += sp_plog_retention(logs[i], wall);
                 sp_plog_unref(logs[i]);
@@ -531,34 +529,34 @@ static void *keeper_main(void *arg)
             free(logs);
         }
 
-        pthread_mutex_lock(&M.hmu);
+        pthread_mutex_lock(&m->hmu);
         if (dropped)
-            M.ckpt_soon = true; /* the new log starts */
-        bool due = M.ckpt_dirty && now - last_ckpt >= M.checkpoint_ms;
-        due |= M.ckpt_soon && now - last_start >= M.start_checkpoint_ms;
+            m->ckpt_soon = true; /* the new log starts */
+        bool due = m->ckpt_dirty && now - last_ckpt >= m->checkpoint_ms;
+        due |= m->ckpt_soon && now - last_start >= m->start_checkpoint_ms;
         due |= dropped > 0; /* retention moved log starts: written at once */
         if (due) {
-            M.ckpt_dirty = M.ckpt_soon = false;
-            pthread_mutex_unlock(&M.hmu);
-            write_checkpoints(NULL);
+            m->ckpt_dirty = m->ckpt_soon = false;
+            pthread_mutex_unlock(&m->hmu);
+            write_checkpoints(m, NULL);
             last_ckpt = last_start = now;
-            pthread_mutex_lock(&M.hmu);
+            pthread_mutex_lock(&m->hmu);
         }
     }
-    pthread_mutex_unlock(&M.hmu);
+    pthread_mutex_unlock(&m->hmu);
     return NULL;
 }
 
 /* Housekeeping wanted: log starts moved (write checkpoints at the
  * start-offset interval) and/or -delete directories to remove. */
-static void keeper_poke(bool starts, bool deleted)
+static void keeper_poke(sp_logmgr_t *m, bool starts, bool deleted)
 {
-    pthread_mutex_lock(&M.hmu);
-    M.ckpt_soon |= starts;
-    M.ckpt_dirty = true;
-    M.deleted_pending |= deleted;
-    pthread_cond_signal(&M.hcv);
-    pthread_mutex_unlock(&M.hmu);
+    pthread_mutex_lock(&m->hmu);
+    m->ckpt_soon |= starts;
+    m->ckpt_dirty = true;
+    m->deleted_pending |= deleted;
+    pthread_cond_signal(&m->hcv);
+    pthread_mutex_unlock(&m->hmu);
 }
 
 /* ---- start ------------------------------------------------------------- */
@@ -575,72 +573,107 @@ static void init_cond(pthread_cond_t *cv)
     pthread_condattr_destroy(&a);
 }
 
-int sp_logmgr_start(const sp_logmgr_opts_t *o)
+/* Frees what m holds (its threads stopped or never started). */
+static void logmgr_free(sp_logmgr_t *m)
 {
-    init_cond(&M.qcv);
-    init_cond(&M.hcv);
-    M.retention_check_ms = o->retention_check_ms > 0 ? o->retention_check_ms : 300000;
-    M.checkpoint_ms = o->checkpoint_ms > 0 ? o->checkpoint_ms : 60000;
-    M.start_checkpoint_ms = o->start_checkpoint_ms > 0 ? o->start_checkpoint_ms : 60000;
-    M.dirs = calloc((size_t)o->ndirs, sizeof(char *));
-    M.clean = calloc((size_t)o->ndirs, sizeof(bool));
-    M.offline = calloc((size_t)o->ndirs, sizeof(*M.offline));
-    M.nlogs = calloc((size_t)o->ndirs, sizeof(int));
-    M.files = sp_fdcache_new(o->max_open_files);
-    if (!M.dirs || !M.clean || !M.offline || !M.nlogs || !M.files)
-        return -1;
-    M.ndirs = o->ndirs;
+    for (int i = 0; i < m->map.n; i++) {
+        sp_plog_unref(ent(m, i)->log);
+        free(ent(m, i)->topic);
+        free(ent(m, i));
+    }
+    sp_tpmap_free(&m->map);
+    for (int i = 0; i < m->nckpts; i++)
+        free(m->ckpts[i].topic);
+    free(m->ckpts);
+    for (int d = 0; m->dirs && d < m->ndirs; d++)
+        free(m->dirs[d]);
+    free(m->dirs);
+    free(m->clean);
+    free(m->offline);
+    free(m->nlogs);
+    free(m->batch);
+    sp_fdcache_free(m->files);
+    pthread_rwlock_destroy(&m->rw);
+    pthread_mutex_destroy(&m->qmu);
+    pthread_mutex_destroy(&m->hmu);
+    pthread_cond_destroy(&m->qcv);
+    pthread_cond_destroy(&m->hcv);
+    free(m);
+}
+
+sp_logmgr_t *sp_logmgr_start(const sp_logmgr_opts_t *o)
+{
+    sp_logmgr_t *m = calloc(1, sizeof(*m));
+    if (!m)
+        return NULL;
+    pthread_rwlock_init(&m->rw, NULL);
+    pthread_mutex_init(&m->qmu, NULL);
+    pthread_mutex_init(&m->hmu, NULL);
+    init_cond(&m->qcv);
+    init_cond(&m->hcv);
+    m->retention_check_ms = o->retention_check_ms > 0 ? o->retention_check_ms : 300000;
+    m->checkpoint_ms = o->checkpoint_ms > 0 ? o->checkpoint_ms : 60000;
+    m->start_checkpoint_ms = o->start_checkpoint_ms > 0 ? o->start_checkpoint_ms : 60000;
+    m->dirs = calloc((size_t)o->ndirs, sizeof(char *));
+    m->clean = calloc((size_t)o->ndirs, sizeof(bool));
+    m->offline = calloc((size_t)o->ndirs, sizeof(*m->offline));
+    m->nlogs = calloc((size_t)o->ndirs, sizeof(int));
+    m->files = sp_fdcache_new(o->max_open_files);
+    if (!m->dirs || !m->clean || !m->offline || !m->nlogs || !m->files) {
+        logmgr_free(m);
+        return NULL;
+    }
+    m->ndirs = o->ndirs;
     for (int d = 0; d < o->ndirs; d++) {
         char path[4096];
-        M.dirs[d] = strdup(o->dirs[d]);
-        read_checkpoint(o->dirs[d], "recovery-point-offset-checkpoint", 0);
-        read_checkpoint(o->dirs[d], "log-start-offset-checkpoint", 1);
-        merge_checkpoints();
+        m->dirs[d] = strdup(o->dirs[d]);
+        read_checkpoint(m, o->dirs[d], "recovery-point-offset-checkpoint", 0);
+        read_checkpoint(m, o->dirs[d], "log-start-offset-checkpoint", 1);
+        merge_checkpoints(m);
         snprintf(path, sizeof(path), "%s/%s", o->dirs[d], CLEAN_MARKER);
-        M.clean[d] = access(path, F_OK) == 0;
-        if (M.clean[d]) {
+        m->clean[d] = access(path, F_OK) == 0;
+        if (m->clean[d]) {
             /* from now on a crash must be noticed: the marker goes first */
             if (unlink(path) != 0 || sp_fsync_dir(o->dirs[d]) != 0) {
                 sp_error("log", "cannot remove %s: %s", path, strerror(errno));
-                return -1;
+                logmgr_free(m);
+                return NULL;
             }
         } else {
             sp_info("log", "%s: no clean-shutdown marker: partitions will be recovered from their recovery points",
                     o->dirs[d]);
         }
     }
-    M.stop = M.hstop = false; /* a new life (unit tests start it again) */
-    M.ckpt_dirty = M.ckpt_soon = false;
-    M.running = true;
-    M.deleted_pending = true; /* leftovers of a previous run */
-    if (pthread_create(&M.flusher, NULL, flusher_main, NULL) != 0) {
-        M.running = false;
-        return -1;
+    m->running = true;
+    m->deleted_pending = true; /* leftovers of a previous run */
+    if (pthread_create(&m->flusher, NULL, flusher_main, m) != 0) {
+        logmgr_free(m);
+        return NULL;
     }
-    if (pthread_create(&M.keeper, NULL, keeper_main, NULL) != 0) {
-        pthread_mutex_lock(&M.qmu);
-        M.stop = true;
-        pthread_cond_signal(&M.qcv);
-        pthread_mutex_unlock(&M.qmu);
-        pthread_join(M.flusher, NULL);
-        M.running = false;
-        return -1;
+    if (pthread_create(&m->keeper, NULL, keeper_main, m) != 0) {
+        pthread_mutex_lock(&m->qmu);
+        m->stop = true;
+        pthread_cond_signal(&m->qcv);
+        pthread_mutex_unlock(&m->qmu);
+        pthread_join(m->flusher, NULL);
+        logmgr_free(m);
+        return NULL;
     }
-    return 0;
+    return m;
 }
 
 /* ---- registry ---------------------------------------------------------- */
 
-sp_plog_t *sp_logmgr_get(const char *topic, int32_t topic_len, int32_t partition)
+sp_plog_t *sp_logmgr_get(sp_logmgr_t *m, const char *topic, int32_t topic_len, int32_t partition)
 {
     sp_plog_t *l = NULL;
-    pthread_rwlock_rdlock(&M.rw);
-    int i = sp_tpmap_find(&M.map, topic, topic_len, partition);
+    pthread_rwlock_rdlock(&m->rw);
+    int i = sp_tpmap_find(&m->map, topic, topic_len, partition);
     if (i >= 0) {
-        l = ent(i)->log;
+        l = ent(m, i)->log;
         sp_plog_ref(l);
     }
-    pthread_rwlock_unlock(&M.rw);
+    pthread_rwlock_unlock(&m->rw);
     return l;
 }
 
@@ -654,7 +687,7 @@ static int aside_name(char *out, size_t cap, const char *path, const char *suffi
 }
 
 /* Renames a partition directory aside as -stray (data kept).  0 or -1. */
-static int set_aside(int d, const char *from, const char *why)
+static int set_aside(sp_logmgr_t *m, int d, const char *from, const char *why)
 {
     char to[4096];
     if (aside_name(to, sizeof(to), from, "stray") != 0 || rename(from, to) != 0) {
@@ -662,25 +695,25 @@ static int set_aside(int d, const char *from, const char *why)
         return -1;
     }
     sp_warn("log", "%s %s: set aside as %s (its data is kept; move it back to use it)", from, why, to);
-    sp_fsync_dir(M.dirs[d]);
+    sp_fsync_dir(m->dirs[d]);
     return 0;
 }
 
-int sp_logmgr_open_partition(const char *topic, sp_uuid_t topic_id, int32_t partition,
+int sp_logmgr_open_partition(sp_logmgr_t *m, const char *topic, sp_uuid_t topic_id, int32_t partition,
                              const sp_log_config_t *cfg, bool fresh)
 {
     char path[4096];
     int dir = -1;
     struct stat st;
-    pthread_rwlock_rdlock(&M.rw);
-    int i = sp_tpmap_find(&M.map, topic, (int32_t)strlen(topic), partition);
-    pthread_rwlock_unlock(&M.rw);
+    pthread_rwlock_rdlock(&m->rw);
+    int i = sp_tpmap_find(&m->map, topic, (int32_t)strlen(topic), partition);
+    pthread_rwlock_unlock(&m->rw);
     if (i >= 0)
         return 0;
-    for (int d = 0; d < M.ndirs && dir < 0; d++) {
-        snprintf(path, sizeof(path), "%s/%s-%d", M.dirs[d], topic, partition);
+    for (int d = 0; d < m->ndirs && dir < 0; d++) {
+        snprintf(path, sizeof(path), "%s/%s-%d", m->dirs[d], topic, partition);
         if (stat(path, &st) == 0) {
-            if (fresh && set_aside(d, path, "is in the way of a new topic") != 0)
+            if (fresh && set_aside(m, d, path, "is in the way of a new topic") != 0)
                 return -1;
             if (!fresh)
                 dir = d;
@@ -689,25 +722,25 @@ int sp_logmgr_open_partition(const char *topic, sp_uuid_t topic_id, int32_t part
     bool create = dir < 0;
     if (create) { /* the online directory holding the fewest partitions */
         int best = -1, bestn = -1;
-        pthread_rwlock_rdlock(&M.rw);
-        for (int d = 0; d < M.ndirs; d++) {
-            int n = M.nlogs[d];
-            if (atomic_load(&M.offline[d]))
+        pthread_rwlock_rdlock(&m->rw);
+        for (int d = 0; d < m->ndirs; d++) {
+            int n = m->nlogs[d];
+            if (atomic_load(&m->offline[d]))
                 continue;
             if (bestn < 0 || n < bestn) {
                 best = d;
                 bestn = n;
             }
         }
-        pthread_rwlock_unlock(&M.rw);
+        pthread_rwlock_unlock(&m->rw);
         if (best < 0) {
             sp_error("log", "no log directory is online for %s-%d", topic, partition);
             return -1;
         }
         dir = best;
-        snprintf(path, sizeof(path), "%s/%s-%d", M.dirs[dir], topic, partition);
+        snprintf(path, sizeof(path), "%s/%s-%d", m->dirs[dir], topic, partition);
     }
-    ckpt_t *c = fresh ? NULL : ckpt_find(topic, partition);
+    ckpt_t *c = fresh ? NULL : ckpt_find(m, topic, partition);
     sp_plog_open_opts_t o;
     memset(&o, 0, sizeof(o));
     o.dir = path;
@@ -716,29 +749,30 @@ int sp_logmgr_open_partition(const char *topic, sp_uuid_t topic_id, int32_t part
     o.topic_id = topic_id;
     o.cfg = cfg;
     o.create = create;
-    o.clean = M.clean[dir];
+    o.clean = m->clean[dir];
     o.recovery_point = c ? c->recovery : 0;
     o.log_start = c ? c->log_start : 0;
-    o.files = M.files;
+    o.files = m->files;
     o.hooks.kick = on_log_kick;
     o.hooks.failed = on_log_failed;
+    o.hooks.ctx = m;
     sp_plog_t *l = sp_plog_open(&o);
     if (!l)
         return -1;
-    if (atomic_load(&M.offline[dir]))
+    if (atomic_load(&m->offline[dir]))
         sp_plog_fail(l, "its log directory is offline", 0);
-    pthread_rwlock_wrlock(&M.rw);
-    i = sp_tpmap_find(&M.map, topic, (int32_t)strlen(topic), partition);
+    pthread_rwlock_wrlock(&m->rw);
+    i = sp_tpmap_find(&m->map, topic, (int32_t)strlen(topic), partition);
     if (i >= 0) { /* raced with another open: keep the first */
-        pthread_rwlock_unlock(&M.rw);
+        pthread_rwlock_unlock(&m->rw);
         sp_plog_unref(l);
         return 0;
     }
     i = -i - 1;
     entry_t *e = calloc(1, sizeof(*e));
     char *name = strdup(topic);
-    if (!e || !name || sp_tpmap_insert(&M.map, i, topic, partition, e) != 0) {
-        pthread_rwlock_unlock(&M.rw);
+    if (!e || !name || sp_tpmap_insert(&m->map, i, topic, partition, e) != 0) {
+        pthread_rwlock_unlock(&m->rw);
         free(e);
         free(name);
         sp_plog_unref(l);
@@ -750,58 +784,58 @@ int sp_logmgr_open_partition(const char *topic, sp_uuid_t topic_id, int32_t part
     e->log = l;
     e->ckpt_recovery = o.recovery_point;
     e->ckpt_log_start = o.log_start;
-    M.nlogs[dir]++;
-    pthread_rwlock_unlock(&M.rw);
+    m->nlogs[dir]++;
+    pthread_rwlock_unlock(&m->rw);
     if (create)
-        sp_flusher_kick(l); /* the new segment files become durable */
+        sp_logmgr_kick(m, l); /* the new segment files become durable */
     return 0;
 }
 
 /* Takes entry i out of the registry, renames its directory for
  * background removal and drops the entry's reference.  rw held for
  * writing. */
-static void retire(int i)
+static void retire(sp_logmgr_t *m, int i)
 {
     char to[4096];
-    entry_t *e = sp_tpmap_remove(&M.map, i);
-    M.nlogs[e->dir]--;
+    entry_t *e = sp_tpmap_remove(&m->map, i);
+    m->nlogs[e->dir]--;
     sp_plog_mark_deleted(e->log);
     if (aside_name(to, sizeof(to), e->log->dir, "delete") != 0 || rename(e->log->dir, to) != 0)
         sp_error("log", "cannot rename %s for deletion: %s", e->log->dir, strerror(errno));
     else
-        sp_fsync_dir(M.dirs[e->dir]);
+        sp_fsync_dir(m->dirs[e->dir]);
     sp_plog_unref(e->log);
     free(e->topic);
     free(e);
 }
 
-void sp_logmgr_abandon_partition(const char *topic, int32_t partition)
+void sp_logmgr_abandon_partition(sp_logmgr_t *m, const char *topic, int32_t partition)
 {
-    pthread_rwlock_wrlock(&M.rw);
-    int i = sp_tpmap_find(&M.map, topic, (int32_t)strlen(topic), partition);
+    pthread_rwlock_wrlock(&m->rw);
+    int i = sp_tpmap_find(&m->map, topic, (int32_t)strlen(topic), partition);
     if (i >= 0)
-        retire(i);
-    pthread_rwlock_unlock(&M.rw);
-    keeper_poke(false, true);
+        retire(m, i);
+    pthread_rwlock_unlock(&m->rw);
+    keeper_poke(m, false, true);
 }
 
-void sp_logmgr_delete_topic(const char *topic)
+void sp_logmgr_delete_topic(sp_logmgr_t *m, const char *topic)
 {
-    pthread_rwlock_wrlock(&M.rw);
-    int i = sp_tpmap_find(&M.map, topic, (int32_t)strlen(topic), 0);
+    pthread_rwlock_wrlock(&m->rw);
+    int i = sp_tpmap_find(&m->map, topic, (int32_t)strlen(topic), 0);
     if (i < 0)
         i = -i - 1;
-    while (i < M.map.n && strcmp(M.map.v[i].topic, topic) == 0)
-        retire(i);
-    pthread_rwlock_unlock(&M.rw);
-    keeper_poke(false, true);
+    while (i < m->map.n && strcmp(m->map.v[i].topic, topic) == 0)
+        retire(m, i);
+    pthread_rwlock_unlock(&m->rw);
+    keeper_poke(m, false, true);
 }
 
-void sp_logmgr_sweep(bool (*keep)(const char *topic, int32_t partition, void *ctx), void *ctx)
+void sp_logmgr_sweep(sp_logmgr_t *m, bool (*keep)(const char *topic, int32_t partition, void *ctx), void *ctx)
 {
     int aside = 0;
-    for (int d = 0; d < M.ndirs; d++) {
-        DIR *dir = opendir(M.dirs[d]);
+    for (int d = 0; d < m->ndirs; d++) {
+        DIR *dir = opendir(m->dirs[d]);
         struct dirent *e;
         if (!dir)
             continue;
@@ -818,8 +852,8 @@ void sp_logmgr_sweep(bool (*keep)(const char *topic, int32_t partition, void *ct
             if (strcmp(topic, "__cluster_metadata") == 0 || keep(topic, (int32_t)p, ctx))
                 continue;
             char from[4096];
-            snprintf(from, sizeof(from), "%s/%s", M.dirs[d], e->d_name);
-            if (set_aside(d, from, "belongs to no topic in the metadata") == 0)
+            snprintf(from, sizeof(from), "%s/%s", m->dirs[d], e->d_name);
+            if (set_aside(m, d, from, "belongs to no topic in the metadata") == 0)
                 aside++;
         }
         closedir(dir);
@@ -830,25 +864,25 @@ void sp_logmgr_sweep(bool (*keep)(const char *topic, int32_t partition, void *ct
                 "stop the broker, restore it, and rename them back", aside, aside == 1 ? "y" : "ies");
 }
 
-bool sp_logmgr_was_clean(int i)
+bool sp_logmgr_was_clean(const sp_logmgr_t *m, int i)
 {
-    return i >= 0 && i < M.ndirs && M.clean[i];
+    return i >= 0 && i < m->ndirs && m->clean[i];
 }
 
-bool sp_logmgr_dir_offline(int i)
+bool sp_logmgr_dir_offline(const sp_logmgr_t *m, int i)
 {
-    return i >= 0 && i < M.ndirs && atomic_load(&M.offline[i]);
+    return i >= 0 && i < m->ndirs && atomic_load(&m->offline[i]);
 }
 
-sp_fdcache_t *sp_logmgr_files(void)
+sp_fdcache_t *sp_logmgr_files(const sp_logmgr_t *m)
 {
-    return M.files;
+    return m->files;
 }
 
-int sp_logmgr_dirs(const char *const **dirs)
+int sp_logmgr_dirs(const sp_logmgr_t *m, const char *const **dirs)
 {
-    *dirs = (const char *const *)M.dirs;
-    return M.ndirs;
+    *dirs = (const char *const *)m->dirs;
+    return m->ndirs;
 }
 
 int64_t sp_plog_size(sp_plog_t *l)
@@ -862,91 +896,66 @@ int64_t sp_plog_size(sp_plog_t *l)
 }
 
 /* Writes and syncs the clean-shutdown marker of directory d. */
-static void write_marker(int d)
+static void write_marker(sp_logmgr_t *m, int d)
 {
     char path[4096];
-    snprintf(path, sizeof(path), "%s/%s", M.dirs[d], CLEAN_MARKER);
+    snprintf(path, sizeof(path), "%s/%s", m->dirs[d], CLEAN_MARKER);
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0 || sp_fsync(fd) != 0)
         sp_error("log", "cannot write %s: %s", path, strerror(errno));
     if (fd >= 0)
         close(fd);
-    if (sp_fsync_dir(M.dirs[d]) != 0)
-        sp_error("log", "cannot sync %s: %s", M.dirs[d], strerror(errno));
+    if (sp_fsync_dir(m->dirs[d]) != 0)
+        sp_error("log", "cannot sync %s: %s", m->dirs[d], strerror(errno));
 }
 
-void sp_logmgr_shutdown(bool clean)
+void sp_logmgr_shutdown(sp_logmgr_t *m, bool clean)
 {
-    if (!M.running)
+    if (!m)
         return;
-    pthread_mutex_lock(&M.qmu);
-    M.stop = true;
-    pthread_cond_signal(&M.qcv);
-    pthread_mutex_unlock(&M.qmu);
-    pthread_join(M.flusher, NULL);
-    pthread_mutex_lock(&M.hmu);
-    M.hstop = true;
-    pthread_cond_signal(&M.hcv);
-    pthread_mutex_unlock(&M.hmu);
-    pthread_join(M.keeper, NULL);
-    M.running = false;
+    pthread_mutex_lock(&m->qmu);
+    m->stop = true;
+    pthread_cond_signal(&m->qcv);
+    pthread_mutex_unlock(&m->qmu);
+    pthread_join(m->flusher, NULL);
+    pthread_mutex_lock(&m->hmu);
+    m->hstop = true;
+    pthread_cond_signal(&m->hcv);
+    pthread_mutex_unlock(&m->hmu);
+    pthread_join(m->keeper, NULL);
+    m->running = false;
     /* final flush of everything and the index files, then checkpoints,
      * then the marker of each directory where all of it succeeded; the
      * logs are taken out of the registry first, so that a failure (which
      * takes a directory offline through the registry) never deadlocks */
-    bool *dir_ok = calloc((size_t)(M.ndirs ? M.ndirs : 1), sizeof(bool));
-    for (int d = 0; dir_ok && d < M.ndirs; d++)
-        dir_ok[d] = clean && !atomic_load(&M.offline[d]);
-    pthread_rwlock_rdlock(&M.rw);
-    int n = M.map.n;
+    bool *dir_ok = calloc((size_t)(m->ndirs ? m->ndirs : 1), sizeof(bool));
+    for (int d = 0; dir_ok && d < m->ndirs; d++)
+        dir_ok[d] = clean && !atomic_load(&m->offline[d]);
+    pthread_rwlock_rdlock(&m->rw);
+    int n = m->map.n;
     entry_t **snap = malloc(sizeof(*snap) * (size_t)(n ? n : 1));
     for (int i = 0; snap && i < n; i++)
-        snap[i] = ent(i);
-    pthread_rwlock_unlock(&M.rw);
+        snap[i] = ent(m, i);
+    pthread_rwlock_unlock(&m->rw);
     for (int i = 0; snap && i < n; i++) {
         bool ok = sp_plog_flush(snap[i]->log) == 0 && sp_plog_close(snap[i]->log) == 0;
         if (!ok && dir_ok)
             dir_ok[snap[i]->dir] = false;
     }
-    write_checkpoints(dir_ok);
-    for (int d = 0; d < M.ndirs; d++) {
-        if (dir_ok && dir_ok[d] && snap && !atomic_load(&M.offline[d]))
-            write_marker(d);
+    write_checkpoints(m, dir_ok);
+    for (int d = 0; d < m->ndirs; d++) {
+        if (dir_ok && dir_ok[d] && snap && !atomic_load(&m->offline[d]))
+            write_marker(m, d);
         else if (clean)
             sp_warn("log", "%s: no clean-shutdown marker (a storage failure or a failed final flush): "
-                    "the next start recovers its partitions", M.dirs[d]);
+                    "the next start recovers its partitions", m->dirs[d]);
     }
     free(snap);
     free(dir_ok);
-    pthread_rwlock_wrlock(&M.rw);
-    for (int i = 0; i < M.map.n; i++) {
-        sp_plog_unref(ent(i)->log);
-        free(ent(i)->topic);
-        free(ent(i));
-    }
-    sp_tpmap_free(&M.map);
-    pthread_rwlock_unlock(&M.rw);
-    for (int i = 0; i < M.nckpts; i++)
-        free(M.ckpts[i].topic);
-    free(M.ckpts);
-    M.ckpts = NULL;
-    M.nckpts = 0;
-    for (int d = 0; d < M.ndirs; d++)
-        free(M.dirs[d]);
-    free(M.dirs);
-    free(M.clean);
-    free(M.offline);
-    free(M.nlogs);
-    M.nlogs = NULL;
-    M.dirs = NULL;
-    free(M.batch);
-    M.batch = NULL;
-    M.batch_cap = 0;
-    sp_fdcache_free(M.files);
-    M.files = NULL;
+    logmgr_free(m);
 }
 
-void sp_logmgr_fail_dir(int d, const char *why)
+void sp_logmgr_fail_dir(sp_logmgr_t *m, int d, const char *why)
 {
-    fail_dir(d, why);
+    fail_dir(m, d, why);
 }

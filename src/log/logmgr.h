@@ -40,6 +40,11 @@
 #include "log/fdcache.h"
 #include "log/plog.h"
 
+/* The log manager of one broker: an object, so that a test can run
+ * several brokers (each with its own directories and threads) in one
+ * process. */
+typedef struct sp_logmgr sp_logmgr_t;
+
 typedef struct sp_logmgr_opts {
     char *const *dirs;
     int ndirs;
@@ -51,49 +56,50 @@ typedef struct sp_logmgr_opts {
 
 /* Opens the log directories: reads checkpoints, notes whether the last
  * stop was clean, removes the clean-shutdown marker, starts the flush and
- * housekeeping threads.  0 or -1 (logged). */
-int sp_logmgr_start(const sp_logmgr_opts_t *o);
+ * housekeeping threads.  The manager, or NULL (logged). */
+sp_logmgr_t *sp_logmgr_start(const sp_logmgr_opts_t *o);
 
 /* Opens (recovering as needed) or creates the log of topic-partition and
  * registers it.  fresh (a topic being created): a directory already
  * there is set aside as -stray and a new log created.  Metadata thread or
  * start-up.  0 or -errno-like -1 (logged). */
-int sp_logmgr_open_partition(const char *topic, sp_uuid_t topic_id, int32_t partition,
+int sp_logmgr_open_partition(sp_logmgr_t *m, const char *topic, sp_uuid_t topic_id, int32_t partition,
                              const sp_log_config_t *cfg, bool fresh);
 /* Unregisters a partition opened by a creation that did not complete and
  * removes its (new, empty) directory.  Metadata thread. */
-void sp_logmgr_abandon_partition(const char *topic, int32_t partition);
+void sp_logmgr_abandon_partition(sp_logmgr_t *m, const char *topic, int32_t partition);
 /* The registered log, with a reference (sp_plog_unref when done), or NULL. */
-sp_plog_t *sp_logmgr_get(const char *topic, int32_t topic_len, int32_t partition);
+sp_plog_t *sp_logmgr_get(sp_logmgr_t *m, const char *topic, int32_t topic_len, int32_t partition);
 /* Unregisters every partition of topic, fails their waiters, and renames
  * their directories for background removal.  Metadata thread. */
-void sp_logmgr_delete_topic(const char *topic);
+void sp_logmgr_delete_topic(sp_logmgr_t *m, const char *topic);
 /* Sets aside (renames to <dir>.<id>-stray) partition directories that are
  * not in the keep list, once the metadata is loaded: data is never
  * deleted because metadata does not name it.  keep(topic, p) says. */
-void sp_logmgr_sweep(bool (*keep)(const char *topic, int32_t partition, void *ctx), void *ctx);
+void sp_logmgr_sweep(sp_logmgr_t *m, bool (*keep)(const char *topic, int32_t partition, void *ctx), void *ctx);
 
 /* Whether log directory i was stopped cleanly last time. */
-bool sp_logmgr_was_clean(int i);
+bool sp_logmgr_was_clean(const sp_logmgr_t *m, int i);
 /* Whether log directory i is offline after a storage failure. */
-bool sp_logmgr_dir_offline(int i);
+bool sp_logmgr_dir_offline(const sp_logmgr_t *m, int i);
 /* Takes directory i offline (every log in it FAILED); the metadata log's
  * owner calls it when that log fails.  Any thread. */
-void sp_logmgr_fail_dir(int i, const char *why);
+void sp_logmgr_fail_dir(sp_logmgr_t *m, int i, const char *why);
 /* The open-file cache every log of this broker uses. */
-sp_fdcache_t *sp_logmgr_files(void);
+sp_fdcache_t *sp_logmgr_files(const sp_logmgr_t *m);
 
 /* Asks the flush thread to flush l soon.  Any thread. */
-void sp_flusher_kick(sp_plog_t *l);
+void sp_logmgr_kick(sp_logmgr_t *m, sp_plog_t *l);
 
-int sp_logmgr_dirs(const char *const **dirs);
+int sp_logmgr_dirs(const sp_logmgr_t *m, const char *const **dirs);
 /* Bytes on disk of a partition log (sum of its segment sizes). */
 int64_t sp_plog_size(sp_plog_t *l);
 
 /* Stop: final flush of every log, index files, checkpoints and, per
  * directory where all of that succeeded, the clean-shutdown marker, in
  * that order.  clean = false (a start that failed half-way): no marker
- * anywhere, the next start recovers. */
-void sp_logmgr_shutdown(bool clean);
+ * anywhere, the next start recovers.  Frees m: no log of it may be used
+ * afterwards (the partitions above them are dropped first). */
+void sp_logmgr_shutdown(sp_logmgr_t *m, bool clean);
 
 #endif

@@ -8,7 +8,7 @@
  *
  * Regression test for 48dff05: the flush thread cleared flush_queued on
  * the logs of its pass, dropped the queue lock and then followed their
- * flush_next links, which a concurrent sp_flusher_kick had re-linked into
+ * flush_next links, which a concurrent sp_logmgr_kick had re-linked into
  * the new queue: some logs were unref'ed twice (a heap-use-after-free, or a
  * SIGSEGV), others kept a reference for ever and missed the pass.  Under
  * ASan that is a report within the first second; without it, the
@@ -19,7 +19,7 @@
  *   4 appenders   small batches to all 32 partitions in turn, every other
  *                 one acks=all: its waiter must complete without error;
  *   1 alternator  acks=1 appends alternating between two logs, no waits;
- *   1 kicker      sp_flusher_kick on every log, DeleteRecords to the hw;
+ *   1 kicker      sp_logmgr_kick on every log, DeleteRecords to the hw;
  *   1 churner     the metadata thread's part: creates a 4-partition topic,
  *                 appends with flush waiters, deletes the topic (half the
  *                 time while the waiters still wait: they complete with
@@ -58,6 +58,7 @@
 #define DEFAULT_RUN_MS 1500
 
 static sp_uuid_t tid;
+static sp_logmgr_t *M;
 static sp_partitions_t *R;
 static atomic_bool stop;
 static atomic_long counts[NLOGS];     /* records appended per stable log */
@@ -168,7 +169,7 @@ static sp_partition_t *get(int idx)
 static sp_plog_t *get_log(int idx)
 {
     const char *t = topic_of(idx);
-    return sp_logmgr_get(t, (int32_t)strlen(t), idx % NPARTS);
+    return sp_logmgr_get(M, t, (int32_t)strlen(t), idx % NPARTS);
 }
 
 /* ---- threads ----------------------------------------------------------- */
@@ -241,7 +242,7 @@ static void *kicker(void *arg)
             sp_partition_unref(part);
             continue;
         }
-        sp_flusher_kick(l);
+        sp_logmgr_kick(M, l);
         if (set_config && i % 53 == 0) { /* settings that change nothing the checks see */
             sp_log_config_t c = cfg();
             c.index_interval_bytes = i % 2 ? 256 : 512;
@@ -310,7 +311,7 @@ static void *churner(void *arg)
                 sp_partition_unref(l[p]);
             }
             if (sp_partitions_get(R, name, (int32_t)strlen(name), p) != NULL ||
-                sp_logmgr_get(name, (int32_t)strlen(name), p) != NULL)
+                sp_logmgr_get(M, name, (int32_t)strlen(name), p) != NULL)
                 atomic_fetch_add(&churn_bad, 1);
         }
         atomic_fetch_add(&churn_rounds, 1);
@@ -427,8 +428,9 @@ int main(void)
     lo.ndirs = 1;
     lo.retention_check_ms = 50;
     lo.max_open_files = 24; /* fewer than the logs: the fd cache evicts and reopens */
-    CHECK(sp_logmgr_start(&lo) == 0);
-    R = sp_partitions_new();
+    M = sp_logmgr_start(&lo);
+    CHECK(M != NULL);
+    R = sp_partitions_new(M);
     CHECK(R != NULL);
     sp_log_config_t c = cfg();
     for (int i = 0; i < NLOGS; i++)
@@ -454,7 +456,7 @@ int main(void)
     CHECK(atomic_load(&churn_rounds) > 0 && atomic_load(&waits) > 0);
     check_logs();
     sp_partitions_free(R);
-    sp_logmgr_shutdown(true);
+    sp_logmgr_shutdown(M, true);
 
     char cmd[600];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", root);

@@ -7,7 +7,9 @@
  * settings).  The concurrent side (many appenders, waiters and deletions
  * against the flush thread) is test_logmgr.
  */
+#include <inttypes.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -265,8 +267,9 @@ static void test_registry(const char *root)
     lo.dirs = dirs;
     lo.ndirs = 1;
     lo.max_open_files = 64;
-    CHECK(sp_logmgr_start(&lo) == 0);
-    sp_partitions_t *r = sp_partitions_new();
+    sp_logmgr_t *m = sp_logmgr_start(&lo);
+    CHECK(m != NULL);
+    sp_partitions_t *r = sp_partitions_new(m);
     CHECK(r != NULL);
     sp_log_config_t c = cfg(1);
     for (int i = 0; i < 3; i++)
@@ -323,7 +326,88 @@ static void test_registry(const char *root)
     CHECK(p != NULL && sp_partition_hw(p) == 0);
     sp_partition_unref(p);
     sp_partitions_free(r);
-    sp_logmgr_shutdown(true);
+    sp_logmgr_shutdown(m, true);
+}
+
+/* Waits (up to 1 s) for an acks=all append to be acknowledged. */
+static bool acked(sp_partition_t *p, bool final, int64_t last)
+{
+    if (final)
+        return true;
+    w_t w = { .w.wake = on_wake, .w.offset = last };
+    sp_partition_wait_ack(p, &w.w);
+    for (int i = 0; i < 200 && !atomic_load(&w.woken); i++)
+        usleep(5000);
+    sp_partition_unwait(p, &w.w);
+    return atomic_load(&w.woken) == 1 && atomic_load(&w.err) == 0;
+}
+
+/* Reads the offset recorded for "t 0" in a checkpoint file, or -1. */
+static int64_t ckpt_offset(const char *dir, const char *name)
+{
+    char path[600], line[256];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    FILE *f = fopen(path, "r");
+    int64_t v = -1;
+    while (f && fgets(line, sizeof(line), f))
+        if (sscanf(line, "t 0 %" SCNd64, &v) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return v;
+}
+
+/* Two log managers in one process (instances, not singletons): each has
+ * its own directories, flush and housekeeping threads, checkpoints and
+ * clean-shutdown marker; stopping one leaves the other serving. */
+static void test_two_managers(const char *root)
+{
+    char da[512], db[512], marker[600];
+    snprintf(da, sizeof(da), "%s/two-a", root);
+    snprintf(db, sizeof(db), "%s/two-b", root);
+    CHECK(mkdir(da, 0755) == 0 && mkdir(db, 0755) == 0);
+    char *dirs_a[] = { da }, *dirs_b[] = { db };
+    sp_logmgr_opts_t lo;
+    memset(&lo, 0, sizeof(lo));
+    lo.ndirs = 1;
+    lo.max_open_files = 16;
+    lo.dirs = dirs_a;
+    sp_logmgr_t *ma = sp_logmgr_start(&lo);
+    lo.dirs = dirs_b;
+    sp_logmgr_t *mb = sp_logmgr_start(&lo);
+    CHECK(ma != NULL && mb != NULL && ma != mb);
+    if (!ma || !mb)
+        return;
+    sp_partitions_t *ra = sp_partitions_new(ma), *rb = sp_partitions_new(mb);
+    sp_log_config_t c = cfg(1);
+    CHECK(sp_partitions_open(ra, "t", tid, 0, &c, true) == 0);
+    CHECK(sp_partitions_open(rb, "t", tid, 0, &c, true) == 0);
+    sp_partition_t *pa = sp_partitions_get(ra, "t", 1, 0), *pb = sp_partitions_get(rb, "t", 1, 0);
+    CHECK(pa && pb && pa != pb);
+    if (!pa || !pb)
+        return;
+    CHECK(strncmp(sp_partition_dir(pa), da, strlen(da)) == 0);
+    CHECK(strncmp(sp_partition_dir(pb), db, strlen(db)) == 0);
+    sp_append_result_t ar;
+    CHECK(acked(pa, append(pa, &client, 3, -1, &ar), ar.last_offset) && ar.last_offset == 2);
+    CHECK(acked(pb, append(pb, &client, 5, -1, &ar), ar.last_offset) && ar.last_offset == 4);
+    CHECK(sp_partition_hw(pa) == 3 && sp_partition_hw(pb) == 5);
+    /* a stops; b goes on */
+    sp_partition_unref(pa);
+    sp_partitions_free(ra);
+    sp_logmgr_shutdown(ma, true);
+    snprintf(marker, sizeof(marker), "%s/.kafka_cleanshutdown", da);
+    CHECK(access(marker, F_OK) == 0);
+    CHECK(ckpt_offset(da, "recovery-point-offset-checkpoint") == 3);
+    CHECK(acked(pb, append(pb, &client, 2, -1, &ar), ar.last_offset) && ar.last_offset == 6);
+    snprintf(marker, sizeof(marker), "%s/.kafka_cleanshutdown", db);
+    CHECK(access(marker, F_OK) != 0);
+    sp_partition_unref(pb);
+    sp_partitions_free(rb);
+    sp_logmgr_shutdown(mb, true);
+    CHECK(access(marker, F_OK) == 0);
+    CHECK(ckpt_offset(db, "recovery-point-offset-checkpoint") == 7);
+    CHECK(ckpt_offset(da, "recovery-point-offset-checkpoint") == 3);
 }
 
 int main(void)
@@ -339,6 +423,7 @@ int main(void)
     test_min_insync(root);
     test_origin(root);
     test_registry(root);
+    test_two_managers(root);
     sp_fdcache_free(files);
     char cmd[600];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", root);
