@@ -303,7 +303,8 @@ int main(int argc, char **argv)
     if (!broker.logs)
         goto out_broker;
     broker.partitions = sp_partitions_new(broker.logs);
-    if (!broker.partitions || sp_controller_start(&broker, cfg) != 0)
+    broker.images = sp_image_holder_new();
+    if (!broker.partitions || !broker.images || sp_controller_start(&broker, cfg) != 0)
         goto out_logs;
     if (sp_coordinator_start(&broker, cfg) != 0)
         goto out_ctl;
@@ -343,7 +344,8 @@ out_logs:
     sp_logmgr_shutdown(broker.logs, started);
     broker.logs = NULL;
     sp_server_free(server);
-    sp_image_unpublish();
+    sp_image_holder_free(broker.images);
+    broker.images = NULL;
 out_broker:
     free_broker(&broker);
 out:

@@ -55,7 +55,7 @@ bool sp_autocreate(sp_req_t *req, const sp_str_t *names, int n, void (*again)(sp
     const sp_config_t *cfg = sp_controller_config();
     if (req->autocreated || !sp_config_bool(cfg, "auto.create.topics.enable"))
         return false;
-    sp_image_t *img = sp_image_acquire();
+    sp_image_t *img = sp_image_acquire(req->broker->images);
     int missing = 0;
     for (int i = 0; i < n; i++)
         missing += creatable(img, names[i]);

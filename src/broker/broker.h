@@ -11,6 +11,7 @@
 
 struct sp_partitions;
 struct sp_logmgr;
+struct sp_image_holder;
 
 typedef struct sp_broker {
     int32_t node_id;
@@ -35,6 +36,7 @@ typedef struct sp_broker {
      * thread starts; the registry itself is thread-safe */
     struct sp_partitions *partitions;
     struct sp_logmgr *logs;        /* its log manager (log/logmgr.h) */
+    struct sp_image_holder *images; /* its current metadata image (cluster/image.h) */
 } sp_broker_t;
 
 #endif

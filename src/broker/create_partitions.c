@@ -186,7 +186,7 @@ void sp_handle_create_partitions(sp_req_t *req)
         return;
     }
 
-    sp_image_t *img = sp_image_acquire();
+    sp_image_t *img = sp_image_acquire(req->broker->images);
     for (int i = 0; i < n; i++) {
         const topic_t *ct = &body->topics.v[keep[i]];
         t[i].name = ct->name;

@@ -67,7 +67,7 @@ void sp_handle_delete_records(sp_req_t *req)
         sp_req_close(req, "out of memory for DeleteRecords");
         return;
     }
-    sp_image_t *img = sp_image_acquire();
+    sp_image_t *img = sp_image_acquire(req->broker->images);
     for (int32_t i = 0; i < resp.topics.n; i++) {
         const sp_delete_records_request_delete_records_topic_t *rt = &body->topics.v[i];
         sp_delete_records_response_delete_records_topic_result_t *ot = &resp.topics.v[i];

@@ -46,7 +46,7 @@ void sp_handle_describe_cluster(sp_req_t *req)
         return;
     }
 
-    sp_image_t *img = sp_image_acquire();
+    sp_image_t *img = sp_image_acquire(req->broker->images);
     resp.cluster_id = sp_str_c(img->cluster_id);
     resp.controller_id = img->controller_id;
     resp.brokers.v = sp_describe_cluster_response_describe_cluster_broker_alloc(&req->arena, img->nbrokers);

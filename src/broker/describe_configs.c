@@ -308,7 +308,7 @@ void sp_handle_describe_configs(sp_req_t *req)
         sp_req_close(req, "out of memory for DescribeConfigs");
         return;
     }
-    sp_image_t *img = sp_image_acquire();
+    sp_image_t *img = sp_image_acquire(req->broker->images);
     for (int32_t i = 0; i < resp.results.n; i++) {
         const res_t *res = &body->resources.v[i];
         result_t *out = &resp.results.v[i];

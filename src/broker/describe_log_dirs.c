@@ -155,7 +155,7 @@ void sp_handle_describe_log_dirs(sp_req_t *req)
     if (ndirs > 0 && !resp.results.v)
         goto oom;
 
-    sp_image_t *img = sp_image_acquire();
+    sp_image_t *img = sp_image_acquire(req->broker->images);
     want_t *wants = NULL;
     int32_t nw;
     if (all) {

@@ -107,7 +107,7 @@ void sp_handle_describe_topic_partitions(sp_req_t *req)
         answer_error(req, body, SP_ERR_INVALID_REQUEST);
         return;
     }
-    sp_image_t *img = sp_image_acquire();
+    sp_image_t *img = sp_image_acquire(req->broker->images);
 
     /* The names to describe, sorted, each once, none before the cursor. */
     int32_t cap = all ? img->ntopics : body->topics.n;

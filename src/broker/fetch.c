@@ -359,7 +359,7 @@ void sp_handle_fetch(sp_req_t *req)
         sp_req_close(req, "out of memory for Fetch");
         return;
     }
-    sp_image_t *img = sp_image_acquire();
+    sp_image_t *img = sp_image_acquire(req->broker->images);
     const sp_topic_info_t *ti = NULL;
     sp_str_t name = SP_STR_NULL;
     sp_fetch_response_fetchable_topic_response_t *to = NULL;

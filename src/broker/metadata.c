@@ -154,7 +154,7 @@ void sp_handle_metadata(sp_req_t *req)
         if (names && sp_autocreate(req, names, nwant, sp_handle_metadata))
             return; /* answered once the topics exist */
     }
-    sp_image_t *img = sp_image_acquire();
+    sp_image_t *img = sp_image_acquire(req->broker->images);
     sp_metadata_response_t resp;
     sp_metadata_response_init(&resp);
 

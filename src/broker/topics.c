@@ -117,7 +117,7 @@ static void create_done(sp_req_t *req, sp_ctl_op_t *op)
     sp_create_topics_response_init(&resp);
     resp.topics.v = sp_create_topics_response_creatable_topic_result_alloc(&req->arena, op->n);
     resp.topics.n = resp.topics.v ? op->n : 0;
-    sp_image_t *img = sp_image_acquire();
+    sp_image_t *img = sp_image_acquire(req->broker->images);
     for (int i = 0; i < resp.topics.n; i++) {
         sp_ctl_topic_t *t = &op->topics[i];
         sp_create_topics_response_creatable_topic_result_t *o = &resp.topics.v[i];
@@ -305,7 +305,7 @@ void sp_handle_delete_topics(sp_req_t *req)
     }
     n = kept;
     /* internal topics, by name or by id */
-    sp_image_t *img = sp_image_acquire();
+    sp_image_t *img = sp_image_acquire(req->broker->images);
     for (int i = 0; i < n; i++) {
         if (t[i].error)
             continue;

@@ -40,6 +40,7 @@ static struct {
     const sp_config_t *cfg;
     sp_partitions_t *parts;     /* the broker's partitions (broker->partitions) */
     sp_logmgr_t *logs;          /* and its log manager (broker->logs) */
+    sp_image_holder_t *images;  /* where images are published (broker->images) */
     sp_plog_t *log;             /* __cluster_metadata-0 */
     char *dir;
     int64_t snapshot_offset;    /* offset the latest snapshot covers up to */
@@ -939,7 +940,7 @@ static void run_op(sp_ctl_op_t *op)
                  "The metadata log is offline after a storage error; restart the broker.");
         return;
     }
-    sp_image_t *cur = sp_image_acquire();
+    sp_image_t *cur = sp_image_acquire(C.images);
     sp_image_t *next = sp_image_clone(cur);
     recbuf_t rb;
     memset(&rb, 0, sizeof(rb));
@@ -1000,7 +1001,7 @@ static void run_op(sp_ctl_op_t *op)
     next->offset = ar.last_offset;
     C.bytes_since_snapshot += rb.bytes;
 
-    sp_image_publish(next);
+    sp_image_publish(C.images, next);
     bool alter = op->kind == SP_CTL_ALTER_CONFIGS || op->kind == SP_CTL_INCR_ALTER_CONFIGS;
     bool broker_changed = false;
     for (int i = 0; i < op->n; i++) {
@@ -1019,7 +1020,7 @@ static void run_op(sp_ctl_op_t *op)
                 free(name);
             }
         } else if (op->kind == SP_CTL_ALTER_CONFIGS || op->kind == SP_CTL_INCR_ALTER_CONFIGS) {
-            sp_image_t *now = sp_image_acquire();
+            sp_image_t *now = sp_image_acquire(C.images);
             const sp_topic_info_t *ti = find_topic(now, t);
             if (ti) {
                 sp_log_config_t lc;
@@ -1035,7 +1036,7 @@ static void run_op(sp_ctl_op_t *op)
     if (broker_changed) {
         /* a broker default changed: every topic without its own override
          * of that key follows, without a restart */
-        sp_image_t *now = sp_image_acquire();
+        sp_image_t *now = sp_image_acquire(C.images);
         int32_t n = now->ntopics;
         for (int32_t i = 0; i < n; i++) {
             sp_log_config_t lc;
@@ -1048,7 +1049,7 @@ static void run_op(sp_ctl_op_t *op)
     }
     int64_t every = sp_config_long(C.cfg, "metadata.log.max.record.bytes.between.snapshots");
     if (C.bytes_since_snapshot >= every) {
-        sp_image_t *now = sp_image_acquire();
+        sp_image_t *now = sp_image_acquire(C.images);
         write_snapshot(now, now->offset + 1);
         sp_image_release(now);
     }
@@ -1129,6 +1130,7 @@ int sp_controller_start(const sp_broker_t *b, const sp_config_t *cfg)
     C.cfg = cfg;
     C.parts = b->partitions;
     C.logs = b->logs;
+    C.images = b->images;
     if (sp_meta_loader_init(&C.loader, b->node_id) != 0) {
         sp_error("meta", "the metadata record schemas are missing from the codec");
         return -1;
@@ -1211,7 +1213,7 @@ int sp_controller_start(const sp_broker_t *b, const sp_config_t *cfg)
             }
     }
     sp_logmgr_sweep(C.logs, keep_partition, img);
-    sp_image_publish(img);
+    sp_image_publish(C.images, img);
     C.running = true;
     if (pthread_create(&C.thread, NULL, controller_main, NULL) != 0) {
         C.running = false;

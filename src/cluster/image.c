@@ -17,9 +17,19 @@
  * reader that loaded the old pointer announced itself before the swap, so
  * the publisher sees it until it has its reference.
  */
-static _Atomic(sp_image_t *) cur;
-static atomic_int readers;
-static pthread_mutex_t publish_mu = PTHREAD_MUTEX_INITIALIZER; /* publishers only */
+struct sp_image_holder {
+    _Atomic(sp_image_t *) cur;
+    atomic_int readers;
+    pthread_mutex_t publish_mu; /* publishers only */
+};
+
+sp_image_holder_t *sp_image_holder_new(void)
+{
+    sp_image_holder_t *h = calloc(1, sizeof(*h));
+    if (h)
+        pthread_mutex_init(&h->publish_mu, NULL);
+    return h;
+}
 
 sp_image_t *sp_image_new(const char *cluster_id, int32_t controller_id)
 {
@@ -103,28 +113,32 @@ void sp_image_release(sp_image_t *img)
         image_free(img);
 }
 
-void sp_image_publish(sp_image_t *img)
+void sp_image_publish(sp_image_holder_t *h, sp_image_t *img)
 {
-    pthread_mutex_lock(&publish_mu);
-    sp_image_t *old = atomic_exchange(&cur, img);
-    while (atomic_load(&readers) != 0)
+    pthread_mutex_lock(&h->publish_mu);
+    sp_image_t *old = atomic_exchange(&h->cur, img);
+    while (atomic_load(&h->readers) != 0)
         sched_yield(); /* a reader between its load and its increment */
-    pthread_mutex_unlock(&publish_mu);
+    pthread_mutex_unlock(&h->publish_mu);
     sp_image_release(old);
 }
 
-void sp_image_unpublish(void)
+void sp_image_holder_free(sp_image_holder_t *h)
 {
-    sp_image_publish(NULL);
+    if (!h)
+        return;
+    sp_image_publish(h, NULL);
+    pthread_mutex_destroy(&h->publish_mu);
+    free(h);
 }
 
-sp_image_t *sp_image_acquire(void)
+sp_image_t *sp_image_acquire(sp_image_holder_t *h)
 {
-    atomic_fetch_add(&readers, 1);
-    sp_image_t *img = atomic_load(&cur);
+    atomic_fetch_add(&h->readers, 1);
+    sp_image_t *img = atomic_load(&h->cur);
     if (img)
         atomic_fetch_add(&img->refs, 1);
-    atomic_fetch_sub(&readers, 1);
+    atomic_fetch_sub(&h->readers, 1);
     return img;
 }
 

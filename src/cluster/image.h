@@ -10,6 +10,8 @@
  *
  * Threads: any thread may sp_image_acquire()/sp_image_release(), which take
  * no lock (three atomic increments); only the metadata owner publishes.
+ * The current image lives in a holder (one per broker: sp_broker_t.images),
+ * so that several brokers can live in one process.
  *
  * Dynamic broker configs (ConfigRecord with resource type BROKER, set by
  * AlterConfigs / IncrementalAlterConfigs on a BROKER resource) are kept
@@ -118,14 +120,18 @@ int sp_image_set_broker_config(sp_image_t *img, bool is_default, const char *key
 /* Non-const lookup for the builder: the image's own copy of the topic. */
 sp_topic_info_t *sp_image_topic_mut(sp_image_t *img, const char *name, int32_t len);
 
-/* Makes img the current image; takes the caller's reference. */
-void sp_image_publish(sp_image_t *img);
+/* Where the current image of one broker is published. */
+typedef struct sp_image_holder sp_image_holder_t;
+sp_image_holder_t *sp_image_holder_new(void);
+/* Drops the published image and the holder (at shutdown). */
+void sp_image_holder_free(sp_image_holder_t *h);
+
+/* Makes img the current image of h; takes the caller's reference. */
+void sp_image_publish(sp_image_holder_t *h, sp_image_t *img);
 /* The current image with one more reference (never NULL after the first
  * publish).  Pair with sp_image_release(). */
-sp_image_t *sp_image_acquire(void);
+sp_image_t *sp_image_acquire(sp_image_holder_t *h);
 void sp_image_release(sp_image_t *img);
-/* Drops the published image (at shutdown). */
-void sp_image_unpublish(void);
 
 /* Lookups; borrowed pointers valid while the image is held. */
 const sp_topic_info_t *sp_image_topic(const sp_image_t *img, const char *name, int32_t len);

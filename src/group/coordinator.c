@@ -250,7 +250,7 @@ int32_t sp_coordinator_partition_for(const char *group, int32_t len, int32_t n)
  */
 static int32_t offsets_partitions(void)
 {
-    sp_image_t *img = sp_image_acquire();
+    sp_image_t *img = sp_image_acquire(G.broker->images);
     const sp_topic_info_t *t = sp_image_topic(img, OFFSETS_TOPIC, (int32_t)strlen(OFFSETS_TOPIC));
     int32_t n = t && t->npartitions > 0 ? t->npartitions : G.nparts;
     sp_image_release(img);
@@ -1858,7 +1858,7 @@ static void op_commit(sp_req_t *req, void *arg)
     write_t *x = g && !group_err ? write_new(W_COMMIT) : NULL;
     if (g && !group_err && !x)
         group_err = SP_ERR_UNKNOWN_SERVER_ERROR;
-    sp_image_t *img = sp_image_acquire();
+    sp_image_t *img = sp_image_acquire(G.broker->images);
     for (int32_t t = 0; t < r->topics.n; t++) {
         const sp_offset_commit_request_topic_t *rt = &b->topics.v[t];
         sp_offset_commit_response_topic_t *to = &r->topics.v[t];
@@ -2296,7 +2296,7 @@ static void op_offset_delete(sp_req_t *req, void *arg)
     r->topics.n = r->topics.v ? nt : 0;
     records_t rec;
     records_init(&rec);
-    sp_image_t *img = sp_image_acquire();
+    sp_image_t *img = sp_image_acquire(G.broker->images);
     for (int32_t t = 0; t < r->topics.n; t++) {
         const sp_offset_delete_request_topic_t *rt = &b->topics.v[t];
         sp_offset_delete_response_topic_t *to = &r->topics.v[t];
@@ -2671,7 +2671,7 @@ static void find_answer(sp_req_t *req)
     int16_t v = req->r.hdr.request_api_version;
     sp_find_coordinator_response_t resp;
     sp_find_coordinator_response_init(&resp);
-    sp_image_t *img = sp_image_acquire();
+    sp_image_t *img = sp_image_acquire(G.broker->images);
     const sp_broker_info_t *self = sp_image_broker(img, req->broker->node_id);
     bool ready = sp_image_topic(img, OFFSETS_TOPIC, (int32_t)strlen(OFFSETS_TOPIC)) != NULL;
     int32_t nkeys = v >= 4 ? (b->coordinator_keys.n > 0 ? b->coordinator_keys.n : 0) : 1;
@@ -2743,7 +2743,7 @@ void sp_coordinator_offsets_topic(sp_ctl_topic_t *t)
 
 void sp_handle_find_coordinator(sp_req_t *req)
 {
-    sp_image_t *img = sp_image_acquire();
+    sp_image_t *img = sp_image_acquire(G.broker->images);
     bool ready = sp_image_topic(img, OFFSETS_TOPIC, (int32_t)strlen(OFFSETS_TOPIC)) != NULL;
     sp_image_release(img);
     const sp_find_coordinator_request_t *b = req->r.body;
@@ -2781,7 +2781,7 @@ int sp_coordinator_start(const sp_broker_t *b, const sp_config_t *cfg)
     }
     if (uv_loop_init(&G.loop) != 0 || sp_wakeup_init(&G.loop, &G.wake, on_wake) != 0)
         return -1;
-    sp_image_t *img = sp_image_acquire();
+    sp_image_t *img = sp_image_acquire(G.broker->images);
     const sp_topic_info_t *t = sp_image_topic(img, OFFSETS_TOPIC, (int32_t)strlen(OFFSETS_TOPIC));
     int groups = 0;
     if (t) {

@@ -151,9 +151,9 @@ static atomic_long reads, bad_reads;
 
 static void *reader(void *arg)
 {
-    (void)arg;
+    sp_image_holder_t *h = arg;
     while (atomic_load(&racing)) {
-        sp_image_t *img = sp_image_acquire();
+        sp_image_t *img = sp_image_acquire(h);
         if (img) {
             /* every published image names its own controller id in its
              * cluster id: a freed or torn image would not */
@@ -172,22 +172,28 @@ static void test_acquire_races_publish(void)
 {
     pthread_t th[3];
     char id[32];
+    sp_image_holder_t *h = sp_image_holder_new(), *other = sp_image_holder_new();
+    CHECK(h != NULL && other != NULL);
+    sp_image_publish(other, sp_image_new("other", -7)); /* a second broker's holder */
     atomic_store(&racing, true);
     for (int i = 0; i < 3; i++)
-        pthread_create(&th[i], NULL, reader, NULL);
+        pthread_create(&th[i], NULL, reader, h);
     for (int32_t n = 0; n < 20000; n++) {
         snprintf(id, sizeof(id), "c%d", n);
-        sp_image_publish(sp_image_new(id, n));
+        sp_image_publish(h, sp_image_new(id, n));
     }
     atomic_store(&racing, false);
     for (int i = 0; i < 3; i++)
         pthread_join(th[i], NULL);
-    sp_image_t *last = sp_image_acquire();
+    sp_image_t *last = sp_image_acquire(h);
     CHECK(last && last->controller_id == 19999);
     CHECK(atomic_load(&last->refs) == 2); /* the published one and ours */
     sp_image_release(last);
-    sp_image_unpublish();
-    CHECK(sp_image_acquire() == NULL);
+    sp_image_t *o = sp_image_acquire(other); /* untouched by the other holder's publishes */
+    CHECK(o && o->controller_id == -7);
+    sp_image_release(o);
+    sp_image_holder_free(h);
+    sp_image_holder_free(other);
     CHECK(atomic_load(&reads) > 0);
     CHECK(atomic_load(&bad_reads) == 0);
 }
