@@ -304,7 +304,10 @@ int main(int argc, char **argv)
         goto out_broker;
     broker.partitions = sp_partitions_new(broker.logs);
     broker.images = sp_image_holder_new();
-    if (!broker.partitions || !broker.images || sp_controller_start(&broker, cfg) != 0)
+    broker.config = cfg;
+    if (broker.partitions && broker.images)
+        broker.controller = sp_controller_start(&broker, cfg);
+    if (!broker.controller)
         goto out_logs;
     if (sp_coordinator_start(&broker, cfg) != 0)
         goto out_ctl;
@@ -334,7 +337,8 @@ out_server:
      * marker last), then whatever completions they posted */
     sp_coordinator_stop();
 out_ctl:
-    sp_controller_stop();
+    sp_controller_stop(broker.controller);
+    broker.controller = NULL;
 out_logs:
     /* the partitions stop listening to their logs first; then a start that
      * failed half-way leaves no clean-shutdown marker: the next start

@@ -366,7 +366,7 @@ static void handle(sp_req_t *req, bool incremental)
     c->op.n = ntopics;
     c->op.req = req;
     c->op.done = alter_done;
-    sp_controller_submit(&c->op);
+    sp_controller_submit(req->broker->controller, &c->op);
 }
 
 void sp_handle_alter_configs(sp_req_t *req)

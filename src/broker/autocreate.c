@@ -52,7 +52,7 @@ static bool name_eq(const void *ctx, uint32_t a, uint32_t b)
 
 bool sp_autocreate(sp_req_t *req, const sp_str_t *names, int n, void (*again)(sp_req_t *req))
 {
-    const sp_config_t *cfg = sp_controller_config();
+    const sp_config_t *cfg = req->broker->config;
     if (req->autocreated || !sp_config_bool(cfg, "auto.create.topics.enable"))
         return false;
     sp_image_t *img = sp_image_acquire(req->broker->images);
@@ -95,6 +95,6 @@ bool sp_autocreate(sp_req_t *req, const sp_str_t *names, int n, void (*again)(sp
     a->op.topics = t;
     a->op.req = req;
     a->op.done = created;
-    sp_controller_submit(&a->op);
+    sp_controller_submit(req->broker->controller, &a->op);
     return true;
 }

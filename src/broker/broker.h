@@ -12,6 +12,8 @@
 struct sp_partitions;
 struct sp_logmgr;
 struct sp_image_holder;
+struct sp_controller;
+struct sp_config;
 
 typedef struct sp_broker {
     int32_t node_id;
@@ -37,6 +39,8 @@ typedef struct sp_broker {
     struct sp_partitions *partitions;
     struct sp_logmgr *logs;        /* its log manager (log/logmgr.h) */
     struct sp_image_holder *images; /* its current metadata image (cluster/image.h) */
+    struct sp_controller *controller; /* its metadata thread (cluster/controller.h) */
+    const struct sp_config *config; /* server.properties and --override (read-only) */
 } sp_broker_t;
 
 #endif

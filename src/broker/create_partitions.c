@@ -238,5 +238,5 @@ void sp_handle_create_partitions(sp_req_t *req)
     if (n == 0)
         create_partitions_done(req, op);
     else
-        sp_controller_submit(op);
+        sp_controller_submit(req->broker->controller, op);
 }

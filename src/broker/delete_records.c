@@ -24,7 +24,7 @@
 #include "proto/gen/delete_records_response.h"
 
 /* The new log start of one partition, or -1 with *err set. */
-static int64_t delete_one(sp_partitions_t *parts, const sp_image_t *img, sp_str_t topic, int32_t partition,
+static int64_t delete_one(const sp_broker_t *b, const sp_image_t *img, sp_str_t topic, int32_t partition,
                           int64_t offset, int16_t *err)
 {
     const sp_topic_info_t *ti = sp_image_topic(img, topic.ptr, topic.len);
@@ -35,12 +35,12 @@ static int64_t delete_one(sp_partitions_t *parts, const sp_image_t *img, sp_str_
     }
     int src;
     const char *policy = sp_topic_config_value(sp_topic_key("cleanup.policy", 14), ti->nconfigs, ti->ckeys,
-                                               ti->cvalues, img, sp_controller_config(), &src);
+                                               ti->cvalues, img, b->config, &src);
     if (policy && !strstr(policy, "delete")) {
         *err = SP_ERR_POLICY_VIOLATION; /* as Kafka: compact-only topics keep their records */
         return -1;
     }
-    sp_partition_t *p = sp_partitions_get(parts, topic.ptr, topic.len, partition);
+    sp_partition_t *p = sp_partitions_get(b->partitions, topic.ptr, topic.len, partition);
     if (!p) {
         *err = SP_ERR_UNKNOWN_TOPIC_OR_PARTITION;
         return -1;
@@ -84,7 +84,7 @@ void sp_handle_delete_records(sp_req_t *req)
             const sp_delete_records_request_delete_records_partition_t *rp = &rt->partitions.v[p];
             sp_delete_records_response_delete_records_partition_result_t *op = &ot->partitions.v[p];
             op->partition_index = rp->partition_index;
-            op->low_watermark = delete_one(req->broker->partitions, img, rt->name, rp->partition_index, rp->offset, &op->error_code);
+            op->low_watermark = delete_one(req->broker, img, rt->name, rp->partition_index, rp->offset, &op->error_code);
         }
     }
     sp_image_release(img);

@@ -124,7 +124,7 @@ static void set_synonyms(const dc_ctx_t *c, entry_t *e, const syn_t *syn, int n)
 static void describe_topic(const dc_ctx_t *c, const sp_image_t *img, const res_t *res, result_t *out)
 {
     sp_arena_t *a = &c->req->arena;
-    const sp_config_t *bcfg = sp_controller_config();
+    const sp_config_t *bcfg = c->req->broker->config;
     if (!sp_topic_name_valid(res->resource_name.ptr, res->resource_name.len)) {
         out->error_code = SP_ERR_INVALID_TOPIC_EXCEPTION;
         out->error_message = fmt_msg(a, "Invalid topic name", "Topic name '%.*s' is illegal",
@@ -213,7 +213,7 @@ static bool parse_broker_id(sp_str_t s, int64_t *id)
 static void describe_broker(const dc_ctx_t *c, const sp_image_t *img, const res_t *res, result_t *out)
 {
     sp_arena_t *a = &c->req->arena;
-    const sp_config_t *bcfg = sp_controller_config();
+    const sp_config_t *bcfg = c->req->broker->config;
     int32_t self = c->req->broker->node_id;
     bool cluster_default = res->resource_name.len <= 0;
     if (!cluster_default) {

@@ -102,7 +102,7 @@ static void fill_configs(sp_req_t *req, sp_create_topics_response_creatable_topi
     for (int i = 0; i < out->configs.n; i++) {
         int src;
         const char *v = sp_topic_config_value(&keys[i], ti ? ti->nconfigs : 0, ti ? ti->ckeys : NULL,
-                                              ti ? ti->cvalues : NULL, img, sp_controller_config(), &src);
+                                              ti ? ti->cvalues : NULL, img, req->broker->config, &src);
         const char *copy = v ? sp_arena_strdup(&req->arena, v, strlen(v)) : NULL;
         out->configs.v[i].name = sp_str_c(keys[i].name);
         out->configs.v[i].value = copy ? sp_str_c(copy) : SP_STR_NULL;
@@ -232,7 +232,7 @@ void sp_handle_create_topics(sp_req_t *req)
     op->topics = t;
     op->req = req;
     op->done = create_done;
-    sp_controller_submit(op);
+    sp_controller_submit(req->broker->controller, op);
 }
 
 /* ---- DeleteTopics ------------------------------------------------------ */
@@ -327,5 +327,5 @@ void sp_handle_delete_topics(sp_req_t *req)
     op->topics = t;
     op->req = req;
     op->done = delete_done;
-    sp_controller_submit(op);
+    sp_controller_submit(req->broker->controller, op);
 }

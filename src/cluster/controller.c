@@ -35,7 +35,7 @@
 #define RES_BROKER 4 /* ConfigResource type BROKER */
 #define SP_MAX_PARTITIONS 100000 /* per topic: each is a directory and open files */
 
-static struct {
+struct sp_controller {
     const sp_broker_t *broker;
     const sp_config_t *cfg;
     sp_partitions_t *parts;     /* the broker's partitions (broker->partitions) */
@@ -52,9 +52,8 @@ static struct {
     bool stop, running;
     _Atomic bool failed;        /* the metadata log failed: no more changes */
     sp_meta_loader_t loader;    /* decodes and applies records (replay) */
-} C = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
+};
 
-const sp_config_t *sp_controller_config(void) { return C.cfg; }
 
 static int64_t now_ms(void) { return sp_wall_ms(); }
 
@@ -87,22 +86,22 @@ static int add_record(recbuf_t *rb, int16_t key, int16_t version, const sp_msg_d
 }
 
 /* Applies a record we write to the next image, as a replay would. */
-static int apply(sp_image_t *img, int type, const void *rec)
+static int apply(sp_controller_t *c, sp_image_t *img, int type, const void *rec)
 {
-    return sp_meta_loader_apply_record(&C.loader, img, type, rec);
+    return sp_meta_loader_apply_record(&c->loader, img, type, rec);
 }
 
 /* The schema of a metadata record we write (the loader's). */
-static const sp_msg_desc_t *desc_named(const char *name)
+static const sp_msg_desc_t *desc_named(sp_controller_t *c, const char *name)
 {
     if (strcmp(name, "TopicRecord") == 0)
-        return C.loader.topic;
+        return c->loader.topic;
     if (strcmp(name, "PartitionRecord") == 0)
-        return C.loader.partition;
+        return c->loader.partition;
     if (strcmp(name, "ConfigRecord") == 0)
-        return C.loader.config;
+        return c->loader.config;
     if (strcmp(name, "RemoveTopicRecord") == 0)
-        return C.loader.remove_topic;
+        return c->loader.remove_topic;
     return NULL;
 }
 
@@ -112,23 +111,30 @@ static const sp_msg_desc_t *desc_named(const char *name)
  * (and the start with it) rather than build an image that lacks topics,
  * whose data would then look stray.  Records of types not used yet are
  * skipped (cluster/meta_loader.h). */
+typedef struct replay {
+    sp_controller_t *c;
+    sp_image_t *img;
+} replay_t;
+
 static int replay_record(const sp_record_t *rec, void *ctx)
 {
-    if (rec->value.len >= 0 && sp_meta_loader_apply(&C.loader, ctx, rec->value.ptr, rec->value.len) != 0) {
+    replay_t *r = ctx;
+    sp_controller_t *c = r->c;
+    if (rec->value.len >= 0 && sp_meta_loader_apply(&c->loader, r->img, rec->value.ptr, rec->value.len) != 0) {
         sp_error("meta", "metadata record at offset %" PRId64 " could not be decoded or applied",
                  rec->offset);
         return -1;
     }
-    C.bytes_since_snapshot += rec->value.len > 0 ? rec->value.len : 0;
+    c->bytes_since_snapshot += rec->value.len > 0 ? rec->value.len : 0;
     return 0;
 }
 
 /* ---- snapshots --------------------------------------------------------- */
 
-static int snapshot_records(recbuf_t *rb, const sp_image_t *img)
+static int snapshot_records(sp_controller_t *c, recbuf_t *rb, const sp_image_t *img)
 {
-    const sp_msg_desc_t *td = desc_named("TopicRecord"), *pd = desc_named("PartitionRecord"),
-                        *cd = desc_named("ConfigRecord");
+    const sp_msg_desc_t *td = desc_named(c, "TopicRecord"), *pd = desc_named(c, "PartitionRecord"),
+                        *cd = desc_named(c, "ConfigRecord");
     for (int32_t i = 0; i < img->ntopics; i++) {
         const sp_topic_info_t *t = img->topics[i];
         sp_topic_record_t tr;
@@ -166,7 +172,7 @@ static int snapshot_records(recbuf_t *rb, const sp_image_t *img)
     }
     /* dynamic broker configs: "" = cluster default, else this node */
     char self[16];
-    snprintf(self, sizeof(self), "%" PRId32, C.broker->node_id);
+    snprintf(self, sizeof(self), "%" PRId32, c->broker->node_id);
     for (int32_t i = 0; i < img->ndyn; i++) {
         sp_config_record_t cr;
         sp_config_record_init(&cr);
@@ -182,13 +188,13 @@ static int snapshot_records(recbuf_t *rb, const sp_image_t *img)
 
 /* Writes <offset>-0000000000.checkpoint for img (which covers offsets
  * below 'upto'), then drops older snapshots and log segments. */
-static void write_snapshot(const sp_image_t *img, int64_t upto)
+static void write_snapshot(sp_controller_t *c, const sp_image_t *img, int64_t upto)
 {
     recbuf_t rb;
     char name[64];
     memset(&rb, 0, sizeof(rb));
     sp_batch_builder_init(&rb.b, 0, now_ms());
-    if (snapshot_records(&rb, img) != 0) {
+    if (snapshot_records(c, &rb, img) != 0) {
         sp_batch_builder_free(&rb.b);
         return;
     }
@@ -196,29 +202,29 @@ static void write_snapshot(const sp_image_t *img, int64_t upto)
     uint8_t *batch = rb.count ? sp_batch_builder_finish(&rb.b, &len) : NULL;
     sp_batch_builder_free(&rb.b);
     snprintf(name, sizeof(name), "%020" PRId64 "-%010d.checkpoint", upto, 0);
-    if (sp_write_file_atomic(C.dir, name, batch ? batch : (const uint8_t *)"", len) != 0) {
-        sp_error("meta", "cannot write snapshot %s/%s: %s", C.dir, name, strerror(errno));
+    if (sp_write_file_atomic(c->dir, name, batch ? batch : (const uint8_t *)"", len) != 0) {
+        sp_error("meta", "cannot write snapshot %s/%s: %s", c->dir, name, strerror(errno));
         free(batch);
         return;
     }
     free(batch);
-    C.snapshot_offset = upto;
-    C.bytes_since_snapshot = 0;
+    c->snapshot_offset = upto;
+    c->bytes_since_snapshot = 0;
     /* older snapshots go; the log keeps whole segments from upto on */
-    DIR *d = opendir(C.dir);
+    DIR *d = opendir(c->dir);
     struct dirent *e;
     while (d && (e = readdir(d))) {
         if (strstr(e->d_name, ".checkpoint") && strcmp(e->d_name, name) != 0 &&
             !strstr(e->d_name, ".tmp")) {
             char p[4096];
-            snprintf(p, sizeof(p), "%s/%s", C.dir, e->d_name);
+            snprintf(p, sizeof(p), "%s/%s", c->dir, e->d_name);
             unlink(p);
         }
     }
     if (d)
         closedir(d);
     int64_t start;
-    if (sp_plog_delete_records(C.log, upto, &start) != 0)
+    if (sp_plog_delete_records(c->log, upto, &start) != 0)
         sp_warn("meta", "older metadata log segments were kept (error deleting below %" PRId64 ")", upto);
     sp_info("meta", "metadata snapshot at offset %" PRId64 " (%d records)", upto, rb.count);
 }
@@ -226,9 +232,9 @@ static void write_snapshot(const sp_image_t *img, int64_t upto)
 /* Loads the newest snapshot into img; returns the offset it covers to,
  * or -1 if it cannot be read (the start fails: the log below it is gone,
  * so going on would lose every topic the snapshot holds). */
-static int64_t load_snapshot(sp_image_t *img)
+static int64_t load_snapshot(sp_controller_t *c, sp_image_t *img)
 {
-    DIR *d = opendir(C.dir);
+    DIR *d = opendir(c->dir);
     struct dirent *e;
     int64_t best = -1;
     char bestname[256] = "";
@@ -247,7 +253,7 @@ static int64_t load_snapshot(sp_image_t *img)
     if (best < 0)
         return 0;
     char path[4096];
-    snprintf(path, sizeof(path), "%s/%s", C.dir, bestname);
+    snprintf(path, sizeof(path), "%s/%s", c->dir, bestname);
     FILE *f = fopen(path, "rb");
     if (!f) {
         sp_error("meta", "cannot open metadata snapshot %s: %s", path, strerror(errno));
@@ -259,7 +265,7 @@ static int64_t load_snapshot(sp_image_t *img)
     uint8_t *buf = sz >= 0 ? malloc((size_t)(sz > 0 ? sz : 1)) : NULL;
     int64_t last = -1;
     if (buf && fread(buf, 1, (size_t)sz, f) == (size_t)sz &&
-        sp_batches_each_record(buf, (size_t)sz, replay_record, img, &last) == 0) {
+        sp_batches_each_record(buf, (size_t)sz, replay_record, &(replay_t){ c, img }, &last) == 0) {
         sp_info("meta", "loaded metadata snapshot %s", bestname);
     } else {
         sp_error("meta", "metadata snapshot %s is damaged or unreadable; refusing to start rather "
@@ -270,13 +276,13 @@ static int64_t load_snapshot(sp_image_t *img)
     fclose(f);
     if (best < 0)
         return -1;
-    C.snapshot_offset = best;
+    c->snapshot_offset = best;
     return best;
 }
 
-static int replay_log(sp_image_t *img, int64_t from)
+static int replay_log(sp_controller_t *c, sp_image_t *img, int64_t from)
 {
-    return sp_plog_scan(C.log, from, replay_record, img);
+    return sp_plog_scan(c->log, from, replay_record, &(replay_t){ c, img });
 }
 
 /* ---- operations -------------------------------------------------------- */
@@ -350,10 +356,10 @@ static const sp_topic_info_t *find_topic_const(const sp_image_t *img, const sp_c
 }
 
 /* Emits PartitionRecords for partitions [from, to) of topic id. */
-static int add_partitions(recbuf_t *rb, sp_image_t *next, sp_uuid_t id, int32_t from, int32_t to)
+static int add_partitions(sp_controller_t *c, recbuf_t *rb, sp_image_t *next, sp_uuid_t id, int32_t from, int32_t to)
 {
-    const sp_msg_desc_t *pd = desc_named("PartitionRecord");
-    int32_t self = C.broker->node_id;
+    const sp_msg_desc_t *pd = desc_named(c, "PartitionRecord");
+    int32_t self = c->broker->node_id;
     for (int32_t p = from; p < to; p++) {
         sp_partition_record_t pr;
         sp_partition_record_init(&pr);
@@ -366,7 +372,7 @@ static int add_partitions(recbuf_t *rb, sp_image_t *next, sp_uuid_t id, int32_t 
         pr.leader = self;
         pr.leader_epoch = 0;
         pr.partition_epoch = 0;
-        if (add_record(rb, REC_PARTITION, 0, pd, &pr) != 0 || apply(next, REC_PARTITION, &pr) != 0)
+        if (add_record(rb, REC_PARTITION, 0, pd, &pr) != 0 || apply(c, next, REC_PARTITION, &pr) != 0)
             return -1;
     }
     return 0;
@@ -374,7 +380,7 @@ static int add_partitions(recbuf_t *rb, sp_image_t *next, sp_uuid_t id, int32_t 
 
 /* The log settings a topic being created will have: its requested
  * configs over img's dynamic broker configs and server.properties. */
-static int new_topic_log_config(sp_arena_t *a, const sp_ctl_topic_t *t, const sp_image_t *img,
+static int new_topic_log_config(sp_controller_t *c, sp_arena_t *a, const sp_ctl_topic_t *t, const sp_image_t *img,
                                 sp_log_config_t *out)
 {
     int n = 0;
@@ -391,7 +397,7 @@ static int new_topic_log_config(sp_arena_t *a, const sp_ctl_topic_t *t, const sp
             return -1;
         n++;
     }
-    sp_topic_log_config(n, keys, values, img, C.cfg, out);
+    sp_topic_log_config(n, keys, values, img, c->cfg, out);
     return 0;
 }
 
@@ -403,7 +409,7 @@ static int new_topic_log_config(sp_arena_t *a, const sp_ctl_topic_t *t, const sp
  * returned.  Their names go into op->opened so that a metadata write that
  * fails afterwards can abandon them too.  Metadata thread.
  */
-static int open_new_logs(sp_ctl_op_t *op, sp_ctl_topic_t *t, const sp_image_t *next, int32_t from,
+static int open_new_logs(sp_controller_t *c, sp_ctl_op_t *op, sp_ctl_topic_t *t, const sp_image_t *next, int32_t from,
                          int32_t to)
 {
     sp_arena_t *a = &op->req->arena;
@@ -413,14 +419,14 @@ static int open_new_logs(sp_ctl_op_t *op, sp_ctl_topic_t *t, const sp_image_t *n
     int rc = name ? 0 : -1;
     if (rc == 0) {
         if (ti) {
-            sp_topic_log_config(ti->nconfigs, ti->ckeys, ti->cvalues, next, C.cfg, &lc);
+            sp_topic_log_config(ti->nconfigs, ti->ckeys, ti->cvalues, next, c->cfg, &lc);
         } else {
-            rc = new_topic_log_config(a, t, next, &lc);
+            rc = new_topic_log_config(c, a, t, next, &lc);
         }
     }
     int32_t p = from;
     for (; rc == 0 && p < to; p++)
-        if (sp_partitions_open(C.parts, name, t->out_id, p, &lc, true) != 0)
+        if (sp_partitions_open(c->parts, name, t->out_id, p, &lc, true) != 0)
             rc = -1;
     if (rc == 0) {
         t->opened_from = from;
@@ -428,7 +434,7 @@ static int open_new_logs(sp_ctl_op_t *op, sp_ctl_topic_t *t, const sp_image_t *n
         return 0;
     }
     for (int32_t k = from; name && k < p; k++)
-        sp_partitions_abandon(C.parts, name, k);
+        sp_partitions_abandon(c->parts, name, k);
     sp_error("meta", "cannot create the log of partition %d of %.*s: the topic change is not made",
              p - 1, (int)t->name.len, t->name.ptr);
     t->error = SP_ERR_KAFKA_STORAGE_ERROR;
@@ -438,25 +444,25 @@ static int open_new_logs(sp_ctl_op_t *op, sp_ctl_topic_t *t, const sp_image_t *n
 }
 
 /* Abandons the logs created for t (its records were not written). */
-static void abandon_topic_logs(sp_ctl_topic_t *t)
+static void abandon_topic_logs(sp_controller_t *c, sp_ctl_topic_t *t)
 {
     if (t->opened_to <= t->opened_from)
         return;
     char *name = strndup(t->name.ptr, (size_t)t->name.len);
     for (int32_t p = t->opened_from; name && p < t->opened_to; p++)
-        sp_partitions_abandon(C.parts, name, p);
+        sp_partitions_abandon(c->parts, name, p);
     free(name);
     t->opened_from = t->opened_to = 0;
 }
 
 /* Abandons the logs op created (after its metadata could not be written). */
-static void abandon_new_logs(sp_ctl_op_t *op)
+static void abandon_new_logs(sp_controller_t *c, sp_ctl_op_t *op)
 {
     for (int i = 0; i < op->n; i++)
-        abandon_topic_logs(&op->topics[i]);
+        abandon_topic_logs(c, &op->topics[i]);
 }
 
-static void create_topic(sp_ctl_op_t *op, sp_ctl_topic_t *t, sp_image_t *next, recbuf_t *rb)
+static void create_topic(sp_controller_t *c, sp_ctl_op_t *op, sp_ctl_topic_t *t, sp_image_t *next, recbuf_t *rb)
 {
     sp_arena_t *a = &op->req->arena;
     int32_t np = t->num_partitions;
@@ -528,9 +534,9 @@ static void create_topic(sp_ctl_op_t *op, sp_ctl_topic_t *t, sp_image_t *next, r
         }
     }
     if (np == -1)
-        np = (int32_t)sp_config_long(C.cfg, "num.partitions");
+        np = (int32_t)sp_config_long(c->cfg, "num.partitions");
     if (rf == -1)
-        rf = (int16_t)sp_config_long(C.cfg, "default.replication.factor");
+        rf = (int16_t)sp_config_long(c->cfg, "default.replication.factor");
     if (np <= 0) {
         t->error = SP_ERR_INVALID_PARTITIONS;
         t->message = "Number of partitions was set to an invalid non-positive value.";
@@ -569,14 +575,14 @@ static void create_topic(sp_ctl_op_t *op, sp_ctl_topic_t *t, sp_image_t *next, r
         return;
     /* the logs first: a topic whose logs cannot all be created is not
      * written at all (no partition in the metadata without its log) */
-    if (open_new_logs(op, t, next, 0, np) != 0)
+    if (open_new_logs(c, op, t, next, 0, np) != 0)
         return;
     sp_topic_record_t tr;
     sp_topic_record_init(&tr);
     tr.name = t->name;
     tr.topic_id = t->out_id;
-    if (add_record(rb, REC_TOPIC, 0, desc_named("TopicRecord"), &tr) != 0 ||
-        apply(next, REC_TOPIC, &tr) != 0 || add_partitions(rb, next, t->out_id, 0, np) != 0)
+    if (add_record(rb, REC_TOPIC, 0, desc_named(c, "TopicRecord"), &tr) != 0 ||
+        apply(c, next, REC_TOPIC, &tr) != 0 || add_partitions(c, rb, next, t->out_id, 0, np) != 0)
         goto oom;
     for (int i = 0; i < t->nconfigs; i++) {
         if (t->cvalues[i].len < 0)
@@ -587,15 +593,15 @@ static void create_topic(sp_ctl_op_t *op, sp_ctl_topic_t *t, sp_image_t *next, r
         cr.resource_name = t->name;
         cr.name = t->ckeys[i];
         cr.value = t->cvalues[i];
-        if (add_record(rb, REC_CONFIG, 0, desc_named("ConfigRecord"), &cr) != 0 ||
-            apply(next, REC_CONFIG, &cr) != 0)
+        if (add_record(rb, REC_CONFIG, 0, desc_named(c, "ConfigRecord"), &cr) != 0 ||
+            apply(c, next, REC_CONFIG, &cr) != 0)
             goto oom;
     }
     return;
 oom:
     t->error = SP_ERR_UNKNOWN_SERVER_ERROR;
     t->message = "out of memory";
-    abandon_topic_logs(t);
+    abandon_topic_logs(c, t);
 }
 
 static const sp_topic_info_t *find_topic(const sp_image_t *img, sp_ctl_topic_t *t)
@@ -603,7 +609,7 @@ static const sp_topic_info_t *find_topic(const sp_image_t *img, sp_ctl_topic_t *
     return find_topic_const(img, t);
 }
 
-static void delete_topic(sp_ctl_op_t *op, sp_ctl_topic_t *t, sp_image_t *next, recbuf_t *rb)
+static void delete_topic(sp_controller_t *c, sp_ctl_op_t *op, sp_ctl_topic_t *t, sp_image_t *next, recbuf_t *rb)
 {
     const sp_topic_info_t *ti = find_topic(next, t);
     (void)op;
@@ -617,14 +623,14 @@ static void delete_topic(sp_ctl_op_t *op, sp_ctl_topic_t *t, sp_image_t *next, r
     sp_remove_topic_record_t rr;
     sp_remove_topic_record_init(&rr);
     rr.topic_id = ti->id;
-    if (add_record(rb, REC_REMOVE_TOPIC, 0, desc_named("RemoveTopicRecord"), &rr) != 0 ||
-        apply(next, REC_REMOVE_TOPIC, &rr) != 0) {
+    if (add_record(rb, REC_REMOVE_TOPIC, 0, desc_named(c, "RemoveTopicRecord"), &rr) != 0 ||
+        apply(c, next, REC_REMOVE_TOPIC, &rr) != 0) {
         t->error = SP_ERR_UNKNOWN_SERVER_ERROR;
         t->message = "out of memory";
     }
 }
 
-static void create_partitions(sp_ctl_op_t *op, sp_ctl_topic_t *t, sp_image_t *next, recbuf_t *rb)
+static void create_partitions(sp_controller_t *c, sp_ctl_op_t *op, sp_ctl_topic_t *t, sp_image_t *next, recbuf_t *rb)
 {
     sp_arena_t *a = &op->req->arena;
     const sp_topic_info_t *ti = find_topic(next, t);
@@ -669,12 +675,12 @@ static void create_partitions(sp_ctl_op_t *op, sp_ctl_topic_t *t, sp_image_t *ne
         return;
     if (t->name.len < 0)
         t->name = sp_str_c(sp_arena_strdup(a, ti->name, strlen(ti->name)));
-    if (open_new_logs(op, t, next, cur, t->num_partitions) != 0)
+    if (open_new_logs(c, op, t, next, cur, t->num_partitions) != 0)
         return;
-    if (add_partitions(rb, next, id, cur, t->num_partitions) != 0) {
+    if (add_partitions(c, rb, next, id, cur, t->num_partitions) != 0) {
         t->error = SP_ERR_UNKNOWN_SERVER_ERROR;
         t->message = "out of memory";
-        abandon_topic_logs(t);
+        abandon_topic_logs(c, t);
     }
 }
 
@@ -690,7 +696,7 @@ static const char *override_of(const sp_topic_info_t *ti, const char *key, int32
 /* Writes one ConfigRecord (resource type RES_TOPIC or RES_BROKER, name
  * the topic or "" / this node's id; value null removes) to rb and applies
  * it to next.  0 or -1 (OOM). */
-static int emit_config(recbuf_t *rb, sp_image_t *next, int8_t type, sp_str_t resource, sp_str_t key,
+static int emit_config(sp_controller_t *c, recbuf_t *rb, sp_image_t *next, int8_t type, sp_str_t resource, sp_str_t key,
                        sp_str_t value)
 {
     sp_config_record_t cr;
@@ -699,9 +705,9 @@ static int emit_config(recbuf_t *rb, sp_image_t *next, int8_t type, sp_str_t res
     cr.resource_name = resource;
     cr.name = key;
     cr.value = value;
-    if (add_record(rb, REC_CONFIG, 0, desc_named("ConfigRecord"), &cr) != 0)
+    if (add_record(rb, REC_CONFIG, 0, desc_named(c, "ConfigRecord"), &cr) != 0)
         return -1;
-    return apply(next, REC_CONFIG, &cr);
+    return apply(c, next, REC_CONFIG, &cr);
 }
 
 /* List APPEND/SUBTRACT on the current effective value. */
@@ -758,7 +764,7 @@ static int incremental_value(sp_arena_t *a, sp_ctl_topic_t *t, int k, const char
     }
 }
 
-static void alter_configs(sp_ctl_op_t *op, sp_ctl_topic_t *t, sp_image_t *next, recbuf_t *rb)
+static void alter_configs(sp_controller_t *c, sp_ctl_op_t *op, sp_ctl_topic_t *t, sp_image_t *next, recbuf_t *rb)
 {
     sp_arena_t *a = &op->req->arena;
     const sp_topic_info_t *ti = find_topic(next, t);
@@ -782,13 +788,13 @@ static void alter_configs(sp_ctl_op_t *op, sp_ctl_topic_t *t, sp_image_t *next, 
             bool kept = false;
             for (int k = 0; k < t->nconfigs; k++)
                 kept |= sp_str_eq_lit(t->ckeys[k], ti->ckeys[i]) && t->cvalues[k].len >= 0;
-            if (!kept && emit_config(rb, next, RES_TOPIC, topic, sp_str_c(sp_arena_strdup(a, ti->ckeys[i], strlen(ti->ckeys[i]))),
+            if (!kept && emit_config(c, rb, next, RES_TOPIC, topic, sp_str_c(sp_arena_strdup(a, ti->ckeys[i], strlen(ti->ckeys[i]))),
                                      SP_STR_NULL) != 0)
                 goto oom;
             ti = find_topic(next, t);
         }
         for (int k = 0; k < t->nconfigs; k++)
-            if (t->cvalues[k].len >= 0 && emit_config(rb, next, RES_TOPIC, topic, t->ckeys[k], t->cvalues[k]) != 0)
+            if (t->cvalues[k].len >= 0 && emit_config(c, rb, next, RES_TOPIC, topic, t->ckeys[k], t->cvalues[k]) != 0)
                 goto oom;
         return;
     }
@@ -800,12 +806,12 @@ static void alter_configs(sp_ctl_op_t *op, sp_ctl_topic_t *t, sp_image_t *next, 
             cur = override_of(ti, t->ckeys[k].ptr, t->ckeys[k].len);
             if (!cur)
                 cur = sp_topic_config_value(sp_topic_key(t->ckeys[k].ptr, t->ckeys[k].len), 0, NULL,
-                                            NULL, next, C.cfg, &src);
+                                            NULL, next, c->cfg, &src);
         }
         sp_str_t value;
         if (incremental_value(a, t, k, cur, &value) != 0)
             return;
-        if (emit_config(rb, next, RES_TOPIC, topic, t->ckeys[k], value) != 0)
+        if (emit_config(c, rb, next, RES_TOPIC, topic, t->ckeys[k], value) != 0)
             goto oom;
     }
     return;
@@ -859,7 +865,7 @@ static const char *check_broker_configs(sp_ctl_topic_t *t, sp_arena_t *a, int16_
  * names).  AlterConfigs replaces every dynamic config of that resource
  * with the request's set, as Kafka does; the incremental form applies
  * SET, DELETE, APPEND and SUBTRACT per key.  Metadata thread. */
-static void alter_broker_configs(sp_ctl_op_t *op, sp_ctl_topic_t *t, sp_image_t *next, recbuf_t *rb)
+static void alter_broker_configs(sp_controller_t *c, sp_ctl_op_t *op, sp_ctl_topic_t *t, sp_image_t *next, recbuf_t *rb)
 {
     sp_arena_t *a = &op->req->arena;
     bool def = t->name.len <= 0;
@@ -873,7 +879,7 @@ static void alter_broker_configs(sp_ctl_op_t *op, sp_ctl_topic_t *t, sp_image_t 
     if (op->validate_only)
         return;
     char self[16];
-    snprintf(self, sizeof(self), "%" PRId32, C.broker->node_id);
+    snprintf(self, sizeof(self), "%" PRId32, c->broker->node_id);
     sp_str_t res = sp_str_c(def ? "" : sp_arena_strdup(a, self, strlen(self)));
     if (res.len < 0)
         goto oom;
@@ -889,11 +895,11 @@ static void alter_broker_configs(sp_ctl_op_t *op, sp_ctl_topic_t *t, sp_image_t 
             if (kept)
                 continue;
             sp_str_t key = sp_str_c(sp_arena_strdup(a, d->key, strlen(d->key)));
-            if (key.len < 0 || emit_config(rb, next, RES_BROKER, res, key, SP_STR_NULL) != 0)
+            if (key.len < 0 || emit_config(c, rb, next, RES_BROKER, res, key, SP_STR_NULL) != 0)
                 goto oom;
         }
         for (int k = 0; k < t->nconfigs; k++)
-            if (t->cvalues[k].len >= 0 && emit_config(rb, next, RES_BROKER, res, t->ckeys[k], t->cvalues[k]) != 0)
+            if (t->cvalues[k].len >= 0 && emit_config(c, rb, next, RES_BROKER, res, t->ckeys[k], t->cvalues[k]) != 0)
                 goto oom;
         return;
     }
@@ -903,12 +909,12 @@ static void alter_broker_configs(sp_ctl_op_t *op, sp_ctl_topic_t *t, sp_image_t 
         int src;
         const char *cur = is_list_op(t->cops[k])
             ? sp_topic_broker_value(sp_topic_key_by_broker_key(t->ckeys[k].ptr, t->ckeys[k].len), next,
-                                    !def, C.cfg, &src)
+                                    !def, c->cfg, &src)
             : NULL;
         sp_str_t value;
         if (incremental_value(a, t, k, cur, &value) != 0)
             return;
-        if (emit_config(rb, next, RES_BROKER, res, t->ckeys[k], value) != 0)
+        if (emit_config(c, rb, next, RES_BROKER, res, t->ckeys[k], value) != 0)
             goto oom;
     }
     return;
@@ -919,9 +925,9 @@ oom:
 
 /* The log settings of topic ti, resolved against img (its overrides and
  * img's dynamic broker configs, then server.properties). */
-static void log_config_of(const sp_image_t *img, const sp_topic_info_t *ti, sp_log_config_t *out)
+static void log_config_of(sp_controller_t *c, const sp_image_t *img, const sp_topic_info_t *ti, sp_log_config_t *out)
 {
-    sp_topic_log_config(ti->nconfigs, ti->ckeys, ti->cvalues, img, C.cfg, out);
+    sp_topic_log_config(ti->nconfigs, ti->ckeys, ti->cvalues, img, c->cfg, out);
 }
 
 static void fail_all(sp_ctl_op_t *op, int16_t err, const char *message)
@@ -933,14 +939,14 @@ static void fail_all(sp_ctl_op_t *op, int16_t err, const char *message)
         }
 }
 
-static void run_op(sp_ctl_op_t *op)
+static void run_op(sp_controller_t *c, sp_ctl_op_t *op)
 {
-    if (atomic_load(&C.failed)) {
+    if (atomic_load(&c->failed)) {
         fail_all(op, SP_ERR_KAFKA_STORAGE_ERROR,
                  "The metadata log is offline after a storage error; restart the broker.");
         return;
     }
-    sp_image_t *cur = sp_image_acquire(C.images);
+    sp_image_t *cur = sp_image_acquire(c->images);
     sp_image_t *next = sp_image_clone(cur);
     recbuf_t rb;
     memset(&rb, 0, sizeof(rb));
@@ -955,22 +961,22 @@ static void run_op(sp_ctl_op_t *op)
         if (t->error)
             continue; /* refused by the handler already */
         switch (op->kind) {
-        case SP_CTL_CREATE_TOPICS: create_topic(op, t, next, &rb); break;
-        case SP_CTL_DELETE_TOPICS: delete_topic(op, t, next, &rb); break;
-        case SP_CTL_CREATE_PARTITIONS: create_partitions(op, t, next, &rb); break;
+        case SP_CTL_CREATE_TOPICS: create_topic(c, op, t, next, &rb); break;
+        case SP_CTL_DELETE_TOPICS: delete_topic(c, op, t, next, &rb); break;
+        case SP_CTL_CREATE_PARTITIONS: create_partitions(c, op, t, next, &rb); break;
         case SP_CTL_ALTER_CONFIGS:
         case SP_CTL_INCR_ALTER_CONFIGS:
             if (t->resource_type == RES_BROKER)
-                alter_broker_configs(op, t, next, &rb);
+                alter_broker_configs(c, op, t, next, &rb);
             else
-                alter_configs(op, t, next, &rb);
+                alter_configs(c, op, t, next, &rb);
             break;
         }
     }
     if (rb.count == 0 || op->validate_only) {
         sp_batch_builder_free(&rb.b);
         sp_image_release(next);
-        abandon_new_logs(op);
+        abandon_new_logs(c, op);
         return;
     }
     /* durable first: the batch is on disk before anyone sees its effect
@@ -981,27 +987,27 @@ static void run_op(sp_ctl_op_t *op)
     sp_append_result_t ar;
     memset(&ar, 0, sizeof(ar));
     if (batch)
-        sp_plog_append(C.log, batch, len, now_ms(), &ar);
+        sp_plog_append(c->log, batch, len, now_ms(), &ar);
     free(batch);
-    if (!batch || ar.error || sp_plog_flush(C.log) != 0) {
+    if (!batch || ar.error || sp_plog_flush(c->log) != 0) {
         sp_log_offsets_t o;
-        sp_plog_offsets(C.log, &o);
+        sp_plog_offsets(c->log, &o);
         sp_error("meta", "cannot write the metadata log (%s)",
                  !batch ? "out of memory" : ar.error ? sp_kafka_error_name(ar.error) : "fsync failed");
         fail_all(op, SP_ERR_KAFKA_STORAGE_ERROR, o.failed
                  ? "The metadata log failed; the change may or may not be applied after a restart."
                  : "The metadata log could not be written; nothing was changed.");
         sp_image_release(next);
-        abandon_new_logs(op);
+        abandon_new_logs(c, op);
         return;
     }
     /* the metadata log has no partition above it: its high watermark is
      * what is on disk (plog.h invariant 3) */
-    sp_plog_set_hw(C.log, ar.last_offset + 1);
+    sp_plog_set_hw(c->log, ar.last_offset + 1);
     next->offset = ar.last_offset;
-    C.bytes_since_snapshot += rb.bytes;
+    c->bytes_since_snapshot += rb.bytes;
 
-    sp_image_publish(C.images, next);
+    sp_image_publish(c->images, next);
     bool alter = op->kind == SP_CTL_ALTER_CONFIGS || op->kind == SP_CTL_INCR_ALTER_CONFIGS;
     bool broker_changed = false;
     for (int i = 0; i < op->n; i++) {
@@ -1015,17 +1021,17 @@ static void run_op(sp_ctl_op_t *op)
         if (op->kind == SP_CTL_DELETE_TOPICS) {
             char *name = strndup(t->name.ptr, (size_t)t->name.len);
             if (name) {
-                sp_partitions_delete_topic(C.parts, name);
+                sp_partitions_delete_topic(c->parts, name);
                 sp_info("meta", "deleted topic %s", name);
                 free(name);
             }
         } else if (op->kind == SP_CTL_ALTER_CONFIGS || op->kind == SP_CTL_INCR_ALTER_CONFIGS) {
-            sp_image_t *now = sp_image_acquire(C.images);
+            sp_image_t *now = sp_image_acquire(c->images);
             const sp_topic_info_t *ti = find_topic(now, t);
             if (ti) {
                 sp_log_config_t lc;
-                log_config_of(now, ti, &lc);
-                sp_partitions_set_config(C.parts, ti->name, &lc);
+                log_config_of(c, now, ti, &lc);
+                sp_partitions_set_config(c->parts, ti->name, &lc);
             }
             sp_image_release(now);
         } else if (op->kind == SP_CTL_CREATE_TOPICS) {
@@ -1036,21 +1042,21 @@ static void run_op(sp_ctl_op_t *op)
     if (broker_changed) {
         /* a broker default changed: every topic without its own override
          * of that key follows, without a restart */
-        sp_image_t *now = sp_image_acquire(C.images);
+        sp_image_t *now = sp_image_acquire(c->images);
         int32_t n = now->ntopics;
         for (int32_t i = 0; i < n; i++) {
             sp_log_config_t lc;
-            log_config_of(now, now->topics[i], &lc);
-            sp_partitions_set_config(C.parts, now->topics[i]->name, &lc);
+            log_config_of(c, now, now->topics[i], &lc);
+            sp_partitions_set_config(c->parts, now->topics[i]->name, &lc);
         }
         sp_image_release(now);
         sp_info("meta", "dynamic broker configuration changed; log settings of %" PRId32 " topic%s updated",
                 n, n == 1 ? "" : "s");
     }
-    int64_t every = sp_config_long(C.cfg, "metadata.log.max.record.bytes.between.snapshots");
-    if (C.bytes_since_snapshot >= every) {
-        sp_image_t *now = sp_image_acquire(C.images);
-        write_snapshot(now, now->offset + 1);
+    int64_t every = sp_config_long(c->cfg, "metadata.log.max.record.bytes.between.snapshots");
+    if (c->bytes_since_snapshot >= every) {
+        sp_image_t *now = sp_image_acquire(c->images);
+        write_snapshot(c, now, now->offset + 1);
         sp_image_release(now);
     }
 }
@@ -1064,39 +1070,39 @@ static void done_on_worker(sp_req_t *req, void *arg)
 
 static void *controller_main(void *arg)
 {
-    (void)arg;
+    sp_controller_t *c = arg;
     pthread_setname_np(pthread_self(), "spool-metadata");
     for (;;) {
-        pthread_mutex_lock(&C.mu);
-        while (!C.head && !C.stop)
-            pthread_cond_wait(&C.cv, &C.mu);
-        sp_ctl_op_t *op = C.head;
+        pthread_mutex_lock(&c->mu);
+        while (!c->head && !c->stop)
+            pthread_cond_wait(&c->cv, &c->mu);
+        sp_ctl_op_t *op = c->head;
         if (op) {
-            C.head = op->next;
-            if (!C.head)
-                C.tail = NULL;
+            c->head = op->next;
+            if (!c->head)
+                c->tail = NULL;
         }
-        pthread_mutex_unlock(&C.mu);
+        pthread_mutex_unlock(&c->mu);
         if (!op)
             break;
-        run_op(op);
+        run_op(c, op);
         sp_req_post(op->req, done_on_worker, op);
     }
     return NULL;
 }
 
-void sp_controller_submit(sp_ctl_op_t *op)
+void sp_controller_submit(sp_controller_t *c, sp_ctl_op_t *op)
 {
     sp_req_ref(op->req);
     op->next = NULL;
-    pthread_mutex_lock(&C.mu);
-    if (C.tail)
-        C.tail->next = op;
+    pthread_mutex_lock(&c->mu);
+    if (c->tail)
+        c->tail->next = op;
     else
-        C.head = op;
-    C.tail = op;
-    pthread_cond_signal(&C.cv);
-    pthread_mutex_unlock(&C.mu);
+        c->head = op;
+    c->tail = op;
+    pthread_cond_signal(&c->cv);
+    pthread_mutex_unlock(&c->mu);
 }
 
 /* ---- start / stop ------------------------------------------------------ */
@@ -1114,30 +1120,30 @@ static bool keep_partition(const char *topic, int32_t p, void *ctx)
  * directory fails. */
 static void on_meta_failed(void *ctx, sp_plog_t *l, int err)
 {
-    (void)ctx;
+    sp_controller_t *c = ctx;
     (void)l;
-    atomic_store(&C.failed, true);
+    atomic_store(&c->failed, true);
     sp_error("meta", "the metadata log failed (%s): topics and configs can no longer change; "
              "restart the broker once the disk is fixed", strerror(err));
-    sp_logmgr_fail_dir(C.logs, 0, "the metadata log in it failed");
+    sp_logmgr_fail_dir(c->logs, 0, "the metadata log in it failed");
 }
 
-int sp_controller_start(const sp_broker_t *b, const sp_config_t *cfg)
+static int controller_start(sp_controller_t *c, const sp_broker_t *b, const sp_config_t *cfg)
 {
     char dir[4096];
     sp_log_config_t lc;
-    C.broker = b;
-    C.cfg = cfg;
-    C.parts = b->partitions;
-    C.logs = b->logs;
-    C.images = b->images;
-    if (sp_meta_loader_init(&C.loader, b->node_id) != 0) {
+    c->broker = b;
+    c->cfg = cfg;
+    c->parts = b->partitions;
+    c->logs = b->logs;
+    c->images = b->images;
+    if (sp_meta_loader_init(&c->loader, b->node_id) != 0) {
         sp_error("meta", "the metadata record schemas are missing from the codec");
         return -1;
     }
-    atomic_store(&C.failed, false);
+    atomic_store(&c->failed, false);
     snprintf(dir, sizeof(dir), "%s/__cluster_metadata-0", b->log_dirs[0]);
-    C.dir = strdup(dir);
+    c->dir = strdup(dir);
     memset(&lc, 0, sizeof(lc));
     lc.segment_bytes = 64 << 20;
     lc.segment_ms = INT64_MAX / 2;
@@ -1161,17 +1167,18 @@ int sp_controller_start(const sp_broker_t *b, const sp_config_t *cfg)
     o.topic_id = meta_id;
     o.cfg = &lc;
     o.create = true;
-    o.clean = sp_logmgr_was_clean(C.logs, 0);
+    o.clean = sp_logmgr_was_clean(c->logs, 0);
     o.strict = true;
-    o.files = sp_logmgr_files(C.logs);
+    o.files = sp_logmgr_files(c->logs);
     o.hooks.failed = on_meta_failed;
-    C.log = sp_plog_open(&o);
-    if (!C.log) {
+    o.hooks.ctx = c;
+    c->log = sp_plog_open(&o);
+    if (!c->log) {
         sp_error("meta", "cannot open the metadata log in %s: not starting", dir);
         return -1;
     }
     sp_log_offsets_t lo;
-    sp_plog_offsets(C.log, &lo);
+    sp_plog_offsets(c->log, &lo);
     if (lo.failed) {
         sp_error("meta", "the metadata log in %s is damaged: not starting", dir);
         return -1;
@@ -1180,66 +1187,84 @@ int sp_controller_start(const sp_broker_t *b, const sp_config_t *cfg)
     sp_image_t *img = sp_image_new(b->cluster_id, b->node_id);
     if (!img || sp_image_add_broker(img, b->node_id, b->adv_host, b->adv_port, b->rack) != 0)
         return -1;
-    int64_t from = load_snapshot(img);
+    int64_t from = load_snapshot(c, img);
     if (from < 0) {
         sp_image_release(img);
         return -1;
     }
-    C.bytes_since_snapshot = 0; /* counts the log after the snapshot only */
+    c->bytes_since_snapshot = 0; /* counts the log after the snapshot only */
     if (lo.leo < from) {
         sp_error("meta", "the metadata log in %s ends at offset %" PRId64 " before its snapshot (%" PRId64
                  "): not starting", dir, lo.leo, from);
         sp_image_release(img);
         return -1;
     }
-    if (replay_log(img, from) != 0) {
+    if (replay_log(c, img, from) != 0) {
         sp_error("meta", "cannot replay the metadata log in %s: not starting (nothing was changed "
                  "on disk)", dir);
         sp_image_release(img);
         return -1;
     }
-    sp_plog_offsets(C.log, &lo);
+    sp_plog_offsets(c->log, &lo);
     img->offset = lo.leo - 1;
     sp_info("meta", "metadata loaded: %d topic%s (metadata log end offset %" PRId64 ")", img->ntopics,
             img->ntopics == 1 ? "" : "s", lo.leo);
     for (int32_t i = 0; i < img->ntopics; i++) {
         const sp_topic_info_t *t = img->topics[i];
-        log_config_of(img, t, &lc);
+        log_config_of(c, img, t, &lc);
         for (int32_t p = 0; p < t->npartitions; p++)
-            if (sp_partitions_open(C.parts, t->name, t->id, p, &lc, false) != 0) {
+            if (sp_partitions_open(c->parts, t->name, t->id, p, &lc, false) != 0) {
                 sp_error("meta", "cannot open partition %d of %s: not starting", p, t->name);
                 sp_image_release(img);
                 return -1;
             }
     }
-    sp_logmgr_sweep(C.logs, keep_partition, img);
-    sp_image_publish(C.images, img);
-    C.running = true;
-    if (pthread_create(&C.thread, NULL, controller_main, NULL) != 0) {
-        C.running = false;
+    sp_logmgr_sweep(c->logs, keep_partition, img);
+    sp_image_publish(c->images, img);
+    c->running = true;
+    if (pthread_create(&c->thread, NULL, controller_main, c) != 0) {
+        c->running = false;
         return -1;
     }
     return 0;
 }
 
-void sp_controller_stop(void)
+sp_controller_t *sp_controller_start(const sp_broker_t *b, const sp_config_t *cfg)
 {
-    if (C.running) {
-        pthread_mutex_lock(&C.mu);
-        C.stop = true;
-        pthread_cond_signal(&C.cv);
-        pthread_mutex_unlock(&C.mu);
-        pthread_join(C.thread, NULL);
-        C.running = false;
+    sp_controller_t *c = calloc(1, sizeof(*c));
+    if (!c)
+        return NULL;
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->cv, NULL);
+    if (controller_start(c, b, cfg) != 0) {
+        sp_controller_stop(c);
+        return NULL;
     }
-    if (C.log) {
+    return c;
+}
+
+void sp_controller_stop(sp_controller_t *c)
+{
+    if (!c)
+        return;
+    if (c->running) {
+        pthread_mutex_lock(&c->mu);
+        c->stop = true;
+        pthread_cond_signal(&c->cv);
+        pthread_mutex_unlock(&c->mu);
+        pthread_join(c->thread, NULL);
+        c->running = false;
+    }
+    if (c->log) {
         /* a metadata log that cannot be flushed and closed cleanly keeps
          * its directory from a clean-shutdown marker */
-        if (sp_plog_flush(C.log) != 0 || sp_plog_close(C.log) != 0)
-            sp_logmgr_fail_dir(C.logs, 0, "the metadata log could not be closed cleanly");
-        sp_plog_unref(C.log);
-        C.log = NULL;
+        if (sp_plog_flush(c->log) != 0 || sp_plog_close(c->log) != 0)
+            sp_logmgr_fail_dir(c->logs, 0, "the metadata log could not be closed cleanly");
+        sp_plog_unref(c->log);
+        c->log = NULL;
     }
-    free(C.dir);
-    C.dir = NULL;
+    free(c->dir);
+    pthread_mutex_destroy(&c->mu);
+    pthread_cond_destroy(&c->cv);
+    free(c);
 }

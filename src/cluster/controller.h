@@ -82,16 +82,18 @@ typedef struct sp_ctl_op {
     struct sp_ctl_op *next;
 } sp_ctl_op_t;
 
+/* The controller of one broker (sp_broker_t.controller). */
+typedef struct sp_controller sp_controller_t;
+
 /* Loads the metadata (snapshot + log), publishes the first image, opens
  * every partition log and removes directories of topics that no longer
- * exist, then starts the metadata thread.  Main thread.  0 or -1. */
-int sp_controller_start(const sp_broker_t *b, const sp_config_t *cfg);
+ * exist, then starts the metadata thread.  Main thread.  The controller,
+ * or NULL (logged; nothing left running). */
+sp_controller_t *sp_controller_start(const sp_broker_t *b, const sp_config_t *cfg);
 /* Queues op; op and its strings live in the request's arena. */
-void sp_controller_submit(sp_ctl_op_t *op);
-/* Stops the thread after the queued operations. */
-void sp_controller_stop(void);
-
-/* The broker configuration (read-only), for topic config resolution. */
-const sp_config_t *sp_controller_config(void);
+void sp_controller_submit(sp_controller_t *c, sp_ctl_op_t *op);
+/* Stops the thread after the queued operations, closes the metadata log
+ * and frees c. */
+void sp_controller_stop(sp_controller_t *c);
 
 #endif

@@ -2734,7 +2734,7 @@ void sp_coordinator_offsets_topic(sp_ctl_topic_t *t)
                                { "compression.type", 16 } };
     static sp_str_t vals[] = { { "compact", 7 }, { "104857600", 9 }, { "producer", 8 } };
     t->name = sp_str_lit(OFFSETS_TOPIC);
-    t->num_partitions = (int32_t)sp_config_long(sp_controller_config(), "offsets.topic.num.partitions");
+    t->num_partitions = (int32_t)sp_config_long(G.cfg, "offsets.topic.num.partitions");
     t->replication_factor = -1;
     t->nconfigs = 3;
     t->ckeys = keys;
@@ -2765,7 +2765,7 @@ void sp_handle_find_coordinator(sp_req_t *req)
     op->topics = t;
     op->req = req;
     op->done = offsets_topic_created;
-    sp_controller_submit(op);
+    sp_controller_submit(G.broker->controller, op);
 }
 
 /* ---- start / stop ------------------------------------------------------------ */
