@@ -309,7 +309,8 @@ int main(int argc, char **argv)
         broker.controller = sp_controller_start(&broker, cfg);
     if (!broker.controller)
         goto out_logs;
-    if (sp_coordinator_start(&broker, cfg) != 0)
+    broker.coordinator = sp_coordinator_start(&broker, cfg);
+    if (!broker.coordinator)
         goto out_ctl;
 
     uv_loop_t *loop = uv_default_loop();
@@ -335,7 +336,8 @@ out_server:
         sp_server_stop(server);
     /* no request runs now: groups, metadata, then the logs (clean-shutdown
      * marker last), then whatever completions they posted */
-    sp_coordinator_stop();
+    sp_coordinator_stop(broker.coordinator);
+    broker.coordinator = NULL;
 out_ctl:
     sp_controller_stop(broker.controller);
     broker.controller = NULL;

@@ -13,6 +13,7 @@ struct sp_partitions;
 struct sp_logmgr;
 struct sp_image_holder;
 struct sp_controller;
+struct sp_coordinator;
 struct sp_config;
 
 typedef struct sp_broker {
@@ -40,6 +41,7 @@ typedef struct sp_broker {
     struct sp_logmgr *logs;        /* its log manager (log/logmgr.h) */
     struct sp_image_holder *images; /* its current metadata image (cluster/image.h) */
     struct sp_controller *controller; /* its metadata thread (cluster/controller.h) */
+    struct sp_coordinator *coordinator; /* its group coordinator (group/coordinator.h) */
     const struct sp_config *config; /* server.properties and --override (read-only) */
 } sp_broker_t;
 

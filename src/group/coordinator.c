@@ -134,6 +134,7 @@ typedef struct pending_id {
 
 struct group {
     group_t *next;
+    sp_coordinator_t *c;        /* its coordinator (for timer callbacks) */
     char *id;
     int state;
     int32_t generation;
@@ -160,12 +161,12 @@ struct group {
 typedef struct op {
     struct op *next;
     sp_req_t *req;              /* NULL for internal closures */
-    void (*fn)(sp_req_t *req, void *arg);
+    void (*fn)(struct sp_coordinator *c, sp_req_t *req, void *arg);
     void *arg;
     bool embedded;              /* part of arg (a write_t): not freed by on_wake */
 } op_t;
 
-static struct {
+struct sp_coordinator {
     const sp_broker_t *broker;
     const sp_config_t *cfg;
     pthread_t thread;
@@ -175,11 +176,12 @@ static struct {
     pthread_mutex_t mu;
     op_t *head, *tail;
     bool stop, running;
+    bool loop_ready, wake_ready;
     bool closed;                /* the thread is done: nothing more is queued (mu) */
     group_t *groups;
     int32_t nparts;             /* partitions of __consumer_offsets at start */
     uint64_t seq;               /* last write sequence number */
-} G = { .mu = PTHREAD_MUTEX_INITIALIZER };
+};
 
 static int64_t now_ms(void)
 {
@@ -248,11 +250,11 @@ int32_t sp_coordinator_partition_for(const char *group, int32_t len, int32_t n)
  * Kafka reads it once at start-up; reading it per write also covers a
  * topic that appeared after the start.  Coordinator thread.
  */
-static int32_t offsets_partitions(void)
+static int32_t offsets_partitions(sp_coordinator_t *c)
 {
-    sp_image_t *img = sp_image_acquire(G.broker->images);
+    sp_image_t *img = sp_image_acquire(c->broker->images);
     const sp_topic_info_t *t = sp_image_topic(img, OFFSETS_TOPIC, (int32_t)strlen(OFFSETS_TOPIC));
-    int32_t n = t && t->npartitions > 0 ? t->npartitions : G.nparts;
+    int32_t n = t && t->npartitions > 0 ? t->npartitions : c->nparts;
     sp_image_release(img);
     return n;
 }
@@ -383,7 +385,7 @@ static int add_group_record(records_t *r, group_t *g, bool tombstone)
  * is durable, as in Kafka, whose coordinator applies a write only once the
  * append completed:
  *
- *   op_*: stage the change, build the records, persist()
+ *   op_*: stage the change, build the records, persist(c)
  *      |
  *      |-- the append fails ---------------> the caller undoes and answers
  *      v                                      (Kafka's error, write_error)
@@ -416,6 +418,7 @@ typedef struct delete_batch {
 
 typedef struct write {
     sp_waiter_t w;              /* first: the partition's ack waiter */
+    sp_coordinator_t *c;        /* whose write (on_durable runs on another thread) */
     op_t op;                    /* write_done, queued to the coordinator */
     int kind;
     uint64_t seq;
@@ -433,7 +436,7 @@ typedef struct write {
     int index;
 } write_t;
 
-static void write_done(sp_req_t *unused, void *arg);
+static void write_done(sp_coordinator_t *c, sp_req_t *unused, void *arg);
 static void write_abandon(write_t *x);
 
 /*
@@ -462,12 +465,13 @@ static int16_t write_error(int16_t append_err)
     }
 }
 
-static write_t *write_new(int kind)
+static write_t *write_new(sp_coordinator_t *c, int kind)
 {
     write_t *x = calloc(1, sizeof(*x));
     if (x) {
+        x->c = c;
         x->kind = kind;
-        x->seq = ++G.seq;
+        x->seq = ++c->seq;
     }
     return x;
 }
@@ -488,43 +492,43 @@ static void write_free(write_t *x)
 /* Queues op for the coordinator thread; false once it has stopped.  The
  * wakeup is sent under mu: once 'closed' is set (under mu) nobody touches
  * it again, so sp_coordinator_stop may free it.  Any thread. */
-static bool enqueue(op_t *op)
+static bool enqueue(sp_coordinator_t *c, op_t *op)
 {
     op->next = NULL;
-    pthread_mutex_lock(&G.mu);
-    if (G.closed) {
-        pthread_mutex_unlock(&G.mu);
+    pthread_mutex_lock(&c->mu);
+    if (c->closed) {
+        pthread_mutex_unlock(&c->mu);
         return false;
     }
-    if (G.tail)
-        G.tail->next = op;
+    if (c->tail)
+        c->tail->next = op;
     else
-        G.head = op;
-    G.tail = op;
-    sp_wakeup_send(&G.wake);
-    pthread_mutex_unlock(&G.mu);
+        c->head = op;
+    c->tail = op;
+    sp_wakeup_send(&c->wake);
+    pthread_mutex_unlock(&c->mu);
     return true;
 }
 
 /* The outcome of x is known: settle it on the coordinator thread. */
-static void post_done(write_t *x)
+static void post_done(sp_coordinator_t *c, write_t *x)
 {
     x->op.req = NULL;
     x->op.fn = write_done;
     x->op.arg = x;
     x->op.embedded = true;
-    if (!enqueue(&x->op))
+    if (!enqueue(c, &x->op))
         write_abandon(x);
 }
 
 /* The partition's ack waiter: the batch is below the high watermark
  * (durable, err 0) or lost.  Runs under the partition's lock on the
- * thread that moved it, or inline from persist(). */
+ * thread that moved it, or inline from persist(c). */
 static void on_durable(sp_waiter_t *w, int err)
 {
     write_t *x = (write_t *)w;
     x->err = err ? write_error((int16_t)err) : 0;
-    post_done(x);
+    post_done(x->c, x);
 }
 
 /*
@@ -536,7 +540,7 @@ static void on_durable(sp_waiter_t *w, int err)
  * and still the caller's, who undoes, answers and frees it.
  * Coordinator thread.
  */
-static int16_t persist(const char *group, records_t *r, write_t *x)
+static int16_t persist(sp_coordinator_t *c, const char *group, records_t *r, write_t *x)
 {
     size_t len = 0;
     uint8_t *batch = r->count ? sp_batch_builder_finish(&r->b, &len) : NULL;
@@ -546,13 +550,13 @@ static int16_t persist(const char *group, records_t *r, write_t *x)
         return SP_ERR_UNKNOWN_SERVER_ERROR;
     }
     if (!r->count) {
-        post_done(x);
+        post_done(c, x);
         return 0;
     }
     if (!batch)
         return SP_ERR_UNKNOWN_SERVER_ERROR;
-    int32_t p = sp_coordinator_partition_for(group, (int32_t)strlen(group), offsets_partitions());
-    sp_partition_t *part = sp_partitions_get(G.broker->partitions, OFFSETS_TOPIC, (int32_t)strlen(OFFSETS_TOPIC), p);
+    int32_t p = sp_coordinator_partition_for(group, (int32_t)strlen(group), offsets_partitions(c));
+    sp_partition_t *part = sp_partitions_get(c->broker->partitions, OFFSETS_TOPIC, (int32_t)strlen(OFFSETS_TOPIC), p);
     if (!part) {
         free(batch);
         return SP_ERR_COORDINATOR_NOT_AVAILABLE;
@@ -581,14 +585,14 @@ static int16_t persist(const char *group, records_t *r, write_t *x)
 
 /* A write nobody waits for (an empty generation, expired offsets): a
  * failure is only logged, as Kafka does. */
-static void persist_note(const char *group, records_t *r)
+static void persist_note(sp_coordinator_t *c, const char *group, records_t *r)
 {
     if (!r->count) {
         sp_batch_builder_free(&r->b);
         return;
     }
-    write_t *x = write_new(W_NOTE);
-    int16_t err = x ? persist(group, r, x) : (sp_batch_builder_free(&r->b), SP_ERR_UNKNOWN_SERVER_ERROR);
+    write_t *x = write_new(c, W_NOTE);
+    int16_t err = x ? persist(c, group, r, x) : (sp_batch_builder_free(&r->b), SP_ERR_UNKNOWN_SERVER_ERROR);
     if (err) {
         sp_warn("group", "group %s: metadata not written: %s", group, sp_kafka_error_name(err));
         write_free(x);
@@ -603,27 +607,29 @@ static void records_init(records_t *r)
 
 /* ---- groups and members ------------------------------------------------- */
 
-static group_t *find_group(sp_str_t id)
+static group_t *find_group(sp_coordinator_t *c, sp_str_t id)
 {
-    for (group_t *g = G.groups; g; g = g->next)
+    for (group_t *g = c->groups; g; g = g->next)
         if (str_is(g->id, id))
             return g;
     return NULL;
 }
 
-static group_t *get_group(sp_str_t id)
+static group_t *get_group(sp_coordinator_t *c, sp_str_t id)
 {
-    group_t *g = find_group(id);
+    group_t *g = find_group(c, id);
     if (g)
         return g;
     g = calloc(1, sizeof(*g));
+    if (g)
+        g->c = c;
     if (!g)
         return NULL;
     g->id = dups(id);
     g->state = EMPTY;
     g->state_ts = now_ms();
-    g->next = G.groups;
-    G.groups = g;
+    g->next = c->groups;
+    c->groups = g;
     return g;
 }
 
@@ -840,9 +846,9 @@ static void group_timer_closed(uv_handle_t *h)
 }
 
 /* Unlinks a group with no members and no offsets. */
-static void forget_group(group_t *g)
+static void forget_group(sp_coordinator_t *c, group_t *g)
 {
-    group_t **pp = &G.groups;
+    group_t **pp = &c->groups;
     while (*pp && *pp != g)
         pp = &(*pp)->next;
     if (*pp)
@@ -860,8 +866,8 @@ static void forget_group(group_t *g)
 }
 
 static void session_expired(uv_timer_t *t);
-static void maybe_complete_join(group_t *g);
-static void prepare_rebalance(group_t *g, const char *why);
+static void maybe_complete_join(sp_coordinator_t *c, group_t *g);
+static void prepare_rebalance(sp_coordinator_t *c, group_t *g, const char *why);
 
 static void touch(member_t *m)
 {
@@ -1065,11 +1071,12 @@ static void answer_join(group_t *g, member_t *m)
         answer(req, build_join(g, m, req));
 }
 
-static void remove_member(group_t *g, member_t *m, const char *why);
+static void remove_member(sp_coordinator_t *c, group_t *g, member_t *m, const char *why);
 
 static void join_timeout(uv_timer_t *t)
 {
     group_t *g = t->data;
+    sp_coordinator_t *c = g->c;
     if (g->state != PREPARING)
         return;
     if (g->initial_delay) {
@@ -1088,10 +1095,10 @@ static void join_timeout(uv_timer_t *t)
             if (!m->joined)
                 late[k++] = m;
         for (int i = 0; i < k; i++)
-            remove_member(g, late[i], "did not rejoin within the rebalance timeout");
+            remove_member(c, g, late[i], "did not rejoin within the rebalance timeout");
         free(late);
     }
-    maybe_complete_join(g);
+    maybe_complete_join(c, g);
 }
 
 static int32_t max_rebalance_timeout(group_t *g)
@@ -1103,16 +1110,16 @@ static int32_t max_rebalance_timeout(group_t *g)
     return t > 0 ? t : 60000;
 }
 
-static void ensure_join_timer(group_t *g)
+static void ensure_join_timer(sp_coordinator_t *c, group_t *g)
 {
     if (!g->join_timer_init) {
-        uv_timer_init(&G.loop, &g->join_timer);
+        uv_timer_init(&c->loop, &g->join_timer);
         g->join_timer.data = g;
         g->join_timer_init = true;
     }
 }
 
-static void prepare_rebalance(group_t *g, const char *why)
+static void prepare_rebalance(sp_coordinator_t *c, group_t *g, const char *why)
 {
     g->sync_seq = 0; /* an assignment still being written is void */
     /* parked syncs of the old generation learn about the rebalance */
@@ -1132,8 +1139,8 @@ static void prepare_rebalance(group_t *g, const char *why)
         m->assignment = NULL;
         m->assignment_len = 0;
     }
-    ensure_join_timer(g);
-    int64_t delay = sp_config_long(G.cfg, "group.initial.rebalance.delay.ms");
+    ensure_join_timer(c, g);
+    int64_t delay = sp_config_long(c->cfg, "group.initial.rebalance.delay.ms");
     if (g->state == EMPTY && delay > 0) {
         g->initial_delay = true;
         g->delay_deadline = now_ms() + max_rebalance_timeout(g);
@@ -1146,7 +1153,7 @@ static void prepare_rebalance(group_t *g, const char *why)
     set_state(g, PREPARING);
 }
 
-static void complete_join(group_t *g)
+static void complete_join(sp_coordinator_t *c, group_t *g)
 {
     uv_timer_stop(&g->join_timer);
     g->initial_delay = false;
@@ -1161,7 +1168,7 @@ static void complete_join(group_t *g)
         records_t r;
         records_init(&r);
         add_group_record(&r, g, false);
-        persist_note(g->id, &r);
+        persist_note(c, g->id, &r);
         return;
     }
     bool leader_in = false;
@@ -1182,7 +1189,7 @@ static void complete_join(group_t *g)
     }
 }
 
-static void maybe_complete_join(group_t *g)
+static void maybe_complete_join(sp_coordinator_t *c, group_t *g)
 {
     if (g->state != PREPARING || g->initial_delay)
         return;
@@ -1198,10 +1205,10 @@ static void maybe_complete_join(group_t *g)
         if (live)
             return;
     }
-    complete_join(g);
+    complete_join(c, g);
 }
 
-static void remove_member(group_t *g, member_t *m, const char *why)
+static void remove_member(sp_coordinator_t *c, group_t *g, member_t *m, const char *why)
 {
     member_t **pp = &g->members;
     while (*pp && *pp != m)
@@ -1233,7 +1240,7 @@ static void remove_member(group_t *g, member_t *m, const char *why)
     switch (g->state) {
     case STABLE:
     case COMPLETING:
-        prepare_rebalance(g, "a member left");
+        prepare_rebalance(c, g, "a member left");
         break;
     case PREPARING:
         break;
@@ -1241,16 +1248,16 @@ static void remove_member(group_t *g, member_t *m, const char *why)
         break;
     }
     if (g->state == PREPARING)
-        maybe_complete_join(g);
+        maybe_complete_join(c, g);
 }
 
 static void session_expired(uv_timer_t *t)
 {
     member_t *m = t->data;
-    remove_member(m->g, m, "session timeout expired");
+    remove_member(m->g->c, m->g, m, "session timeout expired");
 }
 
-static member_t *add_member(group_t *g, const char *id, sp_req_t *req,
+static member_t *add_member(sp_coordinator_t *c, group_t *g, const char *id, sp_req_t *req,
                             const sp_join_group_request_t *b)
 {
     member_t *m = calloc(1, sizeof(*m));
@@ -1268,7 +1275,7 @@ static member_t *add_member(group_t *g, const char *id, sp_req_t *req,
         free(m);
         return NULL;
     }
-    uv_timer_init(&G.loop, &m->timer);
+    uv_timer_init(&c->loop, &m->timer);
     m->timer.data = m;
     m->timer_ready = true;
     /* appended: the first member stays first (leader preference) */
@@ -1342,12 +1349,12 @@ static void static_join_settled(group_t *g, write_t *x)
     answer(x->req, r);
 }
 
-static void op_join(sp_req_t *req, void *arg)
+static void op_join(sp_coordinator_t *c, sp_req_t *req, void *arg)
 {
     const sp_join_group_request_t *b = req->r.body;
     int16_t v = req->r.hdr.request_api_version;
-    int32_t min_s = (int32_t)sp_config_long(G.cfg, "group.min.session.timeout.ms");
-    int32_t max_s = (int32_t)sp_config_long(G.cfg, "group.max.session.timeout.ms");
+    int32_t min_s = (int32_t)sp_config_long(c->cfg, "group.min.session.timeout.ms");
+    int32_t max_s = (int32_t)sp_config_long(c->cfg, "group.max.session.timeout.ms");
     (void)arg;
     if (b->group_id.len <= 0) {
         answer_join_error(req, SP_ERR_INVALID_GROUP_ID, NULL);
@@ -1357,7 +1364,7 @@ static void op_join(sp_req_t *req, void *arg)
         answer_join_error(req, SP_ERR_INVALID_SESSION_TIMEOUT, NULL);
         return;
     }
-    group_t *g = get_group(b->group_id);
+    group_t *g = get_group(c, b->group_id);
     if (!g) {
         answer_join_error(req, SP_ERR_COORDINATOR_NOT_AVAILABLE, NULL);
         return;
@@ -1429,7 +1436,7 @@ static void op_join(sp_req_t *req, void *arg)
                 free(old_leader);
                 /* answered once the new id is durable; undone if it is
                  * not (Kafka: "Reverting to old member id") */
-                write_t *x = write_new(W_STATIC_JOIN);
+                write_t *x = write_new(c, W_STATIC_JOIN);
                 if (!x) {
                     free(old_id);
                     answer(req, jr);
@@ -1445,7 +1452,7 @@ static void op_join(sp_req_t *req, void *arg)
                 records_t r;
                 records_init(&r);
                 add_group_record(&r, g, false);
-                int16_t err = persist(g->id, &r, x);
+                int16_t err = persist(c, g->id, &r, x);
                 if (err) {
                     x->err = err;
                     static_join_settled(g, x);
@@ -1460,11 +1467,11 @@ static void op_join(sp_req_t *req, void *arg)
             st->join_req = req;
             st->joined = true;
             if (g->state != PREPARING)
-                prepare_rebalance(g, "a static member rejoined with new metadata");
-            maybe_complete_join(g);
+                prepare_rebalance(c, g, "a static member rejoined with new metadata");
+            maybe_complete_join(c, g);
             return;
         }
-        int64_t max_size = sp_config_long(G.cfg, "group.max.size");
+        int64_t max_size = sp_config_long(c->cfg, "group.max.size");
         if (g->nmembers >= max_size) {
             answer_join_error(req, SP_ERR_GROUP_MAX_SIZE_REACHED, NULL);
             return;
@@ -1481,7 +1488,7 @@ static void op_join(sp_req_t *req, void *arg)
             answer_join_error(req, SP_ERR_MEMBER_ID_REQUIRED, id);
             return;
         }
-        m = add_member(g, id, req, b);
+        m = add_member(c, g, id, req, b);
         if (!m) {
             answer_join_error(req, SP_ERR_COORDINATOR_NOT_AVAILABLE, NULL);
             return;
@@ -1490,8 +1497,8 @@ static void op_join(sp_req_t *req, void *arg)
         m->joined = true;
         touch(m);
         if (g->state != PREPARING)
-            prepare_rebalance(g, "a new member joined");
-        maybe_complete_join(g);
+            prepare_rebalance(c, g, "a new member joined");
+        maybe_complete_join(c, g);
         return;
     }
     /* a known member id (or one we asked to come back) */
@@ -1506,13 +1513,13 @@ static void op_join(sp_req_t *req, void *arg)
             return;
         }
         drop_pending(g, b->member_id);
-        int64_t max_size = sp_config_long(G.cfg, "group.max.size");
+        int64_t max_size = sp_config_long(c->cfg, "group.max.size");
         if (g->nmembers >= max_size) {
             answer_join_error(req, SP_ERR_GROUP_MAX_SIZE_REACHED, NULL);
             return;
         }
         char *id = dups(b->member_id);
-        m = id ? add_member(g, id, req, b) : NULL;
+        m = id ? add_member(c, g, id, req, b) : NULL;
         free(id);
         if (!m) {
             answer_join_error(req, SP_ERR_COORDINATOR_NOT_AVAILABLE, NULL);
@@ -1522,8 +1529,8 @@ static void op_join(sp_req_t *req, void *arg)
         m->joined = true;
         touch(m);
         if (g->state != PREPARING)
-            prepare_rebalance(g, "a new member joined");
-        maybe_complete_join(g);
+            prepare_rebalance(c, g, "a new member joined");
+        maybe_complete_join(c, g);
         return;
     }
     if (m->instance_id && b->group_instance_id.len >= 0 && !str_is(m->instance_id, b->group_instance_id)) {
@@ -1546,8 +1553,8 @@ static void op_join(sp_req_t *req, void *arg)
     m->join_req = req;
     m->joined = true;
     if (g->state != PREPARING)
-        prepare_rebalance(g, is_leader ? "the leader rejoined" : "a member changed its subscription");
-    maybe_complete_join(g);
+        prepare_rebalance(c, g, is_leader ? "the leader rejoined" : "a member changed its subscription");
+    maybe_complete_join(c, g);
 }
 
 /* ---- sync ------------------------------------------------------------------ */
@@ -1580,7 +1587,7 @@ static void fill_sync(sp_req_t *req, sp_sync_group_response_t *r, group_t *g, me
  * then a rebalance), every parked SyncGroup gets the error, assignments
  * are cleared and the group prepares a rebalance.  Coordinator thread.
  */
-static void sync_settled(group_t *g, int16_t err)
+static void sync_settled(sp_coordinator_t *c, group_t *g, int16_t err)
 {
     g->sync_seq = 0;
     if (!err)
@@ -1602,7 +1609,7 @@ static void sync_settled(group_t *g, int16_t err)
     if (err) {
         sp_warn("group", "group %s: assignment of generation %d not written: %s", g->id, g->generation,
                 sp_kafka_error_name(err));
-        prepare_rebalance(g, "the group metadata could not be written");
+        prepare_rebalance(c, g, "the group metadata could not be written");
     }
 }
 
@@ -1615,11 +1622,11 @@ static bool empty_id_ok(sp_str_t id, bool empty_ok)
     return id.len > 0 || (empty_ok && id.len == 0);
 }
 
-static void op_sync(sp_req_t *req, void *arg)
+static void op_sync(sp_coordinator_t *c, sp_req_t *req, void *arg)
 {
     const sp_sync_group_request_t *b = req->r.body;
     (void)arg;
-    group_t *g = find_group(b->group_id);
+    group_t *g = find_group(c, b->group_id);
     member_t *m = g ? find_member(g, b->member_id) : NULL;
     if (!empty_id_ok(b->group_id, false)) {
         answer(req, sync_resp(req, SP_ERR_INVALID_GROUP_ID));
@@ -1682,28 +1689,28 @@ static void op_sync(sp_req_t *req, void *arg)
     }
     /* the group stays CompletingRebalance until its metadata is durable;
      * only then is it Stable and is anyone told (Kafka: storeGroup) */
-    write_t *x = write_new(W_SYNC);
+    write_t *x = write_new(c, W_SYNC);
     records_t r;
     records_init(&r);
     add_group_record(&r, g, false);
-    int16_t err = x ? (x->generation = g->generation, g->sync_seq = x->seq, persist(g->id, &r, x))
+    int16_t err = x ? (x->generation = g->generation, g->sync_seq = x->seq, persist(c, g->id, &r, x))
                     : (sp_batch_builder_free(&r.b), SP_ERR_UNKNOWN_SERVER_ERROR);
     if (err) {
         write_free(x);
-        sync_settled(g, err);
+        sync_settled(c, g, err);
     }
 }
 
 /* ---- heartbeat, leave ---------------------------------------------------- */
 
-static void op_heartbeat(sp_req_t *req, void *arg)
+static void op_heartbeat(sp_coordinator_t *c, sp_req_t *req, void *arg)
 {
     const sp_heartbeat_request_t *b = req->r.body;
     sp_heartbeat_response_t *r = sp_arena_zalloc(&req->arena, sizeof(*r));
     (void)arg;
     if (r)
         sp_heartbeat_response_init(r);
-    group_t *g = find_group(b->group_id);
+    group_t *g = find_group(c, b->group_id);
     member_t *m = g ? find_member(g, b->member_id) : NULL;
     int16_t err = 0;
     if (!empty_id_ok(b->group_id, false))
@@ -1725,7 +1732,7 @@ static void op_heartbeat(sp_req_t *req, void *arg)
     answer(req, r);
 }
 
-static void op_leave(sp_req_t *req, void *arg)
+static void op_leave(sp_coordinator_t *c, sp_req_t *req, void *arg)
 {
     const sp_leave_group_request_t *b = req->r.body;
     int16_t v = req->r.hdr.request_api_version;
@@ -1741,13 +1748,13 @@ static void op_leave(sp_req_t *req, void *arg)
         answer(req, r);
         return;
     }
-    group_t *g = find_group(b->group_id);
+    group_t *g = find_group(c, b->group_id);
     if (v < 3) {
         member_t *m = g ? find_member(g, b->member_id) : NULL;
         if (!m) {
             r->error_code = SP_ERR_UNKNOWN_MEMBER_ID;
         } else {
-            remove_member(g, m, "left the group");
+            remove_member(c, g, m, "left the group");
         }
         answer(req, r);
         return;
@@ -1772,7 +1779,7 @@ static void op_leave(sp_req_t *req, void *arg)
         } else if (m->instance_id && mi->group_instance_id.len >= 0 && !str_is(m->instance_id, mi->group_instance_id)) {
             o->error_code = SP_ERR_FENCED_INSTANCE_ID;
         } else {
-            remove_member(g, m, mi->reason.len > 0 ? "left the group" : "left the group");
+            remove_member(c, g, m, mi->reason.len > 0 ? "left the group" : "left the group");
         }
     }
     if (!g)
@@ -1805,7 +1812,7 @@ static void commit_settled(group_t *g, write_t *x)
     answer(x->req, x->resp);
 }
 
-static void op_commit(sp_req_t *req, void *arg)
+static void op_commit(sp_coordinator_t *c, sp_req_t *req, void *arg)
 {
     const sp_offset_commit_request_t *b = req->r.body;
     int16_t v = req->r.hdr.request_api_version;
@@ -1824,13 +1831,13 @@ static void op_commit(sp_req_t *req, void *arg)
     if (b->group_id.len < 0) { /* "" is a group id here, as in Kafka (empty_id_ok) */
         group_err = SP_ERR_INVALID_GROUP_ID;
     } else {
-        g = find_group(b->group_id);
+        g = find_group(c, b->group_id);
         bool simple = v == 0 || (b->generation_id_or_member_epoch < 0 && b->member_id.len <= 0);
         if (simple) {
             if (g && g->nmembers > 0 && g->state != EMPTY)
                 group_err = SP_ERR_UNKNOWN_MEMBER_ID; /* a live group needs a member's commit */
             else if (!g)
-                g = get_group(b->group_id);
+                g = get_group(c, b->group_id);
         } else {
             member_t *m = g ? find_member(g, b->member_id) : NULL;
             if (fenced(g, b->member_id, b->group_instance_id))
@@ -1849,16 +1856,16 @@ static void op_commit(sp_req_t *req, void *arg)
         if (!group_err && !g)
             group_err = SP_ERR_COORDINATOR_NOT_AVAILABLE;
     }
-    int64_t max_meta = sp_config_long(G.cfg, "offset.metadata.max.bytes");
+    int64_t max_meta = sp_config_long(c->cfg, "offset.metadata.max.bytes");
     int64_t now = now_ms();
     records_t rec;
     records_init(&rec);
     /* the commits are staged, not applied: OffsetFetch shows them only
      * once their write is durable (settle_commits), as Kafka does */
-    write_t *x = g && !group_err ? write_new(W_COMMIT) : NULL;
+    write_t *x = g && !group_err ? write_new(c, W_COMMIT) : NULL;
     if (g && !group_err && !x)
         group_err = SP_ERR_UNKNOWN_SERVER_ERROR;
-    sp_image_t *img = sp_image_acquire(G.broker->images);
+    sp_image_t *img = sp_image_acquire(c->broker->images);
     for (int32_t t = 0; t < r->topics.n; t++) {
         const sp_offset_commit_request_topic_t *rt = &b->topics.v[t];
         sp_offset_commit_response_topic_t *to = &r->topics.v[t];
@@ -1912,7 +1919,7 @@ static void op_commit(sp_req_t *req, void *arg)
     }
     x->req = req;
     x->resp = r;
-    int16_t err = persist(g->id, &rec, x);
+    int16_t err = persist(c, g->id, &rec, x);
     if (err) {
         x->err = err;
         commit_settled(g, x);
@@ -1989,7 +1996,7 @@ static int group_topics(sp_req_t *req, group_t *g, sp_str_t **out)
     return v ? n : 0;
 }
 
-static void op_offset_fetch(sp_req_t *req, void *arg)
+static void op_offset_fetch(sp_coordinator_t *c, sp_req_t *req, void *arg)
 {
     const sp_offset_fetch_request_t *b = req->r.body;
     int16_t v = req->r.hdr.request_api_version;
@@ -2001,7 +2008,7 @@ static void op_offset_fetch(sp_req_t *req, void *arg)
     }
     sp_offset_fetch_response_init(r);
     if (v < 8) {
-        group_t *g = find_group(b->group_id);
+        group_t *g = find_group(c, b->group_id);
         bool all = b->topics.n < 0;
         sp_str_t *names = NULL;
         int32_t nt = all ? group_topics(req, g, &names) : b->topics.n;
@@ -2024,7 +2031,7 @@ static void op_offset_fetch(sp_req_t *req, void *arg)
     for (int32_t i = 0; i < r->groups.n; i++) {
         const sp_offset_fetch_request_group_t *rg = &b->groups.v[i];
         sp_offset_fetch_response_group_t *og = &r->groups.v[i];
-        group_t *g = find_group(rg->group_id);
+        group_t *g = find_group(c, rg->group_id);
         og->group_id = rg->group_id;
         bool all = rg->topics.n < 0;
         sp_str_t *names = NULL;
@@ -2045,7 +2052,7 @@ static void op_offset_fetch(sp_req_t *req, void *arg)
 
 /* ---- describe, list, delete --------------------------------------------- */
 
-static void op_describe(sp_req_t *req, void *arg)
+static void op_describe(sp_coordinator_t *c, sp_req_t *req, void *arg)
 {
     const sp_describe_groups_request_t *b = req->r.body;
     sp_arena_t *a = &req->arena;
@@ -2061,7 +2068,7 @@ static void op_describe(sp_req_t *req, void *arg)
     r->groups.n = r->groups.v ? n : 0;
     for (int32_t i = 0; i < r->groups.n; i++) {
         sp_describe_groups_response_described_group_t *o = &r->groups.v[i];
-        group_t *g = find_group(b->groups.v[i]);
+        group_t *g = find_group(c, b->groups.v[i]);
         o->group_id = b->groups.v[i];
         if (!g) {
             /* v6+ (KIP-1043): GROUP_ID_NOT_FOUND, as Kafka; the admin
@@ -2114,7 +2121,7 @@ static void op_describe(sp_req_t *req, void *arg)
     answer(req, r);
 }
 
-static void op_list(sp_req_t *req, void *arg)
+static void op_list(sp_coordinator_t *c, sp_req_t *req, void *arg)
 {
     const sp_list_groups_request_t *b = req->r.body;
     sp_arena_t *a = &req->arena;
@@ -2126,11 +2133,11 @@ static void op_list(sp_req_t *req, void *arg)
     }
     sp_list_groups_response_init(r);
     int n = 0;
-    for (group_t *g = G.groups; g; g = g->next)
+    for (group_t *g = c->groups; g; g = g->next)
         n++;
     r->groups.v = sp_list_groups_response_listed_group_alloc(a, n);
     int k = 0;
-    for (group_t *g = G.groups; g && r->groups.v; g = g->next) {
+    for (group_t *g = c->groups; g && r->groups.v; g = g->next) {
         bool ok = b->states_filter.n <= 0;
         for (int32_t i = 0; i < b->states_filter.n && !ok; i++)
             ok = b->states_filter.v[i].len == (int32_t)strlen(state_names[g->state]) &&
@@ -2178,7 +2185,7 @@ static void delete_group_settled(write_t *x)
     }
 }
 
-static void op_delete_groups(sp_req_t *req, void *arg)
+static void op_delete_groups(sp_coordinator_t *c, sp_req_t *req, void *arg)
 {
     const sp_delete_groups_request_t *b = req->r.body;
     (void)arg;
@@ -2201,7 +2208,7 @@ static void op_delete_groups(sp_req_t *req, void *arg)
     db->req = req;
     db->resp = r;
     for (int32_t i = 0; i < r->results.n; i++) {
-        group_t *g = find_group(b->groups_names.v[i]);
+        group_t *g = find_group(c, b->groups_names.v[i]);
         r->results.v[i].group_id = b->groups_names.v[i];
         if (!g || g->state == DEAD) {
             r->results.v[i].error_code = SP_ERR_GROUP_ID_NOT_FOUND;
@@ -2211,7 +2218,7 @@ static void op_delete_groups(sp_req_t *req, void *arg)
             r->results.v[i].error_code = SP_ERR_NON_EMPTY_GROUP;
             continue;
         }
-        write_t *x = write_new(W_DELETE_GROUP);
+        write_t *x = write_new(c, W_DELETE_GROUP);
         if (!x) {
             r->results.v[i].error_code = SP_ERR_UNKNOWN_SERVER_ERROR;
             continue;
@@ -2221,7 +2228,7 @@ static void op_delete_groups(sp_req_t *req, void *arg)
         records_t rec;
         records_init(&rec);
         delete_group_state(g, &rec);
-        int16_t err = persist(g->id, &rec, x);
+        int16_t err = persist(c, g->id, &rec, x);
         if (err) {
             write_free(x);
             r->results.v[i].error_code = err;
@@ -2230,7 +2237,7 @@ static void op_delete_groups(sp_req_t *req, void *arg)
         db->pending++;
         sp_info("group", "group %s deleted", g->id);
         set_state(g, DEAD);
-        forget_group(g);
+        forget_group(c, g);
     }
     db->built = true;
     if (db->pending == 0) {
@@ -2269,7 +2276,7 @@ static bool subscribed(group_t *g, sp_str_t topic)
     return false;
 }
 
-static void op_offset_delete(sp_req_t *req, void *arg)
+static void op_offset_delete(sp_coordinator_t *c, sp_req_t *req, void *arg)
 {
     const sp_offset_delete_request_t *b = req->r.body;
     (void)arg;
@@ -2284,7 +2291,7 @@ static void op_offset_delete(sp_req_t *req, void *arg)
         answer(req, r);
         return;
     }
-    group_t *g = find_group(b->group_id);
+    group_t *g = find_group(c, b->group_id);
     if (!g || g->state == DEAD) {
         r->error_code = SP_ERR_GROUP_ID_NOT_FOUND;
         r->topics.n = 0;
@@ -2296,7 +2303,7 @@ static void op_offset_delete(sp_req_t *req, void *arg)
     r->topics.n = r->topics.v ? nt : 0;
     records_t rec;
     records_init(&rec);
-    sp_image_t *img = sp_image_acquire(G.broker->images);
+    sp_image_t *img = sp_image_acquire(c->broker->images);
     for (int32_t t = 0; t < r->topics.n; t++) {
         const sp_offset_delete_request_topic_t *rt = &b->topics.v[t];
         sp_offset_delete_response_topic_t *to = &r->topics.v[t];
@@ -2330,8 +2337,8 @@ static void op_offset_delete(sp_req_t *req, void *arg)
     sp_image_release(img);
     /* the offsets are dropped at once (as Kafka 3.x); the answer waits
      * for the tombstones to be durable and carries their write's error */
-    write_t *x = write_new(W_OFFSET_DELETE);
-    int16_t err = x ? (x->req = req, x->resp = r, persist(g->id, &rec, x))
+    write_t *x = write_new(c, W_OFFSET_DELETE);
+    int16_t err = x ? (x->req = req, x->resp = r, persist(c, g->id, &rec, x))
                     : (sp_batch_builder_free(&rec.b), SP_ERR_UNKNOWN_SERVER_ERROR);
     if (err) {
         write_free(x);
@@ -2344,10 +2351,10 @@ static void op_offset_delete(sp_req_t *req, void *arg)
 
 static void expire_offsets(uv_timer_t *t)
 {
-    int64_t retention = sp_config_long(G.cfg, "offsets.retention.minutes") * 60000;
+    sp_coordinator_t *c = t->data;
+    int64_t retention = sp_config_long(c->cfg, "offsets.retention.minutes") * 60000;
     int64_t now = now_ms();
-    (void)t;
-    group_t *g = G.groups;
+    group_t *g = c->groups;
     while (g) {
         group_t *next = g->next;
         if (g->state == EMPTY && g->noffsets > 0) {
@@ -2367,7 +2374,7 @@ static void expire_offsets(uv_timer_t *t)
                 }
             }
             int n = rec.count;
-            persist_note(g->id, &rec);
+            persist_note(c, g->id, &rec);
             if (n)
                 sp_info("group", "group %s: %d committed offset%s expired", g->id, n, n == 1 ? "" : "s");
         }
@@ -2376,9 +2383,9 @@ static void expire_offsets(uv_timer_t *t)
             records_t rec;
             records_init(&rec);
             add_group_record(&rec, g, true);
-            persist_note(g->id, &rec);
+            persist_note(c, g->id, &rec);
             set_state(g, DEAD);
-            forget_group(g);
+            forget_group(c, g);
         }
         g = next;
     }
@@ -2387,7 +2394,7 @@ static void expire_offsets(uv_timer_t *t)
 /* ---- replay ----------------------------------------------------------------- */
 
 /* Applies one record of __consumer_offsets (at log_offset) to memory. */
-static void apply_record(sp_bytes_t key, sp_bytes_t value, int64_t log_offset)
+static void apply_record(sp_coordinator_t *c, sp_bytes_t key, sp_bytes_t value, int64_t log_offset)
 {
     if (key.len < 2)
         return;
@@ -2401,7 +2408,7 @@ static void apply_record(sp_bytes_t key, sp_bytes_t value, int64_t log_offset)
         sp_offset_commit_key_init(&k);
         if (sp_offset_commit_key_decode(&r, &a, &k, kv) != 0)
             goto out;
-        group_t *g = get_group(k.group);
+        group_t *g = get_group(c, k.group);
         if (!g)
             goto out;
         if (value.len < 0) {
@@ -2422,15 +2429,15 @@ static void apply_record(sp_bytes_t key, sp_bytes_t value, int64_t log_offset)
         sp_group_metadata_key_init(&k);
         if (sp_group_metadata_key_decode(&r, &a, &k, 2) != 0)
             goto out;
-        group_t *g = find_group(k.group);
+        group_t *g = find_group(c, k.group);
         if (value.len < 0) {
             if (g && g->noffsets == 0) {
                 g->state = DEAD;
-                forget_group(g);
+                forget_group(c, g);
             }
             goto out;
         }
-        g = get_group(k.group);
+        g = get_group(c, k.group);
         if (!g)
             goto out;
         sp_reader_t vr = sp_reader(value.ptr, (size_t)value.len);
@@ -2504,14 +2511,14 @@ out:
 
 static int replay_record(const sp_record_t *rec, void *ctx)
 {
-    (void)ctx;
-    apply_record(rec->key, rec->value, rec->offset);
+    sp_coordinator_t *c = ctx;
+    apply_record(c, rec->key, rec->value, rec->offset);
     return 0;
 }
 
-static void replay_partition(sp_partition_t *part)
+static void replay_partition(sp_coordinator_t *c, sp_partition_t *part)
 {
-    if (sp_partition_scan(part, 0, replay_record, NULL) != 0)
+    if (sp_partition_scan(part, 0, replay_record, c) != 0)
         sp_warn("group", "%s-%d: replay stopped at an unreadable batch", sp_partition_topic(part),
                 sp_partition_index(part));
 }
@@ -2522,11 +2529,11 @@ static void replay_partition(sp_partition_t *part)
  * group is looked up again by id: it may be gone (then the write's effect
  * on memory is moot) or be a new group of the same id (commits are
  * matched by their write's sequence number, syncs by sync_seq). */
-static void write_done(sp_req_t *unused, void *arg)
+static void write_done(sp_coordinator_t *c, sp_req_t *unused, void *arg)
 {
     write_t *x = arg;
     (void)unused;
-    group_t *g = find_group(sp_str_c(x->group));
+    group_t *g = find_group(c, sp_str_c(x->group));
     if (x->err)
         sp_warn("group", "group %s: write to %s failed: %s", x->group, OFFSETS_TOPIC,
                 sp_kafka_error_name(x->err));
@@ -2537,7 +2544,7 @@ static void write_done(sp_req_t *unused, void *arg)
     case W_SYNC:
         /* a rebalance since (sync_seq reset) makes it moot, as in Kafka */
         if (g && g->sync_seq == x->seq && g->state == COMPLETING && g->generation == x->generation)
-            sync_settled(g, x->err);
+            sync_settled(c, g, x->err);
         break;
     case W_STATIC_JOIN:
         static_join_settled(g, x);
@@ -2589,19 +2596,19 @@ static void write_abandon(write_t *x)
 
 static void on_wake(sp_wakeup_t *a)
 {
-    (void)a;
+    sp_coordinator_t *c = a->data;
     for (;;) {
-        pthread_mutex_lock(&G.mu);
-        op_t *op = G.head;
-        G.head = G.tail = NULL;
-        bool stop = G.stop;
+        pthread_mutex_lock(&c->mu);
+        op_t *op = c->head;
+        c->head = c->tail = NULL;
+        bool stop = c->stop;
         if (!op && stop)
-            G.closed = true; /* from now on writes settle in write_abandon */
-        pthread_mutex_unlock(&G.mu);
+            c->closed = true; /* from now on writes settle in write_abandon */
+        pthread_mutex_unlock(&c->mu);
         if (!op) {
             if (stop) {
                 /* parked requests are answered so that they are freed */
-                for (group_t *g = G.groups; g; g = g->next)
+                for (group_t *g = c->groups; g; g = g->next)
                     for (member_t *m = g->members; m; m = m->next) {
                         if (m->join_req)
                             answer_join_error(m->join_req, SP_ERR_COORDINATOR_NOT_AVAILABLE, NULL);
@@ -2610,14 +2617,14 @@ static void on_wake(sp_wakeup_t *a)
                             answer(m->sync_req, sync_resp(m->sync_req, SP_ERR_COORDINATOR_NOT_AVAILABLE));
                         m->sync_req = NULL;
                     }
-                uv_stop(&G.loop);
+                uv_stop(&c->loop);
             }
             return;
         }
         while (op) {
             op_t *next = op->next;
             bool embedded = op->embedded; /* freed with its write */
-            op->fn(op->req, op->arg);
+            op->fn(c, op->req, op->arg);
             if (!embedded)
                 free(op);
             op = next;
@@ -2627,14 +2634,16 @@ static void on_wake(sp_wakeup_t *a)
 
 static void *coordinator_main(void *arg)
 {
-    (void)arg;
+    sp_coordinator_t *c = arg;
     pthread_setname_np(pthread_self(), "spool-group");
-    uv_run(&G.loop, UV_RUN_DEFAULT);
+    uv_run(&c->loop, UV_RUN_DEFAULT);
     return NULL;
 }
 
-static void submit(sp_req_t *req, void (*fn)(sp_req_t *req, void *arg))
+/* Queues a request for the coordinator of its broker. */
+static void submit(sp_req_t *req, void (*fn)(sp_coordinator_t *c, sp_req_t *req, void *arg))
 {
+    sp_coordinator_t *c = req->broker->coordinator;
     op_t *op = malloc(sizeof(*op));
     if (!op) {
         sp_req_close(req, "out of memory for a group request");
@@ -2645,7 +2654,7 @@ static void submit(sp_req_t *req, void (*fn)(sp_req_t *req, void *arg))
     op->fn = fn;
     op->arg = NULL;
     op->embedded = false;
-    if (!enqueue(op)) {
+    if (!enqueue(c, op)) {
         free(op);
         sp_req_unref(req);
         sp_req_close(req, "the group coordinator has stopped");
@@ -2671,7 +2680,7 @@ static void find_answer(sp_req_t *req)
     int16_t v = req->r.hdr.request_api_version;
     sp_find_coordinator_response_t resp;
     sp_find_coordinator_response_init(&resp);
-    sp_image_t *img = sp_image_acquire(G.broker->images);
+    sp_image_t *img = sp_image_acquire(req->broker->images);
     const sp_broker_info_t *self = sp_image_broker(img, req->broker->node_id);
     bool ready = sp_image_topic(img, OFFSETS_TOPIC, (int32_t)strlen(OFFSETS_TOPIC)) != NULL;
     int32_t nkeys = v >= 4 ? (b->coordinator_keys.n > 0 ? b->coordinator_keys.n : 0) : 1;
@@ -2728,13 +2737,13 @@ static void offsets_topic_created(sp_req_t *req, sp_ctl_op_t *op)
     find_answer(req);
 }
 
-void sp_coordinator_offsets_topic(sp_ctl_topic_t *t)
+void sp_coordinator_offsets_topic(const sp_config_t *cfg, sp_ctl_topic_t *t)
 {
     static sp_str_t keys[] = { { "cleanup.policy", 14 }, { "segment.bytes", 13 },
                                { "compression.type", 16 } };
     static sp_str_t vals[] = { { "compact", 7 }, { "104857600", 9 }, { "producer", 8 } };
     t->name = sp_str_lit(OFFSETS_TOPIC);
-    t->num_partitions = (int32_t)sp_config_long(G.cfg, "offsets.topic.num.partitions");
+    t->num_partitions = (int32_t)sp_config_long(cfg, "offsets.topic.num.partitions");
     t->replication_factor = -1;
     t->nconfigs = 3;
     t->ckeys = keys;
@@ -2743,7 +2752,7 @@ void sp_coordinator_offsets_topic(sp_ctl_topic_t *t)
 
 void sp_handle_find_coordinator(sp_req_t *req)
 {
-    sp_image_t *img = sp_image_acquire(G.broker->images);
+    sp_image_t *img = sp_image_acquire(req->broker->images);
     bool ready = sp_image_topic(img, OFFSETS_TOPIC, (int32_t)strlen(OFFSETS_TOPIC)) != NULL;
     sp_image_release(img);
     const sp_find_coordinator_request_t *b = req->r.body;
@@ -2759,47 +2768,54 @@ void sp_handle_find_coordinator(sp_req_t *req)
         return;
     }
     req->autocreated = true;
-    sp_coordinator_offsets_topic(t);
+    sp_coordinator_offsets_topic(req->broker->config, t);
     op->kind = SP_CTL_CREATE_TOPICS;
     op->n = 1;
     op->topics = t;
     op->req = req;
     op->done = offsets_topic_created;
-    sp_controller_submit(G.broker->controller, op);
+    sp_controller_submit(req->broker->controller, op);
 }
 
 /* ---- start / stop ------------------------------------------------------------ */
 
-int sp_coordinator_start(const sp_broker_t *b, const sp_config_t *cfg)
+static void coordinator_free(sp_coordinator_t *c);
+
+static int coordinator_start(sp_coordinator_t *c, const sp_broker_t *b, const sp_config_t *cfg)
 {
-    G.broker = b;
-    G.cfg = cfg;
-    G.nparts = (int32_t)sp_config_long(cfg, "offsets.topic.num.partitions");
+    c->broker = b;
+    c->cfg = cfg;
+    c->nparts = (int32_t)sp_config_long(cfg, "offsets.topic.num.partitions");
     if (load_descs() != 0) {
         sp_error("group", "the group-coordinator record schemas are missing from the codec");
         return -1;
     }
-    if (uv_loop_init(&G.loop) != 0 || sp_wakeup_init(&G.loop, &G.wake, on_wake) != 0)
+    if (uv_loop_init(&c->loop) != 0)
         return -1;
-    sp_image_t *img = sp_image_acquire(G.broker->images);
+    c->loop_ready = true;
+    if (sp_wakeup_init(&c->loop, &c->wake, on_wake) != 0)
+        return -1;
+    c->wake_ready = true;
+    c->wake.data = c;
+    sp_image_t *img = sp_image_acquire(c->broker->images);
     const sp_topic_info_t *t = sp_image_topic(img, OFFSETS_TOPIC, (int32_t)strlen(OFFSETS_TOPIC));
     int groups = 0;
     if (t) {
-        if (t->npartitions != G.nparts)
+        if (t->npartitions != c->nparts)
             sp_warn("group", "%s has %d partitions, offsets.topic.num.partitions is %d: the topic's count is used",
-                    OFFSETS_TOPIC, t->npartitions, G.nparts);
-        G.nparts = t->npartitions; /* the topic decides, as in Kafka */
+                    OFFSETS_TOPIC, t->npartitions, c->nparts);
+        c->nparts = t->npartitions; /* the topic decides, as in Kafka */
         for (int32_t p = 0; p < t->npartitions; p++) {
             sp_partition_t *part = sp_partitions_get(b->partitions, OFFSETS_TOPIC, (int32_t)strlen(OFFSETS_TOPIC), p);
             if (part) {
-                replay_partition(part);
+                replay_partition(c, part);
                 sp_partition_unref(part);
             }
         }
-        for (group_t *g = G.groups; g; g = g->next) {
+        for (group_t *g = c->groups; g; g = g->next) {
             groups++;
             for (member_t *m = g->members; m; m = m->next) {
-                uv_timer_init(&G.loop, &m->timer);
+                uv_timer_init(&c->loop, &m->timer);
                 m->timer.data = m;
                 m->timer_ready = true;
                 touch(m); /* sessions count from the restart */
@@ -2808,12 +2824,13 @@ int sp_coordinator_start(const sp_broker_t *b, const sp_config_t *cfg)
         sp_info("group", "loaded %d group%s from %s", groups, groups == 1 ? "" : "s", OFFSETS_TOPIC);
     }
     sp_image_release(img);
-    uv_timer_init(&G.loop, &G.retention);
+    uv_timer_init(&c->loop, &c->retention);
+    c->retention.data = c;
     int64_t every = sp_config_long(cfg, "offsets.retention.check.interval.ms");
-    uv_timer_start(&G.retention, expire_offsets, (uint64_t)every, (uint64_t)every);
-    G.running = true;
-    if (pthread_create(&G.thread, NULL, coordinator_main, NULL) != 0) {
-        G.running = false;
+    uv_timer_start(&c->retention, expire_offsets, (uint64_t)every, (uint64_t)every);
+    c->running = true;
+    if (pthread_create(&c->thread, NULL, coordinator_main, c) != 0) {
+        c->running = false;
         return -1;
     }
     return 0;
@@ -2826,18 +2843,35 @@ static void close_walk(uv_handle_t *h, void *arg)
         uv_close(h, NULL);
 }
 
-void sp_coordinator_stop(void)
+sp_coordinator_t *sp_coordinator_start(const sp_broker_t *b, const sp_config_t *cfg)
 {
-    if (!G.running)
+    sp_coordinator_t *c = calloc(1, sizeof(*c));
+    if (!c)
+        return NULL;
+    pthread_mutex_init(&c->mu, NULL);
+    if (coordinator_start(c, b, cfg) != 0) {
+        coordinator_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+void sp_coordinator_stop(sp_coordinator_t *c)
+{
+    if (!c)
         return;
-    pthread_mutex_lock(&G.mu);
-    G.stop = true;
-    pthread_mutex_unlock(&G.mu);
-    sp_wakeup_send(&G.wake);
-    pthread_join(G.thread, NULL);
-    G.running = false;
+    if (!c->running) {
+        coordinator_free(c);
+        return;
+    }
+    pthread_mutex_lock(&c->mu);
+    c->stop = true;
+    pthread_mutex_unlock(&c->mu);
+    sp_wakeup_send(&c->wake);
+    pthread_join(c->thread, NULL);
+    c->running = false;
     /* free groups and members; close every handle */
-    group_t *g = G.groups;
+    group_t *g = c->groups;
     while (g) {
         group_t *next = g->next;
         member_t *m = g->members;
@@ -2853,9 +2887,21 @@ void sp_coordinator_stop(void)
             free_group(g);
         g = next;
     }
-    G.groups = NULL;
-    uv_walk(&G.loop, close_walk, NULL);
-    uv_run(&G.loop, UV_RUN_DEFAULT);
-    uv_loop_close(&G.loop);
-    sp_wakeup_free(&G.wake);
+    c->groups = NULL;
+    coordinator_free(c);
+}
+
+/* Closes the loop's handles and frees c (its thread stopped or never
+ * started; groups already freed). */
+static void coordinator_free(sp_coordinator_t *c)
+{
+    if (c->loop_ready) {
+        uv_walk(&c->loop, close_walk, NULL);
+        uv_run(&c->loop, UV_RUN_DEFAULT);
+        uv_loop_close(&c->loop);
+    }
+    if (c->wake_ready)
+        sp_wakeup_free(&c->wake);
+    pthread_mutex_destroy(&c->mu);
+    free(c);
 }

@@ -33,10 +33,15 @@
 #include "broker/api.h"
 #include "util/config.h"
 
-/* Replays __consumer_offsets (if it exists) and starts the thread. */
-int sp_coordinator_start(const sp_broker_t *b, const sp_config_t *cfg);
-/* Answers parked requests with COORDINATOR_NOT_AVAILABLE, stops. */
-void sp_coordinator_stop(void);
+/* The group coordinator of one broker (sp_broker_t.coordinator): its
+ * thread, loop and groups. */
+typedef struct sp_coordinator sp_coordinator_t;
+
+/* Replays __consumer_offsets (if it exists) and starts the thread.  The
+ * coordinator, or NULL. */
+sp_coordinator_t *sp_coordinator_start(const sp_broker_t *b, const sp_config_t *cfg);
+/* Answers parked requests with COORDINATOR_NOT_AVAILABLE, stops, frees c. */
+void sp_coordinator_stop(sp_coordinator_t *c);
 
 /* Kafka's partition of __consumer_offsets for a group id. */
 int32_t sp_coordinator_partition_for(const char *group, int32_t len, int32_t npartitions);
@@ -48,7 +53,7 @@ int32_t sp_coordinator_partition_for(const char *group, int32_t len, int32_t npa
  * Produce), so the topic has that shape whoever asks first.  Any thread
  * once started. */
 struct sp_ctl_topic;
-void sp_coordinator_offsets_topic(struct sp_ctl_topic *t);
+void sp_coordinator_offsets_topic(const sp_config_t *cfg, struct sp_ctl_topic *t);
 
 void sp_handle_find_coordinator(sp_req_t *req);
 void sp_handle_join_group(sp_req_t *req);
