@@ -65,6 +65,11 @@ $(BUILD)/spoold: $(BUILD)/obj/src/spoold.o $(BUILD)/libspool.a
 	@echo "  LD    $@"
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# several brokers in one process, for tests (tests/tools/spool_nodes.c)
+$(BUILD)/spool-nodes: tests/tools/spool_nodes.c $(BUILD)/libspool.a
+	@echo "  LD    $@"
+	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libspool.a $(TS_OBJ)
 	@mkdir -p $(dir $@)
 	@echo "  LD    $@"
@@ -124,7 +129,7 @@ regen-check:
 	    echo "regen-check: src/proto/gen matches $(SCHEMAS)"; \
 	else echo "regen-check: $(SCHEMAS) not present, skipped"; fi
 
-integration: all fault kafka java clients
+integration: all fault kafka java clients $(BUILD)/spool-nodes
 	SPOOLD=$(abspath $(BUILD)/spoold) $(PYTHON) -m pytest -q tests/integration
 
 # The differential tests in full (tests/integration/test_0061_differential.py;
