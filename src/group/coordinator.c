@@ -211,6 +211,14 @@ static bool str_is(const char *c, sp_str_t s)
 
 static sp_str_t as_str(const char *c) { return c ? sp_str_c(c) : SP_STR_NULL; }
 
+/* A group id Spool cannot keep: null, or with a NUL byte (ids are C
+ * strings here).  Kafka would take the latter; Spool answers
+ * INVALID_GROUP_ID (docs/DIFFERENCES.md). */
+static bool unkeepable_id(sp_str_t id)
+{
+    return id.len < 0 || (id.len > 0 && memchr(id.ptr, 0, (size_t)id.len) != NULL);
+}
+
 /* ---- the answer path ---------------------------------------------------- */
 
 /* The response is built; the worker sends it and drops our reference.
@@ -620,6 +628,11 @@ static group_t *get_group(sp_coordinator_t *c, sp_str_t id)
     group_t *g = find_group(c, id);
     if (g)
         return g;
+    /* ids are kept as C strings: one with a NUL would be stored cut short
+     * and never found again, a new group made at every request
+     * (fuzz_offsets found it) */
+    if (unkeepable_id(id))
+        return NULL;
     g = calloc(1, sizeof(*g));
     if (g)
         g->c = c;
@@ -1364,6 +1377,10 @@ static void op_join(sp_coordinator_t *c, sp_req_t *req, void *arg)
         answer_join_error(req, SP_ERR_INVALID_SESSION_TIMEOUT, NULL);
         return;
     }
+    if (unkeepable_id(b->group_id)) {
+        answer_join_error(req, SP_ERR_INVALID_GROUP_ID, NULL);
+        return;
+    }
     group_t *g = get_group(c, b->group_id);
     if (!g) {
         answer_join_error(req, SP_ERR_COORDINATOR_NOT_AVAILABLE, NULL);
@@ -1542,8 +1559,15 @@ static void op_join(sp_coordinator_t *c, sp_req_t *req, void *arg)
     touch(m);
     bool same = same_protocols(m, b);
     bool is_leader = g->leader && strcmp(g->leader, m->id) == 0;
-    if ((g->state == STABLE || g->state == COMPLETING) && same && !is_leader) {
-        /* a follower rejoining with nothing new gets the current generation */
+    /* Kafka's doCurrentMemberJoinGroup: while the group awaits its
+     * SyncGroup, anyone rejoining with the same protocols (it may have
+     * missed its JoinGroup answer) gets the current generation again, the
+     * leader with the member list; once stable, a follower with nothing
+     * new likewise, but the leader's rejoin is its way to ask for a
+     * rebalance.  (A leader rejoin rebalancing while awaiting sync made
+     * kafka-python 3 livelock under load: it gives up on a slow SyncGroup
+     * and joins again.) */
+    if (same && (g->state == COMPLETING || (g->state == STABLE && !is_leader))) {
         m->join_req = req;
         answer_join(g, m);
         return;
@@ -1828,7 +1852,7 @@ static void op_commit(sp_coordinator_t *c, sp_req_t *req, void *arg)
     r->topics.n = r->topics.v ? nt : 0;
     int16_t group_err = 0;
     group_t *g = NULL;
-    if (b->group_id.len < 0) { /* "" is a group id here, as in Kafka (empty_id_ok) */
+    if (unkeepable_id(b->group_id)) { /* "" is a group id here, as in Kafka (empty_id_ok) */
         group_err = SP_ERR_INVALID_GROUP_ID;
     } else {
         g = find_group(c, b->group_id);
@@ -2408,6 +2432,8 @@ static void apply_record(sp_coordinator_t *c, sp_bytes_t key, sp_bytes_t value, 
         sp_offset_commit_key_init(&k);
         if (sp_offset_commit_key_decode(&r, &a, &k, kv) != 0)
             goto out;
+        if (k.topic.len < 0 || memchr(k.topic.ptr, 0, (size_t)k.topic.len))
+            goto out; /* not a topic name Spool writes (topics are C strings here) */
         group_t *g = get_group(c, k.group);
         if (!g)
             goto out;
@@ -2514,6 +2540,64 @@ static int replay_record(const sp_record_t *rec, void *ctx)
     sp_coordinator_t *c = ctx;
     apply_record(c, rec->key, rec->value, rec->offset);
     return 0;
+}
+
+/* ---- replay without a thread (fuzz targets, tests) -------------------------- */
+
+sp_coordinator_t *sp_coordinator_new_detached(const sp_config_t *cfg)
+{
+    sp_coordinator_t *c = calloc(1, sizeof(*c));
+    if (!c)
+        return NULL;
+    pthread_mutex_init(&c->mu, NULL);
+    c->cfg = cfg;
+    if (load_descs() != 0) {
+        pthread_mutex_destroy(&c->mu);
+        free(c);
+        return NULL;
+    }
+    return c;
+}
+
+void sp_coordinator_replay(sp_coordinator_t *c, sp_bytes_t key, sp_bytes_t value, int64_t log_offset)
+{
+    apply_record(c, key, value, log_offset);
+}
+
+int sp_coordinator_check(const sp_coordinator_t *c)
+{
+    for (const group_t *g = c->groups; g; g = g->next) {
+        int n = 0;
+        for (const member_t *m = g->members; m; m = m->next, n++)
+            if (m->g != g || !m->id || m->assignment_len < 0 || (m->nprotocols && !m->pnames[0]))
+                return -1; /* a member not of its group or half built */
+        if (n != g->nmembers)
+            return -2; /* members miscounted */
+        if (g->noffsets < 0 || g->noffsets > g->capoffsets || !g->id)
+            return -3;
+        if (g->state != EMPTY && g->state != STABLE && g->state != DEAD && g->state != PREPARING &&
+            g->state != COMPLETING)
+            return -4; /* an unknown state */
+        for (const group_t *h = c->groups; h != g; h = h->next)
+            if (strcmp(h->id, g->id) == 0)
+                return -5; /* two groups of one id */
+        for (int i = 0; i < g->noffsets; i++)
+            for (int k = 0; k < i; k++)
+                if (g->offsets[i].partition == g->offsets[k].partition &&
+                    strcmp(g->offsets[i].topic, g->offsets[k].topic) == 0)
+                    return -6; /* two offsets of one partition */
+    }
+    return 0;
+}
+
+void sp_coordinator_free_detached(sp_coordinator_t *c)
+{
+    if (!c)
+        return;
+    while (c->groups)
+        forget_group(c, c->groups);
+    pthread_mutex_destroy(&c->mu);
+    free(c);
 }
 
 static void replay_partition(sp_coordinator_t *c, sp_partition_t *part)

@@ -43,6 +43,17 @@ sp_coordinator_t *sp_coordinator_start(const sp_broker_t *b, const sp_config_t *
 /* Answers parked requests with COORDINATOR_NOT_AVAILABLE, stops, frees c. */
 void sp_coordinator_stop(sp_coordinator_t *c);
 
+/* Replay without a thread or loop (fuzz targets, tests): a coordinator
+ * whose groups are rebuilt from __consumer_offsets records as at start;
+ * sp_coordinator_check says whether its state holds together (one group
+ * per id, members counted, one offset per partition, a known state): 0, or
+ * a negative number naming the broken rule (see the function).  Not for
+ * serving. */
+sp_coordinator_t *sp_coordinator_new_detached(const sp_config_t *cfg);
+void sp_coordinator_replay(sp_coordinator_t *c, sp_bytes_t key, sp_bytes_t value, int64_t log_offset);
+int sp_coordinator_check(const sp_coordinator_t *c);
+void sp_coordinator_free_detached(sp_coordinator_t *c);
+
 /* Kafka's partition of __consumer_offsets for a group id. */
 int32_t sp_coordinator_partition_for(const char *group, int32_t len, int32_t npartitions);
 

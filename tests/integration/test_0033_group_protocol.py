@@ -380,3 +380,92 @@ def test_static_leader_rejoin_does_not_make_it_assign(start_broker):
     finally:
         for c in (c1, c2, c1b):
             c.close()
+
+
+def test_rejoin_while_awaiting_sync_gets_the_same_generation(start_broker):
+    """Kafka's doCurrentMemberJoinGroup: while the group awaits SyncGroup, a
+    member (the leader too) that joins again with the same protocols -- it
+    may have missed its JoinGroup answer, or given up on a slow one, as
+    kafka-python 3 does under load -- gets the current generation again
+    (the leader with the member list) and no rebalance starts; once the
+    group is Stable, the leader's rejoin does start one, a follower's with
+    nothing new does not."""
+    broker = start_broker({'group.initial.rebalance.delay.ms': 0})
+    topic, group = 'grp-resend', 'g-resend'
+    create_topic(broker.bootstrap, topic, 2)
+    a = Conn(broker.port, client_id='a')
+    b = Conn(broker.port, client_id='b')
+    sub = consumer_subscription([topic])
+    try:
+        assert a.find_coordinator(group)['error_code'] == 0
+        ja = dynamic_join(a, group, [topic])
+        ida = ja['member_id']
+        assert ja['leader'] == ida
+        # B joins: A must rejoin; both get generation 2 and the group awaits sync
+        first = b.join(group, version=4, protocols=[('range', sub)])
+        cid = b.send_join(group, version=4, member_id=first['member_id'], protocols=[('range', sub)])
+        time.sleep(0.2)
+        ra = a.join(group, version=4, member_id=ida, protocols=[('range', sub)])
+        jb = b.recv_join(cid, version=4, timeout=10)
+        assert ra['error_code'] == 0 and jb['error_code'] == 0, (ra, jb)
+        gen = ra['generation_id']
+        assert jb['generation_id'] == gen and ra['leader'] == ida
+        (d,) = a.describe([group])
+        assert d['state'] == 'CompletingRebalance', d
+        # the leader joins again with the same protocols: the same generation,
+        # with the members, and still awaiting sync
+        again = a.join(group, version=4, member_id=ida, protocols=[('range', sub)])
+        assert again['error_code'] == 0, again
+        assert again['generation_id'] == gen and again['leader'] == ida
+        assert sorted(m['member_id'] for m in again['members']) == sorted([ida, jb['member_id']])
+        # and so does the follower (without the list)
+        againb = b.join(group, version=4, member_id=jb['member_id'], protocols=[('range', sub)])
+        assert againb['error_code'] == 0 and againb['generation_id'] == gen and againb['members'] == []
+        (d,) = a.describe([group])
+        assert d['state'] == 'CompletingRebalance', d
+        assert 'preparing rebalance (generation %d)' % gen not in broker.log_text()
+        # the sync completes the generation
+        sa = a.send_sync(group, gen, ida, {ida: consumer_assignment({topic: [0]}),
+                                           jb['member_id']: consumer_assignment({topic: [1]})})
+        assert b.sync(group, gen, jb['member_id'])['error_code'] == 0
+        assert a.recv_sync(sa, timeout=10)['error_code'] == 0
+        (d,) = a.describe([group])
+        assert d['state'] == 'Stable', d
+        # Stable: the follower rejoining with nothing new gets the generation ...
+        f = b.join(group, version=4, member_id=jb['member_id'], protocols=[('range', sub)])
+        assert f['error_code'] == 0 and f['generation_id'] == gen
+        (d,) = a.describe([group])
+        assert d['state'] == 'Stable', d
+        # ... the leader's rejoin starts a rebalance
+        cid = a.send_join(group, version=4, member_id=ida, protocols=[('range', sub)])
+        time.sleep(0.2)
+        (d,) = b.describe([group])
+        assert d['state'] == 'PreparingRebalance', d
+        assert b.heartbeat(group, gen, jb['member_id']) == gh.REBALANCE_IN_PROGRESS
+        jb2 = b.join(group, version=4, member_id=jb['member_id'], protocols=[('range', sub)])
+        ja2 = a.recv_join(cid, version=4, timeout=10)
+        assert ja2['error_code'] == 0 and jb2['error_code'] == 0
+        assert ja2['generation_id'] == jb2['generation_id'] == gen + 1
+    finally:
+        a.close()
+        b.close()
+
+
+def test_group_id_with_a_nul_byte_is_refused(start_broker):
+    """Spool keeps group ids as C strings: one holding a NUL byte is
+    refused with INVALID_GROUP_ID (docs/DIFFERENCES.md, group-id-nul)
+    instead of making a new, cut-short group at every request."""
+    broker = start_broker({'group.initial.rebalance.delay.ms': 0})
+    topic = 'grp-nul'
+    create_topic(broker.bootstrap, topic, 1)
+    a = Conn(broker.port, client_id='nul')
+    try:
+        for _ in range(3):
+            r = a.join('g\x00x', version=4, protocols=[('range', consumer_subscription([topic]))])
+            assert r['error_code'] == 24, r           # INVALID_GROUP_ID
+        err, groups = a.list_groups()
+        assert err == 0 and not [g for g in group_ids(groups) if g.startswith('g')], groups
+        ok = dynamic_join(a, 'g', [topic])            # the plain id is unaffected
+        assert ok['error_code'] == 0
+    finally:
+        a.close()
