@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cluster/names.h"
 #include "proto/gen/config_record.h"
 #include "proto/gen/partition_record.h"
 #include "proto/gen/remove_topic_record.h"
@@ -63,6 +64,11 @@ int sp_meta_loader_apply_record(const sp_meta_loader_t *ld, sp_image_t *img, int
     switch (type) {
     case SP_META_TOPIC: {
         const sp_topic_record_t *t = rec;
+        /* the controller writes only legal names; the image's order (and
+         * every lookup) relies on it: a name with a NUL sorted apart
+         * (fuzz_metadata found it) */
+        if (!sp_topic_name_valid(t->name.ptr, t->name.len))
+            return -1;
         return sp_image_add_topic(img, t->name.ptr, t->name.len, t->topic_id);
     }
     case SP_META_PARTITION: {
