@@ -35,6 +35,7 @@
 #include <string.h>
 
 #include "broker/api.h"
+#include "broker/ctl.h"
 #include "cluster/controller.h"
 #include "proto/gen/alter_configs_request.h"
 #include "proto/gen/alter_configs_response.h"
@@ -364,9 +365,7 @@ static void handle(sp_req_t *req, bool incremental)
     c->op.kind = incremental ? SP_CTL_INCR_ALTER_CONFIGS : SP_CTL_ALTER_CONFIGS;
     c->op.validate_only = validate_only;
     c->op.n = ntopics;
-    c->op.req = req;
-    c->op.done = alter_done;
-    sp_controller_submit(req->broker->controller, &c->op);
+    sp_ctl_submit(req, &c->op, alter_done);
 }
 
 void sp_handle_alter_configs(sp_req_t *req)

@@ -11,6 +11,7 @@
  * names (and __cluster_metadata) have no owner here and are not created.
  */
 #include "broker/api.h"
+#include "broker/ctl.h"
 #include "cluster/controller.h"
 #include "cluster/image.h"
 #include "cluster/names.h"
@@ -93,8 +94,6 @@ bool sp_autocreate(sp_req_t *req, const sp_str_t *names, int n, void (*again)(sp
     a->op.kind = SP_CTL_CREATE_TOPICS;
     a->op.n = k;
     a->op.topics = t;
-    a->op.req = req;
-    a->op.done = created;
-    sp_controller_submit(req->broker->controller, &a->op);
+    sp_ctl_submit(req, &a->op, created);
     return true;
 }

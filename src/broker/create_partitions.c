@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "broker/api.h"
+#include "broker/ctl.h"
 #include "cluster/controller.h"
 #include "cluster/image.h"
 #include "cluster/names.h"
@@ -233,10 +234,8 @@ void sp_handle_create_partitions(sp_req_t *req)
     op->validate_only = body->validate_only;
     op->n = n;
     op->topics = t;
-    op->req = req;
-    op->done = create_partitions_done;
     if (n == 0)
         create_partitions_done(req, op);
     else
-        sp_controller_submit(req->broker->controller, op);
+        sp_ctl_submit(req, op, create_partitions_done);
 }

@@ -20,6 +20,7 @@
 #include <stdio.h>
 
 #include "broker/api.h"
+#include "broker/ctl.h"
 #include "cluster/controller.h"
 #include "cluster/image.h"
 #include "cluster/names.h"
@@ -230,9 +231,7 @@ void sp_handle_create_topics(sp_req_t *req)
     op->validate_only = body->validate_only;
     op->n = n;
     op->topics = t;
-    op->req = req;
-    op->done = create_done;
-    sp_controller_submit(req->broker->controller, op);
+    sp_ctl_submit(req, op, create_done);
 }
 
 /* ---- DeleteTopics ------------------------------------------------------ */
@@ -325,7 +324,5 @@ void sp_handle_delete_topics(sp_req_t *req)
     op->kind = SP_CTL_DELETE_TOPICS;
     op->n = n;
     op->topics = t;
-    op->req = req;
-    op->done = delete_done;
-    sp_controller_submit(req->broker->controller, op);
+    sp_ctl_submit(req, op, delete_done);
 }

@@ -20,6 +20,7 @@
 #include "log/logmgr.h"
 #include "proto/batch.h"
 #include "proto/gen/config_record.h"
+#include "proto/gen/errors.h"
 #include "proto/gen/partition_record.h"
 #include "proto/gen/remove_topic_record.h"
 #include "proto/gen/topic_record.h"
@@ -412,7 +413,7 @@ static int new_topic_log_config(sp_controller_t *c, sp_arena_t *a, const sp_ctl_
 static int open_new_logs(sp_controller_t *c, sp_ctl_op_t *op, sp_ctl_topic_t *t, const sp_image_t *next, int32_t from,
                          int32_t to)
 {
-    sp_arena_t *a = &op->req->arena;
+    sp_arena_t *a = op->arena;
     sp_log_config_t lc;
     const sp_topic_info_t *ti = find_topic_const(next, t);
     char *name = sp_arena_strdup(a, t->name.ptr, (size_t)t->name.len);
@@ -464,7 +465,7 @@ static void abandon_new_logs(sp_controller_t *c, sp_ctl_op_t *op)
 
 static void create_topic(sp_controller_t *c, sp_ctl_op_t *op, sp_ctl_topic_t *t, sp_image_t *next, recbuf_t *rb)
 {
-    sp_arena_t *a = &op->req->arena;
+    sp_arena_t *a = op->arena;
     int32_t np = t->num_partitions;
     int16_t rf = t->replication_factor;
     if (!sp_topic_name_valid(t->name.ptr, t->name.len)) {
@@ -619,7 +620,7 @@ static void delete_topic(sp_controller_t *c, sp_ctl_op_t *op, sp_ctl_topic_t *t,
     }
     t->out_id = ti->id;
     if (t->name.len < 0)
-        t->name = sp_str_c(sp_arena_strdup(&op->req->arena, ti->name, strlen(ti->name)));
+        t->name = sp_str_c(sp_arena_strdup(op->arena, ti->name, strlen(ti->name)));
     sp_remove_topic_record_t rr;
     sp_remove_topic_record_init(&rr);
     rr.topic_id = ti->id;
@@ -632,7 +633,7 @@ static void delete_topic(sp_controller_t *c, sp_ctl_op_t *op, sp_ctl_topic_t *t,
 
 static void create_partitions(sp_controller_t *c, sp_ctl_op_t *op, sp_ctl_topic_t *t, sp_image_t *next, recbuf_t *rb)
 {
-    sp_arena_t *a = &op->req->arena;
+    sp_arena_t *a = op->arena;
     const sp_topic_info_t *ti = find_topic(next, t);
     if (!ti) {
         t->error = SP_ERR_UNKNOWN_TOPIC_OR_PARTITION;
@@ -766,7 +767,7 @@ static int incremental_value(sp_arena_t *a, sp_ctl_topic_t *t, int k, const char
 
 static void alter_configs(sp_controller_t *c, sp_ctl_op_t *op, sp_ctl_topic_t *t, sp_image_t *next, recbuf_t *rb)
 {
-    sp_arena_t *a = &op->req->arena;
+    sp_arena_t *a = op->arena;
     const sp_topic_info_t *ti = find_topic(next, t);
     if (!ti) {
         t->error = SP_ERR_UNKNOWN_TOPIC_OR_PARTITION;
@@ -867,7 +868,7 @@ static const char *check_broker_configs(sp_ctl_topic_t *t, sp_arena_t *a, int16_
  * SET, DELETE, APPEND and SUBTRACT per key.  Metadata thread. */
 static void alter_broker_configs(sp_controller_t *c, sp_ctl_op_t *op, sp_ctl_topic_t *t, sp_image_t *next, recbuf_t *rb)
 {
-    sp_arena_t *a = &op->req->arena;
+    sp_arena_t *a = op->arena;
     bool def = t->name.len <= 0;
     int16_t err;
     const char *why = check_broker_configs(t, a, &err);
@@ -1061,13 +1062,6 @@ static void run_op(sp_controller_t *c, sp_ctl_op_t *op)
     }
 }
 
-static void done_on_worker(sp_req_t *req, void *arg)
-{
-    sp_ctl_op_t *op = arg;
-    op->done(req, op);
-    sp_req_unref(req); /* the controller's reference */
-}
-
 static void *controller_main(void *arg)
 {
     sp_controller_t *c = arg;
@@ -1086,14 +1080,13 @@ static void *controller_main(void *arg)
         if (!op)
             break;
         run_op(c, op);
-        sp_req_post(op->req, done_on_worker, op);
+        op->complete(op);
     }
     return NULL;
 }
 
 void sp_controller_submit(sp_controller_t *c, sp_ctl_op_t *op)
 {
-    sp_req_ref(op->req);
     op->next = NULL;
     pthread_mutex_lock(&c->mu);
     if (c->tail)

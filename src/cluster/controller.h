@@ -31,7 +31,10 @@
 #ifndef SP_CLUSTER_CONTROLLER_H
 #define SP_CLUSTER_CONTROLLER_H
 
-#include "broker/api.h"
+#include <stdbool.h>
+
+#include "broker/broker.h"
+#include "proto/wire.h"
 #include "util/config.h"
 
 typedef enum sp_ctl_kind {
@@ -72,13 +75,19 @@ typedef struct sp_ctl_topic {
     int32_t opened_from, opened_to;
 } sp_ctl_topic_t;
 
+/* One metadata change.  The controller knows nothing of requests: the
+ * submitter gives it an arena (for the strings of the results, alive
+ * until complete runs) and a completion, called on the metadata thread
+ * once the results are in, that hands the op back to the submitter's own
+ * thread (broker/ctl.h does so for a request). */
 typedef struct sp_ctl_op {
     sp_ctl_kind_t kind;
     bool validate_only;
     int n;
     sp_ctl_topic_t *topics;
-    sp_req_t *req;
-    void (*done)(sp_req_t *req, struct sp_ctl_op *op); /* on the worker */
+    sp_arena_t *arena;
+    void (*complete)(struct sp_ctl_op *op);
+    void *owner;                /* the submitter's */
     struct sp_ctl_op *next;
 } sp_ctl_op_t;
 
@@ -90,7 +99,8 @@ typedef struct sp_controller sp_controller_t;
  * exist, then starts the metadata thread.  Main thread.  The controller,
  * or NULL (logged; nothing left running). */
 sp_controller_t *sp_controller_start(const sp_broker_t *b, const sp_config_t *cfg);
-/* Queues op; op and its strings live in the request's arena. */
+/* Queues op (op, its strings and op->arena stay alive until
+ * op->complete has run). */
 void sp_controller_submit(sp_controller_t *c, sp_ctl_op_t *op);
 /* Stops the thread after the queued operations, closes the metadata log
  * and frees c. */

@@ -43,6 +43,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "broker/ctl.h"
 #include "cluster/controller.h"
 #include "cluster/image.h"
 #include "cluster/partition.h"
@@ -2856,9 +2857,7 @@ void sp_handle_find_coordinator(sp_req_t *req)
     op->kind = SP_CTL_CREATE_TOPICS;
     op->n = 1;
     op->topics = t;
-    op->req = req;
-    op->done = offsets_topic_created;
-    sp_controller_submit(req->broker->controller, op);
+    sp_ctl_submit(req, op, offsets_topic_created);
 }
 
 /* ---- start / stop ------------------------------------------------------------ */
