@@ -544,8 +544,10 @@ static void conn_process(sp_conn_t *c)
     c->in_process = true;
     while (!c->busy && !c->closing && !c->muted) {
         int32_t flen;
-        int rc = sp_frame_parse(c->in + c->in_off, c->in_len - c->in_off,
-                                c->w->srv->broker->max_request_bytes, &flen);
+        /* no buffer yet (nothing read: NULL + 0 is UB) */
+        const uint8_t *at = c->in ? c->in + c->in_off : NULL;
+        int rc = sp_frame_parse(at, c->in ? c->in_len - c->in_off : 0, c->w->srv->broker->max_request_bytes,
+                                &flen);
         if (rc == SP_FRAME_BAD) {
             conn_close(c, SP_LOG_WARN, "frame length %d outside 0..%d (socket.request.max.bytes)",
                        flen, c->w->srv->broker->max_request_bytes);
