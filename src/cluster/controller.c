@@ -66,9 +66,12 @@ typedef struct recbuf {
     int64_t bytes;
 } recbuf_t;
 
-static int add_record(recbuf_t *rb, int16_t key, int16_t version, const sp_msg_desc_t *d,
-                      const void *rec)
+/* Frames record rec of type key (SP_META_*) and adds it to rb. */
+static int add_record(const sp_controller_t *c, recbuf_t *rb, int16_t key, int16_t version, const void *rec)
 {
+    const sp_msg_desc_t *d = sp_meta_loader_desc(&c->loader, key);
+    if (!d)
+        return -1;
     size_t body = d->size(rec, version);
     size_t n = sp_uvarint_size(1) + sp_uvarint_size((uint32_t)key) + sp_uvarint_size((uint32_t)version) + body;
     uint8_t *buf = malloc(n);
@@ -90,20 +93,6 @@ static int add_record(recbuf_t *rb, int16_t key, int16_t version, const sp_msg_d
 static int apply(sp_controller_t *c, sp_image_t *img, int type, const void *rec)
 {
     return sp_meta_loader_apply_record(&c->loader, img, type, rec);
-}
-
-/* The schema of a metadata record we write (the loader's). */
-static const sp_msg_desc_t *desc_named(sp_controller_t *c, const char *name)
-{
-    if (strcmp(name, "TopicRecord") == 0)
-        return c->loader.topic;
-    if (strcmp(name, "PartitionRecord") == 0)
-        return c->loader.partition;
-    if (strcmp(name, "ConfigRecord") == 0)
-        return c->loader.config;
-    if (strcmp(name, "RemoveTopicRecord") == 0)
-        return c->loader.remove_topic;
-    return NULL;
 }
 
 /* Record callback of a replay: applies the framed metadata record.  A
@@ -134,15 +123,13 @@ static int replay_record(const sp_record_t *rec, void *ctx)
 
 static int snapshot_records(sp_controller_t *c, recbuf_t *rb, const sp_image_t *img)
 {
-    const sp_msg_desc_t *td = desc_named(c, "TopicRecord"), *pd = desc_named(c, "PartitionRecord"),
-                        *cd = desc_named(c, "ConfigRecord");
     for (int32_t i = 0; i < img->ntopics; i++) {
         const sp_topic_info_t *t = img->topics[i];
         sp_topic_record_t tr;
         sp_topic_record_init(&tr);
         tr.name = sp_str_c(t->name);
         tr.topic_id = t->id;
-        if (add_record(rb, REC_TOPIC, 0, td, &tr) != 0)
+        if (add_record(c, rb, REC_TOPIC, 0, &tr) != 0)
             return -1;
         for (int32_t p = 0; p < t->npartitions; p++) {
             const sp_partition_info_t *pi = &t->partitions[p];
@@ -157,17 +144,17 @@ static int snapshot_records(sp_controller_t *c, recbuf_t *rb, const sp_image_t *
             pr.leader = pi->leader;
             pr.leader_epoch = pi->leader_epoch;
             pr.partition_epoch = pi->partition_epoch;
-            if (add_record(rb, REC_PARTITION, 0, pd, &pr) != 0)
+            if (add_record(c, rb, REC_PARTITION, 0, &pr) != 0)
                 return -1;
         }
-        for (int c = 0; c < t->nconfigs; c++) {
+        for (int k = 0; k < t->nconfigs; k++) {
             sp_config_record_t cr;
             sp_config_record_init(&cr);
             cr.resource_type = RES_TOPIC;
             cr.resource_name = sp_str_c(t->name);
-            cr.name = sp_str_c(t->ckeys[c]);
-            cr.value = sp_str_c(t->cvalues[c]);
-            if (add_record(rb, REC_CONFIG, 0, cd, &cr) != 0)
+            cr.name = sp_str_c(t->ckeys[k]);
+            cr.value = sp_str_c(t->cvalues[k]);
+            if (add_record(c, rb, REC_CONFIG, 0, &cr) != 0)
                 return -1;
         }
     }
@@ -181,7 +168,7 @@ static int snapshot_records(sp_controller_t *c, recbuf_t *rb, const sp_image_t *
         cr.resource_name = sp_str_c(img->dyn[i].is_default ? "" : self);
         cr.name = sp_str_c(img->dyn[i].key);
         cr.value = sp_str_c(img->dyn[i].value);
-        if (add_record(rb, REC_CONFIG, 0, cd, &cr) != 0)
+        if (add_record(c, rb, REC_CONFIG, 0, &cr) != 0)
             return -1;
     }
     return 0;
@@ -359,7 +346,6 @@ static const sp_topic_info_t *find_topic_const(const sp_image_t *img, const sp_c
 /* Emits PartitionRecords for partitions [from, to) of topic id. */
 static int add_partitions(sp_controller_t *c, recbuf_t *rb, sp_image_t *next, sp_uuid_t id, int32_t from, int32_t to)
 {
-    const sp_msg_desc_t *pd = desc_named(c, "PartitionRecord");
     int32_t self = c->broker->node_id;
     for (int32_t p = from; p < to; p++) {
         sp_partition_record_t pr;
@@ -373,7 +359,7 @@ static int add_partitions(sp_controller_t *c, recbuf_t *rb, sp_image_t *next, sp
         pr.leader = self;
         pr.leader_epoch = 0;
         pr.partition_epoch = 0;
-        if (add_record(rb, REC_PARTITION, 0, pd, &pr) != 0 || apply(c, next, REC_PARTITION, &pr) != 0)
+        if (add_record(c, rb, REC_PARTITION, 0, &pr) != 0 || apply(c, next, REC_PARTITION, &pr) != 0)
             return -1;
     }
     return 0;
@@ -582,7 +568,7 @@ static void create_topic(sp_controller_t *c, sp_ctl_op_t *op, sp_ctl_topic_t *t,
     sp_topic_record_init(&tr);
     tr.name = t->name;
     tr.topic_id = t->out_id;
-    if (add_record(rb, REC_TOPIC, 0, desc_named(c, "TopicRecord"), &tr) != 0 ||
+    if (add_record(c, rb, REC_TOPIC, 0, &tr) != 0 ||
         apply(c, next, REC_TOPIC, &tr) != 0 || add_partitions(c, rb, next, t->out_id, 0, np) != 0)
         goto oom;
     for (int i = 0; i < t->nconfigs; i++) {
@@ -594,7 +580,7 @@ static void create_topic(sp_controller_t *c, sp_ctl_op_t *op, sp_ctl_topic_t *t,
         cr.resource_name = t->name;
         cr.name = t->ckeys[i];
         cr.value = t->cvalues[i];
-        if (add_record(rb, REC_CONFIG, 0, desc_named(c, "ConfigRecord"), &cr) != 0 ||
+        if (add_record(c, rb, REC_CONFIG, 0, &cr) != 0 ||
             apply(c, next, REC_CONFIG, &cr) != 0)
             goto oom;
     }
@@ -624,7 +610,7 @@ static void delete_topic(sp_controller_t *c, sp_ctl_op_t *op, sp_ctl_topic_t *t,
     sp_remove_topic_record_t rr;
     sp_remove_topic_record_init(&rr);
     rr.topic_id = ti->id;
-    if (add_record(rb, REC_REMOVE_TOPIC, 0, desc_named(c, "RemoveTopicRecord"), &rr) != 0 ||
+    if (add_record(c, rb, REC_REMOVE_TOPIC, 0, &rr) != 0 ||
         apply(c, next, REC_REMOVE_TOPIC, &rr) != 0) {
         t->error = SP_ERR_UNKNOWN_SERVER_ERROR;
         t->message = "out of memory";
@@ -706,7 +692,7 @@ static int emit_config(sp_controller_t *c, recbuf_t *rb, sp_image_t *next, int8_
     cr.resource_name = resource;
     cr.name = key;
     cr.value = value;
-    if (add_record(rb, REC_CONFIG, 0, desc_named(c, "ConfigRecord"), &cr) != 0)
+    if (add_record(c, rb, REC_CONFIG, 0, &cr) != 0)
         return -1;
     return apply(c, next, REC_CONFIG, &cr);
 }

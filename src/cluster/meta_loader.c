@@ -10,26 +10,19 @@
 #include "proto/gen/partition_record.h"
 #include "proto/gen/remove_topic_record.h"
 #include "proto/gen/topic_record.h"
+#include "proto/request.h"
 #include "proto/wire.h"
 
 #define RES_TOPIC 2  /* ConfigResource type TOPIC */
 #define RES_BROKER 4 /* ConfigResource type BROKER */
 
-static const sp_msg_desc_t *find_desc(const char *name)
-{
-    for (int i = 0; i < sp_msg_desc_count; i++)
-        if (strcmp(sp_msg_descs[i].name, name) == 0)
-            return &sp_msg_descs[i];
-    return NULL;
-}
-
 int sp_meta_loader_init(sp_meta_loader_t *ld, int32_t node_id)
 {
     ld->node_id = node_id;
-    ld->topic = find_desc("TopicRecord");
-    ld->partition = find_desc("PartitionRecord");
-    ld->config = find_desc("ConfigRecord");
-    ld->remove_topic = find_desc("RemoveTopicRecord");
+    ld->topic = sp_msg_desc_named("TopicRecord");
+    ld->partition = sp_msg_desc_named("PartitionRecord");
+    ld->config = sp_msg_desc_named("ConfigRecord");
+    ld->remove_topic = sp_msg_desc_named("RemoveTopicRecord");
     return ld->topic && ld->partition && ld->config && ld->remove_topic ? 0 : -1;
 }
 

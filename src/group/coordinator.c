@@ -75,6 +75,7 @@
 #include "proto/gen/offset_fetch_response.h"
 #include "proto/gen/sync_group_request.h"
 #include "proto/gen/sync_group_response.h"
+#include "proto/request.h"
 #include "util/log.h"
 #include "util/wakeup.h"
 
@@ -287,14 +288,6 @@ static uint8_t *versioned(int16_t version, const sp_msg_desc_t *d, const void *x
     return buf;
 }
 
-static const sp_msg_desc_t *desc_named(const char *name)
-{
-    for (int i = 0; i < sp_msg_desc_count; i++)
-        if (strcmp(sp_msg_descs[i].name, name) == 0)
-            return &sp_msg_descs[i];
-    return NULL;
-}
-
 /* The record schemas, looked up once by sp_coordinator_start (a scan of
  * every schema per record before). */
 static struct {
@@ -303,10 +296,10 @@ static struct {
 
 static int load_descs(void)
 {
-    D.offset_key = desc_named("OffsetCommitKey");
-    D.offset_value = desc_named("OffsetCommitValue");
-    D.group_key = desc_named("GroupMetadataKey");
-    D.group_value = desc_named("GroupMetadataValue");
+    D.offset_key = sp_msg_desc_named("OffsetCommitKey");
+    D.offset_value = sp_msg_desc_named("OffsetCommitValue");
+    D.group_key = sp_msg_desc_named("GroupMetadataKey");
+    D.group_value = sp_msg_desc_named("GroupMetadataValue");
     return D.offset_key && D.offset_value && D.group_key && D.group_value ? 0 : -1;
 }
 

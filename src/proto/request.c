@@ -1,6 +1,7 @@
 /* request.c - see request.h. */
 #include "proto/request.h"
 
+#include <string.h>
 
 int sp_frame_parse(const uint8_t *buf, size_t len, int32_t max, int32_t *frame_len)
 {
@@ -76,4 +77,12 @@ int sp_request_parse(const uint8_t *frame, size_t len, sp_arena_t *a, sp_request
         return SP_REQ_MALFORMED;
     /* bytes after the body are ignored, as Kafka does (see request.h) */
     return 0;
+}
+
+const sp_msg_desc_t *sp_msg_desc_named(const char *name)
+{
+    for (int i = 0; i < sp_msg_desc_count; i++)
+        if (strcmp(sp_msg_descs[i].name, name) == 0)
+            return &sp_msg_descs[i];
+    return NULL;
 }

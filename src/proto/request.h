@@ -52,6 +52,10 @@ typedef struct sp_request {
 /* Request header version used by (api_key, api_version): 2 for flexible
  * versions, else 1 (ControlledShutdown v0 alone used 0). */
 int16_t sp_request_header_version(int16_t api_key, int16_t api_version);
+
+/* The schema named name (e.g. "TopicRecord"), or NULL: a scan of every
+ * schema, so callers look theirs up once. */
+const sp_msg_desc_t *sp_msg_desc_named(const char *name);
 /* Response header version: 1 for flexible versions, else 0; ApiVersions
  * always answers with header v0 so that any client can read it. */
 int16_t sp_response_header_version(int16_t api_key, int16_t api_version);
