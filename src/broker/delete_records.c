@@ -46,10 +46,10 @@ static int64_t delete_one(const sp_broker_t *b, const sp_image_t *img, sp_str_t 
         return -1;
     }
     int64_t start = -1;
-    int rc = sp_partition_delete_records(p, offset, &start);
+    int16_t rc = sp_partition_delete_records(p, offset, &start);
     sp_partition_unref(p);
     if (rc != 0) {
-        *err = (int16_t)rc;
+        *err = rc;
         return -1;
     }
     return start;

@@ -177,7 +177,7 @@ void sp_handle_list_offsets(sp_req_t *req)
                 int64_t off, ts, first = -1, first_ts = -1;
                 sp_partition_max_timestamp(part, &off, &ts);
                 if (off >= 0) {
-                    po->error_code = (int16_t)sp_partition_offset_for_time(part, ts, &first, &first_ts);
+                    po->error_code = sp_partition_offset_for_time(part, ts, &first, &first_ts);
                     if (po->error_code == 0 && first >= 0 && first <= off)
                         off = first;
                 }
@@ -189,7 +189,7 @@ void sp_handle_list_offsets(sp_req_t *req)
                 break;
             default: {
                 int64_t off, ts;
-                po->error_code = (int16_t)sp_partition_offset_for_time(part, rp->timestamp, &off, &ts);
+                po->error_code = sp_partition_offset_for_time(part, rp->timestamp, &off, &ts);
                 po->offset = off;
                 po->timestamp = ts;
             }

@@ -365,7 +365,7 @@ void sp_handle_produce(sp_req_t *req)
             }
             rec_errs_t re = { &req->arena, NULL, 0, 0, 0 };
             sp_append_origin_t origin = { SP_ORIGIN_CLIENT, on_record_error, &re };
-            sp_append_result_t ar;
+            sp_append_outcome_t ar;
             /* the frame is ours: the batch is patched in place */
             bool final = sp_partition_append(part, (uint8_t *)pd->records.ptr, size, &origin, body->acks, now, &ar);
             po->error_code = ar.error;

@@ -976,11 +976,11 @@ static void run_op(sp_controller_t *c, sp_ctl_op_t *op)
     if (batch)
         sp_plog_append(c->log, batch, len, now_ms(), &ar);
     free(batch);
-    if (!batch || ar.error || sp_plog_flush(c->log) != 0) {
+    if (!batch || ar.err || sp_plog_flush(c->log) != 0) {
         sp_log_offsets_t o;
         sp_plog_offsets(c->log, &o);
         sp_error("meta", "cannot write the metadata log (%s)",
-                 !batch ? "out of memory" : ar.error ? sp_kafka_error_name(ar.error) : "fsync failed");
+                 !batch ? "out of memory" : ar.err ? sp_log_err_name(ar.err) : "fsync failed");
         fail_all(op, SP_ERR_KAFKA_STORAGE_ERROR, o.failed
                  ? "The metadata log failed; the change may or may not be applied after a restart."
                  : "The metadata log could not be written; nothing was changed.");

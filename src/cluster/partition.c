@@ -207,12 +207,41 @@ static void client_opts(const sp_partition_t *p, const sp_log_config_t *cfg, con
     o->record_error_ctx = origin->record_error_ctx;
 }
 
-static void fail_result(sp_append_result_t *res, int16_t err, const char *why)
+int16_t sp_log_err_kafka(sp_log_err_t err, int16_t invalid)
+{
+    switch (err) {
+    case SP_LOG_OK: return SP_ERR_NONE;
+    case SP_LOG_EINVALID: return invalid ? invalid : SP_ERR_INVALID_RECORD;
+    case SP_LOG_ETOO_LARGE: return SP_ERR_MESSAGE_TOO_LARGE;
+    case SP_LOG_ECORRUPT: return SP_ERR_CORRUPT_MESSAGE;
+    case SP_LOG_EIO:
+    case SP_LOG_EFAILED: return SP_ERR_KAFKA_STORAGE_ERROR;
+    case SP_LOG_EDELETED: return SP_ERR_UNKNOWN_TOPIC_OR_PARTITION;
+    case SP_LOG_ERANGE: return SP_ERR_OFFSET_OUT_OF_RANGE;
+    }
+    return SP_ERR_UNKNOWN_SERVER_ERROR;
+}
+
+static void fail_result(sp_append_outcome_t *res, int16_t err, const char *why)
 {
     memset(res, 0, sizeof(*res));
     res->base_offset = res->log_append_time = res->last_offset = res->log_start = -1;
     res->error = err;
     res->message = why;
+}
+
+/* The log's append, its result told in Kafka's terms. */
+static void log_append(sp_partition_t *p, uint8_t *records, size_t len, int64_t now,
+                       const sp_batch_validate_opts_t *vo, sp_append_outcome_t *res)
+{
+    sp_append_result_t ar;
+    sp_plog_append_from(p->log, records, len, now, vo, &ar);
+    res->error = sp_log_err_kafka(ar.err, ar.invalid);
+    res->message = ar.message;
+    res->base_offset = ar.base_offset;
+    res->last_offset = ar.last_offset;
+    res->log_append_time = ar.log_append_time;
+    res->log_start = ar.log_start;
 }
 
 /*
@@ -223,7 +252,7 @@ static void fail_result(sp_append_result_t *res, int16_t err, const char *why)
  * size checked again by the log, as Kafka does after a conversion.
  */
 static void append_recompressed(sp_partition_t *p, const sp_log_config_t *cfg, uint8_t *batch, size_t size,
-                                int64_t now, const sp_batch_validate_opts_t *vo, sp_append_result_t *res)
+                                int64_t now, const sp_batch_validate_opts_t *vo, sp_append_outcome_t *res)
 {
     if ((int64_t)size > cfg->max_message_bytes) {
         fail_result(res, SP_ERR_MESSAGE_TOO_LARGE, "record batch larger than max.message.bytes");
@@ -246,12 +275,12 @@ static void append_recompressed(sp_partition_t *p, const sp_log_config_t *cfg, u
                     "cannot recompress the record batch");
         return;
     }
-    sp_plog_append_from(p->log, nb, nlen, now, vo, res);
+    log_append(p, nb, nlen, now, vo, res);
     free(nb);
 }
 
 bool sp_partition_append(sp_partition_t *p, uint8_t *records, size_t len, const sp_append_origin_t *origin,
-                         int16_t acks, int64_t now_ms, sp_append_result_t *res)
+                         int16_t acks, int64_t now_ms, sp_append_outcome_t *res)
 {
     sp_log_config_t cfg;
     sp_plog_config(p->log, &cfg); /* one consistent copy (AlterConfigs may run) */
@@ -261,7 +290,7 @@ bool sp_partition_append(sp_partition_t *p, uint8_t *records, size_t len, const 
         return true;
     }
     if (origin->kind == SP_ORIGIN_COORDINATOR) {
-        sp_plog_append(p->log, records, len, now_ms, res);
+        log_append(p, records, len, now_ms, NULL, res);
     } else {
         sp_batch_validate_opts_t vo;
         client_opts(p, &cfg, origin, now_ms, &vo);
@@ -269,7 +298,7 @@ bool sp_partition_append(sp_partition_t *p, uint8_t *records, size_t len, const 
         if (cfg.recompress && codec != cfg.codec)
             append_recompressed(p, &cfg, records, len, now_ms, &vo, res);
         else
-            sp_plog_append_from(p->log, records, len, now_ms, &vo, res);
+            log_append(p, records, len, now_ms, &vo, res);
     }
     if (res->error || acks != -1)
         return true;
@@ -284,7 +313,7 @@ void sp_partition_read(sp_partition_t *p, int64_t offset, int32_t max_bytes, boo
     int64_t hw = atomic_load(&p->hw);
     int64_t bound = iso == SP_ISOLATION_LOG_END ? INT64_MAX : hw;
     sp_plog_read(p->log, offset, bound, max_bytes, min_one, &res->data);
-    res->error = res->data.error;
+    res->error = sp_log_err_kafka(res->data.err, 0);
     res->hw = res->lso = hw;
     res->log_start = res->data.log_start;
 }
@@ -349,9 +378,9 @@ void sp_partition_config(sp_partition_t *p, sp_log_config_t *out)
     sp_plog_config(p->log, out);
 }
 
-int sp_partition_offset_for_time(sp_partition_t *p, int64_t ts, int64_t *offset, int64_t *found_ts)
+int16_t sp_partition_offset_for_time(sp_partition_t *p, int64_t ts, int64_t *offset, int64_t *found_ts)
 {
-    return sp_plog_offset_for_time(p->log, ts, offset, found_ts);
+    return sp_log_err_kafka(sp_plog_offset_for_time(p->log, ts, offset, found_ts), 0);
 }
 
 void sp_partition_max_timestamp(sp_partition_t *p, int64_t *offset, int64_t *ts)
@@ -359,9 +388,9 @@ void sp_partition_max_timestamp(sp_partition_t *p, int64_t *offset, int64_t *ts)
     sp_plog_max_timestamp(p->log, offset, ts);
 }
 
-int sp_partition_delete_records(sp_partition_t *p, int64_t offset, int64_t *new_start)
+int16_t sp_partition_delete_records(sp_partition_t *p, int64_t offset, int64_t *new_start)
 {
-    return sp_plog_delete_records(p->log, offset, new_start);
+    return sp_log_err_kafka(sp_plog_delete_records(p->log, offset, new_start), 0);
 }
 
 int sp_partition_scan(sp_partition_t *p, int64_t from, int (*fn)(const struct sp_record *rec, void *ctx),
@@ -387,7 +416,7 @@ int32_t sp_partition_index(const sp_partition_t *p)
 
 const char *sp_partition_dir(const sp_partition_t *p)
 {
-    return p->log->dir;
+    return sp_plog_dir(p->log);
 }
 
 /* ---- the registry -------------------------------------------------------------- */

@@ -79,10 +79,23 @@ typedef enum sp_isolation {
 } sp_isolation_t;
 
 typedef struct sp_partition_read {
-    int16_t error;
+    int16_t error;                /* Kafka error code (data.err mapped) */
     int64_t hw, lso, log_start;
     sp_read_result_t data;        /* the bytes; sp_partition_read_release */
 } sp_partition_read_t;
+
+/* An append's outcome in Kafka's terms (the log's result mapped). */
+typedef struct sp_append_outcome {
+    int16_t error;                /* Kafka error code */
+    const char *message;          /* for error_message, static text, or NULL */
+    int64_t base_offset, last_offset;
+    int64_t log_append_time;      /* -1 unless LogAppendTime */
+    int64_t log_start;
+} sp_append_outcome_t;
+
+/* The one mapping of the log's errors to Kafka's codes (a batch the
+ * validator refused keeps the validator's code, 'invalid'). */
+int16_t sp_log_err_kafka(sp_log_err_t err, int16_t invalid);
 
 /*
  * Validates and appends records[0..len) as origin sends them (patched in
@@ -95,7 +108,7 @@ typedef struct sp_partition_read {
  * the caller parks with sp_partition_wait_ack.
  */
 bool sp_partition_append(sp_partition_t *p, uint8_t *records, size_t len, const sp_append_origin_t *origin,
-                         int16_t acks, int64_t now_ms, sp_append_result_t *res);
+                         int16_t acks, int64_t now_ms, sp_append_outcome_t *res);
 
 /* Reads whole batches from offset within the isolation's bound (plog.h
  * sp_plog_read), with the partition's offsets at that instant.  The
@@ -116,11 +129,11 @@ void sp_partition_offsets(sp_partition_t *p, sp_log_offsets_t *out);
 int64_t sp_partition_hw(sp_partition_t *p);
 /* A copy of the topic's settings for this partition. */
 void sp_partition_config(sp_partition_t *p, sp_log_config_t *out);
-/* ListOffsets: see sp_plog_offset_for_time / sp_plog_max_timestamp. */
-int sp_partition_offset_for_time(sp_partition_t *p, int64_t ts, int64_t *offset, int64_t *found_ts);
+/* ListOffsets: see sp_plog_offset_for_time / sp_plog_max_timestamp; 0 or a Kafka error. */
+int16_t sp_partition_offset_for_time(sp_partition_t *p, int64_t ts, int64_t *offset, int64_t *found_ts);
 void sp_partition_max_timestamp(sp_partition_t *p, int64_t *offset, int64_t *ts);
 /* DeleteRecords: offset <= hw (-1 = hw).  0 with *new_start, or a Kafka error. */
-int sp_partition_delete_records(sp_partition_t *p, int64_t offset, int64_t *new_start);
+int16_t sp_partition_delete_records(sp_partition_t *p, int64_t offset, int64_t *new_start);
 /* Replays every record below hw from 'from' (plog.h sp_plog_scan). */
 int sp_partition_scan(sp_partition_t *p, int64_t from, int (*fn)(const struct sp_record *rec, void *ctx),
                       void *ctx);

@@ -563,7 +563,7 @@ static int16_t persist(sp_coordinator_t *c, const char *group, records_t *r, wri
         free(batch);
         return SP_ERR_COORDINATOR_NOT_AVAILABLE;
     }
-    sp_append_result_t ar;
+    sp_append_outcome_t ar;
     static const sp_append_origin_t origin = { SP_ORIGIN_COORDINATOR, NULL, NULL };
     /* acks=all, as Kafka's coordinator writes */
     bool final = sp_partition_append(part, batch, len, &origin, -1, now_ms(), &ar);

@@ -1,6 +1,7 @@
 /* logmgr.c - partition logs, flush and housekeeping threads, checkpoints
  * (see logmgr.h). */
 #include "log/logmgr.h"
+#include "log/plog_internal.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -368,9 +369,10 @@ static void remove_deleted_dirs(sp_logmgr_t *m)
 
 static int dir_of(const sp_logmgr_t *m, const sp_plog_t *l)
 {
+    const char *path = sp_plog_dir(l);
     for (int d = 0; d < m->ndirs; d++) {
         size_t n = strlen(m->dirs[d]);
-        if (strncmp(l->dir, m->dirs[d], n) == 0 && l->dir[n] == '/' && !strchr(l->dir + n + 1, '/'))
+        if (strncmp(path, m->dirs[d], n) == 0 && path[n] == '/' && !strchr(path + n + 1, '/'))
             return d;
     }
     return -1;
@@ -800,8 +802,9 @@ static void retire(sp_logmgr_t *m, int i)
     entry_t *e = sp_tpmap_remove(&m->map, i);
     m->nlogs[e->dir]--;
     sp_plog_mark_deleted(e->log);
-    if (aside_name(to, sizeof(to), e->log->dir, "delete") != 0 || rename(e->log->dir, to) != 0)
-        sp_error("log", "cannot rename %s for deletion: %s", e->log->dir, strerror(errno));
+    const char *path = sp_plog_dir(e->log);
+    if (aside_name(to, sizeof(to), path, "delete") != 0 || rename(path, to) != 0)
+        sp_error("log", "cannot rename %s for deletion: %s", path, strerror(errno));
     else
         sp_fsync_dir(m->dirs[e->dir]);
     sp_plog_unref(e->log);
@@ -883,16 +886,6 @@ int sp_logmgr_dirs(const sp_logmgr_t *m, const char *const **dirs)
 {
     *dirs = (const char *const *)m->dirs;
     return m->ndirs;
-}
-
-int64_t sp_plog_size(sp_plog_t *l)
-{
-    int64_t total = 0;
-    pthread_mutex_lock(&l->mu);
-    for (int i = 0; i < l->nsegs; i++)
-        total += atomic_load(&l->segs[i]->size);
-    pthread_mutex_unlock(&l->mu);
-    return total;
 }
 
 /* Writes and syncs the clean-shutdown marker of directory d. */

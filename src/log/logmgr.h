@@ -92,8 +92,6 @@ sp_fdcache_t *sp_logmgr_files(const sp_logmgr_t *m);
 void sp_logmgr_kick(sp_logmgr_t *m, sp_plog_t *l);
 
 int sp_logmgr_dirs(const sp_logmgr_t *m, const char *const **dirs);
-/* Bytes on disk of a partition log (sum of its segment sizes). */
-int64_t sp_plog_size(sp_plog_t *l);
 
 /* Stop: final flush of every log, index files, checkpoints and, per
  * directory where all of that succeeded, the clean-shutdown marker, in

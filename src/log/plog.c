@@ -1,5 +1,6 @@
 /* plog.c - a partition log (see plog.h for layout and invariants). */
 #include "log/plog.h"
+#include "log/plog_internal.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -11,7 +12,6 @@
 #include <unistd.h>
 
 #include "proto/batch.h"
-#include "proto/gen/errors.h"
 #include "util/clock.h"
 #include "util/fsutil.h"
 #include "util/log.h"
@@ -412,6 +412,25 @@ void sp_plog_unref(sp_plog_t *l)
     free(l);
 }
 
+const char *sp_plog_dir(const sp_plog_t *l) { return l->dir; }
+
+int64_t sp_plog_size(sp_plog_t *l)
+{
+    int64_t total = 0;
+    pthread_mutex_lock(&l->mu);
+    for (int i = 0; i < l->nsegs; i++)
+        total += atomic_load(&l->segs[i]->size);
+    pthread_mutex_unlock(&l->mu);
+    return total;
+}
+
+const char *sp_log_err_name(sp_log_err_t e)
+{
+    static const char *names[] = { "OK",     "EINVALID", "ETOO_LARGE", "ECORRUPT",
+                                   "EIO",    "EFAILED",  "EDELETED",   "ERANGE" };
+    return (unsigned)e < sizeof(names) / sizeof(names[0]) ? names[e] : "?";
+}
+
 void sp_plog_offsets(sp_plog_t *l, sp_log_offsets_t *out)
 {
     pthread_mutex_lock(&l->mu);
@@ -434,13 +453,13 @@ void sp_plog_set_config(sp_plog_t *l, const sp_log_config_t *cfg)
 }
 
 /* mu held: the error a new reader or writer gets at once, or 0. */
-static int gone_error(const sp_plog_t *l)
+static sp_log_err_t gone_error(const sp_plog_t *l)
 {
     if (l->deleted)
-        return SP_ERR_UNKNOWN_TOPIC_OR_PARTITION;
+        return SP_LOG_EDELETED;
     if (l->state == SP_PLOG_FAILED)
-        return SP_ERR_KAFKA_STORAGE_ERROR;
-    return 0;
+        return SP_LOG_EFAILED;
+    return SP_LOG_OK;
 }
 
 /* ---- append ------------------------------------------------------------ */
@@ -528,7 +547,7 @@ void sp_plog_append_from(sp_plog_t *l, uint8_t *records, size_t len, int64_t now
         opts.require_keys = cfg.compact;
     }
     if (len == 0) {
-        res->error = SP_ERR_CORRUPT_MESSAGE;
+        res->err = SP_LOG_ECORRUPT;
         res->message = "no record batch";
         return;
     }
@@ -536,7 +555,7 @@ void sp_plog_append_from(sp_plog_t *l, uint8_t *records, size_t len, int64_t now
     while (off < len) {
         size_t bs;
         if (sp_batch_next(records + off, len - off, &bs) != 1) {
-            res->error = SP_ERR_CORRUPT_MESSAGE;
+            res->err = SP_LOG_ECORRUPT;
             res->message = "truncated or malformed record batch";
             return;
         }
@@ -545,7 +564,7 @@ void sp_plog_append_from(sp_plog_t *l, uint8_t *records, size_t len, int64_t now
     }
     if (plan_alloc(&plan, nbatches) != 0) {
         plan_free(&plan);
-        res->error = SP_ERR_KAFKA_STORAGE_ERROR;
+        res->err = SP_LOG_EIO;
         res->message = "out of memory";
         return;
     }
@@ -556,13 +575,14 @@ void sp_plog_append_from(sp_plog_t *l, uint8_t *records, size_t len, int64_t now
         sp_batch_info_t info;
         sp_batch_next(records + off, len - off, &bs);
         if ((int64_t)bs > cfg.max_message_bytes) {
-            res->error = SP_ERR_MESSAGE_TOO_LARGE;
+            res->err = SP_LOG_ETOO_LARGE;
             res->message = "record batch larger than max.message.bytes";
             goto out;
         }
         int err = sp_batch_validate(records + off, bs, &opts, &info);
         if (err) {
-            res->error = (int16_t)err;
+            res->err = SP_LOG_EINVALID;
+            res->invalid = (int16_t)err;
             res->message = info.reason ? info.reason : "invalid record batch";
             goto out;
         }
@@ -579,12 +599,12 @@ void sp_plog_append_from(sp_plog_t *l, uint8_t *records, size_t len, int64_t now
      * lock, so that the flush thread and readers never wait for a write */
     pthread_mutex_lock(&l->append_mu);
     pthread_mutex_lock(&l->mu);
-    int gone = gone_error(l);
+    sp_log_err_t gone = gone_error(l);
     if (gone) {
         pthread_mutex_unlock(&l->mu);
         pthread_mutex_unlock(&l->append_mu);
-        res->error = (int16_t)gone;
-        if (gone == SP_ERR_KAFKA_STORAGE_ERROR)
+        res->err = gone;
+        if (gone == SP_LOG_EFAILED)
             res->message = "the log is offline after a storage error";
         goto out;
     }
@@ -597,7 +617,7 @@ void sp_plog_append_from(sp_plog_t *l, uint8_t *records, size_t len, int64_t now
         if (roll(l, &cfg) != 0) {
             pthread_mutex_unlock(&l->mu);
             pthread_mutex_unlock(&l->append_mu);
-            res->error = SP_ERR_KAFKA_STORAGE_ERROR;
+            res->err = SP_LOG_EIO;
             res->message = "cannot roll a new segment";
             goto out;
         }
@@ -633,14 +653,14 @@ void sp_plog_append_from(sp_plog_t *l, uint8_t *records, size_t len, int64_t now
         pthread_mutex_unlock(&l->append_mu);
         sp_segment_unref(a);
         if (gone) {
-            res->error = (int16_t)gone;
+            res->err = gone;
             goto out;
         }
         if (fail)
             sp_plog_fail(l, "a write to the log failed", -rc);
         else
             sp_error("log", "%s: append failed: %s", l->dir, strerror(-rc));
-        res->error = SP_ERR_KAFKA_STORAGE_ERROR;
+        res->err = fail ? SP_LOG_EFAILED : SP_LOG_EIO;
         res->message = "write to the log failed";
         goto out;
     }
@@ -694,13 +714,14 @@ static void note_damage(sp_plog_t *l, sp_segment_t *s, int64_t pos)
 
 /* A read that could not read the file: the log goes offline unless the
  * broker only ran short of fds or memory for a moment. */
-static int16_t read_failed(sp_plog_t *l, sp_segment_t *s, int err)
+static sp_log_err_t read_failed(sp_plog_t *l, sp_segment_t *s, int err)
 {
-    if (is_io_failure(err))
+    if (is_io_failure(err)) {
         sp_plog_fail(l, "a read of a segment failed", err);
-    else
-        sp_warn("log", "%s: cannot read %s: %s", l->dir, s->path, strerror(err));
-    return SP_ERR_KAFKA_STORAGE_ERROR;
+        return SP_LOG_EFAILED;
+    }
+    sp_warn("log", "%s: cannot read %s: %s", l->dir, s->path, strerror(err));
+    return SP_LOG_EIO;
 }
 
 void sp_read_result_release(sp_read_result_t *res)
@@ -735,15 +756,15 @@ void sp_plog_read(sp_plog_t *l, int64_t offset, int64_t max_offset, int32_t max_
         int64_t hw = max_offset < l->leo ? max_offset : l->leo;
         res->log_start = l->log_start;
         res->leo = l->leo;
-        int gone = gone_error(l);
+        sp_log_err_t gone = gone_error(l);
         if (gone) {
             pthread_mutex_unlock(&l->mu);
-            res->error = (int16_t)gone;
+            res->err = gone;
             return;
         }
         if (offset < l->log_start || offset > l->leo) {
             pthread_mutex_unlock(&l->mu);
-            res->error = SP_ERR_OFFSET_OUT_OF_RANGE;
+            res->err = SP_LOG_ERANGE;
             return;
         }
         if (offset >= hw || max_bytes <= 0) {
@@ -762,11 +783,11 @@ void sp_plog_read(sp_plog_t *l, int64_t offset, int64_t max_offset, int32_t max_
         if (pos == SP_SEG_CORRUPT) {
             note_damage(l, s, bad);
             sp_segment_unref(s);
-            res->error = SP_ERR_CORRUPT_MESSAGE;
+            res->err = SP_LOG_ECORRUPT;
             return;
         }
         if (pos < 0) {
-            res->error = read_failed(l, s, errno ? errno : EIO);
+            res->err = read_failed(l, s, errno ? errno : EIO);
             sp_segment_unref(s);
             return;
         }
@@ -774,7 +795,7 @@ void sp_plog_read(sp_plog_t *l, int64_t offset, int64_t max_offset, int32_t max_
             sp_segment_unref(s);
             int64_t damaged = atomic_load(&s->damaged_at);
             if (damaged >= 0 && damaged <= limit) {
-                res->error = SP_ERR_CORRUPT_MESSAGE; /* the rest of this segment is unreadable */
+                res->err = SP_LOG_ECORRUPT; /* the rest of this segment is unreadable */
                 return;
             }
             if (next_base >= 0 && next_base <= hw && next_base > offset) {
@@ -787,7 +808,7 @@ void sp_plog_read(sp_plog_t *l, int64_t offset, int64_t max_offset, int32_t max_
         if (!r || sp_seg_reader_init(r, s, pos, limit) != 0) {
             int err = r ? -r->fd : ENOMEM;
             free(r);
-            res->error = read_failed(l, s, err);
+            res->err = read_failed(l, s, err);
             sp_segment_unref(s);
             return;
         }
@@ -812,9 +833,9 @@ void sp_plog_read(sp_plog_t *l, int64_t offset, int64_t max_offset, int32_t max_
             sp_segment_unpin(s);
             sp_segment_unref(s);
             if (rc == SP_SEG_CORRUPT)
-                res->error = SP_ERR_CORRUPT_MESSAGE;
+                res->err = SP_LOG_ECORRUPT;
             else if (rc == SP_SEG_IO)
-                res->error = read_failed(l, s, errno ? errno : EIO);
+                res->err = read_failed(l, s, errno ? errno : EIO);
             return;
         }
         res->seg = s;
@@ -827,12 +848,12 @@ void sp_plog_read(sp_plog_t *l, int64_t offset, int64_t max_offset, int32_t max_
 
 /* ---- timestamps -------------------------------------------------------- */
 
-int sp_plog_offset_for_time(sp_plog_t *l, int64_t ts, int64_t *offset, int64_t *found_ts)
+sp_log_err_t sp_plog_offset_for_time(sp_plog_t *l, int64_t ts, int64_t *offset, int64_t *found_ts)
 {
     *offset = -1;
     *found_ts = -1;
     pthread_mutex_lock(&l->mu);
-    int gone = gone_error(l);
+    sp_log_err_t gone = gone_error(l);
     if (gone) {
         pthread_mutex_unlock(&l->mu);
         return gone;
@@ -847,7 +868,7 @@ int sp_plog_offset_for_time(sp_plog_t *l, int64_t ts, int64_t *offset, int64_t *
         free(segs);
         free(limits);
         free(maxts);
-        return SP_ERR_KAFKA_STORAGE_ERROR;
+        return SP_LOG_EIO;
     }
     for (int i = 0; i < n; i++) {
         segs[i] = l->segs[i];
@@ -858,8 +879,8 @@ int sp_plog_offset_for_time(sp_plog_t *l, int64_t ts, int64_t *offset, int64_t *
     int64_t log_start = l->log_start;
     pthread_mutex_unlock(&l->mu);
 
-    int rc = 0;
-    for (int i = 0; i < n && *offset < 0 && rc == 0; i++) {
+    sp_log_err_t rc = SP_LOG_OK;
+    for (int i = 0; i < n && *offset < 0 && rc == SP_LOG_OK; i++) {
         sp_segment_t *s = segs[i];
         if (maxts[i] < ts)
             continue;
@@ -878,7 +899,7 @@ int sp_plog_offset_for_time(sp_plog_t *l, int64_t ts, int64_t *offset, int64_t *
         if (pos < 0 || sp_seg_reader_init(&r, s, pos, limits[i]) != 0) {
             if (pos == SP_SEG_CORRUPT)
                 note_damage(l, s, bad);
-            rc = pos == SP_SEG_CORRUPT ? SP_ERR_CORRUPT_MESSAGE : SP_ERR_KAFKA_STORAGE_ERROR;
+            rc = pos == SP_SEG_CORRUPT ? SP_LOG_ECORRUPT : SP_LOG_EIO;
             break;
         }
         int step = SP_SEG_END;
@@ -900,7 +921,7 @@ int sp_plog_offset_for_time(sp_plog_t *l, int64_t ts, int64_t *offset, int64_t *
             if (!buf || sp_pread_full(r.fd, buf, (size_t)b.size, b.pos) != 0 ||
                 sp_record_iter_init(&it, buf, (size_t)b.size, 0) != 0) {
                 free(buf);
-                rc = SP_ERR_CORRUPT_MESSAGE;
+                rc = SP_LOG_ECORRUPT;
                 break;
             }
             while (sp_record_iter_next(&it, &rec) == 1) {
@@ -915,7 +936,7 @@ int sp_plog_offset_for_time(sp_plog_t *l, int64_t ts, int64_t *offset, int64_t *
         }
         if (rc == 0 && *offset < 0 && step == SP_SEG_CORRUPT) {
             note_damage(l, s, r.pos);
-            rc = SP_ERR_CORRUPT_MESSAGE;
+            rc = SP_LOG_ECORRUPT;
         }
         sp_seg_reader_done(&r);
     }
@@ -952,12 +973,12 @@ int sp_plog_scan(sp_plog_t *l, int64_t from, int (*fn)(const sp_record_t *rec, v
     for (;;) {
         sp_read_result_t rr;
         sp_plog_read(l, offset, atomic_load(&l->hw), 1 << 20, true, &rr);
-        if (rr.error == SP_ERR_OFFSET_OUT_OF_RANGE && offset < rr.log_start) {
+        if (rr.err == SP_LOG_ERANGE && offset < rr.log_start) {
             offset = rr.log_start;
             continue;
         }
-        if (rr.error || !rr.seg)
-            return rr.error ? -1 : 0;
+        if (rr.err || !rr.seg)
+            return rr.err ? -1 : 0;
         uint8_t *buf = malloc((size_t)rr.len);
         int ok = buf && sp_pread_full(rr.fd, buf, (size_t)rr.len, rr.pos) == 0;
         sp_read_result_release(&rr);
@@ -1038,11 +1059,11 @@ int sp_plog_retention(sp_plog_t *l, int64_t now)
 
 /* ---- DeleteRecords ----------------------------------------------------- */
 
-int sp_plog_delete_records(sp_plog_t *l, int64_t offset, int64_t *new_start)
+sp_log_err_t sp_plog_delete_records(sp_plog_t *l, int64_t offset, int64_t *new_start)
 {
     pthread_mutex_lock(&l->mu);
     int64_t hw = atomic_load(&l->hw);
-    int gone = gone_error(l);
+    sp_log_err_t gone = gone_error(l);
     if (gone) {
         pthread_mutex_unlock(&l->mu);
         return gone;
@@ -1051,7 +1072,7 @@ int sp_plog_delete_records(sp_plog_t *l, int64_t offset, int64_t *new_start)
         offset = hw;
     if (offset < 0 || offset > hw) {
         pthread_mutex_unlock(&l->mu);
-        return SP_ERR_OFFSET_OUT_OF_RANGE;
+        return SP_LOG_ERANGE;
     }
     if (offset > l->log_start)
         l->log_start = offset;

@@ -30,7 +30,7 @@
  *      (offsets only grow, so a listener keeps the largest it saw);
  *  (6) once state == SP_PLOG_FAILED nothing is appended, flushed or
  *      deleted, flushed never moves again, and every append and read
- *      gets KAFKA_STORAGE_ERROR.  A failed write or fsync is never
+ *      gets SP_LOG_EFAILED.  A failed write or fsync is never
  *      retried into "durable": the kernel may have dropped the pages.
  *
  * States:
@@ -61,8 +61,6 @@
 #ifndef SP_LOG_PLOG_H
 #define SP_LOG_PLOG_H
 
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -120,36 +118,13 @@ typedef struct sp_log_offsets {
  * without mu, on the thread that made the change, and must not block. */
 typedef void (*sp_plog_listener_fn)(void *ctx, struct sp_plog *l, const sp_log_offsets_t *o);
 
-typedef struct sp_plog {
-    pthread_mutex_t mu;
-    pthread_mutex_t append_mu; /* serialises appends; taken before mu, held across the write */
-    atomic_int refs;
-    char *dir;
-    char *topic;
-    int32_t partition;
-    sp_uuid_t topic_id;
-    sp_log_config_t cfg;          /* mu */
-    sp_fdcache_t *files;
-    sp_plog_hooks_t hooks;
-    sp_segment_t **segs;
-    int nsegs, capsegs;
-    int64_t leo;
-    _Atomic int64_t hw;           /* as the owner published it (invariant 3) */
-    int64_t log_start;
-    int64_t flushed;
-    int64_t unflushed;            /* records appended since the last flush */
-    int64_t last_flush_ms;        /* monotonic */
-    bool dir_dirty;               /* a file was created or removed since the last flush */
-    bool flush_queued;            /* on the flush thread's queue */
-    bool deleted;
-    sp_plog_state_t state;
-    const char *fail_reason;      /* static text, once FAILED */
-    struct sp_plog *flush_next;   /* flush queue link (flush thread's lock) */
-    pthread_rwlock_t lis_rw;      /* held (read) while the listener runs */
-    sp_plog_listener_fn listener; /* lis_rw */
-    void *listener_ctx;
-    int leader_epoch;
-} sp_plog_t;
+/* Opaque: only log/ sees the fields (log/plog_internal.h). */
+typedef struct sp_plog sp_plog_t;
+
+/* Its directory (fixed at open: no lock). */
+const char *sp_plog_dir(const sp_plog_t *l);     /* <log.dir>/<topic>-<partition> */
+/* Bytes on disk over all segments (takes mu). */
+int64_t sp_plog_size(sp_plog_t *l);
 
 typedef struct sp_plog_open_opts {
     const char *dir, *topic;
@@ -173,7 +148,7 @@ typedef struct sp_plog_open_opts {
  *   - a torn tail when nothing valid follows: truncated there (and later
  *     segments dropped, as Kafka), after a crash or for trailing garbage;
  *   - damage when a valid batch still follows: never truncated; the log
- *     opens FAILED (reads and writes answer KAFKA_STORAGE_ERROR) and the
+ *     opens FAILED (reads and writes answer SP_LOG_EFAILED) and the
  *     file and position are logged.
  * strict (the metadata log): any damage of a cleanly stopped log, and
  * damage followed by valid data, make the open fail: the broker refuses
@@ -184,8 +159,33 @@ sp_plog_t *sp_plog_open(const sp_plog_open_opts_t *o);
 void sp_plog_ref(sp_plog_t *l);
 void sp_plog_unref(sp_plog_t *l);
 
+/*
+ * What went wrong, in the log's own words.  The log knows nothing of
+ * Kafka's error codes: the partition maps these once (sp_partition_*,
+ * cluster/partition.c sp_log_err_kafka) for the handlers; the metadata
+ * log and tests read them directly.
+ */
+typedef enum sp_log_err {
+    SP_LOG_OK = 0,
+    SP_LOG_EINVALID,              /* the validator refused a batch (its CRC, a record
+                                   * rule): 'invalid' holds its verdict (proto/batch.h
+                                   * speaks Kafka's codes: it is the wire format) */
+    SP_LOG_ETOO_LARGE,            /* a batch above max.message.bytes */
+    SP_LOG_ECORRUPT,              /* bytes that cannot be framed as batches: sent so,
+                                   * or a damaged batch where a read stood */
+    SP_LOG_EIO,                   /* this operation could not read or write (fds or
+                                   * memory short); the log itself is still OK */
+    SP_LOG_EFAILED,               /* the log is FAILED (invariant 6): offline */
+    SP_LOG_EDELETED,              /* the log was deleted */
+    SP_LOG_ERANGE,                /* an offset outside what the log holds */
+} sp_log_err_t;
+
+/* "EINVALID", ... for logs and tests. */
+const char *sp_log_err_name(sp_log_err_t e);
+
 typedef struct sp_append_result {
-    int16_t error;                /* Kafka error code */
+    sp_log_err_t err;
+    int16_t invalid;              /* err == SP_LOG_EINVALID: proto/batch.h's verdict */
     int64_t base_offset;
     int64_t log_append_time;      /* -1 unless LogAppendTime */
     int64_t log_start;
@@ -219,7 +219,7 @@ static inline void sp_plog_append(sp_plog_t *l, uint8_t *records, size_t len, in
 }
 
 typedef struct sp_read_result {
-    int16_t error;
+    sp_log_err_t err;
     int64_t log_start, leo;
     sp_segment_t *seg;            /* referenced and its file pinned; NULL if no data */
     int fd;                       /* seg's .log, valid until sp_read_result_release */
@@ -234,8 +234,8 @@ typedef struct sp_read_result {
  * size, as Kafka's rule for the first partition with data).  One segment
  * per call; an offset in a gap between segments (a segment missing) is
  * served from the next one, as Kafka does.  A damaged batch header at the
- * read position answers CORRUPT_MESSAGE, an unreadable file
- * KAFKA_STORAGE_ERROR (both logged once per segment).  The caller reads
+ * read position answers SP_LOG_ECORRUPT, an unreadable file SP_LOG_EIO
+ * or, on an I/O error, SP_LOG_EFAILED (logged once per segment).  The caller reads
  * res->fd at [pos, pos+len) and calls sp_read_result_release.
  */
 void sp_plog_read(sp_plog_t *l, int64_t offset, int64_t max_offset, int32_t max_bytes, bool min_one,
@@ -254,9 +254,8 @@ void sp_plog_config(sp_plog_t *l, sp_log_config_t *out);
 void sp_plog_set_config(sp_plog_t *l, const sp_log_config_t *cfg);
 
 /* Offsets for ListOffsets: first record with timestamp >= ts (offset -1
- * if none), and the record with the largest timestamp below hw.  0, or a
- * Kafka error code. */
-int sp_plog_offset_for_time(sp_plog_t *l, int64_t ts, int64_t *offset, int64_t *found_ts);
+ * if none), and the record with the largest timestamp below hw. */
+sp_log_err_t sp_plog_offset_for_time(sp_plog_t *l, int64_t ts, int64_t *offset, int64_t *found_ts);
 void sp_plog_max_timestamp(sp_plog_t *l, int64_t *offset, int64_t *ts);
 
 /*
@@ -277,9 +276,8 @@ int sp_plog_scan(sp_plog_t *l, int64_t from, int (*fn)(const struct sp_record *r
 int sp_plog_retention(sp_plog_t *l, int64_t now_ms);
 
 /* DeleteRecords: moves log_start to offset (<= hw; -1 = hw), deletes
- * whole segments below it.  Returns 0 with *new_start, or a Kafka error
- * code. */
-int sp_plog_delete_records(sp_plog_t *l, int64_t offset, int64_t *new_start);
+ * whole segments below it.  SP_LOG_OK with *new_start, or why not. */
+sp_log_err_t sp_plog_delete_records(sp_plog_t *l, int64_t offset, int64_t *new_start);
 
 /* The owner's high watermark (invariant 3); any thread, no lock. */
 void sp_plog_set_hw(sp_plog_t *l, int64_t hw);

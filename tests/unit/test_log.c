@@ -12,6 +12,7 @@
 #include "check.h"
 #include "cluster/partition.h"
 #include "log/plog.h"
+#include "log/plog_internal.h" /* white-box: segments, offsets, state */
 #include "proto/batch.h"
 #include "proto/gen/errors.h"
 #include "util/fsutil.h"
@@ -111,7 +112,7 @@ static int64_t read_check(sp_plog_t *l, int64_t from, int64_t *first_seen)
     for (;;) {
         sp_read_result_t rr;
         read_hw(l, next, 4096, true, &rr);
-        if (rr.error || !rr.seg)
+        if (rr.err || !rr.seg)
             break;
         uint8_t *buf = malloc((size_t)rr.len);
         if (pread(rr.fd, buf, (size_t)rr.len, rr.pos) != rr.len) {
@@ -166,7 +167,7 @@ static void test_append_read_roll(const char *root)
         uint8_t *p = batch((int)expect, 5, 1000 + expect, &len);
         sp_append_result_t ar;
         sp_plog_append(l, p, len, 0, &ar);
-        CHECK(ar.error == 0 && ar.base_offset == expect && ar.last_offset == expect + 4);
+        CHECK(ar.err == 0 && ar.base_offset == expect && ar.last_offset == expect + 4);
         expect += 5;
         free(p);
     }
@@ -187,15 +188,15 @@ static void test_append_read_roll(const char *root)
     /* out of range */
     sp_read_result_t rr;
     read_hw(l, 501, 100, true, &rr);
-    CHECK(rr.error == SP_ERR_OFFSET_OUT_OF_RANGE);
+    CHECK(rr.err == SP_LOG_ERANGE);
     /* DeleteRecords: start moves, whole segments below it go */
     int nsegs = l->nsegs;
     CHECK(delete_records(l, 250) == 250);
     CHECK(l->log_start == 250 && l->nsegs < nsegs);
     read_hw(l, 100, 100, true, &rr);
-    CHECK(rr.error == SP_ERR_OFFSET_OUT_OF_RANGE);
+    CHECK(rr.err == SP_LOG_ERANGE);
     CHECK(read_check(l, 250, &first) == 500);
-    CHECK(delete_records(l, 600) == -SP_ERR_OFFSET_OUT_OF_RANGE);
+    CHECK(delete_records(l, 600) == -SP_LOG_ERANGE);
     sp_plog_close(l);
     sp_plog_unref(l);
 
@@ -328,13 +329,13 @@ static void test_recovery(const char *root)
     if (l) {
         sp_read_result_t rr;
         read_hw(l, 0, 4096, true, &rr);
-        CHECK(rr.error == SP_ERR_KAFKA_STORAGE_ERROR && !rr.seg);
+        CHECK(rr.err == SP_LOG_EFAILED && !rr.seg);
         size_t len;
         uint8_t *p = batch(500, 1, 0, &len);
         sp_append_result_t ar;
         sp_plog_append(l, p, len, 0, &ar);
         free(p);
-        CHECK(ar.error == SP_ERR_KAFKA_STORAGE_ERROR);
+        CHECK(ar.err == SP_LOG_EFAILED);
         CHECK(sp_plog_close(l) != 0); /* no clean marker for a failed log */
         sp_plog_unref(l);
     }
@@ -379,17 +380,17 @@ static void test_validation(const char *root)
     uint8_t *p = batch(0, 20, 0, &len);
     sp_append_result_t ar;
     sp_plog_append(l, p, len, 0, &ar);
-    CHECK(ar.error == SP_ERR_MESSAGE_TOO_LARGE && l->leo == 0);
+    CHECK(ar.err == SP_LOG_ETOO_LARGE && l->leo == 0);
     free(p);
     p = batch(0, 2, 0, &len);
-    p[len - 1] ^= 1; /* CRC no longer matches */
+    p[len - 1] ^= 1; /* CRC no longer matches: the validator's verdict */
     sp_plog_append(l, p, len, 0, &ar);
-    CHECK(ar.error == SP_ERR_CORRUPT_MESSAGE && l->leo == 0);
+    CHECK(ar.err == SP_LOG_EINVALID && ar.invalid == SP_ERR_CORRUPT_MESSAGE && l->leo == 0);
     p[len - 1] ^= 1;
     sp_plog_append(l, p, len - 3, 0, &ar);
-    CHECK(ar.error == SP_ERR_CORRUPT_MESSAGE && l->leo == 0);
+    CHECK(ar.err == SP_LOG_ECORRUPT && l->leo == 0);
     sp_plog_append(l, p, len, 0, &ar);
-    CHECK(ar.error == 0 && l->leo == 2);
+    CHECK(ar.err == 0 && l->leo == 2);
     /* page-cache mode (flush.messages 5): visible at once */
     CHECK(atomic_load(&l->hw) == 2);
     free(p);
@@ -397,7 +398,7 @@ static void test_validation(const char *root)
     l->cfg.log_append_time = true;
     p = batch(2, 2, 5, &len);
     sp_plog_append(l, p, len, 777777, &ar);
-    CHECK(ar.error == 0 && ar.log_append_time == 777777);
+    CHECK(ar.err == 0 && ar.log_append_time == 777777);
     sp_batch_hdr_t h;
     sp_batch_hdr_parse(p, len, &h);
     CHECK(h.max_timestamp == 777777 && (h.attributes & 0x08) && h.base_offset == 2);
@@ -411,7 +412,7 @@ static void test_validation(const char *root)
     p = sp_batch_builder_finish(&b, &len);
     sp_batch_builder_free(&b);
     sp_plog_append(l, p, len, 0, &ar);
-    CHECK(ar.error == SP_ERR_INVALID_RECORD);
+    CHECK(ar.err == SP_LOG_EINVALID && ar.invalid == SP_ERR_INVALID_RECORD);
     free(p);
     sp_plog_close(l);
     sp_plog_unref(l);
@@ -434,7 +435,7 @@ static void *race_append(void *arg)
         uint8_t *p = batch(0, 1 + b % 7, 1000, &len);
         sp_append_result_t ar;
         sp_plog_append(r->l, p, len, 0, &ar);
-        if (ar.error || ar.last_offset - ar.base_offset != b % 7)
+        if (ar.err || ar.last_offset - ar.base_offset != b % 7)
             atomic_fetch_add(&r->bad, 1);
         free(p);
     }
@@ -459,7 +460,7 @@ static int64_t scan_below_hw(sp_plog_t *l, int32_t max_bytes)
     for (;;) {
         sp_read_result_t rr;
         read_hw(l, next, max_bytes, true, &rr);
-        if (rr.error)
+        if (rr.err)
             return -1;
         if (!rr.seg)
             return next;
@@ -492,9 +493,9 @@ static void *race_read_from_start(void *arg)
         for (;;) {
             sp_read_result_t rr;
             read_hw(r->l, next, 8192, true, &rr);
-            if (rr.error == SP_ERR_OFFSET_OUT_OF_RANGE)
+            if (rr.err == SP_LOG_ERANGE)
                 break; /* the start moved past us: fine */
-            if (rr.error) {
+            if (rr.err) {
                 atomic_fetch_add(&r->bad, 1);
                 break;
             }
@@ -627,7 +628,7 @@ static void test_append_races(const char *root)
           start == want - 10);
     sp_read_result_t rr;
     read_hw(r.l, 0, 8192, true, &rr);
-    CHECK(rr.error == SP_ERR_OFFSET_OUT_OF_RANGE && rr.log_start == want - 10);
+    CHECK(rr.err == SP_LOG_ERANGE && rr.log_start == want - 10);
     sp_plog_close(r.l);
     sp_plog_unref(r.l);
 }
@@ -655,11 +656,11 @@ static void test_read_many_small_batches(const char *root)
     CHECK(sp_plog_flush(l) == 0 && atomic_load(&l->hw) == 3000);
     sp_read_result_t rr;
     read_hw(l, 0, 1 << 20, true, &rr);
-    CHECK(rr.error == 0 && rr.seg && rr.pos == 0 && rr.len == bytes); /* all of it, in one read */
+    CHECK(rr.err == 0 && rr.seg && rr.pos == 0 && rr.len == bytes); /* all of it, in one read */
     if (rr.seg)
         sp_read_result_release(&rr);
     read_hw(l, 1234, 20000, true, &rr); /* ends on the last whole batch under 20000 bytes */
-    CHECK(rr.error == 0 && rr.seg && rr.len <= 20000 && rr.len > 20000 - 200);
+    CHECK(rr.err == 0 && rr.seg && rr.len <= 20000 && rr.len > 20000 - 200);
     if (rr.seg)
         sp_read_result_release(&rr);
     int64_t first;
@@ -737,13 +738,13 @@ static void test_fsync_failure(const char *root)
     sp_append_result_t ar;
     sp_plog_append(l, p, len, 0, &ar);
     free(p);
-    CHECK(ar.error == 0);
+    CHECK(ar.err == 0);
     CHECK(sp_plog_flush(l) == 0 && l->flushed == 10 && atomic_load(&l->hw) == 10);
 
     p = batch(10, 10, 0, &len);
     sp_plog_append(l, p, len, 0, &ar);
     free(p);
-    CHECK(ar.error == 0 && ar.last_offset == 19);
+    CHECK(ar.err == 0 && ar.last_offset == 19);
     fw_t w;
     memset(&w, 0, sizeof(w));
     w.w.offset = 19;
@@ -767,10 +768,10 @@ static void test_fsync_failure(const char *root)
     p = batch(20, 1, 0, &len);
     sp_plog_append(l, p, len, 0, &ar);
     free(p);
-    CHECK(ar.error == SP_ERR_KAFKA_STORAGE_ERROR);
+    CHECK(ar.err == SP_LOG_EFAILED);
     sp_read_result_t rr;
     read_hw(l, 0, 1000, true, &rr);
-    CHECK(rr.error == SP_ERR_KAFKA_STORAGE_ERROR && !rr.seg);
+    CHECK(rr.err == SP_LOG_EFAILED && !rr.seg);
     memset(&w, 0, sizeof(w));
     w.w.offset = 5;
     w.w.wake = fw_wake;
@@ -781,7 +782,7 @@ static void test_fsync_failure(const char *root)
     sp_partition_wait_fetch(part, &w.w);
     CHECK(w.woken == 1 && w.err == SP_ERR_KAFKA_STORAGE_ERROR && !w.w.linked);
     int64_t start;
-    CHECK(sp_plog_delete_records(l, 5, &start) == SP_ERR_KAFKA_STORAGE_ERROR);
+    CHECK(sp_plog_delete_records(l, 5, &start) == SP_LOG_EFAILED);
     CHECK(sp_plog_close(l) != 0);
     CHECK(atomic_load(&failed_calls) == 1);
     sp_partition_unref(part);
@@ -1007,7 +1008,7 @@ static void test_roll_on_full_index(const char *root)
         sp_append_result_t ar;
         sp_plog_append(l, p, len, 0, &ar);
         free(p);
-        CHECK(ar.error == 0);
+        CHECK(ar.err == 0);
     }
     CHECK(l->nsegs >= 5);
     for (int i = 0; i < l->nsegs; i++)
@@ -1054,10 +1055,10 @@ static void test_damaged_sealed(const char *root)
         return;
     sp_read_result_t rr;
     read_hw(l, bases[1] + 1, 4096, true, &rr);
-    CHECK(rr.error == 0 && rr.seg && rr.seg->base_offset == bases[2]);
+    CHECK(rr.err == 0 && rr.seg && rr.seg->base_offset == bases[2]);
     sp_read_result_release(&rr);
     read_hw(l, bases[1] - 1, 1 << 20, true, &rr);   /* ends the first segment */
-    CHECK(rr.error == 0 && rr.seg && rr.seg->base_offset == bases[0]);
+    CHECK(rr.err == 0 && rr.seg && rr.seg->base_offset == bases[0]);
     sp_read_result_release(&rr);
     sp_plog_unref(l);
 
@@ -1084,13 +1085,13 @@ static void test_damaged_sealed(const char *root)
     int64_t first;
     CHECK(read_check(l, 0, &first) == bases[1] + 10); /* up to the damage */
     read_hw(l, bases[1] + 10, 4096, true, &rr);
-    CHECK(rr.error == SP_ERR_CORRUPT_MESSAGE && !rr.seg);
+    CHECK(rr.err == SP_LOG_ECORRUPT && !rr.seg);
     read_hw(l, bases[1] + 12, 4096, true, &rr);
-    CHECK(rr.error == SP_ERR_CORRUPT_MESSAGE && !rr.seg);
+    CHECK(rr.err == SP_LOG_ECORRUPT && !rr.seg);
     CHECK(atomic_load(&l->segs[1]->damaged_at) == at1);
     CHECK(read_check(l, bases[2], &first) == bases[2] + 10);
     read_hw(l, bases[2] + 10, 4096, true, &rr);
-    CHECK(rr.error == SP_ERR_CORRUPT_MESSAGE && !rr.seg);
+    CHECK(rr.err == SP_LOG_ECORRUPT && !rr.seg);
     CHECK(read_check(l, bases[3], &first) == 500); /* later segments are fine */
     sp_plog_unref(l);
 }
@@ -1125,7 +1126,7 @@ static void test_fd_cache(const char *root)
             sp_append_result_t ar;
             sp_plog_append(logs[i], p, len, 0, &ar);
             free(p);
-            CHECK(ar.error == 0);
+            CHECK(ar.err == 0);
             CHECK(sp_plog_flush(logs[i]) == 0);
             CHECK(sp_fdcache_open_count(small) <= 6);
         }
@@ -1171,8 +1172,8 @@ static void test_failed_roll(const char *root)
         b = batch((int)next, 5, 1000 + next, &len);
         sp_plog_append(l, b, len, 0, &ar);
         free(b);
-        if (ar.error) {
-            CHECK(ar.error == SP_ERR_KAFKA_STORAGE_ERROR);
+        if (ar.err) {
+            CHECK(ar.err == SP_LOG_EIO);
             failed = 1;
         } else {
             next += 5;
@@ -1188,7 +1189,7 @@ static void test_failed_roll(const char *root)
         b = batch((int)next, 5, 1000 + next, &len);
         sp_plog_append(l, b, len, 0, &ar);
         free(b);
-        CHECK(ar.error == 0 && ar.base_offset == next);
+        CHECK(ar.err == 0 && ar.base_offset == next);
         next += 5;
     }
     CHECK(l->nsegs > 2);

@@ -23,6 +23,7 @@
 #include "check.h"
 #include "log/logmgr.h"
 #include "log/plog.h"
+#include "log/plog_internal.h" /* white-box: segments, offsets, state */
 #include "proto/batch.h"
 #include "proto/gen/errors.h"
 #include "util/log.h"
@@ -145,10 +146,10 @@ static int64_t check_read(sp_plog_t *l, const model_t *m, int64_t from, int32_t 
     sp_read_result_t rr;
     sp_plog_read(l, from, bound, max_bytes, true, &rr);
     if (from < m->start || from > m->leo) {
-        MCHECK(rr.error == SP_ERR_OFFSET_OUT_OF_RANGE && !rr.seg);
+        MCHECK(rr.err == SP_LOG_ERANGE && !rr.seg);
         return -1;
     }
-    MCHECK(rr.error == 0);
+    MCHECK(rr.err == 0);
     if (!rr.seg) {
         MCHECK(from >= bound); /* nothing below the bound from there */
         return from;
@@ -198,8 +199,8 @@ static void append_op(sp_plog_t *l, model_t *m)
     /* the values again, to put in the model once the offsets are known */
     sp_append_result_t ar;
     sp_plog_append(l, p, len, 1000, &ar);
-    MCHECK(ar.error == 0 && ar.base_offset == m->leo && ar.last_offset == m->leo + n - 1);
-    if (ar.error == 0) {
+    MCHECK(ar.err == 0 && ar.base_offset == m->leo && ar.last_offset == m->leo + n - 1);
+    if (ar.err == 0) {
         sp_record_iter_t it;
         sp_record_t r;
         if (sp_record_iter_init(&it, p, len, 0) == 0) {
@@ -224,7 +225,7 @@ static bool cut_unflushed(sp_plog_t *l, model_t *m)
         return false;
     sp_read_result_t rr;
     sp_plog_read(l, m->flushed, INT64_MAX, 1, true, &rr);
-    if (rr.error || !rr.seg) {
+    if (rr.err || !rr.seg) {
         sp_read_result_release(&rr);
         return false;
     }
@@ -292,7 +293,7 @@ static void run(unsigned seed, int ops, const char *root)
                 to = hw;
             }
             if (to < -1 || to > hw) {
-                MCHECK(rc == SP_ERR_OFFSET_OUT_OF_RANGE);
+                MCHECK(rc == SP_LOG_ERANGE);
             } else if (to >= 0) {
                 MCHECK(rc == 0);
                 if (to > m.start)

@@ -45,6 +45,7 @@
 #include "check.h"
 #include "cluster/partition.h"
 #include "log/logmgr.h"
+#include "log/plog_internal.h" /* white-box: offsets and references */
 #include "proto/batch.h"
 #include "proto/gen/errors.h"
 #include "util/log.h"
@@ -152,7 +153,7 @@ static int64_t append(sp_partition_t *l, int n)
     sp_batch_builder_free(&b);
     if (!p)
         return -SP_ERR_UNKNOWN_SERVER_ERROR;
-    sp_append_result_t ar;
+    sp_append_outcome_t ar;
     static const sp_append_origin_t origin = { SP_ORIGIN_COORDINATOR, NULL, NULL };
     sp_partition_append(l, p, len, &origin, 1, 0, &ar);
     free(p);
