@@ -1,7 +1,6 @@
 /* controller.c - the metadata thread (see controller.h). */
 #include "cluster/controller.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -14,6 +13,8 @@
 
 #include "cluster/image.h"
 #include "cluster/meta_loader.h"
+#include "cluster/meta_publisher.h"
+#include "cluster/metalog.h"
 #include "cluster/names.h"
 #include "cluster/partition.h"
 #include "cluster/topic_config.h"
@@ -25,7 +26,6 @@
 #include "proto/gen/remove_topic_record.h"
 #include "proto/gen/topic_record.h"
 #include "util/clock.h"
-#include "util/fsutil.h"
 #include "util/log.h"
 
 #define REC_TOPIC SP_META_TOPIC
@@ -42,9 +42,7 @@ struct sp_controller {
     sp_partitions_t *parts;     /* the broker's partitions (broker->partitions) */
     sp_logmgr_t *logs;          /* and its log manager (broker->logs) */
     sp_image_holder_t *images;  /* where images are published (broker->images) */
-    sp_plog_t *log;             /* __cluster_metadata-0 */
-    char *dir;
-    int64_t snapshot_offset;    /* offset the latest snapshot covers up to */
+    sp_metalog_t *log;          /* the metadata log (metalog.h) */
     int64_t bytes_since_snapshot;
     pthread_t thread;
     pthread_mutex_t mu;
@@ -52,7 +50,7 @@ struct sp_controller {
     sp_ctl_op_t *head, *tail;
     bool stop, running;
     _Atomic bool failed;        /* the metadata log failed: no more changes */
-    sp_meta_loader_t loader;    /* decodes and applies records (replay) */
+    sp_meta_publisher_t pub;    /* what every broker does: follow, publish */
 };
 
 
@@ -69,7 +67,7 @@ typedef struct recbuf {
 /* Frames record rec of type key (SP_META_*) and adds it to rb. */
 static int add_record(const sp_controller_t *c, recbuf_t *rb, int16_t key, int16_t version, const void *rec)
 {
-    const sp_msg_desc_t *d = sp_meta_loader_desc(&c->loader, key);
+    const sp_msg_desc_t *d = sp_meta_loader_desc(&c->pub.loader, key);
     if (!d)
         return -1;
     size_t body = d->size(rec, version);
@@ -92,31 +90,7 @@ static int add_record(const sp_controller_t *c, recbuf_t *rb, int16_t key, int16
 /* Applies a record we write to the next image, as a replay would. */
 static int apply(sp_controller_t *c, sp_image_t *img, int type, const void *rec)
 {
-    return sp_meta_loader_apply_record(&c->loader, img, type, rec);
-}
-
-/* Record callback of a replay: applies the framed metadata record.  A
- * record that passed its batch's CRC but does not decode or apply is a
- * version or a state this broker does not understand: the replay stops
- * (and the start with it) rather than build an image that lacks topics,
- * whose data would then look stray.  Records of types not used yet are
- * skipped (cluster/meta_loader.h). */
-typedef struct replay {
-    sp_controller_t *c;
-    sp_image_t *img;
-} replay_t;
-
-static int replay_record(const sp_record_t *rec, void *ctx)
-{
-    replay_t *r = ctx;
-    sp_controller_t *c = r->c;
-    if (rec->value.len >= 0 && sp_meta_loader_apply(&c->loader, r->img, rec->value.ptr, rec->value.len) != 0) {
-        sp_error("meta", "metadata record at offset %" PRId64 " could not be decoded or applied",
-                 rec->offset);
-        return -1;
-    }
-    c->bytes_since_snapshot += rec->value.len > 0 ? rec->value.len : 0;
-    return 0;
+    return sp_meta_loader_apply_record(&c->pub.loader, img, type, rec);
 }
 
 /* ---- snapshots --------------------------------------------------------- */
@@ -174,12 +148,11 @@ static int snapshot_records(sp_controller_t *c, recbuf_t *rb, const sp_image_t *
     return 0;
 }
 
-/* Writes <offset>-0000000000.checkpoint for img (which covers offsets
- * below 'upto'), then drops older snapshots and log segments. */
+/* Stores a snapshot of img (which covers offsets below 'upto'); the
+ * metadata log then drops what is older (metalog.h). */
 static void write_snapshot(sp_controller_t *c, const sp_image_t *img, int64_t upto)
 {
     recbuf_t rb;
-    char name[64];
     memset(&rb, 0, sizeof(rb));
     sp_batch_builder_init(&rb.b, 0, now_ms());
     if (snapshot_records(c, &rb, img) != 0) {
@@ -189,88 +162,11 @@ static void write_snapshot(sp_controller_t *c, const sp_image_t *img, int64_t up
     size_t len = 0;
     uint8_t *batch = rb.count ? sp_batch_builder_finish(&rb.b, &len) : NULL;
     sp_batch_builder_free(&rb.b);
-    snprintf(name, sizeof(name), "%020" PRId64 "-%010d.checkpoint", upto, 0);
-    if (sp_write_file_atomic(c->dir, name, batch ? batch : (const uint8_t *)"", len) != 0) {
-        sp_error("meta", "cannot write snapshot %s/%s: %s", c->dir, name, strerror(errno));
-        free(batch);
-        return;
+    if (sp_metalog_snapshot_save(c->log, upto, batch, len) == 0) {
+        c->bytes_since_snapshot = 0;
+        sp_info("meta", "metadata snapshot at offset %" PRId64 " (%d records)", upto, rb.count);
     }
     free(batch);
-    c->snapshot_offset = upto;
-    c->bytes_since_snapshot = 0;
-    /* older snapshots go; the log keeps whole segments from upto on */
-    DIR *d = opendir(c->dir);
-    struct dirent *e;
-    while (d && (e = readdir(d))) {
-        if (strstr(e->d_name, ".checkpoint") && strcmp(e->d_name, name) != 0 &&
-            !strstr(e->d_name, ".tmp")) {
-            char p[4096];
-            snprintf(p, sizeof(p), "%s/%s", c->dir, e->d_name);
-            unlink(p);
-        }
-    }
-    if (d)
-        closedir(d);
-    int64_t start;
-    if (sp_plog_delete_records(c->log, upto, &start) != 0)
-        sp_warn("meta", "older metadata log segments were kept (error deleting below %" PRId64 ")", upto);
-    sp_info("meta", "metadata snapshot at offset %" PRId64 " (%d records)", upto, rb.count);
-}
-
-/* Loads the newest snapshot into img; returns the offset it covers to,
- * or -1 if it cannot be read (the start fails: the log below it is gone,
- * so going on would lose every topic the snapshot holds). */
-static int64_t load_snapshot(sp_controller_t *c, sp_image_t *img)
-{
-    DIR *d = opendir(c->dir);
-    struct dirent *e;
-    int64_t best = -1;
-    char bestname[256] = "";
-    while (d && (e = readdir(d))) {
-        size_t n = strlen(e->d_name);
-        if (n != 20 + 1 + 10 + 11 || strcmp(e->d_name + n - 11, ".checkpoint") != 0)
-            continue;
-        int64_t off = strtoll(e->d_name, NULL, 10);
-        if (off > best) {
-            best = off;
-            snprintf(bestname, sizeof(bestname), "%s", e->d_name);
-        }
-    }
-    if (d)
-        closedir(d);
-    if (best < 0)
-        return 0;
-    char path[4096];
-    snprintf(path, sizeof(path), "%s/%s", c->dir, bestname);
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        sp_error("meta", "cannot open metadata snapshot %s: %s", path, strerror(errno));
-        return -1;
-    }
-    fseek(f, 0, SEEK_END);
-    long sz = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *buf = sz >= 0 ? malloc((size_t)(sz > 0 ? sz : 1)) : NULL;
-    int64_t last = -1;
-    if (buf && fread(buf, 1, (size_t)sz, f) == (size_t)sz &&
-        sp_batches_each_record(buf, (size_t)sz, replay_record, &(replay_t){ c, img }, &last) == 0) {
-        sp_info("meta", "loaded metadata snapshot %s", bestname);
-    } else {
-        sp_error("meta", "metadata snapshot %s is damaged or unreadable; refusing to start rather "
-                 "than lose the topics it holds: restore it", path);
-        best = -1;
-    }
-    free(buf);
-    fclose(f);
-    if (best < 0)
-        return -1;
-    c->snapshot_offset = best;
-    return best;
-}
-
-static int replay_log(sp_controller_t *c, sp_image_t *img, int64_t from)
-{
-    return sp_plog_scan(c->log, from, replay_record, &(replay_t){ c, img });
 }
 
 /* ---- operations -------------------------------------------------------- */
@@ -912,11 +808,6 @@ oom:
 
 /* The log settings of topic ti, resolved against img (its overrides and
  * img's dynamic broker configs, then server.properties). */
-static void log_config_of(sp_controller_t *c, const sp_image_t *img, const sp_topic_info_t *ti, sp_log_config_t *out)
-{
-    sp_topic_log_config(ti->nconfigs, ti->ckeys, ti->cvalues, img, c->cfg, out);
-}
-
 static void fail_all(sp_ctl_op_t *op, int16_t err, const char *message)
 {
     for (int i = 0; i < op->n; i++)
@@ -971,74 +862,28 @@ static void run_op(sp_controller_t *c, sp_ctl_op_t *op)
     size_t len = 0;
     uint8_t *batch = sp_batch_builder_finish(&rb.b, &len);
     sp_batch_builder_free(&rb.b);
-    sp_append_result_t ar;
-    memset(&ar, 0, sizeof(ar));
-    if (batch)
-        sp_plog_append(c->log, batch, len, now_ms(), &ar);
+    int64_t last = -1;
+    int rc = batch ? sp_metalog_append(c->log, batch, len, &last) : -1;
     free(batch);
-    if (!batch || ar.err || sp_plog_flush(c->log) != 0) {
-        sp_log_offsets_t o;
-        sp_plog_offsets(c->log, &o);
-        sp_error("meta", "cannot write the metadata log (%s)",
-                 !batch ? "out of memory" : ar.err ? sp_log_err_name(ar.err) : "fsync failed");
-        fail_all(op, SP_ERR_KAFKA_STORAGE_ERROR, o.failed
+    if (rc != 0) {
+        sp_error("meta", "cannot write the metadata log (%s)", !batch ? "out of memory" : "see above");
+        fail_all(op, SP_ERR_KAFKA_STORAGE_ERROR, sp_metalog_failed(c->log)
                  ? "The metadata log failed; the change may or may not be applied after a restart."
                  : "The metadata log could not be written; nothing was changed.");
         sp_image_release(next);
         abandon_new_logs(c, op);
         return;
     }
-    /* the metadata log has no partition above it: its high watermark is
-     * what is on disk (plog.h invariant 3) */
-    sp_plog_set_hw(c->log, ar.last_offset + 1);
-    next->offset = ar.last_offset;
+    next->offset = last;
     c->bytes_since_snapshot += rb.bytes;
-
-    sp_image_publish(c->images, next);
-    bool alter = op->kind == SP_CTL_ALTER_CONFIGS || op->kind == SP_CTL_INCR_ALTER_CONFIGS;
-    bool broker_changed = false;
+    /* every broker's part: publish, and bring local partitions in line
+     * (deleted topics' logs go, changed settings apply) */
+    sp_meta_publish(&c->pub, next);
     for (int i = 0; i < op->n; i++) {
         sp_ctl_topic_t *t = &op->topics[i];
-        if (t->error)
-            continue;
-        if (alter && t->resource_type == RES_BROKER) {
-            broker_changed = true; /* every topic, below */
-            continue;
-        }
-        if (op->kind == SP_CTL_DELETE_TOPICS) {
-            char *name = strndup(t->name.ptr, (size_t)t->name.len);
-            if (name) {
-                sp_partitions_delete_topic(c->parts, name);
-                sp_info("meta", "deleted topic %s", name);
-                free(name);
-            }
-        } else if (op->kind == SP_CTL_ALTER_CONFIGS || op->kind == SP_CTL_INCR_ALTER_CONFIGS) {
-            sp_image_t *now = sp_image_acquire(c->images);
-            const sp_topic_info_t *ti = find_topic(now, t);
-            if (ti) {
-                sp_log_config_t lc;
-                log_config_of(c, now, ti, &lc);
-                sp_partitions_set_config(c->parts, ti->name, &lc);
-            }
-            sp_image_release(now);
-        } else if (op->kind == SP_CTL_CREATE_TOPICS) {
+        if (!t->error && op->kind == SP_CTL_CREATE_TOPICS)
             sp_info("meta", "created topic %.*s with %d partition%s", (int)t->name.len, t->name.ptr,
                     t->out_partitions, t->out_partitions == 1 ? "" : "s");
-        }
-    }
-    if (broker_changed) {
-        /* a broker default changed: every topic without its own override
-         * of that key follows, without a restart */
-        sp_image_t *now = sp_image_acquire(c->images);
-        int32_t n = now->ntopics;
-        for (int32_t i = 0; i < n; i++) {
-            sp_log_config_t lc;
-            log_config_of(c, now, now->topics[i], &lc);
-            sp_partitions_set_config(c->parts, now->topics[i]->name, &lc);
-        }
-        sp_image_release(now);
-        sp_info("meta", "dynamic broker configuration changed; log settings of %" PRId32 " topic%s updated",
-                n, n == 1 ? "" : "s");
     }
     int64_t every = sp_config_long(c->cfg, "metadata.log.max.record.bytes.between.snapshots");
     if (c->bytes_since_snapshot >= every) {
@@ -1086,21 +931,12 @@ void sp_controller_submit(sp_controller_t *c, sp_ctl_op_t *op)
 
 /* ---- start / stop ------------------------------------------------------ */
 
-static bool keep_partition(const char *topic, int32_t p, void *ctx)
-{
-    const sp_image_t *img = ctx;
-    const sp_topic_info_t *t = sp_image_topic(img, topic, (int32_t)strlen(topic));
-    return t && p < t->npartitions;
-}
-
-/* plog hook: the metadata log failed on an I/O error.  No further
- * metadata change is made (they answer KAFKA_STORAGE_ERROR), and the log
- * directory holding it goes offline, as Kafka does when its metadata log
- * directory fails. */
-static void on_meta_failed(void *ctx, sp_plog_t *l, int err)
+/* The metadata log failed on an I/O error.  No further metadata change is
+ * made (they answer KAFKA_STORAGE_ERROR), and the log directory holding
+ * it goes offline, as Kafka does when its metadata log directory fails. */
+static void on_meta_failed(void *ctx, int err)
 {
     sp_controller_t *c = ctx;
-    (void)l;
     atomic_store(&c->failed, true);
     sp_error("meta", "the metadata log failed (%s): topics and configs can no longer change; "
              "restart the broker once the disk is fixed", strerror(err));
@@ -1109,97 +945,34 @@ static void on_meta_failed(void *ctx, sp_plog_t *l, int err)
 
 static int controller_start(sp_controller_t *c, const sp_broker_t *b, const sp_config_t *cfg)
 {
-    char dir[4096];
-    sp_log_config_t lc;
     c->broker = b;
     c->cfg = cfg;
     c->parts = b->partitions;
     c->logs = b->logs;
     c->images = b->images;
-    if (sp_meta_loader_init(&c->loader, b->node_id) != 0) {
-        sp_error("meta", "the metadata record schemas are missing from the codec");
-        return -1;
-    }
     atomic_store(&c->failed, false);
-    snprintf(dir, sizeof(dir), "%s/__cluster_metadata-0", b->log_dirs[0]);
-    c->dir = strdup(dir);
-    memset(&lc, 0, sizeof(lc));
-    lc.segment_bytes = 64 << 20;
-    lc.segment_ms = INT64_MAX / 2;
-    lc.segment_index_bytes = 1 << 20;
-    lc.index_interval_bytes = 4096;
-    lc.flush_messages = 1;
-    lc.flush_ms = INT64_MAX;
-    lc.max_message_bytes = INT32_MAX;
-    lc.retention_ms = -1;
-    lc.retention_bytes = -1;
-    sp_uuid_t meta_id;
-    memset(&meta_id, 0, sizeof(meta_id));
-    meta_id.b[15] = 1; /* Kafka's fixed id of the metadata topic */
-    /* recovery point 0: after a crash the metadata log is checked whole;
-     * strict: damage is refused, never truncated away (plog.h) */
-    sp_plog_open_opts_t o;
-    memset(&o, 0, sizeof(o));
-    o.dir = dir;
-    o.topic = "__cluster_metadata";
-    o.partition = 0;
-    o.topic_id = meta_id;
-    o.cfg = &lc;
-    o.create = true;
-    o.clean = sp_logmgr_was_clean(c->logs, 0);
-    o.strict = true;
-    o.files = sp_logmgr_files(c->logs);
-    o.hooks.failed = on_meta_failed;
-    o.hooks.ctx = c;
-    c->log = sp_plog_open(&o);
+    if (sp_meta_publisher_init(&c->pub, b->partitions, b->logs, b->images, cfg, b->node_id) != 0)
+        return -1;
+    c->log = sp_metalog_open_local(b->logs, b->log_dirs[0], on_meta_failed, c);
     if (!c->log) {
-        sp_error("meta", "cannot open the metadata log in %s: not starting", dir);
+        sp_error("meta", "no metadata log: not starting");
         return -1;
     }
-    sp_log_offsets_t lo;
-    sp_plog_offsets(c->log, &lo);
-    if (lo.failed) {
-        sp_error("meta", "the metadata log in %s is damaged: not starting", dir);
-        return -1;
-    }
-
     sp_image_t *img = sp_image_new(b->cluster_id, b->node_id);
-    if (!img || sp_image_add_broker(img, b->node_id, b->adv_host, b->adv_port, b->rack) != 0)
-        return -1;
-    int64_t from = load_snapshot(c, img);
-    if (from < 0) {
-        sp_image_release(img);
-        return -1;
-    }
-    c->bytes_since_snapshot = 0; /* counts the log after the snapshot only */
-    if (lo.leo < from) {
-        sp_error("meta", "the metadata log in %s ends at offset %" PRId64 " before its snapshot (%" PRId64
-                 "): not starting", dir, lo.leo, from);
-        sp_image_release(img);
+    if (!img || sp_image_add_broker(img, b->node_id, b->adv_host, b->adv_port, b->rack) != 0 ||
+        sp_meta_follow(&c->pub, c->log, img, &c->bytes_since_snapshot) != 0) {
+        sp_error("meta", "cannot load the metadata in %s: not starting", b->log_dirs[0]);
+        if (img)
+            sp_image_release(img);
         return -1;
     }
-    if (replay_log(c, img, from) != 0) {
-        sp_error("meta", "cannot replay the metadata log in %s: not starting (nothing was changed "
-                 "on disk)", dir);
-        sp_image_release(img);
-        return -1;
-    }
-    sp_plog_offsets(c->log, &lo);
-    img->offset = lo.leo - 1;
     sp_info("meta", "metadata loaded: %d topic%s (metadata log end offset %" PRId64 ")", img->ntopics,
-            img->ntopics == 1 ? "" : "s", lo.leo);
-    for (int32_t i = 0; i < img->ntopics; i++) {
-        const sp_topic_info_t *t = img->topics[i];
-        log_config_of(c, img, t, &lc);
-        for (int32_t p = 0; p < t->npartitions; p++)
-            if (sp_partitions_open(c->parts, t->name, t->id, p, &lc, false) != 0) {
-                sp_error("meta", "cannot open partition %d of %s: not starting", p, t->name);
-                sp_image_release(img);
-                return -1;
-            }
+            img->ntopics == 1 ? "" : "s", img->offset + 1);
+    if (sp_meta_publish_first(&c->pub, img) != 0) {
+        sp_error("meta", "cannot open the partitions: not starting");
+        sp_image_release(img);
+        return -1;
     }
-    sp_logmgr_sweep(c->logs, keep_partition, img);
-    sp_image_publish(c->images, img);
     c->running = true;
     if (pthread_create(&c->thread, NULL, controller_main, c) != 0) {
         c->running = false;
@@ -1234,15 +1007,11 @@ void sp_controller_stop(sp_controller_t *c)
         pthread_join(c->thread, NULL);
         c->running = false;
     }
-    if (c->log) {
-        /* a metadata log that cannot be flushed and closed cleanly keeps
-         * its directory from a clean-shutdown marker */
-        if (sp_plog_flush(c->log) != 0 || sp_plog_close(c->log) != 0)
-            sp_logmgr_fail_dir(c->logs, 0, "the metadata log could not be closed cleanly");
-        sp_plog_unref(c->log);
-        c->log = NULL;
-    }
-    free(c->dir);
+    /* a metadata log that cannot be flushed and closed cleanly keeps
+     * its directory from a clean-shutdown marker */
+    if (c->log && sp_metalog_close(c->log) != 0)
+        sp_logmgr_fail_dir(c->logs, 0, "the metadata log could not be closed cleanly");
+    c->log = NULL;
     pthread_mutex_destroy(&c->mu);
     pthread_cond_destroy(&c->cv);
     free(c);

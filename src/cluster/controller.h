@@ -1,31 +1,33 @@
 /*
- * controller.h - the metadata thread: the only writer of cluster metadata.
+ * controller.h - the metadata thread: the only writer of cluster metadata,
+ * and what only the (elected) controller does.  What every broker does
+ * with metadata (follow the log, publish images, open and retire local
+ * partitions) is the publisher's (meta_publisher.h); where the log lives
+ * is the metadata log's (metalog.h).
  *
  * Every change (create/delete topics, add partitions, topic configs,
- * dynamic broker configs) is a list of Kafka metadata records (TopicRecord, PartitionRecord,
- * ConfigRecord, RemoveTopicRecord; kafka-protocol/metadata) that the
- * controller
+ * dynamic broker configs) is a list of Kafka metadata records (TopicRecord,
+ * PartitionRecord, ConfigRecord, RemoveTopicRecord; kafka-protocol/metadata)
+ * that the controller
  *   1. validates against the current image (Kafka's error codes),
- *   2. appends as one record batch to the metadata log and fsyncs
- *      (<log.dirs[0]>/__cluster_metadata-0, an ordinary partition log),
- *   3. applies to a copy of the image and publishes it (partition logs of
- *      new partitions are opened before the publish, deleted topics'
- *      logs are retired after it),
- *   4. hands the results back to the request's worker (sp_req_post).
- * A change of dynamic broker configs (ConfigRecord with resource type 4,
- * name "" for the cluster default or this node's id; records naming other
- * ids are ignored) is pushed, after the publish, to the log settings of
- * every topic (sp_partitions_set_config), so that broker defaults take effect
- * without a restart.  Log settings are always resolved against the image
- * being built or published (topic_config.h), never a stale one.
- * At start the snapshot (if any) and the log after it are replayed into
- * the first image.  Record values use Kafka's metadata framing:
+ *   2. appends as one record batch to the metadata log, durable on return
+ *      (sp_metalog_append; partition logs of new partitions are opened
+ *      before, and abandoned if the write fails),
+ *   3. applies to a copy of the image and publishes it (sp_meta_publish:
+ *      deleted topics' logs are retired, changed settings applied, a
+ *      change of dynamic broker configs reaching every topic without a
+ *      restart),
+ *   4. hands the results back through the operation's completion.
+ * Log settings are always resolved against the image being built or
+ * published (topic_config.h), never a stale one.  Record values use
+ * Kafka's metadata framing:
  *   uvarint frame version (1) | uvarint record type (apiKey) |
  *   uvarint record version | record body (flexible encoding).
- * A snapshot <offset>-0000000000.checkpoint holds the records of a whole
- * image, in record batches; older log segments are then dropped.
+ * Every metadata.log.max.record.bytes.between.snapshots bytes of records
+ * the controller stores a snapshot of the whole image
+ * (sp_metalog_snapshot_save), after which older records may go.
  *
- * Threads: submit from any worker; everything else on the metadata thread
+ * Threads: submit from any thread; everything else on the metadata thread
  * (and the main thread at start/stop).
  */
 #ifndef SP_CLUSTER_CONTROLLER_H
@@ -94,9 +96,10 @@ typedef struct sp_ctl_op {
 /* The controller of one broker (sp_broker_t.controller). */
 typedef struct sp_controller sp_controller_t;
 
-/* Loads the metadata (snapshot + log), publishes the first image, opens
- * every partition log and removes directories of topics that no longer
- * exist, then starts the metadata thread.  Main thread.  The controller,
+/* Opens the metadata log, follows it into the first image and publishes
+ * that (meta_publisher.h: every partition log opened, directories of
+ * topics that no longer exist set aside), then starts the metadata
+ * thread.  Main thread.  The controller,
  * or NULL (logged; nothing left running). */
 sp_controller_t *sp_controller_start(const sp_broker_t *b, const sp_config_t *cfg);
 /* Queues op (op, its strings and op->arena stay alive until
