@@ -159,8 +159,17 @@ def _norm_key(k):
     return k if '.' in k else k.replace('_', '.')
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Keeps each phase's report on the item, so that fixtures can tell a
+    failed test at teardown (start_broker prints its brokers' logs)."""
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, 'rep_' + rep.when, rep)
+
+
 @pytest.fixture
-def start_broker(tmp_path):
+def start_broker(tmp_path, request):
     started = []
 
     def start(overrides=None, *, data_dir=None, env=None, preexec_fn=None, **kw):
@@ -174,8 +183,14 @@ def start_broker(tmp_path):
         return b
 
     yield start
+    rep = getattr(request.node, 'rep_call', None)
     for b in started:
         b.kill()
+        if rep is not None and rep.failed:
+            # what the broker said, for a failure that does not repeat
+            tail = b.log_text().splitlines()[-60:]
+            sys.stderr.write('---- broker log %s (last %d lines) ----\n%s\n' %
+                             (b.log_path, len(tail), '\n'.join(tail)))
 
 
 @pytest.fixture
