@@ -467,10 +467,10 @@ int sp_seg_reader_next(sp_seg_reader_t *r, sp_seg_batch_t *b)
     }
     const uint8_t *h = r->buf + (pos - r->wpos);
     int64_t base = (int64_t)rd64(h);
-    int64_t blen = (int32_t)sp_be32(h + 8);
+    int64_t blen = (int32_t)sp_be32(h + SP_BATCH_LENGTH_OFFSET);
     int32_t lod = (int32_t)sp_be32(h + HDR_LAST_OFFSET_DELTA);
     int64_t size = SP_BATCH_LOG_OVERHEAD + blen;
-    if (blen < SP_BATCH_MIN_LENGTH || size > r->limit - pos || h[16] != SP_BATCH_MAGIC || lod < 0 ||
+    if (blen < SP_BATCH_MIN_LENGTH || size > r->limit - pos || h[SP_BATCH_MAGIC_OFFSET] != SP_BATCH_MAGIC || lod < 0 ||
         base < r->prev_next || base - r->s->base_offset > (int64_t)UINT32_MAX - lod)
         return SP_SEG_CORRUPT;
     b->pos = pos;
@@ -679,8 +679,8 @@ static bool valid_batch_after(int fd, int64_t from, int64_t fsize, int64_t base_
         for (size_t i = 0; i + SP_BATCH_HEADER_SIZE <= want && !found; i++) {
             const uint8_t *h = w + i;
             int64_t base = (int64_t)rd64(h);
-            int64_t blen = (int32_t)sp_be32(h + 8);
-            if (h[16] != SP_BATCH_MAGIC || blen < SP_BATCH_MIN_LENGTH || base < base_offset ||
+            int64_t blen = (int32_t)sp_be32(h + SP_BATCH_LENGTH_OFFSET);
+            if (h[SP_BATCH_MAGIC_OFFSET] != SP_BATCH_MAGIC || blen < SP_BATCH_MIN_LENGTH || base < base_offset ||
                 at + (int64_t)i + SP_BATCH_LOG_OVERHEAD + blen > fsize)
                 continue;
             size_t bsize = (size_t)(SP_BATCH_LOG_OVERHEAD + blen);

@@ -79,6 +79,8 @@
 #define SP_BATCH_LOG_OVERHEAD 12     /* baseOffset + batchLength */
 #define SP_BATCH_MIN_LENGTH 49       /* smallest batchLength: 61 - 12 */
 #define SP_BATCH_MAGIC 2
+#define SP_BATCH_LENGTH_OFFSET 8     /* batchLength (int32) */
+#define SP_BATCH_MAGIC_OFFSET 16     /* magic (int8) */
 #define SP_BATCH_CRC_OFFSET 17       /* where the CRC is stored */
 #define SP_BATCH_CRC_START 21        /* first byte the CRC covers */
 /* Default cap on a decompressed records section (decompression bombs). */
