@@ -3,10 +3,10 @@
 #include "group/coordinator.h"
 
 static const sp_api_t apis[] = {
-    { SP_API_PRODUCE, 0, 11, sp_handle_produce },
-    { SP_API_FETCH, 4, 17, sp_handle_fetch },
-    { SP_API_LIST_OFFSETS, 1, 10, sp_handle_list_offsets },
-    { SP_API_METADATA, 0, 12, sp_handle_metadata },
+    { SP_API_PRODUCE, 0, 13, sp_handle_produce },
+    { SP_API_FETCH, 4, 18, sp_handle_fetch },
+    { SP_API_LIST_OFFSETS, 1, 11, sp_handle_list_offsets },
+    { SP_API_METADATA, 0, 13, sp_handle_metadata },
     { SP_API_OFFSET_COMMIT, 0, 9, sp_handle_offset_commit },
     { SP_API_OFFSET_FETCH, 0, 9, sp_handle_offset_fetch },
     { SP_API_FIND_COORDINATOR, 0, 6, sp_handle_find_coordinator },
@@ -22,12 +22,12 @@ static const sp_api_t apis[] = {
     { SP_API_DELETE_RECORDS, 0, 2, sp_handle_delete_records },
     { SP_API_DESCRIBE_CONFIGS, 1, 4, sp_handle_describe_configs },
     { SP_API_ALTER_CONFIGS, 0, 2, sp_handle_alter_configs },
-    { SP_API_DESCRIBE_LOG_DIRS, 1, 4, sp_handle_describe_log_dirs },
+    { SP_API_DESCRIBE_LOG_DIRS, 1, 5, sp_handle_describe_log_dirs },
     { SP_API_CREATE_PARTITIONS, 0, 3, sp_handle_create_partitions },
     { SP_API_DELETE_GROUPS, 0, 2, sp_handle_delete_groups },
     { SP_API_INCREMENTAL_ALTER_CONFIGS, 0, 1, sp_handle_incremental_alter_configs },
     { SP_API_OFFSET_DELETE, 0, 0, sp_handle_offset_delete },
-    { SP_API_DESCRIBE_CLUSTER, 0, 1, sp_handle_describe_cluster },
+    { SP_API_DESCRIBE_CLUSTER, 0, 2, sp_handle_describe_cluster },
     { SP_API_DESCRIBE_TOPIC_PARTITIONS, 0, 0, sp_handle_describe_topic_partitions },
 };
 

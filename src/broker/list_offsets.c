@@ -37,6 +37,8 @@ static int16_t special_since(int64_t ts)
         return 8;
     case -5:
         return 9;
+    case -6:
+        return 11;
     default:
         return INT16_MAX;
     }
@@ -185,7 +187,8 @@ void sp_handle_list_offsets(sp_req_t *req)
                 po->timestamp = po->error_code ? -1 : ts;
                 break;
             }
-            case -5:
+            case -5: /* latest tiered: none without tiered storage */
+            case -6: /* earliest pending upload: none either */
                 break;
             default: {
                 int64_t off, ts;

@@ -1,9 +1,11 @@
 /*
  * produce.c - Produce (key 0).
  *
- * Kafka 4.0's range is v3-v11; v0-v2 are advertised too (KAFKA-18659:
+ * Kafka 4.3's range is v3-v13; v0-v2 are advertised too (KAFKA-18659:
  * librdkafka looks for them before it will compress) and answered with
- * UNSUPPORTED_VERSION for every partition.
+ * UNSUPPORTED_VERSION for every partition.  v13 names topics by id
+ * (KIP-516): an id the metadata does not know is UNKNOWN_TOPIC_ID for
+ * each of its partitions, and is never auto-created (there is no name).
  *
  * Per partition the batch goes to the partition (cluster/partition.h),
  * which validates it whole, assigns offsets and writes the bytes as
@@ -117,6 +119,7 @@ static sp_produce_response_t *skeleton(sp_req_t *req, const sp_produce_request_t
         sp_produce_response_topic_produce_response_t *to = &resp->responses.v[t];
         int32_t np = td->partition_data.n > 0 ? td->partition_data.n : 0;
         to->name = td->name;
+        to->topic_id = td->topic_id;
         to->partition_responses.v = sp_produce_response_partition_produce_response_alloc(&req->arena, np);
         to->partition_responses.n = to->partition_responses.v ? np : 0;
         for (int32_t p = 0; p < to->partition_responses.n; p++) {
@@ -292,6 +295,27 @@ static int64_t log_start_of(sp_partition_t *part)
     return lo.log_start;
 }
 
+/* The name of each topic of the request: v13 resolves its ids through
+ * the current image (len < 0: an id it does not know). */
+static sp_str_t *topic_names(sp_req_t *req, const sp_produce_request_t *body, int16_t v, int32_t nt)
+{
+    sp_str_t *names = sp_arena_alloc(&req->arena, sizeof(sp_str_t) * (size_t)(nt ? nt : 1));
+    if (!names)
+        return NULL;
+    sp_image_t *img = v >= 13 ? sp_image_acquire(req->broker->images) : NULL;
+    for (int32_t t = 0; t < nt; t++) {
+        names[t] = body->topic_data.v[t].name;
+        if (!img)
+            continue;
+        const sp_topic_info_t *ti = sp_image_topic_by_id(img, body->topic_data.v[t].topic_id);
+        char *n = ti ? sp_arena_strdup(&req->arena, ti->name, strlen(ti->name)) : NULL;
+        names[t] = n ? sp_str_c(n) : SP_STR_NULL;
+    }
+    if (img)
+        sp_image_release(img);
+    return names;
+}
+
 void sp_handle_produce(sp_req_t *req)
 {
     const sp_produce_request_t *body = req->r.body;
@@ -304,14 +328,15 @@ void sp_handle_produce(sp_req_t *req)
     ctx->req = req;
     int32_t nt = body->topic_data.n > 0 ? body->topic_data.n : 0;
 
-    /* topics that do not exist yet: create them, then come back */
-    if (v >= 3 && (body->acks == -1 || body->acks == 0 || body->acks == 1)) {
-        sp_str_t *names = sp_arena_alloc(&req->arena, sizeof(sp_str_t) * (size_t)(nt ? nt : 1));
-        for (int32_t t = 0; names && t < nt; t++)
-            names[t] = body->topic_data.v[t].name;
-        if (names && sp_autocreate(req, names, nt, sp_handle_produce))
-            return;
+    sp_str_t *names = topic_names(req, body, v, nt);
+    if (!names) {
+        sp_req_close(req, "out of memory for Produce");
+        return;
     }
+    /* topics that do not exist yet: create them, then come back */
+    if (v >= 3 && v < 13 && (body->acks == -1 || body->acks == 0 || body->acks == 1) &&
+        sp_autocreate(req, names, nt, sp_handle_produce))
+        return;
 
     skeleton(req, body, &ctx->resp);
     int16_t all_error = 0;
@@ -341,15 +366,19 @@ void sp_handle_produce(sp_req_t *req)
                 po->error_code = all_error;
                 continue;
             }
-            if (sp_topic_is_internal(td->name.ptr, td->name.len)) {
+            sp_str_t name = names[t];
+            if (name.len < 0) {
+                po->error_code = SP_ERR_UNKNOWN_TOPIC_ID;
+                continue;
+            }
+            if (sp_topic_is_internal(name.ptr, name.len)) {
                 /* only the coordinators write there; Kafka answers
                  * INVALID_TOPIC_EXCEPTION, with no message, whether or not
                  * the topic exists (ReplicaManager.appendToLocalLog) */
                 po->error_code = SP_ERR_INVALID_TOPIC_EXCEPTION;
                 continue;
             }
-            sp_partition_t *part = sp_partitions_get(req->broker->partitions, td->name.ptr, td->name.len,
-                                                     pd->index);
+            sp_partition_t *part = sp_partitions_get(req->broker->partitions, name.ptr, name.len, pd->index);
             if (!part) {
                 po->error_code = SP_ERR_UNKNOWN_TOPIC_OR_PARTITION;
                 continue;

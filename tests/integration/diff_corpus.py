@@ -97,7 +97,7 @@ def metadata_body(topics, auto=False, v=12):
 def sc_produce(full):
     """Produce at every version Kafka 4 serves: good batches (acks -1 and 1, gzip)."""
     steps = []
-    vs = served(0, 3) if full else [3, 9, 11]
+    vs = served(0, 3) if full else [3, 9, 11, 13]
     n = 0
     for v in vs:
         steps.append(Step(0, v, produce_body([('{t}', 0, batch(3, n)), ('{t}', 1, batch(2, n))]), label='acks=-1'))
@@ -133,7 +133,7 @@ def sc_produce_acks0(full):
 
 
 def sc_produce_errors(full):
-    vs = served(0, 3) if full else [3, 9, 11]
+    vs = served(0, 3) if full else [3, 9, 11, 13]
     steps = []
     for v in vs:
         steps += [
@@ -150,6 +150,10 @@ def sc_produce_errors(full):
             Step(0, v, produce_body([('{c}', 0, batch(1))]), label='no key on a compacted topic'),
             Step(0, v, produce_body([('__consumer_offsets', 0, batch(1))]), label='internal topic'),
         ]
+        if v >= 13:     # topics by id (KIP-516)
+            steps.append(Step(0, v, {'TransactionalId': None, 'Acks': -1, 'TimeoutMs': 10000, 'TopicData': [
+                {'Name': None, 'TopicId': '11111111-2222-3333-4444-555555555555',
+                 'PartitionData': [{'Index': 0, 'Records': batch(1)}]}]}, label='unknown topic id'))
         if full or v == 9:
             # Kafka 4.3 never answers this one (a NullPointerException in its own
             # error path, KafkaApis.handle): a short wait, on a connection of its own
@@ -168,7 +172,7 @@ def sc_fetch(full):
     setup = [Step(0, 9, produce_body([('{t}', 0, batch(3, 0)), ('{t}', 1, batch(2, 0))]), compare=False),
              Step(0, 9, produce_body([('{t}', 0, batch(4, 3, codec=kw.CODEC_GZIP))]), compare=False)]
     steps = list(setup)
-    vs = served(1) if full else [4, 12, 13, 17]
+    vs = served(1) if full else [4, 12, 13, 17, 18]
     for v in vs:
         steps += [
             Step(1, v, fetch_body([('{t}', 0, 0), ('{t}', 1, 0)]), label='from 0'),
@@ -194,7 +198,7 @@ def sc_fetch(full):
 def sc_list_offsets(full):
     steps = [Step(0, 9, produce_body([('{t}', 0, batch(3, 0))]), compare=False),
              Step(0, 9, produce_body([('{t}', 0, batch(2, 3))]), compare=False)]
-    vs = served(2) if full else [1, 6, 10]
+    vs = served(2) if full else [1, 6, 10, 11]
     for v in vs:
         steps += [
             Step(2, v, list_offsets_body([('{t}', 0, -2), ('{t}', 1, -2)]), label='earliest'),
@@ -206,6 +210,7 @@ def sc_list_offsets(full):
             Step(2, v, list_offsets_body([('{t}', 0, -3)]), label='max timestamp'),
             Step(2, v, list_offsets_body([('{t}', 0, -4)]), label='earliest local'),
             Step(2, v, list_offsets_body([('{t}', 0, -5)]), label='latest tiered'),
+            Step(2, v, list_offsets_body([('{t}', 0, -6)]), label='earliest pending upload'),
             Step(2, v, list_offsets_body([('{t}', 0, -1)], isolation=1), label='latest, read committed'),
             Step(2, v, list_offsets_body([('{t}', 5, -1)]), label='unknown partition'),
             Step(2, v, list_offsets_body([('{u}', 0, -1)]), label='unknown topic'),

@@ -181,7 +181,7 @@ KNOWN = [
     Known('produce-v0-2', 0, (0, 2), '<outcome>', 'Produce v0-2 refused per partition, not by closing',
           kafka=_is(CLOSED), spool=_answered),
     # fetch sessions, transactions
-    Known('fetch-sessions', 1, (7, 17), 'SessionId', 'no fetch sessions (KIP-227)', spool=_is(0)),
+    Known('fetch-sessions', 1, (7, 18), 'SessionId', 'no fetch sessions (KIP-227)', spool=_is(0)),
     Known('group-id-nul', 11, None, 'ErrorCode', 'a group id with a NUL byte', kafka=_is(0), spool=_is(24),
           label='nul group'),
     Known('transactions', 10, None, 'ErrorCode', 'no transaction coordinator', kafka=_is(0), spool=_is(15),

@@ -164,7 +164,7 @@ def test_raw_api_versions_v0(broker):
     assert resp['correlation_id'] == 11
     assert resp['error_code'] == 0
     assert resp['api_keys'][18] == (0, 4)
-    assert resp['api_keys'][3][1] == 12
+    assert resp['api_keys'][3][1] == 13
     assert resp['trailing'] == 0
 
 
@@ -174,7 +174,7 @@ def test_raw_api_versions_v3(broker):
     assert resp['correlation_id'] == 12
     assert resp['error_code'] == 0
     assert resp['api_keys'][18] == (0, 4)
-    assert resp['api_keys'][3] == (0, 12)
+    assert resp['api_keys'][3] == (0, 13)
     assert resp['throttle_time_ms'] == 0
     assert resp['trailing'] == 0
 

@@ -224,7 +224,7 @@ def test_pipelined_requests(broker):
     assert md['brokers'][0]['node_id'] == 1 and md['trailing'] == 0
     av3 = kw.parse_api_versions_response(frames[2], 3)
     assert av3['error_code'] == 0 and av3['trailing'] == 0
-    assert av3['api_keys'][3] == (0, 12)
+    assert av3['api_keys'][3] == (0, 13)
 
 
 def test_pipelined_requests_byte_by_byte(broker):
