@@ -4,7 +4,7 @@
 
 static const sp_api_t apis[] = {
     { SP_API_PRODUCE, 0, 13, sp_handle_produce },
-    { SP_API_FETCH, 4, 18, sp_handle_fetch },
+    { SP_API_FETCH, 0, 18, sp_handle_fetch },
     { SP_API_LIST_OFFSETS, 0, 11, sp_handle_list_offsets },
     { SP_API_METADATA, 0, 13, sp_handle_metadata },
     { SP_API_OFFSET_COMMIT, 0, 9, sp_handle_offset_commit },

@@ -133,9 +133,7 @@ static void describe_topic(const dc_ctx_t *c, const sp_image_t *img, const res_t
     }
     const sp_topic_info_t *t = sp_image_topic(img, res->resource_name.ptr, res->resource_name.len);
     if (!t) {
-        out->error_code = SP_ERR_UNKNOWN_TOPIC_OR_PARTITION;
-        out->error_message = fmt_msg(a, "The topic does not exist", "The topic '%.*s' does not exist.",
-                                     (int)res->resource_name.len, res->resource_name.ptr);
+        out->error_code = SP_ERR_UNKNOWN_TOPIC_OR_PARTITION; /* with an empty text, as Kafka */
         return;
     }
     int nk;
@@ -314,7 +312,7 @@ void sp_handle_describe_configs(sp_req_t *req)
         result_t *out = &resp.results.v[i];
         out->resource_type = res->resource_type;
         out->resource_name = res->resource_name;
-        out->error_message = SP_STR_NULL;
+        out->error_message = sp_str_lit(""); /* Kafka's, when nothing is wrong */
         out->configs.n = 0;
         switch (res->resource_type) {
         case RES_TOPIC:

@@ -1,5 +1,10 @@
 /*
- * fetch.c - Fetch (key 1), v4-v17 (v13+ names topics by id).
+ * fetch.c - Fetch (key 1), v0-v18 (v13+ names topics by id).
+ *
+ * v0-v3 (removed in Kafka 4.0; kafka-go 0.2, Burrow and Sarama set to
+ * Kafka 0.10 still send them) answer message sets of magic 0 (v0-1) or
+ * 1 (v2-3), converted from the batches read (down_convert), as Kafka 3
+ * did: those bytes are copied, not sent with sendfile.
  *
  * For each partition: whole record batches from fetch_offset up to the
  * high watermark, within partition_max_bytes and the request's max_bytes,
@@ -31,6 +36,7 @@
  * read zstd); zstd batches a producer wrote to a 'producer' topic are
  * served to any version, as Kafka does.
  */
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <uv.h>
@@ -41,6 +47,7 @@
 #include "proto/batch.h"
 #include "proto/gen/fetch_request.h"
 #include "proto/gen/fetch_response.h"
+#include "proto/legacy.h"
 #include "util/hashset.h"
 #include "util/log.h"
 
@@ -67,6 +74,7 @@ typedef struct fetch_ctx {
     sp_fetch_response_partition_data_t *part_out; /* parts[i].out = part_out + i */
     int32_t min_bytes, max_bytes;
     sp_isolation_t isolation;
+    int16_t version;
     int64_t total;              /* bytes of the partitions' latest reads */
     _Atomic(fpart_t *) moved;   /* partitions whose hw moved: a stack, taken whole */
     uv_timer_t timer;
@@ -147,6 +155,38 @@ static void timer_closed(uv_handle_t *h)
     sp_req_unref(ctx->req); /* the timer's reference */
 }
 
+/* Fetch v0-3: the clients read message sets of magic 0 (v0-1) or 1 (v2-3),
+ * not record batches: each partition's bytes are read and converted
+ * (proto/legacy.h) into the request's arena instead of being sent from
+ * the file.  A partition whose bytes cannot be read or converted answers
+ * CORRUPT_MESSAGE. */
+static void down_convert(fetch_ctx_t *ctx)
+{
+    int magic = ctx->version < 2 ? 0 : 1;
+    for (int i = 0; i < ctx->nparts; i++) {
+        fpart_t *p = &ctx->parts[i];
+        sp_read_result_t *d = &p->rr.data;
+        if (!d->seg)
+            continue;
+        uint8_t *raw = malloc((size_t)d->len), *set = NULL;
+        size_t n = 0;
+        int rc = raw && pread(d->fd, raw, (size_t)d->len, d->pos) == d->len
+                     ? sp_legacy_from_batches(raw, (size_t)d->len, magic, &set, &n) : -1;
+        free(raw);
+        uint8_t *copy = rc == 0 && n ? sp_arena_alloc(&ctx->req->arena, n) : NULL;
+        if (copy)
+            memcpy(copy, set, n);
+        free(set);
+        sp_partition_read_release(&p->rr); /* nothing left to send from the file */
+        if (rc != 0 || (n && !copy)) {
+            p->out->error_code = SP_ERR_CORRUPT_MESSAGE;
+            n = 0;
+        }
+        p->out->records.ptr = copy ? copy : (const uint8_t *)"";
+        p->out->records.len = (int32_t)n;
+    }
+}
+
 static void complete(fetch_ctx_t *ctx)
 {
     sp_req_t *req = ctx->req;
@@ -163,6 +203,8 @@ static void complete(fetch_ctx_t *ctx)
         uv_close((uv_handle_t *)&ctx->timer, timer_closed);
         ctx->timer_on = false;
     }
+    if (ctx->version < 4)
+        down_convert(ctx);
     /* the record bytes go from the segment files to the socket */
     sp_file_range_t *ranges = sp_arena_alloc(&req->arena, sizeof(*ranges) * (size_t)(ctx->nparts ? ctx->nparts : 1));
     int nr = 0;
@@ -338,6 +380,7 @@ void sp_handle_fetch(sp_req_t *req)
     sp_fetch_response_init(&ctx->resp);
     ctx->min_bytes = body->min_bytes;
     ctx->isolation = body->isolation_level == 1 ? SP_ISOLATION_TXN_COMMITTED : SP_ISOLATION_HIGH_WATERMARK;
+    ctx->version = v;
     ctx->max_bytes = v >= 3 ? body->max_bytes : INT32_MAX;
     if (ctx->max_bytes <= 0)
         ctx->max_bytes = 1;

@@ -1,9 +1,11 @@
 /*
  * produce.c - Produce (key 0).
  *
- * Kafka 4.3's range is v3-v13; v0-v2 are advertised too (KAFKA-18659:
- * librdkafka looks for them before it will compress) and answered with
- * UNSUPPORTED_VERSION for every partition.  v13 names topics by id
+ * Kafka 4.3's range is v3-v13.  v0-v2 (magic 0/1 message sets) Kafka 4
+ * only advertises (KAFKA-18659) and refuses; Spool converts them into a
+ * record batch first (proto/legacy.h), as Kafka 3 did, for the old
+ * clients that still send them (kafka-go 0.2, Sarama set to Kafka 0.10),
+ * and then judges that batch as any other.  v13 names topics by id
  * (KIP-516): an id the metadata does not know is UNKNOWN_TOPIC_ID for
  * each of its partitions, and is never auto-created (there is no name).
  *
@@ -43,6 +45,7 @@
 #include "cluster/partition.h"
 #include "proto/batch.h"
 #include "proto/gen/produce_request.h"
+#include "proto/legacy.h"
 #include "proto/gen/produce_response.h"
 #include "util/log.h"
 
@@ -334,17 +337,15 @@ void sp_handle_produce(sp_req_t *req)
         return;
     }
     /* topics that do not exist yet: create them, then come back */
-    if (v >= 3 && v < 13 && (body->acks == -1 || body->acks == 0 || body->acks == 1) &&
+    if (v < 13 && (body->acks == -1 || body->acks == 0 || body->acks == 1) &&
         sp_autocreate(req, names, nt, sp_handle_produce))
         return;
 
     skeleton(req, body, &ctx->resp);
     int16_t all_error = 0;
-    if (v < 3)
-        all_error = SP_ERR_UNSUPPORTED_VERSION;
-    else if (body->acks != -1 && body->acks != 0 && body->acks != 1)
+    if (body->acks != -1 && body->acks != 0 && body->acks != 1)
         all_error = SP_ERR_INVALID_REQUIRED_ACKS;
-    else if (body->transactional_id.len >= 0 || has_transactional_batch(body))
+    else if (v >= 3 && (body->transactional_id.len >= 0 || has_transactional_batch(body)))
         all_error = SP_ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
 
     int nparts = 0;
@@ -385,25 +386,33 @@ void sp_handle_produce(sp_req_t *req)
             }
             size_t size = 0;
             const char *why = NULL;
-            int16_t err = check_records(v, pd->records.ptr, pd->records.len, &size, &why);
+            uint8_t *records = (uint8_t *)pd->records.ptr; /* the frame is ours: patched in place */
+            uint8_t *converted = NULL;
+            int16_t err = v >= 3 ? check_records(v, pd->records.ptr, pd->records.len, &size, &why)
+                                 : (int16_t)sp_legacy_to_batch(pd->records.ptr, pd->records.len > 0 ? (size_t)pd->records.len : 0,
+                                                               now, &converted, &size, &why);
+            if (converted)
+                records = converted;
             if (err) {
+                /* Kafka answers these with no message (only record errors
+                 * carry one); the reason goes to the debug log */
                 po->error_code = err;
-                po->error_message = sp_str_c(why);
+                sp_debug("produce", "%.*s-%d refused: %s", (int)name.len, name.ptr, pd->index, why ? why : "");
                 sp_partition_unref(part);
                 continue;
             }
             rec_errs_t re = { &req->arena, NULL, 0, 0, 0 };
             sp_append_origin_t origin = { SP_ORIGIN_CLIENT, on_record_error, &re };
             sp_append_outcome_t ar;
-            /* the frame is ours: the batch is patched in place */
-            bool final = sp_partition_append(part, (uint8_t *)pd->records.ptr, size, &origin, body->acks, now, &ar);
+            bool final = sp_partition_append(part, records, size, &origin, body->acks, now, &ar);
+            free(converted);
             po->error_code = ar.error;
             if (re.total && (ar.error == SP_ERR_INVALID_RECORD || ar.error == SP_ERR_INVALID_TIMESTAMP)) {
                 po->record_errors.v = re.v;
                 po->record_errors.n = re.n;
                 po->error_message = record_errors_message(&req->arena, ar.error, &re);
             } else if (ar.message && ar.error) {
-                po->error_message = sp_str_c(ar.message);
+                sp_debug("produce", "%.*s-%d refused: %s", (int)name.len, name.ptr, pd->index, ar.message);
             }
             if (!ar.error) {
                 po->base_offset = ar.base_offset;

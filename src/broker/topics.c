@@ -248,6 +248,11 @@ static void delete_done(sp_req_t *req, sp_ctl_op_t *op)
         o->name = t->name;
         o->topic_id = t->error ? t->id : t->out_id;
         o->error_code = t->error;
+        /* Kafka's default texts of these two (Errors.java) */
+        if (!t->message && t->error == SP_ERR_UNKNOWN_TOPIC_OR_PARTITION)
+            t->message = "This server does not host this topic-partition.";
+        else if (!t->message && t->error == SP_ERR_UNKNOWN_TOPIC_ID)
+            t->message = "This server does not host this topic ID.";
         o->error_message = msg(t->message);
     }
     sp_req_respond(req, &resp);

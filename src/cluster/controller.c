@@ -652,7 +652,12 @@ static void alter_configs(sp_controller_t *c, sp_ctl_op_t *op, sp_ctl_topic_t *t
     sp_arena_t *a = op->arena;
     const sp_topic_info_t *ti = find_topic(next, t);
     if (!ti) {
+        /* Kafka's text (Sarama 1.22 reads a failed alter from the text alone) */
         t->error = SP_ERR_UNKNOWN_TOPIC_OR_PARTITION;
+        char *m = sp_arena_alloc(a, 40 + (size_t)(t->name.len > 0 ? t->name.len : 0));
+        if (m)
+            sprintf(m, "The topic '%.*s' does not exist.", (int)(t->name.len > 0 ? t->name.len : 0), t->name.ptr);
+        t->message = m;
         return;
     }
     int16_t err;

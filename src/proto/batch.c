@@ -303,6 +303,11 @@ static int decompress(int codec, const uint8_t *src, size_t n, size_t limit, uin
     return 0;
 }
 
+int sp_decompress(int codec, const uint8_t *src, size_t n, size_t limit, uint8_t **out, size_t *out_len)
+{
+    return decompress(codec, src, n, limit ? limit : SP_BATCH_MAX_DECOMPRESSED_DEFAULT, out, out_len);
+}
+
 /* ---- record iteration ---------------------------------------------------- */
 
 static int iter_fail(sp_record_iter_t *it, int err)

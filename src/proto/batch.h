@@ -400,6 +400,11 @@ uint8_t *sp_batch_builder_finish(sp_batch_builder_t *b, size_t *len);
 /* Frees whatever the builder still owns.  Idempotent. */
 void sp_batch_builder_free(sp_batch_builder_t *b);
 
+/* Decompresses a raw stream of 'codec' (gzip, snappy raw or xerial-framed,
+ * an LZ4 frame, zstd) into *out (malloc'd), at most limit bytes (0: the
+ * default cap).  0 or SP_BATCH_E_*.  Legacy message sets (proto/legacy.h). */
+int sp_decompress(int codec, const uint8_t *src, size_t n, size_t limit, uint8_t **out, size_t *out_len);
+
 /* ---- recompression (a topic's compression.type) --------------------------- */
 
 /*

@@ -190,7 +190,7 @@ def sc_fetch(full):
     setup = [Step(0, 9, produce_body([('{t}', 0, batch(3, 0)), ('{t}', 1, batch(2, 0))]), compare=False),
              Step(0, 9, produce_body([('{t}', 0, batch(4, 3, codec=kw.CODEC_GZIP))]), compare=False)]
     steps = list(setup)
-    vs = served(1) if full else [4, 12, 13, 17, 18]
+    vs = served(1, KAFKA_MIN[1]) if full else [4, 12, 13, 17, 18]
     for v in vs:
         steps += [
             Step(1, v, fetch_body([('{t}', 0, 0), ('{t}', 1, 0)]), label='from 0'),

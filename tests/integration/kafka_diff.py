@@ -46,7 +46,6 @@ IGNORE = [
     (None, 'ThrottleTimeMs', 'quotas and throttling are per broker'),
     (None, 'ClusterId', 'each broker has its own cluster id'),
     (None, 'Port', 'each broker listens on its own port'),
-    (None, 'ErrorMessage', 'texts are not part of the protocol; the error code is compared'),
     (None, 'BatchIndexErrorMessage', 'texts are not part of the protocol; the batch index is compared'),
     (18, 'SupportedFeatures', 'KRaft feature levels (metadata.version, ...) Spool has none of'),
     (18, 'FinalizedFeatures', 'KRaft feature levels (metadata.version, ...) Spool has none of'),
@@ -57,6 +56,13 @@ IGNORE = [
     (35, 'LogDir', 'each broker has its own directories'),
     (35, 'TotalBytes', 'the size of the disk under each broker\'s directory, sampled at different times'),
     (35, 'UsableBytes', 'the free space of the disk under each broker\'s directory, sampled at different times'),
+]
+
+# (api key or None, field path pattern): texts compared by presence only
+# (the words are not part of the protocol, but whether there is a message
+# is: Sarama 1.22 takes an AlterConfigs answer without one for success)
+TEXTS = [
+    (None, 'ErrorMessage'),
 ]
 
 # (api key, array path, key field): arrays compared as maps by that key, so
@@ -190,6 +196,8 @@ KNOWN = [
           spool=_is(15), label='transaction'),
     Known('transactions', 10, None, 'NodeId', 'no transaction coordinator', spool=_is(-1), label='transaction'),
     Known('transactions', 10, None, 'Host', 'no transaction coordinator', spool=_is(''), label='transaction'),
+    Known('transactions', 10, None, 'Coordinators[].ErrorMessage', 'no transaction coordinator', kafka=_is(''),
+          spool=_is('<text>'), label='transaction'),
     Known('transactions', 0, None, 'Responses[].PartitionResponses[].ErrorCode', 'a transactional id refused',
           kafka=_is(0), spool=_is(53), label='transactional id'),
     Known('transactions', 0, None, 'Responses[].PartitionResponses[].BaseOffset', 'a transactional id refused',
@@ -213,6 +221,8 @@ KNOWN = [
           kafka=_is(36), spool=_is(42), label='internal topic'),
     Known('internal-topics', 37, None, 'Results[].ErrorCode', 'internal topics are the broker\'s',
           kafka=_is(0), spool=_is(42), label='internal topic'),
+    Known('internal-topics', 37, None, 'Results[].ErrorMessage', 'internal topics are the broker\'s',
+          kafka=_is(None), spool=_is('<text>'), label='internal topic'),
     # configs
     Known('configs-not-built', 32, None, _configs + '[*]', 'keys of features Spool has not built',
           spool=_is('<absent>'), diff=lambda d: d.path.split('[')[-1].rstrip(']') in ABSENT_CONFIGS),
@@ -237,6 +247,8 @@ KNOWN = [
           kafka=_is(CLOSED), label='a resource twice'),
     Known('kafka-unknown-error', 44, None, 'Responses[].ErrorCode', 'Kafka 4.3 answers UNKNOWN_SERVER_ERROR',
           kafka=_is(-1), spool=_is(42), label='unknown operation'),
+    Known('kafka-unknown-error', 44, None, 'Responses[].ErrorMessage', 'Kafka 4.3 answers UNKNOWN_SERVER_ERROR',
+          kafka=_is(None), spool=_is('<text>'), label='unknown operation'),
 ]
 
 # Topic and broker config keys Spool does not have (configs-not-built)
@@ -539,6 +551,8 @@ def normalise(api, version, body, target, own_names=None):
                 p = '%s.%s' % (path, k) if path else k
                 if _ignored(api, p):
                     out[k] = '<ignored>'
+                elif any((a is None or a == api) and path_match(p, pat) for a, pat in TEXTS):
+                    out[k] = '<text>' if v else v
                 elif k in MEMBER_FIELDS and isinstance(v, str) and v:
                     out[k] = target.symbol('member', v)
                 else:

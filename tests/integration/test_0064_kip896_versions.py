@@ -13,9 +13,10 @@ from kafka_schema import schemas
 
 S = schemas()
 
-# (API key, version) these tests cover; test_0061 leaves them out of the
-# comparison with Kafka 4.3, which does not serve them
-VERSIONS = {(2, 0), (19, 0), (19, 1), (20, 0), (32, 0), (35, 0)}
+# (API key, version) these tests and test_0065 (Fetch v0-3, message
+# format conversion) cover; test_0061 leaves them out of the comparison
+# with Kafka 4.3, which does not serve them
+VERSIONS = {(2, 0), (19, 0), (19, 1), (20, 0), (32, 0), (35, 0), (1, 0), (1, 1), (1, 2), (1, 3)}
 
 
 def call(port, key, v, body):
