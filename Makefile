@@ -39,7 +39,7 @@ TS_OBJ   := $(BUILD)/obj/src/proto/gen/test_support.o $(BUILD)/obj/tests/unit/li
 # test objects are not intermediate: keep them (test_support.c is 1 MB)
 .SECONDARY: $(TS_OBJ)
 
-.PHONY: all run test unit integration difftest fault asan tsan fuzz regen regen-check deps test-deps kafka java clients old-clients clean
+.PHONY: all run test unit integration difftest fault asan tsan fuzz regen regen-check api-table deps test-deps kafka java clients old-clients clean
 
 all: $(BUILD)/spoold
 
@@ -128,13 +128,18 @@ unit: $(UNIT_BIN)
 regen:
 	python3 tools/gen_codec.py $(SCHEMAS) src/proto/gen
 
+# docs/PROTOCOL.md's table of API versions (from api.c and the schemas)
+api-table:
+	python3 tools/api_table.py $(SCHEMAS) docs/PROTOCOL.md
+
 # When the schemas are beside us, the committed codec must be exactly what
 # the generator makes from them.
 regen-check:
 	@if [ -d $(SCHEMAS)/message ]; then \
 	    tmp=$$(mktemp -d) && python3 tools/gen_codec.py $(SCHEMAS) $$tmp && \
 	    diff -r -q $$tmp src/proto/gen && rm -rf $$tmp && \
-	    echo "regen-check: src/proto/gen matches $(SCHEMAS)"; \
+	    echo "regen-check: src/proto/gen matches $(SCHEMAS)" && \
+	    python3 tools/api_table.py $(SCHEMAS) docs/PROTOCOL.md --check; \
 	else echo "regen-check: $(SCHEMAS) not present, skipped"; fi
 
 integration: all fault kafka java clients old-clients $(BUILD)/spool-nodes

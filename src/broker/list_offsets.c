@@ -1,5 +1,10 @@
 /*
- * list_offsets.c - ListOffsets (key 2), v1-v10.
+ * list_offsets.c - ListOffsets (key 2), v0-v11.
+ *
+ * v0 (removed in Kafka 4.0, still asked by Burrow and old Sarama) answers
+ * a list of offsets per partition, as Kafka 3 did (partition.h
+ * sp_partition_legacy_offsets): -1 gives the high watermark first, -2 the
+ * log start, a timestamp the segments last written at or before it.
  *
  * timestamp -1 latest (the high watermark; the last stable offset for
  * read_committed, the same here without transactions), -2 earliest (log
@@ -17,9 +22,14 @@
  * refuses the duplicates), at the place of its first appearance.
  */
 #include "broker/api.h"
+
+#include <stdlib.h>
+#include <string.h>
+
 #include "cluster/partition.h"
 #include "proto/gen/list_offsets_request.h"
 #include "proto/gen/list_offsets_response.h"
+#include "util/clock.h"
 #include "util/hashset.h"
 
 /* The lowest ListOffsets version that has special timestamp ts (< 0), or
@@ -98,6 +108,29 @@ static int mark_duplicates(sp_req_t *req, const sp_list_offsets_request_t *body,
     return 0;
 }
 
+/* v0: the old style list of offsets (partition.h sp_partition_legacy_offsets). */
+static void legacy_offsets(sp_req_t *req, sp_partition_t *part,
+                           const sp_list_offsets_request_list_offsets_partition_t *rp,
+                           sp_list_offsets_response_list_offsets_partition_response_t *po)
+{
+    int64_t *offs = NULL;
+    int16_t err = 0;
+    int n = sp_partition_legacy_offsets(part, rp->timestamp, rp->max_num_offsets, sp_wall_ms(), &offs, &err);
+    po->old_style_offsets.n = 0;
+    if (n < 0) {
+        po->error_code = err;
+        return;
+    }
+    po->old_style_offsets.v = n ? sp_arena_alloc(&req->arena, sizeof(int64_t) * (size_t)n) : NULL;
+    if (n && po->old_style_offsets.v) {
+        memcpy(po->old_style_offsets.v, offs, sizeof(int64_t) * (size_t)n);
+        po->old_style_offsets.n = n;
+    } else if (n) {
+        po->error_code = SP_ERR_UNKNOWN_SERVER_ERROR;
+    }
+    free(offs);
+}
+
 void sp_handle_list_offsets(sp_req_t *req)
 {
     const sp_list_offsets_request_t *body = req->r.body;
@@ -151,6 +184,11 @@ void sp_handle_list_offsets(sp_req_t *req)
                                                      rp->partition_index);
             if (!part) {
                 po->error_code = SP_ERR_UNKNOWN_TOPIC_OR_PARTITION;
+                continue;
+            }
+            if (v == 0) {
+                legacy_offsets(req, part, rp, po);
+                sp_partition_unref(part);
                 continue;
             }
             po->leader_epoch = 0;

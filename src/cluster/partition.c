@@ -388,6 +388,63 @@ void sp_partition_max_timestamp(sp_partition_t *p, int64_t *offset, int64_t *ts)
     sp_plog_max_timestamp(p->log, offset, ts);
 }
 
+int sp_partition_legacy_offsets(sp_partition_t *p, int64_t ts, int32_t max, int64_t now_ms, int64_t **out,
+                                int16_t *err)
+{
+    *out = NULL;
+    *err = 0;
+    sp_log_offsets_t lo;
+    sp_partition_offsets(p, &lo);
+    int n = sp_plog_segment_stats(p->log, NULL, 0);
+    sp_seg_stat_t *segs = n > 0 ? malloc(sizeof(*segs) * (size_t)(n + 1)) : NULL;
+    if (n > 0 && segs)
+        n = sp_plog_segment_stats(p->log, segs, n); /* may have grown: keep the first n */
+    if (n <= 0 || !segs || lo.failed || lo.deleted) {
+        free(segs);
+        *err = lo.deleted ? SP_ERR_UNKNOWN_TOPIC_OR_PARTITION : SP_ERR_KAFKA_STORAGE_ERROR;
+        return -1;
+    }
+    /* (offset, time) of each segment, and of the end when the active one holds data */
+    int len = n;
+    for (int i = 0; i < n; i++)
+        segs[i].base_offset = segs[i].base_offset > lo.log_start ? segs[i].base_offset : lo.log_start;
+    if (segs[n - 1].size > 0) {
+        segs[len].base_offset = lo.leo;
+        segs[len].mtime_ms = now_ms;
+        len++;
+    }
+    int start = -1;
+    if (ts == -1) {
+        start = len - 1;
+    } else if (ts == -2) {
+        start = 0;
+    } else {
+        for (start = len - 1; start >= 0 && segs[start].mtime_ms > ts; start--)
+            ;
+    }
+    int k = max < start + 1 ? max : start + 1;
+    int64_t *r = k > 0 ? malloc(sizeof(int64_t) * (size_t)(k + 1)) : NULL;
+    if (k > 0 && !r) {
+        free(segs);
+        *err = SP_ERR_UNKNOWN_SERVER_ERROR;
+        return -1;
+    }
+    for (int j = 0; j < k; j++)
+        r[j] = segs[start - j].base_offset; /* descending already: bases grow */
+    free(segs);
+    /* a consumer sees nothing past the high watermark */
+    if (k > 0 && r[0] > lo.hw) {
+        int drop = 0;
+        while (drop < k && r[drop] > lo.hw)
+            drop++;
+        memmove(r + 1, r + drop, sizeof(int64_t) * (size_t)(k - drop));
+        r[0] = lo.hw;
+        k = k - drop + 1;
+    }
+    *out = r;
+    return k;
+}
+
 int16_t sp_partition_delete_records(sp_partition_t *p, int64_t offset, int64_t *new_start)
 {
     return sp_log_err_kafka(sp_plog_delete_records(p->log, offset, new_start), 0);

@@ -132,6 +132,17 @@ void sp_partition_config(sp_partition_t *p, sp_log_config_t *out);
 /* ListOffsets: see sp_plog_offset_for_time / sp_plog_max_timestamp; 0 or a Kafka error. */
 int16_t sp_partition_offset_for_time(sp_partition_t *p, int64_t ts, int64_t *offset, int64_t *found_ts);
 void sp_partition_max_timestamp(sp_partition_t *p, int64_t *offset, int64_t *ts);
+/*
+ * ListOffsets v0 (Kafka's legacyFetchOffsetsBefore, for a consumer): up to
+ * max offsets, newest first, from the segment base offsets (the log start
+ * for the first) and the log end, each dated by its file's last
+ * modification (the end: now): -1 from the newest, -2 the earliest only,
+ * ts >= 0 from the newest dated at or before ts; offsets above the high
+ * watermark become the high watermark.  *out is malloc'd (NULL when
+ * empty).  The count, or -1 with *err a Kafka error.
+ */
+int sp_partition_legacy_offsets(sp_partition_t *p, int64_t ts, int32_t max, int64_t now_ms, int64_t **out,
+                                int16_t *err);
 /* DeleteRecords: offset <= hw (-1 = hw).  0 with *new_start, or a Kafka error. */
 int16_t sp_partition_delete_records(sp_partition_t *p, int64_t offset, int64_t *new_start);
 /* Replays every record below hw from 'from' (plog.h sp_plog_scan). */

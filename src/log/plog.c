@@ -965,6 +965,41 @@ void sp_plog_max_timestamp(sp_plog_t *l, int64_t *offset, int64_t *ts)
     pthread_mutex_unlock(&l->mu);
 }
 
+/* ---- segment stats ------------------------------------------------------ */
+
+int sp_plog_segment_stats(sp_plog_t *l, sp_seg_stat_t *out, int max)
+{
+    pthread_mutex_lock(&l->mu);
+    if (gone_error(l)) {
+        pthread_mutex_unlock(&l->mu);
+        return -1;
+    }
+    int n = l->nsegs, k = n < max ? n : max;
+    sp_segment_t *local[64];
+    sp_segment_t **segs = k <= 64 ? local : malloc(sizeof(*segs) * (size_t)k);
+    if (!segs) {
+        pthread_mutex_unlock(&l->mu);
+        return -1;
+    }
+    for (int i = 0; i < k; i++) {
+        segs[i] = l->segs[i];
+        sp_segment_ref(segs[i]);
+        out[i].base_offset = segs[i]->base_offset;
+        out[i].size = atomic_load(&segs[i]->size);
+    }
+    pthread_mutex_unlock(&l->mu);
+    for (int i = 0; i < k; i++) {
+        struct stat st;
+        out[i].mtime_ms = stat(segs[i]->path, &st) == 0
+                              ? (int64_t)st.st_mtim.tv_sec * 1000 + st.st_mtim.tv_nsec / 1000000
+                              : sp_wall_ms();
+        sp_segment_unref(segs[i]);
+    }
+    if (segs != local)
+        free(segs);
+    return n;
+}
+
 /* ---- scan ---------------------------------------------------------------- */
 
 int sp_plog_scan(sp_plog_t *l, int64_t from, int (*fn)(const sp_record_t *rec, void *ctx), void *ctx)

@@ -258,6 +258,17 @@ void sp_plog_set_config(sp_plog_t *l, const sp_log_config_t *cfg);
 sp_log_err_t sp_plog_offset_for_time(sp_plog_t *l, int64_t ts, int64_t *offset, int64_t *found_ts);
 void sp_plog_max_timestamp(sp_plog_t *l, int64_t *offset, int64_t *ts);
 
+/* One segment as ListOffsets v0 sees it (Kafka's legacyFetchOffsetsBefore). */
+typedef struct sp_seg_stat {
+    int64_t base_offset;
+    int64_t size;
+    int64_t mtime_ms;             /* the .log file's last modification */
+} sp_seg_stat_t;
+
+/* The segments, oldest first, at most max of them; returns how many the
+ * log has (-1 if gone).  The files are stat'ed outside mu. */
+int sp_plog_segment_stats(sp_plog_t *l, sp_seg_stat_t *out, int max);
+
 /*
  * Calls fn(record, ctx) for every record from offset 'from' (or the log
  * start, if later) up to the high watermark, in order: how internal logs

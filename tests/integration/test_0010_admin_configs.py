@@ -346,11 +346,11 @@ def test_api_versions_lists_admin_apis(broker):
     keys = resp['api_keys']
     assert keys[API_CREATE_PARTITIONS] == (0, 3)
     assert keys[API_DELETE_RECORDS] == (0, 2)
-    assert keys[API_DESCRIBE_CONFIGS] == (1, 4)
+    assert keys[API_DESCRIBE_CONFIGS] == (0, 4)
     assert keys[API_ALTER_CONFIGS] == (0, 2)
     assert keys[API_INCREMENTAL_ALTER_CONFIGS] == (0, 1)
-    assert keys[API_DESCRIBE_CLUSTER] == (0, 1)
-    assert keys[API_DESCRIBE_LOG_DIRS] == (1, 4)
+    assert keys[API_DESCRIBE_CLUSTER] == (0, 2)
+    assert keys[API_DESCRIBE_LOG_DIRS] == (0, 5)
 
 
 # ------------------------------------------------------------------ DescribeConfigs / AlterConfigs (kafka-python)
