@@ -10,7 +10,8 @@
 //
 //	admin      create PREFIX-adm (3 partitions, retention.ms=3600000) and
 //	           PREFIX-del (1 partition) in one CreateTopics v0, create
-//	           PREFIX-adm again (TOPIC_ALREADY_EXISTS), read both topics'
+//	           PREFIX-adm again with 5 partitions (kafka-go returns no
+//	           error for TOPIC_ALREADY_EXISTS), read both topics'
 //	           partitions (Metadata v1), delete PREFIX-del (DeleteTopics
 //	           v1) and wait until the metadata no longer has it (the broker
 //	           must not create topics on Metadata requests).  The test
@@ -146,7 +147,11 @@ func admin(bootstrap, prefix string, r *report) {
 	step("create", func(c *kafka.Conn) (interface{}, error) {
 		return 0, c.CreateTopics(adm, kafka.TopicConfig{Topic: del, NumPartitions: 1, ReplicationFactor: 1})
 	})
-	step("create_again", func(c *kafka.Conn) (interface{}, error) { return kerr(c.CreateTopics(adm)), nil })
+	// kafka-go 0.2 takes TOPIC_ALREADY_EXISTS for success ("idempotent"):
+	// asked again with 5 partitions, the topic must keep its 3
+	again := adm
+	again.NumPartitions = 5
+	step("create_again", func(c *kafka.Conn) (interface{}, error) { return kerr(c.CreateTopics(again)), nil })
 	step("partitions", func(c *kafka.Conn) (interface{}, error) { return partitionIDs(c, topic) })
 	step("partitions_del", func(c *kafka.Conn) (interface{}, error) { return partitionIDs(c, del) })
 	step("delete", func(c *kafka.Conn) (interface{}, error) { return 0, c.DeleteTopics(del) })
@@ -268,7 +273,7 @@ func roundtrip(bootstrap, prefix string, r *report) {
 			HeartbeatInterval: 500 * time.Millisecond, SessionTimeout: 10 * time.Second,
 			RebalanceTimeout: 10 * time.Second, ErrorLogger: log.New(os.Stderr, "[kafka-go] ", log.Ltime)})
 		defer rd.Close()
-		gctx, gcancel := context.WithTimeout(ctx, 30*time.Second)
+		gctx, gcancel := context.WithTimeout(ctx, 15*time.Second)
 		defer gcancel()
 		out := [][]interface{}{}
 		for len(out) < n {

@@ -23,6 +23,11 @@
 //	           and consumer groups accept): CreateTopics v0, Metadata v0,
 //	           DeleteTopics v0; no config steps (Sarama refuses
 //	           DescribeConfigs and AlterConfigs below 0.11 itself).
+//	alter-unknown  Version 0.11.0: alter retention.ms of PREFIX-none, a
+//	           topic that does not exist (AlterConfigs v0).  Sarama 1.22
+//	           looks at the resource's error message only, not its code:
+//	           a broker that answers without a message lets it report
+//	           success.
 //	roundtrip  Version 0.11.0 (the oldest that writes record batches):
 //	           into PREFIX-rt (3 partitions, made by the test) a sync
 //	           producer writes N records, record i to partition i % 3,
@@ -227,6 +232,21 @@ func topicListed(bootstrap string, conf *sarama.Config, topic string) (bool, err
 		}
 	}
 	return false, nil
+}
+
+func alterUnknown(bootstrap, prefix string, r *report) {
+	admin, err := sarama.NewClusterAdmin([]string{bootstrap}, config(sarama.V0_11_0_0, "alter-unknown"))
+	if err != nil {
+		r.errors["connect"] = err.Error()
+		return
+	}
+	defer admin.Close()
+	v := "7200000"
+	err = admin.AlterConfig(sarama.TopicResource, prefix+"-none", map[string]*string{"retention.ms": &v}, false)
+	r.out["alter"] = ""
+	if err != nil {
+		r.out["alter"] = err.Error()
+	}
 }
 
 // listTopic is what ListTopics says of one topic.
@@ -457,7 +477,7 @@ func offsets(bootstrap, prefix string, r *report) {
 
 func main() {
 	if len(os.Args) != 4 {
-		fmt.Fprintln(os.Stderr, "usage: sarama122 admin|admin010|roundtrip|offsets BOOTSTRAP PREFIX")
+		fmt.Fprintln(os.Stderr, "usage: sarama122 admin|admin010|alter-unknown|roundtrip|offsets BOOTSTRAP PREFIX")
 		os.Exit(2)
 	}
 	scenario, bootstrap, prefix := os.Args[1], os.Args[2], os.Args[3]
@@ -469,6 +489,8 @@ func main() {
 		admin(bootstrap, prefix, r, sarama.V0_11_0_0, scenario)
 	case "admin010":
 		admin(bootstrap, prefix, r, sarama.V0_10_2_0, scenario)
+	case "alter-unknown":
+		alterUnknown(bootstrap, prefix, r)
 	case "roundtrip":
 		roundtrip(bootstrap, prefix, r)
 	case "offsets":
