@@ -60,9 +60,10 @@ def assert_sent(spool, client, want):
     assert not missing, '%s did not send %s (it sent %s)' % (client, oc.describe(missing), oc.describe(sent))
 
 
-def no_errors(out):
+def no_errors(out, spool, client):
     errors = out.get('errors')
-    assert errors == {}, 'steps failed: %s\n(tool log: %s)' % (errors, out.get('_stderr', '')[-2500:])
+    assert errors == {}, 'steps failed: %s\n%s sent: %s\n(its log: %s)' % (
+        errors, client, oc.describe(spool.sent(client)), out.get('_stderr', '')[-2500:])
 
 
 def configs_of(bootstrap, topic):
@@ -125,7 +126,7 @@ def test_sarama_admin(spool):
     prefix = 'sarama-adm'
     out = oc.run_go('sarama122', 'admin', spool.bootstrap, prefix)
     topic = prefix + '-adm'
-    no_errors(out)
+    no_errors(out, spool, 'spool-sarama122-admin')
     assert out['create'] == 0 and out['create_again'] == 36, out   # TOPIC_ALREADY_EXISTS
     assert out['describe'] == {'name': topic, 'error': 0, 'partitions': [0, 1, 2]}, out['describe']
     cfg, alt = out['configs'], out['configs_altered']
@@ -149,7 +150,7 @@ def test_sarama_admin_kafka_0_10(spool):
     prefix = 'sarama-adm010'
     out = oc.run_go('sarama122', 'admin010', spool.bootstrap, prefix)
     topic = prefix + '-adm'
-    no_errors(out)
+    no_errors(out, spool, 'spool-sarama122-admin010')
     assert out['create'] == 0 and out['create_again'] == 36, out
     assert out['describe'] == {'name': topic, 'error': 0, 'partitions': [0, 1, 2]}, out['describe']
     assert out['delete'] == 0 and out['gone'] is True, out
@@ -164,7 +165,7 @@ def test_sarama_alter_unknown_topic(spool):
     says "The topic '<name>' does not exist." there."""
     prefix = 'sarama-unknown'
     out = oc.run_go('sarama122', 'alter-unknown', spool.bootstrap, prefix)
-    no_errors(out)
+    no_errors(out, spool, 'spool-sarama122-alter-unknown')
     assert out['alter'] == "The topic '%s-none' does not exist." % prefix, out
     assert_sent(spool, 'spool-sarama122-alter-unknown', {(ALTER_CONFIGS, 0)})
 
@@ -177,7 +178,7 @@ def test_sarama_roundtrip(spool):
     topic = prefix + '-rt'
     create_topic(spool.bootstrap, topic, PARTS)
     out = oc.run_go('sarama122', 'roundtrip', spool.bootstrap, prefix)
-    no_errors(out)
+    no_errors(out, spool, 'spool-sarama122-roundtrip')
     assert out['produced'] == [[i % PARTS, i // PARTS] for i in range(N)], out['produced']
     assert out['group']['assigned'] == [0, 1, 2]
     got = sorted(r[:4] + [r[5]] for r in out['group']['records'])
@@ -203,9 +204,10 @@ def test_sarama_default_config_offsets(spool):
     ends = {0: 7, 1: 3, 2: 0}
     p = producer(spool.bootstrap)
     produce(p, topic, [{'partition': pp, 'value': b'x'} for pp, n in ends.items() for _ in range(n)])
+    del p   # closed now, not after the broker has stopped
     commit(spool.bootstrap, group, topic, {0: 5, 1: 3})
     out = oc.run_go('sarama122', 'offsets', spool.bootstrap, prefix)
-    no_errors(out)
+    no_errors(out, spool, 'spool-sarama122-offsets')
     assert out['version'] == '0.8.2.0'
     assert out['listed'] is True and out['partitions'] == [0, 1, 2], out
     assert out['newest'] == {str(p): n for p, n in ends.items()}, out['newest']
@@ -222,7 +224,7 @@ def test_kafkago_admin(spool):
     DeleteTopics v1; the topics as Debian's confluent-kafka sees them."""
     prefix = 'kafkago-adm'
     out = oc.run_go('kafkago02', 'admin', spool.bootstrap, prefix)
-    no_errors(out)
+    no_errors(out, spool, 'spool-kafkago02')
     # kafka-go 0.2 turns TOPIC_ALREADY_EXISTS into no error: the second
     # create asked 5 partitions, the topic keeps its 3
     assert out['create'] == 0 and out['create_again'] == 0, out
@@ -243,7 +245,7 @@ def test_kafkago_roundtrip(spool):
     topic = prefix + '-rt'
     create_topic(spool.bootstrap, topic, PARTS)
     out = oc.run_go('kafkago02', 'roundtrip', spool.bootstrap, prefix)
-    no_errors(out)
+    no_errors(out, spool, 'spool-kafkago02')
     ends = {str(p): N // PARTS for p in range(PARTS)}
     assert out['produced'] == ends and out['end_offsets'] == ends, out
     assert sorted(out['read']) == want_records('kafka-go-0.2')
@@ -268,17 +270,25 @@ def poll(what, f, timeout=30):
     raise AssertionError('%s: not within %d s; last: %r' % (what, timeout, last and last[1]))
 
 
-def test_burrow_lag(spool, tmp_path):
-    """Burrow 1.2.1 (kafka-version 2.0.0, the newest it knows) watching
-    Spool: the end offsets it asks with ListOffsets v0 are the topic's, and
-    the lag it computes from the commits it reads in __consumer_offsets is
-    end minus committed, per partition."""
+# Burrow's client-profile kafka-version: 2.0.0, the newest Burrow 1.2 knows
+# (Fetch v4 of __consumer_offsets), and 0.10.0, the one in the burrow.toml
+# Debian ships (Fetch v2: message format 1)
+BURROW_FETCH = {'2.0.0': 4, '0.10.0': 2}
+
+
+@pytest.mark.parametrize('kafka_version', sorted(BURROW_FETCH, reverse=True))
+def test_burrow_lag(spool, tmp_path, kafka_version):
+    """Burrow 1.2.1 watching Spool: the end offsets it asks with ListOffsets
+    v0 (whatever its kafka-version) are the topic's, and the lag it computes
+    from the commits it reads in __consumer_offsets is end minus committed,
+    per partition."""
     topic, group = 'burrowed', 'burrow-watched'
     ends = {0: 10, 1: 20, 2: 5}
     commits = {0: 4, 1: 20, 2: 1}
     create_topic(spool.bootstrap, topic, PARTS)
     p = producer(spool.bootstrap)
     produce(p, topic, [{'partition': pp, 'value': b'x'} for pp, n in ends.items() for _ in range(n)])
+    del p   # closed now, not after the broker has stopped
     # Burrow's consumer module stops at once if __consumer_offsets does not
     # exist; the group's first FindCoordinator creates it
     assert committed(spool.bootstrap, group, topic, range(PARTS)) == {p: -1001 for p in range(PARTS)}
@@ -286,7 +296,7 @@ def test_burrow_lag(spool, tmp_path):
     zk = oc.start_zookeeper(tmp_path / 'zookeeper')
     burrow = None
     try:
-        burrow = oc.start_burrow(tmp_path / 'burrow', spool.bootstrap, zk.port)
+        burrow = oc.start_burrow(tmp_path / 'burrow', spool.bootstrap, zk.port, kafka_version)
 
         def topic_offsets():
             st, body = oc.burrow_get(burrow, '/v3/kafka/spool/topic/%s' % topic)
@@ -308,6 +318,7 @@ def test_burrow_lag(spool, tmp_path):
         assert status[2]['status']['totallag'] == sum(ends[p] - commits[p] for p in range(PARTS)), status[2]
         assert burrow.running(), burrow.log_text()[-3000:]
     except BaseException:
+        print('---- Burrow sent: %s' % oc.describe(spool.sent(oc.BURROW_CLIENT_ID)))
         if burrow is not None:
             print('---- Burrow log ----\n' + burrow.log_text()[-6000:])
         print('---- ZooKeeper log ----\n' + zk.log_text()[-2000:])
@@ -316,4 +327,4 @@ def test_burrow_lag(spool, tmp_path):
         if burrow is not None:
             burrow.stop()
         zk.stop()
-    assert_sent(spool, oc.BURROW_CLIENT_ID, {(LIST_OFFSETS, 0), (FETCH, 4)})
+    assert_sent(spool, oc.BURROW_CLIENT_ID, {(LIST_OFFSETS, 0), (FETCH, BURROW_FETCH[kafka_version])})
