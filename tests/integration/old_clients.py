@@ -299,10 +299,12 @@ def describe(pairs):
 # ------------------------------------------------------------ ZooKeeper
 
 class Process:
-    """A child process stopped by its PID (SIGTERM, then SIGKILL)."""
+    """A child process stopped by its PID (SIGTERM, then SIGKILL after
+    `grace` seconds)."""
 
-    def __init__(self, name, proc, log_path):
+    def __init__(self, name, proc, log_path, grace=10):
         self.name, self.proc, self.log_path = name, proc, Path(log_path)
+        self.grace = grace
 
     def log_text(self):
         try:
@@ -318,7 +320,7 @@ class Process:
             return self.proc.returncode
         try:
             os.kill(self.proc.pid, signal.SIGTERM)
-            return self.proc.wait(timeout=10)
+            return self.proc.wait(timeout=self.grace)
         except subprocess.TimeoutExpired:
             os.kill(self.proc.pid, signal.SIGKILL)
             return self.proc.wait(timeout=10)
@@ -455,7 +457,10 @@ min-distance=1
     with open(log_path, 'wb') as f:
         proc = subprocess.Popen([BURROW, '-config-dir', str(workdir)], stdin=subprocess.DEVNULL,
                                 stdout=f, stderr=f, cwd=str(workdir))
-    b = Process('burrow', proc, log_path)
+    # Burrow 1.2 stops every module on SIGTERM, then never returns from
+    # stopping its ZooKeeper coordinator (its log ends with "stopping ...
+    # zookeeper"): 2 s, then SIGKILL; its state is in a throwaway ZooKeeper
+    b = Process('burrow', proc, log_path, grace=2)
     b.http_port = http_port
     b.workdir = workdir
 
