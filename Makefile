@@ -8,6 +8,7 @@
 #   make fault      build/libspfault.so, the LD_PRELOAD fault injector (tests/fault)
 #   make kafka      fetch Apache Kafka 4.3.1 (tests/kafka), make java the Java side (tests/java)
 #   make clients    the newer Kafka clients the tests use, into .cache/ (once)
+#   make old-clients  Debian's Sarama 1.22 and kafka-go 0.2 test programs, into .cache/
 #   make fuzz       run each libFuzzer target briefly (FUZZ_SECONDS, default 60)
 #   make regen      regenerate src/proto/gen from ../shared/kafka-protocol
 #   make difftest   the whole differential corpus: every request to Kafka 4.3 and to Spool, compared
@@ -38,7 +39,7 @@ TS_OBJ   := $(BUILD)/obj/src/proto/gen/test_support.o $(BUILD)/obj/tests/unit/li
 # test objects are not intermediate: keep them (test_support.c is 1 MB)
 .SECONDARY: $(TS_OBJ)
 
-.PHONY: all run test unit integration difftest fault asan tsan fuzz regen regen-check api-table deps test-deps kafka java clients clean
+.PHONY: all run test unit integration difftest fault asan tsan fuzz regen regen-check api-table deps test-deps kafka java clients old-clients clean
 
 all: $(BUILD)/spoold
 
@@ -104,6 +105,13 @@ kafka:
 clients:
 	@$(PYTHON) tests/integration/newer_clients.py setup
 
+# The old tools Kafka 4 no longer serves (tests/integration/old_clients.py):
+# programs on Debian's Sarama 1.22 and kafka-go 0.2 (tests/go-debian),
+# built offline in GOPATH mode from /usr/share/gocode into .cache/go-debian,
+# a stamp of the inputs checked on every run
+old-clients:
+	@$(PYTHON) tests/integration/old_clients.py setup
+
 # The Java ecosystem against Spool (tests/java): Kafka's Java clients,
 # Streams and Connect 4.3.1 fetched once into .cache/ (git-ignored), the
 # scenario programs compiled there; checked on every run
@@ -134,7 +142,7 @@ regen-check:
 	    python3 tools/api_table.py $(SCHEMAS) docs/PROTOCOL.md --check; \
 	else echo "regen-check: $(SCHEMAS) not present, skipped"; fi
 
-integration: all fault kafka java clients $(BUILD)/spool-nodes
+integration: all fault kafka java clients old-clients $(BUILD)/spool-nodes
 	SPOOLD=$(abspath $(BUILD)/spoold) $(PYTHON) -m pytest -q tests/integration
 
 # The differential tests in full (tests/integration/test_0061_differential.py;
@@ -154,7 +162,7 @@ test: test-deps
 	$(MAKE) regen-check
 	$(MAKE) integration
 
-asan: test-deps kafka java clients
+asan: test-deps kafka java clients old-clients
 	$(MAKE) BUILD=build/asan OPT=-O1 SANFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" all unit fault
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	    SPOOLD=$(abspath build/asan/spoold) $(PYTHON) -m pytest -q tests/integration
