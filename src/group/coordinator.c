@@ -17,11 +17,13 @@
  * (durable) or the partition fails or goes away (lost).  Its outcome is
  * queued back, so the groups only ever run on this thread.  Once the
  * coordinator has stopped ('closed'), an outcome is settled where it
- * arrives (sp_group_write_abandon).
+ * arrives (sp_group_write_abandon), and the last write to end frees the
+ * coordinator's memory (refs).
  */
 #include "group/coordinator.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,6 +72,7 @@ struct sp_coordinator {
     bool closed;                /* the thread is done: nothing more is queued (mu) */
     bool running, loop_ready, wake_ready, timer_ready;
     int32_t nparts;             /* partitions of __consumer_offsets at start */
+    atomic_int refs;            /* the owner's, and one per write under way */
 };
 
 static int64_t now_ms(void)
@@ -77,6 +80,15 @@ static int64_t now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Drops a reference; the last frees c (its thread and loop long gone). */
+static void coordinator_unref(sp_coordinator_t *c)
+{
+    if (atomic_fetch_sub(&c->refs, 1) == 1) {
+        pthread_mutex_destroy(&c->mu);
+        free(c);
+    }
 }
 
 /* ---- partitions ---------------------------------------------------------- */
@@ -203,6 +215,7 @@ static void write_done(sp_coordinator_t *c, void *arg)
     write_t *x = arg;
     sp_groups_settle(c->groups, x->gw, x->err, x->last_offset, now_ms());
     write_free(x);
+    coordinator_unref(c);
 }
 
 /* The outcome of x is known: settled on the coordinator thread, or here
@@ -217,6 +230,7 @@ static void post_done(write_t *x)
         return;
     sp_group_write_abandon(x->gw, x->err);
     write_free(x);
+    coordinator_unref(c);
 }
 
 /* The partition's ack waiter: the batch is below the high watermark
@@ -244,6 +258,7 @@ static int16_t persist(void *ctx, const char *group, uint8_t *batch, size_t len,
     x->c = c;
     x->gw = gw;
     if (len == 0) {
+        atomic_fetch_add(&c->refs, 1);
         post_done(x);
         return 0;
     }
@@ -265,6 +280,7 @@ static int16_t persist(void *ctx, const char *group, uint8_t *batch, size_t len,
                 sp_kafka_error_name(ar.error));
         return write_error(ar.error);
     }
+    atomic_fetch_add(&c->refs, 1);
     x->part = part;
     x->last_offset = ar.last_offset;
     x->w.offset = ar.last_offset;
@@ -417,7 +433,8 @@ static void close_walk(uv_handle_t *h, void *arg)
         uv_close(h, NULL);
 }
 
-/* Frees c (its thread stopped or never started). */
+/* Frees what c holds (its thread stopped or never started) and drops the
+ * owner's reference. */
 static void coordinator_free(sp_coordinator_t *c)
 {
     sp_groups_free(c->groups);
@@ -429,8 +446,7 @@ static void coordinator_free(sp_coordinator_t *c)
     }
     if (c->wake_ready)
         sp_wakeup_free(&c->wake);
-    pthread_mutex_destroy(&c->mu);
-    free(c);
+    coordinator_unref(c);
 }
 
 sp_coordinator_t *sp_coordinator_start(const sp_broker_t *b, const sp_config_t *cfg)
@@ -439,6 +455,7 @@ sp_coordinator_t *sp_coordinator_start(const sp_broker_t *b, const sp_config_t *
     if (!c)
         return NULL;
     pthread_mutex_init(&c->mu, NULL);
+    atomic_init(&c->refs, 1);
     if (coordinator_start(c, b, cfg) != 0) {
         coordinator_free(c); /* nothing was written yet */
         return NULL;

@@ -21,6 +21,11 @@
  * the partition's high watermark passes it (the flush thread queues its
  * outcome); a write that ends after stop is settled where it ends
  * (sp_group_write_abandon: its calls answered, nothing else touched).
+ *
+ * Invariants:
+ *  (1) after sp_coordinator_stop returns nothing more runs on the groups;
+ *      the coordinator's memory lasts until the last write under way has
+ *      ended (refs).
  */
 #ifndef SP_GROUP_COORDINATOR_H
 #define SP_GROUP_COORDINATOR_H
