@@ -148,6 +148,20 @@ void sp_group_records_free(sp_group_records_t *r)
 
 /* ---- replay ------------------------------------------------------------- */
 
+/* Decodes value, "int16 version | struct" of schema d (any version it
+ * knows), into x (initialised first; strings and arrays in a).  0 or
+ * -1. */
+static int decode_versioned(sp_bytes_t value, const sp_msg_desc_t *d, void *x, sp_arena_t *a)
+{
+    sp_reader_t r = sp_reader(value.ptr, (size_t)value.len);
+    int16_t v = -1;
+    sp_read_i16(&r, &v);
+    d->init(x);
+    if (!sp_reader_ok(&r) || v < d->min_version || v > d->max_version)
+        return -1;
+    return d->decode(&r, a, x, v);
+}
+
 /* An OffsetCommit record (key version kv, its reader after the version). */
 static void replay_offset(sp_groups_t *gs, sp_reader_t *r, int16_t kv, sp_bytes_t value,
                           int64_t log_offset, sp_arena_t *a)
@@ -165,12 +179,8 @@ static void replay_offset(sp_groups_t *gs, sp_reader_t *r, int16_t kv, sp_bytes_
         sp_offsets_drop(&g->offsets, k.topic.ptr, k.topic.len, k.partition);
         return;
     }
-    sp_reader_t vr = sp_reader(value.ptr, (size_t)value.len);
-    int16_t vv;
-    sp_read_i16(&vr, &vv);
     sp_offset_commit_value_t v;
-    sp_offset_commit_value_init(&v);
-    if (vv < 0 || vv > SP_OFFSET_COMMIT_VALUE_MAX_VERSION || sp_offset_commit_value_decode(&vr, a, &v, vv) != 0)
+    if (decode_versioned(value, D.offset_value, &v, a) != 0)
         return;
     sp_offsets_put(&g->offsets, k.topic.ptr, k.topic.len, k.partition, v.offset, v.leader_epoch,
                    v.metadata.ptr, v.metadata.len, v.commit_timestamp, log_offset);
@@ -232,12 +242,8 @@ static void replay_group(sp_groups_t *gs, sp_reader_t *r, sp_bytes_t value, int6
     g = sp_group_get(gs, k.group);
     if (!g)
         return;
-    sp_reader_t vr = sp_reader(value.ptr, (size_t)value.len);
-    int16_t vv;
-    sp_read_i16(&vr, &vv);
     sp_group_metadata_value_t v;
-    sp_group_metadata_value_init(&v);
-    if (vv < 0 || vv > SP_GROUP_METADATA_VALUE_MAX_VERSION || sp_group_metadata_value_decode(&vr, a, &v, vv) != 0)
+    if (decode_versioned(value, D.group_value, &v, a) != 0)
         return;
     /* the group as it was: members are back with their assignment and
      * must heartbeat within their session timeout (counted from
