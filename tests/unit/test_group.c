@@ -482,7 +482,7 @@ static int32_t form(sp_groups_t *gs, const char *group, member_t *members, int n
 static void stabilise(sp_groups_t *gs, const char *group, member_t *members, int n, int32_t gen)
 {
     const char *ids[8], *as[8];
-    char abuf[8][8];
+    char abuf[8][16];
     tcall_t *syncs[8];
     for (int i = 0; i < n; i++) {
         ids[i] = members[i].id;
