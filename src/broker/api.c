@@ -1,6 +1,5 @@
 /* api.c - the implemented API table (see api.h). */
 #include "broker/api.h"
-#include "group/coordinator.h"
 
 static const sp_api_t apis[] = {
     { SP_API_PRODUCE, 0, 13, sp_handle_produce },

@@ -115,6 +115,19 @@ void sp_handle_incremental_alter_configs(sp_req_t *req);
 void sp_handle_describe_cluster(sp_req_t *req);
 void sp_handle_describe_log_dirs(sp_req_t *req);
 void sp_handle_describe_topic_partitions(sp_req_t *req);
+void sp_handle_find_coordinator(sp_req_t *req);
+/* The consumer group APIs (broker/groups.c): handed to the broker's group
+ * coordinator (group/coordinator.h), answered from its thread. */
+void sp_handle_join_group(sp_req_t *req);
+void sp_handle_sync_group(sp_req_t *req);
+void sp_handle_heartbeat(sp_req_t *req);
+void sp_handle_leave_group(sp_req_t *req);
+void sp_handle_offset_commit(sp_req_t *req);
+void sp_handle_offset_fetch(sp_req_t *req);
+void sp_handle_describe_groups(sp_req_t *req);
+void sp_handle_list_groups(sp_req_t *req);
+void sp_handle_delete_groups(sp_req_t *req);
+void sp_handle_offset_delete(sp_req_t *req);
 
 /* A topic's authorized operations with no authorizer: every operation
  * Kafka supports on a topic (AclOperation codes READ 3, WRITE 4, CREATE 5,

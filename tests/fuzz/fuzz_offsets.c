@@ -12,45 +12,58 @@
  *     the value's (0xffff: a tombstone), the value, repeated, so the
  *     decoders see mutations the CRC would hide.
  * Oracles: no out-of-bounds access, UB or leak (ASan, UBSan), and the
- * coordinator's state holding together after every record
- * (sp_coordinator_check).
+ * groups' state holding together after every record (sp_groups_check),
+ * replayed into groups without a coordinator (group/group.h: no
+ * environment, no thread).
  */
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "group/coordinator.h"
+#include "group/group.h"
+#include "group/records.h"
 #include "proto/batch.h"
+#include "util/config.h"
 
-static sp_config_t *cfg;
+static sp_group_settings_t settings;
+static bool ready;
 
-static void check(const sp_coordinator_t *c)
+/* any fixed time: replay uses it for groups without a state timestamp */
+#define NOW 1700000000000LL
+
+static void check(const sp_groups_t *gs)
 {
-    int rc = sp_coordinator_check(c);
+    int rc = sp_groups_check(gs);
     if (rc != 0) {
-        fprintf(stderr, "fuzz_offsets: coordinator state broken: rule %d\n", rc);
+        fprintf(stderr, "fuzz_offsets: group state broken: rule %d\n", rc);
         abort();
     }
 }
 
 static int on_record(const sp_record_t *rec, void *ctx)
 {
-    sp_coordinator_replay(ctx, rec->key, rec->value, rec->offset);
+    sp_groups_replay(ctx, rec->key, rec->value, rec->offset, NOW);
     check(ctx);
     return 0;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (!cfg)
-        cfg = sp_config_new();
-    sp_coordinator_t *c = sp_coordinator_new_detached(cfg);
-    if (!c)
+    if (!ready) {
+        sp_config_t *cfg = sp_config_new();
+        sp_group_settings_from(cfg, &settings);
+        sp_config_free(cfg);
+        ready = true;
+    }
+    sp_groups_t *gs = sp_groups_new(&settings, NULL);
+    if (!gs)
         abort();
     int64_t next = 0;
-    sp_batches_each_record(data, size, on_record, c, &next);
-    sp_coordinator_free_detached(c);
+    sp_batches_each_record(data, size, on_record, gs, &next);
+    sp_groups_free(gs);
 
-    c = sp_coordinator_new_detached(cfg);
+    gs = sp_groups_new(&settings, NULL);
+    if (!gs)
+        abort();
     size_t at = 0;
     int64_t offset = 0;
     while (at + 2 <= size) {
@@ -71,9 +84,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             value = (sp_bytes_t){ data + at, (int32_t)vl };
             at += vl;
         }
-        sp_coordinator_replay(c, key, value, offset++);
-        check(c);
+        sp_groups_replay(gs, key, value, offset++, NOW);
+        check(gs);
     }
-    sp_coordinator_free_detached(c);
+    sp_groups_free(gs);
     return 0;
 }
