@@ -61,12 +61,15 @@ static void find_answer(sp_req_t *req)
             c->host = host;
             c->port = port;
             c->error_code = err;
-            c->error_message = msg ? sp_str_c(msg) : SP_STR_NULL;
+            c->error_message = sp_str_c(msg ? msg : ""); /* Kafka: an empty text */
         } else {
             resp.node_id = node;
             resp.host = host;
             resp.port = port;
             resp.error_code = err;
+            /* Kafka's default text of the error (Errors.message()), NONE too */
+            if (!msg)
+                msg = err == 0 ? "NONE" : err == SP_ERR_COORDINATOR_NOT_AVAILABLE ? "The coordinator is not available." : NULL;
             resp.error_message = msg ? sp_str_c(msg) : SP_STR_NULL;
         }
     }

@@ -11,6 +11,8 @@ differential tests (test_0061) compare the same versions with Kafka 4.3.
                      without tiered storage
   DescribeCluster v2 IncludeFencedBrokers, IsFenced (KIP-1073)
   DescribeLogDirs v5 IsCordoned (KIP-1066), false
+  OffsetCommit v10,  topics by id; UNKNOWN_TOPIC_ID for an unknown one
+  OffsetFetch v10
 """
 import uuid
 
@@ -127,3 +129,43 @@ def test_describe_cluster_v2_and_log_dirs_v5(broker):
     assert d['ErrorCode'] == 0 and d['IsCordoned'] is False
     assert d['TotalBytes'] > 0 and 0 <= d['UsableBytes'] <= d['TotalBytes']
     assert any(t['Name'] == 'dirs5' for t in d['Topics'])
+
+
+def test_offset_commit_fetch_v10_by_topic_id(broker):
+    """OffsetCommit and OffsetFetch v10 name topics by id (KIP-848's
+    follow-up): a simple (generation -1) commit by id is fetched back by id,
+    and by v9 by name; an unknown id is UNKNOWN_TOPIC_ID."""
+    create_topic(broker.bootstrap, 'oc10', partitions=2)
+    tid = topic_id(broker.port, 'oc10')
+    unknown = str(uuid.uuid4())
+    call(broker.port, 10, 6, {'CoordinatorKeys': ['g10'], 'KeyType': 0})   # creates __consumer_offsets
+    for _ in range(100):
+        fc = call(broker.port, 10, 6, {'CoordinatorKeys': ['g10'], 'KeyType': 0})
+        if fc['Coordinators'][0]['ErrorCode'] == 0:
+            break
+    r = call(broker.port, 8, 10, {'GroupId': 'g10', 'GenerationIdOrMemberEpoch': -1, 'MemberId': '',
+                                  'GroupInstanceId': None, 'Topics': [
+                                      {'TopicId': tid, 'Partitions': [
+                                          {'PartitionIndex': 1, 'CommittedOffset': 42, 'CommittedLeaderEpoch': -1,
+                                           'CommittedMetadata': 'm'}]},
+                                      {'TopicId': unknown, 'Partitions': [
+                                          {'PartitionIndex': 0, 'CommittedOffset': 1, 'CommittedLeaderEpoch': -1,
+                                           'CommittedMetadata': None}]}]})
+    assert [(t['TopicId'], [(p['PartitionIndex'], p['ErrorCode']) for p in t['Partitions']])
+            for t in r['Topics']] == [(tid, [(1, 0)]), (unknown, [(0, UNKNOWN_TOPIC_ID)])]
+    f = call(broker.port, 9, 10, {'Groups': [{'GroupId': 'g10', 'MemberId': None, 'MemberEpoch': -1, 'Topics': [
+        {'TopicId': tid, 'PartitionIndexes': [0, 1]}, {'TopicId': unknown, 'PartitionIndexes': [0]}]}],
+        'RequireStable': False})
+    (g,) = f['Groups']
+    got = [(t['TopicId'], [(p['PartitionIndex'], p['CommittedOffset'], p['ErrorCode']) for p in t['Partitions']])
+           for t in g['Topics']]
+    assert got == [(tid, [(0, -1, 0), (1, 42, 0)]), (unknown, [(0, -1, UNKNOWN_TOPIC_ID)])]
+    # every topic of the group, by id
+    f = call(broker.port, 9, 10, {'Groups': [{'GroupId': 'g10', 'MemberId': None, 'MemberEpoch': -1,
+                                              'Topics': None}], 'RequireStable': False})
+    assert [(t['TopicId'], [p['CommittedOffset'] for p in t['Partitions']]) for t in f['Groups'][0]['Topics']] == \
+        [(tid, [42])]
+    # the same offset through v9, by name
+    f = call(broker.port, 9, 9, {'Groups': [{'GroupId': 'g10', 'MemberId': None, 'MemberEpoch': -1, 'Topics': [
+        {'Name': 'oc10', 'PartitionIndexes': [1]}]}], 'RequireStable': False})
+    assert f['Groups'][0]['Topics'][0]['Partitions'][0]['CommittedOffset'] == 42
