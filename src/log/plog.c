@@ -1173,8 +1173,14 @@ int sp_plog_flush(sp_plog_t *l)
     int err = 0;
     for (int i = 0; i < n && !err; i++) {
         int rc = sp_segment_sync(segs[i]);
-        if (rc == 0 && segs[i]->sealed)
+        if (rc == 0 && segs[i]->sealed) {
             rc = sp_segment_persist_indexes(segs[i]);
+            /* index files are not data: a full disk leaves them dirty, to
+             * be written at the next flush (recovery checks them and
+             * rebuilds any it doubts, invariant 2), and the log serves on */
+            if (rc == -ENOSPC)
+                rc = 0;
+        }
         if (rc != 0)
             err = -rc;
     }

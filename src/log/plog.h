@@ -16,7 +16,10 @@
  *  (1) log_start <= hw <= leo; offsets below log_start are not served;
  *  (2) every offset below 'flushed' has been fdatasync'ed, and so have the
  *      index files of every sealed segment below it (the recovery point:
- *      a crash never loses them, and recovery trusts those segments);
+ *      a crash never loses them, and recovery trusts those segments),
+ *      except index files a full disk kept from being written: they stay
+ *      dirty and are written at a later flush, and recovery, which checks
+ *      the index files of the segments it trusts, rebuilds them if need be;
  *  (3) the log does not decide its high watermark: its owner (the
  *      partition, cluster/partition.h; the controller for the metadata
  *      log) publishes it with sp_plog_set_hw, from the offsets the log
