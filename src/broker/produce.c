@@ -388,9 +388,9 @@ void sp_handle_produce(sp_req_t *req)
             const char *why = NULL;
             uint8_t *records = (uint8_t *)pd->records.ptr; /* the frame is ours: patched in place */
             uint8_t *converted = NULL;
+            size_t rlen = pd->records.len > 0 ? (size_t)pd->records.len : 0;
             int16_t err = v >= 3 ? check_records(v, pd->records.ptr, pd->records.len, &size, &why)
-                                 : (int16_t)sp_legacy_to_batch(pd->records.ptr, pd->records.len > 0 ? (size_t)pd->records.len : 0,
-                                                               now, &converted, &size, &why);
+                                 : (int16_t)sp_legacy_to_batch(pd->records.ptr, rlen, 0, &converted, &size, &why);
             if (converted)
                 records = converted;
             if (err) {

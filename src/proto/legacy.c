@@ -41,6 +41,7 @@ typedef struct up {
     bool started;
     int codec;                      /* of the wrapper, if any */
     int count;
+    size_t max_decompressed;
     const char *why;
 } up_t;
 
@@ -104,7 +105,7 @@ static int parse_set(const uint8_t *p, size_t len, int depth, up_t *u)
                 return corrupt(u, "a compressed message without a value");
             uint8_t *inner;
             size_t ilen;
-            if (sp_decompress(codec, val, (size_t)vlen, 0, &inner, &ilen) != 0)
+            if (sp_decompress(codec, val, (size_t)vlen, u->max_decompressed, &inner, &ilen) != 0)
                 return corrupt(u, "a compressed message that does not decompress");
             u->codec = codec;
             int rc = parse_set(inner, ilen, depth + 1, u);
@@ -125,12 +126,12 @@ static int parse_set(const uint8_t *p, size_t len, int depth, up_t *u)
     return 0;
 }
 
-int sp_legacy_to_batch(const uint8_t *set, size_t len, int64_t now_ms, uint8_t **out, size_t *out_len,
+int sp_legacy_to_batch(const uint8_t *set, size_t len, size_t max_decompressed, uint8_t **out, size_t *out_len,
                        const char **why)
 {
     up_t u;
     memset(&u, 0, sizeof(u));
-    (void)now_ms;
+    u.max_decompressed = max_decompressed;
     *out = NULL;
     *why = NULL;
     int rc = parse_set(set, len, 0, &u);
@@ -153,7 +154,7 @@ int sp_legacy_to_batch(const uint8_t *set, size_t len, int64_t now_ms, uint8_t *
         uint8_t *packed;
         size_t plen;
         int level = u.codec == SP_COMPRESSION_LZ4 ? 9 : -1; /* Kafka's defaults */
-        if (sp_batch_recompress(batch, blen, u.codec, level, 0, &packed, &plen) != 0) {
+        if (sp_batch_recompress(batch, blen, u.codec, level, max_decompressed, &packed, &plen) != 0) {
             free(batch);
             *why = "the messages cannot be compressed again";
             return SP_ERR_CORRUPT_MESSAGE;

@@ -32,11 +32,13 @@
 #include <stdint.h>
 
 /* Converts the message set set[0..len) into one record batch (base offset
- * 0, to be assigned by the log).  Returns 0 with *out (malloc'd) and
- * *out_len, or a Kafka error code: CORRUPT_MESSAGE for a message that does
- * not frame or check, INVALID_RECORD for an empty set or magic 2,
- * UNSUPPORTED_COMPRESSION_TYPE for an unknown codec; *why says which. */
-int sp_legacy_to_batch(const uint8_t *set, size_t len, int64_t now_ms, uint8_t **out, size_t *out_len,
+ * 0, to be assigned by the log).  A compressed wrapper decompresses to at
+ * most max_decompressed bytes (0: proto/batch.h's default cap).  Returns 0
+ * with *out (malloc'd) and *out_len, or a Kafka error code:
+ * CORRUPT_MESSAGE for a message that does not frame, check or decompress,
+ * INVALID_RECORD for an empty set, UNSUPPORTED_COMPRESSION_TYPE for an
+ * unknown codec; *why says which. */
+int sp_legacy_to_batch(const uint8_t *set, size_t len, size_t max_decompressed, uint8_t **out, size_t *out_len,
                        const char **why);
 
 /* Converts the record batches in batches[0..len) (a log read: a last batch
