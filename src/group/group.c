@@ -30,8 +30,9 @@
  *
  * | deadline                  | set by                         | when due                  |
  * |---------------------------|--------------------------------|---------------------------|
- * | member.session_deadline   | sp_group_touch (join, sync,    | remove_member             |
- * |                           | heartbeat, commit, rebalance)  |                           |
+ * | member.session_deadline   | sp_group_touch (join, sync,    | remove_member, unless the |
+ * |                           | heartbeat, commit, rebalance)  | member is parked in a join|
+ * |                           |                                | or sync (pushed on)       |
  * | group.join_deadline       | prepare_rebalance: the initial | join_timeout: late members|
  * |                           | delay or the rebalance timeout | removed, the join completed|
  * | gs.retention_deadline     | sp_groups_start, each check    | sp_groups_expire          |
@@ -1546,7 +1547,12 @@ int64_t sp_groups_tick(sp_groups_t *gs, int64_t now)
         sp_member_t *m;
         if (earliest_due(gs, now, &g, &m) == INT64_MAX)
             break;
-        if (m) {
+        if (m && (m->join_call || m->sync_call)) {
+            /* parked in JoinGroup or SyncGroup: a member cannot heartbeat
+             * while it waits, so it stays (Kafka's hasSatisfiedHeartbeat);
+             * the rebalance's own deadline deals with it */
+            m->session_deadline = now + (m->session_timeout > 0 ? m->session_timeout : 10000);
+        } else if (m) {
             m->session_deadline = 0;
             remove_member(g, m, "session timeout expired");
         } else if (g) {

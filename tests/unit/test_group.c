@@ -658,6 +658,32 @@ static void test_rebalance_timeout(void)
     session_ms = SESSION;
 }
 
+/* A member parked in JoinGroup cannot heartbeat: it stays past its session
+ * timeout while the rebalance waits (Kafka's hasSatisfiedHeartbeat), and
+ * only the rebalance timeout removes the member that never rejoined. */
+static void test_parked_join_outlives_session(void)
+{
+    sp_groups_t *gs = new_groups(); /* sessions (10 s) shorter than the rebalance (20 s) */
+    member_t m[2] = { { .instance = NULL }, { .instance = NULL } };
+    int32_t gen = form(gs, "g", m, 2);
+    stabilise(gs, "g", m, 2, gen);
+    int64_t t0 = T;
+    tcall_t *ja = join(gs, "g", m[0].id, NULL, 5, "sub"); /* a rebalance: m[0] parks */
+    for (int i = 0; i < 3; i++) {                         /* 15 s: past m[0]'s session */
+        T += 5000;
+        CHECK(heartbeat(gs, "g", m[1].id, NULL, gen) == SP_ERR_REBALANCE_IN_PROGRESS);
+        tick(gs);
+    }
+    CHECK(ja->answered == 0 && state_is(gs, "g", "PreparingRebalance"));
+    sp_describe_groups_response_described_group_t *d = describe(gs, "g");
+    CHECK(d && d->members.n == 2);
+    T = t0 + REBALANCE;                                   /* m[1] never rejoined */
+    tick(gs);
+    CHECK(join_resp(ja) && join_resp(ja)->generation_id == gen + 1 && join_resp(ja)->members.n == 1);
+    CHECK(heartbeat(gs, "g", m[1].id, NULL, gen) == SP_ERR_UNKNOWN_MEMBER_ID);
+    done_groups(gs);
+}
+
 static void test_static_members(void)
 {
     sp_groups_t *gs = new_groups();
@@ -1039,6 +1065,7 @@ int main(void)
     test_new_member_rebalances();
     test_session_expiry();
     test_rebalance_timeout();
+    test_parked_join_outlives_session();
     test_static_members();
     test_rejoin_completing();
     test_commits();
