@@ -885,6 +885,7 @@ static void join_unknown(sp_group_t *g, sp_group_call_t *call, const sp_join_gro
             g->pending = n;
             g->pending[g->npending].id = strdup(id);
             g->pending[g->npending].deadline = gs->now + b->session_timeout_ms;
+            note_deadline(gs, g->pending[g->npending].deadline);
             g->npending++;
         }
         answer_join_error(call, SP_ERR_MEMBER_ID_REQUIRED, id);
@@ -1524,12 +1525,37 @@ static int64_t earliest_due(const sp_groups_t *gs, int64_t now, sp_group_t **gp,
     return best;
 }
 
+/* Member ids handed out (MEMBER_ID_REQUIRED) whose holder did not come
+ * back within its session timeout are forgotten, as Kafka removes a
+ * pending member whose heartbeat expires; a rebalance that waited for
+ * them may then complete. */
+static void expire_pending(sp_groups_t *gs, int64_t now)
+{
+    for (sp_group_t *g = gs->groups; g; g = g->next) {
+        bool dropped = false;
+        for (int i = 0; i < g->npending;) {
+            if (g->pending[i].deadline <= now) {
+                free(g->pending[i].id);
+                g->pending[i] = g->pending[--g->npending];
+                dropped = true;
+            } else {
+                i++;
+            }
+        }
+        if (dropped)
+            maybe_complete_join(g);
+    }
+}
+
 static int64_t next_deadline(const sp_groups_t *gs)
 {
     int64_t d = gs->retention_deadline ? gs->retention_deadline : INT64_MAX;
     for (const sp_group_t *g = gs->groups; g; g = g->next) {
         if (g->join_deadline && g->join_deadline < d)
             d = g->join_deadline;
+        for (int i = 0; i < g->npending; i++)
+            if (g->pending[i].deadline < d)
+                d = g->pending[i].deadline;
         for (const sp_member_t *m = g->members; m; m = m->next)
             if (m->session_deadline && m->session_deadline < d)
                 d = m->session_deadline;
@@ -1542,6 +1568,7 @@ static int64_t next_deadline(const sp_groups_t *gs)
 int64_t sp_groups_tick(sp_groups_t *gs, int64_t now)
 {
     gs->now = now;
+    expire_pending(gs, now);
     for (;;) {
         sp_group_t *g;
         sp_member_t *m;

@@ -589,6 +589,34 @@ static void test_new_member_rebalances(void)
     done_groups(gs);
 }
 
+/* A member id handed out (MEMBER_ID_REQUIRED) whose client never comes
+ * back holds a rebalance only until its session timeout, as Kafka's
+ * pending members: then it is forgotten and the join completes, before
+ * the rebalance timeout. */
+static void test_pending_id_expires(void)
+{
+    sp_groups_t *gs = new_groups();
+    member_t m[2] = { { .instance = NULL }, { .instance = NULL } };
+    int32_t gen = form(gs, "g", m, 2);
+    stabilise(gs, "g", m, 2, gen);
+    int64_t t0 = T;
+    tcall_t *first = join(gs, "g", NULL, NULL, 5, "sub");  /* never comes back */
+    CHECK(join_resp(first) && join_resp(first)->error_code == SP_ERR_MEMBER_ID_REQUIRED);
+    CHECK(sp_groups_deadline(gs) <= t0 + SESSION);
+    tcall_t *ja = join(gs, "g", m[0].id, NULL, 5, "sub");
+    tcall_t *jb = join(gs, "g", m[1].id, NULL, 5, "sub");
+    CHECK(ja->answered == 0 && jb->answered == 0);          /* waiting for the pending id */
+    T = t0 + SESSION - 1;
+    tick(gs);
+    CHECK(ja->answered == 0 && state_is(gs, "g", "PreparingRebalance"));
+    T = t0 + SESSION;                                        /* before the rebalance timeout */
+    tick(gs);
+    CHECK(state_is(gs, "g", "CompletingRebalance"));
+    CHECK(join_resp(ja) && join_resp(ja)->generation_id == gen + 1 && join_resp(ja)->members.n == 2);
+    CHECK(join_resp(jb) && join_resp(jb)->generation_id == gen + 1);
+    done_groups(gs);
+}
+
 static void test_session_expiry(void)
 {
     sp_groups_t *gs = new_groups();
@@ -1066,6 +1094,7 @@ int main(void)
     test_session_expiry();
     test_rebalance_timeout();
     test_parked_join_outlives_session();
+    test_pending_id_expires();
     test_static_members();
     test_rejoin_completing();
     test_commits();
