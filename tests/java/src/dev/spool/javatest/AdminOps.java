@@ -225,10 +225,18 @@ final class AdminOps {
 
             r.put("delete_topics", outcome(a.deleteTopics(List.of(NS + "-adm-a", NS + "-adm-b")).all()));
             r.put("delete_topics_again", outcome(a.deleteTopics(List.of(NS + "-adm-a")).all()));
+            // Kafka's brokers learn of a deletion from the metadata log a
+            // moment later: wait (bounded) until the listing shows it
             Set<String> after = new TreeSet<>();
-            for (String n : a.listTopics().names().get(TIMEOUT_S, TimeUnit.SECONDS))
-                if (n.startsWith(NS + "-adm"))
-                    after.add(n);
+            long until = System.currentTimeMillis() + TIMEOUT_S * 1000L;
+            do {
+                after.clear();
+                for (String n : a.listTopics().names().get(TIMEOUT_S, TimeUnit.SECONDS))
+                    if (n.startsWith(NS + "-adm"))
+                        after.add(n);
+                if (!after.isEmpty())
+                    Thread.sleep(100);
+            } while (!after.isEmpty() && System.currentTimeMillis() < until);
             r.put("list_after_delete", after);
         }
         return r;
