@@ -1,6 +1,10 @@
 /* api.c - the implemented API table (see api.h). */
 #include "broker/api.h"
 
+#include <string.h>
+
+#include "cluster/image.h"
+
 static const sp_api_t apis[] = {
     { SP_API_PRODUCE, 0, 13, sp_handle_produce },
     { SP_API_FETCH, 0, 18, sp_handle_fetch },
@@ -36,6 +40,13 @@ const sp_api_t *sp_api_find(int16_t key)
         if (apis[i].key == key)
             return &apis[i];
     return NULL;
+}
+
+sp_str_t sp_req_topic_name(sp_req_t *req, const sp_image_t *img, sp_uuid_t id)
+{
+    const sp_topic_info_t *ti = sp_image_topic_by_id(img, id);
+    char *n = ti ? sp_arena_strdup(&req->arena, ti->name, strlen(ti->name)) : NULL;
+    return n ? sp_str_c(n) : SP_STR_NULL;
 }
 
 const sp_api_t *sp_api_list(int *count)

@@ -93,6 +93,11 @@ void sp_req_ref(sp_req_t *req);
 void sp_req_unref(sp_req_t *req);
 /* The client's address as Kafka shows it ("/127.0.0.1"). */
 const char *sp_req_client_host(sp_req_t *req);
+/* The name of the topic with id in img (requests that name topics by id:
+ * Produce v13, Fetch v13+, OffsetCommit/OffsetFetch v10), copied into the
+ * request's arena; len < 0 when img has no such topic (or out of memory). */
+struct sp_image;
+sp_str_t sp_req_topic_name(sp_req_t *req, const struct sp_image *img, sp_uuid_t id);
 /* The libuv loop of the request's worker (for timers). */
 struct uv_loop_s *sp_req_loop(sp_req_t *req);
 

@@ -40,12 +40,10 @@ static void respond_on_worker(sp_req_t *req, void *resp)
  * which no topic has), and the answer gets the ids back, with
  * UNKNOWN_TOPIC_ID for the partitions of an unknown one, as Kafka 4.3. */
 
-static sp_str_t name_of_id(sp_req_t *req, const sp_image_t *img, sp_uuid_t id, bool *known)
+static sp_str_t name_of_id(sp_req_t *req, const sp_image_t *img, sp_uuid_t id)
 {
-    const sp_topic_info_t *ti = sp_image_topic_by_id(img, id);
-    *known = ti != NULL;
-    char *n = ti ? sp_arena_strdup(&req->arena, ti->name, strlen(ti->name)) : NULL;
-    return n ? sp_str_c(n) : sp_str_lit("");
+    sp_str_t n = sp_req_topic_name(req, img, id);
+    return n.len >= 0 ? n : sp_str_lit("");
 }
 
 static void resolve_ids(sp_req_t *req)
@@ -54,16 +52,15 @@ static void resolve_ids(sp_req_t *req)
     if (req->r.hdr.request_api_version < 10)
         return;
     sp_image_t *img = sp_image_acquire(req->broker->images);
-    bool known;
     if (api == SP_API_OFFSET_COMMIT) {
         sp_offset_commit_request_t *b = (sp_offset_commit_request_t *)req->r.body; /* the request's own */
         for (int32_t t = 0; t < b->topics.n; t++)
-            b->topics.v[t].name = name_of_id(req, img, b->topics.v[t].topic_id, &known);
+            b->topics.v[t].name = name_of_id(req, img, b->topics.v[t].topic_id);
     } else if (api == SP_API_OFFSET_FETCH) {
         sp_offset_fetch_request_t *b = (sp_offset_fetch_request_t *)req->r.body;
         for (int32_t g = 0; g < b->groups.n; g++)
             for (int32_t t = 0; t < b->groups.v[g].topics.n; t++)
-                b->groups.v[g].topics.v[t].name = name_of_id(req, img, b->groups.v[g].topics.v[t].topic_id, &known);
+                b->groups.v[g].topics.v[t].name = name_of_id(req, img, b->groups.v[g].topics.v[t].topic_id);
     }
     sp_image_release(img);
 }

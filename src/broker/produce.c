@@ -306,14 +306,8 @@ static sp_str_t *topic_names(sp_req_t *req, const sp_produce_request_t *body, in
     if (!names)
         return NULL;
     sp_image_t *img = v >= 13 ? sp_image_acquire(req->broker->images) : NULL;
-    for (int32_t t = 0; t < nt; t++) {
-        names[t] = body->topic_data.v[t].name;
-        if (!img)
-            continue;
-        const sp_topic_info_t *ti = sp_image_topic_by_id(img, body->topic_data.v[t].topic_id);
-        char *n = ti ? sp_arena_strdup(&req->arena, ti->name, strlen(ti->name)) : NULL;
-        names[t] = n ? sp_str_c(n) : SP_STR_NULL;
-    }
+    for (int32_t t = 0; t < nt; t++)
+        names[t] = img ? sp_req_topic_name(req, img, body->topic_data.v[t].topic_id) : body->topic_data.v[t].name;
     if (img)
         sp_image_release(img);
     return names;

@@ -88,14 +88,13 @@ static void log_config_of(const sp_meta_publisher_t *p, const sp_image_t *img, c
     sp_topic_log_config(t->nconfigs, t->ckeys, t->cvalues, img, p->cfg, out);
 }
 
-/* Opens the partitions of t this broker lacks; 0 or -1 (logged). */
-static int open_topic(sp_meta_publisher_t *p, const sp_image_t *img, const sp_topic_info_t *t, bool fresh)
+/* Opens the partitions of t this broker lacks, with settings lc; 0 or -1
+ * (logged). */
+static int open_topic(sp_meta_publisher_t *p, const sp_topic_info_t *t, const sp_log_config_t *lc, bool fresh)
 {
-    sp_log_config_t lc;
-    log_config_of(p, img, t, &lc);
     int rc = 0;
     for (int32_t i = 0; i < t->npartitions; i++)
-        if (sp_partitions_open(p->parts, t->name, t->id, i, &lc, fresh) != 0) {
+        if (sp_partitions_open(p->parts, t->name, t->id, i, lc, fresh) != 0) {
             sp_error("meta", "cannot open partition %d of %s", i, t->name);
             rc = -1;
         }
@@ -111,9 +110,12 @@ static bool keep_partition(const char *topic, int32_t p, void *ctx)
 
 int sp_meta_publish_first(sp_meta_publisher_t *p, sp_image_t *img)
 {
-    for (int32_t i = 0; i < img->ntopics; i++)
-        if (open_topic(p, img, img->topics[i], false) != 0)
+    for (int32_t i = 0; i < img->ntopics; i++) {
+        sp_log_config_t lc;
+        log_config_of(p, img, img->topics[i], &lc);
+        if (open_topic(p, img->topics[i], &lc, false) != 0)
             return -1;
+    }
     sp_logmgr_sweep(p->logs, keep_partition, img);
     sp_image_publish(p->images, img);
     return 0;
@@ -139,9 +141,9 @@ static void retire_topic(sp_meta_publisher_t *p, const sp_topic_info_t *t)
 /* t is new or changed in next: opens what is missing, applies its settings. */
 static void refresh_topic(sp_meta_publisher_t *p, const sp_image_t *next, const sp_topic_info_t *t, bool fresh)
 {
-    open_topic(p, next, t, fresh);
     sp_log_config_t lc;
     log_config_of(p, next, t, &lc);
+    open_topic(p, t, &lc, fresh);
     sp_partitions_set_config(p->parts, t->name, &lc);
 }
 

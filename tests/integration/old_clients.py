@@ -46,6 +46,9 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from conftest import free_port
+from newer_clients import _run
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 CACHE = ROOT / '.cache'
@@ -81,21 +84,6 @@ def api_name(key, version=None):
 
 def log(*a):
     print('old-clients:', *a, file=sys.stderr, flush=True)
-
-
-def _run(cmd, **kw):
-    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                       universal_newlines=True, **kw)
-    if r.returncode != 0:
-        raise RuntimeError('%s failed (%d):\n%s' % (' '.join(map(str, cmd)), r.returncode,
-                                                   r.stdout[-4000:]))
-    return r.stdout
-
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 # ---------------------------------------------------------------- set-up
