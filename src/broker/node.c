@@ -225,6 +225,9 @@ sp_node_t *sp_node_start(const sp_config_t *cfg, uv_loop_t *loop, int max_open_f
     b->logs = sp_logmgr_start(&lo);
     if (b->logs)
         b->partitions = sp_partitions_new(b->logs);
+    if (b->partitions)
+        sp_partitions_set_producer_expiry(b->partitions, sp_config_long(cfg, "producer.id.expiration.ms"),
+                                          sp_config_long(cfg, "producer.id.expiration.check.interval.ms"));
     b->images = sp_image_holder_new();
     if (b->partitions && b->images)
         b->controller = sp_controller_start(b, cfg);

@@ -2,6 +2,7 @@
  * (see partition.h). */
 #include "cluster/partition.h"
 
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -10,6 +11,8 @@
 
 #include "log/logmgr.h"
 #include "proto/gen/errors.h"
+#include "txn/producer_state.h"
+#include "util/clock.h"
 #include "util/log.h"
 #include "util/tpmap.h"
 
@@ -25,6 +28,16 @@ struct sp_partition {
     sp_waiter_t *fetch_waiters;   /* mu */
     sp_waiter_t *ack_waiters;     /* mu */
     bool listening;               /* the log's listener is set (registry's thread) */
+    /* producers (txn/producer_state.h): changed inside appends (the log's
+     * append lock orders them) and read by DescribeProducers, under ps_mu,
+     * the innermost lock (taken under mu and under the append lock; nothing
+     * is called with it held) */
+    pthread_mutex_t ps_mu;
+    sp_pstate_t *ps;
+    _Atomic int64_t first_unstable; /* ps's, -1 if none: bounds the LSO */
+    int64_t pid_expiration_ms;    /* producer.id.expiration.ms (ps_mu) */
+    int64_t pid_check_interval_ms; /* producer.id.expiration.check.interval.ms */
+    int64_t next_expiry_check;    /* monotonic ms (ps_mu) */
 };
 
 /* ---- waiter lists (mu held) -------------------------------------------- */
@@ -93,6 +106,10 @@ static void advance(sp_partition_t *p, int64_t hw)
         return;
     atomic_store(&p->hw, hw);
     sp_plog_set_hw(p->log, hw);
+    pthread_mutex_lock(&p->ps_mu);
+    sp_pstate_on_hw(p->ps, hw);
+    atomic_store(&p->first_unstable, sp_pstate_first_unstable(p->ps));
+    pthread_mutex_unlock(&p->ps_mu);
     wake_fetchers(p, 0);
     complete_acks(p, 0);
 }
@@ -118,6 +135,53 @@ static void on_log(void *ctx, sp_plog_t *l, const sp_log_offsets_t *o)
     pthread_mutex_unlock(&p->mu);
 }
 
+/* ---- producers ------------------------------------------------------------ */
+
+static int replay_batch(void *ctx, const uint8_t *batch, size_t len, const sp_batch_hdr_t *h)
+{
+    sp_partition_t *p = ctx;
+    sp_completed_txn_t done;
+    if (sp_pstate_update(p->ps, h, batch, len, &done) < 0) {
+        sp_error("log", "%s: cannot replay the producer state at offset %" PRId64, p->label, h->base_offset);
+        return -1;
+    }
+    return 0;
+}
+
+/*
+ * Rebuilds the producers at open (Kafka's LogLoader): the newest snapshot
+ * at or below the log end, then the batches after it.  A log stopped
+ * cleanly without any snapshot file (written before snapshots existed)
+ * starts empty at its end rather than reading everything, as Kafka does
+ * (a producer it forgot may start at any sequence, KIP-360); one whose
+ * snapshots were all damaged or past its end is read from its start.
+ * Start-up, no lock needed (the partition is not shared yet).
+ */
+static void load_producers(sp_partition_t *p)
+{
+    sp_log_offsets_t o;
+    sp_plog_offsets(p->log, &o);
+    if (o.failed)
+        return;
+    const char *dir = sp_plog_dir(p->log);
+    int64_t at = sp_pstate_snapshot_load(p->ps, dir, o.leo, sp_wall_ms(), p->pid_expiration_ms);
+    if (at == -1 && sp_plog_opened_clean(p->log)) {
+        sp_pstate_set_end(p->ps, o.leo);
+    } else if (at < o.leo) {
+        int64_t t0 = sp_mono_ms();
+        int64_t from = at >= 0 ? at : o.log_start;
+        if (sp_plog_scan_batches(p->log, from, replay_batch, p) != 0)
+            sp_warn("log", "%s: the producer state could not be rebuilt past offset %" PRId64
+                    "; producers unknown from there may start at any sequence", p->label,
+                    sp_pstate_end(p->ps));
+        else if (sp_mono_ms() - t0 > 1000)
+            sp_info("log", "%s: rebuilt the producer state from offset %" PRId64 " in %" PRId64 " ms",
+                    p->label, from, sp_mono_ms() - t0);
+    }
+    sp_pstate_set_end(p->ps, o.leo);
+    atomic_store(&p->first_unstable, sp_pstate_first_unstable(p->ps));
+}
+
 /* ---- life ---------------------------------------------------------------- */
 
 sp_partition_t *sp_partition_new(sp_plog_t *log, const char *topic, int32_t index)
@@ -135,10 +199,23 @@ sp_partition_t *sp_partition_new(sp_plog_t *log, const char *topic, int32_t inde
         return NULL;
     }
     snprintf(p->label, ll, "%s-%d", topic, index);
+    p->ps = sp_pstate_new(p->label);
+    if (!p->ps) {
+        free(p->topic);
+        free(p->label);
+        free(p);
+        return NULL;
+    }
     atomic_init(&p->refs, 1);
     p->log = log;
     p->index = index;
     pthread_mutex_init(&p->mu, NULL);
+    pthread_mutex_init(&p->ps_mu, NULL);
+    p->pid_expiration_ms = SP_PRODUCER_ID_EXPIRATION_MS_DEFAULT;
+    p->pid_check_interval_ms = SP_PRODUCER_ID_CHECK_INTERVAL_MS_DEFAULT;
+    p->next_expiry_check = sp_mono_ms() + p->pid_check_interval_ms;
+    atomic_init(&p->first_unstable, -1);
+    load_producers(p);
     sp_log_offsets_t o;
     sp_plog_offsets(log, &o);
     atomic_init(&p->hw, o.hw < hw_of(&o) ? o.hw : hw_of(&o));
@@ -171,6 +248,8 @@ void sp_partition_unref(sp_partition_t *p)
         return;
     stop_listening(p);
     sp_plog_unref(p->log);
+    sp_pstate_free(p->ps);
+    pthread_mutex_destroy(&p->ps_mu);
     pthread_mutex_destroy(&p->mu);
     free(p->topic);
     free(p->label);
@@ -218,6 +297,7 @@ int16_t sp_log_err_kafka(sp_log_err_t err, int16_t invalid)
     case SP_LOG_EFAILED: return SP_ERR_KAFKA_STORAGE_ERROR;
     case SP_LOG_EDELETED: return SP_ERR_UNKNOWN_TOPIC_OR_PARTITION;
     case SP_LOG_ERANGE: return SP_ERR_OFFSET_OUT_OF_RANGE;
+    case SP_LOG_EREFUSED: return SP_ERR_UNKNOWN_SERVER_ERROR; /* the partition reads its own verdict */
     }
     return SP_ERR_UNKNOWN_SERVER_ERROR;
 }
@@ -230,12 +310,97 @@ static void fail_result(sp_append_outcome_t *res, int16_t err, const char *why)
     res->message = why;
 }
 
-/* The log's append, its result told in Kafka's terms. */
+/* One append's dealings with the producer state (the hooks' ctx). */
+typedef struct append_ctx {
+    sp_partition_t *p;
+    sp_pstate_origin_t origin;
+    sp_pverdict_t verdict;        /* check's, when it stopped the append */
+} append_ctx_t;
+
+/* Before a batch is appended (the log's append lock held). */
+static int hook_check(void *ctx, const uint8_t *batch, size_t len, const sp_batch_hdr_t *h, int64_t offset)
+{
+    append_ctx_t *a = ctx;
+    if (h->producer_id < 0)
+        return 0;
+    pthread_mutex_lock(&a->p->ps_mu);
+    sp_pstate_check(a->p->ps, h, batch, len, a->origin, offset, &a->verdict);
+    pthread_mutex_unlock(&a->p->ps_mu);
+    if (a->verdict.error)
+        sp_debug("produce", "%s: %s", a->p->label, a->verdict.message);
+    return a->verdict.duplicate || a->verdict.error;
+}
+
+/*
+ * After a batch was appended (the log's append lock held): a roll first
+ * snapshots the producers as they were before this batch (Kafka takes its
+ * snapshot at every roll, named by the new segment's base offset), then
+ * the batch is recorded.  The snapshot is encoded under ps_mu and written
+ * outside it, unsynced: its CRC tells a torn one at load, which then
+ * falls back to an older one (or the log).
+ */
+static void hook_appended(void *ctx, const uint8_t *batch, size_t len, const sp_batch_hdr_t *h,
+                          int64_t rolled_at)
+{
+    append_ctx_t *a = ctx;
+    sp_partition_t *p = a->p;
+    uint8_t *snap = NULL;
+    size_t snap_len = 0;
+    pthread_mutex_lock(&p->ps_mu);
+    if (rolled_at >= 0) {
+        if (sp_pstate_end(p->ps) < rolled_at)
+            sp_pstate_set_end(p->ps, rolled_at);
+        snap = sp_pstate_snapshot_encode(p->ps, &snap_len);
+    }
+    sp_completed_txn_t done;
+    if (sp_pstate_update(p->ps, h, batch, len, &done) < 0)
+        sp_error("produce", "%s: out of memory recording producer %" PRId64 " at offset %" PRId64
+                 " (its retries may be written twice)", p->label, h->producer_id, h->base_offset);
+    int64_t now = sp_mono_ms();
+    if (now >= p->next_expiry_check) {
+        p->next_expiry_check = now + p->pid_check_interval_ms;
+        sp_pstate_expire(p->ps, sp_wall_ms(), p->pid_expiration_ms);
+    }
+    atomic_store(&p->first_unstable, sp_pstate_first_unstable(p->ps));
+    pthread_mutex_unlock(&p->ps_mu);
+    if (snap) {
+        const char *dir = sp_plog_dir(p->log);
+        int rc = sp_pstate_snapshot_write_bytes(dir, rolled_at, snap, snap_len, false);
+        if (rc != 0)
+            sp_warn("log", "%s: cannot write the producer snapshot at offset %" PRId64 ": %s (a restart "
+                    "replays more of the log)", p->label, rolled_at, strerror(-rc));
+        sp_log_offsets_t o;
+        sp_plog_offsets(p->log, &o);
+        sp_pstate_snapshot_prune(dir, o.log_start);
+        free(snap);
+    }
+}
+
+/* The log's append with the producer hooks, its result told in Kafka's
+ * terms: a retry of a recent batch is answered with its first offsets. */
 static void log_append(sp_partition_t *p, uint8_t *records, size_t len, int64_t now,
                        const sp_batch_validate_opts_t *vo, sp_append_outcome_t *res)
 {
+    append_ctx_t a = { .p = p, .origin = vo ? SP_PSTATE_CLIENT : SP_PSTATE_COORDINATOR };
+    sp_append_hooks_t hooks = { hook_check, hook_appended, &a };
     sp_append_result_t ar;
-    sp_plog_append_from(p->log, records, len, now, vo, &ar);
+    sp_plog_append_from(p->log, records, len, now, vo, &hooks, &ar);
+    if (ar.err == SP_LOG_EREFUSED && a.verdict.duplicate) {
+        /* Kafka answers a duplicate with the original batch's offsets and
+         * its timestamp as log_append_time (UnifiedLog.append) */
+        sp_log_offsets_t o;
+        sp_plog_offsets(p->log, &o);
+        memset(res, 0, sizeof(*res));
+        res->base_offset = a.verdict.dup_first;
+        res->last_offset = a.verdict.dup_last;
+        res->log_append_time = a.verdict.dup_timestamp;
+        res->log_start = o.log_start;
+        return;
+    }
+    if (ar.err == SP_LOG_EREFUSED) {
+        fail_result(res, a.verdict.error, NULL);
+        return;
+    }
     res->error = sp_log_err_kafka(ar.err, ar.invalid);
     res->message = ar.message;
     res->base_offset = ar.base_offset;
@@ -311,10 +476,13 @@ void sp_partition_read(sp_partition_t *p, int64_t offset, int32_t max_bytes, boo
                        sp_isolation_t iso, sp_partition_read_t *res)
 {
     int64_t hw = atomic_load(&p->hw);
-    int64_t bound = iso == SP_ISOLATION_LOG_END ? INT64_MAX : hw;
+    int64_t fu = atomic_load(&p->first_unstable);
+    int64_t lso = fu >= 0 && fu < hw ? fu : hw;
+    int64_t bound = iso == SP_ISOLATION_LOG_END ? INT64_MAX : iso == SP_ISOLATION_TXN_COMMITTED ? lso : hw;
     sp_plog_read(p->log, offset, bound, max_bytes, min_one, &res->data);
     res->error = sp_log_err_kafka(res->data.err, 0);
-    res->hw = res->lso = hw;
+    res->hw = hw;
+    res->lso = lso;
     res->log_start = res->data.log_start;
 }
 
@@ -358,6 +526,41 @@ void sp_partition_unwait(sp_partition_t *p, sp_waiter_t *w)
         unlink_waiter(head, w);
     }
     pthread_mutex_unlock(&p->mu);
+}
+
+/* ---- producers ---------------------------------------------------------------- */
+
+void sp_partition_set_producer_expiry(sp_partition_t *p, int64_t expiration_ms, int64_t check_interval_ms)
+{
+    pthread_mutex_lock(&p->ps_mu);
+    p->pid_expiration_ms = expiration_ms;
+    p->pid_check_interval_ms = check_interval_ms;
+    p->next_expiry_check = sp_mono_ms() + check_interval_ms;
+    pthread_mutex_unlock(&p->ps_mu);
+}
+
+void sp_partition_producers(sp_partition_t *p, void (*fn)(const sp_pentry_t *e, void *ctx), void *ctx)
+{
+    pthread_mutex_lock(&p->ps_mu);
+    sp_pstate_each(p->ps, fn, ctx);
+    pthread_mutex_unlock(&p->ps_mu);
+}
+
+/* Clean stop (no append runs any more): the producers at the log end, synced,
+ * so that the next start reads no log at all. */
+static void snapshot_at_stop(sp_partition_t *p)
+{
+    sp_log_offsets_t o;
+    sp_plog_offsets(p->log, &o);
+    if (o.failed || o.deleted)
+        return;
+    pthread_mutex_lock(&p->ps_mu);
+    sp_pstate_set_end(p->ps, o.leo);
+    int rc = sp_pstate_snapshot_write(p->ps, sp_plog_dir(p->log), true);
+    pthread_mutex_unlock(&p->ps_mu);
+    if (rc != 0)
+        sp_warn("log", "%s: cannot write the producer snapshot at offset %" PRId64 ": %s", p->label, o.leo,
+                strerror(-rc));
 }
 
 /* ---- offsets and the rest ------------------------------------------------------ */
@@ -480,6 +683,7 @@ const char *sp_partition_dir(const sp_partition_t *p)
 
 struct sp_partitions {
     sp_logmgr_t *logs;            /* where the logs live (not owned) */
+    int64_t pid_expiration_ms, pid_check_interval_ms; /* for partitions opened */
     pthread_rwlock_t rw;          /* guards map */
     sp_tpmap_t map;               /* topic-partition -> sp_partition_t * (one reference) */
 };
@@ -489,9 +693,17 @@ sp_partitions_t *sp_partitions_new(sp_logmgr_t *logs)
     sp_partitions_t *r = calloc(1, sizeof(*r));
     if (r) {
         r->logs = logs;
+        r->pid_expiration_ms = SP_PRODUCER_ID_EXPIRATION_MS_DEFAULT;
+        r->pid_check_interval_ms = SP_PRODUCER_ID_CHECK_INTERVAL_MS_DEFAULT;
         pthread_rwlock_init(&r->rw, NULL);
     }
     return r;
+}
+
+void sp_partitions_set_producer_expiry(sp_partitions_t *r, int64_t expiration_ms, int64_t check_interval_ms)
+{
+    r->pid_expiration_ms = expiration_ms;
+    r->pid_check_interval_ms = check_interval_ms;
 }
 
 /* Takes p out of service: its waiters get err, the log's listener is
@@ -510,8 +722,10 @@ void sp_partitions_free(sp_partitions_t *r)
 {
     if (!r)
         return;
-    for (int i = 0; i < r->map.n; i++)
+    for (int i = 0; i < r->map.n; i++) {
+        snapshot_at_stop(r->map.v[i].val);
         retire(r->map.v[i].val, SP_ERR_NOT_LEADER_OR_FOLLOWER);
+    }
     sp_tpmap_free(&r->map);
     pthread_rwlock_destroy(&r->rw);
     free(r);
@@ -536,6 +750,7 @@ int sp_partitions_open(sp_partitions_t *r, const char *topic, sp_uuid_t topic_id
         sp_plog_unref(log);
         return -1;
     }
+    sp_partition_set_producer_expiry(p, r->pid_expiration_ms, r->pid_check_interval_ms);
     pthread_rwlock_wrlock(&r->rw);
     int at = sp_tpmap_find(&r->map, topic, tl, partition);
     int rc = at >= 0 ? 1 : sp_tpmap_insert(&r->map, -at - 1, topic, partition, p);

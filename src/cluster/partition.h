@@ -20,8 +20,14 @@
  *   errors          once the log failed or the partition was deleted every
  *                   waiter is woken with KAFKA_STORAGE_ERROR or
  *                   UNKNOWN_TOPIC_OR_PARTITION, and new ones at once.
- *   (later)         leader epoch cache, LSO, producer state, ISR and
- *                   follower offsets.
+ *   producers       txn/producer_state.h: checked and recorded inside each
+ *                   append (the log's append hooks, under its append
+ *                   lock, so in offset order): retries of recent batches
+ *                   answered with their first offsets, sequence and epoch
+ *                   errors; snapshotted at every roll and at a clean stop,
+ *                   rebuilt at open from the newest snapshot and the log
+ *                   after it.  Their open transactions bound the LSO.
+ *   (later)         leader epoch cache, ISR and follower offsets.
  *
  * How the high watermark moves: the log tells its listener (this
  * partition) of every change of its end or flushed offset, after its own
@@ -124,6 +130,21 @@ void sp_partition_wait_fetch(sp_partition_t *p, sp_waiter_t *w);
 /* Unlinks w if it is still parked (either kind). */
 void sp_partition_unwait(sp_partition_t *p, sp_waiter_t *w);
 
+/* ---- producers (txn/producer_state.h) ---- */
+
+/* Kafka's defaults of producer.id.expiration.ms and
+ * producer.id.expiration.check.interval.ms. */
+#define SP_PRODUCER_ID_EXPIRATION_MS_DEFAULT 86400000
+#define SP_PRODUCER_ID_CHECK_INTERVAL_MS_DEFAULT 600000
+
+struct sp_pentry;
+/* How long an idle producer is remembered, and how often that is checked
+ * (on the next append after the interval). */
+void sp_partition_set_producer_expiry(sp_partition_t *p, int64_t expiration_ms, int64_t check_interval_ms);
+/* Visits every known producer (DescribeProducers); fn runs under the
+ * partition's producer lock and must not call back into the partition. */
+void sp_partition_producers(sp_partition_t *p, void (*fn)(const struct sp_pentry *e, void *ctx), void *ctx);
+
 /* Offsets at one instant: the log's, with the partition's hw. */
 void sp_partition_offsets(sp_partition_t *p, sp_log_offsets_t *out);
 int64_t sp_partition_hw(sp_partition_t *p);
@@ -183,6 +204,8 @@ void sp_partitions_abandon(sp_partitions_t *r, const char *topic, int32_t partit
 /* Unregisters every partition of topic (their waiters get
  * UNKNOWN_TOPIC_OR_PARTITION) and deletes their logs.  Metadata thread. */
 void sp_partitions_delete_topic(sp_partitions_t *r, const char *topic);
+/* producer.id.expiration.ms and its check interval for partitions opened from now on. */
+void sp_partitions_set_producer_expiry(sp_partitions_t *r, int64_t expiration_ms, int64_t check_interval_ms);
 /* Applies new settings to every partition of topic. */
 void sp_partitions_set_config(sp_partitions_t *r, const char *topic, const sp_log_config_t *cfg);
 /* The partition, referenced (sp_partition_unref), or NULL.  Any thread. */

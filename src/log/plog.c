@@ -384,6 +384,7 @@ sp_plog_t *sp_plog_open(const sp_plog_open_opts_t *o)
     }
     l->flushed = l->leo;
     atomic_store(&l->hw, l->leo);
+    l->opened_clean = o->clean && exists;
     return l;
 fail:
     sp_plog_unref(l);
@@ -413,6 +414,7 @@ void sp_plog_unref(sp_plog_t *l)
 }
 
 const char *sp_plog_dir(const sp_plog_t *l) { return l->dir; }
+bool sp_plog_opened_clean(const sp_plog_t *l) { return l->opened_clean; }
 
 int64_t sp_plog_size(sp_plog_t *l)
 {
@@ -427,7 +429,8 @@ int64_t sp_plog_size(sp_plog_t *l)
 const char *sp_log_err_name(sp_log_err_t e)
 {
     static const char *names[] = { "OK",     "EINVALID", "ETOO_LARGE", "ECORRUPT",
-                                   "EIO",    "EFAILED",  "EDELETED",   "ERANGE" };
+                                   "EIO",    "EFAILED",  "EDELETED",   "ERANGE",
+                                   "EREFUSED" };
     return (unsigned)e < sizeof(names) / sizeof(names[0]) ? names[e] : "?";
 }
 
@@ -524,8 +527,39 @@ static void plan_free(plan_t *p)
     }
 }
 
+/* Calls hooks->check for each batch (append_mu held): 0, or non-zero when
+ * the owner stopped the append. */
+static int run_checks(sp_plog_t *l, const uint8_t *records, const plan_t *plan, const sp_append_hooks_t *hooks)
+{
+    size_t off = 0;
+    int64_t next = l->leo; /* written only under append_mu, which we hold */
+    for (int i = 0; i < plan->n; i++) {
+        sp_batch_hdr_t h;
+        sp_batch_hdr_parse(records + off, (size_t)plan->size[i], &h);
+        if (hooks->check(hooks->ctx, records + off, (size_t)plan->size[i], &h, next) != 0)
+            return -1;
+        next += (int64_t)plan->lod[i] + 1;
+        off += (size_t)plan->size[i];
+    }
+    return 0;
+}
+
+/* Calls hooks->appended for each batch of a published append (append_mu held). */
+static void run_appended(const uint8_t *records, const plan_t *plan, const sp_append_hooks_t *hooks,
+                         int64_t rolled_at)
+{
+    size_t off = 0;
+    for (int i = 0; i < plan->n; i++) {
+        sp_batch_hdr_t h;
+        sp_batch_hdr_parse(records + off, (size_t)plan->size[i], &h);
+        hooks->appended(hooks->ctx, records + off, (size_t)plan->size[i], &h, i == 0 ? rolled_at : -1);
+        off += (size_t)plan->size[i];
+    }
+}
+
 void sp_plog_append_from(sp_plog_t *l, uint8_t *records, size_t len, int64_t now,
-                         const sp_batch_validate_opts_t *origin, sp_append_result_t *res)
+                         const sp_batch_validate_opts_t *origin, const sp_append_hooks_t *hooks,
+                         sp_append_result_t *res)
 {
     sp_batch_validate_opts_t opts;
     sp_log_config_t cfg;
@@ -598,6 +632,11 @@ void sp_plog_append_from(sp_plog_t *l, uint8_t *records, size_t len, int64_t now
     /* 2. assign offsets under both locks; write holding only the append
      * lock, so that the flush thread and readers never wait for a write */
     pthread_mutex_lock(&l->append_mu);
+    if (hooks && hooks->check && run_checks(l, records, &plan, hooks) != 0) {
+        pthread_mutex_unlock(&l->append_mu);
+        res->err = SP_LOG_EREFUSED;
+        goto out;
+    }
     pthread_mutex_lock(&l->mu);
     sp_log_err_t gone = gone_error(l);
     if (gone) {
@@ -610,6 +649,7 @@ void sp_plog_append_from(sp_plog_t *l, uint8_t *records, size_t len, int64_t now
     }
     sp_segment_t *a = active(l);
     int64_t asize = atomic_load(&a->size);
+    int64_t rolled_at = -1;
     if (asize > 0 && (asize + (int64_t)len > cfg.segment_bytes ||
                       sp_wall_ms() - a->created_ms >= cfg.segment_ms ||
                       l->leo - a->base_offset + nrecords > (int64_t)UINT32_MAX ||
@@ -622,6 +662,7 @@ void sp_plog_append_from(sp_plog_t *l, uint8_t *records, size_t len, int64_t now
             goto out;
         }
         a = active(l);
+        rolled_at = l->leo;
     }
     int64_t next = l->leo, offset_of_max = l->leo;
     bool found_max = false;
@@ -677,6 +718,8 @@ void sp_plog_append_from(sp_plog_t *l, uint8_t *records, size_t len, int64_t now
     sp_log_offsets_t o;
     snapshot_locked(l, &o);
     pthread_mutex_unlock(&l->mu);
+    if (hooks && hooks->appended)
+        run_appended(records, &plan, hooks, rolled_at);
     pthread_mutex_unlock(&l->append_mu);
     notify(l, &o);
     if (want_flush)
@@ -1023,6 +1066,44 @@ int sp_plog_scan(sp_plog_t *l, int64_t from, int (*fn)(const sp_record_t *rec, v
             return -1;
         }
         free(buf);
+        offset = next;
+    }
+}
+
+int sp_plog_scan_batches(sp_plog_t *l, int64_t from,
+                         int (*fn)(void *ctx, const uint8_t *batch, size_t len, const sp_batch_hdr_t *h),
+                         void *ctx)
+{
+    int64_t offset = from;
+    for (;;) {
+        sp_read_result_t rr;
+        sp_plog_read(l, offset, INT64_MAX, 1 << 20, true, &rr);
+        if (rr.err == SP_LOG_ERANGE && offset < rr.log_start) {
+            offset = rr.log_start;
+            continue;
+        }
+        if (rr.err || !rr.seg)
+            return rr.err ? -1 : 0;
+        uint8_t *buf = malloc((size_t)rr.len);
+        int ok = buf && sp_pread_full(rr.fd, buf, (size_t)rr.len, rr.pos) == 0;
+        sp_read_result_release(&rr);
+        int64_t next = offset;
+        size_t off = 0, bs;
+        while (ok && off < (size_t)rr.len) {
+            sp_batch_hdr_t h;
+            if (sp_batch_next(buf + off, (size_t)rr.len - off, &bs) != 1 ||
+                sp_batch_hdr_parse(buf + off, bs, &h) != 0) {
+                ok = 0;
+                break;
+            }
+            if (sp_batch_last_offset(&h) >= offset && fn(ctx, buf + off, bs, &h) != 0)
+                ok = 0;
+            next = sp_batch_next_offset(&h);
+            off += bs;
+        }
+        free(buf);
+        if (!ok || next <= offset)
+            return -1;
         offset = next;
     }
 }

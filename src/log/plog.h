@@ -126,6 +126,8 @@ typedef struct sp_plog sp_plog_t;
 
 /* Its directory (fixed at open: no lock). */
 const char *sp_plog_dir(const sp_plog_t *l);     /* <log.dir>/<topic>-<partition> */
+/* Whether the log was opened after a clean stop (fixed at open). */
+bool sp_plog_opened_clean(const sp_plog_t *l);
 /* Bytes on disk over all segments (takes mu). */
 int64_t sp_plog_size(sp_plog_t *l);
 
@@ -181,6 +183,7 @@ typedef enum sp_log_err {
     SP_LOG_EFAILED,               /* the log is FAILED (invariant 6): offline */
     SP_LOG_EDELETED,              /* the log was deleted */
     SP_LOG_ERANGE,                /* an offset outside what the log holds */
+    SP_LOG_EREFUSED,              /* the owner's check hook stopped an append */
 } sp_log_err_t;
 
 /* "EINVALID", ... for logs and tests. */
@@ -211,14 +214,39 @@ typedef struct sp_append_result {
  * proto/batch.h).
  */
 struct sp_batch_validate_opts;
+struct sp_batch_hdr;
+
+/*
+ * What the owner of a log does inside an append, in the append's order
+ * (the partition keeps its producer state this way, txn/producer_state.h):
+ *   check     after the batches were validated, before offsets are
+ *             assigned, for each batch: 'offset' is where it would go.
+ *             Non-zero stops the append: nothing is written and the
+ *             result is SP_LOG_EREFUSED (the owner keeps its own verdict
+ *             in ctx).
+ *   appended  after the append was published, for each batch, with its
+ *             offsets patched in; rolled_at is the base offset of the
+ *             segment this append rolled to (first batch only), or -1.
+ * Both run under the log's append lock and without mu, so appends reach
+ * the owner one at a time and in offset order; they may do file I/O (a
+ * snapshot at a roll) but must not call into this log's appends.
+ */
+typedef struct sp_append_hooks {
+    int (*check)(void *ctx, const uint8_t *batch, size_t len, const struct sp_batch_hdr *h, int64_t offset);
+    void (*appended)(void *ctx, const uint8_t *batch, size_t len, const struct sp_batch_hdr *h,
+                     int64_t rolled_at);
+    void *ctx;
+} sp_append_hooks_t;
+
 void sp_plog_append_from(sp_plog_t *l, uint8_t *records, size_t len, int64_t now_ms,
-                         const struct sp_batch_validate_opts *origin, sp_append_result_t *res);
+                         const struct sp_batch_validate_opts *origin, const sp_append_hooks_t *hooks,
+                         sp_append_result_t *res);
 
 /* An append by one of the broker's own writers. */
 static inline void sp_plog_append(sp_plog_t *l, uint8_t *records, size_t len, int64_t now_ms,
                                   sp_append_result_t *res)
 {
-    sp_plog_append_from(l, records, len, now_ms, NULL, res);
+    sp_plog_append_from(l, records, len, now_ms, NULL, NULL, res);
 }
 
 typedef struct sp_read_result {
@@ -281,6 +309,18 @@ int sp_plog_segment_stats(sp_plog_t *l, sp_seg_stat_t *out, int max);
 struct sp_record;
 int sp_plog_scan(sp_plog_t *l, int64_t from, int (*fn)(const struct sp_record *rec, void *ctx),
                  void *ctx);
+
+/*
+ * Calls fn(ctx, batch, len, hdr) for every batch whose last offset is at
+ * or past 'from' (from the log start, if later) up to the log end, in
+ * order, control batches included: how the partition rebuilds its
+ * producer state after the newest snapshot.  Reads at most 1 MiB at a
+ * time.  Returns 0 at the end, or -1 when a read fails, a batch cannot be
+ * framed, or fn returns non-zero.
+ */
+int sp_plog_scan_batches(sp_plog_t *l, int64_t from,
+                         int (*fn)(void *ctx, const uint8_t *batch, size_t len, const struct sp_batch_hdr *h),
+                         void *ctx);
 
 /* Retention (cleanup.policy=delete): deletes the oldest sealed segments
  * whose newest record is older than retention.ms, or while the log is

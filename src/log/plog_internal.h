@@ -43,6 +43,7 @@ struct sp_plog {
     sp_plog_listener_fn listener; /* lis_rw */
     void *listener_ctx;
     int leader_epoch;
+    bool opened_clean;            /* the last stop was clean (fixed at open) */
 };
 
 #endif

@@ -94,6 +94,11 @@ static const sp_cfg_def_t defs[] = {
     { "log.retention.ms", SP_CFG_LONG, "604800000", -1, INT64_MAX, NULL, "Default retention.ms." },
     { "log.retention.check.interval.ms", SP_CFG_LONG, "300000", 1, INT64_MAX, NULL,
       "How often old segments are deleted by retention.ms / retention.bytes." },
+    { "producer.id.expiration.ms", SP_CFG_INT, "86400000", 1, INT32_MAX, NULL,
+      "How long a partition remembers an idle producer id (no open transaction) after its last batch's "
+      "timestamp; a forgotten producer may start at any sequence." },
+    { "producer.id.expiration.check.interval.ms", SP_CFG_INT, "600000", 1, INT32_MAX, NULL,
+      "How often a partition forgets expired producer ids (checked at its next append)." },
     { "log.flush.offset.checkpoint.interval.ms", SP_CFG_LONG, "60000", 1, INT32_MAX, NULL,
       "How often the recovery points (recovery-point-offset-checkpoint) are written." },
     { "log.flush.start.offset.checkpoint.interval.ms", SP_CFG_LONG, "60000", 1, INT32_MAX, NULL,
