@@ -31,6 +31,7 @@ static const sp_api_t apis[] = {
     { SP_API_INCREMENTAL_ALTER_CONFIGS, 0, 1, sp_handle_incremental_alter_configs },
     { SP_API_OFFSET_DELETE, 0, 0, sp_handle_offset_delete },
     { SP_API_DESCRIBE_CLUSTER, 0, 2, sp_handle_describe_cluster },
+    { SP_API_DESCRIBE_PRODUCERS, 0, 0, sp_handle_describe_producers },
     { SP_API_DESCRIBE_TOPIC_PARTITIONS, 0, 0, sp_handle_describe_topic_partitions },
 };
 

@@ -120,6 +120,7 @@ void sp_handle_incremental_alter_configs(sp_req_t *req);
 void sp_handle_describe_cluster(sp_req_t *req);
 void sp_handle_describe_log_dirs(sp_req_t *req);
 void sp_handle_describe_topic_partitions(sp_req_t *req);
+void sp_handle_describe_producers(sp_req_t *req);
 void sp_handle_find_coordinator(sp_req_t *req);
 /* The consumer group APIs (broker/groups.c): handed to the broker's group
  * coordinator (group/coordinator.h), answered from its thread. */

@@ -185,6 +185,40 @@ def sc_produce_errors(full):
                               'old': {'message.timestamp.before.max.ms': 3600000}})]
 
 
+def sc_idempotent(full):
+    """Idempotent batches (a producer id, epoch and sequence; no
+    InitProducerId needed for a plain produce): retries of recent batches
+    answered with their first offsets, a sequence gap, a new epoch not at
+    0, a stale epoch; then DescribeProducers and what the log holds."""
+    pid = 424242
+
+    def ib(n, start, seq, epoch=0):
+        return batch(n, start, producer_id=pid, producer_epoch=epoch, base_sequence=seq)
+
+    vs = served(0, 3) if full else [9, 13]
+    steps = []
+    for i, v in enumerate(vs):
+        t = '{t}'
+        p = i % 2
+        steps += [
+            Step(0, v, produce_body([(t, p, ib(3, 0, 0, epoch=2 * i))]), label='first batch'),
+            Step(0, v, produce_body([(t, p, ib(3, 0, 0, epoch=2 * i))]), label='its retry'),
+            Step(0, v, produce_body([(t, p, ib(2, 3, 3, epoch=2 * i))]), label='next batch'),
+            Step(0, v, produce_body([(t, p, ib(3, 0, 0, epoch=2 * i))]), label='retry of the one before'),
+            Step(0, v, produce_body([(t, p, ib(1, 9, 9, epoch=2 * i))]), label='sequence gap'),
+            Step(0, v, produce_body([(t, p, ib(1, 5, 5, epoch=2 * i + 1))]), label='new epoch not at 0'),
+            Step(0, v, produce_body([(t, p, ib(2, 5, 0, epoch=2 * i + 1))]), label='new epoch at 0'),
+            Step(0, v, produce_body([(t, p, ib(1, 7, 5, epoch=2 * i))]), label='stale epoch'),
+            Step(0, v, produce_body([(t, p, ib(2, 5, 0, epoch=2 * i + 1))], acks=1), label='retry, acks=1'),
+        ]
+    steps += [
+        Step(61, 0, {'Topics': [{'Name': '{t}', 'PartitionIndexes': [0, 1, 2, 9]},
+                                {'Name': '{u}', 'PartitionIndexes': [0]}]}, label='describe producers'),
+        Step(1, 12, fetch_body([('{t}', 0, 0), ('{t}', 1, 0)]), label='no second copies'),
+    ]
+    return [Scenario('idempotent', steps, topics={'t': 3, 'u': 0})]
+
+
 def sc_fetch(full):
     """Fetch at every version from a topic holding the same batches on both."""
     setup = [Step(0, 9, produce_body([('{t}', 0, batch(3, 0)), ('{t}', 1, batch(2, 0))]), compare=False),
@@ -801,7 +835,7 @@ BUILDERS = [
     sc_create_topics, sc_delete_topics, sc_create_partitions, sc_delete_records,
     sc_describe_configs, sc_alter_configs, sc_incremental_alter_configs, sc_cluster,
     sc_groups, sc_group_errors, sc_group_two_members, sc_static_member, sc_unsupported,
-    sc_metadata_autocreate, sc_describe_topic_partitions,
+    sc_metadata_autocreate, sc_describe_topic_partitions, sc_idempotent,
 ]
 
 
