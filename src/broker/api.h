@@ -122,6 +122,9 @@ void sp_handle_describe_log_dirs(sp_req_t *req);
 void sp_handle_describe_topic_partitions(sp_req_t *req);
 void sp_handle_describe_producers(sp_req_t *req);
 void sp_handle_find_coordinator(sp_req_t *req);
+/* InitProducerId (broker/init_producer_id.c): from the broker's
+ * producer-id manager (txn/pid_manager.h), maybe answered later. */
+void sp_handle_init_producer_id(sp_req_t *req);
 /* The consumer group APIs (broker/groups.c): handed to the broker's group
  * coordinator (group/coordinator.h), answered from its thread. */
 void sp_handle_join_group(sp_req_t *req);

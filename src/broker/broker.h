@@ -14,6 +14,7 @@ struct sp_logmgr;
 struct sp_image_holder;
 struct sp_controller;
 struct sp_coordinator;
+struct sp_pid_manager;
 struct sp_config;
 
 typedef struct sp_broker {
@@ -42,6 +43,7 @@ typedef struct sp_broker {
     struct sp_image_holder *images; /* its current metadata image (cluster/image.h) */
     struct sp_controller *controller; /* its metadata thread (cluster/controller.h) */
     struct sp_coordinator *coordinator; /* its group coordinator (group/coordinator.h) */
+    struct sp_pid_manager *pids;   /* its producer ids (txn/pid_manager.h) */
     const struct sp_config *config; /* server.properties and --override (read-only) */
 } sp_broker_t;
 

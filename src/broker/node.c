@@ -13,6 +13,7 @@
 #include "group/coordinator.h"
 #include "log/logmgr.h"
 #include "net/server.h"
+#include "txn/pid_manager.h"
 #include "util/log.h"
 
 struct sp_node {
@@ -174,14 +175,18 @@ static void free_broker(sp_broker_t *b)
 }
 
 /* Stops what was started, in the reverse order: no request runs by now
- * (the server stopped), so groups, metadata, then the partitions (they
- * stop listening to their logs), then the logs (clean-shutdown marker
- * last, only when clean), then whatever completions they posted. */
+ * (the server stopped), so groups, producer ids (a block they asked for
+ * is still answered: the metadata thread runs until the next step),
+ * metadata, then the partitions (they stop listening to their logs), then
+ * the logs (clean-shutdown marker last, only when clean), then whatever
+ * completions they posted. */
 static void node_down(sp_node_t *n, bool clean)
 {
     sp_broker_t *b = &n->broker;
     sp_coordinator_stop(b->coordinator);
     b->coordinator = NULL;
+    sp_pid_manager_stop(b->pids);
+    b->pids = NULL;
     sp_controller_stop(b->controller);
     b->controller = NULL;
     sp_partitions_free(b->partitions);
@@ -232,6 +237,8 @@ sp_node_t *sp_node_start(const sp_config_t *cfg, uv_loop_t *loop, int max_open_f
     if (b->partitions && b->images)
         b->controller = sp_controller_start(b, cfg);
     if (b->controller)
+        b->pids = sp_pid_manager_start(b->controller);
+    if (b->pids)
         b->coordinator = sp_coordinator_start(b, cfg);
     if (b->coordinator)
         n->server = sp_server_new(b);

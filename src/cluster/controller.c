@@ -23,6 +23,7 @@
 #include "proto/gen/config_record.h"
 #include "proto/gen/errors.h"
 #include "proto/gen/partition_record.h"
+#include "proto/gen/producer_ids_record.h"
 #include "proto/gen/remove_topic_record.h"
 #include "proto/gen/topic_record.h"
 #include "util/clock.h"
@@ -32,6 +33,7 @@
 #define REC_PARTITION SP_META_PARTITION
 #define REC_CONFIG SP_META_CONFIG
 #define REC_REMOVE_TOPIC SP_META_REMOVE_TOPIC
+#define REC_PRODUCER_IDS SP_META_PRODUCER_IDS
 #define RES_TOPIC 2 /* ConfigResource type TOPIC */
 #define RES_BROKER 4 /* ConfigResource type BROKER */
 #define SP_MAX_PARTITIONS 100000 /* per topic: each is a directory and open files */
@@ -143,6 +145,17 @@ static int snapshot_records(sp_controller_t *c, recbuf_t *rb, const sp_image_t *
         cr.name = sp_str_c(img->dyn[i].key);
         cr.value = sp_str_c(img->dyn[i].value);
         if (add_record(c, rb, REC_CONFIG, 0, &cr) != 0)
+            return -1;
+    }
+    /* the producer ids granted so far; BrokerId 0 and BrokerEpoch 0, as
+     * Kafka writes this record into its snapshots (it is no grant) */
+    if (img->next_producer_id > 0) {
+        sp_producer_ids_record_t pr;
+        sp_producer_ids_record_init(&pr);
+        pr.broker_id = 0;
+        pr.broker_epoch = 0;
+        pr.next_producer_id = img->next_producer_id;
+        if (add_record(c, rb, REC_PRODUCER_IDS, 0, &pr) != 0)
             return -1;
     }
     return 0;
@@ -811,8 +824,39 @@ oom:
     t->message = "out of memory";
 }
 
-/* The log settings of topic ti, resolved against img (its overrides and
- * img's dynamic broker configs, then server.properties). */
+/*
+ * The next block of producer ids for this broker (Kafka's
+ * ProducerIdControlManager.generateNextProducerId): [cur, cur + 1000) with
+ * cur the image's next_producer_id, written as a ProducerIdsRecord whose
+ * NextProducerId is cur + 1000 and applied to next.  Refused with
+ * UNKNOWN_SERVER_ERROR, nothing written, when the block's end would pass
+ * INT64_MAX, as Kafka does.  The broker epoch is -1 (the schema's
+ * default): Spool's brokers have no registration epoch yet.  Metadata
+ * thread.
+ */
+static void alloc_producer_ids(sp_controller_t *c, sp_ctl_op_t *op, sp_image_t *next, recbuf_t *rb)
+{
+    int64_t cur = next->next_producer_id;
+    if (cur > INT64_MAX - SP_PID_BLOCK_SIZE) {
+        op->pids.error = SP_ERR_UNKNOWN_SERVER_ERROR;
+        op->pids.message = "Exhausted all producerIds as the next block's end producerId "
+                           "has exceeded long type limit";
+        return;
+    }
+    sp_producer_ids_record_t pr;
+    sp_producer_ids_record_init(&pr);
+    pr.broker_id = c->broker->node_id;
+    pr.broker_epoch = -1;
+    pr.next_producer_id = cur + SP_PID_BLOCK_SIZE;
+    if (add_record(c, rb, REC_PRODUCER_IDS, 0, &pr) != 0 || apply(c, next, REC_PRODUCER_IDS, &pr) != 0) {
+        op->pids.error = SP_ERR_UNKNOWN_SERVER_ERROR;
+        op->pids.message = "out of memory";
+        return;
+    }
+    op->pids.first = cur;
+}
+
+/* Sets err and message on every part of op that has no error yet. */
 static void fail_all(sp_ctl_op_t *op, int16_t err, const char *message)
 {
     for (int i = 0; i < op->n; i++)
@@ -820,6 +864,10 @@ static void fail_all(sp_ctl_op_t *op, int16_t err, const char *message)
             op->topics[i].error = err;
             op->topics[i].message = message;
         }
+    if (op->kind == SP_CTL_ALLOC_PRODUCER_IDS && !op->pids.error) {
+        op->pids.error = err;
+        op->pids.message = message;
+    }
 }
 
 static void run_op(sp_controller_t *c, sp_ctl_op_t *op)
@@ -839,6 +887,8 @@ static void run_op(sp_controller_t *c, sp_ctl_op_t *op)
         return;
     }
     sp_batch_builder_init(&rb.b, 0, now_ms());
+    if (op->kind == SP_CTL_ALLOC_PRODUCER_IDS)
+        alloc_producer_ids(c, op, next, &rb);
     for (int i = 0; i < op->n; i++) {
         sp_ctl_topic_t *t = &op->topics[i];
         if (t->error)
@@ -854,6 +904,7 @@ static void run_op(sp_controller_t *c, sp_ctl_op_t *op)
             else
                 alter_configs(c, op, t, next, &rb);
             break;
+        case SP_CTL_ALLOC_PRODUCER_IDS: break; /* no topics */
         }
     }
     if (rb.count == 0 || op->validate_only) {
@@ -890,6 +941,9 @@ static void run_op(sp_controller_t *c, sp_ctl_op_t *op)
             sp_info("meta", "created topic %.*s with %d partition%s", (int)t->name.len, t->name.ptr,
                     t->out_partitions, t->out_partitions == 1 ? "" : "s");
     }
+    if (op->kind == SP_CTL_ALLOC_PRODUCER_IDS)
+        sp_info("meta", "producer ids %" PRId64 " to %" PRId64 " granted to broker %" PRId32, op->pids.first,
+                op->pids.first + SP_PID_BLOCK_SIZE - 1, c->broker->node_id);
     int64_t every = sp_config_long(c->cfg, "metadata.log.max.record.bytes.between.snapshots");
     if (c->bytes_since_snapshot >= every) {
         sp_image_t *now = sp_image_acquire(c->images);

@@ -6,9 +6,10 @@
  * is the metadata log's (metalog.h).
  *
  * Every change (create/delete topics, add partitions, topic configs,
- * dynamic broker configs) is a list of Kafka metadata records (TopicRecord,
- * PartitionRecord, ConfigRecord, RemoveTopicRecord; kafka-protocol/metadata)
- * that the controller
+ * dynamic broker configs, a block of producer ids) is a list of Kafka
+ * metadata records (TopicRecord, PartitionRecord, ConfigRecord,
+ * RemoveTopicRecord, ProducerIdsRecord; kafka-protocol/metadata) that the
+ * controller
  *   1. validates against the current image (Kafka's error codes),
  *   2. appends as one record batch to the metadata log, durable on return
  *      (sp_metalog_append; partition logs of new partitions are opened
@@ -25,7 +26,16 @@
  *   uvarint record version | record body (flexible encoding).
  * Every metadata.log.max.record.bytes.between.snapshots bytes of records
  * the controller stores a snapshot of the whole image
- * (sp_metalog_snapshot_save), after which older records may go.
+ * (sp_metalog_snapshot_save), after which older records may go: the
+ * snapshot holds every record needed to rebuild the image (topics,
+ * partitions, configs, and one ProducerIdsRecord with the next id).
+ *
+ * Producer ids (Kafka's ProducerIdControlManager): the controller grants
+ * blocks of SP_PID_BLOCK_SIZE ids, in order, to the brokers' producer-id
+ * managers (txn/pid_manager.h); each grant is a ProducerIdsRecord whose
+ * NextProducerId is the first id of the block after it, durable before
+ * the block is handed out, so that no id is ever handed out twice, across
+ * restarts and snapshots alike.
  *
  * Threads: submit from any thread; everything else on the metadata thread
  * (and the main thread at start/stop).
@@ -46,7 +56,11 @@ typedef enum sp_ctl_kind {
     SP_CTL_ALTER_CONFIGS,       /* replace all overrides of a topic or all
                                  * dynamic configs of a broker resource */
     SP_CTL_INCR_ALTER_CONFIGS,  /* per-key SET/DELETE/APPEND/SUBTRACT */
+    SP_CTL_ALLOC_PRODUCER_IDS,  /* the next block of producer ids (op->pids) */
 } sp_ctl_kind_t;
+
+/* Producer ids per block (Kafka's ProducerIdsBlock.PRODUCER_ID_BLOCK_SIZE). */
+#define SP_PID_BLOCK_SIZE 1000
 
 /* IncrementalAlterConfigs operation codes (Kafka's). */
 enum { SP_CFG_OP_SET = 0, SP_CFG_OP_DELETE = 1, SP_CFG_OP_APPEND = 2, SP_CFG_OP_SUBTRACT = 3 };
@@ -87,6 +101,13 @@ typedef struct sp_ctl_op {
     bool validate_only;
     int n;
     sp_ctl_topic_t *topics;
+    /* SP_CTL_ALLOC_PRODUCER_IDS (n = 0, no topics, arena unused): out */
+    struct {
+        int64_t first;          /* the block [first, first + SP_PID_BLOCK_SIZE) */
+        int16_t error;          /* 0, UNKNOWN_SERVER_ERROR (ids exhausted),
+                                 * KAFKA_STORAGE_ERROR (metadata log) */
+        const char *message;    /* static text */
+    } pids;
     sp_arena_t *arena;
     void (*complete)(struct sp_ctl_op *op);
     void *owner;                /* the submitter's */

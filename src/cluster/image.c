@@ -284,6 +284,7 @@ sp_image_t *sp_image_clone(const sp_image_t *img)
     if (!n)
         return NULL;
     n->offset = img->offset;
+    n->next_producer_id = img->next_producer_id;
     for (int32_t i = 0; i < img->nbrokers; i++) {
         const sp_broker_info_t *b = &img->brokers[i];
         if (sp_image_add_broker(n, b->node_id, b->host, b->port, b->rack) != 0)
@@ -313,6 +314,14 @@ sp_image_t *sp_image_clone(const sp_image_t *img)
 fail:
     sp_image_release(n);
     return NULL;
+}
+
+int sp_image_set_next_producer_id(sp_image_t *img, int64_t next)
+{
+    if (next <= img->next_producer_id)
+        return -1;
+    img->next_producer_id = next;
+    return 0;
 }
 
 sp_topic_info_t *sp_image_topic_mut(sp_image_t *img, const char *name, int32_t len)

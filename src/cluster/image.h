@@ -32,7 +32,9 @@
  *  (2) topics[] is sorted by name (binary search), ids are unique;
  *  (3) an image stays alive while any holder has not released it, and a
  *      topic while any image holds it;
- *  (4) dyn[] holds each (is_default, key) pair at most once.
+ *  (4) dyn[] holds each (is_default, key) pair at most once;
+ *  (5) next_producer_id >= 0 and never decreases from an image to the
+ *      next (each ProducerIdsRecord grants the block below its value).
  */
 #ifndef SP_CLUSTER_IMAGE_H
 #define SP_CLUSTER_IMAGE_H
@@ -90,6 +92,9 @@ typedef struct sp_image {
     sp_topic_info_t **topics; /* sorted by name; shared between images */
     int32_t ndyn;
     sp_dyn_config_t *dyn;    /* dynamic broker configs, invariant (4) */
+    int64_t next_producer_id; /* the first producer id of the next block the
+                               * controller grants (the last ProducerIdsRecord's
+                               * NextProducerId); 0 before any, invariant (5) */
 } sp_image_t;
 
 /* An empty image owned by the caller (refs = 1); NULL on OOM. */
@@ -117,6 +122,10 @@ int sp_image_set_topic_config(sp_image_t *img, const char *topic, int32_t tlen, 
  * strings.  0 or -1 (OOM). */
 int sp_image_set_broker_config(sp_image_t *img, bool is_default, const char *key, int32_t klen,
                                const char *value, int32_t vlen);
+/* ProducerIdsRecord: the ids below next are granted.  0, or -1 when next
+ * is not above the image's value (invariant (5); Kafka's replay refuses
+ * such a record too). */
+int sp_image_set_next_producer_id(sp_image_t *img, int64_t next);
 /* Non-const lookup for the builder: the image's own copy of the topic. */
 sp_topic_info_t *sp_image_topic_mut(sp_image_t *img, const char *name, int32_t len);
 

@@ -8,6 +8,7 @@
 #include "cluster/names.h"
 #include "proto/gen/config_record.h"
 #include "proto/gen/partition_record.h"
+#include "proto/gen/producer_ids_record.h"
 #include "proto/gen/remove_topic_record.h"
 #include "proto/gen/topic_record.h"
 #include "proto/request.h"
@@ -23,7 +24,8 @@ int sp_meta_loader_init(sp_meta_loader_t *ld, int32_t node_id)
     ld->partition = sp_msg_desc_named("PartitionRecord");
     ld->config = sp_msg_desc_named("ConfigRecord");
     ld->remove_topic = sp_msg_desc_named("RemoveTopicRecord");
-    return ld->topic && ld->partition && ld->config && ld->remove_topic ? 0 : -1;
+    ld->producer_ids = sp_msg_desc_named("ProducerIdsRecord");
+    return ld->topic && ld->partition && ld->config && ld->remove_topic && ld->producer_ids ? 0 : -1;
 }
 
 const sp_msg_desc_t *sp_meta_loader_desc(const sp_meta_loader_t *ld, int type)
@@ -33,6 +35,7 @@ const sp_msg_desc_t *sp_meta_loader_desc(const sp_meta_loader_t *ld, int type)
     case SP_META_PARTITION: return ld->partition;
     case SP_META_CONFIG: return ld->config;
     case SP_META_REMOVE_TOPIC: return ld->remove_topic;
+    case SP_META_PRODUCER_IDS: return ld->producer_ids;
     default: return NULL;
     }
 }
@@ -98,6 +101,13 @@ int sp_meta_loader_apply_record(const sp_meta_loader_t *ld, sp_image_t *img, int
     case SP_META_REMOVE_TOPIC: {
         const sp_remove_topic_record_t *r = rec;
         return sp_image_remove_topic(img, r->topic_id);
+    }
+    case SP_META_PRODUCER_IDS: {
+        /* a block granted to some broker: the ids below NextProducerId
+         * are taken, whoever took them (BrokerId and BrokerEpoch are the
+         * grantee's, not needed to rebuild the image) */
+        const sp_producer_ids_record_t *p = rec;
+        return sp_image_set_next_producer_id(img, p->next_producer_id);
     }
     default:
         return 0; /* records this broker does not use yet are skipped */

@@ -1,7 +1,8 @@
 /*
  * meta_loader.h - what every broker does with the metadata log (Kafka's
  * MetadataLoader): decode Kafka's metadata records (TopicRecord,
- * PartitionRecord, ConfigRecord, RemoveTopicRecord; the others are skipped
+ * PartitionRecord, ConfigRecord, RemoveTopicRecord, ProducerIdsRecord; the
+ * others are skipped
  * until something uses them) and apply them, in order, to an image being
  * built (cluster/image.h).  No thread and no global state: the controller
  * replays its log and snapshot through one at start, a fuzz target feeds
@@ -24,6 +25,7 @@
 #define SP_META_PARTITION 3
 #define SP_META_CONFIG 4
 #define SP_META_REMOVE_TOPIC 9
+#define SP_META_PRODUCER_IDS 15
 
 /* A PartitionRecord's partition id is below this (the controller allows
  * 100,000 partitions per topic); a larger one is refused, not allocated. */
@@ -31,7 +33,7 @@
 
 typedef struct sp_meta_loader {
     int32_t node_id;              /* this broker: its own broker-scope configs are kept */
-    const sp_msg_desc_t *topic, *partition, *config, *remove_topic;
+    const sp_msg_desc_t *topic, *partition, *config, *remove_topic, *producer_ids;
 } sp_meta_loader_t;
 
 /* 0, or -1 when the codec lacks one of the record schemas. */
@@ -43,7 +45,8 @@ const sp_msg_desc_t *sp_meta_loader_desc(const sp_meta_loader_t *ld, int type);
  * published).  0 when applied, or skipped (a type not used yet, another
  * broker's config, a resource type not kept); -1 when it does not decode
  * (bad frame, unknown version, bytes left over) or cannot apply (a
- * duplicate topic, a partition of an unknown topic, out of memory): a
+ * duplicate topic, a partition of an unknown topic, a ProducerIdsRecord
+ * whose NextProducerId does not increase, out of memory): a
  * replay stops there rather than build an image that lacks topics.
  */
 int sp_meta_loader_apply(const sp_meta_loader_t *ld, sp_image_t *img, const uint8_t *v, int32_t len);

@@ -46,6 +46,8 @@ static void check_image(const sp_image_t *img)
         for (int32_t j = 0; j < i; j++)
             if (img->dyn[i].is_default == img->dyn[j].is_default && strcmp(img->dyn[i].key, img->dyn[j].key) == 0)
                 abort(); /* (4) */
+    if (img->next_producer_id < 0)
+        abort(); /* (5) */
 }
 
 static int on_record(const sp_record_t *rec, void *ctx)

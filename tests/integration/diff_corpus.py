@@ -611,6 +611,38 @@ def sc_unsupported(full):
     return [Scenario('unsupported', steps, topics={'t': 1})]
 
 
+# ---------------------------------------------------------------- producer ids
+
+
+def init_producer_id_body(txn=None, pid=-1, epoch=-1):
+    return {'TransactionalId': txn, 'TransactionTimeoutMs': 60000, 'ProducerId': pid, 'ProducerEpoch': epoch,
+            'Enable2Pc': False, 'KeepPreparedTxn': False}
+
+
+def sc_init_producer_id(full):
+    """InitProducerId without a transactional id: a fresh id with epoch 0
+    at every version, also when a v3+ request names the id and epoch it
+    had (KIP-360); the errors before any transaction coordinator is asked:
+    a half pair of id and epoch, an empty transactional id.  The ids are
+    each broker's own (kafka_diff.PRODUCER_ID_FIELDS).  Kafka answers
+    COORDINATOR_LOAD_IN_PROGRESS while its first block of ids is on its way
+    (Spool waits for it): those steps are sent again until that passes."""
+    steps = []
+    learn = {'pid': lambda b: b['ProducerId']}
+    loaded = lambda b: b['ErrorCode'] != 14                             # noqa: E731
+    for v in (served(22) if full else [0, 2, 5]):
+        steps.append(Step(22, v, init_producer_id_body(), label='idempotent producer', learn=learn, retry=loaded))
+        if v >= 3:
+            steps += [
+                Step(22, v, init_producer_id_body(pid='{pid}', epoch=0), label='again, naming its id and epoch',
+                     retry=loaded),
+                Step(22, v, init_producer_id_body(pid='{pid}', epoch=-1), label='an id without an epoch'),
+                Step(22, v, init_producer_id_body(pid=-1, epoch=3), label='an epoch without an id'),
+            ]
+        steps.append(Step(22, v, init_producer_id_body(txn=''), label='empty transactional id'))
+    return [Scenario('init-producer-id', steps)]
+
+
 # ---------------------------------------------------------------- groups
 
 
@@ -835,7 +867,7 @@ BUILDERS = [
     sc_create_topics, sc_delete_topics, sc_create_partitions, sc_delete_records,
     sc_describe_configs, sc_alter_configs, sc_incremental_alter_configs, sc_cluster,
     sc_groups, sc_group_errors, sc_group_two_members, sc_static_member, sc_unsupported,
-    sc_metadata_autocreate, sc_describe_topic_partitions, sc_idempotent,
+    sc_metadata_autocreate, sc_describe_topic_partitions, sc_idempotent, sc_init_producer_id,
 ]
 
 

@@ -109,6 +109,13 @@ SORT = [
 # Fields holding ids a broker makes up: compared as symbols.
 MEMBER_FIELDS = ('MemberId', 'Leader')
 
+# (api key, field path): producer ids a broker hands out (each from blocks
+# its own controller grants), compared as '<producer id>' when one was
+# given (>= 0); -1, the answer of a failed request, is compared as it is
+PRODUCER_ID_FIELDS = [
+    (22, 'ProducerId'),
+]
+
 
 class Known:
     """A difference Spool keeps on purpose: a row of docs/DIFFERENCES.md,
@@ -555,6 +562,9 @@ def normalise(api, version, body, target, own_names=None):
                     out[k] = '<text>' if v else v
                 elif k in MEMBER_FIELDS and isinstance(v, str) and v:
                     out[k] = target.symbol('member', v)
+                elif isinstance(v, int) and v >= 0 and any(a == api and path_match(p, pat)
+                                                           for a, pat in PRODUCER_ID_FIELDS):
+                    out[k] = '<producer id>'
                 else:
                     out[k] = walk(v, p)
             return out

@@ -1,9 +1,10 @@
 """Hand-built Kafka protocol frames for raw-socket integration tests.
 
 Only what the tests need: primitive encoders, request header v1/v2 framing,
-ApiVersions / Metadata / Produce / Fetch / DeleteRecords v0 request
-builders, a tolerant reader and decoders for the ApiVersions (v0-v3),
-Metadata, Produce, Fetch and DeleteRecords v0 responses, and
+ApiVersions / Metadata / Produce / Fetch / DeleteRecords v0 /
+InitProducerId request builders, a tolerant reader and decoders for the
+ApiVersions (v0-v3), Metadata, Produce, Fetch, DeleteRecords v0 and
+InitProducerId responses, and
 record batches v2 built by hand (CRC-32C here, gzip with zlib, zstd as
 frames of raw blocks: no codec library beyond the standard one).
 """
@@ -18,6 +19,7 @@ API_FETCH = 1
 API_METADATA = 3
 API_API_VERSIONS = 18
 API_DELETE_RECORDS = 21
+API_INIT_PRODUCER_ID = 22
 
 # ---------------------------------------------------------------- encoders
 
@@ -346,6 +348,48 @@ def produce(port_or_sock, version, partitions, **kw):
     payload = send_recv(port_or_sock, produce_request(version, 77, partitions, **kw))
     resp = parse_produce_response(payload, version)
     assert resp['correlation_id'] == 77 and resp['trailing'] == 0, resp
+    return resp
+
+
+def init_producer_id_request(version, correlation_id, transactional_id=None,
+                             transaction_timeout_ms=60000, producer_id=-1, producer_epoch=-1,
+                             client_id='spool-test'):
+    """InitProducerId v0-6 (flexible from v2; producer id and epoch from v3;
+    v6's 2PC flags false)."""
+    flex = version >= 2
+    body = (compact_string if flex else string)(transactional_id) + int32(transaction_timeout_ms)
+    if version >= 3:
+        body += int64(producer_id) + int16(producer_epoch)
+    if version >= 6:
+        body += boolean(False) + boolean(False)     # enable_2pc, keep_prepared_txn
+    if flex:
+        body += TAGGED_NONE
+    return request(API_INIT_PRODUCER_ID, version, correlation_id, body, client_id, flexible=flex)
+
+
+def parse_init_producer_id_response(payload, version):
+    """InitProducerId response v0-6 -> {'correlation_id', 'throttle_time_ms',
+    'error_code', 'producer_id', 'producer_epoch', 'trailing'}."""
+    flex = version >= 2
+    r = Reader(payload)
+    out = {'correlation_id': r.int32()}
+    if flex:
+        r.tagged_fields()
+    out.update(throttle_time_ms=r.int32(), error_code=r.int16(), producer_id=r.int64(),
+               producer_epoch=r.int16())
+    if version >= 6:
+        out.update(ongoing_txn_producer_id=r.int64(), ongoing_txn_producer_epoch=r.int16())
+    if flex:
+        r.tagged_fields()
+    out['trailing'] = r.remaining()
+    return out
+
+
+def init_producer_id(port_or_sock, version, **kw):
+    """Sends one InitProducerId request and returns its parsed response."""
+    payload = send_recv(port_or_sock, init_producer_id_request(version, 79, **kw))
+    resp = parse_init_producer_id_response(payload, version)
+    assert resp['correlation_id'] == 79 and resp['trailing'] == 0, resp
     return resp
 
 

@@ -3,8 +3,12 @@
  * metadata log it did not write (here an in-memory implementation of the
  * metalog interface, as a broker following another controller will see
  * one) and publishes images; the publisher brings the local partitions in
- * line by comparing each image with the one it replaces. */
+ * line by comparing each image with the one it replaces.  Producer ids
+ * (ProducerIdsRecord): replayed into the image, and granted by a real
+ * controller whose snapshot, followed alone, gives the same next id. */
 #include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,12 +16,15 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "cluster/controller.h"
 #include "cluster/meta_publisher.h"
 #include "cluster/partition.h"
 #include "log/logmgr.h"
 #include "proto/batch.h"
 #include "proto/gen/config_record.h"
+#include "proto/gen/errors.h"
 #include "proto/gen/partition_record.h"
+#include "proto/gen/producer_ids_record.h"
 #include "proto/gen/remove_topic_record.h"
 #include "proto/gen/topic_record.h"
 
@@ -187,6 +194,15 @@ static void topic_config(sp_batch_builder_t *b, const char *name, const char *ke
     cr.name = sp_str_c(key);
     cr.value = sp_str_c(value);
     add(b, SP_META_CONFIG, &cr);
+}
+
+static void producer_ids(sp_batch_builder_t *b, int32_t broker, int64_t next)
+{
+    sp_producer_ids_record_t pr;
+    sp_producer_ids_record_init(&pr);
+    pr.broker_id = broker;
+    pr.next_producer_id = next;
+    add(b, SP_META_PRODUCER_IDS, &pr);
 }
 
 static uint8_t *finish(sp_batch_builder_t *b, size_t *len)
@@ -391,17 +407,197 @@ static void test_follow_refuses(const char *root)
     node_stop(&n);
 }
 
+/* ProducerIdsRecords replayed: the image's next_producer_id is the last
+ * one's NextProducerId (snapshot, then log); a record that does not
+ * increase it stops the replay (image.h invariant 5, Kafka's replay). */
+static void test_producer_ids_replay(const char *root)
+{
+    node_t n;
+    node_start(&n, root);
+    sp_batch_builder_t b;
+    size_t len;
+    int64_t last, bytes;
+
+    mem_t *log = mem_new();
+    sp_batch_builder_init(&b, 0, 1000);
+    producer_ids(&b, 1, 1000);
+    topic(&b, "a", uuid(1), 1);
+    uint8_t *p = finish(&b, &len);
+    CHECK(sp_metalog_append(&log->base, p, len, &last) == 0 && last == 2);
+    CHECK(sp_metalog_snapshot_save(&log->base, 3, p, len) == 0);
+    free(p);
+    sp_batch_builder_init(&b, 0, 1000);
+    producer_ids(&b, 2, 2000);
+    producer_ids(&b, 1, 3000);
+    p = finish(&b, &len);
+    CHECK(sp_metalog_append(&log->base, p, len, &last) == 0 && last == 4);
+    free(p);
+    sp_image_t *img = sp_image_new("c", 1);
+    CHECK(img->next_producer_id == 0);
+    CHECK(sp_meta_follow(&n.pub, &log->base, img, &bytes) == 0);
+    CHECK(img->next_producer_id == 3000 && img->ntopics == 1);
+    sp_image_t *copy = sp_image_clone(img);
+    CHECK(copy && copy->next_producer_id == 3000);
+    sp_image_release(copy);
+    sp_image_release(img);
+    /* the snapshot alone */
+    mem_t *snap = mem_new();
+    CHECK(sp_metalog_snapshot_save(&snap->base, 3, log->snap, log->snap_len) == 0);
+    snap->end = 3;
+    img = sp_image_new("c", 1);
+    CHECK(sp_meta_follow(&n.pub, &snap->base, img, &bytes) == 0);
+    CHECK(img->next_producer_id == 1000);
+    sp_image_release(img);
+    sp_metalog_close(&snap->base);
+    /* a grant that goes back (or repeats) is refused */
+    sp_batch_builder_init(&b, 0, 1000);
+    producer_ids(&b, 1, 3000);
+    p = finish(&b, &len);
+    CHECK(sp_metalog_append(&log->base, p, len, &last) == 0);
+    free(p);
+    img = sp_image_new("c", 1);
+    CHECK(sp_meta_follow(&n.pub, &log->base, img, &bytes) == -1);
+    sp_image_release(img);
+    sp_metalog_close(&log->base);
+    node_stop(&n);
+}
+
+/* ---- the controller's grants ---------------------------------------- */
+
+typedef struct waited {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool done;
+} waited_t;
+
+static void op_done(sp_ctl_op_t *op)
+{
+    waited_t *w = op->owner;
+    pthread_mutex_lock(&w->mu);
+    w->done = true;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+/* Runs one SP_CTL_ALLOC_PRODUCER_IDS on c: the block's first id, or -1
+ * with *err (when err is given) its error. */
+static int64_t alloc_block_err(sp_controller_t *c, int16_t *err)
+{
+    waited_t w = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false };
+    sp_ctl_op_t op;
+    memset(&op, 0, sizeof(op));
+    op.kind = SP_CTL_ALLOC_PRODUCER_IDS;
+    op.complete = op_done;
+    op.owner = &w;
+    sp_controller_submit(c, &op);
+    pthread_mutex_lock(&w.mu);
+    while (!w.done)
+        pthread_cond_wait(&w.cv, &w.mu);
+    pthread_mutex_unlock(&w.mu);
+    if (err)
+        *err = op.pids.error;
+    return op.pids.error ? -1 : op.pids.first;
+}
+
+static int64_t alloc_block(sp_controller_t *c) { return alloc_block_err(c, NULL); }
+
+static int64_t published_next_id(node_t *n)
+{
+    sp_image_t *img = sp_image_acquire(n->images);
+    int64_t v = img->next_producer_id;
+    sp_image_release(img);
+    return v;
+}
+
+static sp_controller_t *controller_start(node_t *n, sp_broker_t *b)
+{
+    static char *dirs[1];
+    memset(b, 0, sizeof(*b));
+    dirs[0] = n->dir;
+    b->node_id = 1;
+    snprintf(b->cluster_id, sizeof(b->cluster_id), "c");
+    b->log_dirs = dirs;
+    b->nlog_dirs = 1;
+    b->adv_host = "127.0.0.1";
+    b->adv_port = 9092;
+    b->partitions = n->parts;
+    b->logs = n->logs;
+    b->images = n->images;
+    b->config = n->cfg;
+    return sp_controller_start(b, n->cfg);
+}
+
+/* Blocks granted by the controller, in order, durable across restarts;
+ * with a snapshot after every write the snapshot alone carries the next
+ * id; a block whose end would pass INT64_MAX is refused. */
+static void test_producer_ids_controller(const char *root)
+{
+    node_t n;
+    sp_broker_t b;
+    node_start(&n, root);
+    CHECK(sp_config_set_kv(n.cfg, "metadata.log.max.record.bytes.between.snapshots=1", "test") == 0);
+    sp_controller_t *c = controller_start(&n, &b);
+    CHECK(c != NULL);
+    CHECK(published_next_id(&n) == 0);
+    CHECK(alloc_block(c) == 0);
+    CHECK(alloc_block(c) == 1000);
+    CHECK(published_next_id(&n) == 2000);
+    sp_controller_stop(c);
+
+    /* the snapshot the controller wrote, followed alone */
+    sp_metalog_t *ml = sp_metalog_open_local(n.logs, n.dir, NULL, NULL);
+    CHECK(ml != NULL);
+    int64_t upto = 0, bytes;
+    uint8_t *snapbytes = NULL;
+    size_t snaplen = 0;
+    CHECK(sp_metalog_snapshot_load(ml, &upto, &snapbytes, &snaplen) == 1 && upto == 2);
+    mem_t *snap = mem_new();
+    CHECK(sp_metalog_snapshot_save(&snap->base, upto, snapbytes, snaplen) == 0);
+    snap->end = upto;
+    free(snapbytes);
+    sp_image_t *img = sp_image_new("c", 1);
+    CHECK(sp_meta_follow(&n.pub, &snap->base, img, &bytes) == 0);
+    CHECK(img->next_producer_id == 2000);
+    sp_image_release(img);
+    sp_metalog_close(&snap->base);
+
+    /* a grant near the end of the ids, written as another controller would */
+    sp_batch_builder_t bb;
+    size_t len;
+    int64_t last;
+    sp_batch_builder_init(&bb, 0, 1000);
+    producer_ids(&bb, 2, INT64_MAX - SP_PID_BLOCK_SIZE + 1);
+    uint8_t *p = finish(&bb, &len);
+    CHECK(sp_metalog_append(ml, p, len, &last) == 0 && last == 2);
+    free(p);
+    CHECK(sp_metalog_close(ml) == 0);
+
+    /* a restart: the image has it; the next block would overflow */
+    c = controller_start(&n, &b);
+    CHECK(c != NULL);
+    CHECK(published_next_id(&n) == INT64_MAX - SP_PID_BLOCK_SIZE + 1);
+    int16_t err = 0;
+    CHECK(alloc_block_err(c, &err) == -1 && err == SP_ERR_UNKNOWN_SERVER_ERROR);
+    CHECK(published_next_id(&n) == INT64_MAX - SP_PID_BLOCK_SIZE + 1);
+    sp_controller_stop(c);
+    node_stop(&n);
+}
+
 int main(void)
 {
     char root[] = "/tmp/spool-test-metadata-XXXXXX";
     CHECK(mkdtemp(root) != NULL);
     CHECK(sp_meta_loader_init(&loader, 1) == 0);
-    char a[600], b[600];
+    char a[600], b[600], c[600], d[600];
     snprintf(a, sizeof(a), "%s/a", root);
     snprintf(b, sizeof(b), "%s/b", root);
-    CHECK(mkdir(a, 0755) == 0 && mkdir(b, 0755) == 0);
+    snprintf(c, sizeof(c), "%s/c", root);
+    snprintf(d, sizeof(d), "%s/d", root);
+    CHECK(mkdir(a, 0755) == 0 && mkdir(b, 0755) == 0 && mkdir(c, 0755) == 0 && mkdir(d, 0755) == 0);
     test_follow_and_publish(a);
     test_follow_refuses(b);
+    test_producer_ids_replay(c);
+    test_producer_ids_controller(d);
     char cmd[600];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", root);
     if (system(cmd) != 0)

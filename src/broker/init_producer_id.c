@@ -1,0 +1,92 @@
+/*
+ * init_producer_id.c - InitProducerId (v0-5): a producer id for an
+ * idempotent producer, from the broker's producer-id manager
+ * (txn/pid_manager.h).  Kafka's KafkaApis.handleInitProducerIdRequest and
+ * TransactionCoordinator.handleInitProducerId, in their order:
+ *
+ *   1. ProducerId and ProducerEpoch (v3+) come as a pair: one -1 without
+ *      the other is INVALID_REQUEST;
+ *   2. no transactional id (null): a fresh producer id, epoch 0, always,
+ *      even when the request names a producer id and epoch (KIP-360: the
+ *      producer's old id is simply left behind);
+ *   3. an empty transactional id: INVALID_REQUEST;
+ *   4. any other transactional id belongs to the transaction coordinator
+ *      (transaction.max.timeout.ms is checked there, and only for
+ *      transactional ids), which Spool does not have yet: the request is
+ *      refused with TRANSACTIONAL_ID_AUTHORIZATION_FAILED, as Produce
+ *      refuses transactional requests (broker/produce.c).  One marked spot
+ *      below, which the coordinator replaces.
+ *
+ * A failed request answers ProducerId -1 and ProducerEpoch -1, as Kafka.
+ * Versions: 6 (2PC, KIP-939) is unstable in Kafka 4.3 and not served.
+ *
+ * Threads: the request's worker; when no id is at hand the manager
+ * answers later from the metadata thread, and the answer is posted back
+ * to the worker.
+ */
+#include "broker/api.h"
+#include "proto/gen/init_producer_id_request.h"
+#include "proto/gen/init_producer_id_response.h"
+#include "txn/pid_manager.h"
+
+/* A request waiting for its producer id (in the request's arena). */
+typedef struct pending {
+    sp_req_t *req;
+    int64_t pid;
+    int16_t err;
+} pending_t;
+
+static void answer(sp_req_t *req, int16_t err, int64_t pid)
+{
+    sp_init_producer_id_response_t resp;
+    sp_init_producer_id_response_init(&resp);
+    resp.error_code = err;
+    resp.producer_id = err ? -1 : pid;
+    resp.producer_epoch = err ? -1 : 0;
+    sp_req_respond(req, &resp);
+}
+
+/* On the request's worker. */
+static void on_worker(sp_req_t *req, void *arg)
+{
+    pending_t *p = arg;
+    answer(req, p->err, p->pid);
+    sp_req_unref(req); /* the manager's */
+}
+
+/* The manager's answer: any thread. */
+static void pid_ready(void *ctx, int64_t pid, int16_t err)
+{
+    pending_t *p = ctx;
+    p->pid = pid;
+    p->err = err;
+    sp_req_post(p->req, on_worker, p);
+}
+
+void sp_handle_init_producer_id(sp_req_t *req)
+{
+    const sp_init_producer_id_request_t *b = req->r.body;
+    if ((b->producer_id == -1) != (b->producer_epoch == -1)) {
+        answer(req, SP_ERR_INVALID_REQUEST, -1);
+        return;
+    }
+    if (b->transactional_id.len == 0) {
+        answer(req, SP_ERR_INVALID_REQUEST, -1);
+        return;
+    }
+    if (b->transactional_id.len > 0) {
+        /* ---- TRANSACTIONS: the transaction coordinator replaces this ----
+         * (Kafka: transaction timeout, then the id's state in
+         * __transaction_state, epoch bump or fencing) */
+        answer(req, SP_ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED, -1);
+        return;
+    }
+    pending_t *p = sp_arena_zalloc(&req->arena, sizeof(*p));
+    if (!p) {
+        sp_req_close(req, "out of memory for InitProducerId");
+        return;
+    }
+    p->req = req;
+    sp_req_ref(req); /* the manager's, dropped on the worker */
+    sp_pid_next(req->broker->pids, pid_ready, p);
+}
