@@ -91,6 +91,19 @@ static void coordinator_unref(sp_coordinator_t *c)
     }
 }
 
+/* ---- transactions ---------------------------------------------------------- */
+
+void sp_coordinator_txn_complete(sp_coordinator_t *c, int32_t partition, int64_t producer_id,
+                                 int16_t producer_epoch, bool commit)
+{
+    /* TxnOffsetCommit is not served yet: no pending transactional offsets */
+    (void)c;
+    (void)partition;
+    (void)producer_id;
+    (void)producer_epoch;
+    (void)commit;
+}
+
 /* ---- partitions ---------------------------------------------------------- */
 
 int32_t sp_coordinator_partition_for(const char *group, int32_t len, int32_t n)

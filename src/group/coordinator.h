@@ -30,6 +30,7 @@
 #ifndef SP_GROUP_COORDINATOR_H
 #define SP_GROUP_COORDINATOR_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "group/group.h"
@@ -55,6 +56,16 @@ void sp_coordinator_stop(sp_coordinator_t *c);
  * thread.  0, -1 when the coordinator has stopped, -2 when out of
  * memory: then call is not touched.  Any thread. */
 int sp_coordinator_submit(sp_coordinator_t *c, sp_group_call_t *call);
+
+/*
+ * A transaction marker is durable in partition 'partition' of
+ * __consumer_offsets (txn/markers.h): the transactional offsets that
+ * producer_id committed there (TxnOffsetCommit) become visible (commit)
+ * or are dropped (abort), as Kafka's GroupCoordinator.onTransactionCompleted.
+ * Queued for the coordinator thread.  Any thread.
+ */
+void sp_coordinator_txn_complete(sp_coordinator_t *c, int32_t partition, int64_t producer_id,
+                                 int16_t producer_epoch, bool commit);
 
 /* Kafka's partition of __consumer_offsets for a group id. */
 int32_t sp_coordinator_partition_for(const char *group, int32_t len, int32_t npartitions);
