@@ -1,9 +1,10 @@
 """Hand-built Kafka protocol frames for raw-socket integration tests.
 
 Only what the tests need: primitive encoders, request header v1/v2 framing,
-ApiVersions / Metadata / Produce / Fetch / DeleteRecords v0 request
-builders, a tolerant reader and decoders for the ApiVersions (v0-v3),
-Metadata, Produce, Fetch and DeleteRecords v0 responses, and
+ApiVersions / Metadata / Produce / Fetch / DeleteRecords v0 /
+InitProducerId (v0-v5) / ListOffsets v1-v5 request builders, a tolerant
+reader and decoders for the ApiVersions (v0-v3), Metadata, Produce, Fetch,
+DeleteRecords v0, InitProducerId and ListOffsets responses, and
 record batches v2 built by hand (CRC-32C here, gzip with zlib, zstd as
 frames of raw blocks: no codec library beyond the standard one).
 """
@@ -16,8 +17,10 @@ import zlib
 API_PRODUCE = 0
 API_FETCH = 1
 API_METADATA = 3
+API_LIST_OFFSETS = 2
 API_API_VERSIONS = 18
 API_DELETE_RECORDS = 21
+API_INIT_PRODUCER_ID = 22
 
 # ---------------------------------------------------------------- encoders
 
@@ -724,3 +727,99 @@ def parse_fetch_response_v4(payload):
         topics.append((name, parts))
     assert r.remaining() == 0, r.remaining()
     return corr, topics
+
+
+# ------------------------------------------------- producer ids, offsets
+
+
+def init_producer_id_request(correlation_id, version=4, transactional_id=None,
+                             transaction_timeout_ms=60000, producer_id=-1,
+                             producer_epoch=-1, client_id='spool-test'):
+    """InitProducerId v0-v5 (flexible from v2; v3+ carry the producer id and
+    epoch a producer already has, -1/-1 for a new one).  A null
+    transactional id asks for an idempotent producer's id."""
+    flex = version >= 2
+    body = (compact_string if flex else string)(transactional_id) + int32(transaction_timeout_ms)
+    if version >= 3:
+        body += int64(producer_id) + int16(producer_epoch)
+    if flex:
+        body += TAGGED_NONE
+    return request(API_INIT_PRODUCER_ID, version, correlation_id, body, client_id,
+                   flexible=flex)
+
+
+def parse_init_producer_id_response(payload, version):
+    """InitProducerId response v0-v5 -> {'correlation_id', 'throttle_time_ms',
+    'error_code', 'producer_id', 'producer_epoch', 'trailing'}."""
+    flex = version >= 2
+    r = Reader(payload)
+    out = {'correlation_id': r.int32()}
+    if flex:
+        r.tagged_fields()                       # response header v1
+    out['throttle_time_ms'] = r.int32()
+    out['error_code'] = r.int16()
+    out['producer_id'] = r.int64()
+    out['producer_epoch'] = r.int16()
+    if flex:
+        out['tagged_fields'] = r.tagged_fields()
+    out['trailing'] = r.remaining()
+    return out
+
+
+def init_producer_id(port_or_sock, version=4, **kw):
+    """Sends one InitProducerId request; returns its parsed response."""
+    payload = send_recv(port_or_sock, init_producer_id_request(79, version, **kw))
+    resp = parse_init_producer_id_response(payload, version)
+    assert resp['correlation_id'] == 79 and resp['trailing'] == 0, resp
+    return resp
+
+
+LATEST_TIMESTAMP, EARLIEST_TIMESTAMP = -1, -2
+
+
+def list_offsets_request(correlation_id, topic, partitions, timestamp=LATEST_TIMESTAMP,
+                         isolation_level=0, version=5, client_id='spool-test'):
+    """ListOffsets v1-v5 (not flexible) for one topic: the same timestamp
+    (-1 latest, -2 earliest, or a time) for each of `partitions`."""
+    assert 1 <= version <= 5, version
+    parts = []
+    for p in partitions:
+        e = int32(p)
+        if version >= 4:
+            e += int32(-1)                      # current leader epoch
+        parts.append(e + int64(timestamp))
+    body = int32(-1)                            # replica id: a consumer
+    if version >= 2:
+        body += int8(isolation_level)
+    body += array([string(topic) + array(parts)])
+    return request(API_LIST_OFFSETS, version, correlation_id, body, client_id)
+
+
+def parse_list_offsets_response(payload, version=5):
+    """ListOffsets response v1-v5 -> {(topic, partition): {'error_code',
+    'timestamp', 'offset', 'leader_epoch' (v4+)}}."""
+    r = Reader(payload)
+    r.int32()                                   # correlation id
+    if version >= 2:
+        r.int32()                               # throttle_time_ms
+    out = {}
+    for _ in range(r.int32()):
+        topic = r.string()
+        for _ in range(r.int32()):
+            p = {'index': r.int32(), 'error_code': r.int16(), 'timestamp': r.int64(),
+                 'offset': r.int64()}
+            if version >= 4:
+                p['leader_epoch'] = r.int32()
+            out[(topic, p['index'])] = p
+    if r.remaining():
+        raise ValueError('%d trailing bytes' % r.remaining())
+    return out
+
+
+def end_offset(port_or_sock, topic, partition, version=5):
+    """The partition's latest offset (the high watermark) by ListOffsets;
+    asserts no error."""
+    payload = send_recv(port_or_sock, list_offsets_request(80, topic, [partition], version=version))
+    p = parse_list_offsets_response(payload, version)[(topic, partition)]
+    assert p['error_code'] == 0, p
+    return p['offset']
