@@ -486,7 +486,7 @@ def test_confluent_idempotent_producer_through_chaos(target):
     cut = t.proxy.stats()
     stats = last_stats.get('s', {})
     retries = sum(b.get('txretries', 0) for b in stats.get('brokers', {}).values())
-    info = 'kafka? %s: %d records in %.1f s; proxy %s; librdkafka txretries %d, eos %s' % (
+    info = 'on %s: %d records in %.1f s; proxy %s; librdkafka txretries %d, eos %s' % (
         t.name, RECORDS, produce_s, cut, retries, stats.get('eos'))
     print(info)
     assert not fatal, (fatal, info, t.log_tail())
