@@ -2,9 +2,9 @@
 
 Only what the tests need: primitive encoders, request header v1/v2 framing,
 ApiVersions / Metadata / Produce / Fetch / DeleteRecords v0 /
-InitProducerId request builders, a tolerant reader and decoders for the
-ApiVersions (v0-v3), Metadata, Produce, Fetch, DeleteRecords v0 and
-InitProducerId responses, and
+InitProducerId (v0-v5) / ListOffsets v1-v5 request builders, a tolerant
+reader and decoders for the ApiVersions (v0-v3), Metadata, Produce, Fetch,
+DeleteRecords v0, InitProducerId and ListOffsets responses, and
 record batches v2 built by hand (CRC-32C here, gzip with zlib, zstd as
 frames of raw blocks: no codec library beyond the standard one).
 """
@@ -17,6 +17,7 @@ import zlib
 API_PRODUCE = 0
 API_FETCH = 1
 API_METADATA = 3
+API_LIST_OFFSETS = 2
 API_API_VERSIONS = 18
 API_DELETE_RECORDS = 21
 API_INIT_PRODUCER_ID = 22
@@ -768,3 +769,57 @@ def parse_fetch_response_v4(payload):
         topics.append((name, parts))
     assert r.remaining() == 0, r.remaining()
     return corr, topics
+
+
+# ------------------------------------------------- producer ids, offsets
+
+
+LATEST_TIMESTAMP, EARLIEST_TIMESTAMP = -1, -2
+
+
+def list_offsets_request(correlation_id, topic, partitions, timestamp=LATEST_TIMESTAMP,
+                         isolation_level=0, version=5, client_id='spool-test'):
+    """ListOffsets v1-v5 (not flexible) for one topic: the same timestamp
+    (-1 latest, -2 earliest, or a time) for each of `partitions`."""
+    assert 1 <= version <= 5, version
+    parts = []
+    for p in partitions:
+        e = int32(p)
+        if version >= 4:
+            e += int32(-1)                      # current leader epoch
+        parts.append(e + int64(timestamp))
+    body = int32(-1)                            # replica id: a consumer
+    if version >= 2:
+        body += int8(isolation_level)
+    body += array([string(topic) + array(parts)])
+    return request(API_LIST_OFFSETS, version, correlation_id, body, client_id)
+
+
+def parse_list_offsets_response(payload, version=5):
+    """ListOffsets response v1-v5 -> {(topic, partition): {'error_code',
+    'timestamp', 'offset', 'leader_epoch' (v4+)}}."""
+    r = Reader(payload)
+    r.int32()                                   # correlation id
+    if version >= 2:
+        r.int32()                               # throttle_time_ms
+    out = {}
+    for _ in range(r.int32()):
+        topic = r.string()
+        for _ in range(r.int32()):
+            p = {'index': r.int32(), 'error_code': r.int16(), 'timestamp': r.int64(),
+                 'offset': r.int64()}
+            if version >= 4:
+                p['leader_epoch'] = r.int32()
+            out[(topic, p['index'])] = p
+    if r.remaining():
+        raise ValueError('%d trailing bytes' % r.remaining())
+    return out
+
+
+def end_offset(port_or_sock, topic, partition, version=5):
+    """The partition's latest offset (the high watermark) by ListOffsets;
+    asserts no error."""
+    payload = send_recv(port_or_sock, list_offsets_request(80, topic, [partition], version=version))
+    p = parse_list_offsets_response(payload, version)[(topic, partition)]
+    assert p['error_code'] == 0, p
+    return p['offset']

@@ -17,6 +17,9 @@ and starts a single-node combined broker/controller on two free loopback
 ports (PLAINTEXT and CONTROLLER), settings for one node (replication
 factors 1) and the caller's key=value overrides; waits until it answers
 ApiVersions.  stop: SIGTERM to the PID it wrote, SIGKILL after 20 s.
+From Python, restart(k, kill=False) stops a started one (SIGTERM and its
+clean shutdown, or SIGKILL) and starts it again on the same data, config
+and ports, without formatting.
 
 Standard library only (Python 3.9+); needs java (17+) and mvn on PATH.
 """
@@ -165,6 +168,11 @@ class Kafka:
             return self.proc.wait(timeout=10)
 
 
+def _jvm(heap, cp):
+    return [JAVA, '-Xms128m', '-Xmx%s' % heap, '-XX:+UseG1GC', '-Djava.awt.headless=true',
+            '-Dlog4j2.configurationFile=%s' % (HERE / 'log4j2.properties'), '-cp', cp]
+
+
 def start(data_dir, overrides=None, heap='512m', ready_timeout=60):
     """Formats data_dir (fresh) and starts Kafka on free loopback ports."""
     data_dir = Path(data_dir)
@@ -192,9 +200,7 @@ def start(data_dir, overrides=None, heap='512m', ready_timeout=60):
     props.update({k: str(v) for k, v in (overrides or {}).items()})
     conf = data_dir / 'server.properties'
     conf.write_text(''.join('%s=%s\n' % kv for kv in props.items()))
-    cp = _classpath()
-    jvm = [JAVA, '-Xms128m', '-Xmx%s' % heap, '-XX:+UseG1GC', '-Djava.awt.headless=true',
-           '-Dlog4j2.configurationFile=%s' % (HERE / 'log4j2.properties'), '-cp', cp]
+    jvm = _jvm(heap, _classpath())
     out = subprocess.run(jvm + ['kafka.tools.StorageTool', 'random-uuid'], stdout=subprocess.PIPE,
                          stderr=subprocess.DEVNULL, universal_newlines=True, check=True).stdout
     # the tool's log4j prints an INFO line (an MBean registered) on stdout
@@ -208,12 +214,20 @@ def start(data_dir, overrides=None, heap='512m', ready_timeout=60):
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
     if fmt.returncode != 0:
         raise RuntimeError('kafka-storage format failed:\n%s' % fmt.stdout[-3000:])
+    return _launch(data_dir, port, cport, heap, ready_timeout)
+
+
+def _launch(data_dir, port, cport, heap, ready_timeout):
+    """Starts the JVM on data_dir/server.properties (formatted) and waits
+    until it answers ApiVersions on port."""
+    jvm = _jvm(heap, _classpath())
     log_path = data_dir / 'kafka.log'
-    with open(log_path, 'wb') as out:
-        proc = subprocess.Popen(jvm + ['kafka.Kafka', str(conf)], stdin=subprocess.DEVNULL,
-                                stdout=out, stderr=subprocess.STDOUT)
+    with open(log_path, 'ab') as out:
+        proc = subprocess.Popen(jvm + ['kafka.Kafka', str(data_dir / 'server.properties')],
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
     (data_dir / 'kafka.pid').write_text('%d %d\n' % (proc.pid, port))
     k = Kafka(data_dir, proc, port, cport, log_path)
+    k.heap = heap
     deadline = time.monotonic() + ready_timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -223,6 +237,21 @@ def start(data_dir, overrides=None, heap='512m', ready_timeout=60):
         time.sleep(0.2)
     k.stop()
     raise RuntimeError('Kafka did not start within %d s:\n%s' % (ready_timeout, k.log_text()[-4000:]))
+
+
+def restart(k, kill=False, ready_timeout=60):
+    """Stops Kafka k (SIGTERM and a wait for its clean shutdown; SIGKILL at
+    once with kill=True) and starts it again on the same data, config and
+    ports, without formatting.  Returns the new Kafka."""
+    if kill:
+        if k.proc.poll() is None:
+            os.kill(k.pid, signal.SIGKILL)
+        k.proc.wait(timeout=20)
+    else:
+        rc = k.stop(timeout=60)
+        if rc not in (0, 143):
+            log('kafka exited with %s on SIGTERM' % rc)
+    return _launch(k.data_dir, k.port, k.controller_port, k.heap, ready_timeout)
 
 
 def tool(main_class, *args, timeout=120, **kw):

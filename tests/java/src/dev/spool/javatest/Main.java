@@ -22,7 +22,7 @@ import java.util.Map;
  *     {"broker": NAME, "scenario": S, "ms": T, "error": "stack trace"}
  *
  * Scenarios: produce_consume, group_range, group_cooperative, admin_topics,
- * admin_groups, wordcount.  The exit code is 0 unless the arguments are
+ * admin_groups, wordcount, idempotent_defaults.  The exit code is 0 unless the arguments are
  * wrong; failures are data for the test to judge.
  */
 public final class Main {
@@ -43,6 +43,7 @@ public final class Main {
         SCENARIOS.put("admin_topics", (b, w) -> AdminOps.topics(b));
         SCENARIOS.put("admin_groups", (b, w) -> AdminOps.groups(b));
         SCENARIOS.put("wordcount", WordCount::run);
+        SCENARIOS.put("idempotent_defaults", (b, w) -> Idempotence.run(b));
     }
 
     static synchronized void emit(Map<String, Object> line) {
