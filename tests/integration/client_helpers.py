@@ -41,8 +41,7 @@ class Delivery:
 
 def producer(bootstrap, **conf):
     from confluent_kafka import Producer
-    c = {'bootstrap.servers': bootstrap, 'acks': 'all',
-         'enable.idempotence': False, 'linger.ms': 5}
+    c = {'bootstrap.servers': bootstrap, 'acks': 'all', 'linger.ms': 5}
     c.update(conf)
     return Producer(c)
 

@@ -34,8 +34,7 @@ def produce(bootstrap, topic, values, partition_of=None, keys=None):
     Batches are small (<= 20 records) so that small fetches interleave
     partitions."""
     from confluent_kafka import Producer
-    p = Producer({'bootstrap.servers': bootstrap, 'acks': 'all',
-                  'enable.idempotence': False, 'linger.ms': 5,
+    p = Producer({'bootstrap.servers': bootstrap, 'acks': 'all', 'linger.ms': 5,
                   'batch.num.messages': 20})
     out = [None] * len(values)
     errors = []

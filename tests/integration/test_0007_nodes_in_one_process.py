@@ -44,7 +44,7 @@ def stop(p):
 
 
 def produce(bootstrap, topic, values, partition=None):
-    pr = Producer({'bootstrap.servers': bootstrap, 'enable.idempotence': False})
+    pr = Producer({'bootstrap.servers': bootstrap})
     for v in values:
         if partition is None:
             pr.produce(topic, v)

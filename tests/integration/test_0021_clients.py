@@ -21,7 +21,7 @@ def test_confluent_acks_all_round_trip(broker):
     topic = 'ck-acks-all'
     create_topic(broker.bootstrap, topic, 2)
     n = 10000
-    p = producer(broker.bootstrap, acks='all', **{'enable.idempotence': False})
+    p = producer(broker.bootstrap, acks='all')
     recs = [{'key': b'k%05d' % i, 'value': b'value-%05d-' % i + os.urandom(16).hex().encode()}
             for i in range(n)]
     dr = produce(p, topic, recs)
