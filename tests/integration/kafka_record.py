@@ -272,8 +272,7 @@ def session_confluent(b, n):
     from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
     from confluent_kafka.admin import (AdminClient, ConfigResource, NewPartitions, NewTopic)
     quiet = {'log_level': 3}        # no notices when the proxy closes the connections
-    p = Producer(dict(quiet, **{'bootstrap.servers': b, 'acks': 'all', 'linger.ms': 5,
-                                'enable.idempotence': False}))
+    p = Producer(dict(quiet, **{'bootstrap.servers': b, 'acks': 'all', 'linger.ms': 5}))
     for i in range(20):
         p.produce(n['t'], key=b'k%d' % (i % 4), value=b'v%d' % i, partition=i % 2,
                   timestamp=TS + i, headers=[('h', b'%d' % i)])
@@ -310,6 +309,38 @@ def session_confluent(b, n):
     fs[n['a']].result(20)
 
 
+def session_confluent_idempotent(b, n):
+    """confluent-kafka with enable.idempotence: InitProducerId, then
+    batches with the producer id, epoch 0 and sequences, over two
+    partitions, read back.  The replay sends each broker the producer id
+    Kafka handed out when it was recorded (a partition with no state for
+    it takes its sequences from 0, as any broker must since KIP-360); the
+    id InitProducerId answers is compared as '<producer id>'."""
+    from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+    quiet = {'log_level': 3}
+    p = Producer(dict(quiet, **{'bootstrap.servers': b, 'enable.idempotence': True, 'linger.ms': 5}))
+    for i in range(30):
+        p.produce(n['t'], key=b'k%d' % i, value=b'v%d' % i, partition=i % 2, timestamp=TS + i)
+        if i % 10 == 9:
+            assert p.flush(30) == 0         # three requests per partition: sequences 0, 5, 10
+    c = Consumer(dict(quiet, **{'bootstrap.servers': b, 'group.id': n['g'], 'enable.auto.commit': False,
+                                'fetch.wait.max.ms': 100, 'enable.partition.eof': True}))
+    c.assign([TopicPartition(n['t'], 0, 0), TopicPartition(n['t'], 1, 0)])
+    got, eof = [], set()
+    deadline = time.monotonic() + 30
+    while len(eof) < 2 and time.monotonic() < deadline:
+        m = c.poll(0.2)
+        if m is None:
+            continue
+        if m.error():
+            if m.error().code() == KafkaError._PARTITION_EOF:
+                eof.add(m.partition())
+            continue
+        got.append((m.partition(), m.offset(), m.value()))
+    c.close()
+    assert sorted(got) == sorted((i % 2, i // 2, b'v%d' % i) for i in range(30)), got
+
+
 def session_kafka_python(b, n):
     """kafka-python: produce, a group consumer that commits, the admin client."""
     from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
@@ -343,6 +374,7 @@ SESSIONS = [
     Session('kcat', session_kcat, topics={'t': 2}, groups=['g'], short=True),
     Session('confluent-kafka', session_confluent, topics={'t': 2, 'a': 0}, groups=['g'], short=True),
     Session('kafka-python', session_kafka_python, topics={'t': 2, 'a': 0}, groups=['g'], short=True),
+    Session('confluent-idempotent', session_confluent_idempotent, topics={'t': 2}, groups=['g'], short=True),
 ]
 
 
