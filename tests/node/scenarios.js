@@ -9,9 +9,10 @@
 // The records follow the same rule as tests/python/scenarios.py and
 // tests/go/internal/spec; kafkajs compresses with gzip itself and with
 // snappy through kafkajs-snappy (its lz4 and zstd codecs are native addons,
-// left out).  Idempotence is off (kafkajs's default, said explicitly):
-// Spool has no InitProducerId yet (issue 13, "Exactly-once: idempotent
-// producers and transactions").
+// left out).  Idempotence is kafkajs's default (off), or on with
+// SPOOL_KAFKAJS_IDEMPOTENT=1 (the client "kafkajs-idempotent" of
+// newer_clients.py): `idempotent: true` and nothing else (every send
+// here asks acks=-1, which kafkajs requires of an idempotent producer).
 'use strict';
 
 const { Kafka, CompressionTypes, CompressionCodecs, ConfigResourceTypes, AssignerProtocol,
@@ -96,9 +97,10 @@ function headersIn(h) {
   return out;
 }
 
+const IDEMPOTENT = process.env.SPOOL_KAFKAJS_IDEMPOTENT === '1';
+
 async function producer(kafka) {
-  const p = kafka.producer({ idempotent: false, // issue 13: no InitProducerId in Spool yet
-    allowAutoTopicCreation: false });
+  const p = kafka.producer({ idempotent: IDEMPOTENT, allowAutoTopicCreation: false });
   await p.connect();
   return p;
 }

@@ -11,10 +11,8 @@ saw) on stdout; tests/integration/test_0055_newer_clients.py asserts on
 it.  The scenarios are the same for every client of every language
 (tests/go, tests/node): see newer_clients.py for the contract.
 
-Idempotence is off in every producer: Spool has no InitProducerId yet
-(issue 13, "Exactly-once: idempotent producers and transactions").
-kafka-python 3 enables it by default (KIP-679), librdkafka and aiokafka
-do not, but all three say so explicitly.
+Every producer keeps its client's default for idempotence: kafka-python 3
+enables it (KIP-679), librdkafka and aiokafka do not.
 """
 import asyncio
 import json
@@ -133,8 +131,7 @@ def member_out(m):
 
 def ck_producer(bootstrap, **conf):
     from confluent_kafka import Producer
-    c = {'bootstrap.servers': bootstrap, 'acks': 'all', 'linger.ms': 5,
-         'enable.idempotence': False}  # issue 13: no InitProducerId in Spool yet
+    c = {'bootstrap.servers': bootstrap, 'acks': 'all', 'linger.ms': 5}
     c.update(conf)
     return Producer(c)
 
@@ -336,9 +333,7 @@ def ck_admin(bootstrap, prefix):
 
 def kp_producer(bootstrap, **conf):
     from kafka import KafkaProducer
-    return KafkaProducer(bootstrap_servers=bootstrap, acks='all', linger_ms=5,
-                         enable_idempotence=False,  # issue 13: no InitProducerId in Spool yet
-                         **conf)
+    return KafkaProducer(bootstrap_servers=bootstrap, acks='all', linger_ms=5, **conf)
 
 
 def kp_produce(p, topic, items):
@@ -455,6 +450,53 @@ def kp_group(bootstrap, prefix):
     return {'members': {'a': member_out(a), 'b': member_out(b)}, 'restart': member_out(c)}
 
 
+def kp_idempotent(bootstrap, prefix):
+    """kafka-python 3's idempotent producer (its default, said explicitly:
+    the point of the scenario), acks=all, five requests in flight:
+    KP_IDEM_RECORDS records round-robin over PREFIX-idem's KP_IDEM_PARTS
+    partitions (made by the test), partition p's n-th value b'p<p>-<n>'.
+    Reports the producer id, errors, and each record's offset as its
+    future gave it, per partition in sequence order; the test reads the
+    topic back (test_0071_idempotence.py, which may cut the connections
+    meanwhile)."""
+    import os
+    from kafka import KafkaProducer
+    topic = prefix + '-idem'
+    n = int(os.environ.get('KP_IDEM_RECORDS', '20000'))
+    parts = int(os.environ.get('KP_IDEM_PARTITIONS', '3'))
+    p = KafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks='all', linger_ms=2,
+                      max_in_flight_requests_per_connection=5, retry_backoff_ms=10,
+                      reconnect_backoff_ms=10, reconnect_backoff_max_ms=100, delivery_timeout_ms=300000)
+    per = [n // parts + (1 if q < n % parts else 0) for q in range(parts)]
+    offsets = [[-2] * k for k in per]
+    errors = []
+
+    def ok(q, seq):
+        return lambda md: offsets[q].__setitem__(seq, md.offset)
+
+    def bad(q, seq):
+        return lambda e: errors.append([q, seq, repr(e)])
+
+    seqs = [0] * parts
+    try:
+        for i in range(n):
+            q = i % parts
+            seq = seqs[q]
+            seqs[q] += 1
+            f = p.send(topic, value=b'p%d-%08d' % (q, seq), partition=q)
+            f.add_callback(ok(q, seq))
+            f.add_errback(bad(q, seq))
+        p.flush(300)
+        step('flushed %d records' % n)
+        tm = p._transaction_manager      # no public accessor for the producer id
+        pid = tm.producer_id_and_epoch.producer_id if tm is not None else None
+        epoch = tm.producer_id_and_epoch.epoch if tm is not None else None
+    finally:
+        p.close(10)
+    return {'records': n, 'per_partition': per, 'producer_id': pid, 'epoch': epoch,
+            'errors': errors[:20], 'error_count': len(errors), 'offsets': offsets}
+
+
 def kp_admin(bootstrap, prefix):
     from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
     from kafka.errors import KafkaError
@@ -527,9 +569,7 @@ def kp_admin(bootstrap, prefix):
 
 def aio_producer(bootstrap, **conf):
     from aiokafka import AIOKafkaProducer
-    return AIOKafkaProducer(bootstrap_servers=bootstrap, acks='all', linger_ms=5,
-                            enable_idempotence=False,  # issue 13: no InitProducerId in Spool yet
-                            **conf)
+    return AIOKafkaProducer(bootstrap_servers=bootstrap, acks='all', linger_ms=5, **conf)
 
 
 async def aio_produce(p, topic, items):
@@ -729,7 +769,7 @@ SCENARIOS = {
     ('confluent', 'roundtrip'): ck_roundtrip, ('confluent', 'group'): ck_group,
     ('confluent', 'admin'): ck_admin,
     ('kafka-python', 'roundtrip'): kp_roundtrip, ('kafka-python', 'group'): kp_group,
-    ('kafka-python', 'admin'): kp_admin,
+    ('kafka-python', 'admin'): kp_admin, ('kafka-python', 'idempotent'): kp_idempotent,
     ('aiokafka', 'roundtrip'): aio_roundtrip, ('aiokafka', 'group'): aio_group,
     ('aiokafka', 'admin'): aio_admin,
 }

@@ -1,11 +1,10 @@
 // franz: the round trip, group and admin scenarios with franz-go
 // (github.com/twmb/franz-go/pkg/kgo and kadm).  See internal/spec.
 //
-// Idempotent writes are franz-go's default; they are disabled here because
-// Spool has no InitProducerId yet (issue 13, "Exactly-once: idempotent
-// producers and transactions").  The group uses franz-go's default
-// balancer (cooperative-sticky) and the classic protocol (KIP-848 is an
-// opt-in there).
+// Idempotent writes are franz-go's default, kept here: the producer asks
+// InitProducerId first and its batches carry a producer id and sequences.
+// The group uses franz-go's default balancer (cooperative-sticky) and the
+// classic protocol (KIP-848 is an opt-in there).
 package main
 
 import (
@@ -44,7 +43,6 @@ func codec(name string) kgo.CompressionCodec {
 func producer(bootstrap string, opts ...kgo.Opt) (*kgo.Client, error) {
 	return kgo.NewClient(append([]kgo.Opt{
 		kgo.SeedBrokers(bootstrap),
-		kgo.DisableIdempotentWrite(), // issue 13: no InitProducerId in Spool yet
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
 		kgo.ProducerLinger(5 * time.Millisecond),

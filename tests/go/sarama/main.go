@@ -3,9 +3,7 @@
 //
 // config.Version is Sarama's newest (MaxVersion): Sarama then picks each
 // request's version as the highest both it and the broker's ApiVersions
-// allow.  Idempotence is off (Sarama's default, said explicitly): Spool
-// has no InitProducerId yet (issue 13, "Exactly-once: idempotent
-// producers and transactions").
+// allow.  Idempotence is Sarama's default: off.
 package main
 
 import (
@@ -31,7 +29,6 @@ func config() *sarama.Config {
 	c := sarama.NewConfig()
 	c.Version = sarama.MaxVersion
 	c.ClientID = "spool-test-sarama"
-	c.Producer.Idempotent = false // issue 13: no InitProducerId in Spool yet
 	c.Producer.RequiredAcks = sarama.WaitForAll
 	c.Producer.Return.Successes = true
 	c.Producer.Partitioner = sarama.NewManualPartitioner
