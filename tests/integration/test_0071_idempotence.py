@@ -16,9 +16,9 @@ on both, Kafka's answers written down here as the expected ones.
 - The producer state survives a restart of the broker, clean and kill -9.
 - The Java producer with its defaults (idempotence on, acks=all), also
   through the chaos proxy (tests/java: Idempotence.java).
-- kafka-python: Debian's python3-kafka is 2.0.2, whose producer has no
-  idempotence (enable_idempotence came in 2.1), so it is not here.  (The
-  venv of newer_clients.py has kafka-python 3, which has it.)
+- kafka-python 3 (the venv of newer_clients.py) with enable_idempotence,
+  its default, through the chaos proxy too.  (Debian's python3-kafka is
+  2.0.2, whose producer has no idempotence: it came in 2.1.)
 
 Kafka is a dedicated instance for this module (not the session's), whose
 advertised listener is a proxy's, so that clients' every connection goes
@@ -29,8 +29,10 @@ Until Spool has InitProducerId every test fails on 'spool' with "the
 broker does not offer InitProducerId" (require_idempotence).
 """
 
+import json
 import os
 import signal
+import subprocess
 import time
 from array import array
 
@@ -216,12 +218,12 @@ def log_layout(port, topic, partition=0):
         offset = bs[-1]['BaseOffset'] + bs[-1]['LastOffsetDelta'] + 1
 
 
-def new_topic(t, base, partitions=1, config=None):
-    """Creates the topic <base>-<broker name> and waits until every
-    partition answers ListOffsets without error (Kafka's metadata names a
-    new partition's leader a moment before that leader takes writes:
-    NOT_LEADER_OR_FOLLOWER); returns its name."""
-    topic = '%s-%s' % (base, t.name)
+def new_topic(t, base, partitions=1, config=None, name=None):
+    """Creates the topic <base>-<broker name> (or `name`) and waits until
+    every partition answers ListOffsets without error (Kafka's metadata
+    names a new partition's leader a moment before that leader takes
+    writes: NOT_LEADER_OR_FOLLOWER); returns its name."""
+    topic = name or '%s-%s' % (base, t.name)
     create_topic(t.bootstrap, topic, partitions, config)
     deadline = time.monotonic() + 30
     with kw.connect(t.port, timeout=15) as s:
@@ -427,8 +429,7 @@ def test_confluent_idempotent_producer_through_chaos(target):
     every record is there once, in the order produced, and nothing else
     is), each delivery report named that offset, and the proxy really cut
     connections with requests in flight (else the test proves nothing)."""
-    from confluent_kafka import KafkaError, Producer, TopicPartition
-    import json
+    from confluent_kafka import Producer
     t = target
     require_idempotence(t)
     topic = new_topic(t, 'idem-chaos', PARTITIONS)
@@ -497,16 +498,23 @@ def test_confluent_idempotent_producer_through_chaos(target):
         bad = [(seq, off) for seq, off in enumerate(delivered[p]) if off != seq]
         assert not bad, 'partition %d: delivery reports not at offset == sequence: %s' % (p, bad[:10])
 
-    # read everything back, read_uncommitted
-    from confluent_kafka import Consumer
+    read_back_once_in_order(t, topic, per)
+
+
+def read_back_once_in_order(t, topic, per):
+    """Reads the topic back (read_uncommitted, confluent-kafka): partition
+    p ends at per[p] and its offset o holds b'p<p>-<o, 8 digits>' (so each
+    record is there once, in the order produced, and nothing else is)."""
+    from confluent_kafka import Consumer, KafkaError, TopicPartition
+    parts = len(per)
     c = Consumer({'bootstrap.servers': t.bootstrap, 'group.id': 'idem-chaos-check',
                   'enable.auto.commit': False, 'isolation.level': 'read_uncommitted',
                   'enable.partition.eof': False, 'auto.offset.reset': 'earliest'})
     try:
-        ends = [c.get_watermark_offsets(TopicPartition(topic, p), timeout=15) for p in range(PARTITIONS)]
+        ends = [c.get_watermark_offsets(TopicPartition(topic, p), timeout=15) for p in range(parts)]
         assert ends == [(0, n) for n in per], (ends, per)
-        c.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
-        pos = [0] * PARTITIONS
+        c.assign([TopicPartition(topic, p, 0) for p in range(parts)])
+        pos = [0] * parts
         wrong = []
         deadline = time.monotonic() + 120
         while pos != per and time.monotonic() < deadline:
@@ -522,6 +530,56 @@ def test_confluent_idempotent_producer_through_chaos(target):
         assert pos == per, (pos, per)
     finally:
         c.close()
+
+
+# ---------------------------------------------------------------- kafka-python 3
+
+KP_RECORDS = int(os.environ.get('SPOOL_KP_IDEMPOTENCE_RECORDS', '200000'))
+
+
+def test_kafka_python_idempotent_producer_through_chaos(target):
+    """kafka-python 3 (the venv of newer_clients.py; Debian's 2.0.2 has no
+    idempotence) with enable_idempotence (its default), acks=all and five
+    requests in flight sends 200,000 records round-robin over three
+    partitions while the proxy cuts its connections every 30-120 ms
+    (tests/python/scenarios.py: kafka-python idempotent).  Every record
+    is acknowledged at the offset equal to its sequence in its partition,
+    and read back each is there once, in order, and nothing else is; the
+    batches carry the producer's id."""
+    import newer_clients as nc
+    t = target
+    require_idempotence(t)
+    prefix = 'kp-%s' % t.name
+    topic = new_topic(t, None, 3, name=prefix + '-idem')
+    cmd, env = nc.Runner().command('kafka-python', 'idempotent', t.bootstrap, prefix)
+    env.update(KP_IDEM_RECORDS=str(KP_RECORDS), KP_IDEM_PARTITIONS='3')
+    t.proxy.reset_stats()
+    t.proxy.chaos(30, 120, only_keys={0})
+    try:
+        r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                           universal_newlines=True, timeout=600, stdin=subprocess.DEVNULL)
+    finally:
+        t.proxy.calm()
+    cut = t.proxy.stats()
+    assert r.returncode == 0, (r.returncode, r.stderr[-6000:], t.log_tail())
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    print('kafka-python %s on %s: %s records in %s s, proxy %s' % (
+        out['client'], t.name, out['records'], out['seconds'], cut))
+    per = out['per_partition']
+    assert out['error_count'] == 0, (out['errors'], t.log_tail())
+    assert out['producer_id'] is not None and out['producer_id'] >= 0, out['producer_id']
+    for p, offs in enumerate(out['offsets']):
+        bad = [(seq, off) for seq, off in enumerate(offs) if off != seq]
+        assert not bad, 'partition %d: acknowledged not at offset == sequence: %s' % (p, bad[:10])
+    read_back_once_in_order(t, topic, per)
+    for p in range(3):
+        layout = log_layout(t.port, topic, p)
+        assert {pid for _, pid, _, _, _ in layout} == {out['producer_id']}, layout[:5]
+        nxt = 0
+        for base, _pid, _epoch, seq, n in layout:
+            assert seq == base == nxt, (p, layout[:10])
+            nxt += n
+    assert cut['drops'] >= MIN_DROPS and cut['drops_with_requests_cut'] >= MIN_DROPS, cut
 
 
 # ---------------------------------------------------------------- Java
