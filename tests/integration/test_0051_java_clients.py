@@ -1,8 +1,8 @@
 """Kafka's Java clients (kafka-clients 4.3.1) against Spool, side by side
-with Apache Kafka 4.3.1: the producer (idempotence off: Spool has no
-InitProducerId yet), the consumer, consumer groups of several members with
-both assignors, and the AdminClient (topics, partitions, configs, records,
-cluster, log dirs, groups).
+with Apache Kafka 4.3.1: the producer (idempotent, its default), the
+consumer, consumer groups of several members with both assignors, and the
+AdminClient (topics, partitions, configs, records, cluster, log dirs,
+groups).
 
 One JVM (tests/java: dev.spool.javatest.Main) runs every scenario against
 both brokers at once; each scenario reports what it saw as JSON, and each
@@ -11,6 +11,8 @@ be equal but for the differences listed here, each with its reason."""
 import json
 
 import pytest
+
+import log_segments
 
 SCENARIOS = ['produce_consume', 'group_range', 'group_cooperative', 'admin_topics', 'admin_groups']
 # As the Kafka fixture: no wait for more members before a group's first
@@ -59,6 +61,17 @@ def test_producer_and_consumer(runs):
     assert sum(offs['end-%d' % p] for p in range(3)) == 302
     assert all(offs['future-%d' % p] is None for p in range(3)), offs
     same(s, k, 'produce_consume')
+    # The producers were idempotent (their default): on Spool's disk every
+    # batch carries a producer id, one per producer (one per codec), and
+    # each producer's sequences in a partition follow on from 0.
+    seqs = {}
+    for p in range(3):
+        for b in log_segments.read_partition_batches(runs[2].data_dir, 'j-pc', p):
+            assert b.producer_id >= 0 and b.producer_epoch == 0, (p, b)
+            assert b.base_sequence == seqs.get((b.producer_id, p), 0), (p, b, seqs)
+            seqs[(b.producer_id, p)] = b.base_sequence + b.record_count
+    assert len({pid for pid, _ in seqs}) == 5, seqs
+    assert sum(seqs.values()) == 302, seqs
 
 
 @pytest.mark.parametrize('assignor', ['range', 'cooperative'])

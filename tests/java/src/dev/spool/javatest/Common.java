@@ -33,14 +33,12 @@ final class Common {
      *  the scenarios again against the same brokers by hand). */
     static final String NS = System.getProperty("spool.ns", "j");
 
-    /** A producer's settings.  Spool has no InitProducerId yet (no
-     *  idempotent or transactional producer), so idempotence, on by
-     *  default since Kafka 3.0, is explicitly off here; the exactly-once
-     *  issue turns it back on. */
+    /** A producer's settings.  Idempotence keeps the producer's default
+     *  (on since Kafka 3.0): the producer asks InitProducerId first and
+     *  its batches carry a producer id and sequences. */
     static Properties producerProps(String bootstrap) {
         Properties p = new Properties();
         p.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
-        p.put(ProducerConfig.ENABLE_IDEMPOTENCE_CONFIG, "false");
         p.put(ProducerConfig.ACKS_CONFIG, "all");
         p.put(ProducerConfig.LINGER_MS_CONFIG, "5");
         p.put(ProducerConfig.KEY_SERIALIZER_CLASS_CONFIG, StringSerializer.class.getName());
