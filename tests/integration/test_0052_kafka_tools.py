@@ -13,10 +13,9 @@ the fetched classpath, normal arguments):
 The expected output is Kafka 4.3.1's own for the same commands (a Kafka
 broker printed the same but where this file says otherwise, and why).
 
-The console producer is given enable.idempotence=false: Spool has no
-InitProducerId yet, and with the producer's default (idempotence on) it
-fails with UnsupportedVersionException: "The node does not support
-INIT_PRODUCER_ID".
+The console producer runs with the producer's defaults, so idempotence
+is on: it asks InitProducerId first and its batches carry a producer id
+and sequences (checked on disk).
 """
 import json
 import os
@@ -24,6 +23,7 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 
 import kafka_ref
+import log_segments
 from client_helpers import create_topic, produce, producer
 
 TOPICS = 'org.apache.kafka.tools.TopicCommand'
@@ -97,7 +97,7 @@ def test_console_producer_consumer_and_consumer_groups(broker):
     t, g = 'tool-console', 'tool-group'
     create_topic(broker.bootstrap, t, 3)
     lines = ['k%d:v%d' % (i % 5, i) for i in range(20)]
-    out, err = tool(broker, PRODUCER, '--topic', t, '--command-property', 'enable.idempotence=false',
+    out, err = tool(broker, PRODUCER, '--topic', t,
                     '--reader-property', 'parse.key=true', '--reader-property', 'key.separator=:',
                     input='\n'.join(lines) + '\n')
     assert out == '' and 'ERROR' not in err, err
@@ -115,6 +115,17 @@ def test_console_producer_consumer_and_consumer_groups(broker):
         assert k == 'k%d' % (int(v[1:]) % 5)
     assert all(offs == list(range(len(offs))) for offs in by_part.values()), by_part
     ends = {p: len(offs) for p, offs in by_part.items()}
+    # the console producer was idempotent (its default): one producer id on
+    # every batch, epoch 0, each partition's sequences from 0 with no gap
+    pids = set()
+    for p in ends:
+        seq = 0
+        for b in log_segments.read_partition_batches(broker.data_dir, t, p):
+            assert b.producer_id >= 0 and b.producer_epoch == 0 and b.base_sequence == seq, (p, b)
+            pids.add(b.producer_id)
+            seq += b.record_count
+        assert seq == ends[p], (p, seq, ends[p])
+    assert len(pids) == 1, pids
 
     # Kafka 4.3's admin client reports a missing group (DescribeGroups v6)
     (listed, _), (out, err), (mout, merr) = tools(broker, (GROUPS, '--list'), (GROUPS, '--describe', '--group', g),

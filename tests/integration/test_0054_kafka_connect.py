@@ -1,8 +1,9 @@
 """Kafka Connect 4.3.1 in standalone mode against Spool: the file source
 connector reads a file into a topic and the file sink connector writes the
 topic into another file, which must come out unchanged, also for lines
-appended while the worker runs.  The worker's producer has idempotence off
-(Spool has no InitProducerId yet; Connect's default too).
+appended while the worker runs.  The worker's producers keep Connect's
+default, which is idempotence off (unlike the producer's own default):
+checked on disk, so that a change of default shows.
 
 Distributed mode is not tested: its config, offset and status topics must
 be compacted (cleanup.policy=compact is accepted, but Spool does not
@@ -12,6 +13,7 @@ import signal
 import subprocess
 import time
 
+import log_segments
 from client_helpers import consumer, create_topic
 from conftest import free_port
 
@@ -58,10 +60,6 @@ def test_file_source_to_file_sink_through_spool(java, broker, tmp_path):
         'offset.flush.interval.ms=500',
         'listeners=http://127.0.0.1:%d' % free_port(),
         'plugin.discovery=service_load',
-        # Spool has no InitProducerId yet: the worker's producers without
-        # idempotence (Connect's own default too, unlike the producer's;
-        # said here so that neither change goes unnoticed)
-        'producer.enable.idempotence=false',
     ]) + '\n')
     source = tmp_path / 'source.properties'
     source.write_text('name=file-source\nconnector.class=org.apache.kafka.connect.file.FileStreamSourceConnector\n'
@@ -86,6 +84,11 @@ def test_file_source_to_file_sink_through_spool(java, broker, tmp_path):
         while committed(broker.bootstrap, 'connect-file-sink', TOPIC) != 500 and time.monotonic() < deadline:
             time.sleep(0.3)
         assert committed(broker.bootstrap, 'connect-file-sink', TOPIC) == 500
+        # Connect 4.3.1's worker does not make its source tasks' producers
+        # idempotent unless configured to (producer.enable.idempotence):
+        # the batches carry no producer id
+        batches = log_segments.read_partition_batches(broker.data_dir, TOPIC, 0)
+        assert batches and all(b.producer_id == -1 for b in batches), [b.producer_id for b in batches]
     finally:
         os.kill(proc.pid, signal.SIGTERM)
         try:
