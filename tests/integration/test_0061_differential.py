@@ -6,8 +6,8 @@ docs/DIFFERENCES.md does not list (kafka_diff.KNOWN) fails the test.
 
 Corpus: diff_corpus.py (every API and version Spool serves, from the
 schemas, with the error paths) and kafka_record.py (sessions of kcat,
-confluent-kafka and kafka-python recorded through a proxy in front of
-Kafka, then replayed to both).
+confluent-kafka (plain and idempotent) and kafka-python recorded through
+a proxy in front of Kafka, then replayed to both).
 
 `make test` runs the short form: the error paths at a few versions each
 and one session per client.  `make difftest` runs the whole corpus
