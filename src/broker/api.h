@@ -125,6 +125,9 @@ void sp_handle_find_coordinator(sp_req_t *req);
 /* InitProducerId (broker/init_producer_id.c): from the broker's
  * producer-id manager (txn/pid_manager.h), maybe answered later. */
 void sp_handle_init_producer_id(sp_req_t *req);
+/* WriteTxnMarkers (broker/write_txn_markers.c): each entry through
+ * txn/markers.h, answered once every partition's marker is durable. */
+void sp_handle_write_txn_markers(sp_req_t *req);
 /* The consumer group APIs (broker/groups.c): handed to the broker's group
  * coordinator (group/coordinator.h), answered from its thread. */
 void sp_handle_join_group(sp_req_t *req);

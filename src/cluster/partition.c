@@ -38,6 +38,8 @@ struct sp_partition {
     int64_t pid_expiration_ms;    /* producer.id.expiration.ms (ps_mu) */
     int64_t pid_check_interval_ms; /* producer.id.expiration.check.interval.ms */
     int64_t next_expiry_check;    /* monotonic ms (ps_mu) */
+    int64_t txn_replay_from;      /* at open: aborted transactions of markers from here
+                                   * on are re-added to the .txnindex (plog.h) */
 };
 
 /* ---- waiter lists (mu held) -------------------------------------------- */
@@ -137,13 +139,28 @@ static void on_log(void *ctx, sp_plog_t *l, const sp_log_offsets_t *o)
 
 /* ---- producers ------------------------------------------------------------ */
 
+/* The aborted-transaction index entry of a completed transaction. */
+static sp_aborted_txn_t aborted_entry(const sp_completed_txn_t *done)
+{
+    return (sp_aborted_txn_t){ done->producer_id, done->first_offset, done->last_offset,
+                               done->last_stable_offset };
+}
+
+/* One batch of the log replayed at open: the producers, and the aborted
+ * transactions whose entries may be missing (plog.h sp_plog_txn_rebuild_from:
+ * re-added unless the .txnindex has them, as Kafka's recovery rebuilds them). */
 static int replay_batch(void *ctx, const uint8_t *batch, size_t len, const sp_batch_hdr_t *h)
 {
     sp_partition_t *p = ctx;
     sp_completed_txn_t done;
-    if (sp_pstate_update(p->ps, h, batch, len, &done) < 0) {
+    int rc = sp_pstate_update(p->ps, h, batch, len, &done);
+    if (rc < 0) {
         sp_error("log", "%s: cannot replay the producer state at offset %" PRId64, p->label, h->base_offset);
         return -1;
+    }
+    if (rc == 1 && done.aborted && done.last_offset >= p->txn_replay_from) {
+        sp_aborted_txn_t e = aborted_entry(&done);
+        sp_plog_txn_append(p->log, &e, true);
     }
     return 0;
 }
@@ -164,8 +181,12 @@ static void load_producers(sp_partition_t *p)
     if (o.failed)
         return;
     const char *dir = sp_plog_dir(p->log);
-    int64_t at = sp_pstate_snapshot_load(p->ps, dir, o.leo, sp_wall_ms(), p->pid_expiration_ms);
-    if (at == -1 && sp_plog_opened_clean(p->log)) {
+    /* entries of aborted transactions may be missing from here on: the
+     * replay starts at a snapshot no later than that */
+    p->txn_replay_from = sp_plog_txn_rebuild_from(p->log);
+    int64_t upto = p->txn_replay_from < o.leo ? p->txn_replay_from : o.leo;
+    int64_t at = sp_pstate_snapshot_load_upto(p->ps, dir, o.leo, upto, sp_wall_ms(), p->pid_expiration_ms);
+    if (at == -1 && sp_plog_opened_clean(p->log) && p->txn_replay_from == INT64_MAX) {
         sp_pstate_set_end(p->ps, o.leo);
     } else if (at < o.leo) {
         int64_t t0 = sp_mono_ms();
@@ -353,7 +374,8 @@ static void hook_appended(void *ctx, const uint8_t *batch, size_t len, const sp_
         snap = sp_pstate_snapshot_encode(p->ps, &snap_len);
     }
     sp_completed_txn_t done;
-    if (sp_pstate_update(p->ps, h, batch, len, &done) < 0)
+    int closed = sp_pstate_update(p->ps, h, batch, len, &done);
+    if (closed < 0)
         sp_error("produce", "%s: out of memory recording producer %" PRId64 " at offset %" PRId64
                  " (its retries may be written twice)", p->label, h->producer_id, h->base_offset);
     int64_t now = sp_mono_ms();
@@ -363,6 +385,12 @@ static void hook_appended(void *ctx, const uint8_t *batch, size_t len, const sp_
     }
     atomic_store(&p->first_unstable, sp_pstate_first_unstable(p->ps));
     pthread_mutex_unlock(&p->ps_mu);
+    if (closed == 1 && done.aborted) {
+        /* to the .txnindex of the marker's segment, before a flush may
+         * pass the marker (plog.h) */
+        sp_aborted_txn_t e = aborted_entry(&done);
+        sp_plog_txn_append(p->log, &e, false);
+    }
     if (snap) {
         const char *dir = sp_plog_dir(p->log);
         int rc = sp_pstate_snapshot_write_bytes(dir, rolled_at, snap, snap_len, false);
@@ -472,23 +500,50 @@ bool sp_partition_append(sp_partition_t *p, uint8_t *records, size_t len, const 
 
 /* ---- read and wait ---------------------------------------------------------- */
 
+/* The last stable offset for a high watermark hw: min(first unstable, hw). */
+static int64_t lso_of(sp_partition_t *p, int64_t hw)
+{
+    int64_t fu = atomic_load(&p->first_unstable);
+    return fu >= 0 && fu < hw ? fu : hw;
+}
+
+int64_t sp_partition_lso(sp_partition_t *p)
+{
+    return lso_of(p, atomic_load(&p->hw));
+}
+
 void sp_partition_read(sp_partition_t *p, int64_t offset, int32_t max_bytes, bool min_one,
                        sp_isolation_t iso, sp_partition_read_t *res)
 {
     int64_t hw = atomic_load(&p->hw);
-    int64_t fu = atomic_load(&p->first_unstable);
-    int64_t lso = fu >= 0 && fu < hw ? fu : hw;
+    int64_t lso = lso_of(p, hw);
     int64_t bound = iso == SP_ISOLATION_LOG_END ? INT64_MAX : iso == SP_ISOLATION_TXN_COMMITTED ? lso : hw;
+    memset(&res->aborted, 0, sizeof(res->aborted));
+    res->has_aborted = false;
     sp_plog_read(p->log, offset, bound, max_bytes, min_one, &res->data);
     res->error = sp_log_err_kafka(res->data.err, 0);
     res->hw = hw;
     res->lso = lso;
     res->log_start = res->data.log_start;
+    if (iso != SP_ISOLATION_TXN_COMMITTED || res->error)
+        return;
+    /* Kafka (LocalLog.read): nothing from the bound on, so no aborted
+     * transaction either; otherwise those of the range read */
+    res->has_aborted = true;
+    if (offset < bound) {
+        sp_log_err_t err = sp_plog_aborted_txns(p->log, offset, &res->data, &res->aborted);
+        if (err) {
+            sp_partition_read_release(res);
+            res->error = sp_log_err_kafka(err, 0);
+            res->has_aborted = false;
+        }
+    }
 }
 
 void sp_partition_read_release(sp_partition_read_t *res)
 {
     sp_read_result_release(&res->data);
+    sp_aborted_list_free(&res->aborted);
 }
 
 void sp_partition_wait_ack(sp_partition_t *p, sp_waiter_t *w)

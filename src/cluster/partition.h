@@ -26,7 +26,10 @@
  *                   answered with their first offsets, sequence and epoch
  *                   errors; snapshotted at every roll and at a clean stop,
  *                   rebuilt at open from the newest snapshot and the log
- *                   after it.  Their open transactions bound the LSO.
+ *                   after it.  Their open transactions bound the LSO;
+ *                   transactions aborted by markers go to the log's
+ *                   .txnindex (plog.h), re-added by that replay where
+ *                   entries may be missing.
  *   (later)         leader epoch cache, ISR and follower offsets.
  *
  * How the high watermark moves: the log tells its listener (this
@@ -88,6 +91,11 @@ typedef struct sp_partition_read {
     int16_t error;                /* Kafka error code (data.err mapped) */
     int64_t hw, lso, log_start;
     sp_read_result_t data;        /* the bytes; sp_partition_read_release */
+    /* SP_ISOLATION_TXN_COMMITTED without error: the transactions aborted in
+     * the range read (Kafka's FetchDataInfo.abortedTransactions), in marker
+     * order; empty when offset >= lso.  Freed by sp_partition_read_release. */
+    bool has_aborted;
+    sp_aborted_list_t aborted;
 } sp_partition_read_t;
 
 /* An append's outcome in Kafka's terms (the log's result mapped). */
@@ -117,8 +125,10 @@ bool sp_partition_append(sp_partition_t *p, uint8_t *records, size_t len, const 
                          int16_t acks, int64_t now_ms, sp_append_outcome_t *res);
 
 /* Reads whole batches from offset within the isolation's bound (plog.h
- * sp_plog_read), with the partition's offsets at that instant.  The
- * caller releases res->data. */
+ * sp_plog_read), with the partition's offsets at that instant, and for
+ * read_committed the aborted transactions of the range (res->aborted).
+ * The caller releases res (sp_partition_read_release, also after an
+ * error). */
 void sp_partition_read(sp_partition_t *p, int64_t offset, int32_t max_bytes, bool min_one,
                        sp_isolation_t iso, sp_partition_read_t *res);
 void sp_partition_read_release(sp_partition_read_t *res);
@@ -148,6 +158,8 @@ void sp_partition_producers(sp_partition_t *p, void (*fn)(const struct sp_pentry
 /* Offsets at one instant: the log's, with the partition's hw. */
 void sp_partition_offsets(sp_partition_t *p, sp_log_offsets_t *out);
 int64_t sp_partition_hw(sp_partition_t *p);
+/* The last stable offset: min(first unstable offset, hw) (read_committed's bound). */
+int64_t sp_partition_lso(sp_partition_t *p);
 /* A copy of the topic's settings for this partition. */
 void sp_partition_config(sp_partition_t *p, sp_log_config_t *out);
 /* ListOffsets: see sp_plog_offset_for_time / sp_plog_max_timestamp; 0 or a Kafka error. */

@@ -712,6 +712,12 @@ static void remove_snapshot(const char *dir, int64_t offset)
 int64_t sp_pstate_snapshot_load(sp_pstate_t *s, const char *dir, int64_t max_offset, int64_t now_ms,
                                 int64_t expiration_ms)
 {
+    return sp_pstate_snapshot_load_upto(s, dir, max_offset, max_offset, now_ms, expiration_ms);
+}
+
+int64_t sp_pstate_snapshot_load_upto(sp_pstate_t *s, const char *dir, int64_t max_offset, int64_t upto,
+                                     int64_t now_ms, int64_t expiration_ms)
+{
     int n;
     int64_t *offs = list_snapshots(dir, &n);
     int64_t loaded = -1;
@@ -726,6 +732,8 @@ int64_t sp_pstate_snapshot_load(sp_pstate_t *s, const char *dir, int64_t max_off
             unlink(path);
             continue;
         }
+        if (offs[i] > upto)
+            continue; /* good, but later than the caller needs: kept */
         size_t len = 0;
         uint8_t *buf = read_file(path, &len);
         if (!buf || parse_snapshot(s, buf, len, now_ms, expiration_ms) != 0) {

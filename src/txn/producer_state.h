@@ -178,6 +178,12 @@ int sp_pstate_snapshot_write_bytes(const char *dir, int64_t offset, const uint8_
 int64_t sp_pstate_snapshot_load(sp_pstate_t *s, const char *dir, int64_t max_offset, int64_t now_ms,
                                 int64_t expiration_ms);
 
+/* The same, loading the newest readable snapshot at or below upto
+ * (<= max_offset) and keeping the later ones: replay from an earlier
+ * point (the partition re-adds aborted transactions past it). */
+int64_t sp_pstate_snapshot_load_upto(sp_pstate_t *s, const char *dir, int64_t max_offset, int64_t upto,
+                                     int64_t now_ms, int64_t expiration_ms);
+
 /* Deletes snapshots below 'below', except the newest of all.  Returns how many. */
 int sp_pstate_snapshot_prune(const char *dir, int64_t below);
 
