@@ -121,6 +121,11 @@ void sp_handle_describe_cluster(sp_req_t *req);
 void sp_handle_describe_log_dirs(sp_req_t *req);
 void sp_handle_describe_topic_partitions(sp_req_t *req);
 void sp_handle_describe_producers(sp_req_t *req);
+void sp_handle_add_partitions_to_txn(sp_req_t *req);
+void sp_handle_add_offsets_to_txn(sp_req_t *req);
+void sp_handle_end_txn(sp_req_t *req);
+void sp_handle_list_transactions(sp_req_t *req);
+void sp_handle_describe_transactions(sp_req_t *req);
 void sp_handle_find_coordinator(sp_req_t *req);
 /* InitProducerId (broker/init_producer_id.c): from the broker's
  * producer-id manager (txn/pid_manager.h), maybe answered later. */

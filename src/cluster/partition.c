@@ -601,6 +601,15 @@ void sp_partition_producers(sp_partition_t *p, void (*fn)(const sp_pentry_t *e, 
     pthread_mutex_unlock(&p->ps_mu);
 }
 
+bool sp_partition_txn_open(sp_partition_t *p, int64_t producer_id, int16_t epoch)
+{
+    pthread_mutex_lock(&p->ps_mu);
+    const sp_pentry_t *e = sp_pstate_get(p->ps, producer_id);
+    bool open = e && e->epoch == epoch && e->txn_first_offset >= 0;
+    pthread_mutex_unlock(&p->ps_mu);
+    return open;
+}
+
 /* Clean stop (no append runs any more): the producers at the log end, synced,
  * so that the next start reads no log at all. */
 static void snapshot_at_stop(sp_partition_t *p)

@@ -155,6 +155,10 @@ void sp_partition_set_producer_expiry(sp_partition_t *p, int64_t expiration_ms, 
  * partition's producer lock and must not call back into the partition. */
 void sp_partition_producers(sp_partition_t *p, void (*fn)(const struct sp_pentry *e, void *ctx), void *ctx);
 
+/* Whether producer (id, epoch) has a transaction open on this partition
+ * (its transactional batches need no check with the coordinator). */
+bool sp_partition_txn_open(sp_partition_t *p, int64_t producer_id, int16_t epoch);
+
 /* Offsets at one instant: the log's, with the partition's hw. */
 void sp_partition_offsets(sp_partition_t *p, sp_log_offsets_t *out);
 int64_t sp_partition_hw(sp_partition_t *p);
