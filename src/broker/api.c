@@ -24,6 +24,7 @@ static const sp_api_t apis[] = {
     { SP_API_DELETE_TOPICS, 0, 6, sp_handle_delete_topics },
     { SP_API_DELETE_RECORDS, 0, 2, sp_handle_delete_records },
     { SP_API_INIT_PRODUCER_ID, 0, 5, sp_handle_init_producer_id },
+    { SP_API_TXN_OFFSET_COMMIT, 0, 5, sp_handle_txn_offset_commit },
     { SP_API_DESCRIBE_CONFIGS, 0, 4, sp_handle_describe_configs },
     { SP_API_ALTER_CONFIGS, 0, 2, sp_handle_alter_configs },
     { SP_API_DESCRIBE_LOG_DIRS, 0, 5, sp_handle_describe_log_dirs },
