@@ -120,7 +120,9 @@ typedef struct sp_group_env {
      * of __consumer_offsets (AddOffsetsToTxn).  Returns 0 (verified),
      * a Kafka error for every partition, or SP_GROUP_VERIFY_LATER: the
      * answer comes later through sp_groups_txn_verified(call) on the
-     * groups' thread.  NULL: every transaction is taken as verified. */
+     * groups' thread (before sp_groups_free: a call waiting here is
+     * not answered by sp_groups_shutdown).  NULL: every transaction is
+     * taken as verified. */
     int16_t (*verify_txn)(void *ctx, const sp_txn_verify_t *v, sp_group_call_t *call);
 } sp_group_env_t;
 
