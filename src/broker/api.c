@@ -28,6 +28,7 @@ static const sp_api_t apis[] = {
     { SP_API_ADD_OFFSETS_TO_TXN, 0, 4, sp_handle_add_offsets_to_txn },
     { SP_API_END_TXN, 0, 5, sp_handle_end_txn },
     { SP_API_WRITE_TXN_MARKERS, 1, 2, sp_handle_write_txn_markers },
+    { SP_API_TXN_OFFSET_COMMIT, 0, 5, sp_handle_txn_offset_commit },
     { SP_API_DESCRIBE_CONFIGS, 0, 4, sp_handle_describe_configs },
     { SP_API_ALTER_CONFIGS, 0, 2, sp_handle_alter_configs },
     { SP_API_DESCRIBE_LOG_DIRS, 0, 5, sp_handle_describe_log_dirs },

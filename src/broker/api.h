@@ -145,6 +145,7 @@ void sp_handle_describe_groups(sp_req_t *req);
 void sp_handle_list_groups(sp_req_t *req);
 void sp_handle_delete_groups(sp_req_t *req);
 void sp_handle_offset_delete(sp_req_t *req);
+void sp_handle_txn_offset_commit(sp_req_t *req);
 
 /* A topic's authorized operations with no authorizer: every operation
  * Kafka supports on a topic (AclOperation codes READ 3, WRITE 4, CREATE 5,

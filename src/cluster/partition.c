@@ -723,6 +723,27 @@ int sp_partition_scan(sp_partition_t *p, int64_t from, int (*fn)(const struct sp
     return sp_plog_scan(p->log, from, fn, ctx);
 }
 
+typedef struct scan_below {
+    int (*fn)(void *ctx, const uint8_t *batch, size_t len, const sp_batch_hdr_t *h);
+    void *ctx;
+    int64_t hw;
+} scan_below_t;
+
+/* Passes on the batches that end below hw (the ones after are skipped). */
+static int scan_below_hw(void *ctx, const uint8_t *batch, size_t len, const sp_batch_hdr_t *h)
+{
+    scan_below_t *s = ctx;
+    return sp_batch_last_offset(h) < s->hw ? s->fn(s->ctx, batch, len, h) : 0;
+}
+
+int sp_partition_scan_batches(sp_partition_t *p, int64_t from,
+                              int (*fn)(void *ctx, const uint8_t *batch, size_t len, const sp_batch_hdr_t *h),
+                              void *ctx)
+{
+    scan_below_t s = { fn, ctx, sp_partition_hw(p) };
+    return sp_plog_scan_batches(p->log, from, scan_below_hw, &s);
+}
+
 int64_t sp_partition_size(sp_partition_t *p)
 {
     return sp_plog_size(p->log);

@@ -185,6 +185,13 @@ int16_t sp_partition_delete_records(sp_partition_t *p, int64_t offset, int64_t *
 /* Replays every record below hw from 'from' (plog.h sp_plog_scan). */
 int sp_partition_scan(sp_partition_t *p, int64_t from, int (*fn)(const struct sp_record *rec, void *ctx),
                       void *ctx);
+/* Replays every batch below hw from 'from', control batches included
+ * (plog.h sp_plog_scan_batches): how __consumer_offsets' transactional
+ * batches and their markers are replayed.  fn gets the batch (CRC not
+ * checked) and its header. */
+int sp_partition_scan_batches(sp_partition_t *p, int64_t from,
+                              int (*fn)(void *ctx, const uint8_t *batch, size_t len, const struct sp_batch_hdr *h),
+                              void *ctx);
 /* Bytes on disk. */
 int64_t sp_partition_size(sp_partition_t *p);
 const char *sp_partition_topic(const sp_partition_t *p);

@@ -860,6 +860,34 @@ def sc_static_member(full):
     return [Scenario('group-static', steps, topics={'t': 1}, groups=['g'])]
 
 
+def txn_commit(v, offsets, group='{g}', txn='tx-{g}', pid=-1, epoch=-1, label='txn commit'):
+    topics = {}
+    for t, p, off in offsets:
+        topics.setdefault(t, []).append({'PartitionIndex': p, 'CommittedOffset': off,
+                                         'CommittedLeaderEpoch': -1, 'CommittedMetadata': 'm%d' % off})
+    return Step(28, v, {'TransactionalId': txn, 'GroupId': group, 'ProducerId': pid, 'ProducerEpoch': epoch,
+                        'GenerationId': -1, 'MemberId': '', 'GroupInstanceId': None,
+                        'Topics': [{'Name': t, 'Partitions': ps} for t, ps in topics.items()]}, label=label)
+
+
+def sc_txn_offset_commit(full):
+    """TxnOffsetCommit's answers before any transaction is asked about
+    (KafkaApis, GroupCoordinatorService): unknown topics and partitions
+    first (and alone: nothing else is asked), then an empty group id
+    (INVALID_GROUP_ID) on the partitions that exist; then OffsetFetch with
+    require_stable shows nothing pending.  The paths past the KIP-890
+    verification need the transaction coordinator (test_0071 for now)."""
+    steps = [find_coordinator(3)]
+    for v in (served(28) if full else [0, 3, 5]):
+        steps += [
+            txn_commit(v, [('{u}', 0, 1), ('{t}', 4, 1)], label='unknown topic and partition only'),
+            txn_commit(v, [('{t}', 0, 2), ('{u}', 0, 1), ('{t}', 7, 1)], group='',
+                       label='empty group id, unknown partitions first'),
+        ]
+    steps.append(offset_fetch(8, [('{t}', [0])], label='nothing pending'))
+    return [Scenario('txn-offset-commit', steps, topics={'t': 1, 'u': 0}, groups=['g'])]
+
+
 # ---------------------------------------------------------------- all
 
 BUILDERS = [
@@ -868,6 +896,7 @@ BUILDERS = [
     sc_describe_configs, sc_alter_configs, sc_incremental_alter_configs, sc_cluster,
     sc_groups, sc_group_errors, sc_group_two_members, sc_static_member, sc_unsupported,
     sc_metadata_autocreate, sc_describe_topic_partitions, sc_idempotent, sc_init_producer_id,
+    sc_txn_offset_commit,
 ]
 
 
