@@ -39,6 +39,7 @@
 #include "proto/gen/errors.h"
 #include "util/config.h"
 #include "util/log.h"
+#include "txn/txn_coordinator.h"
 #include "util/wakeup.h"
 
 typedef struct op {
@@ -231,25 +232,99 @@ void sp_coordinator_txn_complete(sp_coordinator_t *c, int32_t partition, int64_t
 }
 
 /*
- * KIP-890 VERIFICATION HOOK (the transaction coordinator's to fill in):
- * the groups' env.verify_txn, asked for every TxnOffsetCommit after its
- * topic and group-id checks and before the group checks and the write
- * (Kafka's CoordinatorRuntime.scheduleTransactionalWriteOperation ->
- * maybeStartTransactionVerification): whether v->transactional_id's
- * ongoing transaction (v->producer_id, v->producer_epoch) has the
- * group's partition of __consumer_offsets (AddOffsetsToTxn, or implied
- * at v5 with transactions V2).  Return 0 to go on, a Kafka error to
- * answer it on every partition, or SP_GROUP_VERIFY_LATER and then, on
- * the coordinator thread (a queued op), sp_groups_txn_verified(
- * c->groups, call, err, now_ms()).  Until the transaction coordinator
- * exists every transaction is taken as verified.  Coordinator thread.
+ * KIP-890's defence for offsets: every TxnOffsetCommit asks the
+ * transaction coordinator, after its topic and group-id checks and before
+ * the group checks and the write (Kafka's
+ * CoordinatorRuntime.scheduleTransactionalWriteOperation ->
+ * maybeStartTransactionVerification), whether the producer's ongoing
+ * transaction has the group's partition of __consumer_offsets
+ * (AddOffsetsToTxn).  The answer comes back on the transaction
+ * coordinator's thread and is queued here (sp_groups_txn_verified).
+ * Kafka's mapping of the verdict (by TxnOffsetCommit version,
+ * txnOffsetCommitRequestVersionToTransactionSupportedOperation): a
+ * partition not in the transaction is TRANSACTION_ABORTABLE from v4 on,
+ * INVALID_TXN_STATE before; a fenced producer INVALID_PRODUCER_EPOCH; the
+ * coordinator's retriable errors COORDINATOR_NOT_AVAILABLE.
  */
+typedef struct verifying {
+    sp_txn_call_t call;         /* first */
+    op_t op;
+    sp_coordinator_t *c;
+    sp_group_call_t *gcall;
+    int16_t version;
+    sp_txn_part_in_t part;
+    int16_t part_err;
+    char *txn_id;
+} verifying_t;
+
+static int16_t verify_error(int16_t version, int16_t err)
+{
+    switch (err) {
+    case SP_ERR_PRODUCER_FENCED: return SP_ERR_INVALID_PRODUCER_EPOCH;
+    case SP_ERR_TRANSACTION_ABORTABLE: return version >= 4 ? err : SP_ERR_INVALID_TXN_STATE;
+    case SP_ERR_NOT_COORDINATOR:
+    case SP_ERR_COORDINATOR_LOAD_IN_PROGRESS:
+    case SP_ERR_CONCURRENT_TRANSACTIONS: return SP_ERR_COORDINATOR_NOT_AVAILABLE;
+    default: return err;
+    }
+}
+
+/* Coordinator thread: the verdict is in. */
+static void run_verified(sp_coordinator_t *c, void *arg)
+{
+    verifying_t *x = arg;
+    int16_t err = x->call.error ? x->call.error : x->part_err;
+    sp_groups_txn_verified(c->groups, x->gcall, verify_error(x->version, err), now_ms());
+    free(x->txn_id);
+    free(x);
+}
+
+/* The transaction coordinator's answer (its thread). */
+static void txn_verified(sp_txn_call_t *call)
+{
+    verifying_t *x = (verifying_t *)call;
+    x->op.fn = run_verified;
+    x->op.arg = x;
+    x->op.embedded = true;
+    if (enqueue(x->c, &x->op))
+        return;
+    /* the groups are gone: the call is answered as a broken one */
+    x->gcall->done(x->gcall, NULL);
+    free(x->txn_id);
+    free(x);
+}
+
 static int16_t verify_txn(void *ctx, const sp_txn_verify_t *v, sp_group_call_t *call)
 {
-    (void)ctx;
-    (void)v;
-    (void)call;
-    return 0;
+    sp_coordinator_t *c = ctx;
+    verifying_t *x = calloc(1, sizeof(*x));
+    char *id = x && v->transactional_id.len > 0 ? malloc((size_t)v->transactional_id.len) : NULL;
+    if (!x || (v->transactional_id.len > 0 && !id)) {
+        free(x);
+        return SP_ERR_COORDINATOR_NOT_AVAILABLE;
+    }
+    if (id)
+        memcpy(id, v->transactional_id.ptr, (size_t)v->transactional_id.len);
+    x->c = c;
+    x->gcall = call;
+    x->version = v->version;
+    x->txn_id = id;
+    x->part.topic = sp_str_lit(SP_OFFSETS_TOPIC);
+    x->part.partition = sp_coordinator_partition_for(v->group, (int32_t)strlen(v->group), offsets_partitions(c));
+    x->call.kind = SP_TXN_VERIFY;
+    x->call.txn_id = (sp_str_t){ id, v->transactional_id.len };
+    x->call.producer_id = v->producer_id;
+    x->call.producer_epoch = v->producer_epoch;
+    x->call.n = 1;
+    x->call.parts = &x->part;
+    x->call.part_errors = &x->part_err;
+    x->call.done = txn_verified;
+    if (!c->broker->txn || sp_txn_coordinator_submit(c->broker->txn, &x->call) != 0) {
+        free(id);
+        free(x);
+        return SP_ERR_COORDINATOR_NOT_AVAILABLE;
+    }
+    return SP_GROUP_VERIFY_LATER;
 }
 
 /* ---- writes to __consumer_offsets ---------------------------------------- */
