@@ -236,8 +236,9 @@ def sc_txn_markers(full):
     aborted list: empty, or null) and ListOffsets at both isolation levels.
     Fetches start after the markers: a marker's timestamp is each broker's
     own clock.  Transactional batches need Produce with a transactional id
-    (Kafka 4.3 verifies them with its coordinator, KIP-890): see
-    sc_txn_read, which runs once Spool serves the transaction APIs."""
+    (Kafka 4.3 verifies them with its coordinator, KIP-890): a scenario
+    with aborted transactions waits until Spool serves InitProducerId with
+    a transactional id and AddPartitionsToTxn."""
     pid = 434343
 
     def ib(n, start, seq, epoch=0):
