@@ -241,6 +241,10 @@ sp_partition_t *sp_partition_new(sp_plog_t *log, const char *topic, int32_t inde
     sp_plog_offsets(log, &o);
     atomic_init(&p->hw, o.hw < hw_of(&o) ? o.hw : hw_of(&o));
     sp_plog_set_hw(log, atomic_load(&p->hw));
+    /* transactions the replay closed below this hw are stable already
+     * (advance does this for every later move) */
+    sp_pstate_on_hw(p->ps, atomic_load(&p->hw));
+    atomic_store(&p->first_unstable, sp_pstate_first_unstable(p->ps));
     sp_plog_set_listener(log, on_log, p);
     p->listening = true;
     /* anything that moved before the listener was set */

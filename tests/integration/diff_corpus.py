@@ -219,6 +219,55 @@ def sc_idempotent(full):
     return [Scenario('idempotent', steps, topics={'t': 3, 'u': 0})]
 
 
+def wtm_body(markers):
+    """markers: [(producer id, epoch, commit, coordinator epoch, [(topic template, [partitions])])]"""
+    return {'Markers': [{'ProducerId': pid, 'ProducerEpoch': ep, 'TransactionResult': commit,
+                         'Topics': [{'Name': t, 'PartitionIndexes': ps} for t, ps in topics],
+                         'CoordinatorEpoch': ce, 'TransactionVersion': 0}
+                        for pid, ep, commit, ce, topics in markers]}
+
+
+def sc_txn_markers(full):
+    """WriteTxnMarkers sent raw, as a transaction coordinator does (no
+    authorizer: Kafka serves CLUSTER_ACTION to anyone): markers after
+    idempotent batches (no open transaction: written, nothing aborted), an
+    unknown topic and partition, a stale coordinator epoch, a stale producer
+    epoch; then read_committed and read_uncommitted Fetch (the LSO, the
+    aborted list: empty, or null) and ListOffsets at both isolation levels.
+    Fetches start after the markers: a marker's timestamp is each broker's
+    own clock.  Transactional batches need Produce with a transactional id
+    (Kafka 4.3 verifies them with its coordinator, KIP-890): a scenario
+    with aborted transactions waits until Spool serves InitProducerId with
+    a transactional id and AddPartitionsToTxn."""
+    pid = 434343
+
+    def ib(n, start, seq, epoch=0):
+        return batch(n, start, producer_id=pid, producer_epoch=epoch, base_sequence=seq)
+
+    steps = [
+        Step(0, 9, produce_body([('{t}', 0, ib(3, 0, 0, epoch=1))]), label='idempotent batch'),
+        Step(27, 1, wtm_body([(pid, 1, False, 3, [('{t}', [0])])]), label='abort, nothing open'),
+        Step(27, 2, wtm_body([(pid, 1, True, 3, [('{t}', [0])])]), label='commit, nothing open'),
+        Step(27, 1, wtm_body([(pid, 1, True, 2, [('{t}', [0])])]), label='stale coordinator epoch'),
+        Step(27, 2, wtm_body([(pid, 0, False, 3, [('{t}', [0])])]), label='stale producer epoch'),
+        Step(27, 1, wtm_body([(pid, 1, False, 3, [('{t}', [7])])]), label='unknown partition'),
+        Step(27, 2, wtm_body([(pid, 1, False, 3, [('{u}', [0])])]), label='unknown topic'),
+        Step(27, 1, wtm_body([]), label='no markers'),
+        Step(0, 9, produce_body([('{t}', 0, ib(2, 5, 3, epoch=1))]), label='after the markers'),
+    ]
+    for v in ([4, 7, 11, 12, 16] if full else [4, 12, 16]):
+        steps += [
+            Step(1, v, fetch_body([('{t}', 0, 5)], isolation=1), label='read_committed'),
+            Step(1, v, fetch_body([('{t}', 0, 5)], isolation=0), label='read_uncommitted'),
+            Step(1, v, fetch_body([('{t}', 0, 7)], isolation=1), label='read_committed at the end'),
+            Step(1, v, fetch_body([('{t}', 0, 99)], isolation=1), label='read_committed out of range'),
+        ]
+    for v in ([2, 5, 8, 11] if full else [2, 11]):
+        steps += [Step(2, v, list_offsets_body([('{t}', 0, -1), ('{t}', 0, TS + 1)], isolation=iso),
+                       label='isolation %d' % iso) for iso in (0, 1)]
+    return [Scenario('txn-markers', steps, topics={'t': 1, 'u': 0})]
+
+
 def sc_fetch(full):
     """Fetch at every version from a topic holding the same batches on both."""
     setup = [Step(0, 9, produce_body([('{t}', 0, batch(3, 0)), ('{t}', 1, batch(2, 0))]), compare=False),
@@ -896,7 +945,7 @@ BUILDERS = [
     sc_describe_configs, sc_alter_configs, sc_incremental_alter_configs, sc_cluster,
     sc_groups, sc_group_errors, sc_group_two_members, sc_static_member, sc_unsupported,
     sc_metadata_autocreate, sc_describe_topic_partitions, sc_idempotent, sc_init_producer_id,
-    sc_txn_offset_commit,
+    sc_txn_offset_commit, sc_txn_markers,
 ]
 
 
