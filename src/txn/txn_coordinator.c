@@ -252,7 +252,7 @@ static int16_t env_persist(void *ctx, int32_t partition, const uint8_t *key, siz
         sp_partition_unref(part);
         return SP_ERR_UNKNOWN_SERVER_ERROR;
     }
-    static const sp_append_origin_t origin = { SP_ORIGIN_COORDINATOR, NULL, NULL };
+    static const sp_append_origin_t origin = { .kind = SP_ORIGIN_COORDINATOR };
     sp_append_outcome_t ar;
     bool final = sp_partition_append(part, batch, len, &origin, -1, now, &ar);
     free(batch);
