@@ -12,8 +12,8 @@
  * Transaction version: Spool's coordinator is Kafka's TV1 (the producer
  * adds partitions with AddPartitionsToTxn, the epoch is bumped only by
  * InitProducerId and fencing; ApiVersions finalizes no transaction.version
- * feature, so clients use TV1).  EndTxn v5 answers the producer's id and
- * epoch unchanged.
+ * feature, so clients use TV1).  EndTxn v5 answers producer id and epoch
+ * -1, as Kafka's TV1 path.
  *
  * Threads: the request's worker; done() on the coordinator thread posts
  * back to it.
@@ -279,9 +279,10 @@ static void answer_error_only(waiting_t *w)
         sp_end_txn_response_t resp;
         sp_end_txn_response_init(&resp);
         resp.error_code = w->call.error;
-        /* v5 (KIP-890): the producer's id and epoch; TV1 keeps them */
-        resp.producer_id = w->call.error ? -1 : w->call.producer_id;
-        resp.producer_epoch = w->call.error ? -1 : w->call.producer_epoch;
+        /* v5 (KIP-890): the id and epoch of a TV2 bump; Kafka's TV1 path
+         * answers NO_PRODUCER_ID / NO_PRODUCER_EPOCH, success or not */
+        resp.producer_id = -1;
+        resp.producer_epoch = -1;
         sp_req_respond(w->req, &resp);
     }
 }
