@@ -424,7 +424,11 @@ void sp_txns_replay(sp_txns_t *t, int32_t partition, sp_bytes_t key, sp_bytes_t 
     x->m.update_ts = v.transaction_last_update_timestamp_ms;
     x->m.start_ts = v.transaction_start_timestamp_ms;
     tp_clear(&x->m.parts);
-    for (int32_t i = 0; i < v.transaction_partitions.n; i++) {
+    /* Empty and Complete* hold no partitions (invariant 2; Kafka writes
+     * none there): a record that names some is not trusted for them */
+    bool holds = v.transaction_status == SP_TXN_ONGOING || v.transaction_status == SP_TXN_PREPARE_COMMIT ||
+                 v.transaction_status == SP_TXN_PREPARE_ABORT;
+    for (int32_t i = 0; holds && i < v.transaction_partitions.n; i++) {
         const sp_transaction_log_value_partitions_schema_t *p = &v.transaction_partitions.v[i];
         for (int32_t j = 0; j < p->partition_ids.n && p->topic.len > 0; j++)
             tp_add(&x->m.parts, p->topic.ptr, (size_t)p->topic.len, p->partition_ids.v[j]);
@@ -972,14 +976,14 @@ int64_t sp_txns_tick(sp_txns_t *t, int64_t now)
                         send_markers(t, x, now);
                 }
             } else if (!x->pending && aborts && x->m.status == SP_TXN_ONGOING &&
-                       x->m.start_ts + x->m.timeout_ms < now) {
+                       x->m.start_ts < now - x->m.timeout_ms) { /* replayed times are untrusted: no overflow */
                 sp_info("txn", "aborting the transaction of %s (producer %" PRId64 " epoch %d): it passed its "
                         "timeout of %d ms", x->id, x->m.pid, x->m.epoch, x->m.timeout_ms);
                 begin_end(t, x, false, NULL, 0, now);
             } else if (!x->pending && expiry &&
                        (x->m.status == SP_TXN_EMPTY || x->m.status == SP_TXN_COMPLETE_COMMIT ||
                         x->m.status == SP_TXN_COMPLETE_ABORT) &&
-                       x->m.update_ts + t->s.id_expiration_ms <= now) {
+                       x->m.update_ts <= now - t->s.id_expiration_ms) {
                 meta_t m = x->m;
                 memset(&m.parts, 0, sizeof(m.parts));
                 m.status = SP_TXN_DEAD;
