@@ -508,7 +508,10 @@ static void append_partitions(sp_req_t *req, produce_ctx_t *ctx)
                 continue;
             }
             if (ctx->verr && ctx->verr[k]) {
+                /* Kafka answers the verification's exception with its text */
                 po->error_code = ctx->verr[k];
+                po->error_message = sp_str_lit("the transaction coordinator did not confirm this partition "
+                                               "in the producer's transaction (KIP-890)");
                 continue;
             }
             sp_str_t name = names[t];

@@ -104,6 +104,11 @@ SORT = [
     (47, 'Topics[].Partitions', ('PartitionIndex',)),
     (33, 'Responses', ('ResourceType', 'ResourceName')),
     (44, 'Responses', ('ResourceType', 'ResourceName')),
+    (24, 'ResultsByTopicV3AndBelow', ('Name',)),
+    (24, 'ResultsByTopicV3AndBelow[].ResultsByPartition', ('PartitionIndex',)),
+    (24, 'ResultsByTransaction', ('TransactionalId',)),
+    (24, 'ResultsByTransaction[].TopicResults', ('Name',)),
+    (24, 'ResultsByTransaction[].TopicResults[].ResultsByPartition', ('PartitionIndex',)),
 ]
 
 # Fields holding ids a broker makes up: compared as symbols.
