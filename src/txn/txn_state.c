@@ -759,7 +759,9 @@ static void call_init(sp_txns_t *t, sp_txn_call_t *c, int64_t now)
     }
     int32_t np = t->has_env ? t->env.partitions(t->env.ctx) : -1;
     if (np <= 0) {
-        answer(c, SP_ERR_COORDINATOR_NOT_AVAILABLE);
+        /* no __transaction_state yet: Kafka's getTransactionState finds no
+         * partition it owns (FindCoordinator creates the topic) */
+        answer(c, SP_ERR_NOT_COORDINATOR);
         return;
     }
     txn_t *x = lookup(t, c->txn_id);

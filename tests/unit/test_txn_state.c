@@ -465,7 +465,7 @@ static void test_init_new(void)
     /* no __transaction_state */
     nparts = -1;
     c = init_call(t, "c", TIMEOUT, -1, -1);
-    CHECK(c->answered == 1 && c->c.error == SP_ERR_COORDINATOR_NOT_AVAILABLE && nwrites == 0);
+    CHECK(c->answered == 1 && c->c.error == SP_ERR_NOT_COORDINATOR && nwrites == 0);
     nparts = NPART;
     sp_txns_free(t);
     reset_env();
