@@ -252,9 +252,10 @@ uint64_t sp_pstate_verify_begin(sp_pstate_t *s, int64_t pid, int16_t epoch, int6
 /* Kafka's DefaultRecordBatch.decrementSequence: seq - delta, wrapping. */
 static int32_t first_seq_of(int32_t last_seq, int32_t delta)
 {
+    /* in 64 bits: the bytes come from clients and disk */
     if (last_seq < delta)
-        return (int32_t)((int64_t)INT32_MAX - (delta - last_seq) + 1);
-    return last_seq - delta;
+        return (int32_t)((int64_t)INT32_MAX - ((int64_t)delta - last_seq) + 1);
+    return (int32_t)((int64_t)last_seq - delta);
 }
 
 /* The batch's last sequence (wrapping past INT32_MAX, as Kafka's). */
@@ -507,17 +508,23 @@ int64_t sp_pstate_first_unstable(const sp_pstate_t *s)
     return a < b ? a : b;
 }
 
+/* now - since >= span, without overflow on timestamps from clients or disk. */
+static bool idle_for(int64_t now, int64_t since, int64_t span)
+{
+    return span <= 0 || (since <= now && (uint64_t)now - (uint64_t)since >= (uint64_t)span);
+}
+
 int sp_pstate_expire(sp_pstate_t *s, int64_t now_ms, int64_t expiration_ms)
 {
     int n = 0;
     for (int i = 0; i < s->nguards;)
-        if (now_ms - s->guards[i].since_ms >= expiration_ms)
+        if (idle_for(now_ms, s->guards[i].since_ms, expiration_ms))
             s->guards[i] = s->guards[--s->nguards];
         else
             i++;
     for (uint32_t i = 0; i <= s->mask;) {
         sp_pentry_t *e = s->slot[i];
-        if (e && e->txn_first_offset < 0 && now_ms - e->last_timestamp >= expiration_ms) {
+        if (e && e->txn_first_offset < 0 && idle_for(now_ms, e->last_timestamp, expiration_ms)) {
             remove_slot(s, i); /* a later entry may have moved into i: look again */
             n++;
             continue;
@@ -703,7 +710,7 @@ static int parse_snapshot(sp_pstate_t *s, const uint8_t *buf, size_t len, int64_
         if (!sp_reader_ok(&r) || pid < 0 || find(s, pid))
             return -1;
         /* Kafka's loadFromSnapshot drops the expired */
-        if (txn_first < 0 && now_ms - ts >= expiration_ms)
+        if (txn_first < 0 && idle_for(now_ms, ts, expiration_ms))
             continue;
         sp_pentry_t *e = get_or_add(s, pid);
         if (!e)
