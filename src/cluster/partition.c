@@ -641,9 +641,13 @@ static void snapshot_at_stop(sp_partition_t *p)
     sp_pstate_set_end(p->ps, o.leo);
     int rc = sp_pstate_snapshot_write(p->ps, sp_plog_dir(p->log), true);
     pthread_mutex_unlock(&p->ps_mu);
-    if (rc != 0)
-        sp_warn("log", "%s: cannot write the producer snapshot at offset %" PRId64 ": %s", p->label, o.leo,
-                strerror(-rc));
+    if (rc != 0) {
+        /* the next start must not take the log as cleanly stopped with no
+         * snapshot (that would start with no producers): it is recovered */
+        sp_warn("log", "%s: cannot write the producer snapshot at offset %" PRId64 ": %s; the next start "
+                "rebuilds the producers from the log", p->label, o.leo, strerror(-rc));
+        sp_plog_mark_unclean(p->log);
+    }
 }
 
 /* ---- offsets and the rest ------------------------------------------------------ */

@@ -1340,10 +1340,15 @@ int sp_plog_flush(sp_plog_t *l)
     return 0;
 }
 
+void sp_plog_mark_unclean(sp_plog_t *l)
+{
+    atomic_store(&l->owner_unclean, true);
+}
+
 int sp_plog_close(sp_plog_t *l)
 {
     pthread_mutex_lock(&l->mu);
-    bool ok = l->state == SP_PLOG_OK && !l->deleted;
+    bool ok = l->state == SP_PLOG_OK && !l->deleted && !atomic_load(&l->owner_unclean);
     int n = l->nsegs;
     sp_segment_t **segs = ok ? malloc(sizeof(*segs) * (size_t)(n ? n : 1)) : NULL;
     for (int i = 0; segs && i < n; i++) {

@@ -351,6 +351,10 @@ bool sp_plog_flush_due(sp_plog_t *l, int64_t now_mono_ms);
  * active one included, with a final time entry), after a flush.  0, or
  * -1 if the log is FAILED or a write failed: no clean marker then. */
 int sp_plog_close(sp_plog_t *l);
+/* The owner could not save what it keeps beside the log (the partition's
+ * producer snapshot at a stop): sp_plog_close then fails, so that the
+ * next start is treated as after a crash.  Any thread. */
+void sp_plog_mark_unclean(sp_plog_t *l);
 /* Marks deleted (appends and reads answer UNKNOWN_TOPIC_OR_PARTITION),
  * tells the listener, unlinks nothing. */
 void sp_plog_mark_deleted(sp_plog_t *l);

@@ -49,6 +49,7 @@ struct sp_plog {
     void *listener_ctx;
     int leader_epoch;
     bool opened_clean;            /* the last stop was clean (fixed at open) */
+    _Atomic bool owner_unclean;   /* the owner could not save its state: no clean close */
 };
 
 #endif
