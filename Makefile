@@ -170,7 +170,7 @@ asan: test-deps kafka java clients old-clients
 # ThreadSanitizer over the unit tests that start threads.  A report fails
 # the run (TSan's exit code 66).  tests/tsan.supp is for third-party noise
 # only, never for our own races.
-TSAN_TESTS := test_log test_logmgr test_partition test_image test_producer_state test_pid test_metadata
+TSAN_TESTS := test_log test_logmgr test_partition test_image test_producer_state test_pid test_metadata test_txn
 tsan:
 	$(MAKE) BUILD=build/tsan OPT=-O1 SANFLAGS="-fsanitize=thread -fno-omit-frame-pointer" \
 	    $(TSAN_TESTS:%=build/tsan/tests/%)

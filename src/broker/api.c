@@ -24,6 +24,11 @@ static const sp_api_t apis[] = {
     { SP_API_DELETE_TOPICS, 0, 6, sp_handle_delete_topics },
     { SP_API_DELETE_RECORDS, 0, 2, sp_handle_delete_records },
     { SP_API_INIT_PRODUCER_ID, 0, 5, sp_handle_init_producer_id },
+    { SP_API_ADD_PARTITIONS_TO_TXN, 0, 5, sp_handle_add_partitions_to_txn },
+    { SP_API_ADD_OFFSETS_TO_TXN, 0, 4, sp_handle_add_offsets_to_txn },
+    { SP_API_END_TXN, 0, 4, sp_handle_end_txn },
+    { SP_API_WRITE_TXN_MARKERS, 1, 2, sp_handle_write_txn_markers },
+    { SP_API_TXN_OFFSET_COMMIT, 0, 4, sp_handle_txn_offset_commit },
     { SP_API_DESCRIBE_CONFIGS, 0, 4, sp_handle_describe_configs },
     { SP_API_ALTER_CONFIGS, 0, 2, sp_handle_alter_configs },
     { SP_API_DESCRIBE_LOG_DIRS, 0, 5, sp_handle_describe_log_dirs },
@@ -33,6 +38,8 @@ static const sp_api_t apis[] = {
     { SP_API_OFFSET_DELETE, 0, 0, sp_handle_offset_delete },
     { SP_API_DESCRIBE_CLUSTER, 0, 2, sp_handle_describe_cluster },
     { SP_API_DESCRIBE_PRODUCERS, 0, 0, sp_handle_describe_producers },
+    { SP_API_DESCRIBE_TRANSACTIONS, 0, 0, sp_handle_describe_transactions },
+    { SP_API_LIST_TRANSACTIONS, 0, 2, sp_handle_list_transactions },
     { SP_API_DESCRIBE_TOPIC_PARTITIONS, 0, 0, sp_handle_describe_topic_partitions },
 };
 

@@ -121,10 +121,18 @@ void sp_handle_describe_cluster(sp_req_t *req);
 void sp_handle_describe_log_dirs(sp_req_t *req);
 void sp_handle_describe_topic_partitions(sp_req_t *req);
 void sp_handle_describe_producers(sp_req_t *req);
+void sp_handle_add_partitions_to_txn(sp_req_t *req);
+void sp_handle_add_offsets_to_txn(sp_req_t *req);
+void sp_handle_end_txn(sp_req_t *req);
+void sp_handle_list_transactions(sp_req_t *req);
+void sp_handle_describe_transactions(sp_req_t *req);
 void sp_handle_find_coordinator(sp_req_t *req);
 /* InitProducerId (broker/init_producer_id.c): from the broker's
  * producer-id manager (txn/pid_manager.h), maybe answered later. */
 void sp_handle_init_producer_id(sp_req_t *req);
+/* WriteTxnMarkers (broker/write_txn_markers.c): each entry through
+ * txn/markers.h, answered once every partition's marker is durable. */
+void sp_handle_write_txn_markers(sp_req_t *req);
 /* The consumer group APIs (broker/groups.c): handed to the broker's group
  * coordinator (group/coordinator.h), answered from its thread. */
 void sp_handle_join_group(sp_req_t *req);
@@ -137,6 +145,7 @@ void sp_handle_describe_groups(sp_req_t *req);
 void sp_handle_list_groups(sp_req_t *req);
 void sp_handle_delete_groups(sp_req_t *req);
 void sp_handle_offset_delete(sp_req_t *req);
+void sp_handle_txn_offset_commit(sp_req_t *req);
 
 /* A topic's authorized operations with no authorizer: every operation
  * Kafka supports on a topic (AclOperation codes READ 3, WRITE 4, CREATE 5,

@@ -15,6 +15,7 @@ struct sp_image_holder;
 struct sp_controller;
 struct sp_coordinator;
 struct sp_pid_manager;
+struct sp_txn_coordinator;
 struct sp_config;
 
 typedef struct sp_broker {
@@ -44,6 +45,7 @@ typedef struct sp_broker {
     struct sp_controller *controller; /* its metadata thread (cluster/controller.h) */
     struct sp_coordinator *coordinator; /* its group coordinator (group/coordinator.h) */
     struct sp_pid_manager *pids;   /* its producer ids (txn/pid_manager.h) */
+    struct sp_txn_coordinator *txn; /* its transaction coordinator (txn/txn_coordinator.h) */
     const struct sp_config *config; /* server.properties and --override (read-only) */
 } sp_broker_t;
 

@@ -27,6 +27,15 @@
  * response has one entry per partition, at its first appearance, with
  * the offsets and limits of its last (collect_partitions).
  *
+ * read_committed (isolation_level 1): the bound is the last stable offset
+ * (sp_partition_read), last_stable_offset says it, and aborted_transactions
+ * lists the transactions aborted in the range served (the log's .txnindex,
+ * over Kafka's range: from fetch_offset to the first offset-index entry
+ * past the bytes returned, else the next segment or the log end), from
+ * which the consumer drops their records.  A parked read_committed fetch
+ * wakes when hw moves, which is also when the LSO moves: a transaction's
+ * end is stable once hw passes its marker.
+ *
  * Fetch sessions (KIP-227) are answered sessionless: session_id 0, full
  * responses; a client that names a session we never gave gets
  * FETCH_SESSION_ID_NOT_FOUND and starts over.
@@ -88,6 +97,31 @@ static void release_reads(fetch_ctx_t *ctx)
         sp_partition_read_release(&ctx->parts[i].rr);
 }
 
+/* A read_committed read's aborted transactions (Kafka's
+ * FetchDataInfo.abortedTransactions: those overlapping the range read;
+ * empty when nothing is below the LSO; null after a failed read, whose
+ * LogReadResult has none). */
+static void set_aborted(fetch_ctx_t *ctx, fpart_t *p)
+{
+    sp_fetch_response_partition_data_t *po = p->out;
+    if (!p->rr.has_aborted) {
+        po->aborted_transactions.n = -1;
+        return;
+    }
+    int n = p->rr.aborted.n;
+    po->aborted_transactions.n = 0;
+    po->aborted_transactions.v = n ? sp_fetch_response_aborted_transaction_alloc(&ctx->req->arena, n) : NULL;
+    if (n && !po->aborted_transactions.v) {
+        po->error_code = SP_ERR_UNKNOWN_SERVER_ERROR; /* arena limit */
+        return;
+    }
+    for (int i = 0; i < n; i++) {
+        po->aborted_transactions.v[i].producer_id = p->rr.aborted.v[i].producer_id;
+        po->aborted_transactions.v[i].first_offset = p->rr.aborted.v[i].first_offset;
+    }
+    po->aborted_transactions.n = n;
+}
+
 /* Reads every partition; returns the bytes found. */
 static int64_t read_all(fetch_ctx_t *ctx, bool *any_error)
 {
@@ -111,6 +145,8 @@ static int64_t read_all(fetch_ctx_t *ctx, bool *any_error)
         p->out->records.len = p->rr.data.seg ? p->rr.data.len : 0;
         if (!p->rr.data.seg)
             p->out->records.ptr = (const uint8_t *)""; /* empty, not null */
+        if (ctx->isolation == SP_ISOLATION_TXN_COMMITTED)
+            set_aborted(ctx, p);
         if (p->rr.error) {
             /* Kafka's LogReadResult of a failed read (an offset out of
              * range included) carries no offsets: all three are -1 */

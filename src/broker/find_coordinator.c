@@ -1,9 +1,11 @@
 /*
  * find_coordinator.c - FindCoordinator: this broker coordinates every
- * group (it leads every partition of __consumer_offsets).  The first
+ * group (it leads every partition of __consumer_offsets) and every
+ * transactional id (every partition of __transaction_state).  The first
  * group of a cluster creates __consumer_offsets (through the controller,
- * shaped by sp_coordinator_offsets_topic); until it exists the answer is
- * COORDINATOR_NOT_AVAILABLE.  Transactional ids have no coordinator yet.
+ * shaped by sp_coordinator_offsets_topic), the first transactional id
+ * __transaction_state (sp_txn_coordinator_topic); until the key type's
+ * topic exists the answer is COORDINATOR_NOT_AVAILABLE.
  *
  * Threads: the request's worker (the creation comes back to it).
  */
@@ -13,13 +15,22 @@
 #include "broker/ctl.h"
 #include "cluster/image.h"
 #include "group/coordinator.h"
+#include "txn/txn_coordinator.h"
 #include "proto/gen/find_coordinator_request.h"
 #include "proto/gen/find_coordinator_response.h"
 #include "util/log.h"
 
-static bool offsets_topic_exists(sp_image_t *img)
+/* The internal topic whose leaders coordinate keys of key_type (0 groups,
+ * 1 transactional ids). */
+static const char *topic_of(int8_t key_type)
 {
-    return sp_image_topic(img, SP_OFFSETS_TOPIC, (int32_t)strlen(SP_OFFSETS_TOPIC)) != NULL;
+    return key_type == 1 ? SP_TXN_STATE_TOPIC : SP_OFFSETS_TOPIC;
+}
+
+static bool topic_exists(sp_image_t *img, int8_t key_type)
+{
+    const char *t = topic_of(key_type);
+    return sp_image_topic(img, t, (int32_t)strlen(t)) != NULL;
 }
 
 static void find_answer(sp_req_t *req)
@@ -30,7 +41,7 @@ static void find_answer(sp_req_t *req)
     sp_find_coordinator_response_init(&resp);
     sp_image_t *img = sp_image_acquire(req->broker->images);
     const sp_broker_info_t *self = sp_image_broker(img, req->broker->node_id);
-    bool ready = offsets_topic_exists(img);
+    bool ready = topic_exists(img, b->key_type);
     int32_t nkeys = v >= 4 ? (b->coordinator_keys.n > 0 ? b->coordinator_keys.n : 0) : 1;
     if (v >= 4) {
         resp.coordinators.v = sp_find_coordinator_response_coordinator_alloc(&req->arena, nkeys);
@@ -46,9 +57,6 @@ static void find_answer(sp_req_t *req)
         if (b->key_type != 0 && b->key_type != 1) {
             err = SP_ERR_INVALID_REQUEST;
             msg = "Unsupported key type";
-        } else if (b->key_type == 1) {
-            err = SP_ERR_COORDINATOR_NOT_AVAILABLE;
-            msg = "transaction coordinators are not available yet";
         } else if (!ready || !self) {
             err = SP_ERR_COORDINATOR_NOT_AVAILABLE;
         }
@@ -77,26 +85,31 @@ static void find_answer(sp_req_t *req)
     sp_req_respond(req, &resp);
 }
 
-static void offsets_topic_created(sp_req_t *req, sp_ctl_op_t *op)
+static void topic_created(sp_req_t *req, sp_ctl_op_t *op)
 {
+    const sp_find_coordinator_request_t *b = req->r.body;
+    const char *t = topic_of(b->key_type);
     if (op->topics[0].error && op->topics[0].error != SP_ERR_TOPIC_ALREADY_EXISTS)
-        sp_warn("group", "cannot create %s: %s", SP_OFFSETS_TOPIC, sp_kafka_error_name(op->topics[0].error));
+        sp_warn("group", "cannot create %s: %s", t, sp_kafka_error_name(op->topics[0].error));
     else if (!op->topics[0].error)
-        sp_info("group", "created %s with %d partitions", SP_OFFSETS_TOPIC, op->topics[0].out_partitions);
+        sp_info("group", "created %s with %d partitions", t, op->topics[0].out_partitions);
     find_answer(req);
 }
 
 void sp_handle_find_coordinator(sp_req_t *req)
 {
-    sp_image_t *img = sp_image_acquire(req->broker->images);
-    bool ready = offsets_topic_exists(img);
-    sp_image_release(img);
     const sp_find_coordinator_request_t *b = req->r.body;
-    if (ready || b->key_type != 0 || req->autocreated) {
+    if (b->key_type == 1)
+        sp_txn_coordinator_warm(req->broker->txn); /* its InitProducerId follows */
+    sp_image_t *img = sp_image_acquire(req->broker->images);
+    bool ready = topic_exists(img, b->key_type);
+    sp_image_release(img);
+    if (ready || (b->key_type != 0 && b->key_type != 1) || req->autocreated) {
         find_answer(req);
         return;
     }
-    /* the first group of this cluster: create __consumer_offsets */
+    /* the first group (transactional id) of this cluster: create
+     * __consumer_offsets (__transaction_state) */
     sp_ctl_op_t *op = sp_arena_zalloc(&req->arena, sizeof(*op));
     sp_ctl_topic_t *t = sp_arena_zalloc(&req->arena, sizeof(*t));
     if (!op || !t) {
@@ -104,9 +117,15 @@ void sp_handle_find_coordinator(sp_req_t *req)
         return;
     }
     req->autocreated = true;
-    sp_coordinator_offsets_topic(req->broker->config, t);
+    if (b->key_type == 1) {
+        if (sp_txn_coordinator_topic(req->broker->config, t, &req->arena) != 0) {
+            find_answer(req);
+            return;
+        }
+    } else
+        sp_coordinator_offsets_topic(req->broker->config, t);
     op->kind = SP_CTL_CREATE_TOPICS;
     op->n = 1;
     op->topics = t;
-    sp_ctl_submit(req, op, offsets_topic_created);
+    sp_ctl_submit(req, op, topic_created);
 }

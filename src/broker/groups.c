@@ -1,7 +1,7 @@
 /*
  * groups.c - the consumer group APIs (JoinGroup, SyncGroup, Heartbeat,
  * LeaveGroup, OffsetCommit, OffsetFetch, DescribeGroups, ListGroups,
- * DeleteGroups, OffsetDelete): each request becomes a call
+ * DeleteGroups, OffsetDelete, TxnOffsetCommit): each request becomes a call
  * (group/group.h) for its broker's group coordinator, whose answer comes
  * back to the request's worker.  The coordinator sees calls, never
  * requests.
@@ -154,3 +154,4 @@ void sp_handle_describe_groups(sp_req_t *req) { submit(req); }
 void sp_handle_list_groups(sp_req_t *req) { submit(req); }
 void sp_handle_delete_groups(sp_req_t *req) { submit(req); }
 void sp_handle_offset_delete(sp_req_t *req) { submit(req); }
+void sp_handle_txn_offset_commit(sp_req_t *req) { submit(req); }

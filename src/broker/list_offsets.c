@@ -7,11 +7,15 @@
  * log start, a timestamp the segments last written at or before it.
  *
  * timestamp -1 latest (the high watermark; the last stable offset for
- * read_committed, the same here without transactions), -2 earliest (log
+ * read_committed, isolation_level 1, v2+), -2 earliest (log
  * start), -3 the first record with the largest timestamp (v7+), -4 earliest
  * local (v8+, = log start without tiered storage), -5 latest tiered (v9+:
  * none, so -1); a timestamp >= 0 finds the first record at or after it
- * through the time index (offset -1 if there is none).
+ * through the time index (offset -1 if there is none).  What a lookup by
+ * time (-3 too) finds at or past the last fetchable offset (the high
+ * watermark, or the LSO for read_committed) is not answered: offset -1,
+ * as Kafka's ReplicaManager.fetchOffset with Partition's
+ * lastFetchableOffset.
  *
  * As Kafka answers: a special timestamp the request's version does not
  * have (-3 below v7, -4 below v8, -5 below v9, any other negative value)
@@ -194,7 +198,9 @@ void sp_handle_list_offsets(sp_req_t *req)
             po->leader_epoch = 0;
             sp_log_offsets_t lo;
             sp_partition_offsets(part, &lo);
-            int64_t hw = lo.hw, start = lo.log_start;
+            int64_t start = lo.log_start;
+            /* Kafka's Partition.fetchOffsetForTimestamp: lastFetchableOffset */
+            int64_t hw = v >= 2 && body->isolation_level == 1 ? sp_partition_lso(part) : lo.hw;
             if (lo.failed) {
                 po->error_code = SP_ERR_KAFKA_STORAGE_ERROR;
                 sp_partition_unref(part);
@@ -234,6 +240,10 @@ void sp_handle_list_offsets(sp_req_t *req)
                 po->offset = off;
                 po->timestamp = ts;
             }
+            }
+            if (rp->timestamp != -1 && rp->timestamp != -2 && rp->timestamp != -4 && po->offset >= hw) {
+                po->offset = -1; /* found, but not fetchable at this isolation */
+                po->timestamp = -1;
             }
             if (po->offset < 0 || po->error_code)
                 po->leader_epoch = -1;

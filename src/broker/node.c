@@ -11,6 +11,7 @@
 #include "cluster/meta_properties.h"
 #include "cluster/partition.h"
 #include "group/coordinator.h"
+#include "txn/txn_coordinator.h"
 #include "log/logmgr.h"
 #include "net/server.h"
 #include "txn/pid_manager.h"
@@ -183,6 +184,8 @@ static void free_broker(sp_broker_t *b)
 static void node_down(sp_node_t *n, bool clean)
 {
     sp_broker_t *b = &n->broker;
+    sp_txn_coordinator_stop(b->txn); /* first: its markers reach the group coordinator */
+    b->txn = NULL;
     sp_coordinator_stop(b->coordinator);
     b->coordinator = NULL;
     sp_pid_manager_stop(b->pids);
@@ -241,6 +244,8 @@ sp_node_t *sp_node_start(const sp_config_t *cfg, uv_loop_t *loop, int max_open_f
     if (b->pids)
         b->coordinator = sp_coordinator_start(b, cfg);
     if (b->coordinator)
+        b->txn = sp_txn_coordinator_start(b, cfg);
+    if (b->txn)
         n->server = sp_server_new(b);
     if (!n->server || sp_server_start(n->server, loop) != 0) {
         if (n->server)

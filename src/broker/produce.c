@@ -23,9 +23,11 @@
  *
  * What a client may write, in Kafka's order of checks:
  *  1. the request (KafkaApis.handleProduceRequest): a transactional batch
- *     needs a transactional id the client may use; Spool has no
- *     transaction coordinator, so a transactional id, or a transactional
- *     batch, fails every partition with TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
+ *     needs a transactional id (none: every partition fails with
+ *     TRANSACTIONAL_ID_AUTHORIZATION_FAILED); a transactional batch that
+ *     would open the producer's transaction on a partition waits for the
+ *     transaction coordinator to confirm the partition is in the
+ *     transaction (KIP-890, verify_transactional below);
  *  2. each partition's records (ProduceRequest.validateRecords): exactly
  *     one whole batch of magic 2 (INVALID_RECORD), not zstd below v7
  *     (UNSUPPORTED_COMPRESSION_TYPE);
@@ -47,8 +49,10 @@
 #include "proto/gen/produce_request.h"
 #include "proto/legacy.h"
 #include "proto/gen/produce_response.h"
+#include "txn/txn_coordinator.h"
 #include "util/log.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -67,6 +71,13 @@ typedef struct produce_ctx {
     int nwaits;
     atomic_int pending;         /* acks=all waits not yet completed */
     bool done;
+    sp_str_t *names;            /* each topic's name (v13: resolved ids) */
+    int16_t all_error;
+    /* transactional batches (KIP-890): partitions checked with the
+     * transaction coordinator first, their verdicts by flat index */
+    sp_txn_call_t verify;
+    int16_t *verr;
+    uint64_t *guards;           /* by flat index: the verification's guard */
 } produce_ctx_t;
 
 static int64_t now_ms(void)
@@ -313,6 +324,125 @@ static sp_str_t *topic_names(sp_req_t *req, const sp_produce_request_t *body, in
     return names;
 }
 
+static void append_partitions(sp_req_t *req, produce_ctx_t *ctx);
+
+/* The first batch's header of a partition's records, if it has one. */
+static bool first_header(const sp_produce_request_partition_produce_data_t *pd, sp_batch_hdr_t *h)
+{
+    size_t bs;
+    return pd->records.len > 0 && sp_batch_next(pd->records.ptr, (size_t)pd->records.len, &bs) == 1 &&
+           sp_batch_hdr_parse(pd->records.ptr, bs, h) == 0 && h->magic == SP_BATCH_MAGIC;
+}
+
+/*
+ * Kafka's answer to a produce for a partition the transaction coordinator
+ * did not confirm (AddPartitionsToTxnManager, ReplicaManager): a fenced
+ * producer is INVALID_PRODUCER_EPOCH, a partition not in the transaction
+ * TRANSACTION_ABORTABLE from v11 on (INVALID_TXN_STATE before), and the
+ * coordinator's retriable errors NOT_ENOUGH_REPLICAS (a produce error
+ * every client retries).
+ */
+static int16_t verify_error(int16_t v, int16_t err)
+{
+    switch (err) {
+    case SP_ERR_PRODUCER_FENCED: return SP_ERR_INVALID_PRODUCER_EPOCH;
+    case SP_ERR_TRANSACTION_ABORTABLE: return v >= 11 ? err : SP_ERR_INVALID_TXN_STATE;
+    case SP_ERR_NOT_COORDINATOR:
+    case SP_ERR_COORDINATOR_NOT_AVAILABLE:
+    case SP_ERR_COORDINATOR_LOAD_IN_PROGRESS:
+    case SP_ERR_CONCURRENT_TRANSACTIONS: return SP_ERR_NOT_ENOUGH_REPLICAS;
+    default: return err;
+    }
+}
+
+static void verified_on_worker(sp_req_t *req, void *arg)
+{
+    produce_ctx_t *ctx = arg;
+    int16_t v = req->r.hdr.request_api_version;
+    for (int32_t i = 0; i < ctx->verify.n; i++) {
+        int16_t e = ctx->verify.error ? ctx->verify.error : ctx->verify.part_errors[i];
+        /* the flat index of the i-th partition checked is kept in token order */
+        int32_t k = ((int32_t *)ctx->verify.token)[i];
+        ctx->verr[k] = verify_error(v, e);
+    }
+    append_partitions(req, ctx);
+    sp_req_unref(req);
+}
+
+static void verified(sp_txn_call_t *call)
+{
+    produce_ctx_t *ctx = (produce_ctx_t *)((char *)call - offsetof(produce_ctx_t, verify));
+    sp_req_post(ctx->req, verified_on_worker, ctx);
+}
+
+/*
+ * KIP-890's defence: a transactional batch that would open the producer's
+ * transaction on a partition (the partition has none open for this
+ * producer id and epoch) is appended only once the transaction
+ * coordinator confirms the partition was added to the transaction
+ * (Kafka's verify-only AddPartitionsToTxn).  Returns true when a check is
+ * under way (the append continues on its answer).
+ */
+static bool verify_transactional(sp_req_t *req, produce_ctx_t *ctx)
+{
+    const sp_produce_request_t *body = req->r.body;
+    int32_t nt = ctx->resp.responses.n, nparts = 0, n = 0;
+    for (int32_t t = 0; t < nt; t++)
+        nparts += ctx->resp.responses.v[t].partition_responses.n;
+    sp_txn_part_in_t *parts = sp_arena_alloc(&req->arena, sizeof(*parts) * (size_t)(nparts ? nparts : 1));
+    int32_t *index = sp_arena_alloc(&req->arena, sizeof(*index) * (size_t)(nparts ? nparts : 1));
+    ctx->verr = sp_arena_zalloc(&req->arena, sizeof(*ctx->verr) * (size_t)(nparts ? nparts : 1));
+    ctx->guards = sp_arena_zalloc(&req->arena, sizeof(*ctx->guards) * (size_t)(nparts ? nparts : 1));
+    int16_t *errs = sp_arena_zalloc(&req->arena, sizeof(*errs) * (size_t)(nparts ? nparts : 1));
+    if (!parts || !index || !ctx->verr || !ctx->guards || !errs)
+        return false;
+    int64_t pid = -1;
+    int16_t epoch = -1;
+    int32_t k = 0;
+    for (int32_t t = 0; t < nt; t++) {
+        const sp_produce_request_topic_produce_data_t *td = &body->topic_data.v[t];
+        for (int32_t p = 0; p < ctx->resp.responses.v[t].partition_responses.n; p++, k++) {
+            sp_batch_hdr_t h;
+            sp_str_t name = ctx->names[t];
+            if (name.len < 0 || !first_header(&td->partition_data.v[p], &h) || !sp_batch_is_transactional(&h))
+                continue;
+            sp_partition_t *part = sp_partitions_get(req->broker->partitions, name.ptr, name.len,
+                                                     td->partition_data.v[p].index);
+            if (!part)
+                continue;
+            bool open = sp_partition_txn_open(part, h.producer_id, h.producer_epoch);
+            if (!open)
+                ctx->guards[k] = sp_partition_verify_begin(part, h.producer_id, h.producer_epoch);
+            sp_partition_unref(part);
+            if (open)
+                continue;
+            pid = h.producer_id;
+            epoch = h.producer_epoch;
+            parts[n] = (sp_txn_part_in_t){ name, td->partition_data.v[p].index };
+            index[n++] = k;
+        }
+    }
+    if (n == 0)
+        return false;
+    ctx->verify.kind = SP_TXN_VERIFY;
+    ctx->verify.txn_id = body->transactional_id;
+    ctx->verify.producer_id = pid;
+    ctx->verify.producer_epoch = epoch;
+    ctx->verify.parts = parts;
+    ctx->verify.n = n;
+    ctx->verify.part_errors = errs;
+    ctx->verify.token = index;
+    ctx->verify.done = verified;
+    sp_req_ref(req);
+    if (!req->broker->txn || sp_txn_coordinator_submit(req->broker->txn, &ctx->verify) != 0) {
+        sp_req_unref(req);
+        for (int32_t i = 0; i < n; i++)
+            ctx->verr[index[i]] = SP_ERR_NOT_ENOUGH_REPLICAS;
+        return false;
+    }
+    return true;
+}
+
 void sp_handle_produce(sp_req_t *req)
 {
     const sp_produce_request_t *body = req->r.body;
@@ -325,22 +455,22 @@ void sp_handle_produce(sp_req_t *req)
     ctx->req = req;
     int32_t nt = body->topic_data.n > 0 ? body->topic_data.n : 0;
 
-    sp_str_t *names = topic_names(req, body, v, nt);
-    if (!names) {
+    ctx->names = topic_names(req, body, v, nt);
+    if (!ctx->names) {
         sp_req_close(req, "out of memory for Produce");
         return;
     }
     /* topics that do not exist yet: create them, then come back */
     if (v < 13 && (body->acks == -1 || body->acks == 0 || body->acks == 1) &&
-        sp_autocreate(req, names, nt, sp_handle_produce))
+        sp_autocreate(req, ctx->names, nt, sp_handle_produce))
         return;
 
     skeleton(req, body, &ctx->resp);
-    int16_t all_error = 0;
+    bool txn = v >= 3 && has_transactional_batch(body);
     if (body->acks != -1 && body->acks != 0 && body->acks != 1)
-        all_error = SP_ERR_INVALID_REQUIRED_ACKS;
-    else if (v >= 3 && (body->transactional_id.len >= 0 || has_transactional_batch(body)))
-        all_error = SP_ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
+        ctx->all_error = SP_ERR_INVALID_REQUIRED_ACKS;
+    else if (txn && body->transactional_id.len < 0)
+        ctx->all_error = SP_ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED; /* Kafka: needs a transactional id */
 
     int nparts = 0;
     for (int32_t t = 0; t < nt; t++)
@@ -350,15 +480,38 @@ void sp_handle_produce(sp_req_t *req)
         sp_req_close(req, "out of memory for Produce");
         return;
     }
+    if (txn && !ctx->all_error && verify_transactional(req, ctx))
+        return; /* appended on the coordinator's answer */
+    append_partitions(req, ctx);
+}
+
+/* Appends each partition's batch (ctx->all_error, or a partition's
+ * verdict from the transaction coordinator, refuses it first) and answers
+ * or parks.  The request's worker. */
+static void append_partitions(sp_req_t *req, produce_ctx_t *ctx)
+{
+    const sp_produce_request_t *body = req->r.body;
+    int16_t v = req->r.hdr.request_api_version;
+    int16_t all_error = ctx->all_error;
+    sp_str_t *names = ctx->names;
     int64_t now = now_ms();
+    int32_t k = -1;
     for (int32_t t = 0; t < ctx->resp.responses.n; t++) {
         const sp_produce_request_topic_produce_data_t *td = &body->topic_data.v[t];
         sp_produce_response_topic_produce_response_t *to = &ctx->resp.responses.v[t];
         for (int32_t p = 0; p < to->partition_responses.n; p++) {
             const sp_produce_request_partition_produce_data_t *pd = &td->partition_data.v[p];
             sp_produce_response_partition_produce_response_t *po = &to->partition_responses.v[p];
+            k++;
             if (all_error) {
                 po->error_code = all_error;
+                continue;
+            }
+            if (ctx->verr && ctx->verr[k]) {
+                /* Kafka answers the verification's exception with its text */
+                po->error_code = ctx->verr[k];
+                po->error_message = sp_str_lit("the transaction coordinator did not confirm this partition "
+                                               "in the producer's transaction (KIP-890)");
                 continue;
             }
             sp_str_t name = names[t];
@@ -396,7 +549,8 @@ void sp_handle_produce(sp_req_t *req)
                 continue;
             }
             rec_errs_t re = { &req->arena, NULL, 0, 0, 0 };
-            sp_append_origin_t origin = { SP_ORIGIN_CLIENT, on_record_error, &re };
+            sp_append_origin_t origin = { SP_ORIGIN_CLIENT, on_record_error, &re, true,
+                                          ctx->guards ? ctx->guards[k] : 0 };
             sp_append_outcome_t ar;
             bool final = sp_partition_append(part, records, size, &origin, body->acks, now, &ar);
             free(converted);

@@ -38,6 +38,8 @@ struct sp_partition {
     int64_t pid_expiration_ms;    /* producer.id.expiration.ms (ps_mu) */
     int64_t pid_check_interval_ms; /* producer.id.expiration.check.interval.ms */
     int64_t next_expiry_check;    /* monotonic ms (ps_mu) */
+    int64_t txn_replay_from;      /* at open: aborted transactions of markers from here
+                                   * on are re-added to the .txnindex (plog.h) */
 };
 
 /* ---- waiter lists (mu held) -------------------------------------------- */
@@ -137,13 +139,28 @@ static void on_log(void *ctx, sp_plog_t *l, const sp_log_offsets_t *o)
 
 /* ---- producers ------------------------------------------------------------ */
 
+/* The aborted-transaction index entry of a completed transaction. */
+static sp_aborted_txn_t aborted_entry(const sp_completed_txn_t *done)
+{
+    return (sp_aborted_txn_t){ done->producer_id, done->first_offset, done->last_offset,
+                               done->last_stable_offset };
+}
+
+/* One batch of the log replayed at open: the producers, and the aborted
+ * transactions whose entries may be missing (plog.h sp_plog_txn_rebuild_from:
+ * re-added unless the .txnindex has them, as Kafka's recovery rebuilds them). */
 static int replay_batch(void *ctx, const uint8_t *batch, size_t len, const sp_batch_hdr_t *h)
 {
     sp_partition_t *p = ctx;
     sp_completed_txn_t done;
-    if (sp_pstate_update(p->ps, h, batch, len, &done) < 0) {
+    int rc = sp_pstate_update(p->ps, h, batch, len, &done);
+    if (rc < 0) {
         sp_error("log", "%s: cannot replay the producer state at offset %" PRId64, p->label, h->base_offset);
         return -1;
+    }
+    if (rc == 1 && done.aborted && done.last_offset >= p->txn_replay_from) {
+        sp_aborted_txn_t e = aborted_entry(&done);
+        sp_plog_txn_append(p->log, &e, true);
     }
     return 0;
 }
@@ -164,8 +181,12 @@ static void load_producers(sp_partition_t *p)
     if (o.failed)
         return;
     const char *dir = sp_plog_dir(p->log);
-    int64_t at = sp_pstate_snapshot_load(p->ps, dir, o.leo, sp_wall_ms(), p->pid_expiration_ms);
-    if (at == -1 && sp_plog_opened_clean(p->log)) {
+    /* entries of aborted transactions may be missing from here on: the
+     * replay starts at a snapshot no later than that */
+    p->txn_replay_from = sp_plog_txn_rebuild_from(p->log);
+    int64_t upto = p->txn_replay_from < o.leo ? p->txn_replay_from : o.leo;
+    int64_t at = sp_pstate_snapshot_load_upto(p->ps, dir, o.leo, upto, sp_wall_ms(), p->pid_expiration_ms);
+    if (at == -1 && sp_plog_opened_clean(p->log) && p->txn_replay_from == INT64_MAX) {
         sp_pstate_set_end(p->ps, o.leo);
     } else if (at < o.leo) {
         int64_t t0 = sp_mono_ms();
@@ -220,6 +241,10 @@ sp_partition_t *sp_partition_new(sp_plog_t *log, const char *topic, int32_t inde
     sp_plog_offsets(log, &o);
     atomic_init(&p->hw, o.hw < hw_of(&o) ? o.hw : hw_of(&o));
     sp_plog_set_hw(log, atomic_load(&p->hw));
+    /* transactions the replay closed below this hw are stable already
+     * (advance does this for every later move) */
+    sp_pstate_on_hw(p->ps, atomic_load(&p->hw));
+    atomic_store(&p->first_unstable, sp_pstate_first_unstable(p->ps));
     sp_plog_set_listener(log, on_log, p);
     p->listening = true;
     /* anything that moved before the listener was set */
@@ -314,6 +339,8 @@ static void fail_result(sp_append_outcome_t *res, int16_t err, const char *why)
 typedef struct append_ctx {
     sp_partition_t *p;
     sp_pstate_origin_t origin;
+    bool txn_verify;
+    uint64_t txn_guard;
     sp_pverdict_t verdict;        /* check's, when it stopped the append */
 } append_ctx_t;
 
@@ -324,7 +351,10 @@ static int hook_check(void *ctx, const uint8_t *batch, size_t len, const sp_batc
     if (h->producer_id < 0)
         return 0;
     pthread_mutex_lock(&a->p->ps_mu);
-    sp_pstate_check(a->p->ps, h, batch, len, a->origin, offset, &a->verdict);
+    if (a->txn_verify)
+        sp_pstate_check_guarded(a->p->ps, h, batch, len, a->origin, offset, a->txn_guard, &a->verdict);
+    else
+        sp_pstate_check(a->p->ps, h, batch, len, a->origin, offset, &a->verdict);
     pthread_mutex_unlock(&a->p->ps_mu);
     if (a->verdict.error)
         sp_debug("produce", "%s: %s", a->p->label, a->verdict.message);
@@ -353,7 +383,8 @@ static void hook_appended(void *ctx, const uint8_t *batch, size_t len, const sp_
         snap = sp_pstate_snapshot_encode(p->ps, &snap_len);
     }
     sp_completed_txn_t done;
-    if (sp_pstate_update(p->ps, h, batch, len, &done) < 0)
+    int closed = sp_pstate_update(p->ps, h, batch, len, &done);
+    if (closed < 0)
         sp_error("produce", "%s: out of memory recording producer %" PRId64 " at offset %" PRId64
                  " (its retries may be written twice)", p->label, h->producer_id, h->base_offset);
     int64_t now = sp_mono_ms();
@@ -363,6 +394,12 @@ static void hook_appended(void *ctx, const uint8_t *batch, size_t len, const sp_
     }
     atomic_store(&p->first_unstable, sp_pstate_first_unstable(p->ps));
     pthread_mutex_unlock(&p->ps_mu);
+    if (closed == 1 && done.aborted) {
+        /* to the .txnindex of the marker's segment, before a flush may
+         * pass the marker (plog.h) */
+        sp_aborted_txn_t e = aborted_entry(&done);
+        sp_plog_txn_append(p->log, &e, false);
+    }
     if (snap) {
         const char *dir = sp_plog_dir(p->log);
         int rc = sp_pstate_snapshot_write_bytes(dir, rolled_at, snap, snap_len, false);
@@ -379,9 +416,10 @@ static void hook_appended(void *ctx, const uint8_t *batch, size_t len, const sp_
 /* The log's append with the producer hooks, its result told in Kafka's
  * terms: a retry of a recent batch is answered with its first offsets. */
 static void log_append(sp_partition_t *p, uint8_t *records, size_t len, int64_t now,
-                       const sp_batch_validate_opts_t *vo, sp_append_outcome_t *res)
+                       const sp_batch_validate_opts_t *vo, const sp_append_origin_t *origin, sp_append_outcome_t *res)
 {
-    append_ctx_t a = { .p = p, .origin = vo ? SP_PSTATE_CLIENT : SP_PSTATE_COORDINATOR };
+    append_ctx_t a = { .p = p, .origin = vo ? SP_PSTATE_CLIENT : SP_PSTATE_COORDINATOR,
+                       .txn_verify = origin->txn_verify, .txn_guard = origin->txn_guard };
     sp_append_hooks_t hooks = { hook_check, hook_appended, &a };
     sp_append_result_t ar;
     sp_plog_append_from(p->log, records, len, now, vo, &hooks, &ar);
@@ -417,7 +455,8 @@ static void log_append(sp_partition_t *p, uint8_t *records, size_t len, int64_t 
  * size checked again by the log, as Kafka does after a conversion.
  */
 static void append_recompressed(sp_partition_t *p, const sp_log_config_t *cfg, uint8_t *batch, size_t size,
-                                int64_t now, const sp_batch_validate_opts_t *vo, sp_append_outcome_t *res)
+                                int64_t now, const sp_batch_validate_opts_t *vo,
+                                const sp_append_origin_t *origin, sp_append_outcome_t *res)
 {
     if ((int64_t)size > cfg->max_message_bytes) {
         fail_result(res, SP_ERR_MESSAGE_TOO_LARGE, "record batch larger than max.message.bytes");
@@ -440,7 +479,7 @@ static void append_recompressed(sp_partition_t *p, const sp_log_config_t *cfg, u
                     "cannot recompress the record batch");
         return;
     }
-    log_append(p, nb, nlen, now, vo, res);
+    log_append(p, nb, nlen, now, vo, origin, res);
     free(nb);
 }
 
@@ -455,15 +494,15 @@ bool sp_partition_append(sp_partition_t *p, uint8_t *records, size_t len, const 
         return true;
     }
     if (origin->kind == SP_ORIGIN_COORDINATOR) {
-        log_append(p, records, len, now_ms, NULL, res);
+        log_append(p, records, len, now_ms, NULL, origin, res);
     } else {
         sp_batch_validate_opts_t vo;
         client_opts(p, &cfg, origin, now_ms, &vo);
         int codec = len > 22 ? records[22] & SP_BATCH_ATTR_COMPRESSION_MASK : 0;
         if (cfg.recompress && codec != cfg.codec)
-            append_recompressed(p, &cfg, records, len, now_ms, &vo, res);
+            append_recompressed(p, &cfg, records, len, now_ms, &vo, origin, res);
         else
-            log_append(p, records, len, now_ms, &vo, res);
+            log_append(p, records, len, now_ms, &vo, origin, res);
     }
     if (res->error || acks != -1)
         return true;
@@ -472,23 +511,50 @@ bool sp_partition_append(sp_partition_t *p, uint8_t *records, size_t len, const 
 
 /* ---- read and wait ---------------------------------------------------------- */
 
+/* The last stable offset for a high watermark hw: min(first unstable, hw). */
+static int64_t lso_of(sp_partition_t *p, int64_t hw)
+{
+    int64_t fu = atomic_load(&p->first_unstable);
+    return fu >= 0 && fu < hw ? fu : hw;
+}
+
+int64_t sp_partition_lso(sp_partition_t *p)
+{
+    return lso_of(p, atomic_load(&p->hw));
+}
+
 void sp_partition_read(sp_partition_t *p, int64_t offset, int32_t max_bytes, bool min_one,
                        sp_isolation_t iso, sp_partition_read_t *res)
 {
     int64_t hw = atomic_load(&p->hw);
-    int64_t fu = atomic_load(&p->first_unstable);
-    int64_t lso = fu >= 0 && fu < hw ? fu : hw;
+    int64_t lso = lso_of(p, hw);
     int64_t bound = iso == SP_ISOLATION_LOG_END ? INT64_MAX : iso == SP_ISOLATION_TXN_COMMITTED ? lso : hw;
+    memset(&res->aborted, 0, sizeof(res->aborted));
+    res->has_aborted = false;
     sp_plog_read(p->log, offset, bound, max_bytes, min_one, &res->data);
     res->error = sp_log_err_kafka(res->data.err, 0);
     res->hw = hw;
     res->lso = lso;
     res->log_start = res->data.log_start;
+    if (iso != SP_ISOLATION_TXN_COMMITTED || res->error)
+        return;
+    /* Kafka (LocalLog.read): nothing from the bound on, so no aborted
+     * transaction either; otherwise those of the range read */
+    res->has_aborted = true;
+    if (offset < bound) {
+        sp_log_err_t err = sp_plog_aborted_txns(p->log, offset, &res->data, &res->aborted);
+        if (err) {
+            sp_partition_read_release(res);
+            res->error = sp_log_err_kafka(err, 0);
+            res->has_aborted = false;
+        }
+    }
 }
 
 void sp_partition_read_release(sp_partition_read_t *res)
 {
     sp_read_result_release(&res->data);
+    sp_aborted_list_free(&res->aborted);
 }
 
 void sp_partition_wait_ack(sp_partition_t *p, sp_waiter_t *w)
@@ -546,6 +612,23 @@ void sp_partition_producers(sp_partition_t *p, void (*fn)(const sp_pentry_t *e, 
     pthread_mutex_unlock(&p->ps_mu);
 }
 
+uint64_t sp_partition_verify_begin(sp_partition_t *p, int64_t producer_id, int16_t epoch)
+{
+    pthread_mutex_lock(&p->ps_mu);
+    uint64_t g = sp_pstate_verify_begin(p->ps, producer_id, epoch, sp_wall_ms());
+    pthread_mutex_unlock(&p->ps_mu);
+    return g;
+}
+
+bool sp_partition_txn_open(sp_partition_t *p, int64_t producer_id, int16_t epoch)
+{
+    pthread_mutex_lock(&p->ps_mu);
+    const sp_pentry_t *e = sp_pstate_get(p->ps, producer_id);
+    bool open = e && e->epoch == epoch && e->txn_first_offset >= 0;
+    pthread_mutex_unlock(&p->ps_mu);
+    return open;
+}
+
 /* Clean stop (no append runs any more): the producers at the log end, synced,
  * so that the next start reads no log at all. */
 static void snapshot_at_stop(sp_partition_t *p)
@@ -558,9 +641,13 @@ static void snapshot_at_stop(sp_partition_t *p)
     sp_pstate_set_end(p->ps, o.leo);
     int rc = sp_pstate_snapshot_write(p->ps, sp_plog_dir(p->log), true);
     pthread_mutex_unlock(&p->ps_mu);
-    if (rc != 0)
-        sp_warn("log", "%s: cannot write the producer snapshot at offset %" PRId64 ": %s", p->label, o.leo,
-                strerror(-rc));
+    if (rc != 0) {
+        /* the next start must not take the log as cleanly stopped with no
+         * snapshot (that would start with no producers): it is recovered */
+        sp_warn("log", "%s: cannot write the producer snapshot at offset %" PRId64 ": %s; the next start "
+                "rebuilds the producers from the log", p->label, o.leo, strerror(-rc));
+        sp_plog_mark_unclean(p->log);
+    }
 }
 
 /* ---- offsets and the rest ------------------------------------------------------ */
@@ -657,6 +744,27 @@ int sp_partition_scan(sp_partition_t *p, int64_t from, int (*fn)(const struct sp
                       void *ctx)
 {
     return sp_plog_scan(p->log, from, fn, ctx);
+}
+
+typedef struct scan_below {
+    int (*fn)(void *ctx, const uint8_t *batch, size_t len, const sp_batch_hdr_t *h);
+    void *ctx;
+    int64_t hw;
+} scan_below_t;
+
+/* Passes on the batches that end below hw (the ones after are skipped). */
+static int scan_below_hw(void *ctx, const uint8_t *batch, size_t len, const sp_batch_hdr_t *h)
+{
+    scan_below_t *s = ctx;
+    return sp_batch_last_offset(h) < s->hw ? s->fn(s->ctx, batch, len, h) : 0;
+}
+
+int sp_partition_scan_batches(sp_partition_t *p, int64_t from,
+                              int (*fn)(void *ctx, const uint8_t *batch, size_t len, const sp_batch_hdr_t *h),
+                              void *ctx)
+{
+    scan_below_t s = { fn, ctx, sp_partition_hw(p) };
+    return sp_plog_scan_batches(p->log, from, scan_below_hw, &s);
 }
 
 int64_t sp_partition_size(sp_partition_t *p)

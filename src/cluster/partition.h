@@ -26,7 +26,10 @@
  *                   answered with their first offsets, sequence and epoch
  *                   errors; snapshotted at every roll and at a clean stop,
  *                   rebuilt at open from the newest snapshot and the log
- *                   after it.  Their open transactions bound the LSO.
+ *                   after it.  Their open transactions bound the LSO;
+ *                   transactions aborted by markers go to the log's
+ *                   .txnindex (plog.h), re-added by that replay where
+ *                   entries may be missing.
  *   (later)         leader epoch cache, ISR and follower offsets.
  *
  * How the high watermark moves: the log tells its listener (this
@@ -75,6 +78,11 @@ typedef struct sp_append_origin {
     /* client: where per-record errors go (Produce's record_errors); may be NULL */
     sp_record_error_fn *record_error;
     void *record_error_ctx;
+    /* client: a transactional batch that opens its producer's transaction
+     * here needs the guard of its verification (KIP-890,
+     * sp_partition_verify_begin); txn_verify false: not required */
+    bool txn_verify;
+    uint64_t txn_guard;
 } sp_append_origin_t;
 
 /* How far a read may go (Kafka's FetchIsolation). */
@@ -88,6 +96,11 @@ typedef struct sp_partition_read {
     int16_t error;                /* Kafka error code (data.err mapped) */
     int64_t hw, lso, log_start;
     sp_read_result_t data;        /* the bytes; sp_partition_read_release */
+    /* SP_ISOLATION_TXN_COMMITTED without error: the transactions aborted in
+     * the range read (Kafka's FetchDataInfo.abortedTransactions), in marker
+     * order; empty when offset >= lso.  Freed by sp_partition_read_release. */
+    bool has_aborted;
+    sp_aborted_list_t aborted;
 } sp_partition_read_t;
 
 /* An append's outcome in Kafka's terms (the log's result mapped). */
@@ -117,8 +130,10 @@ bool sp_partition_append(sp_partition_t *p, uint8_t *records, size_t len, const 
                          int16_t acks, int64_t now_ms, sp_append_outcome_t *res);
 
 /* Reads whole batches from offset within the isolation's bound (plog.h
- * sp_plog_read), with the partition's offsets at that instant.  The
- * caller releases res->data. */
+ * sp_plog_read), with the partition's offsets at that instant, and for
+ * read_committed the aborted transactions of the range (res->aborted).
+ * The caller releases res (sp_partition_read_release, also after an
+ * error). */
 void sp_partition_read(sp_partition_t *p, int64_t offset, int32_t max_bytes, bool min_one,
                        sp_isolation_t iso, sp_partition_read_t *res);
 void sp_partition_read_release(sp_partition_read_t *res);
@@ -145,9 +160,19 @@ void sp_partition_set_producer_expiry(sp_partition_t *p, int64_t expiration_ms, 
  * partition's producer lock and must not call back into the partition. */
 void sp_partition_producers(sp_partition_t *p, void (*fn)(const struct sp_pentry *e, void *ctx), void *ctx);
 
+/* Starts KIP-890's verification of producer (id, epoch) here: the guard
+ * its append then carries (txn/producer_state.h sp_pstate_verify_begin);
+ * 0 when out of memory. */
+uint64_t sp_partition_verify_begin(sp_partition_t *p, int64_t producer_id, int16_t epoch);
+/* Whether producer (id, epoch) has a transaction open on this partition
+ * (its transactional batches need no check with the coordinator). */
+bool sp_partition_txn_open(sp_partition_t *p, int64_t producer_id, int16_t epoch);
+
 /* Offsets at one instant: the log's, with the partition's hw. */
 void sp_partition_offsets(sp_partition_t *p, sp_log_offsets_t *out);
 int64_t sp_partition_hw(sp_partition_t *p);
+/* The last stable offset: min(first unstable offset, hw) (read_committed's bound). */
+int64_t sp_partition_lso(sp_partition_t *p);
 /* A copy of the topic's settings for this partition. */
 void sp_partition_config(sp_partition_t *p, sp_log_config_t *out);
 /* ListOffsets: see sp_plog_offset_for_time / sp_plog_max_timestamp; 0 or a Kafka error. */
@@ -169,6 +194,13 @@ int16_t sp_partition_delete_records(sp_partition_t *p, int64_t offset, int64_t *
 /* Replays every record below hw from 'from' (plog.h sp_plog_scan). */
 int sp_partition_scan(sp_partition_t *p, int64_t from, int (*fn)(const struct sp_record *rec, void *ctx),
                       void *ctx);
+/* Replays every batch below hw from 'from', control batches included
+ * (plog.h sp_plog_scan_batches): how __consumer_offsets' transactional
+ * batches and their markers are replayed.  fn gets the batch (CRC not
+ * checked) and its header. */
+int sp_partition_scan_batches(sp_partition_t *p, int64_t from,
+                              int (*fn)(void *ctx, const uint8_t *batch, size_t len, const struct sp_batch_hdr *h),
+                              void *ctx);
 /* Bytes on disk. */
 int64_t sp_partition_size(sp_partition_t *p);
 const char *sp_partition_topic(const sp_partition_t *p);

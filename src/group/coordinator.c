@@ -22,6 +22,7 @@
  */
 #include "group/coordinator.h"
 
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -38,6 +39,7 @@
 #include "proto/gen/errors.h"
 #include "util/config.h"
 #include "util/log.h"
+#include "txn/txn_coordinator.h"
 #include "util/wakeup.h"
 
 typedef struct op {
@@ -91,19 +93,6 @@ static void coordinator_unref(sp_coordinator_t *c)
     }
 }
 
-/* ---- transactions ---------------------------------------------------------- */
-
-void sp_coordinator_txn_complete(sp_coordinator_t *c, int32_t partition, int64_t producer_id,
-                                 int16_t producer_epoch, bool commit)
-{
-    /* TxnOffsetCommit is not served yet: no pending transactional offsets */
-    (void)c;
-    (void)partition;
-    (void)producer_id;
-    (void)producer_epoch;
-    (void)commit;
-}
-
 /* ---- partitions ---------------------------------------------------------- */
 
 int32_t sp_coordinator_partition_for(const char *group, int32_t len, int32_t n)
@@ -142,6 +131,24 @@ static int32_t topic_partitions(void *ctx, sp_str_t topic)
     int32_t n = t ? t->npartitions : -1;
     sp_image_release(img);
     return n;
+}
+
+/* A marker's partition of __consumer_offsets, and the coordinator. */
+typedef struct txn_end {
+    sp_coordinator_t *c;
+    int32_t partition;
+    int32_t nparts;             /* of __consumer_offsets */
+    int64_t producer_id;
+    bool commit;
+} txn_end_t;
+
+/* sp_groups_txn_end's filter: whether group's records are in the
+ * marker's partition (a producer's marker in one partition ends only
+ * what it wrote there, as each Kafka coordinator shard keeps its own). */
+static bool in_partition(void *ctx, const char *group)
+{
+    txn_end_t *e = ctx;
+    return sp_coordinator_partition_for(group, (int32_t)strlen(group), e->nparts) == e->partition;
 }
 
 /* ---- the queue ----------------------------------------------------------- */
@@ -185,6 +192,139 @@ int sp_coordinator_submit(sp_coordinator_t *c, sp_group_call_t *call)
         return -1;
     }
     return 0;
+}
+
+/* ---- transactions -------------------------------------------------------- */
+
+/* Coordinator thread: a marker is durable (sp_coordinator_txn_complete). */
+static void run_txn_end(sp_coordinator_t *c, void *arg)
+{
+    txn_end_t *e = arg;
+    e->nparts = offsets_partitions(c);
+    int n = sp_groups_txn_end(c->groups, e->producer_id, e->commit, in_partition, e, now_ms());
+    if (n)
+        sp_info("group", "%s-%d: %s %d transactional offset%s of producer %" PRId64, SP_OFFSETS_TOPIC,
+                e->partition, e->commit ? "committed" : "aborted", n, n == 1 ? "" : "s", e->producer_id);
+    free(e);
+}
+
+void sp_coordinator_txn_complete(sp_coordinator_t *c, int32_t partition, int64_t producer_id,
+                                 int16_t producer_epoch, bool commit)
+{
+    (void)producer_epoch; /* Kafka's replayEndTransactionMarker ignores it too */
+    txn_end_t *e = malloc(sizeof(*e));
+    op_t *op = malloc(sizeof(*op));
+    if (!e || !op) {
+        sp_error("group", "%s-%d: out of memory for the marker of producer %" PRId64
+                 ": its transactional offsets stay pending until a restart", SP_OFFSETS_TOPIC, partition, producer_id);
+        free(e);
+        free(op);
+        return;
+    }
+    *e = (txn_end_t){ c, partition, 0, producer_id, commit };
+    op->fn = run_txn_end;
+    op->arg = e;
+    op->embedded = false;
+    if (!enqueue(c, op)) {
+        free(e); /* stopped: the replay at the next start applies the marker */
+        free(op);
+    }
+}
+
+/*
+ * KIP-890's defence for offsets: every TxnOffsetCommit asks the
+ * transaction coordinator, after its topic and group-id checks and before
+ * the group checks and the write (Kafka's
+ * CoordinatorRuntime.scheduleTransactionalWriteOperation ->
+ * maybeStartTransactionVerification), whether the producer's ongoing
+ * transaction has the group's partition of __consumer_offsets
+ * (AddOffsetsToTxn).  The answer comes back on the transaction
+ * coordinator's thread and is queued here (sp_groups_txn_verified).
+ * Kafka's mapping of the verdict (by TxnOffsetCommit version,
+ * txnOffsetCommitRequestVersionToTransactionSupportedOperation): a
+ * partition not in the transaction is TRANSACTION_ABORTABLE from v4 on,
+ * INVALID_TXN_STATE before; a fenced producer INVALID_PRODUCER_EPOCH; the
+ * coordinator's retriable errors COORDINATOR_NOT_AVAILABLE.
+ */
+typedef struct verifying {
+    sp_txn_call_t call;         /* first */
+    op_t op;
+    sp_coordinator_t *c;
+    sp_group_call_t *gcall;
+    int16_t version;
+    sp_txn_part_in_t part;
+    int16_t part_err;
+    char *txn_id;
+} verifying_t;
+
+static int16_t verify_error(int16_t version, int16_t err)
+{
+    switch (err) {
+    case SP_ERR_PRODUCER_FENCED: return SP_ERR_INVALID_PRODUCER_EPOCH;
+    case SP_ERR_TRANSACTION_ABORTABLE: return version >= 4 ? err : SP_ERR_INVALID_TXN_STATE;
+    case SP_ERR_NOT_COORDINATOR:
+    case SP_ERR_COORDINATOR_LOAD_IN_PROGRESS:
+    case SP_ERR_CONCURRENT_TRANSACTIONS: return SP_ERR_COORDINATOR_NOT_AVAILABLE;
+    default: return err;
+    }
+}
+
+/* Coordinator thread: the verdict is in. */
+static void run_verified(sp_coordinator_t *c, void *arg)
+{
+    verifying_t *x = arg;
+    int16_t err = x->call.error ? x->call.error : x->part_err;
+    sp_groups_txn_verified(c->groups, x->gcall, verify_error(x->version, err), now_ms());
+    free(x->txn_id);
+    free(x);
+}
+
+/* The transaction coordinator's answer (its thread). */
+static void txn_verified(sp_txn_call_t *call)
+{
+    verifying_t *x = (verifying_t *)call;
+    x->op.fn = run_verified;
+    x->op.arg = x;
+    x->op.embedded = true;
+    if (enqueue(x->c, &x->op))
+        return;
+    /* the groups are gone: the call is answered as a broken one */
+    x->gcall->done(x->gcall, NULL);
+    free(x->txn_id);
+    free(x);
+}
+
+static int16_t verify_txn(void *ctx, const sp_txn_verify_t *v, sp_group_call_t *call)
+{
+    sp_coordinator_t *c = ctx;
+    verifying_t *x = calloc(1, sizeof(*x));
+    char *id = x && v->transactional_id.len > 0 ? malloc((size_t)v->transactional_id.len) : NULL;
+    if (!x || (v->transactional_id.len > 0 && !id)) {
+        free(x);
+        return SP_ERR_COORDINATOR_NOT_AVAILABLE;
+    }
+    if (id)
+        memcpy(id, v->transactional_id.ptr, (size_t)v->transactional_id.len);
+    x->c = c;
+    x->gcall = call;
+    x->version = v->version;
+    x->txn_id = id;
+    x->part.topic = sp_str_lit(SP_OFFSETS_TOPIC);
+    x->part.partition = sp_coordinator_partition_for(v->group, (int32_t)strlen(v->group), offsets_partitions(c));
+    x->call.kind = SP_TXN_VERIFY;
+    x->call.txn_id = (sp_str_t){ id, v->transactional_id.len };
+    x->call.producer_id = v->producer_id;
+    x->call.producer_epoch = v->producer_epoch;
+    x->call.n = 1;
+    x->call.parts = &x->part;
+    x->call.part_errors = &x->part_err;
+    x->call.done = txn_verified;
+    if (!c->broker->txn || sp_txn_coordinator_submit(c->broker->txn, &x->call) != 0) {
+        free(id);
+        free(x);
+        return SP_ERR_COORDINATOR_NOT_AVAILABLE;
+    }
+    return SP_GROUP_VERIFY_LATER;
 }
 
 /* ---- writes to __consumer_offsets ---------------------------------------- */
@@ -283,7 +423,7 @@ static int16_t persist(void *ctx, const char *group, uint8_t *batch, size_t len,
         return SP_ERR_COORDINATOR_NOT_AVAILABLE;
     }
     sp_append_outcome_t ar;
-    static const sp_append_origin_t origin = { SP_ORIGIN_COORDINATOR, NULL, NULL };
+    static const sp_append_origin_t origin = { .kind = SP_ORIGIN_COORDINATOR };
     /* acks=all, as Kafka's coordinator writes */
     bool final = sp_partition_append(part, batch, len, &origin, -1, now_ms(), &ar);
     if (ar.error) {
@@ -375,11 +515,39 @@ static void *coordinator_main(void *arg)
 
 /* ---- start / stop -------------------------------------------------------- */
 
-/* sp_partition_scan's callback: one record of __consumer_offsets. */
+/* One batch of a partition of __consumer_offsets being replayed. */
+typedef struct replay_batch {
+    sp_coordinator_t *c;
+    int32_t partition;
+    const sp_batch_hdr_t *h;
+} replay_batch_t;
+
+/* sp_batches_each_record's callback: one record of a data batch (its
+ * producer's, if any: a TxnOffsetCommit's) or of a marker. */
 static int replay_record(const sp_record_t *rec, void *ctx)
 {
-    sp_groups_replay(ctx, rec->key, rec->value, rec->offset, now_ms());
+    replay_batch_t *rb = ctx;
+    if (!sp_batch_is_control(rb->h)) {
+        sp_groups_replay_txn(rb->c->groups, rb->h->producer_id, rec->key, rec->value, rec->offset, now_ms());
+        return 0;
+    }
+    bool commit;
+    if (sp_group_marker_type(rec->key, &commit) == 0) {
+        txn_end_t e = { rb->c, rb->partition, rb->c->nparts, rb->h->producer_id, commit };
+        sp_groups_txn_end(rb->c->groups, rb->h->producer_id, commit, in_partition, &e, now_ms());
+    }
     return 0;
+}
+
+/* sp_partition_scan_batches' callback: the batch's CRC is checked (the
+ * groups are rebuilt from it: a flipped bit must stop the replay), its
+ * records replayed.  0, or -1 to stop. */
+static int replay_batch(void *ctx, const uint8_t *batch, size_t len, const sp_batch_hdr_t *h)
+{
+    replay_batch_t *rb = ctx;
+    rb->h = h;
+    int64_t next;
+    return sp_batches_each_record(batch, len, replay_record, rb, &next) == 0 ? 0 : -1;
 }
 
 /* Replays every partition of __consumer_offsets, if it exists. */
@@ -397,7 +565,8 @@ static void replay(sp_coordinator_t *c)
                                                      (int32_t)strlen(SP_OFFSETS_TOPIC), p);
             if (!part)
                 continue;
-            if (sp_partition_scan(part, 0, replay_record, c->groups) != 0)
+            replay_batch_t rb = { c, p, NULL };
+            if (sp_partition_scan_batches(part, 0, replay_batch, &rb) != 0)
                 sp_warn("group", "%s-%d: replay stopped at an unreadable batch", SP_OFFSETS_TOPIC, p);
             sp_partition_unref(part);
         }
@@ -415,7 +584,7 @@ static int coordinator_start(sp_coordinator_t *c, const sp_broker_t *b, const sp
     c->armed = INT64_MAX;
     sp_group_settings_t s;
     sp_group_settings_from(cfg, &s);
-    sp_group_env_t env = { .ctx = c, .persist = persist, .partitions = topic_partitions };
+    sp_group_env_t env = { .ctx = c, .persist = persist, .partitions = topic_partitions, .verify_txn = verify_txn };
     c->groups = sp_groups_new(&s, &env);
     if (!c->groups)
         return -1;

@@ -54,6 +54,8 @@
  * | kind                | staged                           | applied on success            |
  * |---------------------|----------------------------------|-------------------------------|
  * | SP_GW_COMMIT        | the group's pending commits      | the offsets, commit answered  |
+ * | SP_GW_TXN_COMMIT    | pending commits of a producer    | pending transactional offsets |
+ * |                     | (one transactional batch)        | (offsets at its COMMIT marker)|
  * | SP_GW_SYNC          | assignments, g->sync_seq         | Stable, syncs answered        |
  * | SP_GW_STATIC_JOIN   | the static member's new id       | the JoinGroup answered        |
  * | SP_GW_OFFSET_DELETE | offsets dropped (as Kafka 3.x)   | OffsetDelete answered         |
@@ -1375,6 +1377,9 @@ void sp_groups_settle(sp_groups_t *gs, sp_group_write_t *w, int16_t err, int64_t
     case SP_GW_COMMIT:
         sp_group_commit_settled(g, w, err, last_offset);
         break;
+    case SP_GW_TXN_COMMIT:
+        sp_group_txn_commit_settled(g, w, err, last_offset);
+        break;
     case SP_GW_SYNC:
         /* a rebalance since (sync_seq reset) makes it moot, as in Kafka */
         if (g && g->sync_seq == w->seq && g->state == SP_GROUP_COMPLETING && g->generation == w->generation)
@@ -1400,6 +1405,9 @@ void sp_group_write_abandon(sp_group_write_t *w, int16_t err)
     switch (w->kind) {
     case SP_GW_COMMIT:
         sp_group_commit_settled(NULL, w, err, 0);
+        break;
+    case SP_GW_TXN_COMMIT:
+        sp_group_txn_commit_settled(NULL, w, err, 0);
         break;
     case SP_GW_STATIC_JOIN:
         if (err && w->resp)
@@ -1492,6 +1500,9 @@ void sp_groups_call(sp_groups_t *gs, sp_group_call_t *call, int64_t now)
         break;
     case SP_API_OFFSET_DELETE:
         sp_group_offset_delete(gs, call);
+        break;
+    case SP_API_TXN_OFFSET_COMMIT:
+        sp_group_txn_commit(gs, call);
         break;
     default:
         sp_group_answer(call, NULL);
@@ -1593,6 +1604,17 @@ int64_t sp_groups_tick(sp_groups_t *gs, int64_t now)
     return gs->next;
 }
 
+int sp_groups_txn_end(sp_groups_t *gs, int64_t producer_id, bool commit,
+                      bool (*mine)(void *ctx, const char *group), void *ctx, int64_t now)
+{
+    int n = 0;
+    gs->now = now;
+    for (sp_group_t *g = gs->groups; g; g = g->next)
+        if (!mine || mine(ctx, g->id))
+            n += sp_offsets_txn_end(&g->offsets, producer_id, commit);
+    return n;
+}
+
 int64_t sp_groups_deadline(const sp_groups_t *gs)
 {
     return gs->next;
@@ -1631,6 +1653,12 @@ int sp_groups_check(const sp_groups_t *gs)
                 if (g->offsets.v[i].partition == g->offsets.v[k].partition &&
                     strcmp(g->offsets.v[i].topic, g->offsets.v[k].topic) == 0)
                     return -6; /* two offsets of one partition */
+        for (int i = 0; i < g->offsets.ntxn; i++)
+            for (int k = 0; k < i; k++)
+                if (g->offsets.txn[i].producer_id == g->offsets.txn[k].producer_id &&
+                    g->offsets.txn[i].o.partition == g->offsets.txn[k].o.partition &&
+                    strcmp(g->offsets.txn[i].o.topic, g->offsets.txn[k].o.topic) == 0)
+                    return -7; /* two pending transactional offsets of one producer and partition */
     }
     return 0;
 }

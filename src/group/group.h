@@ -34,7 +34,9 @@
  * Invariants (sp_groups_check):
  *  (1) one group per id, a known state;
  *  (2) every member belongs to its group, is whole, and is counted;
- *  (3) one committed offset per topic-partition of a group.
+ *  (3) one committed offset per topic-partition of a group;
+ *  (4) at most one pending transactional offset per producer id and
+ *      topic-partition of a group.
  */
 #ifndef SP_GROUP_GROUP_H
 #define SP_GROUP_GROUP_H
@@ -68,8 +70,9 @@ void sp_group_settings_from(const struct sp_config *cfg, sp_group_settings_t *s)
 
 /* One request to the coordinator: JoinGroup, SyncGroup, Heartbeat,
  * LeaveGroup, OffsetCommit, OffsetFetch, DescribeGroups, ListGroups,
- * DeleteGroups or OffsetDelete.  Filled by the submitter; body, arena,
- * client_id and client_host are borrowed until done() is called. */
+ * DeleteGroups, OffsetDelete or TxnOffsetCommit.  Filled by the
+ * submitter; body, arena, client_id and client_host are borrowed until
+ * done() is called. */
 typedef struct sp_group_call sp_group_call_t;
 struct sp_group_call {
     int16_t api;                 /* SP_API_JOIN_GROUP, ... (proto/gen/messages.h) */
@@ -84,7 +87,18 @@ struct sp_group_call {
      * groups are gone on whichever thread calls sp_group_write_abandon. */
     void (*done)(sp_group_call_t *call, void *resp);
     void *token;                 /* the submitter's */
+    void *state;                 /* the groups' own, while the call waits */
 };
+
+/* A TxnOffsetCommit to verify (KIP-890): what the transaction coordinator
+ * is asked.  Borrowed for the call of verify_txn only. */
+typedef struct sp_txn_verify {
+    sp_str_t transactional_id;
+    int64_t producer_id;
+    int16_t producer_epoch;
+    const char *group;          /* its partition of __consumer_offsets is the one */
+    int16_t version;            /* of the TxnOffsetCommit (v5: transactions V2) */
+} sp_txn_verify_t;
 
 /* What the owner provides. */
 typedef struct sp_group_env {
@@ -100,7 +114,19 @@ typedef struct sp_group_env {
     /* The partition count of topic in the current metadata, or -1 when
      * there is no such topic. */
     int32_t (*partitions)(void *ctx, sp_str_t topic);
+    /* KIP-890 verification of a TxnOffsetCommit, before the group checks
+     * and the write (Kafka's CoordinatorRuntime.scheduleTransactional-
+     * WriteOperation): whether the transaction has the group's partition
+     * of __consumer_offsets (AddOffsetsToTxn).  Returns 0 (verified),
+     * a Kafka error for every partition, or SP_GROUP_VERIFY_LATER: the
+     * answer comes later through sp_groups_txn_verified(call) on the
+     * groups' thread (before sp_groups_free: a call waiting here is
+     * not answered by sp_groups_shutdown).  NULL: every transaction is
+     * taken as verified. */
+    int16_t (*verify_txn)(void *ctx, const sp_txn_verify_t *v, sp_group_call_t *call);
 } sp_group_env_t;
+
+#define SP_GROUP_VERIFY_LATER ((int16_t)-32768)
 
 /*
  * New, with no group.  s is copied.  env (copied) may be NULL for a
@@ -137,6 +163,21 @@ void sp_groups_settle(sp_groups_t *gs, sp_group_write_t *w, int16_t err, int64_t
 /* Write w ended after its groups were freed: its calls are answered (with
  * err, if any), nothing else is touched; frees w.  Any thread. */
 void sp_group_write_abandon(sp_group_write_t *w, int16_t err);
+
+/* The verification of TxnOffsetCommit call (sp_group_env_t.verify_txn)
+ * answered err (0: verified): the commit goes on, or is answered err. */
+void sp_groups_txn_verified(sp_groups_t *gs, sp_group_call_t *call, int16_t err, int64_t now);
+
+/*
+ * A COMMIT (commit) or ABORT marker of producer_id is durable in a
+ * partition of __consumer_offsets (at start: replayed from it): the
+ * producer's pending transactional offsets of the groups that partition
+ * holds (mine(ctx, group); NULL: every group) become their offsets or
+ * are dropped (Kafka's replayEndTransactionMarker).  Returns how many
+ * offsets were ended.
+ */
+int sp_groups_txn_end(sp_groups_t *gs, int64_t producer_id, bool commit,
+                      bool (*mine)(void *ctx, const char *group), void *ctx, int64_t now);
 
 /* Answers every parked JoinGroup and SyncGroup with
  * COORDINATOR_NOT_AVAILABLE (the coordinator stops). */

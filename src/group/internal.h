@@ -83,7 +83,8 @@ struct sp_groups {
 
 /* ---- writes (group.c) ----------------------------------------------------- */
 
-enum { SP_GW_NOTE, SP_GW_COMMIT, SP_GW_SYNC, SP_GW_STATIC_JOIN, SP_GW_OFFSET_DELETE, SP_GW_DELETE_GROUP };
+enum { SP_GW_NOTE, SP_GW_COMMIT, SP_GW_SYNC, SP_GW_STATIC_JOIN, SP_GW_OFFSET_DELETE, SP_GW_DELETE_GROUP,
+       SP_GW_TXN_COMMIT };
 
 typedef struct sp_delete_batch sp_delete_batch_t;
 
@@ -149,6 +150,11 @@ void sp_group_offset_delete(sp_groups_t *gs, sp_group_call_t *call);
  * become g's offsets (g NULL: the group is gone, nothing to apply) and
  * the OffsetCommit is answered, with err in every partition if lost. */
 void sp_group_commit_settled(sp_group_t *g, sp_group_write_t *w, int16_t err, int64_t last_offset);
+void sp_group_txn_commit(sp_groups_t *gs, sp_group_call_t *call);
+/* A TxnOffsetCommit's write w ended (err 0: durable at last_offset): its
+ * commits become g's pending transactional offsets (g NULL: gone) and it
+ * is answered, with err in every partition without an error if lost. */
+void sp_group_txn_commit_settled(sp_group_t *g, sp_group_write_t *w, int16_t err, int64_t last_offset);
 /* An OffsetDelete's tombstones ended: answered, with err if lost. */
 void sp_group_offset_delete_settled(sp_group_write_t *w, int16_t err);
 /* Tombstones for everything of g: offsets, commits still being written,

@@ -133,6 +133,13 @@ int sp_group_records_group(sp_group_records_t *r, const sp_group_t *g, bool tomb
     return add(r, kb, klen, vb, vlen, kb && (tombstone || vb));
 }
 
+void sp_group_records_txn(sp_group_records_t *r, int64_t producer_id, int16_t producer_epoch)
+{
+    /* base sequence 0, as Kafka's CoordinatorRuntime builds the batch */
+    sp_batch_builder_set_producer(&r->b, producer_id, producer_epoch, 0);
+    sp_batch_builder_set_flags(&r->b, SP_BATCH_ATTR_TRANSACTIONAL);
+}
+
 uint8_t *sp_group_records_finish(sp_group_records_t *r, size_t *len)
 {
     *len = 0;
@@ -164,7 +171,7 @@ static int decode_versioned(sp_bytes_t value, const sp_msg_desc_t *d, void *x, s
 
 /* An OffsetCommit record (key version kv, its reader after the version). */
 static void replay_offset(sp_groups_t *gs, sp_reader_t *r, int16_t kv, sp_bytes_t value,
-                          int64_t log_offset, sp_arena_t *a)
+                          int64_t log_offset, int64_t producer_id, sp_arena_t *a)
 {
     sp_offset_commit_key_t k;
     sp_offset_commit_key_init(&k);
@@ -182,6 +189,11 @@ static void replay_offset(sp_groups_t *gs, sp_reader_t *r, int16_t kv, sp_bytes_
     sp_offset_commit_value_t v;
     if (decode_versioned(value, D.offset_value, &v, a) != 0)
         return;
+    if (producer_id >= 0) {
+        sp_offsets_put_txn(&g->offsets, producer_id, k.topic.ptr, k.topic.len, k.partition, v.offset,
+                           v.leader_epoch, v.metadata.ptr, v.metadata.len, v.commit_timestamp, log_offset);
+        return;
+    }
     sp_offsets_put(&g->offsets, k.topic.ptr, k.topic.len, k.partition, v.offset, v.leader_epoch,
                    v.metadata.ptr, v.metadata.len, v.commit_timestamp, log_offset);
 }
@@ -233,7 +245,7 @@ static void replay_group(sp_groups_t *gs, sp_reader_t *r, sp_bytes_t value, int6
         return;
     sp_group_t *g = sp_group_find(gs, k.group);
     if (value.len < 0) {
-        if (g && g->offsets.n == 0) {
+        if (g && g->offsets.n == 0 && g->offsets.ntxn == 0) {
             g->state = SP_GROUP_DEAD;
             sp_group_forget(gs, g);
         }
@@ -271,6 +283,24 @@ static void replay_group(sp_groups_t *gs, sp_reader_t *r, sp_bytes_t value, int6
 
 void sp_groups_replay(sp_groups_t *gs, sp_bytes_t key, sp_bytes_t value, int64_t log_offset, int64_t now)
 {
+    sp_groups_replay_txn(gs, -1, key, value, log_offset, now);
+}
+
+int sp_group_marker_type(sp_bytes_t key, bool *commit)
+{
+    sp_reader_t r = sp_reader(key.ptr, key.len > 0 ? (size_t)key.len : 0);
+    int16_t version = -1, type = -1;
+    sp_read_i16(&r, &version);
+    sp_read_i16(&r, &type);
+    if (!sp_reader_ok(&r) || version < 0 || (type != 0 && type != 1))
+        return -1;
+    *commit = type == 1;
+    return 0;
+}
+
+void sp_groups_replay_txn(sp_groups_t *gs, int64_t producer_id, sp_bytes_t key, sp_bytes_t value,
+                          int64_t log_offset, int64_t now)
+{
     if (key.len < 2)
         return;
     gs->now = now;
@@ -280,7 +310,7 @@ void sp_groups_replay(sp_groups_t *gs, sp_bytes_t key, sp_bytes_t value, int64_t
     sp_arena_t a;
     sp_arena_init(&a, 16 << 20);
     if (kv == 0 || kv == 1)
-        replay_offset(gs, &r, kv, value, log_offset, &a);
+        replay_offset(gs, &r, kv, value, log_offset, producer_id, &a);
     else if (kv == 2)
         replay_group(gs, &r, value, now, &a);
     sp_arena_free(&a);

@@ -20,6 +20,10 @@
  * version the codec knows; what does not decode is skipped.  Records
  * come from disk and are untrusted.
  *
+ * A TxnOffsetCommit's records are one transactional batch of the
+ * producer (sp_group_records_txn); its COMMIT or ABORT marker (a control
+ * batch written by txn/markers.c) follows it in the same partition.
+ *
  * Threads: the groups' (group.h).  The schema lookup is process-wide and
  * constant once done (sp_group_records_schemas).
  */
@@ -55,6 +59,10 @@ int sp_group_records_offset(sp_group_records_t *r, const char *group, const char
  * protocol's subscription and their assignment), or its tombstone.  0 or
  * -1. */
 int sp_group_records_group(sp_group_records_t *r, const struct sp_group *g, bool tombstone);
+/* The batch becomes producer_id's transactional batch (attributes
+ * TRANSACTIONAL, its id and epoch, base sequence 0: what Kafka's
+ * coordinator writes for a TxnOffsetCommit). */
+void sp_group_records_txn(sp_group_records_t *r, int64_t producer_id, int16_t producer_epoch);
 /* The batch (malloc'd, *len set; NULL with no records or out of
  * memory); r is freed either way. */
 uint8_t *sp_group_records_finish(sp_group_records_t *r, size_t *len);
@@ -69,5 +77,14 @@ void sp_group_records_free(sp_group_records_t *r);
  * Untrusted bytes: what does not decode is skipped.
  */
 void sp_groups_replay(sp_groups_t *gs, sp_bytes_t key, sp_bytes_t value, int64_t log_offset, int64_t now);
+/* As sp_groups_replay, for a record of a batch of producer_id (-1: none,
+ * the same as sp_groups_replay): an offset commit becomes the producer's
+ * pending transactional offset (Kafka's OffsetMetadataManager.replay),
+ * until its marker (sp_groups_txn_end). */
+void sp_groups_replay_txn(sp_groups_t *gs, int64_t producer_id, sp_bytes_t key, sp_bytes_t value,
+                          int64_t log_offset, int64_t now);
+/* The control record of a marker (key: int16 version, int16 type: 0
+ * ABORT, 1 COMMIT): 0 with *commit set, or -1 if it is not one. */
+int sp_group_marker_type(sp_bytes_t key, bool *commit);
 
 #endif

@@ -305,6 +305,41 @@ static int recover(sp_plog_t *l, bool clean, int64_t recovery_point, bool strict
     return 0;
 }
 
+/*
+ * The segments' aborted-transaction indexes after recovery: entries whose
+ * markers are past the data the segment kept are dropped (a torn tail cut
+ * them away, or the file got ahead of the data), a damaged file is cut to
+ * its valid prefix, and txn_rebuild_from says from where the owner must
+ * re-add entries (txnindex.h: a damaged segment's base; after a crash the
+ * recovery point, past which entries may not have reached the disk).
+ */
+static void check_txnindexes(sp_plog_t *l, bool clean, int64_t recovery_point)
+{
+    l->txn_rebuild_from = clean ? INT64_MAX : (recovery_point > 0 ? recovery_point : 0);
+    for (int i = 0; i < l->nsegs; i++) {
+        sp_segment_t *s = l->segs[i];
+        int64_t end = s->next_offset > s->base_offset ? s->next_offset : s->base_offset;
+        int n = sp_txnindex_count(s->txn);
+        int rc = sp_txnindex_truncate(s->txn, end);
+        if (rc == 0 && sp_txnindex_count(s->txn) < n)
+            sp_warn("log", "%s: dropped %d aborted-transaction entr%s of segment %" PRId64
+                    " whose markers are past its end (%" PRId64 ")", l->dir, n - sp_txnindex_count(s->txn),
+                    n - sp_txnindex_count(s->txn) == 1 ? "y" : "ies", s->base_offset, end);
+        if (s->txn_damaged) {
+            sp_warn("log", "%s: the .txnindex of segment %" PRId64 " is damaged (%s): keeping its %d valid "
+                    "entries and rebuilding the rest from the log", l->dir, s->base_offset, s->txn_damaged,
+                    sp_txnindex_count(s->txn));
+            rc = rc ? rc : sp_txnindex_rewrite(s->txn);
+            if (s->base_offset < l->txn_rebuild_from)
+                l->txn_rebuild_from = s->base_offset;
+            s->txn_damaged = NULL;
+        }
+        if (rc != 0)
+            sp_warn("log", "%s: cannot rewrite the .txnindex of segment %" PRId64 ": %s", l->dir,
+                    s->base_offset, strerror(-rc));
+    }
+}
+
 sp_plog_t *sp_plog_open(const sp_plog_open_opts_t *o)
 {
     sp_plog_t *l = calloc(1, sizeof(*l));
@@ -366,6 +401,7 @@ sp_plog_t *sp_plog_open(const sp_plog_open_opts_t *o)
                 "log (%" PRId64 "); using the end", o->dir, l->log_start, l->leo);
         l->log_start = l->leo;
     }
+    check_txnindexes(l, o->clean && exists, o->recovery_point);
     /* what recovery read is on disk now (or in the page cache of a living
      * kernel, which fsync makes certain), and so are rebuilt indexes */
     if (l->state == SP_PLOG_OK) {
@@ -383,6 +419,7 @@ sp_plog_t *sp_plog_open(const sp_plog_open_opts_t *o)
         }
     }
     l->flushed = l->leo;
+    l->settled = l->leo;
     atomic_store(&l->hw, l->leo);
     l->opened_clean = o->clean && exists;
     return l;
@@ -712,14 +749,21 @@ void sp_plog_append_from(sp_plog_t *l, uint8_t *records, size_t len, int64_t now
     res->last_offset = next - 1;
     res->log_append_time = cfg.log_append_time ? now : -1;
     l->leo = next;
+    bool hooked = hooks && hooks->appended;
+    if (!hooked)
+        l->settled = next;
     l->unflushed += nrecords;
     res->log_start = l->log_start;
     bool want_flush = sp_log_durable(&cfg) || l->unflushed >= cfg.flush_messages;
     sp_log_offsets_t o;
     snapshot_locked(l, &o);
     pthread_mutex_unlock(&l->mu);
-    if (hooks && hooks->appended)
+    if (hooked) {
         run_appended(records, &plan, hooks, rolled_at);
+        pthread_mutex_lock(&l->mu);
+        l->settled = next; /* a flush may pass it now (see plog_internal.h) */
+        pthread_mutex_unlock(&l->mu);
+    }
     pthread_mutex_unlock(&l->append_mu);
     notify(l, &o);
     if (want_flush)
@@ -1226,7 +1270,7 @@ int sp_plog_flush(sp_plog_t *l)
         pthread_mutex_unlock(&l->mu);
         return 0;
     }
-    int64_t target = l->leo;
+    int64_t target = l->settled;
     /* the segments holding unflushed data, and sealed ones whose index
      * files are not written yet (right before the active one) */
     int first = seg_for(l, l->flushed);
@@ -1254,6 +1298,8 @@ int sp_plog_flush(sp_plog_t *l)
     int err = 0;
     for (int i = 0; i < n && !err; i++) {
         int rc = sp_segment_sync(segs[i]);
+        if (rc == 0)
+            rc = sp_txnindex_sync(segs[i]->txn); /* entries of markers below target */
         if (rc == 0 && segs[i]->sealed) {
             rc = sp_segment_persist_indexes(segs[i]);
             /* index files are not data: a full disk leaves them dirty, to
@@ -1294,10 +1340,15 @@ int sp_plog_flush(sp_plog_t *l)
     return 0;
 }
 
+void sp_plog_mark_unclean(sp_plog_t *l)
+{
+    atomic_store(&l->owner_unclean, true);
+}
+
 int sp_plog_close(sp_plog_t *l)
 {
     pthread_mutex_lock(&l->mu);
-    bool ok = l->state == SP_PLOG_OK && !l->deleted;
+    bool ok = l->state == SP_PLOG_OK && !l->deleted && !atomic_load(&l->owner_unclean);
     int n = l->nsegs;
     sp_segment_t **segs = ok ? malloc(sizeof(*segs) * (size_t)(n ? n : 1)) : NULL;
     for (int i = 0; segs && i < n; i++) {
@@ -1314,6 +1365,8 @@ int sp_plog_close(sp_plog_t *l)
     int rc = 0;
     for (int i = 0; i < n; i++) {
         if (rc == 0 && sp_segment_persist_indexes(segs[i]) != 0)
+            rc = -1;
+        if (rc == 0 && sp_txnindex_sync(segs[i]->txn) != 0)
             rc = -1;
         sp_segment_unref(segs[i]);
     }
@@ -1333,4 +1386,89 @@ void sp_plog_mark_deleted(sp_plog_t *l)
     snapshot_locked(l, &o);
     pthread_mutex_unlock(&l->mu);
     notify(l, &o);
+}
+
+/* ---- aborted transactions (log/txnindex.h) -------------------------------- */
+
+int64_t sp_plog_txn_rebuild_from(const sp_plog_t *l) { return l->txn_rebuild_from; }
+
+int sp_plog_txn_append(sp_plog_t *l, const sp_aborted_txn_t *e, bool unless_present)
+{
+    pthread_mutex_lock(&l->mu);
+    sp_log_err_t gone = gone_error(l);
+    sp_segment_t *s = gone ? NULL : l->segs[seg_for(l, e->last_offset)];
+    if (s)
+        sp_segment_ref(s);
+    pthread_mutex_unlock(&l->mu);
+    if (!s)
+        return 0; /* failed or deleted: nothing is served from it any more */
+    int rc = 0;
+    if (!unless_present || !sp_txnindex_has(s->txn, e))
+        rc = sp_txnindex_append(s->txn, e);
+    if (rc != 0)
+        sp_error("log", "%s: cannot add the aborted transaction of producer %" PRId64 " (offsets %" PRId64
+                 "..%" PRId64 ") to %s's .txnindex: %s", l->dir, e->producer_id, e->first_offset,
+                 e->last_offset, s->path, strerror(-rc));
+    sp_segment_unref(s);
+    return rc;
+}
+
+/*
+ * Kafka's LocalLog.addAbortedTransactions: the read's range ends at the
+ * first offset-index entry at or past the end of the bytes read (its
+ * offset), or else at the next segment's base, or else the log end; the
+ * transactions aborted in it are collected from the read's segment on
+ * (collectAbortedTransactions).  A read with no bytes (max_bytes 0)
+ * starts from the position of 'offset' in its segment.
+ */
+sp_log_err_t sp_plog_aborted_txns(sp_plog_t *l, int64_t offset, const sp_read_result_t *rr,
+                                  sp_aborted_list_t *out)
+{
+    pthread_mutex_lock(&l->mu);
+    sp_log_err_t gone = gone_error(l);
+    if (gone) {
+        pthread_mutex_unlock(&l->mu);
+        return gone;
+    }
+    int first = rr->seg ? seg_for(l, rr->seg->base_offset) : seg_for(l, offset);
+    int n = l->nsegs - first;
+    sp_segment_t *local[16];
+    sp_segment_t **segs = n <= 16 ? local : malloc(sizeof(*segs) * (size_t)n);
+    if (!segs) {
+        pthread_mutex_unlock(&l->mu);
+        return SP_LOG_EIO;
+    }
+    for (int i = 0; i < n; i++) {
+        segs[i] = l->segs[first + i];
+        sp_segment_ref(segs[i]);
+    }
+    int64_t limit = atomic_load(&segs[0]->size);
+    int64_t leo = l->leo;
+    pthread_mutex_unlock(&l->mu);
+
+    sp_log_err_t err = SP_LOG_OK;
+    int64_t end_pos;
+    if (rr->seg) {
+        end_pos = rr->pos + rr->len;
+    } else {
+        int64_t bad = -1;
+        end_pos = sp_segment_find(segs[0], offset, limit, &bad);
+        if (end_pos < 0)
+            err = end_pos == SP_SEG_CORRUPT ? SP_LOG_ECORRUPT : SP_LOG_EIO;
+    }
+    int64_t upper = err ? -1 : sp_segment_index_upper(segs[0], end_pos);
+    if (upper < 0)
+        upper = n > 1 ? segs[1]->base_offset : leo;
+    for (int i = 0; i < n && err == SP_LOG_OK; i++) {
+        int rc = sp_txnindex_collect(segs[i]->txn, offset, upper, out);
+        if (rc < 0)
+            err = SP_LOG_EIO;
+        if (rc != 0)
+            break;
+    }
+    for (int i = 0; i < n; i++)
+        sp_segment_unref(segs[i]);
+    if (segs != local)
+        free(segs);
+    return err;
 }

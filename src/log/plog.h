@@ -3,7 +3,7 @@
  * its offsets, and the requests waiting on it.
  *
  *   <log.dir>/<topic>-<partition>/
- *       00000000000000000000.log  .index  .timeindex
+ *       00000000000000000000.log  .index  .timeindex  (.txnindex)
  *       00000000000000052431.log  ...                (rolled segments)
  *       partition.metadata                           (topic id)
  *       leader-epoch-checkpoint                      (epoch 0 from offset 0)
@@ -69,6 +69,7 @@
 
 #include "log/fdcache.h"
 #include "log/segment.h"
+#include "log/txnindex.h"
 #include "proto/wire.h"
 
 typedef struct sp_log_config {
@@ -350,12 +351,45 @@ bool sp_plog_flush_due(sp_plog_t *l, int64_t now_mono_ms);
  * active one included, with a final time entry), after a flush.  0, or
  * -1 if the log is FAILED or a write failed: no clean marker then. */
 int sp_plog_close(sp_plog_t *l);
+/* The owner could not save what it keeps beside the log (the partition's
+ * producer snapshot at a stop): sp_plog_close then fails, so that the
+ * next start is treated as after a crash.  Any thread. */
+void sp_plog_mark_unclean(sp_plog_t *l);
 /* Marks deleted (appends and reads answer UNKNOWN_TOPIC_OR_PARTITION),
  * tells the listener, unlinks nothing. */
 void sp_plog_mark_deleted(sp_plog_t *l);
 /* Puts the log in the FAILED state (invariant 6) and tells the owner
  * (hooks.failed) when err != 0 (an I/O error rather than damage).  Idempotent. */
 void sp_plog_fail(sp_plog_t *l, const char *why, int err);
+
+/* ---- aborted transactions (log/txnindex.h) ----
+ *
+ * The partition tells the log of every transaction aborted by a marker
+ * (inside the append, from its appended hook); the log keeps them in the
+ * .txnindex of the segment holding the marker, syncs them with that
+ * segment's data (a flush never passes a batch whose appended hooks have
+ * not run: plog_internal.h 'settled'), deletes them with it and, at open,
+ * drops entries past the data recovery kept. */
+
+/* Adds e to the .txnindex of the segment holding e->last_offset
+ * (unless_present: not if an entry for the same producer and offsets is
+ * there, for a replay).  Under the append lock (the owner's hook) or at
+ * open.  0 or -errno (logged). */
+int sp_plog_txn_append(sp_plog_t *l, const sp_aborted_txn_t *e, bool unless_present);
+
+/* From which offset the owner must re-add the aborted transactions of
+ * markers at open (replaying the log, sp_plog_txn_append with
+ * unless_present): after a crash the recovery point (entries past it may
+ * not have reached the disk), the base of a segment whose .txnindex was
+ * damaged; INT64_MAX when nothing is missing.  Fixed at open. */
+int64_t sp_plog_txn_rebuild_from(const sp_plog_t *l);
+
+/* The aborted transactions a read_committed read of rr (done from
+ * 'offset', rr possibly without bytes) must name, Kafka's
+ * collectAbortedTransactions over [offset, upper bound), added to *out
+ * (the caller frees it).  Any thread. */
+sp_log_err_t sp_plog_aborted_txns(sp_plog_t *l, int64_t offset, const sp_read_result_t *rr,
+                                  sp_aborted_list_t *out);
 
 static inline bool sp_log_durable(const sp_log_config_t *c) { return c->flush_messages <= 1; }
 

@@ -28,6 +28,11 @@ struct sp_plog {
     sp_segment_t **segs;
     int nsegs, capsegs;
     int64_t leo;
+    int64_t settled;              /* offset after the last batch whose appended hooks
+                                   * have run (<= leo): a flush goes no further, so
+                                   * what the owner writes in them (the .txnindex) is
+                                   * durable before the data it belongs to */
+    int64_t txn_rebuild_from;     /* fixed at open: see sp_plog_txn_rebuild_from */
     _Atomic int64_t hw;           /* as the owner published it (invariant 3) */
     int64_t log_start;
     int64_t flushed;
@@ -44,6 +49,7 @@ struct sp_plog {
     void *listener_ctx;
     int leader_epoch;
     bool opened_clean;            /* the last stop was clean (fixed at open) */
+    _Atomic bool owner_unclean;   /* the owner could not save its state: no clean close */
 };
 
 #endif

@@ -121,6 +121,29 @@ static int load_index(const char *path, size_t want, bool writable, uint8_t **ma
     return 0;
 }
 
+/* Opens the aborted-transaction index beside the .log at path; a new
+ * segment first removes a stale one (Kafka deletes leftover files of a
+ * newly rolled segment).  Damage is noted for the log (txn_damaged), which
+ * has the owner rebuild the entries.  0 or -1 (errno). */
+static int open_txnindex(sp_segment_t *s, const char *path, bool fresh)
+{
+    char *xp = path_with(path, ".txnindex");
+    if (!xp) {
+        errno = ENOMEM;
+        return -1;
+    }
+    if (fresh)
+        unlink(xp);
+    bool damaged;
+    const char *why;
+    s->txn = sp_txnindex_open(xp, s->base_offset, &damaged, &why);
+    free(xp);
+    if (!s->txn)
+        return -1;
+    s->txn_damaged = damaged ? why : NULL;
+    return 0;
+}
+
 sp_segment_t *sp_segment_open(const char *dir, int64_t base_offset, bool create, bool active,
                               size_t index_bytes, sp_fdcache_t *fc)
 {
@@ -174,6 +197,8 @@ sp_segment_t *sp_segment_open(const char *dir, int64_t base_offset, bool create,
         }
     }
     atomic_store(&s->size, (int64_t)st.st_size);
+    if (open_txnindex(s, path, create && st.st_size == 0) != 0)
+        goto fail;
     s->created_ms = create && st.st_size == 0 ? sp_wall_ms() : (int64_t)st.st_mtim.tv_sec * 1000;
     if (load_index(ip, index_bytes, active, &s->idx, &s->idx_cap, &n, IDX_ENTRY, &s->idx_bad_size) != 0)
         goto fail;
@@ -224,6 +249,7 @@ void sp_segment_unref(sp_segment_t *s)
         munmap(s->tidx, s->tidx_cap);
     if (s->log.cache)
         sp_file_close(&s->log);
+    sp_txnindex_free(s->txn);
     free(s->path);
     free(s);
 }
@@ -348,6 +374,26 @@ static int make_writable(sp_segment_t *s)
     s->tidx_cap = tcap;
     s->idx_writable = true;
     return 0;
+}
+
+int64_t sp_segment_index_upper(const sp_segment_t *s, int64_t position)
+{
+    uint32_t n = atomic_load_explicit(&s->nidx, memory_order_acquire);
+    int64_t lo = 0, hi = (int64_t)n - 1, best = -1;
+    while (lo <= hi) {
+        int64_t mid = (lo + hi) / 2;
+        if ((int64_t)idx_pos(s, (uint32_t)mid) >= position) {
+            best = mid;
+            hi = mid - 1;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    /* our entry for a segment's first batch (position 0) is not one of
+     * Kafka's, whose entries all follow index.interval.bytes of data */
+    if (best == 0 && idx_pos(s, 0) == 0)
+        best = n > 1 ? 1 : -1;
+    return best < 0 ? -1 : s->base_offset + idx_rel(s, (uint32_t)best);
 }
 
 int64_t sp_segment_index_lookup(const sp_segment_t *s, int64_t target)
@@ -848,6 +894,8 @@ void sp_segment_unlink(sp_segment_t *s)
         unlink(ip);
     if (tp)
         unlink(tp);
+    if (s->txn)
+        sp_txnindex_unlink(s->txn);
     free(ip);
     free(tp);
     s->deleted = true;

@@ -6,6 +6,8 @@
  *                     leader epoch patched), back to back
  *   <base>.index      8-byte entries  | u32 offset - base | u32 file position |
  *   <base>.timeindex  12-byte entries | i64 timestamp     | u32 offset - base |
+ *   <base>.txnindex   the transactions aborted by markers in this segment
+ *                     (log/txnindex.h), created with its first entry
  *
  * Index entries are sparse: one per index.interval.bytes of log, naming the
  * last offset of a batch and the position where that batch starts.  Time
@@ -64,6 +66,7 @@
 #include <stdint.h>
 
 #include "log/fdcache.h"
+#include "log/txnindex.h"
 
 #define SP_SEGMENT_NAME_DIGITS 20
 #define SP_INDEX_ENTRY 8
@@ -92,6 +95,8 @@ typedef struct sp_segment {
     bool deleted;             /* files unlinked */
     _Atomic int64_t damaged_at; /* first damaged position a read met, -1 */
     char *path;               /* .log path; others derived */
+    sp_txnindex_t *txn;       /* .txnindex, always open (its own lock) */
+    const char *txn_damaged;  /* why the .txnindex was damaged at open, or NULL */
 } sp_segment_t;
 
 /*
@@ -137,6 +142,11 @@ bool sp_segment_index_full(const sp_segment_t *s);
 
 /* Largest index entry with offset <= target: its position, or 0. */
 int64_t sp_segment_index_lookup(const sp_segment_t *s, int64_t target);
+/* The offset of the first index entry whose position is >= position, or
+ * -1 (Kafka's OffsetIndex.fetchUpperBoundOffset: where a read_committed
+ * fetch stops looking for aborted transactions).  Only Kafka's entries
+ * count: ours for a segment's first batch (position 0) is skipped. */
+int64_t sp_segment_index_upper(const sp_segment_t *s, int64_t position);
 /* Largest time index entry with timestamp <= ts: its offset, or base. */
 int64_t sp_segment_time_lookup(const sp_segment_t *s, int64_t ts);
 
@@ -236,7 +246,7 @@ void sp_segment_prepare_close(sp_segment_t *s);
 int sp_segment_persist_indexes(sp_segment_t *s);
 /* fdatasync of .log.  0, or -errno. */
 int sp_segment_sync(sp_segment_t *s);
-/* Unlinks the three files (the segment stays usable until its last unref). */
+/* Unlinks its files (the segment stays usable until its last unref). */
 void sp_segment_unlink(sp_segment_t *s);
 
 #endif

@@ -19,7 +19,14 @@
  * (ABORT).
  *
  * Threads: any caller; done runs once, on whichever thread completed the
- * last partition (a worker, the flush thread or the caller itself).
+ * last partition (a worker, the flush thread or the caller itself), maybe
+ * under that partition's lock: it must not block nor call into partitions
+ * (post to your own thread, as the WriteTxnMarkers handler does).
+ *
+ * TransactionVersion: carried for Kafka 4's TV2 markers, whose epoch rule
+ * is stricter (ProducerAppendInfo.checkProducerEpoch); Spool's coordinator
+ * writes TV1 markers and the partition applies TV1's rule (an epoch below
+ * the producer's is INVALID_PRODUCER_EPOCH) to every marker.
  */
 #ifndef SP_TXN_MARKERS_H
 #define SP_TXN_MARKERS_H

@@ -32,8 +32,19 @@ typedef struct txn_list {
     int n, cap;
 } txn_list_t;
 
+/* A verification under way (KIP-890). */
+typedef struct guard {
+    int64_t producer_id;
+    int16_t epoch;
+    uint64_t token;
+    int64_t since_ms;
+} guard_t;
+
 struct sp_pstate {
     char *label;
+    guard_t *guards;              /* verifications under way (a handful) */
+    int nguards, capguards;
+    uint64_t next_token;
     /* producer id -> entry: open addressing, linear probing, keyed hash
      * (ids come from clients), at most half full */
     sp_pentry_t **slot;
@@ -158,6 +169,7 @@ void sp_pstate_free(sp_pstate_t *s)
     free(s->slot);
     free(s->ongoing.v);
     free(s->unstable.v);
+    free(s->guards);
     free(s->label);
     free(s);
 }
@@ -198,14 +210,52 @@ static int txn_find(const txn_list_t *l, int64_t first, int64_t pid)
     return -1;
 }
 
+/* ---- verification guards ---------------------------------------------------- */
+
+static int guard_find(const sp_pstate_t *s, int64_t pid)
+{
+    for (int i = 0; i < s->nguards; i++)
+        if (s->guards[i].producer_id == pid)
+            return i;
+    return -1;
+}
+
+static void guard_clear(sp_pstate_t *s, int64_t pid)
+{
+    int i = guard_find(s, pid);
+    if (i >= 0)
+        s->guards[i] = s->guards[--s->nguards];
+}
+
+uint64_t sp_pstate_verify_begin(sp_pstate_t *s, int64_t pid, int16_t epoch, int64_t now_ms)
+{
+    int i = guard_find(s, pid);
+    if (i >= 0 && s->guards[i].epoch == epoch)
+        return s->guards[i].token; /* one under way already: the same guard */
+    if (i < 0) {
+        if (s->nguards == s->capguards) {
+            int cap = s->capguards ? s->capguards * 2 : 4;
+            guard_t *nv = realloc(s->guards, sizeof(*nv) * (size_t)cap);
+            if (!nv)
+                return 0;
+            s->guards = nv;
+            s->capguards = cap;
+        }
+        i = s->nguards++;
+    }
+    s->guards[i] = (guard_t){ pid, epoch, ++s->next_token, now_ms };
+    return s->guards[i].token;
+}
+
 /* ---- checks -------------------------------------------------------------- */
 
 /* Kafka's DefaultRecordBatch.decrementSequence: seq - delta, wrapping. */
 static int32_t first_seq_of(int32_t last_seq, int32_t delta)
 {
+    /* in 64 bits: the bytes come from clients and disk */
     if (last_seq < delta)
-        return (int32_t)((int64_t)INT32_MAX - (delta - last_seq) + 1);
-    return last_seq - delta;
+        return (int32_t)((int64_t)INT32_MAX - ((int64_t)delta - last_seq) + 1);
+    return (int32_t)((int64_t)last_seq - delta);
 }
 
 /* The batch's last sequence (wrapping past INT32_MAX, as Kafka's). */
@@ -340,6 +390,23 @@ void sp_pstate_check(const sp_pstate_t *s, const sp_batch_hdr_t *h, const uint8_
                h->producer_id, offset, s->label);
 }
 
+void sp_pstate_check_guarded(const sp_pstate_t *s, const sp_batch_hdr_t *h, const uint8_t *batch, size_t len,
+                             sp_pstate_origin_t origin, int64_t offset, uint64_t guard, sp_pverdict_t *v)
+{
+    sp_pstate_check(s, h, batch, len, origin, offset, v);
+    if (v->error || v->duplicate || h->producer_id < 0 || !sp_batch_is_transactional(h) || sp_batch_is_control(h))
+        return;
+    const sp_pentry_t *e = find(s, h->producer_id);
+    if (e && e->txn_first_offset >= 0)
+        return; /* its transaction is open here: nothing to verify */
+    int i = guard_find(s, h->producer_id);
+    if (guard == 0 || i < 0 || s->guards[i].token != guard || s->guards[i].epoch != h->producer_epoch)
+        refuse(v, SP_ERR_INVALID_TXN_STATE,
+               "Transactional records of producer %" PRId64 " at offset %" PRId64 " in %s were not verified "
+               "with the transaction coordinator (or its transaction ended meanwhile)",
+               h->producer_id, offset, s->label);
+}
+
 /* ---- updates --------------------------------------------------------------- */
 
 static void set_epoch(sp_pentry_t *e, int16_t epoch)
@@ -396,6 +463,7 @@ int sp_pstate_update(sp_pstate_t *s, const sp_batch_hdr_t *h, const uint8_t *bat
             *done = (sp_completed_txn_t){ e->producer_id, e->txn_first_offset, h->base_offset, !commit, lso };
             rc = 1;
         }
+        guard_clear(s, h->producer_id);
         set_epoch(e, h->producer_epoch);
         e->coordinator_epoch = cepoch;
         e->txn_first_offset = -1;
@@ -405,6 +473,7 @@ int sp_pstate_update(sp_pstate_t *s, const sp_batch_hdr_t *h, const uint8_t *bat
             if (txn_add(&s->ongoing, h->base_offset, h->producer_id, -1) != 0)
                 return -1;
             e->txn_first_offset = h->base_offset;
+            guard_clear(s, h->producer_id);
         }
         set_epoch(e, h->producer_epoch);
         sp_pbatch_t b = { last_seq_of(h), h->last_offset_delta, sp_batch_last_offset(h), h->max_timestamp };
@@ -439,12 +508,23 @@ int64_t sp_pstate_first_unstable(const sp_pstate_t *s)
     return a < b ? a : b;
 }
 
+/* now - since >= span, without overflow on timestamps from clients or disk. */
+static bool idle_for(int64_t now, int64_t since, int64_t span)
+{
+    return span <= 0 || (since <= now && (uint64_t)now - (uint64_t)since >= (uint64_t)span);
+}
+
 int sp_pstate_expire(sp_pstate_t *s, int64_t now_ms, int64_t expiration_ms)
 {
     int n = 0;
+    for (int i = 0; i < s->nguards;)
+        if (idle_for(now_ms, s->guards[i].since_ms, expiration_ms))
+            s->guards[i] = s->guards[--s->nguards];
+        else
+            i++;
     for (uint32_t i = 0; i <= s->mask;) {
         sp_pentry_t *e = s->slot[i];
-        if (e && e->txn_first_offset < 0 && now_ms - e->last_timestamp >= expiration_ms) {
+        if (e && e->txn_first_offset < 0 && idle_for(now_ms, e->last_timestamp, expiration_ms)) {
             remove_slot(s, i); /* a later entry may have moved into i: look again */
             n++;
             continue;
@@ -630,7 +710,7 @@ static int parse_snapshot(sp_pstate_t *s, const uint8_t *buf, size_t len, int64_
         if (!sp_reader_ok(&r) || pid < 0 || find(s, pid))
             return -1;
         /* Kafka's loadFromSnapshot drops the expired */
-        if (txn_first < 0 && now_ms - ts >= expiration_ms)
+        if (txn_first < 0 && idle_for(now_ms, ts, expiration_ms))
             continue;
         sp_pentry_t *e = get_or_add(s, pid);
         if (!e)
@@ -712,6 +792,12 @@ static void remove_snapshot(const char *dir, int64_t offset)
 int64_t sp_pstate_snapshot_load(sp_pstate_t *s, const char *dir, int64_t max_offset, int64_t now_ms,
                                 int64_t expiration_ms)
 {
+    return sp_pstate_snapshot_load_upto(s, dir, max_offset, max_offset, now_ms, expiration_ms);
+}
+
+int64_t sp_pstate_snapshot_load_upto(sp_pstate_t *s, const char *dir, int64_t max_offset, int64_t upto,
+                                     int64_t now_ms, int64_t expiration_ms)
+{
     int n;
     int64_t *offs = list_snapshots(dir, &n);
     int64_t loaded = -1;
@@ -726,6 +812,8 @@ int64_t sp_pstate_snapshot_load(sp_pstate_t *s, const char *dir, int64_t max_off
             unlink(path);
             continue;
         }
+        if (offs[i] > upto)
+            continue; /* good, but later than the caller needs: kept */
         size_t len = 0;
         uint8_t *buf = read_file(path, &len);
         if (!buf || parse_snapshot(s, buf, len, now_ms, expiration_ms) != 0) {

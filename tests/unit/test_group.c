@@ -14,8 +14,13 @@
  * answered with the current generation (the leader's too), a Stable
  * leader's rejoin rebalancing; commits answered and visible only once
  * durable, a lost or refused write changing nothing; LeaveGroup,
- * DescribeGroups, ListGroups, DeleteGroups; offsets retention; and a
- * replay of every durable record rebuilding the same groups.
+ * DescribeGroups, ListGroups, DeleteGroups; offsets retention; a
+ * replay of every durable record rebuilding the same groups; and
+ * transactional offsets (TxnOffsetCommit): Kafka's checks and their
+ * order, one transactional batch, pending until the producer's marker
+ * (invisible to OffsetFetch, UNSTABLE_OFFSET_COMMIT with require_stable),
+ * COMMIT and ABORT, a plain commit meanwhile, a marker during the write,
+ * deletion, and replay with and without the marker.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,6 +52,8 @@
 #include "proto/gen/offset_fetch_response.h"
 #include "proto/gen/sync_group_request.h"
 #include "proto/gen/sync_group_response.h"
+#include "proto/gen/txn_offset_commit_request.h"
+#include "proto/gen/txn_offset_commit_response.h"
 #include "util/log.h"
 
 #define SESSION 10000
@@ -195,6 +202,16 @@ static void settle_all(sp_groups_t *gs)
 {
     while (nwrites)
         settle_one(gs, 0);
+}
+
+/* The records of write i under way. */
+static int fwrite_count(int i)
+{
+    int n = 0;
+    int64_t next = 0;
+    if (i < nwrites && writes[i].len)
+        sp_batches_each_record(writes[i].batch, writes[i].len, count_record, &n, &next);
+    return n;
 }
 
 static void reset_log(void)
@@ -1007,15 +1024,42 @@ static int replay_record(const sp_record_t *rec, void *ctx)
     return 0;
 }
 
+typedef struct replay_txn_ctx {
+    sp_groups_t *gs;
+    int64_t base;
+    sp_batch_hdr_t h;
+} replay_txn_ctx_t;
+
+/* A record of a transactional batch or of a marker, as coordinator.c
+ * replays them. */
+static int replay_txn_record(const sp_record_t *rec, void *ctx)
+{
+    replay_txn_ctx_t *r = ctx;
+    bool commit;
+    if (!sp_batch_is_control(&r->h))
+        sp_groups_replay_txn(r->gs, r->h.producer_id, rec->key, rec->value, r->base + rec->offset, T);
+    else if (sp_group_marker_type(rec->key, &commit) == 0)
+        sp_groups_txn_end(r->gs, r->h.producer_id, commit, NULL, NULL, T);
+    CHECK(sp_groups_check(r->gs) == 0);
+    return 0;
+}
+
 /* A new instance rebuilt from every durable batch so far. */
 static sp_groups_t *replayed(void)
 {
     sp_group_settings_t s = settings();
     sp_groups_t *gs = sp_groups_new(&s, NULL);
     for (int i = 0; i < nlog; i++) {
-        replay_ctx_t ctx = { gs, log_v[i].base };
         int64_t next = 0;
-        CHECK(sp_batches_each_record(log_v[i].batch, log_v[i].len, replay_record, &ctx, &next) == 0);
+        sp_batch_hdr_t h;
+        CHECK(sp_batch_hdr_parse(log_v[i].batch, log_v[i].len, &h) == 0);
+        if (h.producer_id < 0) {
+            replay_ctx_t ctx = { gs, log_v[i].base };
+            CHECK(sp_batches_each_record(log_v[i].batch, log_v[i].len, replay_record, &ctx, &next) == 0);
+        } else {
+            replay_txn_ctx_t ctx = { gs, log_v[i].base, h };
+            CHECK(sp_batches_each_record(log_v[i].batch, log_v[i].len, replay_txn_record, &ctx, &next) == 0);
+        }
     }
     sp_groups_start(gs, T);
     return gs;
@@ -1068,6 +1112,407 @@ static void test_replay(void)
     done_groups(gs);
 }
 
+
+/* ---- transactional offsets ------------------------------------------------ */
+
+#define PID 4000
+#define PEPOCH 3
+
+/* TxnOffsetCommit v(version) of group: topic/partition = offset by
+ * producer pid, as member at gen (member NULL: "", gen -1) with instance
+ * (or NULL); a second partition (topic2/partition2) if topic2. */
+static tcall_t *txn_commit_call(const char *group, const char *member, int32_t gen, const char *instance,
+                                int64_t pid, const char *topic, int32_t partition, int64_t offset,
+                                const char *topic2, int32_t partition2, int16_t version)
+{
+    tcall_t *t = new_call(SP_API_TXN_OFFSET_COMMIT, version, sizeof(sp_txn_offset_commit_request_t));
+    sp_txn_offset_commit_request_t *b = (sp_txn_offset_commit_request_t *)t->call.body;
+    sp_txn_offset_commit_request_init(b);
+    b->transactional_id = str(t, "tx");
+    b->group_id = str(t, group);
+    b->producer_id = pid;
+    b->producer_epoch = PEPOCH;
+    b->generation_id = member ? gen : -1;
+    b->member_id = str(t, member ? member : "");
+    b->group_instance_id = str(t, instance);
+    int nt = topic2 && strcmp(topic2, topic) ? 2 : 1;
+    b->topics.v = sp_txn_offset_commit_request_topic_alloc(&t->arena, nt);
+    b->topics.n = nt;
+    for (int i = 0; i < nt; i++) {
+        int np = !topic2 || nt == 2 ? 1 : 2;
+        sp_txn_offset_commit_request_topic_t *rt = &b->topics.v[i];
+        rt->name = str(t, i ? topic2 : topic);
+        rt->partitions.v = sp_txn_offset_commit_request_partition_alloc(&t->arena, np);
+        rt->partitions.n = np;
+        for (int k = 0; k < np; k++) {
+            sp_txn_offset_commit_request_partition_t *rp = &rt->partitions.v[k];
+            rp->partition_index = i || k ? partition2 : partition;
+            rp->committed_offset = offset;
+            rp->committed_leader_epoch = 3;
+            rp->committed_metadata = sp_str_lit("meta");
+        }
+    }
+    return t;
+}
+
+static tcall_t *txn_commit(sp_groups_t *gs, const char *group, const char *member, int32_t gen,
+                           const char *instance, int64_t pid, const char *topic, int32_t partition, int64_t offset)
+{
+    tcall_t *t = txn_commit_call(group, member, gen, instance, pid, topic, partition, offset, NULL, 0, 3);
+    run(gs, t);
+    return t;
+}
+
+/* The error of the answered TxnOffsetCommit t's only partition, or -999. */
+static int16_t txn_error(tcall_t *t)
+{
+    sp_txn_offset_commit_response_t *r = t->answered == 1 ? t->resp : NULL;
+    if (!r || r->topics.n != 1 || r->topics.v[0].partitions.n != 1)
+        return -999;
+    return r->topics.v[0].partitions.v[0].error_code;
+}
+
+/* OffsetFetch of topic/partition at version (7 or 8) with require_stable:
+ * its error, and *offset. */
+static int16_t fetch_stable(sp_groups_t *gs, const char *group, const char *topic, int32_t partition,
+                            int16_t version, int64_t *offset)
+{
+    tcall_t *t = new_call(SP_API_OFFSET_FETCH, version, sizeof(sp_offset_fetch_request_t));
+    sp_offset_fetch_request_t *b = (sp_offset_fetch_request_t *)t->call.body;
+    sp_offset_fetch_request_init(b);
+    b->require_stable = true;
+    *offset = -999;
+    if (version < 8) {
+        b->group_id = str(t, group);
+        b->topics.v = sp_offset_fetch_request_topic_alloc(&t->arena, 1);
+        b->topics.n = 1;
+        b->topics.v[0].name = str(t, topic);
+        b->topics.v[0].partition_indexes.v = sp_arena_alloc(&t->arena, sizeof(int32_t));
+        b->topics.v[0].partition_indexes.v[0] = partition;
+        b->topics.v[0].partition_indexes.n = 1;
+        run(gs, t);
+        sp_offset_fetch_response_t *r = t->answered == 1 ? t->resp : NULL;
+        if (!r || r->topics.n != 1 || r->topics.v[0].partitions.n != 1 || r->error_code)
+            return -999;
+        *offset = r->topics.v[0].partitions.v[0].committed_offset;
+        return r->topics.v[0].partitions.v[0].error_code;
+    }
+    b->groups.v = sp_offset_fetch_request_group_alloc(&t->arena, 1);
+    b->groups.n = 1;
+    b->groups.v[0].group_id = str(t, group);
+    b->groups.v[0].topics.v = sp_offset_fetch_request_topics_alloc(&t->arena, 1);
+    b->groups.v[0].topics.n = 1;
+    b->groups.v[0].topics.v[0].name = str(t, topic);
+    b->groups.v[0].topics.v[0].partition_indexes.v = sp_arena_alloc(&t->arena, sizeof(int32_t));
+    b->groups.v[0].topics.v[0].partition_indexes.v[0] = partition;
+    b->groups.v[0].topics.v[0].partition_indexes.n = 1;
+    run(gs, t);
+    sp_offset_fetch_response_t *r = t->answered == 1 ? t->resp : NULL;
+    if (!r || r->groups.n != 1 || r->groups.v[0].error_code || r->groups.v[0].topics.n != 1 ||
+        r->groups.v[0].topics.v[0].partitions.n != 1)
+        return -999;
+    const sp_offset_fetch_response_partitions_t *p = &r->groups.v[0].topics.v[0].partitions.v[0];
+    *offset = p->committed_offset;
+    CHECK(p->error_code != SP_ERR_UNSTABLE_OFFSET_COMMIT || (p->committed_offset == -1 &&
+                                                             p->committed_leader_epoch == -1 &&
+                                                             str_is(p->metadata, "")));
+    return p->error_code;
+}
+
+/* The producer's marker, durable in the log (as txn/markers.c writes
+ * it), then given to the groups (sp_coordinator_txn_complete). */
+static void marker(sp_groups_t *gs, int64_t pid, bool commit)
+{
+    sp_batch_builder_t b;
+    sp_batch_builder_init(&b, 0, T);
+    sp_batch_builder_set_producer(&b, pid, PEPOCH, -1);
+    sp_batch_builder_set_flags(&b, SP_BATCH_ATTR_TRANSACTIONAL | SP_BATCH_ATTR_CONTROL);
+    uint8_t key[4] = { 0, 0, 0, commit ? 1 : 0 }, value[6] = { 0, 0, 0, 0, 0, 7 };
+    CHECK(sp_batch_builder_add(&b, key, 4, value, 6, T) == 0);
+    size_t len = 0;
+    uint8_t *batch = sp_batch_builder_finish(&b, &len);
+    sp_batch_builder_free(&b);
+    CHECK(batch != NULL);
+    log_v[nlog++] = (logged_t){ batch, len, log_end++ };
+    sp_groups_txn_end(gs, pid, commit, NULL, NULL, T);
+    CHECK(sp_groups_check(gs) == 0);
+}
+
+static int64_t stable_offset(sp_groups_t *gs, const char *group, const char *topic, int32_t p, int16_t *err)
+{
+    int64_t off;
+    *err = fetch_stable(gs, group, topic, p, 8, &off);
+    return off;
+}
+
+static void test_txn_commit(void)
+{
+    sp_groups_t *gs = new_groups();
+    int16_t err;
+    int64_t off;
+    /* a simple group (no members): pending once durable, invisible */
+    tcall_t *c = txn_commit(gs, "tg", NULL, -1, NULL, PID, "t", 0, 10);
+    CHECK(c->answered == 0 && nwrites == 1);
+    CHECK(fetch_stable(gs, "tg", "t", 0, 7, &off) == SP_ERR_UNSTABLE_OFFSET_COMMIT && off == -1);
+    settle_one(gs, 0);
+    CHECK(txn_error(c) == 0);
+    /* ONE transactional batch of the producer, base sequence 0 */
+    sp_batch_hdr_t h;
+    CHECK(sp_batch_hdr_parse(log_v[nlog - 1].batch, log_v[nlog - 1].len, &h) == 0);
+    CHECK(h.producer_id == PID && h.producer_epoch == PEPOCH && h.base_sequence == 0);
+    CHECK(sp_batch_is_transactional(&h) && !sp_batch_is_control(&h) && h.record_count == 1);
+    CHECK(fetch(gs, "tg", "t", 0) == -1);
+    CHECK(fetch_stable(gs, "tg", "t", 0, 7, &off) == SP_ERR_UNSTABLE_OFFSET_COMMIT && off == -1);
+    CHECK(stable_offset(gs, "tg", "t", 0, &err) == -1 && err == SP_ERR_UNSTABLE_OFFSET_COMMIT);
+    CHECK(stable_offset(gs, "tg", "t", 1, &err) == -1 && err == 0); /* other partitions are stable */
+    /* another producer's marker changes nothing */
+    marker(gs, PID + 1, true);
+    CHECK(fetch(gs, "tg", "t", 0) == -1);
+    /* COMMIT: visible */
+    marker(gs, PID, true);
+    CHECK(fetch(gs, "tg", "t", 0) == 10);
+    CHECK(stable_offset(gs, "tg", "t", 0, &err) == 10 && err == 0);
+
+    /* ABORT: dropped, the earlier offset stays */
+    c = txn_commit(gs, "tg", NULL, -1, NULL, PID, "t", 0, 11);
+    settle_one(gs, 0);
+    CHECK(txn_error(c) == 0);
+    CHECK(fetch(gs, "tg", "t", 0) == 10);
+    marker(gs, PID, false);
+    CHECK(fetch(gs, "tg", "t", 0) == 10);
+    CHECK(stable_offset(gs, "tg", "t", 0, &err) == 10 && err == 0);
+
+    /* a plain commit after the transactional one wins at COMMIT (it is
+     * later in the log); one before it loses */
+    c = txn_commit(gs, "tg", NULL, -1, NULL, PID, "t", 1, 20);
+    settle_one(gs, 0);
+    tcall_t *p = commit(gs, "tg", NULL, -1, "t", 1, 21);
+    settle_one(gs, 0);
+    CHECK(commit_error(p) == 0 && fetch(gs, "tg", "t", 1) == 21);
+    CHECK(stable_offset(gs, "tg", "t", 1, &err) == -1 && err == SP_ERR_UNSTABLE_OFFSET_COMMIT);
+    p = commit(gs, "tg", NULL, -1, "t", 2, 30);
+    settle_one(gs, 0);
+    c = txn_commit(gs, "tg", NULL, -1, NULL, PID, "t", 2, 31);
+    settle_one(gs, 0);
+    marker(gs, PID, true);
+    CHECK(fetch(gs, "tg", "t", 1) == 21);
+    CHECK(fetch(gs, "tg", "t", 2) == 31);
+
+    /* a later commit of the same producer replaces its pending one */
+    txn_commit(gs, "tg", NULL, -1, NULL, PID, "t", 3, 40);
+    txn_commit(gs, "tg", NULL, -1, NULL, PID, "t", 3, 41);
+    settle_all(gs);
+    marker(gs, PID, true);
+    CHECK(fetch(gs, "tg", "t", 3) == 41);
+
+    /* a marker while the commit is being written (an abort on timeout):
+     * it never becomes pending; nor does a lost write */
+    c = txn_commit(gs, "tg", NULL, -1, NULL, PID, "t", 3, 50);
+    marker(gs, PID, false);
+    settle_one(gs, 0);
+    CHECK(txn_error(c) == 0);
+    CHECK(stable_offset(gs, "tg", "t", 3, &err) == 41 && err == 0);
+    c = txn_commit(gs, "tg", NULL, -1, NULL, PID, "t", 3, 51);
+    settle_one(gs, SP_ERR_NOT_COORDINATOR);
+    CHECK(txn_error(c) == SP_ERR_NOT_COORDINATOR);
+    CHECK(stable_offset(gs, "tg", "t", 3, &err) == 41 && err == 0);
+    marker(gs, PID, true);
+    CHECK(fetch(gs, "tg", "t", 3) == 41);
+    done_groups(gs);
+}
+
+static int16_t verify_answer;
+static int verify_calls;
+static sp_group_call_t *verify_parked;
+
+static int16_t fake_verify(void *ctx, const sp_txn_verify_t *v, sp_group_call_t *call)
+{
+    (void)ctx;
+    verify_calls++;
+    CHECK(v->producer_id >= PID && v->producer_epoch == PEPOCH && str_is(v->transactional_id, "tx") &&
+          v->group && v->version == call->version);
+    if (verify_answer == SP_GROUP_VERIFY_LATER)
+        verify_parked = call;
+    return verify_answer;
+}
+
+static void test_txn_checks(void)
+{
+    sp_group_settings_t s = settings();
+    sp_group_env_t env = { .ctx = NULL, .persist = fake_persist, .partitions = fake_partitions,
+                           .verify_txn = fake_verify };
+    sp_groups_t *gs = sp_groups_new(&s, &env);
+    sp_groups_start(gs, T);
+    int64_t off;
+
+    /* unknown topics and partitions first, then the others (Kafka's
+     * response builder): t [0, 9] and nope [0] answer t [9, 0], nope [0] */
+    verify_calls = 0;
+    tcall_t *c = txn_commit_call("tg", NULL, -1, NULL, PID, "t", 0, 5, "nope", 0, 3);
+    sp_txn_offset_commit_request_t *b = (sp_txn_offset_commit_request_t *)c->call.body;
+    sp_txn_offset_commit_request_partition_t two[2] = { b->topics.v[0].partitions.v[0], b->topics.v[0].partitions.v[0] };
+    two[1].partition_index = 9;
+    b->topics.v[0].partitions.v = two;
+    b->topics.v[0].partitions.n = 2;
+    run(gs, c);
+    settle_all(gs);
+    sp_txn_offset_commit_response_t *r = c->answered == 1 ? c->resp : NULL;
+    CHECK(r && r->topics.n == 2);
+    if (r && r->topics.n == 2) {
+        CHECK(str_is(r->topics.v[0].name, "t") && r->topics.v[0].partitions.n == 2);
+        CHECK(r->topics.v[0].partitions.v[0].partition_index == 9 &&
+              r->topics.v[0].partitions.v[0].error_code == SP_ERR_UNKNOWN_TOPIC_OR_PARTITION);
+        CHECK(r->topics.v[0].partitions.v[1].partition_index == 0 && r->topics.v[0].partitions.v[1].error_code == 0);
+        CHECK(str_is(r->topics.v[1].name, "nope") && r->topics.v[1].partitions.n == 1 &&
+              r->topics.v[1].partitions.v[0].error_code == SP_ERR_UNKNOWN_TOPIC_OR_PARTITION);
+    }
+    CHECK(verify_calls == 1);
+    /* nothing known: answered without the group or the verification */
+    c = txn_commit(gs, "tg", NULL, -1, NULL, PID, "nope", 0, 5);
+    CHECK(txn_error(c) == SP_ERR_UNKNOWN_TOPIC_OR_PARTITION && verify_calls == 1);
+    /* the group id before the verification */
+    c = txn_commit(gs, "", NULL, -1, NULL, PID, "t", 0, 5);
+    CHECK(txn_error(c) == SP_ERR_INVALID_GROUP_ID && verify_calls == 1);
+    /* the verification's refusal before the group's */
+    verify_answer = SP_ERR_INVALID_TXN_STATE;
+    c = txn_commit(gs, "tg", "nobody", 5, NULL, PID, "t", 0, 5);
+    CHECK(txn_error(c) == SP_ERR_INVALID_TXN_STATE && nwrites == 0);
+    /* an answer that comes later */
+    verify_answer = SP_GROUP_VERIFY_LATER;
+    c = txn_commit(gs, "tg", NULL, -1, NULL, PID, "t", 1, 6);
+    CHECK(c->answered == 0 && verify_parked == &c->call && nwrites == 0);
+    sp_groups_txn_verified(gs, verify_parked, 0, T);
+    CHECK(nwrites == 1 && c->answered == 0);
+    settle_one(gs, 0);
+    CHECK(txn_error(c) == 0);
+    CHECK(fetch_stable(gs, "tg", "t", 1, 7, &off) == SP_ERR_UNSTABLE_OFFSET_COMMIT);
+    verify_answer = 0;
+
+    /* the group (ClassicGroup.validateOffsetCommit, transactional) */
+    c = txn_commit(gs, "nogroup", "m", 1, NULL, PID, "t", 0, 5);
+    CHECK(txn_error(c) == SP_ERR_ILLEGAL_GENERATION && sp_groups_state(gs, "nogroup") == NULL);
+    member_t m[2] = { { .instance = "ia" }, { .instance = NULL } };
+    int32_t gen = form(gs, "tg2", m, 2);
+    /* CompletingRebalance is no error for a transactional commit */
+    c = txn_commit(gs, "tg2", m[1].id, gen, NULL, PID, "t", 0, 5);
+    CHECK(c->answered == 0 && nwrites == 1);
+    settle_one(gs, 0);
+    CHECK(txn_error(c) == 0);
+    stabilise(gs, "tg2", m, 2, gen);
+    CHECK(txn_error(txn_commit(gs, "tg2", m[1].id, gen + 1, NULL, PID, "t", 0, 5)) == SP_ERR_ILLEGAL_GENERATION);
+    CHECK(txn_error(txn_commit(gs, "tg2", "nobody", gen, NULL, PID, "t", 0, 5)) == SP_ERR_UNKNOWN_MEMBER_ID);
+    /* Kafka's validateMember: an unknown instance id is UNKNOWN_MEMBER_ID,
+     * another member's is FENCED_INSTANCE_ID */
+    CHECK(txn_error(txn_commit(gs, "tg2", m[1].id, gen, "ib", PID, "t", 0, 5)) == SP_ERR_UNKNOWN_MEMBER_ID);
+    CHECK(txn_error(txn_commit(gs, "tg2", m[1].id, gen, "ia", PID, "t", 0, 5)) == SP_ERR_FENCED_INSTANCE_ID);
+    c = txn_commit(gs, "tg2", m[0].id, gen, "ia", PID, "t", 0, 5);
+    settle_all(gs);
+    CHECK(txn_error(c) == 0);
+    /* v0-v2 name no member: taken even though the group has members */
+    c = txn_commit_call("tg2", NULL, -1, NULL, PID, "t", 2, 7, NULL, 0, 0);
+    run(gs, c);
+    settle_all(gs);
+    CHECK(txn_error(c) == 0);
+    CHECK(nwrites == 0);
+    /* metadata over offset.metadata.max.bytes, per partition */
+    c = txn_commit_call("tg2", NULL, -1, NULL, PID, "t", 0, 8, "t", 3, 3);
+    b = (sp_txn_offset_commit_request_t *)c->call.body;
+    char big[4097];
+    memset(big, 'x', sizeof(big));
+    b->topics.v[0].partitions.v[1].committed_metadata = (sp_str_t){ big, 4097 };
+    run(gs, c);
+    settle_all(gs);
+    r = c->answered == 1 ? c->resp : NULL;
+    CHECK(r && r->topics.n == 1 && r->topics.v[0].partitions.n == 2 && r->topics.v[0].partitions.v[0].error_code == 0 &&
+          r->topics.v[0].partitions.v[1].error_code == SP_ERR_OFFSET_METADATA_TOO_LARGE);
+    CHECK(fetch_stable(gs, "tg2", "t", 3, 7, &off) == 0 && off == -1);
+    /* a refused append: the error on every partition, nothing pending */
+    append_error = SP_ERR_NOT_COORDINATOR;
+    c = txn_commit(gs, "tg2", NULL, -1, NULL, PID + 9, "t", 3, 9);
+    CHECK(txn_error(c) == SP_ERR_NOT_COORDINATOR);
+    append_error = 0;
+    CHECK(fetch_stable(gs, "tg2", "t", 3, 7, &off) == 0 && off == -1);
+    done_groups(gs);
+}
+
+static void test_txn_delete(void)
+{
+    sp_groups_t *gs = new_groups();
+    int16_t err;
+    /* DeleteGroups of a group with only pending transactional offsets:
+     * deleted, with a tombstone for them; the COMMIT after brings
+     * nothing back */
+    txn_commit(gs, "dg", NULL, -1, NULL, PID, "t", 0, 5);
+    settle_all(gs);
+    tcall_t *d = delete_group(gs, "dg");
+    CHECK(nwrites == 1 && fwrite_count(0) == 2); /* the offset's tombstone, the group's */
+    settle_all(gs);
+    CHECK(delete_error(d) == 0 && state_is(gs, "dg", NULL));
+    marker(gs, PID, true);
+    CHECK(fetch(gs, "dg", "t", 0) == -1);
+    /* OffsetDelete of a partition with a pending transactional offset:
+     * a tombstone, the pending offset gone */
+    txn_commit(gs, "od", NULL, -1, NULL, PID, "t", 1, 6);
+    settle_all(gs);
+    tcall_t *o = offset_delete(gs, "od", "t", 1);
+    CHECK(nwrites == 1 && fwrite_count(0) == 1);
+    settle_all(gs);
+    int16_t oerr, perr;
+    offset_delete_errors(o, &oerr, &perr);
+    CHECK(oerr == 0 && perr == 0);
+    CHECK(stable_offset(gs, "od", "t", 1, &err) == -1 && err == 0);
+    marker(gs, PID, true);
+    CHECK(fetch(gs, "od", "t", 1) == -1);
+    /* retention keeps an offset (and its group) while a transaction is
+     * open on it */
+    commit(gs, "rg", NULL, -1, "t", 2, 7);
+    settle_all(gs);
+    txn_commit(gs, "rg", NULL, -1, NULL, PID, "t", 2, 8);
+    settle_all(gs);
+    T += RETENTION + CHECK_EVERY;
+    tick(gs);
+    settle_all(gs);
+    CHECK(state_is(gs, "rg", "Empty"));
+    CHECK(stable_offset(gs, "rg", "t", 2, &err) == -1 && err == SP_ERR_UNSTABLE_OFFSET_COMMIT);
+    marker(gs, PID, true);
+    CHECK(fetch(gs, "rg", "t", 2) == 8);
+    done_groups(gs);
+}
+
+static void test_txn_replay(void)
+{
+    sp_groups_t *gs = new_groups();
+    int16_t err;
+    txn_commit(gs, "rp", NULL, -1, NULL, PID, "t", 0, 10); /* committed */
+    txn_commit(gs, "rp", NULL, -1, NULL, PID + 1, "t", 1, 20); /* aborted */
+    txn_commit(gs, "rp", NULL, -1, NULL, PID + 2, "t", 2, 30); /* no marker yet */
+    commit(gs, "rp", NULL, -1, "t", 3, 39);
+    txn_commit(gs, "rp", NULL, -1, NULL, PID + 3, "t", 3, 40); /* committed, then a plain commit */
+    settle_all(gs);
+    marker(gs, PID, true);
+    marker(gs, PID + 1, false);
+    tcall_t *p = commit(gs, "rp", NULL, -1, "t", 3, 41);
+    settle_all(gs);
+    CHECK(commit_error(p) == 0);
+    marker(gs, PID + 3, true);
+
+    sp_groups_t *r = replayed();
+    CHECK(sp_groups_check(r) == 0);
+    CHECK(fetch(r, "rp", "t", 0) == 10);
+    CHECK(fetch(r, "rp", "t", 1) == -1);
+    CHECK(stable_offset(r, "rp", "t", 1, &err) == -1 && err == 0);
+    CHECK(fetch(r, "rp", "t", 2) == -1);
+    CHECK(stable_offset(r, "rp", "t", 2, &err) == -1 && err == SP_ERR_UNSTABLE_OFFSET_COMMIT);
+    CHECK(fetch(r, "rp", "t", 3) == 41);
+    /* the marker of the open one comes after the restart */
+    sp_groups_txn_end(r, PID + 2, true, NULL, NULL, T);
+    CHECK(fetch(r, "rp", "t", 2) == 30);
+    CHECK(stable_offset(r, "rp", "t", 2, &err) == 30 && err == 0);
+    sp_groups_shutdown(r);
+    sp_groups_free(r);
+    done_groups(gs);
+}
+
 /* Replayed records that do not decode are skipped, whatever they hold. */
 static void test_replay_garbage(void)
 {
@@ -1103,5 +1548,9 @@ int main(void)
     test_retention();
     test_replay();
     test_replay_garbage();
+    test_txn_commit();
+    test_txn_checks();
+    test_txn_delete();
+    test_txn_replay();
     return check_summary("test_group");
 }
