@@ -88,8 +88,7 @@ final class WordCount {
         p.put(StreamsConfig.APPLICATION_ID_CONFIG, APP);
         p.put(StreamsConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
         // at_least_once (Streams' default, said here): its producers keep
-        // the producer's default, idempotence on; exactly_once_v2 needs
-        // transactions, which Spool does not serve yet.
+        // the producer's default, idempotence on.
         p.put(StreamsConfig.PROCESSING_GUARANTEE_CONFIG, StreamsConfig.AT_LEAST_ONCE);
         p.put(StreamsConfig.STATE_DIR_CONFIG, stateDir.toString());
         p.put(StreamsConfig.COMMIT_INTERVAL_MS_CONFIG, "200");
