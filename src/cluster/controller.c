@@ -216,7 +216,11 @@ static const char *check_config_value(const sp_ctl_topic_t *t, int i, const sp_t
     if (is_list_op(op) && k->type != SP_CT_LIST)
         return "APPEND and SUBTRACT apply to list configs only";
     char *v = sp_arena_strdup(a, t->cvalues[i].ptr, (size_t)t->cvalues[i].len);
-    const char *why = v ? sp_topic_config_check(k, v) : "out of memory";
+    /* a NUL byte would cut the value short here and be refused by the
+     * metadata loader at the next start: refused now */
+    const char *why = !v ? "out of memory"
+                      : memchr(t->cvalues[i].ptr, 0, (size_t)t->cvalues[i].len) ? "a value cannot hold a NUL byte"
+                                                                               : sp_topic_config_check(k, v);
     if (!why)
         return NULL;
     char *m = sp_arena_alloc(a, 160 + (size_t)t->cvalues[i].len);

@@ -86,6 +86,13 @@ int sp_meta_loader_apply_record(const sp_meta_loader_t *ld, sp_image_t *img, int
     case SP_META_CONFIG: {
         const sp_config_record_t *c = rec;
         bool def;
+        /* keys and values are kept as C strings: one with a NUL would
+         * collide with its prefix (fuzz_metadata found two keys "clea\0..."
+         * kept apart as bytes and equal as strings); the controller writes
+         * only known keys */
+        if (c->name.len <= 0 || memchr(c->name.ptr, 0, (size_t)c->name.len) ||
+            (c->value.len > 0 && memchr(c->value.ptr, 0, (size_t)c->value.len)))
+            return -1;
         if (c->resource_type == RES_BROKER) {
             if (!broker_scope(ld, c->resource_name, &def))
                 return 0; /* another broker's config */
