@@ -22,8 +22,9 @@ Apache Kafka 4.3.1 and on Spool alike: every test runs once per broker
   and the producer's next call fails as on Kafka.
 
 Kafka is a dedicated instance for this module (its abort scan interval
-overridden, and the broker-kill test restarts it); Spool is a broker per
-test behind a proxy that it advertises (so that a restarted one is
+overridden, and the broker-kill test restarts it), behind a proxy that it
+advertises (tcp_proxy.ChaosProxy: the chaos test cuts connections); Spool
+is a broker per test behind a proxy that it advertises (so that a restarted one is
 found again).  Each test
 prints how long it took.  SPOOL_TXN_CTP_RECORDS: records per input
 partition of the consume-transform-produce tests (default 40).
@@ -59,6 +60,7 @@ class KafkaTarget:
 
     def __init__(self, holder):
         self.holder = holder
+        self.proxy = holder['proxy']
 
     @property
     def port(self):
@@ -66,7 +68,7 @@ class KafkaTarget:
 
     @property
     def bootstrap(self):
-        return self.holder['kafka'].bootstrap
+        return self.proxy.bootstrap
 
     def restart(self, kill):
         import kafka_ref
@@ -110,9 +112,15 @@ class SpoolTarget:
 
 @pytest.fixture(scope='module')
 def kafka_txn(tmp_path_factory):
+    """Kafka 4.3.1 of this module's own, advertising a proxy's address."""
     import kafka_ref
-    holder = {'kafka': kafka_ref.start(tmp_path_factory.mktemp('kafka-txn'), overrides=BROKER_CONF)}
+    proxy = ChaosProxy(seed=73)
+    holder = {'proxy': proxy}
+    holder['kafka'] = kafka_ref.start(tmp_path_factory.mktemp('kafka-txn'),
+                                      overrides=dict(BROKER_CONF, **{'advertised.listeners': proxy.advertised}))
+    proxy.set_target(holder['kafka'].port)
     yield holder
+    proxy.close()
     holder['kafka'].stop()
 
 
@@ -126,7 +134,9 @@ def target(request, start_broker):
         request.addfinalizer(proxy.close)
         t = SpoolTarget(start_broker, proxy)
     t1 = time.monotonic()
+    t.proxy.calm()
     yield t
+    t.proxy.calm()
     print('\n%s [%s]: %.1f s (broker start %.1f s)' % (request.node.originalname, t.name,
                                                        time.monotonic() - t1, t1 - t0))
 
@@ -135,10 +145,14 @@ def target(request, start_broker):
 
 
 def new_topic(t, base, partitions):
-    """Creates <base>-<broker name> and waits until every partition answers
+    """Creates <base>-<broker name> (make_topic); returns its name."""
+    return make_topic(t, '%s-%s' % (base, t.name), partitions)
+
+
+def make_topic(t, topic, partitions):
+    """Creates the topic and waits until every partition answers
     ListOffsets (Kafka names a new partition's leader a moment before it
-    takes writes)."""
-    topic = '%s-%s' % (base, t.name)
+    takes writes); returns its name."""
     create_topic(t.bootstrap, topic, partitions)
     deadline = time.monotonic() + 30
     while True:
@@ -394,6 +408,39 @@ def test_ctp_broker_killed(target, tmp_path):
     ctp_check(t, tin, tout, group, app_out)
 
 
+def test_ctp_through_chaos(target, tmp_path):
+    """The application (5 records per transaction, no sleep) runs while
+    the proxy cuts one of its connections (producer, consumer, group or
+    transaction coordinator) every 100-400 ms: requests are retried,
+    transactions aborted and redone, never fatal; at the end the output
+    holds each result once and the group's offsets are the input's end."""
+    t = target
+    tin, tout = ctp_setup(t, 'txn-ctp-chaos')
+    group, txid = 'txn-ctp-chaos-g-%s' % t.name, 'txn-ctp-chaos-%s' % t.name
+    log = tmp_path / 'app.log'
+    t.proxy.reset_stats()
+    t.proxy.chaos(100, 400)
+    a = start_app(t, tin, tout, group, txid, 5, 0, log)
+    try:
+        out, _ = a.communicate(timeout=180)
+    except subprocess.TimeoutExpired:
+        a.kill()
+        out, _ = a.communicate()
+        raise AssertionError('the app did not finish:\n%s\n%s' % (out, log.read_text()[-6000:]))
+    finally:
+        t.proxy.calm()
+        if a.poll() is None:
+            a.kill()
+            a.wait()
+    cut = t.proxy.stats()
+    app_out = out + log.read_text()[-6000:]
+    notes = [l for l in out.splitlines() if not l.startswith(('flushed', 'committed'))]
+    print('proxy %s; app: %s' % (cut, ' | '.join(notes)))
+    assert a.returncode == 0 and 'done ' in out, (app_out, t.log_tail())
+    assert cut['drops'] >= 3, cut
+    ctp_check(t, tin, tout, group, app_out)
+
+
 # ---------------------------------------------------------------- 3. zombie fencing
 
 
@@ -429,7 +476,7 @@ def test_zombie_fenced(target):
         time.sleep(0.05)
     # 0-2 A's (aborted), 3 B's abort marker, 4 b-0, 5 its commit marker
     assert ends(t, topic, 1) == {0: (6, 6)}
-    got = read_all(t, topic, 1, 'read_committed', {0: hw})
+    got = read_all(t, topic, 1, 'read_committed', {0: 6})
     assert [v for _o, v in got[0]] == [b'b-0'], got
 
 
@@ -540,7 +587,7 @@ def test_open_transaction_across_kill9_restart_spool(start_broker):
 # ---------------------------------------------------------------- 5. kafkajs
 
 
-def test_kafkajs_transactions(target):
+def test_kafkajs_transactions(target, tmp_path):
     """kafkajs 2.2.4 (tests/node/transactions.js): T1 committed (3 per
     partition: offsets 0-2, marker 3), T2 aborted (2: 4-5, marker 6), T3
     committed with sendOffsets for a group (7-8, marker 9).  Its
@@ -552,12 +599,14 @@ def test_kafkajs_transactions(target):
     t = target
     modules = nc.setup_node()
     prefix = 'txn-js-%s' % t.name
-    new_topic(t, prefix + '-txn', 3)
+    make_topic(t, prefix + '-txn', 3)   # the script's PREFIX-txn
     env = dict(os.environ, NODE_PATH=str(modules), KAFKAJS_NO_PARTITIONER_WARNING='1')
     r = subprocess.run(['node', str(nc.NODE_SRC / 'transactions.js'), t.bootstrap, prefix],
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, universal_newlines=True,
                        timeout=180, stdin=subprocess.DEVNULL)
-    assert r.returncode == 0, (r.stderr[-6000:], r.stdout[-2000:], t.log_tail())
+    (tmp_path / 'kafkajs.stderr').write_text(r.stderr)
+    assert r.returncode == 0, 'kafkajs failed (stderr in %s):\n%s\n%s\n%s' % (
+        tmp_path / 'kafkajs.stderr', r.stderr[-6000:], r.stdout[-2000:], t.log_tail())
     out = json.loads(r.stdout.strip().splitlines()[-1])
     print('kafkajs on %s: %.1f s' % (t.name, out['seconds']))
     c1 = {q: ['%d:c1-p%s-%d' % (i, q, i) for i in range(3)] for q in range(3)}

@@ -17,7 +17,7 @@
 
 const { Kafka, logLevel } = require('kafkajs');
 
-const DEADLINE = 60000;
+const DEADLINE = Number(process.env.SPOOL_TXN_JS_DEADLINE || 60000);
 const PARTS = 3;
 const T0 = Date.now();
 const step = (what) => process.stderr.write(`[${((Date.now() - T0) / 1000).toFixed(2).padStart(6)}s] ${what}\n`);
@@ -27,7 +27,7 @@ function client(bootstrap) {
   const toStderr = () => ({ namespace, level, label, log }) => {
     process.stderr.write(`${label} [${namespace}] ${log.message} ${JSON.stringify(log)}\n`);
   };
-  return new Kafka({ clientId: 'spool-txn', brokers: [bootstrap], logLevel: logLevel.WARN,
+  return new Kafka({ clientId: 'spool-txn', brokers: [bootstrap], logLevel: process.env.SPOOL_TXN_JS_DEBUG ? logLevel.DEBUG : logLevel.WARN,
     logCreator: toStderr, retry: { retries: 8 } });
 }
 
@@ -40,7 +40,8 @@ function records(tag, n) {
 }
 
 async function readAll(kafka, topic, groupId, readUncommitted, want) {
-  const c = kafka.consumer({ groupId, readUncommitted, sessionTimeout: 10000, heartbeatInterval: 500 });
+  const c = kafka.consumer({ groupId, readUncommitted, sessionTimeout: 10000, heartbeatInterval: 500,
+    maxWaitTimeInMs: 500 });
   const seen = {};
   for (let p = 0; p < PARTS; p++) seen[p] = [];
   let n = 0;
@@ -55,7 +56,9 @@ async function readAll(kafka, topic, groupId, readUncommitted, want) {
     });
     const t0 = Date.now();
     while (n < want) {
-      if (Date.now() - t0 > DEADLINE) throw new Error(`${groupId}: ${n} of ${want} records in ${DEADLINE} ms`);
+      if (Date.now() - t0 > DEADLINE) {
+        throw new Error(`${groupId}: ${n} of ${want} records in ${DEADLINE} ms: ${JSON.stringify(seen)}`);
+      }
       await sleep(50);
     }
     await sleep(1000); // anything more that would come
