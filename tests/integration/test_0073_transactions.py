@@ -285,6 +285,144 @@ def test_commit_abort_read_committed(target):
     assert read_all(t, topic, 3, 'read_uncommitted', {0: 12, 1: 12, 2: 10}) == everything
 
 
+INTERLEAVED_ROUNDS = int(os.environ.get('SPOOL_TXN_INTERLEAVED_ROUNDS', '300'))
+
+
+def test_interleaved_transactions_small_fetches_and_restart(target):
+    """Four transactional producers interleave on two partitions of a topic
+    with 1 MB segments: INTERLEAVED_ROUNDS rounds (300), each a random
+    producer sending 1-4 records of 3 KB to random partitions (flushed),
+    then committing (40%), aborting (30%) or leaving its transaction open;
+    at the end every open one is committed or aborted.  Batches of
+    committed and aborted transactions interleave across segments.  A
+    read_committed consumer with 20 KB fetches (an aborted range spans
+    many fetches) sees exactly the committed records, each at the offset
+    its delivery report named; read_uncommitted sees all.  The same after
+    the broker is killed -9 and restarted (the aborted-transaction index
+    rebuilt from the log).  A fixed seed: the same sequence on both."""
+    import random
+    t = target
+    topic = new_topic(t, 'txn-interleaved', 2)
+    admin_conf = {'segment.bytes': str(1 << 20)}
+    from confluent_kafka.admin import ConfigResource
+    from spool_clients import confluent_admin
+    adm = confluent_admin(t.bootstrap)
+    res = ConfigResource('topic', topic, set_config=admin_conf)
+    adm.alter_configs([res])[res].result(timeout=30)
+    rng = random.Random(7300)
+    prods = [txn_producer(t, 'txn-interleaved-%d-%s' % (k, t.name)) for k in range(4)]
+    open_ = [None] * 4          # each producer's open transaction: [deliveries]
+    outcome = []                # (committed?, deliveries)
+    pad = b'x' * 3000
+
+    def finish(k, commit):
+        if commit:
+            prods[k].commit_transaction(30)
+        else:
+            prods[k].abort_transaction(30)
+        outcome.append((commit, open_[k]))
+        open_[k] = None
+
+    t0 = time.monotonic()
+    for rnd in range(INTERLEAVED_ROUNDS):
+        k = rng.randrange(4)
+        if open_[k] is None:
+            prods[k].begin_transaction()
+            open_[k] = []
+        for _ in range(rng.randint(1, 4)):
+            q = rng.randrange(2)
+            v = b'r%d-p%d-%d-' % (rnd, k, len(open_[k])) + pad
+            d = {'value': v, 'partition': q}
+
+            def cb(err, msg, d=d):
+                d['err'], d['offset'] = err, msg.offset()
+            prods[k].produce(topic, value=v, partition=q, on_delivery=cb)
+            open_[k].append(d)
+        assert prods[k].flush(30) == 0
+        x = rng.random()
+        if x < 0.4:
+            finish(k, True)
+        elif x < 0.7:
+            finish(k, False)
+    for k in range(4):
+        if open_[k] is not None:
+            finish(k, rng.random() < 0.5)
+    produced = time.monotonic() - t0
+    alld = [d for _c, ds in outcome for d in ds]
+    assert all(d['err'] is None for d in alld), [d for d in alld if d['err'] is not None][:3]
+    committed = {q: sorted((d['offset'], d['value']) for c, ds in outcome if c for d in ds
+                           if d['partition'] == q) for q in range(2)}
+    everything = {q: sorted((d['offset'], d['value']) for d in alld if d['partition'] == q)
+                  for q in range(2)}
+    n_c = sum(len(v) for v in committed.values())
+    print('%d records (%d committed) in %d transactions in %.1f s' % (
+        len(alld), n_c, len(outcome), produced))
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        e = ends(t, topic, 2)
+        if all(hw == lso for hw, lso in e.values()):
+            break
+        time.sleep(0.05)
+    assert all(hw == lso for hw, lso in e.values()), e
+
+    def check(when):
+        fetch = {'fetch.max.bytes': 20000, 'max.partition.fetch.bytes': 20000,
+                 'message.max.bytes': 20000}
+        got = read_all_conf(t, topic, 2, 'read_committed', {q: e[q][0] for q in range(2)}, fetch)
+        for q in range(2):
+            assert got[q] == committed[q], (when, q, len(got[q]), len(committed[q]),
+                                            first_difference(got[q], committed[q]))
+        got = read_all_conf(t, topic, 2, 'read_uncommitted', {q: e[q][0] for q in range(2)}, fetch)
+        for q in range(2):
+            assert got[q] == everything[q], (when, q, first_difference(got[q], everything[q]))
+
+    check('before the restart')
+    t.restart(kill=True)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            e2 = ends(t, topic, 2)
+            break
+        except (AssertionError, OSError):
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+    assert e2 == e, (e2, e)
+    check('after the restart')
+
+
+def first_difference(a, b):
+    for i, (x, y) in enumerate(zip(a, b)):
+        if x != y:
+            return i, x[0], x[1][:20], y[0], y[1][:20]
+    return 'lengths', len(a), len(b)
+
+
+def read_all_conf(t, topic, partitions, isolation, want_end, conf, timeout=60):
+    """read_all with consumer settings of the caller's."""
+    from confluent_kafka import Consumer, KafkaError, TopicPartition
+    c = Consumer(dict({'bootstrap.servers': t.bootstrap, 'group.id': 'txn-check',
+                       'isolation.level': isolation, 'enable.auto.commit': False,
+                       'enable.partition.eof': True, 'auto.offset.reset': 'earliest'}, **conf))
+    out = {p: [] for p in range(partitions)}
+    eof = {}
+    try:
+        c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+        deadline = time.monotonic() + timeout
+        while any(eof.get(p) != want_end[p] for p in range(partitions)):
+            assert time.monotonic() < deadline, ('no EOF at %s within %d s (%s): %s' % (
+                want_end, timeout, isolation, eof))
+            for m in c.consume(num_messages=1000, timeout=0.5):
+                if m.error():
+                    assert m.error().code() == KafkaError._PARTITION_EOF, m.error()
+                    eof[m.partition()] = m.offset()
+                    continue
+                out[m.partition()].append((m.offset(), m.value()))
+                eof.pop(m.partition(), None)
+    finally:
+        c.close()
+    return out
+
+
 # ---------------------------------------------------------------- 2. consume-transform-produce
 
 
