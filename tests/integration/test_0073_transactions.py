@@ -423,6 +423,55 @@ def read_all_conf(t, topic, partitions, isolation, want_end, conf, timeout=60):
     return out
 
 
+def test_delete_records_inside_transactions(target):
+    """Log start moved (DeleteRecords) into transactions.  Partition 0:
+    plain records 0-4; T (open) 5-7; a plain record 8 (HW 9, LSO 5).
+    DeleteRecords to 6, inside the open T: earliest 6, and the LSO
+    (ListOffsets latest, read_committed) stays at T's first offset 5,
+    below the log start (as Kafka 4.3 answers).
+    T aborted (marker 9): read_committed from 6 shows only 8; committed
+    U 10-11 (marker 12), DeleteRecords to 11: read_committed from 11
+    shows 11."""
+    t = target
+    topic = new_topic(t, 'txn-delrec', 1)
+    from client_helpers import producer, produce
+    plain = producer(t.bootstrap)
+    produce(plain, topic, [{'partition': 0, 'value': b'plain-%d' % i} for i in range(5)])
+    p = txn_producer(t, 'txn-delrec-%s' % t.name)
+    p.begin_transaction()
+    produce_all(p, topic, [(0, b't-%d' % i) for i in range(3)])
+    produce(plain, topic, [{'partition': 0, 'value': b'plain-8'}])
+    assert ends(t, topic, 1) == {0: (9, 5)}
+    assert kw.delete_records(t.port, {topic: [(0, 6)]}) == {topic: {0: (6, NONE)}}
+    earliest = list_offsets_at(t, topic, kw.EARLIEST_TIMESTAMP)
+    assert (earliest, ends(t, topic, 1)) == ({0: 6}, {0: (9, 5)})
+    p.abort_transaction(30)
+    wait_ends(t, topic, {0: (10, 10)})
+    got = read_all(t, topic, 1, 'read_committed', {0: 10})
+    assert got == {0: [(8, b'plain-8')]}, got
+    assert read_all(t, topic, 1, 'read_uncommitted', {0: 10}) == \
+        {0: [(6, b't-1'), (7, b't-2'), (8, b'plain-8')]}
+    p.begin_transaction()
+    produce_all(p, topic, [(0, b'u-%d' % i) for i in range(2)])
+    p.commit_transaction(30)
+    wait_ends(t, topic, {0: (13, 13)})
+    assert kw.delete_records(t.port, {topic: [(0, 11)]}) == {topic: {0: (11, NONE)}}
+    assert read_all(t, topic, 1, 'read_committed', {0: 13}) == {0: [(11, b'u-1')]}
+
+
+def list_offsets_at(t, topic, ts, partitions=1):
+    payload = kw.send_recv(t.port, kw.list_offsets_request(82, topic, list(range(partitions)), timestamp=ts),
+                           timeout=15)
+    return {k[1]: v['offset'] for k, v in kw.parse_list_offsets_response(payload).items()}
+
+
+def wait_ends(t, topic, want, timeout=10):
+    deadline = time.monotonic() + timeout
+    while ends(t, topic, len(want)) != want and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ends(t, topic, len(want)) == want
+
+
 # ---------------------------------------------------------------- 2. consume-transform-produce
 
 

@@ -119,7 +119,17 @@ def tool_view(bootstrap, topic, txid):
     lst = table(run_tool(bootstrap, 'list'))
     desc = table(run_tool(bootstrap, 'describe', '--transactional-id', txid))
     prods = table(run_tool(bootstrap, 'describe-producers', '--topic', topic, '--partition', '0'))
-    return {'list': lst, 'describe': desc, 'producers': prods}
+    # ListTransactions' filters (v1 duration, v2 pattern): only this
+    # test's transactional ids are looked at (other tests leave theirs)
+    filt = {}
+    for name, args in (('pattern', ['--transactional-id-pattern', 'txn-tool-id-.*']),
+                       ('pattern_none', ['--transactional-id-pattern', 'no-such-id-.*']),
+                       ('longer_than_1ms', ['--duration-filter', '1']),
+                       ('longer_than_1h', ['--duration-filter', '3600000'])):
+        rows = table(run_tool(bootstrap, 'list', *args))
+        filt[name] = [rows[0]] + [[r[0].replace(txid, 'TXID'), r[3]] for r in rows[1:] if r[0] == txid]
+    hanging = table(run_tool(bootstrap, 'find-hanging', '--broker-id', '1'))
+    return {'list': lst, 'describe': desc, 'producers': prods, 'filters': filt, 'hanging': hanging}
 
 
 def lso_after(bootstrap, topic, want, timeout=10):
@@ -164,7 +174,8 @@ def test_transactions_tool(kafka, start_broker, timed):
     from confluent_kafka import Producer
     spool = start_broker(SPOOL_OVERRIDES)
     views = {}
-    for name, bootstrap in (('kafka', kafka.bootstrap), ('spool', spool.bootstrap)):
+
+    def one(name, bootstrap):
         topic, txid = 'txn-tool-%s' % name, 'txn-tool-id-%s' % name
         create_topic(bootstrap, topic, 2)
         p = Producer({'bootstrap.servers': bootstrap, 'transactional.id': txid,
@@ -176,7 +187,7 @@ def test_transactions_tool(kafka, start_broker, timed):
                 p.produce(topic, value=b'open-%d' % i, partition=part)
         assert p.flush(30) == 0
         t0 = time.monotonic()
-        views[name] = (tool_view(bootstrap, topic, txid), topic, txid)
+        view = tool_view(bootstrap, topic, txid)
         # abort the transaction's part on partition 0 behind the
         # coordinator's back (the tool sends WriteTxnMarkers itself): the
         # LSO of partition 0 moves past it (a marker at 3), partition 1
@@ -184,10 +195,17 @@ def test_transactions_tool(kafka, start_broker, timed):
         out = run_tool(bootstrap, 'abort', '--topic', topic, '--partition', '0', '--start-offset', '0')
         ends = lso_after(bootstrap, topic, want={0: (4, 4), 1: (2, 0)})
         after = table(run_tool(bootstrap, 'describe-producers', '--topic', topic, '--partition', '0'))
-        views[name][0]['abort'] = (out.strip(), ends, after)
+        view['abort'] = (out.strip(), ends, after)
         print('tool on %s: %.1f s' % (name, time.monotonic() - t0))
         p.abort_transaction(30)
-        views[name][0]['end'] = lso_after(bootstrap, topic, want={0: (5, 5), 1: (3, 3)})
+        view['end'] = lso_after(bootstrap, topic, want={0: (5, 5), 1: (3, 3)})
+        views[name] = (view, topic, txid)
+
+    # the two brokers at once (each tool run is a JVM of its own)
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(2) as ex:
+        for f in [ex.submit(one, 'kafka', kafka.bootstrap), ex.submit(one, 'spool', spool.bootstrap)]:
+            f.result()
     for name, (v, topic, txid) in views.items():
         print(name, v)
     k, ktopic, ktxid = views['kafka']
@@ -215,6 +233,14 @@ def test_transactions_tool(kafka, start_broker, timed):
     assert sorted(sd[1][8].split(',')) == ['%s-0' % stopic, '%s-1' % stopic], s
     assert s['producers'][0] == k['producers'][0] and len(s['producers']) == 2, s
     assert s['producers'][1][3] == '2' and s['producers'][1][5] == '0', s
+    # list's filters and find-hanging: the same on both
+    assert k['filters'] == {
+        'pattern': [k['list'][0], ['TXID', 'Ongoing']],
+        'pattern_none': [k['list'][0]],
+        'longer_than_1ms': [k['list'][0], ['TXID', 'Ongoing']],
+        'longer_than_1h': [k['list'][0]]}, k['filters']
+    assert s['filters'] == k['filters'], (s['filters'], k['filters'])
+    assert s['hanging'] == k['hanging'], (s['hanging'], k['hanging'])
     # the tool's abort of partition 0: the same on both
     assert k['abort'][1] == {0: (4, 4), 1: (2, 0)}, k['abort']
     assert k['end'] == {0: (5, 5), 1: (3, 3)}, k
