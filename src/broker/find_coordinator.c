@@ -117,9 +117,12 @@ void sp_handle_find_coordinator(sp_req_t *req)
         return;
     }
     req->autocreated = true;
-    if (b->key_type == 1)
-        sp_txn_coordinator_topic(req->broker->config, t);
-    else
+    if (b->key_type == 1) {
+        if (sp_txn_coordinator_topic(req->broker->config, t, &req->arena) != 0) {
+            find_answer(req);
+            return;
+        }
+    } else
         sp_coordinator_offsets_topic(req->broker->config, t);
     op->kind = SP_CTL_CREATE_TOPICS;
     op->n = 1;

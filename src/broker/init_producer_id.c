@@ -60,7 +60,11 @@ typedef struct txn_wait {
 static void txn_on_worker(sp_req_t *req, void *arg)
 {
     txn_wait_t *w = arg;
-    answer_epoch(req, w->call.error, w->call.out_producer_id, w->call.out_producer_epoch);
+    int16_t err = w->call.error;
+    /* KafkaApis: PRODUCER_FENCED is INVALID_PRODUCER_EPOCH below v4 (KIP-588) */
+    if (err == SP_ERR_PRODUCER_FENCED && req->r.hdr.request_api_version < 4)
+        err = SP_ERR_INVALID_PRODUCER_EPOCH;
+    answer_epoch(req, err, w->call.out_producer_id, w->call.out_producer_epoch);
     sp_req_unref(req);
 }
 

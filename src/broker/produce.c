@@ -77,6 +77,7 @@ typedef struct produce_ctx {
      * transaction coordinator first, their verdicts by flat index */
     sp_txn_call_t verify;
     int16_t *verr;
+    uint64_t *guards;           /* by flat index: the verification's guard */
 } produce_ctx_t;
 
 static int64_t now_ms(void)
@@ -391,8 +392,9 @@ static bool verify_transactional(sp_req_t *req, produce_ctx_t *ctx)
     sp_txn_part_in_t *parts = sp_arena_alloc(&req->arena, sizeof(*parts) * (size_t)(nparts ? nparts : 1));
     int32_t *index = sp_arena_alloc(&req->arena, sizeof(*index) * (size_t)(nparts ? nparts : 1));
     ctx->verr = sp_arena_zalloc(&req->arena, sizeof(*ctx->verr) * (size_t)(nparts ? nparts : 1));
+    ctx->guards = sp_arena_zalloc(&req->arena, sizeof(*ctx->guards) * (size_t)(nparts ? nparts : 1));
     int16_t *errs = sp_arena_zalloc(&req->arena, sizeof(*errs) * (size_t)(nparts ? nparts : 1));
-    if (!parts || !index || !ctx->verr || !errs)
+    if (!parts || !index || !ctx->verr || !ctx->guards || !errs)
         return false;
     int64_t pid = -1;
     int16_t epoch = -1;
@@ -409,6 +411,8 @@ static bool verify_transactional(sp_req_t *req, produce_ctx_t *ctx)
             if (!part)
                 continue;
             bool open = sp_partition_txn_open(part, h.producer_id, h.producer_epoch);
+            if (!open)
+                ctx->guards[k] = sp_partition_verify_begin(part, h.producer_id, h.producer_epoch);
             sp_partition_unref(part);
             if (open)
                 continue;
@@ -504,7 +508,10 @@ static void append_partitions(sp_req_t *req, produce_ctx_t *ctx)
                 continue;
             }
             if (ctx->verr && ctx->verr[k]) {
+                /* Kafka answers the verification's exception with its text */
                 po->error_code = ctx->verr[k];
+                po->error_message = sp_str_lit("the transaction coordinator did not confirm this partition "
+                                               "in the producer's transaction (KIP-890)");
                 continue;
             }
             sp_str_t name = names[t];
@@ -542,7 +549,8 @@ static void append_partitions(sp_req_t *req, produce_ctx_t *ctx)
                 continue;
             }
             rec_errs_t re = { &req->arena, NULL, 0, 0, 0 };
-            sp_append_origin_t origin = { SP_ORIGIN_CLIENT, on_record_error, &re };
+            sp_append_origin_t origin = { SP_ORIGIN_CLIENT, on_record_error, &re, true,
+                                          ctx->guards ? ctx->guards[k] : 0 };
             sp_append_outcome_t ar;
             bool final = sp_partition_append(part, records, size, &origin, body->acks, now, &ar);
             free(converted);

@@ -12,8 +12,8 @@
  * Transaction version: Spool's coordinator is Kafka's TV1 (the producer
  * adds partitions with AddPartitionsToTxn, the epoch is bumped only by
  * InitProducerId and fencing; ApiVersions finalizes no transaction.version
- * feature, so clients use TV1).  EndTxn v5 answers the producer's id and
- * epoch unchanged.
+ * feature, so clients use TV1).  EndTxn v5 answers producer id and epoch
+ * -1, as Kafka's TV1 path.
  *
  * Threads: the request's worker; done() on the coordinator thread posts
  * back to it.
@@ -145,9 +145,18 @@ static int flatten(sp_req_t *req, const apt_topic_t *topics, int32_t nt, sp_txn_
     return bad ? -1 : 0;
 }
 
+/* KafkaApis: clients before KIP-588 (AddPartitionsToTxn, AddOffsetsToTxn
+ * and EndTxn below v2, InitProducerId below v4) know PRODUCER_FENCED as
+ * INVALID_PRODUCER_EPOCH. */
+static int16_t fenced_for(int16_t err, int16_t version, int16_t first)
+{
+    return err == SP_ERR_PRODUCER_FENCED && version < first ? SP_ERR_INVALID_PRODUCER_EPOCH : err;
+}
+
 static void answer_apt_v3(waiting_t *w)
 {
     const sp_add_partitions_to_txn_request_t *b = w->req->r.body;
+    w->call.error = fenced_for(w->call.error, w->req->r.hdr.request_api_version, 2);
     sp_add_partitions_to_txn_response_t resp;
     sp_add_partitions_to_txn_response_init(&resp);
     int32_t nt = b->v3_and_below_topics.n > 0 ? b->v3_and_below_topics.n : 0;
@@ -270,6 +279,7 @@ oom:
 static void answer_error_only(waiting_t *w)
 {
     int16_t api = w->req->r.hdr.request_api_key;
+    w->call.error = fenced_for(w->call.error, w->req->r.hdr.request_api_version, 2);
     if (api == SP_API_ADD_OFFSETS_TO_TXN) {
         sp_add_offsets_to_txn_response_t resp;
         sp_add_offsets_to_txn_response_init(&resp);
@@ -279,9 +289,10 @@ static void answer_error_only(waiting_t *w)
         sp_end_txn_response_t resp;
         sp_end_txn_response_init(&resp);
         resp.error_code = w->call.error;
-        /* v5 (KIP-890): the producer's id and epoch; TV1 keeps them */
-        resp.producer_id = w->call.error ? -1 : w->call.producer_id;
-        resp.producer_epoch = w->call.error ? -1 : w->call.producer_epoch;
+        /* v5 (KIP-890): the id and epoch of a TV2 bump; Kafka's TV1 path
+         * answers NO_PRODUCER_ID / NO_PRODUCER_EPOCH, success or not */
+        resp.producer_id = -1;
+        resp.producer_epoch = -1;
         sp_req_respond(w->req, &resp);
     }
 }
@@ -389,7 +400,7 @@ static void list_one(const sp_txn_view_t *v, void *arg)
         if (!in)
             return;
     }
-    if (b->duration_filter >= 0 && c->now - v->start_ms <= b->duration_filter)
+    if (b->duration_filter >= 0 && v->start_ms >= c->now - b->duration_filter) /* start_ms untrusted: no overflow */
         return;
     if (c->r->has_re) {
         char *id = sp_arena_strdup(&c->r->req->arena, v->txn_id.ptr, (size_t)v->txn_id.len);

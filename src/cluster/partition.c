@@ -339,6 +339,8 @@ static void fail_result(sp_append_outcome_t *res, int16_t err, const char *why)
 typedef struct append_ctx {
     sp_partition_t *p;
     sp_pstate_origin_t origin;
+    bool txn_verify;
+    uint64_t txn_guard;
     sp_pverdict_t verdict;        /* check's, when it stopped the append */
 } append_ctx_t;
 
@@ -349,7 +351,10 @@ static int hook_check(void *ctx, const uint8_t *batch, size_t len, const sp_batc
     if (h->producer_id < 0)
         return 0;
     pthread_mutex_lock(&a->p->ps_mu);
-    sp_pstate_check(a->p->ps, h, batch, len, a->origin, offset, &a->verdict);
+    if (a->txn_verify)
+        sp_pstate_check_guarded(a->p->ps, h, batch, len, a->origin, offset, a->txn_guard, &a->verdict);
+    else
+        sp_pstate_check(a->p->ps, h, batch, len, a->origin, offset, &a->verdict);
     pthread_mutex_unlock(&a->p->ps_mu);
     if (a->verdict.error)
         sp_debug("produce", "%s: %s", a->p->label, a->verdict.message);
@@ -411,9 +416,10 @@ static void hook_appended(void *ctx, const uint8_t *batch, size_t len, const sp_
 /* The log's append with the producer hooks, its result told in Kafka's
  * terms: a retry of a recent batch is answered with its first offsets. */
 static void log_append(sp_partition_t *p, uint8_t *records, size_t len, int64_t now,
-                       const sp_batch_validate_opts_t *vo, sp_append_outcome_t *res)
+                       const sp_batch_validate_opts_t *vo, const sp_append_origin_t *origin, sp_append_outcome_t *res)
 {
-    append_ctx_t a = { .p = p, .origin = vo ? SP_PSTATE_CLIENT : SP_PSTATE_COORDINATOR };
+    append_ctx_t a = { .p = p, .origin = vo ? SP_PSTATE_CLIENT : SP_PSTATE_COORDINATOR,
+                       .txn_verify = origin->txn_verify, .txn_guard = origin->txn_guard };
     sp_append_hooks_t hooks = { hook_check, hook_appended, &a };
     sp_append_result_t ar;
     sp_plog_append_from(p->log, records, len, now, vo, &hooks, &ar);
@@ -449,7 +455,8 @@ static void log_append(sp_partition_t *p, uint8_t *records, size_t len, int64_t 
  * size checked again by the log, as Kafka does after a conversion.
  */
 static void append_recompressed(sp_partition_t *p, const sp_log_config_t *cfg, uint8_t *batch, size_t size,
-                                int64_t now, const sp_batch_validate_opts_t *vo, sp_append_outcome_t *res)
+                                int64_t now, const sp_batch_validate_opts_t *vo,
+                                const sp_append_origin_t *origin, sp_append_outcome_t *res)
 {
     if ((int64_t)size > cfg->max_message_bytes) {
         fail_result(res, SP_ERR_MESSAGE_TOO_LARGE, "record batch larger than max.message.bytes");
@@ -472,7 +479,7 @@ static void append_recompressed(sp_partition_t *p, const sp_log_config_t *cfg, u
                     "cannot recompress the record batch");
         return;
     }
-    log_append(p, nb, nlen, now, vo, res);
+    log_append(p, nb, nlen, now, vo, origin, res);
     free(nb);
 }
 
@@ -487,15 +494,15 @@ bool sp_partition_append(sp_partition_t *p, uint8_t *records, size_t len, const 
         return true;
     }
     if (origin->kind == SP_ORIGIN_COORDINATOR) {
-        log_append(p, records, len, now_ms, NULL, res);
+        log_append(p, records, len, now_ms, NULL, origin, res);
     } else {
         sp_batch_validate_opts_t vo;
         client_opts(p, &cfg, origin, now_ms, &vo);
         int codec = len > 22 ? records[22] & SP_BATCH_ATTR_COMPRESSION_MASK : 0;
         if (cfg.recompress && codec != cfg.codec)
-            append_recompressed(p, &cfg, records, len, now_ms, &vo, res);
+            append_recompressed(p, &cfg, records, len, now_ms, &vo, origin, res);
         else
-            log_append(p, records, len, now_ms, &vo, res);
+            log_append(p, records, len, now_ms, &vo, origin, res);
     }
     if (res->error || acks != -1)
         return true;
@@ -603,6 +610,14 @@ void sp_partition_producers(sp_partition_t *p, void (*fn)(const sp_pentry_t *e, 
     pthread_mutex_lock(&p->ps_mu);
     sp_pstate_each(p->ps, fn, ctx);
     pthread_mutex_unlock(&p->ps_mu);
+}
+
+uint64_t sp_partition_verify_begin(sp_partition_t *p, int64_t producer_id, int16_t epoch)
+{
+    pthread_mutex_lock(&p->ps_mu);
+    uint64_t g = sp_pstate_verify_begin(p->ps, producer_id, epoch, sp_wall_ms());
+    pthread_mutex_unlock(&p->ps_mu);
+    return g;
 }
 
 bool sp_partition_txn_open(sp_partition_t *p, int64_t producer_id, int16_t epoch)

@@ -78,6 +78,11 @@ typedef struct sp_append_origin {
     /* client: where per-record errors go (Produce's record_errors); may be NULL */
     sp_record_error_fn *record_error;
     void *record_error_ctx;
+    /* client: a transactional batch that opens its producer's transaction
+     * here needs the guard of its verification (KIP-890,
+     * sp_partition_verify_begin); txn_verify false: not required */
+    bool txn_verify;
+    uint64_t txn_guard;
 } sp_append_origin_t;
 
 /* How far a read may go (Kafka's FetchIsolation). */
@@ -155,6 +160,10 @@ void sp_partition_set_producer_expiry(sp_partition_t *p, int64_t expiration_ms, 
  * partition's producer lock and must not call back into the partition. */
 void sp_partition_producers(sp_partition_t *p, void (*fn)(const struct sp_pentry *e, void *ctx), void *ctx);
 
+/* Starts KIP-890's verification of producer (id, epoch) here: the guard
+ * its append then carries (txn/producer_state.h sp_pstate_verify_begin);
+ * 0 when out of memory. */
+uint64_t sp_partition_verify_begin(sp_partition_t *p, int64_t producer_id, int16_t epoch);
 /* Whether producer (id, epoch) has a transaction open on this partition
  * (its transactional batches need no check with the coordinator). */
 bool sp_partition_txn_open(sp_partition_t *p, int64_t producer_id, int16_t epoch);

@@ -423,7 +423,7 @@ static int16_t persist(void *ctx, const char *group, uint8_t *batch, size_t len,
         return SP_ERR_COORDINATOR_NOT_AVAILABLE;
     }
     sp_append_outcome_t ar;
-    static const sp_append_origin_t origin = { SP_ORIGIN_COORDINATOR, NULL, NULL };
+    static const sp_append_origin_t origin = { .kind = SP_ORIGIN_COORDINATOR };
     /* acks=all, as Kafka's coordinator writes */
     bool final = sp_partition_append(part, batch, len, &origin, -1, now_ms(), &ar);
     if (ar.error) {

@@ -144,7 +144,7 @@ static void write_one(mwrite_t *m, mpart_t *mp, const sp_txn_marker_t *mk, const
         part_done(mp, SP_ERR_UNKNOWN_SERVER_ERROR);
         return;
     }
-    static const sp_append_origin_t origin = { SP_ORIGIN_COORDINATOR, NULL, NULL };
+    static const sp_append_origin_t origin = { .kind = SP_ORIGIN_COORDINATOR };
     sp_append_outcome_t res;
     bool final = sp_partition_append(mp->part, batch, len, &origin, -1, now, &res);
     free(batch);

@@ -32,8 +32,19 @@ typedef struct txn_list {
     int n, cap;
 } txn_list_t;
 
+/* A verification under way (KIP-890). */
+typedef struct guard {
+    int64_t producer_id;
+    int16_t epoch;
+    uint64_t token;
+    int64_t since_ms;
+} guard_t;
+
 struct sp_pstate {
     char *label;
+    guard_t *guards;              /* verifications under way (a handful) */
+    int nguards, capguards;
+    uint64_t next_token;
     /* producer id -> entry: open addressing, linear probing, keyed hash
      * (ids come from clients), at most half full */
     sp_pentry_t **slot;
@@ -158,6 +169,7 @@ void sp_pstate_free(sp_pstate_t *s)
     free(s->slot);
     free(s->ongoing.v);
     free(s->unstable.v);
+    free(s->guards);
     free(s->label);
     free(s);
 }
@@ -196,6 +208,43 @@ static int txn_find(const txn_list_t *l, int64_t first, int64_t pid)
         if (l->v[i].first_offset == first && l->v[i].producer_id == pid)
             return i;
     return -1;
+}
+
+/* ---- verification guards ---------------------------------------------------- */
+
+static int guard_find(const sp_pstate_t *s, int64_t pid)
+{
+    for (int i = 0; i < s->nguards; i++)
+        if (s->guards[i].producer_id == pid)
+            return i;
+    return -1;
+}
+
+static void guard_clear(sp_pstate_t *s, int64_t pid)
+{
+    int i = guard_find(s, pid);
+    if (i >= 0)
+        s->guards[i] = s->guards[--s->nguards];
+}
+
+uint64_t sp_pstate_verify_begin(sp_pstate_t *s, int64_t pid, int16_t epoch, int64_t now_ms)
+{
+    int i = guard_find(s, pid);
+    if (i >= 0 && s->guards[i].epoch == epoch)
+        return s->guards[i].token; /* one under way already: the same guard */
+    if (i < 0) {
+        if (s->nguards == s->capguards) {
+            int cap = s->capguards ? s->capguards * 2 : 4;
+            guard_t *nv = realloc(s->guards, sizeof(*nv) * (size_t)cap);
+            if (!nv)
+                return 0;
+            s->guards = nv;
+            s->capguards = cap;
+        }
+        i = s->nguards++;
+    }
+    s->guards[i] = (guard_t){ pid, epoch, ++s->next_token, now_ms };
+    return s->guards[i].token;
 }
 
 /* ---- checks -------------------------------------------------------------- */
@@ -340,6 +389,23 @@ void sp_pstate_check(const sp_pstate_t *s, const sp_batch_hdr_t *h, const uint8_
                h->producer_id, offset, s->label);
 }
 
+void sp_pstate_check_guarded(const sp_pstate_t *s, const sp_batch_hdr_t *h, const uint8_t *batch, size_t len,
+                             sp_pstate_origin_t origin, int64_t offset, uint64_t guard, sp_pverdict_t *v)
+{
+    sp_pstate_check(s, h, batch, len, origin, offset, v);
+    if (v->error || v->duplicate || h->producer_id < 0 || !sp_batch_is_transactional(h) || sp_batch_is_control(h))
+        return;
+    const sp_pentry_t *e = find(s, h->producer_id);
+    if (e && e->txn_first_offset >= 0)
+        return; /* its transaction is open here: nothing to verify */
+    int i = guard_find(s, h->producer_id);
+    if (guard == 0 || i < 0 || s->guards[i].token != guard || s->guards[i].epoch != h->producer_epoch)
+        refuse(v, SP_ERR_INVALID_TXN_STATE,
+               "Transactional records of producer %" PRId64 " at offset %" PRId64 " in %s were not verified "
+               "with the transaction coordinator (or its transaction ended meanwhile)",
+               h->producer_id, offset, s->label);
+}
+
 /* ---- updates --------------------------------------------------------------- */
 
 static void set_epoch(sp_pentry_t *e, int16_t epoch)
@@ -396,6 +462,7 @@ int sp_pstate_update(sp_pstate_t *s, const sp_batch_hdr_t *h, const uint8_t *bat
             *done = (sp_completed_txn_t){ e->producer_id, e->txn_first_offset, h->base_offset, !commit, lso };
             rc = 1;
         }
+        guard_clear(s, h->producer_id);
         set_epoch(e, h->producer_epoch);
         e->coordinator_epoch = cepoch;
         e->txn_first_offset = -1;
@@ -405,6 +472,7 @@ int sp_pstate_update(sp_pstate_t *s, const sp_batch_hdr_t *h, const uint8_t *bat
             if (txn_add(&s->ongoing, h->base_offset, h->producer_id, -1) != 0)
                 return -1;
             e->txn_first_offset = h->base_offset;
+            guard_clear(s, h->producer_id);
         }
         set_epoch(e, h->producer_epoch);
         sp_pbatch_t b = { last_seq_of(h), h->last_offset_delta, sp_batch_last_offset(h), h->max_timestamp };
@@ -442,6 +510,11 @@ int64_t sp_pstate_first_unstable(const sp_pstate_t *s)
 int sp_pstate_expire(sp_pstate_t *s, int64_t now_ms, int64_t expiration_ms)
 {
     int n = 0;
+    for (int i = 0; i < s->nguards;)
+        if (now_ms - s->guards[i].since_ms >= expiration_ms)
+            s->guards[i] = s->guards[--s->nguards];
+        else
+            i++;
     for (uint32_t i = 0; i <= s->mask;) {
         sp_pentry_t *e = s->slot[i];
         if (e && e->txn_first_offset < 0 && now_ms - e->last_timestamp >= expiration_ms) {

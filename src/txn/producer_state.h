@@ -124,6 +124,23 @@ void sp_pstate_check(const sp_pstate_t *s, const sp_batch_hdr_t *h, const uint8_
                      sp_pstate_origin_t origin, int64_t offset, sp_pverdict_t *v);
 
 /*
+ * KIP-890's verification guard (Kafka's VerificationStateEntry /
+ * VerificationGuard): before a producer's transactional batch that would
+ * open its transaction on this partition is checked with the transaction
+ * coordinator, sp_pstate_verify_begin hands out a guard (never 0) for
+ * (producer_id, epoch); a marker of that producer clears it, and so does
+ * the append that opens the transaction.  sp_pstate_check_guarded is
+ * sp_pstate_check that also refuses (INVALID_TXN_STATE) such an opening
+ * batch unless 'guard' is still the producer's: a transaction aborted
+ * between the coordinator's answer and the append cannot be reopened by
+ * a late batch (a hanging transaction).  Guards are forgotten with
+ * their producer's expiry.
+ */
+uint64_t sp_pstate_verify_begin(sp_pstate_t *s, int64_t producer_id, int16_t epoch, int64_t now_ms);
+void sp_pstate_check_guarded(const sp_pstate_t *s, const sp_batch_hdr_t *h, const uint8_t *batch, size_t len,
+                             sp_pstate_origin_t origin, int64_t offset, uint64_t guard, sp_pverdict_t *v);
+
+/*
  * Records an appended batch (h->base_offset already its offset).  A
  * marker that closes a transaction fills *done and returns 1; otherwise 0;
  * -1 when out of memory (the state is then unchanged) or a marker cannot

@@ -185,19 +185,24 @@ static int32_t env_coordinator_epoch(void *ctx, int32_t partition)
     return e;
 }
 
-void sp_txn_coordinator_topic(const sp_config_t *cfg, sp_ctl_topic_t *t)
+int sp_txn_coordinator_topic(const sp_config_t *cfg, sp_ctl_topic_t *t, sp_arena_t *arena)
 {
     static sp_str_t keys[] = { { "cleanup.policy", 14 }, { "segment.bytes", 13 }, { "compression.type", 16 } };
-    static sp_str_t vals[] = { { "compact", 7 }, { NULL, 0 }, { "uncompressed", 12 } };
-    static char seg[24];
-    snprintf(seg, sizeof(seg), "%lld", (long long)sp_config_long(cfg, "transaction.state.log.segment.bytes"));
+    sp_str_t *vals = sp_arena_alloc(arena, sizeof(*vals) * 3);
+    char *seg = sp_arena_alloc(arena, 24);
+    if (!vals || !seg)
+        return -1;
+    snprintf(seg, 24, "%lld", (long long)sp_config_long(cfg, "transaction.state.log.segment.bytes"));
+    vals[0] = sp_str_lit("compact");
     vals[1] = sp_str_c(seg);
+    vals[2] = sp_str_lit("uncompressed");
     t->name = sp_str_lit(SP_TXN_STATE_TOPIC);
     t->num_partitions = (int32_t)sp_config_long(cfg, "transaction.state.log.num.partitions");
     t->replication_factor = -1;
     t->nconfigs = 3;
     t->ckeys = keys;
     t->cvalues = vals;
+    return 0;
 }
 
 /* ---- writes -------------------------------------------------------------------- */
@@ -252,7 +257,7 @@ static int16_t env_persist(void *ctx, int32_t partition, const uint8_t *key, siz
         sp_partition_unref(part);
         return SP_ERR_UNKNOWN_SERVER_ERROR;
     }
-    static const sp_append_origin_t origin = { SP_ORIGIN_COORDINATOR, NULL, NULL };
+    static const sp_append_origin_t origin = { .kind = SP_ORIGIN_COORDINATOR };
     sp_append_outcome_t ar;
     bool final = sp_partition_append(part, batch, len, &origin, -1, now, &ar);
     free(batch);

@@ -64,7 +64,8 @@ void sp_txn_coordinator_warm(sp_txn_coordinator_t *c);
 
 /* Fills t (zeroed by the caller) with how __transaction_state is created
  * (Kafka's TransactionLog topic configs: compacted, uncompressed,
- * transaction.state.log.segment.bytes segments).  Static strings. */
-void sp_txn_coordinator_topic(const struct sp_config *cfg, struct sp_ctl_topic *t);
+ * transaction.state.log.segment.bytes segments); strings static or in
+ * arena.  0, or -1 when out of memory.  Any thread. */
+int sp_txn_coordinator_topic(const struct sp_config *cfg, struct sp_ctl_topic *t, sp_arena_t *arena);
 
 #endif

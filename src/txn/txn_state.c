@@ -155,6 +155,7 @@ typedef struct txn {
     meta_t m;
     bool written;               /* m is durable (false: created, first write pending) */
     bool failed_fence;          /* Kafka's hasFailedEpochFence */
+    bool fencing;               /* the pending Prepare* write bumps the epoch (init, timeout) */
     /* a pending transition (invariant 1) */
     bool pending;
     bool writing;               /* the write of 'transit' is under way */
@@ -423,7 +424,11 @@ void sp_txns_replay(sp_txns_t *t, int32_t partition, sp_bytes_t key, sp_bytes_t 
     x->m.update_ts = v.transaction_last_update_timestamp_ms;
     x->m.start_ts = v.transaction_start_timestamp_ms;
     tp_clear(&x->m.parts);
-    for (int32_t i = 0; i < v.transaction_partitions.n; i++) {
+    /* Empty and Complete* hold no partitions (invariant 2; Kafka writes
+     * none there): a record that names some is not trusted for them */
+    bool holds = v.transaction_status == SP_TXN_ONGOING || v.transaction_status == SP_TXN_PREPARE_COMMIT ||
+                 v.transaction_status == SP_TXN_PREPARE_ABORT;
+    for (int32_t i = 0; holds && i < v.transaction_partitions.n; i++) {
         const sp_transaction_log_value_partitions_schema_t *p = &v.transaction_partitions.v[i];
         for (int32_t j = 0; j < p->partition_ids.n && p->topic.len > 0; j++)
             tp_add(&x->m.parts, p->topic.ptr, (size_t)p->topic.len, p->partition_ids.v[j]);
@@ -457,14 +462,46 @@ static int16_t write_error(int16_t err)
     case SP_ERR_NOT_LEADER_OR_FOLLOWER:
     case SP_ERR_KAFKA_STORAGE_ERROR:
         return SP_ERR_NOT_COORDINATOR;
-    default:
+    case SP_ERR_MESSAGE_TOO_LARGE:
+    case SP_ERR_RECORD_LIST_TOO_LARGE:
         return SP_ERR_UNKNOWN_SERVER_ERROR;
+    default:
+        return err;
     }
 }
 
-/* Starts writing x->transit (x->pending set by the caller); on a refused
- * write the transition is dropped and the call answered. */
-static void start_write(sp_txns_t *t, txn_t *x)
+/* The write of x->transit failed (err: the partition's Kafka error) or
+ * was refused: the transition is dropped and its call answered (a new
+ * id whose first write failed is forgotten), except a Complete write,
+ * retried a moment later while the id stays in Prepare*. */
+static void write_failed(sp_txns_t *t, txn_t *x, int16_t err, int64_t now)
+{
+    sp_txn_call_t *call = x->call;
+    x->call = NULL;
+    if (x->after == AFTER_COMPLETE) {
+        set_retry(t, x, now + MARKER_RETRY_MS); /* still Prepare*: write Complete again */
+        return;
+    }
+    if (x->after == AFTER_MARKERS && x->fencing) {
+        /* Kafka's endTransaction bumps the epoch in memory before the
+         * write; when the write fails the bump stays (the producer is
+         * fenced) and hasFailedEpochFence keeps the next fence from
+         * bumping again */
+        x->m.epoch = x->transit.epoch;
+        x->m.last_epoch = NO_EPOCH;
+        x->failed_fence = true;
+    }
+    x->fence_answer = 0;
+    x->fencing = false;
+    x->pending = false;
+    answer(call, write_error(err));
+    if (!x->written)
+        destroy(t, x);
+}
+
+/* Starts writing x->transit (x->pending set by the caller); a refused
+ * write is a failed one (write_failed). */
+static void start_write(sp_txns_t *t, txn_t *x, int64_t now)
 {
     size_t kl = 0, vl = 0;
     uint8_t *key = encode_key(x, &kl);
@@ -479,16 +516,7 @@ static void start_write(sp_txns_t *t, txn_t *x)
         t->writes++;
         return;
     }
-    x->pending = false;
-    sp_txn_call_t *call = x->call;
-    x->call = NULL;
-    if (x->after == AFTER_COMPLETE || x->after == AFTER_REMOVE) {
-        x->pending = x->after == AFTER_COMPLETE; /* Prepare* stays pending: retried */
-        set_retry(t, x, 0);
-    }
-    answer(call, write_error(err));
-    if (!x->written && !x->pending)
-        destroy(t, x);
+    write_failed(t, x, err, now);
 }
 
 /* Prepares a transition of x to 'm' (copied), then 'after'. */
@@ -496,7 +524,7 @@ static int transit(sp_txns_t *t, txn_t *x, const meta_t *m, after_t after, sp_tx
 {
     (void)t;
     x->transit.pid = m->pid;
-    x->transit.last_pid = m->last_pid;
+    x->transit.last_pid = x->m.pid; /* Kafka's prevProducerId: the id before every transition */
     x->transit.epoch = m->epoch;
     x->transit.last_epoch = m->last_epoch;
     x->transit.timeout_ms = m->timeout_ms;
@@ -540,6 +568,7 @@ static void apply(sp_txns_t *t, txn_t *x, int64_t now)
     case AFTER_MARKERS:
         /* the client's EndTxn is answered now; the markers go on */
         x->failed_fence = false;
+        x->fencing = false;
         answer(call, x->fence_answer);
         x->fence_answer = 0;
         send_markers(t, x, now);
@@ -568,19 +597,7 @@ void sp_txns_settle(sp_txns_t *t, sp_txn_write_t *w, int16_t err, int64_t now)
     }
     sp_warn("txn", "cannot write the state of %s to __transaction_state-%d: %s", x->id, x->partition,
             sp_kafka_error_name(err));
-    sp_txn_call_t *call = x->call;
-    x->call = NULL;
-    if (x->after == AFTER_COMPLETE) {
-        set_retry(t, x, now + MARKER_RETRY_MS); /* still Prepare*: write Complete again */
-        return;
-    }
-    if (x->after == AFTER_MARKERS && x->fence_answer)
-        x->failed_fence = true; /* the epoch was bumped and never returned (Kafka) */
-    x->fence_answer = 0;
-    x->pending = false;
-    answer(call, write_error(err));
-    if (!x->written)
-        destroy(t, x);
+    write_failed(t, x, err, now);
 }
 
 /* ---- markers ----------------------------------------------------------------- */
@@ -616,7 +633,7 @@ static void complete(sp_txns_t *t, txn_t *x, int64_t now)
         set_retry(t, x, now + MARKER_RETRY_MS);
         return;
     }
-    start_write(t, x);
+    start_write(t, x, now);
 }
 
 void sp_txns_markers_done(sp_txns_t *t, void *token, const int16_t *errors, int64_t now)
@@ -630,7 +647,8 @@ void sp_txns_markers_done(sp_txns_t *t, void *token, const int16_t *errors, int6
     for (int32_t i = 0; i < x->m.parts.n; i++) {
         int16_t e = errors[i];
         if (e == 0 || e == SP_ERR_UNKNOWN_TOPIC_OR_PARTITION || e == SP_ERR_INVALID_PRODUCER_EPOCH ||
-            e == SP_ERR_TRANSACTION_COORDINATOR_FENCED || e == SP_ERR_UNSUPPORTED_FOR_MESSAGE_FORMAT) {
+            e == SP_ERR_TRANSACTION_COORDINATOR_FENCED || e == SP_ERR_UNSUPPORTED_FOR_MESSAGE_FORMAT ||
+            e == SP_ERR_UNSUPPORTED_VERSION) {
             if (e && e != SP_ERR_UNKNOWN_TOPIC_OR_PARTITION)
                 sp_warn("txn", "the marker of %s for %s-%d was refused: %s", x->id, x->m.parts.topics[i],
                         x->m.parts.parts[i], sp_kafka_error_name(e));
@@ -668,7 +686,6 @@ static int16_t init_transit(sp_txns_t *t, txn_t *x, const sp_txn_call_t *c, int6
         int64_t pid = t->has_env ? t->env.next_pid(t->env.ctx) : -1;
         if (pid < 0)
             return SP_ERR_COORDINATOR_LOAD_IN_PROGRESS;
-        m->last_pid = expected ? x->m.pid : -1;
         m->pid = pid;
         m->epoch = 0;
         m->last_epoch = expected ? x->m.epoch : NO_EPOCH;
@@ -698,10 +715,13 @@ static int16_t begin_end(sp_txns_t *t, txn_t *x, bool commit, sp_txn_call_t *cal
 {
     meta_t m = x->m;
     memset(&m.parts, 0, sizeof(m.parts));
-    if (fence_answer || call == NULL) {
+    bool fence = fence_answer || call == NULL;
+    if (fence) {
         /* Kafka's prepareFenceProducerEpoch: not bumped again after a
-         * failed fence */
-        if (!x->failed_fence && !epoch_exhausted(x->m.epoch))
+         * failed fence, nor past Short.MaxValue (an exhausted epoch,
+         * Short.MaxValue - 1, is still bumped: the producer must be
+         * fenced, and its retry then gets a new producer id) */
+        if (!x->failed_fence && x->m.epoch != INT16_MAX)
             m.epoch = (int16_t)(x->m.epoch + 1);
         m.last_epoch = NO_EPOCH;
     }
@@ -713,8 +733,18 @@ static int16_t begin_end(sp_txns_t *t, txn_t *x, bool commit, sp_txn_call_t *cal
     }
     tp_free(&m.parts);
     x->fence_answer = fence_answer;
-    start_write(t, x);
+    x->fencing = fence;
+    start_write(t, x, now);
     return 0;
+}
+
+/* Whether x has a transition pending as Kafka's pendingState counts it:
+ * a write under way or to retry.  A Prepare* state whose markers are
+ * being written has none (Kafka clears pendingState once Prepare* is
+ * durable), so calls then get the answer of Kafka's state table. */
+static bool busy(const txn_t *x)
+{
+    return x->pending && (x->writing || x->after != AFTER_MARKERS);
 }
 
 static void call_init(sp_txns_t *t, sp_txn_call_t *c, int64_t now)
@@ -729,7 +759,9 @@ static void call_init(sp_txns_t *t, sp_txn_call_t *c, int64_t now)
     }
     int32_t np = t->has_env ? t->env.partitions(t->env.ctx) : -1;
     if (np <= 0) {
-        answer(c, SP_ERR_COORDINATOR_NOT_AVAILABLE);
+        /* no __transaction_state yet: Kafka's getTransactionState finds no
+         * partition it owns (FindCoordinator creates the topic) */
+        answer(c, SP_ERR_NOT_COORDINATOR);
         return;
     }
     txn_t *x = lookup(t, c->txn_id);
@@ -749,7 +781,7 @@ static void call_init(sp_txns_t *t, sp_txn_call_t *c, int64_t now)
         x->m.status = SP_TXN_EMPTY;
         x->m.update_ts = now;
     }
-    if (x->pending) {
+    if (busy(x)) {
         answer(c, SP_ERR_CONCURRENT_TRANSACTIONS);
         return;
     }
@@ -782,7 +814,7 @@ static void call_init(sp_txns_t *t, sp_txn_call_t *c, int64_t now)
                 destroy(t, x);
             return;
         }
-        start_write(t, x);
+        start_write(t, x, now);
     }
     }
 }
@@ -807,7 +839,7 @@ static void call_add(sp_txns_t *t, sp_txn_call_t *c, int64_t now)
     }
     txn_t *x = lookup(t, c->txn_id);
     int16_t err = check_producer(x, c);
-    if (!err && x->pending)
+    if (!err && busy(x))
         err = SP_ERR_CONCURRENT_TRANSACTIONS;
     else if (!err && (x->m.status == SP_TXN_PREPARE_COMMIT || x->m.status == SP_TXN_PREPARE_ABORT))
         err = SP_ERR_CONCURRENT_TRANSACTIONS;
@@ -841,7 +873,7 @@ static void call_add(sp_txns_t *t, sp_txn_call_t *c, int64_t now)
         answer(c, SP_ERR_UNKNOWN_SERVER_ERROR);
         return;
     }
-    start_write(t, x);
+    start_write(t, x, now);
 }
 
 static void call_verify(sp_txns_t *t, sp_txn_call_t *c)
@@ -869,7 +901,7 @@ static void call_end(sp_txns_t *t, sp_txn_call_t *c, int64_t now)
     }
     txn_t *x = lookup(t, c->txn_id);
     int16_t err = check_producer(x, c);
-    if (!err && x->pending)
+    if (!err && busy(x))
         err = SP_ERR_CONCURRENT_TRANSACTIONS;
     if (err) {
         answer(c, err);
@@ -946,19 +978,19 @@ int64_t sp_txns_tick(sp_txns_t *t, int64_t now)
                         send_markers(t, x, now);
                 }
             } else if (!x->pending && aborts && x->m.status == SP_TXN_ONGOING &&
-                       x->m.start_ts + x->m.timeout_ms < now) {
+                       x->m.start_ts < now - x->m.timeout_ms) { /* replayed times are untrusted: no overflow */
                 sp_info("txn", "aborting the transaction of %s (producer %" PRId64 " epoch %d): it passed its "
                         "timeout of %d ms", x->id, x->m.pid, x->m.epoch, x->m.timeout_ms);
                 begin_end(t, x, false, NULL, 0, now);
             } else if (!x->pending && expiry &&
                        (x->m.status == SP_TXN_EMPTY || x->m.status == SP_TXN_COMPLETE_COMMIT ||
                         x->m.status == SP_TXN_COMPLETE_ABORT) &&
-                       x->m.update_ts + t->s.id_expiration_ms <= now) {
+                       x->m.update_ts <= now - t->s.id_expiration_ms) {
                 meta_t m = x->m;
                 memset(&m.parts, 0, sizeof(m.parts));
                 m.status = SP_TXN_DEAD;
                 if (transit(t, x, &m, AFTER_REMOVE, NULL) == 0)
-                    start_write(t, x);
+                    start_write(t, x, now);
             }
             if (x && x->pending && !x->writing && !x->markers_out && x->retry_at < t->earliest_retry)
                 t->earliest_retry = x->retry_at;

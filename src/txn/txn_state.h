@@ -34,8 +34,12 @@
  * Every transition is first written (one record, key = transactional id,
  * value = the new metadata; Kafka's TransactionLogKey/Value v0) and only
  * applied once durable; meanwhile the id has a pending transition and
- * other requests on it get CONCURRENT_TRANSACTIONS, as in Kafka.  A failed
- * write leaves the state as it was.
+ * other requests on it get CONCURRENT_TRANSACTIONS, as in Kafka (not while
+ * the markers of a Prepare* state are written: Kafka has no pending
+ * transition then, and answers from its state table).  A failed write
+ * leaves the state as it was, except a fence's (init while Ongoing, the
+ * timeout abort): as in Kafka the bumped epoch stays in memory, so the
+ * producer is fenced, and the next fence does not bump it again.
  *
  * Invariants (sp_txns_check):
  *  (1) an id has at most one pending transition (one write under way, or

@@ -841,7 +841,11 @@ def sc_group_errors(full):
                   join(v, '', session=10 ** 8, label='session timeout above the maximum'),
                   join(v, '', group='', label='empty group id')]
     for v in (served(10) if full else [0, 3, 6]):
-        steps.append(find_coordinator(v, key='{g}', key_type=1))
+        # the first one creates __transaction_state (Kafka answers
+        # COORDINATOR_NOT_AVAILABLE while it does, Spool once it did): again until ready
+        st = find_coordinator(v, key='{g}', key_type=1)
+        st.retry = lambda b: (b['Coordinators'][0] if 'Coordinators' in b else b)['ErrorCode'] == 0
+        steps.append(st)
         steps.append(find_coordinator(v, key='', key_type=0))
         steps.append(find_coordinator(v, key='{g}', key_type=5))
     for v in (served(8) if full else [2, 9]):
@@ -937,6 +941,180 @@ def sc_txn_offset_commit(full):
     return [Scenario('txn-offset-commit', steps, topics={'t': 1, 'u': 0}, groups=['g'])]
 
 
+def sc_txn_bad_input(full):
+    """The transaction coordinator's answers to bad input (TV1 versions of
+    EndTxn, < 5): EndTxn in Empty, EndTxn and AddPartitionsToTxn with an
+    unknown transactional id, another producer id, a stale epoch (and the
+    old versions' INVALID_PRODUCER_EPOCH), an empty transactional id;
+    InitProducerId above transaction.max.timeout.ms; AddPartitionsToTxn
+    naming an unknown topic (UNKNOWN_TOPIC_OR_PARTITION, the rest
+    OPERATION_NOT_ATTEMPTED); a transactional batch produced before
+    AddPartitionsToTxn (KIP-890) and one with no transactional id; then
+    a transaction that works (added, committed, EndTxn the wrong way
+    afterwards) and a plain produce and fetch.  The producer ids are each
+    broker's own (learnt)."""
+    ready = lambda b: b['ErrorCode'] not in (14, 15, 16, 51)          # noqa: E731
+    txn = 'tx-{g}'
+
+    def init(label, learn=None, retry=ready, timeout=60000, tid=txn, v=4):
+        return Step(22, v, {'TransactionalId': tid, 'TransactionTimeoutMs': timeout, 'ProducerId': -1,
+                            'ProducerEpoch': -1}, label=label, learn=learn, retry=retry)
+
+    def end(v, commit, pid='{pid}', epoch='{e1}', tid=txn, label='', retry=None):
+        return Step(26, v, {'TransactionalId': tid, 'ProducerId': pid, 'ProducerEpoch': epoch,
+                            'Committed': commit}, label=label, retry=retry)
+
+    def add(v, parts, pid='{pid}', epoch='{e1}', tid=txn, label='', retry=None):
+        topics = {}
+        for t, p in parts:
+            topics.setdefault(t, []).append(p)
+        return Step(24, v, {'V3AndBelowTransactionalId': tid, 'V3AndBelowProducerId': pid,
+                            'V3AndBelowProducerEpoch': epoch,
+                            'V3AndBelowTopics': [{'Name': t, 'Partitions': ps} for t, ps in topics.items()]},
+                    label=label, retry=retry)
+
+    def txn_batch(t, seq=0):
+        return batch(1, seq, producer_id=t.vars['pid'], producer_epoch=t.vars['e1'], base_sequence=seq,
+                     attributes=0x10)
+
+    steps = [
+        Step(10, 4, {'KeyType': 1, 'CoordinatorKeys': [txn]}, label='transaction coordinator',
+             retry=lambda b: b['Coordinators'][0]['ErrorCode'] == 0),
+        init('first', learn={'pid': lambda b: b['ProducerId'], 'e0': lambda b: b['ProducerEpoch']}),
+        init('again: the epoch bumped', learn={'e1': lambda b: b['ProducerEpoch']}),
+        init('timeout above transaction.max.timeout.ms', timeout=900001, retry=None),
+        init('timeout 0', timeout=0, retry=None),
+    ]
+    for v in ([0, 1, 2, 3, 4] if full else [1, 3]):
+        steps += [
+            end(v, True, label='commit in Empty'),
+            end(v, False, label='abort in Empty'),
+            end(v, True, tid='nope-{g}', label='unknown transactional id'),
+            end(v, True, pid=1234567, label='another producer id'),
+            end(v, True, epoch='{e0}', label='stale epoch'),
+            end(v, True, tid='', label='empty transactional id'),
+        ]
+        if v > 3:       # AddPartitionsToTxn v4+ is the brokers' batched form
+            continue
+        steps += [
+            add(v, [('{t}', 0)], tid='nope-{g}', label='unknown transactional id'),
+            add(v, [('{t}', 0)], pid=1234567, label='another producer id'),
+            add(v, [('{t}', 0)], epoch='{e0}', label='stale epoch'),
+            add(v, [('{t}', 0)], tid='', label='empty transactional id'),
+            add(v, [('{t}', 0), ('{u}', 0), ('{t}', 5)], label='unknown topic and partition'),
+            Step(25, v, {'TransactionalId': txn, 'ProducerId': '{pid}', 'ProducerEpoch': '{e0}', 'GroupId': '{g}'},
+                 label='AddOffsetsToTxn, stale epoch'),
+        ]
+    for v in ([3, 4, 5] if full else [3, 4]):
+        steps.append(Step(22, v, {'TransactionalId': txn, 'TransactionTimeoutMs': 60000, 'ProducerId': '{pid}',
+                                  'ProducerEpoch': '{e0}'}, label='KIP-360, a stale epoch'))
+    steps += [
+        Step(0, 9, lambda t: produce_body([('{t}', 0, txn_batch(t))], txn=txn),
+             label='transactional batch before AddPartitionsToTxn'),
+        Step(0, 9, lambda t: produce_body([('{t}', 0, txn_batch(t))]),
+             label='transactional batch, no transactional id'),
+        add(3, [('{t}', 0)], label='add', retry=lambda b: b['ResultsByTopicV3AndBelow'][0]['ResultsByPartition'][0]
+            ['PartitionErrorCode'] != 51),
+        Step(0, 9, lambda t: produce_body([('{t}', 0, txn_batch(t))], txn=txn), label='transactional batch'),
+        end(3, True, label='commit', retry=lambda b: b['ErrorCode'] != 51),
+        end(3, False, label='abort after the commit', retry=lambda b: b['ErrorCode'] != 51),
+        end(3, True, label='commit again', retry=lambda b: b['ErrorCode'] != 51),
+        Step(0, 9, produce_body([('{t}', 1, batch(2))]), label='a plain batch'),
+        Step(1, 12, fetch_body([('{t}', 1, 0)]), label='read back'),
+        Step(2, 5, list_offsets_body([('{t}', 0, -1)], isolation=1), label='the LSO past the commit',
+             retry=lambda b: b['Topics'][0]['Partitions'][0]['Offset'] == 2),
+    ]
+    return [Scenario('txn-bad-input', steps, topics={'t': 2, 'u': 0}, groups=['g'])]
+
+
+def sc_transactions(full):
+    """A transaction of each kind, through every version Spool serves of
+    the transaction APIs (TV1: EndTxn < 5): partitions added at
+    AddPartitionsToTxn v0-3, AddOffsetsToTxn v0-4, transactional batches,
+    then the brokers' batched form (v4-5: verify-only for the partitions in
+    it, one not in it, an unknown transactional id; and an add), EndTxn
+    commit and abort; ListTransactions v0-2 (filters by state, producer id,
+    duration, pattern, an unknown state) and DescribeTransactions while a
+    transaction is open and after.  The producer id is each broker's own
+    (learnt); the listings are compared only for this scenario's id."""
+    ready = lambda b: b['ErrorCode'] not in (14, 15, 16, 51)          # noqa: E731
+    txn = 'txs-{g}'
+
+    def add(v, parts, label='', epoch='{e}'):
+        topics = {}
+        for t, p in parts:
+            topics.setdefault(t, []).append(p)
+        tl = [{'Name': t, 'Partitions': ps} for t, ps in topics.items()]
+        return Step(24, v, {'V3AndBelowTransactionalId': txn, 'V3AndBelowProducerId': '{pid}',
+                            'V3AndBelowProducerEpoch': epoch, 'V3AndBelowTopics': tl}, label=label,
+                    retry=lambda b: all(p['PartitionErrorCode'] != 51 for t in b['ResultsByTopicV3AndBelow']
+                                        for p in t['ResultsByPartition']))
+
+    def batched(v, verify, parts, tid=txn, label=''):
+        topics = {}
+        for t, p in parts:
+            topics.setdefault(t, []).append(p)
+        return Step(24, v, {'Transactions': [{'TransactionalId': tid, 'ProducerId': '{pid}', 'ProducerEpoch': '{e}',
+                                              'VerifyOnly': verify,
+                                              'Topics': [{'Name': t, 'Partitions': ps} for t, ps in topics.items()]}]},
+                    label=label)
+
+    def end(v, commit, label=''):
+        return Step(26, v, {'TransactionalId': txn, 'ProducerId': '{pid}', 'ProducerEpoch': '{e}',
+                            'Committed': commit}, label=label, retry=lambda b: b['ErrorCode'] != 51)
+
+    def txn_batch(t, p, n, seq):
+        return batch(n, seq, producer_id=t.vars['pid'], producer_epoch=t.vars['e'], base_sequence=seq,
+                     attributes=0x10)
+
+    steps = [
+        Step(10, 4, {'KeyType': 1, 'CoordinatorKeys': [txn]}, label='transaction coordinator',
+             retry=lambda b: b['Coordinators'][0]['ErrorCode'] == 0),
+        Step(22, 4, {'TransactionalId': txn, 'TransactionTimeoutMs': 60000, 'ProducerId': -1, 'ProducerEpoch': -1},
+             label='init', retry=ready,
+             learn={'pid': lambda b: b['ProducerId'], 'e': lambda b: b['ProducerEpoch']}),
+        Step(65, 0, {'TransactionalIds': [txn, 'nope-{g}', '']}, label='describe, Empty'),
+    ]
+    seq = 0
+    vs = [0, 1, 2, 3] if full else [0, 3]
+    for i, v in enumerate(vs):
+        commit = i % 2 == 0
+        steps += [
+            add(v, [('{t}', 0), ('{t}', 1)], label='add two partitions'),
+            add(v, [('{t}', 0)], label='again: already in'),
+            Step(25, v, {'TransactionalId': txn, 'ProducerId': '{pid}', 'ProducerEpoch': '{e}', 'GroupId': '{g}'},
+                 label='add offsets', retry=lambda b: b['ErrorCode'] != 51),
+            Step(0, 9, (lambda s: lambda t: produce_body([('{t}', 0, txn_batch(t, 0, 2, s))], txn=txn))(seq),
+                 label='a transactional batch'),
+            Step(65, 0, {'TransactionalIds': [txn]}, label='describe, Ongoing'),
+            batched(4 if i % 2 else 5, True, [('{t}', 0), ('{t}', 1), ('{t}', 2)],
+                    label='verify-only: two in, one not'),
+            batched(4, True, [('{t}', 0)], tid='nope-{g}', label='verify-only: unknown transactional id'),
+            end(min(v + 1, 4), commit, label='commit' if commit else 'abort'),
+        ]
+        seq += 2
+    # AddOffsetsToTxn v4, EndTxn v4 in one more transaction
+    steps += [
+        Step(25, 4, {'TransactionalId': txn, 'ProducerId': '{pid}', 'ProducerEpoch': '{e}', 'GroupId': '{g}'},
+             label='add offsets v4', retry=lambda b: b['ErrorCode'] != 51),
+        end(4, False, label='abort v4'),
+        Step(65, 0, {'TransactionalIds': [txn]}, label='describe, CompleteAbort',
+             retry=lambda b: b['TransactionStates'][0]['TransactionState'] == 'CompleteAbort'),
+        # (the records are not fetched: markers carry each broker's own clock; txn-markers reads them)
+        Step(2, 5, list_offsets_body([('{t}', 0, -1), ('{t}', 1, -1)], isolation=1), label='the LSO'),
+    ]
+    for v in ([0, 1, 2] if full else [0, 2]):
+        body = {'StateFilters': ['CompleteAbort', 'Bogus'], 'ProducerIdFilters': ['{pid}'], 'DurationFilter': -1,
+                'TransactionalIdPattern': None}
+        if v >= 2:
+            body['TransactionalIdPattern'] = 'txs-.*'
+        steps.append(Step(66, v, body, label='list: this producer, CompleteAbort'))
+        steps.append(Step(66, v, {'StateFilters': ['Ongoing'], 'ProducerIdFilters': ['{pid}'],
+                                  'DurationFilter': 3600000 if v >= 1 else -1, 'TransactionalIdPattern': None},
+                          label='list: Ongoing (none)'))
+    return [Scenario('transactions', steps, topics={'t': 3}, groups=['g'])]
+
+
 # ---------------------------------------------------------------- all
 
 BUILDERS = [
@@ -945,7 +1123,7 @@ BUILDERS = [
     sc_describe_configs, sc_alter_configs, sc_incremental_alter_configs, sc_cluster,
     sc_groups, sc_group_errors, sc_group_two_members, sc_static_member, sc_unsupported,
     sc_metadata_autocreate, sc_describe_topic_partitions, sc_idempotent, sc_init_producer_id,
-    sc_txn_offset_commit, sc_txn_markers,
+    sc_txn_offset_commit, sc_txn_markers, sc_txn_bad_input, sc_transactions,
 ]
 
 

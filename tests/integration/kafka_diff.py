@@ -56,6 +56,7 @@ IGNORE = [
     (35, 'LogDir', 'each broker has its own directories'),
     (35, 'TotalBytes', 'the size of the disk under each broker\'s directory, sampled at different times'),
     (35, 'UsableBytes', 'the free space of the disk under each broker\'s directory, sampled at different times'),
+    (65, 'TransactionStates[].TransactionStartTimeMs', 'each broker\'s own clock when the transaction began'),
 ]
 
 # (api key or None, field path pattern): texts compared by presence only
@@ -104,6 +105,14 @@ SORT = [
     (47, 'Topics[].Partitions', ('PartitionIndex',)),
     (33, 'Responses', ('ResourceType', 'ResourceName')),
     (44, 'Responses', ('ResourceType', 'ResourceName')),
+    (24, 'ResultsByTopicV3AndBelow', ('Name',)),
+    (24, 'ResultsByTopicV3AndBelow[].ResultsByPartition', ('PartitionIndex',)),
+    (24, 'ResultsByTransaction', ('TransactionalId',)),
+    (24, 'ResultsByTransaction[].TopicResults', ('Name',)),
+    (24, 'ResultsByTransaction[].TopicResults[].ResultsByPartition', ('PartitionIndex',)),
+    (65, 'TransactionStates[].Topics', ('Topic',)),
+    (65, 'TransactionStates[].Topics[].Partitions', ()),      # a set of partition numbers
+    (66, 'TransactionStates', ('TransactionalId',)),
 ]
 
 # Fields holding ids a broker makes up: compared as symbols.
@@ -114,6 +123,8 @@ MEMBER_FIELDS = ('MemberId', 'Leader')
 # given (>= 0); -1, the answer of a failed request, is compared as it is
 PRODUCER_ID_FIELDS = [
     (22, 'ProducerId'),
+    (65, 'TransactionStates[].ProducerId'),
+    (66, 'TransactionStates[].ProducerId'),
 ]
 
 
@@ -193,24 +204,10 @@ KNOWN = [
           spool=_is(CLOSED), diff=lambda d: d.api not in SPOOL_RANGES),
     Known('produce-v0-2', 0, (0, 2), '<outcome>', 'Produce v0-2 refused per partition, not by closing',
           kafka=_is(CLOSED), spool=_answered),
-    # fetch sessions, transactions
+    # fetch sessions
     Known('fetch-sessions', 1, (7, 18), 'SessionId', 'no fetch sessions (KIP-227)', spool=_is(0)),
     Known('group-id-nul', 11, None, 'ErrorCode', 'a group id with a NUL byte', kafka=_is(0), spool=_is(24),
           label='nul group'),
-    Known('transactions', 10, None, 'ErrorCode', 'no transaction coordinator', kafka=_is(0), spool=_is(15),
-          label='transaction'),
-    Known('transactions', 10, None, 'Coordinators[].ErrorCode', 'no transaction coordinator', kafka=_is(0),
-          spool=_is(15), label='transaction'),
-    Known('transactions', 10, None, 'NodeId', 'no transaction coordinator', spool=_is(-1), label='transaction'),
-    Known('transactions', 10, None, 'Host', 'no transaction coordinator', spool=_is(''), label='transaction'),
-    Known('transactions', 10, None, 'Coordinators[].ErrorMessage', 'no transaction coordinator', kafka=_is(''),
-          spool=_is('<text>'), label='transaction'),
-    Known('transactions', 0, None, 'Responses[].PartitionResponses[].ErrorCode', 'a transactional id refused',
-          kafka=_is(0), spool=_is(53), label='transactional id'),
-    Known('transactions', 0, None, 'Responses[].PartitionResponses[].BaseOffset', 'a transactional id refused',
-          spool=_is(-1), label='transactional id'),
-    Known('transactions', 0, None, 'Responses[].PartitionResponses[].LogStartOffset', 'a transactional id refused',
-          spool=_is(-1), label='transactional id'),
     # topic creation
     Known('produce-creates-topics', 0, None, 'Responses[].PartitionResponses[].ErrorCode',
           'Produce creates a missing topic', kafka=_is(3), spool=_is(0), label='unknown topic'),
@@ -577,6 +574,8 @@ def normalise(api, version, body, target, own_names=None):
             keys = _sort_keys(api, path)
             if keys and all(isinstance(e, dict) for e in items):
                 items.sort(key=lambda e: tuple(repr(e.get(k)) for k in keys))
+            elif keys == () and all(isinstance(e, (int, str)) for e in items):
+                items.sort()
             return items
         if isinstance(x, str) and _UUID.match(x):
             if x == ZERO_UUID:

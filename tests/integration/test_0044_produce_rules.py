@@ -83,9 +83,11 @@ def test_control_batches_from_clients_are_refused(broker):
 
 
 def test_transactional_batches_need_a_transaction(broker):
-    """No transaction coordinator: a transactional batch is refused whether
-    or not it names a producer, at every version, and so is any request
-    with a transactional id."""
+    """A transactional batch needs a transactional id (Kafka's
+    KafkaApis.handleProduceRequest), whether or not it names a producer, at
+    every version; with an id the coordinator does not know, the batch is
+    refused by its check (KIP-890: INVALID_PRODUCER_ID_MAPPING); a request
+    with a transactional id and a plain batch is served as any."""
     create_topic(broker.bootstrap, 'txn', 1)
     for pid, seq in ((7, 0), (-1, -1)):
         batch = good_batch(attributes=kw.ATTR_TRANSACTIONAL, producer_id=pid, producer_epoch=0,
@@ -93,9 +95,13 @@ def test_transactional_batches_need_a_transaction(broker):
         for v in (3, 7, 9, 11):
             p = answer(broker.port, v, {('txn', 0): batch})[('txn', 0)]
             assert p['error_code'] == TRANSACTIONAL_ID_AUTHORIZATION_FAILED, (pid, v, p)
-    p = answer(broker.port, 3, {('txn', 0): good_batch()}, transactional_id='tx-1')[('txn', 0)]
-    assert p['error_code'] == TRANSACTIONAL_ID_AUTHORIZATION_FAILED, p
+    batch = good_batch(attributes=kw.ATTR_TRANSACTIONAL, producer_id=7, producer_epoch=0, base_sequence=0)
+    for v in (3, 9, 11):
+        p = answer(broker.port, v, {('txn', 0): batch}, transactional_id='tx-unknown')[('txn', 0)]
+        assert p['error_code'] == 49, (v, p)       # INVALID_PRODUCER_ID_MAPPING
     assert_empty_then_good(broker.port, 'txn')
+    p = answer(broker.port, 3, {('txn', 0): good_batch()}, transactional_id='tx-1')[('txn', 0)]
+    assert p['error_code'] == 0 and p['base_offset'] > 0, p
 
 
 def test_one_batch_per_partition(broker):

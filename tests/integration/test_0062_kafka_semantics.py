@@ -217,11 +217,12 @@ def test_find_coordinator_key_types(broker):
     """As Kafka: a group id of any text, "" included, has a coordinator (Spool
     answered INVALID_REQUEST for ""); a key type other than group (0) and
     transaction (1) is INVALID_REQUEST (Spool answered
-    COORDINATOR_NOT_AVAILABLE); transactions are not built (1: 15)."""
+    COORDINATOR_NOT_AVAILABLE); a transactional id (1) has one too (the
+    first creates __transaction_state)."""
     from diff_corpus import find_coordinator
     t = _target(broker)
     for v in (0, 1, 3, 4, 6):
-        for kt, key, want in ((0, 'g', 0), (0, '', 0), (1, 'tx', 15), (2, 'x', 42), (5, 'g', 42), (-1, 'g', 42)):
+        for kt, key, want in ((0, 'g', 0), (0, '', 0), (1, 'tx', 0), (2, 'x', 42), (5, 'g', 42), (-1, 'g', 42)):
             if v == 0 and kt != 0:
                 continue
             b = call(t, 10, v, find_coordinator(v, key, kt).body)

@@ -99,8 +99,9 @@ def test_every_version(broker):
 
 def test_errors(broker):
     """Kafka's errors, with producer id and epoch -1: an empty transactional
-    id and a half pair of producer id and epoch are INVALID_REQUEST; any
-    other transactional id waits for the transaction coordinator."""
+    id and a half pair of producer id and epoch are INVALID_REQUEST; a
+    transactional id before any FindCoordinator created __transaction_state
+    is NOT_COORDINATOR (Kafka's coordinator owns no partition of it)."""
     for v in range(MAX_VERSION + 1):
         r = kw.init_producer_id(broker.port, v, transactional_id='')
         assert (r['error_code'], r['producer_id'], r['producer_epoch']) == (INVALID_REQUEST, -1, -1), (v, r)
@@ -108,8 +109,7 @@ def test_errors(broker):
         r = kw.init_producer_id(broker.port, v, transactional_id='', transaction_timeout_ms=-5)
         assert r['error_code'] == INVALID_REQUEST, (v, r)
         r = kw.init_producer_id(broker.port, v, transactional_id='txn-1')
-        assert (r['error_code'], r['producer_id'], r['producer_epoch']) == \
-            (TRANSACTIONAL_ID_AUTHORIZATION_FAILED, -1, -1), (v, r)
+        assert (r['error_code'], r['producer_id'], r['producer_epoch']) == (16, -1, -1), (v, r)
         fresh_id(broker.port, v, transaction_timeout_ms=-5)
         if v >= 3:
             for pid, epoch in ((7, -1), (-1, 0)):

@@ -154,7 +154,7 @@ static int64_t append(sp_partition_t *l, int n)
     if (!p)
         return -SP_ERR_UNKNOWN_SERVER_ERROR;
     sp_append_outcome_t ar;
-    static const sp_append_origin_t origin = { SP_ORIGIN_COORDINATOR, NULL, NULL };
+    static const sp_append_origin_t origin = { .kind = SP_ORIGIN_COORDINATOR };
     sp_partition_append(l, p, len, &origin, 1, 0, &ar);
     free(p);
     atomic_fetch_add(&appends, 1);

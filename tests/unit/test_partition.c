@@ -59,8 +59,8 @@ static uint8_t *batch(int n, bool keys, int64_t ts, size_t *len)
     return p;
 }
 
-static const sp_append_origin_t coordinator = { SP_ORIGIN_COORDINATOR, NULL, NULL };
-static const sp_append_origin_t client = { SP_ORIGIN_CLIENT, NULL, NULL };
+static const sp_append_origin_t coordinator = { .kind = SP_ORIGIN_COORDINATOR };
+static const sp_append_origin_t client = { .kind = SP_ORIGIN_CLIENT };
 
 /* Appends n records; returns the append's "final" answer, *ar filled. */
 static bool append(sp_partition_t *p, const sp_append_origin_t *o, int n, int16_t acks, sp_append_outcome_t *ar)

@@ -233,6 +233,50 @@ static void test_transactions(void)
     sp_pstate_free(s);
 }
 
+/* KIP-890's guard: an opening transactional batch needs the guard of its
+ * verification, which a marker of the producer (an abort meanwhile)
+ * takes away. */
+static void test_verification_guard(void)
+{
+    sp_pstate_t *s = sp_pstate_new("t-0");
+    size_t l;
+    sp_pverdict_t v;
+    sp_batch_hdr_t h;
+    uint8_t *b = pbatch(3, 0, 0, 2, SP_BATCH_ATTR_TRANSACTIONAL, 1000, &l);
+    sp_batch_set_base_offset(b, 0);
+    sp_batch_hdr_parse(b, l, &h);
+    sp_pstate_check_guarded(s, &h, b, l, SP_PSTATE_CLIENT, 0, 0, &v);
+    CHECK(v.error == SP_ERR_INVALID_TXN_STATE);             /* never verified */
+    uint64_t g = sp_pstate_verify_begin(s, 3, 0, 1000);
+    CHECK(g != 0 && sp_pstate_verify_begin(s, 3, 0, 1000) == g);
+    sp_pstate_check_guarded(s, &h, b, l, SP_PSTATE_CLIENT, 0, g + 1, &v);
+    CHECK(v.error == SP_ERR_INVALID_TXN_STATE);             /* another guard */
+    sp_pstate_check_guarded(s, &h, b, l, SP_PSTATE_CLIENT, 0, g, &v);
+    CHECK(!v.error);
+    /* an abort marker lands between the verification and the append */
+    int64_t next = 0;
+    putm(s, 3, 0, false, 0, &next, NULL, NULL);
+    sp_batch_set_base_offset(b, next);
+    sp_batch_hdr_parse(b, l, &h);
+    sp_pstate_check_guarded(s, &h, b, l, SP_PSTATE_CLIENT, next, g, &v);
+    CHECK(v.error == SP_ERR_INVALID_TXN_STATE);
+    /* verified again: appended, and the guard is used up; the open
+     * transaction's next batches need none */
+    g = sp_pstate_verify_begin(s, 3, 0, 1000);
+    sp_pstate_check_guarded(s, &h, b, l, SP_PSTATE_CLIENT, next, g, &v);
+    CHECK(!v.error);
+    sp_completed_txn_t done;
+    CHECK(sp_pstate_update(s, &h, b, l, &done) == 0);
+    free(b);
+    b = pbatch(3, 0, 2, 1, SP_BATCH_ATTR_TRANSACTIONAL, 1000, &l);
+    sp_batch_set_base_offset(b, next + 2);
+    sp_batch_hdr_parse(b, l, &h);
+    sp_pstate_check_guarded(s, &h, b, l, SP_PSTATE_CLIENT, next + 2, 0, &v);
+    CHECK(!v.error);
+    free(b);
+    sp_pstate_free(s);
+}
+
 static void test_expiry(void)
 {
     sp_pstate_t *s = sp_pstate_new("t-0");
@@ -364,7 +408,7 @@ static sp_log_config_t cfg(void)
     return c;
 }
 
-static const sp_append_origin_t client = { SP_ORIGIN_CLIENT, NULL, NULL };
+static const sp_append_origin_t client = { .kind = SP_ORIGIN_CLIENT };
 
 static sp_append_outcome_t send(sp_partition_t *p, int64_t pid, int16_t epoch, int32_t seq, int n)
 {
@@ -704,6 +748,7 @@ int main(void)
     files = sp_fdcache_new(64);
     test_idempotence();
     test_transactions();
+    test_verification_guard();
     test_expiry();
     test_snapshots(root);
     test_partition_restarts(root);

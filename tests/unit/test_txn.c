@@ -55,7 +55,7 @@ static sp_log_config_t cfg(int64_t flush_messages)
     return c;
 }
 
-static const sp_append_origin_t coordinator = { SP_ORIGIN_COORDINATOR, NULL, NULL };
+static const sp_append_origin_t coordinator = { .kind = SP_ORIGIN_COORDINATOR };
 
 /* n records of vsize bytes each, from producer pid (or none: pid < 0). */
 static uint8_t *data_batch(int64_t pid, int16_t epoch, int32_t seq, bool txn, int n, int vsize, size_t *len)

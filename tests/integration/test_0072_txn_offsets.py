@@ -1,7 +1,7 @@
 """Transactional offset commits (TxnOffsetCommit, KIP-98/447) through raw
 frames (the schema-driven codec, kafka_schema.py).
 
-  - TxnOffsetCommit v3 of a simple group by an (idempotent) producer id:
+  - TxnOffsetCommit v3 of a simple group by a transactional producer:
     answered once durable; the offsets go to the group's partition of
     __consumer_offsets as ONE transactional batch of that producer (its
     id and epoch, base sequence 0, as Kafka's coordinator writes it);
@@ -12,15 +12,12 @@ frames (the schema-driven codec, kafka_schema.py).
   - Kafka's order of checks: unknown partitions first, then
     INVALID_GROUP_ID for an empty group id, ILLEGAL_GENERATION for a
     generation of a group that does not exist;
-  - end to end, once the transaction coordinator (EndTxn) and the marker
-    path (WriteTxnMarkers) are served: InitProducerId with a transactional
-    id, AddOffsetsToTxn, TxnOffsetCommit, EndTxn(commit) make the offset
-    visible (and after a restart); EndTxn(abort) drops it.  That test is
-    skipped while the broker does not advertise both APIs.
+  - end to end: InitProducerId with a transactional id, AddOffsetsToTxn,
+    TxnOffsetCommit, EndTxn(commit) make the offset visible (and after a
+    restart); EndTxn(abort) drops it.
 """
 import time
 
-import pytest
 
 import kafka_wire as kw
 from client_helpers import create_topic
@@ -60,11 +57,28 @@ def coordinator(port, group):
     raise AssertionError('no coordinator for %s' % group)
 
 
-def idempotent_pid(port):
-    r = call(port, 22, 4, {'TransactionalId': None, 'TransactionTimeoutMs': 60000,
-                           'ProducerId': -1, 'ProducerEpoch': -1})
-    assert r['ErrorCode'] == 0, r
-    return r['ProducerId'], r['ProducerEpoch']
+def retry(fn, what):
+    for _ in range(200):
+        r = fn()
+        if r['ErrorCode'] == 0:
+            return r
+        time.sleep(0.05)
+    raise AssertionError('%s: %r' % (what, r))
+
+
+def transaction(port, txn_id, groups):
+    """A transaction of txn_id with the groups' offsets partitions added
+    (KIP-890: the coordinator confirms them to each TxnOffsetCommit):
+    (producer id, epoch)."""
+    retry(lambda: call(port, 10, 4, {'KeyType': 1, 'CoordinatorKeys': [txn_id]})['Coordinators'][0],
+          'FindCoordinator')
+    r = retry(lambda: call(port, 22, 4, {'TransactionalId': txn_id, 'TransactionTimeoutMs': 60000,
+                                         'ProducerId': -1, 'ProducerEpoch': -1}), 'InitProducerId')
+    pid, epoch = r['ProducerId'], r['ProducerEpoch']
+    for g in groups:
+        retry(lambda: call(port, 25, 3, {'TransactionalId': txn_id, 'ProducerId': pid, 'ProducerEpoch': epoch,
+                                         'GroupId': g}), 'AddOffsetsToTxn')
+    return pid, epoch
 
 
 def txn_commit(port, group, pid, epoch, offsets, v=3, txn_id='tx', generation=-1, member=''):
@@ -117,7 +131,7 @@ def test_txn_offsets_pending_and_unstable(start_broker):
     b = start_broker(CONF)
     create_topic(b.bootstrap, 'tx-in', 2)
     coordinator(b.port, 'txg')
-    pid, epoch = idempotent_pid(b.port)
+    pid, epoch = transaction(b.port, 'tx', ['txg'])
 
     assert txn_commit(b.port, 'txg', pid, epoch, {('tx-in', 0): 17}) == [('tx-in', [(0, 0)])]
 
@@ -155,7 +169,7 @@ def test_txn_offsets_pending_and_unstable(start_broker):
 def test_txn_offset_commit_checks(broker):
     create_topic(broker.bootstrap, 'tx-chk', 2)
     coordinator(broker.port, 'txc')
-    pid, epoch = idempotent_pid(broker.port)
+    pid, epoch = transaction(broker.port, 'tx', ['txc', 'txc-none'])
     # unknown partitions first, answered whatever the group says
     got = txn_commit(broker.port, '', pid, epoch, {('tx-chk', 0): 1, ('tx-chk', 7): 1, ('nope', 0): 1})
     assert got == [('tx-chk', [(7, UNKNOWN_TOPIC_OR_PARTITION), (0, INVALID_GROUP_ID)]),
@@ -176,14 +190,9 @@ def advertised(port):
 
 
 def test_txn_offsets_visible_after_commit_marker(start_broker):
-    """End to end: needs EndTxn (26) and WriteTxnMarkers (27): skipped, not
-    passed, until the transaction coordinator and the marker path are
-    merged."""
+    """End to end through the transaction coordinator and the marker path."""
     b = start_broker(CONF)
-    keys = advertised(b.port)
-    if not {25, 26, 27} <= keys:
-        pytest.skip('needs AddOffsetsToTxn, EndTxn and WriteTxnMarkers (the transaction coordinator '
-                    'and the marker path): not advertised yet')
+    assert {25, 26, 27, 28} <= advertised(b.port)
     create_topic(b.bootstrap, 'tx-e2e', 1)
     coordinator(b.port, 'txe')
 
