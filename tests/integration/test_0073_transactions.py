@@ -77,6 +77,9 @@ class KafkaTarget:
     def log_tail(self, n=4000):
         return self.holder['kafka'].log_text()[-n:]
 
+    def signal(self, sig):
+        os.kill(self.holder['kafka'].pid, sig)
+
 
 class SpoolTarget:
     """A broker behind a proxy (tcp_proxy.ChaosProxy, calm) that it
@@ -108,6 +111,9 @@ class SpoolTarget:
 
     def log_tail(self, n=4000):
         return self.broker.log_text()[-n:]
+
+    def signal(self, sig):
+        os.kill(self.broker.pid, sig)
 
 
 @pytest.fixture(scope='module')
@@ -726,6 +732,81 @@ def test_offsets_of_a_stale_group_generation(target):
     finally:
         c.close()
     assert [x.offset for x in com] == [2] * len(mine), com
+
+
+def test_epoch_bump_after_message_timeout(target):
+    """KIP-360's epoch bump by a transactional producer: T1 commits 'a-*'
+    (2 records); T2 sends b-0 (delivered: the partition is in the
+    transaction), then the broker is stopped (SIGSTOP) for 3 s while b-1
+    and b-2 wait, so their message.timeout.ms (1.5 s) expires:
+    librdkafka reports them _MSG_TIMED_OUT, its commit fails with an
+    abortable error that needs an epoch bump, and abort_transaction bumps
+    the epoch (InitProducerId with the producer id and epoch); T3 commits
+    'c-*' with the new epoch.  read_committed: a-*, c-*; b-0 (and any b
+    record the stopped broker may still have written) aborted.  (Without
+    b-0, Kafka 4.3 now and then answers the abort INVALID_TXN_STATE,
+    fatal: when the stop caught AddPartitionsToTxn in flight.)"""
+    from confluent_kafka import KafkaException
+    t = target
+    topic = new_topic(t, 'txn-bump', 1)
+    reports = []
+    p = txn_producer(t, 'txn-bump-%s' % t.name, **{'transaction.timeout.ms': 20000,
+                                                  'message.timeout.ms': 1500, 'linger.ms': 0})
+    p.begin_transaction()
+    produce_all(p, topic, [(0, b'a-%d' % i) for i in range(2)])
+    p.commit_transaction(30)
+    p.begin_transaction()
+    produce_all(p, topic, [(0, b'b-0')])
+    t.signal(signal.SIGSTOP)
+    try:
+        for i in (1, 2):
+            p.produce(topic, value=b'b-%d' % i, partition=0,
+                      on_delivery=lambda err, msg: reports.append(err.name() if err else 'ok'))
+        p.flush(3)
+    finally:
+        t.signal(signal.SIGCONT)
+    p.flush(10)
+    try:
+        p.commit_transaction(30)
+        result = 'committed'
+    except KafkaException as e:
+        result = kafka_error(e)
+    print('delivery %s; commit: %s' % (reports, result))
+    assert reports == ['_MSG_TIMED_OUT'] * 2, reports
+    assert result[1:] == (False, False, True), result      # abortable, not fatal
+    p.abort_transaction(30)
+    p.begin_transaction()
+    produce_all(p, topic, [(0, b'c-%d' % i) for i in range(2)])
+    p.commit_transaction(30)
+    hw = None
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        hw, lso = ends(t, topic, 1)[0]
+        if hw == lso:
+            break
+        time.sleep(0.05)
+    got = read_all(t, topic, 1, 'read_committed', {0: hw})
+    assert [v for _o, v in got[0]] == [b'a-0', b'a-1', b'c-0', b'c-1'], got
+    layout = [(b['BaseOffset'], b['ProducerEpoch'], b['BaseSequence'], b['RecordCount'],
+               b['Attributes'] & 0x30 == 0x30) for b in batches(t, topic)]
+    print('batches (offset, epoch, sequence, records, control): %s' % layout)
+    got = read_all(t, topic, 1, 'read_uncommitted', {0: hw})
+    print('read_uncommitted: %s' % [v for _o, v in got[0]])
+    # no record twice (a timed-out batch retried into the log again)
+    vals = [v for _o, v in got[0]]
+    assert len(vals) == len(set(vals)), vals
+
+
+def batches(t, topic):
+    from kafka_schema import parse_batches
+    out, offset = [], 0
+    while True:
+        r = kw.fetch(t.port, 11, topic, 0, offset, max_bytes=1 << 20)
+        bs = [b for b in parse_batches(r['records']) if 'partial' not in b]
+        if not bs:
+            return out
+        out += bs
+        offset = bs[-1]['BaseOffset'] + bs[-1]['LastOffsetDelta'] + 1
 
 
 # ---------------------------------------------------------------- 4. transaction timeout
