@@ -634,6 +634,58 @@ def test_ctp_through_chaos(target, tmp_path):
     ctp_check(t, tin, tout, group, app_out)
 
 
+def test_restart_right_after_commit(target):
+    """A transaction over 30 partitions (a record on each) commits, and the
+    broker is stopped at once (Spool: kill -9, within a few ms of EndTxn's
+    answer, so that markers are likely still being written; Kafka: SIGTERM,
+    since after a kill -9 Kafka 4.3 drops the markers of partitions it
+    has not led again yet, see test_open_transaction_across_kill9_restart_spool).
+    Restarted, the broker completes the commit from its transaction log:
+    every partition has its marker (LSO = high watermark = 2, or 3 where
+    the coordinator, restarted before it had logged CompleteCommit, wrote
+    the markers again, as Kafka's does: a second COMMIT marker is
+    harmless; Kafka 4.3 restarted by SIGTERM right after the commit does
+    the same, a few seconds after it answers again), read_committed sees
+    the 30 records, and the producer goes on with a new transaction."""
+    t = target
+    n = 30
+    topic = new_topic(t, 'txn-commit-restart', n)
+    p = txn_producer(t, 'txn-commit-restart-%s' % t.name)
+    p.begin_transaction()
+    produce_all(p, topic, [(q, b'r-%d' % q) for q in range(n)])
+    p.commit_transaction(30)
+    time.sleep(float(os.environ.get('SPOOL_TXN_SLEEP_BEFORE_KILL', '0')))
+    t.restart(kill=(t.name == 'spool'))
+    deadline = time.monotonic() + 30
+    e = None
+
+    def done(e):
+        return e is not None and all(hw == lso and hw in (2, 3) for hw, lso in e.values())
+    stable_since, last = None, None
+    while time.monotonic() < deadline:
+        try:
+            e = ends(t, topic, n)
+        except (AssertionError, OSError):
+            e = None
+        if e != last:
+            stable_since, last = time.monotonic(), e
+        if done(e) and time.monotonic() - stable_since > 4:   # the markers again, maybe
+            break
+        time.sleep(0.2)
+    assert done(e), e
+    print('partitions with the markers written twice: %d' % sum(hw == 3 for hw, _l in e.values()))
+    got = read_all(t, topic, n, 'read_committed', {q: e[q][0] for q in range(n)})
+    assert got == {q: [(0, b'r-%d' % q)] for q in range(n)}, got
+    p.begin_transaction()
+    produce_all(p, topic, [(0, b'after')])
+    p.commit_transaction(30)
+    want = dict(e)
+    want[0] = (e[0][0] + 2, e[0][0] + 2)
+    wait_ends(t, topic, want)
+    got = read_all(t, topic, 1, 'read_committed', {0: want[0][0]})
+    assert [v for _o, v in got[0]] == [b'r-0', b'after'], got
+
+
 # ---------------------------------------------------------------- 3. zombie fencing
 
 
