@@ -686,6 +686,33 @@ def test_restart_right_after_commit(target):
     assert [v for _o, v in got[0]] == [b'r-0', b'after'], got
 
 
+def test_java_transactions_through_chaos(target, java, tmp_path):
+    """Kafka's Java producer (tests/java: Transactions.chaos, scenario
+    txn_chaos): 100 transactions of 30 records over 3 partitions while the
+    proxy cuts one of its connections every 20-100 ms; abortable failures
+    are aborted and redone.  Nothing fatal; read_committed, each of the
+    3000 records is there once, in order per partition; LSO = high
+    watermark at the end."""
+    t = target
+    t.proxy.reset_stats()
+    t.proxy.chaos(20, 100)
+    try:
+        out, proc = java.run(['txn_chaos'], tmp_path, **{t.name: t.bootstrap})
+    finally:
+        t.proxy.calm()
+    cut = t.proxy.stats()
+    line = out.get((t.name, 'txn_chaos'))
+    assert line is not None, proc.stderr[-6000:]
+    assert 'error' not in line, (line['error'], t.log_tail())
+    r = line['result']
+    print('java txn_chaos on %s: %s ms, redone %s, commit retries %s, proxy %s' % (
+        t.name, line['ms'], r['redone'], r['commit_retries'], cut))
+    assert r['fatal'] == [], (r, proc.stderr[-4000:])
+    assert (r['records'], r['duplicates'], r['missing'], r['order'], r['lso_is_hw']) == \
+        (3000, [], [], [], True), r
+    assert cut['drops'] >= 10, cut
+
+
 # ---------------------------------------------------------------- 3. zombie fencing
 
 

@@ -211,4 +211,129 @@ final class Transactions {
         }
         return r;
     }
+
+    /**
+     * Scenario "txn_chaos" (run while the test's proxy cuts connections):
+     * 100 transactions of 30 records over 3 partitions of NS-txn-chaos
+     * (10 ms between the sends and the commit); an
+     * abortable failure aborts and redoes the transaction, a timeout of
+     * commitTransaction retries it, anything else is fatal and reported.
+     * Then every record is read back read_committed: each of the 900 must
+     * be there once, each transaction's in its order per partition.
+     * (Records "t<k>-<i>", 3000 in all.)
+     */
+    static Map<String, Object> chaos(String bootstrap) throws Exception {
+        final String topic = NS + "-txn-chaos";
+        final int txns = 100, per = 30;
+        Map<String, Object> r = new LinkedHashMap<>();
+        List<String> fatal = new ArrayList<>();
+        int redone = 0, commitRetries = 0;
+        try (Admin a = admin(bootstrap)) {
+            try {
+                createTopic(a, topic, 3);
+            } catch (java.util.concurrent.ExecutionException e) {
+                // a retry of a CreateTopics whose answer the proxy cut
+                if (!(e.getCause() instanceof org.apache.kafka.common.errors.TopicExistsException))
+                    throw e;
+            }
+            Properties pp = txnProps(bootstrap, NS + "-txn-chaos-p");
+            pp.put(ProducerConfig.DELIVERY_TIMEOUT_MS_CONFIG, "120000");
+            pp.put(ProducerConfig.REQUEST_TIMEOUT_MS_CONFIG, "10000");
+            pp.put(ProducerConfig.RETRY_BACKOFF_MS_CONFIG, "20");
+            pp.put(ProducerConfig.RECONNECT_BACKOFF_MS_CONFIG, "20");
+            pp.put(ProducerConfig.MAX_BLOCK_MS_CONFIG, "60000");
+            try (KafkaProducer<String, String> p = new KafkaProducer<>(pp)) {
+                p.initTransactions();
+                outer:
+                for (int k = 0; k < txns; k++) {
+                    for (int attempt = 0; ; attempt++) {
+                        if (attempt == 10) {
+                            fatal.add("txn " + k + ": 10 attempts");
+                            break outer;
+                        }
+                        try {
+                            p.beginTransaction();
+                            for (int i = 0; i < per; i++)
+                                p.send(new ProducerRecord<>(topic, i % 3, "t" + k, "t" + k + "-" + i));
+                            Thread.sleep(10);
+                            for (int c = 0; ; c++) {
+                                try {
+                                    p.commitTransaction();
+                                    break;
+                                } catch (org.apache.kafka.common.errors.TimeoutException e) {
+                                    commitRetries++;
+                                    if (c == 5)
+                                        throw e;
+                                }
+                            }
+                            break;
+                        } catch (org.apache.kafka.common.errors.ProducerFencedException
+                                 | org.apache.kafka.common.errors.OutOfOrderSequenceException
+                                 | org.apache.kafka.common.errors.UnsupportedVersionException
+                                 | org.apache.kafka.common.errors.AuthorizationException
+                                 | org.apache.kafka.common.errors.InvalidTxnStateException
+                                 | IllegalStateException e) {
+                            fatal.add("txn " + k + ": " + e);
+                            break outer;
+                        } catch (org.apache.kafka.common.KafkaException e) {
+                            redone++;
+                            try {
+                                p.abortTransaction();
+                            } catch (Exception e2) {
+                                fatal.add("txn " + k + " abort: " + e2 + " after " + e);
+                                break outer;
+                            }
+                        }
+                    }
+                }
+            }
+            r.put("fatal", fatal);
+            Map<String, Object> hw = endOffsets(a, topic, 3, IsolationLevel.READ_UNCOMMITTED);
+            waitFor(20_000, () -> {
+                try {
+                    return endOffsets(a, topic, 3, IsolationLevel.READ_COMMITTED)
+                            .equals(endOffsets(a, topic, 3, IsolationLevel.READ_UNCOMMITTED));
+                } catch (Exception e) {
+                    return false;
+                }
+            });
+            hw = endOffsets(a, topic, 3, IsolationLevel.READ_UNCOMMITTED);
+            r.put("lso_is_hw", endOffsets(a, topic, 3, IsolationLevel.READ_COMMITTED).equals(hw));
+            Map<String, Object> got = readAll(bootstrap, topic, 3, "read_committed", hw);
+            Map<String, Integer> seen = new TreeMap<>();
+            List<String> order = new ArrayList<>();
+            for (int q = 0; q < 3; q++) {
+                @SuppressWarnings("unchecked")
+                List<String> l = (List<String>) got.get(String.valueOf(q));
+                List<String> vals = new ArrayList<>();
+                for (String ov : l) {
+                    String v = ov.substring(ov.indexOf(':') + 1);
+                    seen.merge(v, 1, Integer::sum);
+                    vals.add(v);
+                }
+                List<String> want = new ArrayList<>();
+                for (int k = 0; k < txns; k++)
+                    for (int i = q; i < per; i += 3)
+                        want.add("t" + k + "-" + i);
+                if (!vals.equals(want))
+                    order.add("partition " + q + ": " + vals.size() + " records, want " + want.size());
+            }
+            List<String> dup = new ArrayList<>(), missing = new ArrayList<>();
+            for (int k = 0; k < txns; k++)
+                for (int i = 0; i < per; i++) {
+                    Integer n = seen.get("t" + k + "-" + i);
+                    if (n == null)
+                        missing.add("t" + k + "-" + i);
+                    else if (n > 1)
+                        dup.add("t" + k + "-" + i);
+                }
+            r.put("records", seen.size());
+            r.put("duplicates", dup.size() > 10 ? dup.subList(0, 10) : dup);
+            r.put("missing", missing.size() > 10 ? missing.subList(0, 10) : missing);
+            r.put("order", order);
+            r.put("redone", redone);
+            r.put("commit_retries", commitRetries);
+        }
+        return r;
+    }
 }
