@@ -29,8 +29,8 @@ found again).  Each test
 prints how long it took.  SPOOL_TXN_CTP_RECORDS: records per input
 partition of the consume-transform-produce tests (default 40);
 SPOOL_TXN_INTERLEAVED_ROUNDS: rounds of the interleaved test (300);
-SPOOL_TXN_LONG=1: the tests that restart the broker run on Kafka too
-(about two minutes more), and test_0074's tool test checks list's
+SPOOL_TXN_LONG=1: the tests that restart the broker and the chaos tests
+run on Kafka too (about two minutes more), and test_0074's tool test checks list's
 filters and find-hanging.
 """
 
@@ -58,6 +58,9 @@ CTP_PER_PART = int(os.environ.get('SPOOL_TXN_CTP_RECORDS', '40'))
 # expectations, Kafka's, are written down and hold Spool to them anyway)
 LONG = os.environ.get('SPOOL_TXN_LONG') == '1'
 RESTARTING = pytest.mark.parametrize('target', ['kafka', 'spool'] if LONG else ['spool'], indirect=True)
+# the same for the chaos tests (Kafka's runs are there to show the tests
+# ask nothing Kafka does not do)
+CHAOS = RESTARTING
 NONE = 0
 
 
@@ -649,6 +652,7 @@ def test_ctp_broker_killed(target, tmp_path):
     ctp_check(t, tin, tout, group, app_out)
 
 
+@CHAOS
 def test_ctp_through_chaos(target, tmp_path):
     """The application (2 records per transaction, 50 ms between flush and
     commit) runs while the proxy cuts one of its connections (producer,
@@ -718,7 +722,9 @@ def test_restart_right_after_commit(target):
             e = None
         if e != last:
             stable_since, last = time.monotonic(), e
-        if done(e) and time.monotonic() - stable_since > 4:   # the markers again, maybe
+        # the markers again, maybe: Kafka a few seconds after it answers,
+        # Spool as it starts
+        if done(e) and time.monotonic() - stable_since > (4 if t.name == 'kafka' else 1.5):
             break
         time.sleep(0.2)
     assert done(e), e
@@ -735,6 +741,7 @@ def test_restart_right_after_commit(target):
     assert [v for _o, v in got[0]] == [b'r-0', b'after'], got
 
 
+@CHAOS
 def test_java_transactions_through_chaos(target, java, tmp_path):
     """Kafka's Java producer (tests/java: Transactions.chaos, scenario
     txn_chaos): 100 transactions of 30 records over 3 partitions while the
