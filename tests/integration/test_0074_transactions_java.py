@@ -56,9 +56,13 @@ def both(java, tmp_path, scenario, spool, kafka):
 
 def test_java_transactional_producer(java, kafka, start_broker, tmp_path, timed):
     """Offsets on OUT (3 partitions): T1 4 records each (0-3, marker 4),
-    T2 3 each aborted (5-7, marker 8), T3 10 on partition 0 (9-18, marker
-    19), T4 2 on partition 1 (9-10) open: LSO 9 on partitions 0 (hw 20)...
-    as Kafka 4.3 gives them, written down here."""
+    T2 3 each aborted (5-7, marker 8), T3 the 10 transformed input records
+    on partition 0 (9-18, marker 19) with the group's offset, T4 2 on
+    partition 1 (9-10) open: high watermarks 20/11/9, LSO 20/9/9; after
+    T4's commit 20/12/9 both ways.  The zombie: its second send and commit
+    fail (InvalidProducerEpochException), the fencer's record is at 11 of
+    partition 2 after the zombie's aborted one (9) and the abort marker
+    (10).  Kafka 4.3's answers, written down here; Spool's must be equal."""
     spool = start_broker(SPOOL_OVERRIDES)
     s, k = both(java, tmp_path, 'txn_producer', spool, kafka)
     assert k['input_read'] == 10, k
