@@ -22,7 +22,8 @@ import java.util.Map;
  *     {"broker": NAME, "scenario": S, "ms": T, "error": "stack trace"}
  *
  * Scenarios: produce_consume, group_range, group_cooperative, admin_topics,
- * admin_groups, wordcount, idempotent_defaults.  The exit code is 0 unless the arguments are
+ * admin_groups, wordcount, wordcount_eos, idempotent_defaults, txn_producer,
+ * txn_chaos.  The exit code is 0 unless the arguments are
  * wrong; failures are data for the test to judge.
  */
 public final class Main {
@@ -42,7 +43,10 @@ public final class Main {
                 "org.apache.kafka.clients.consumer.CooperativeStickyAssignor"));
         SCENARIOS.put("admin_topics", (b, w) -> AdminOps.topics(b));
         SCENARIOS.put("admin_groups", (b, w) -> AdminOps.groups(b));
-        SCENARIOS.put("wordcount", WordCount::run);
+        SCENARIOS.put("wordcount", WordCount.AT_LEAST_ONCE::run);
+        SCENARIOS.put("wordcount_eos", WordCount.EXACTLY_ONCE::run);
+        SCENARIOS.put("txn_producer", (b, w) -> Transactions.run(b));
+        SCENARIOS.put("txn_chaos", (b, w) -> Transactions.chaos(b));
         SCENARIOS.put("idempotent_defaults", (b, w) -> Idempotence.run(b));
     }
 

@@ -52,11 +52,22 @@ import org.apache.kafka.streams.kstream.Produced;
  * (Streams' DeleteRecords), and the group's committed offsets.
  */
 final class WordCount {
-    private WordCount() {}
+    /** The application's names and processing guarantee: at_least_once
+     *  ("wordcount", the original names) or exactly_once_v2
+     *  ("wordcount_eos", names of its own). */
+    final String APP, IN, OUT, guarantee;
 
-    static final String APP = NS + "-wordcount";
-    static final String IN = NS + "-wc-lines";
-    static final String OUT = NS + "-wc-counts";
+    WordCount(String app, String in, String out, String guarantee) {
+        APP = NS + "-" + app;
+        IN = NS + "-" + in;
+        OUT = NS + "-" + out;
+        this.guarantee = guarantee;
+    }
+
+    static final WordCount AT_LEAST_ONCE = new WordCount("wordcount", "wc-lines", "wc-counts",
+                                                         StreamsConfig.AT_LEAST_ONCE);
+    static final WordCount EXACTLY_ONCE = new WordCount("wordcount-eos", "wc-eos-lines", "wc-eos-counts",
+                                                        StreamsConfig.EXACTLY_ONCE_V2);
     static final String[] VOCAB = {"spool", "kafka", "log", "segment", "offset", "broker", "group", "fsync",
                                    "batch", "record", "stream", "table", "topic", "partition", "leader"};
 
@@ -75,7 +86,7 @@ final class WordCount {
         return sb.toString();
     }
 
-    static KafkaStreams start(String bootstrap, Path stateDir) {
+    KafkaStreams start(String bootstrap, Path stateDir) {
         StreamsBuilder b = new StreamsBuilder();
         b.stream(IN, Consumed.with(Serdes.String(), Serdes.String()))
          .flatMapValues(v -> Arrays.asList(v.toLowerCase().split("\\W+")))
@@ -87,9 +98,9 @@ final class WordCount {
         Properties p = new Properties();
         p.put(StreamsConfig.APPLICATION_ID_CONFIG, APP);
         p.put(StreamsConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
-        // at_least_once (Streams' default, said here): its producers keep
-        // the producer's default, idempotence on.
-        p.put(StreamsConfig.PROCESSING_GUARANTEE_CONFIG, StreamsConfig.AT_LEAST_ONCE);
+        // at_least_once (Streams' default) or exactly_once_v2; either way
+        // the producers keep the producer's default, idempotence on
+        p.put(StreamsConfig.PROCESSING_GUARANTEE_CONFIG, guarantee);
         p.put(StreamsConfig.STATE_DIR_CONFIG, stateDir.toString());
         p.put(StreamsConfig.COMMIT_INTERVAL_MS_CONFIG, "200");
         p.put(StreamsConfig.STATESTORE_CACHE_MAX_BYTES_CONFIG, "0");
@@ -118,7 +129,7 @@ final class WordCount {
         return m;
     }
 
-    static void produceLines(String bootstrap, int from, int n) throws Exception {
+    void produceLines(String bootstrap, int from, int n) throws Exception {
         try (KafkaProducer<String, String> p = new KafkaProducer<>(producerProps(bootstrap))) {
             for (int i = from; i < from + n; i++)
                 p.send(new ProducerRecord<>(IN, "line-" + i, line(i)));
@@ -126,11 +137,18 @@ final class WordCount {
         }
     }
 
-    /** The last value of every key in a topic, read from the beginning
-     *  until it equals want or 60 s pass. */
+    /** The last value of every key in a topic, read (read_committed) from
+     *  the beginning until it equals want or 60 s pass. */
     static Map<String, Long> lastValues(String bootstrap, String topic, Map<String, Long> want) throws Exception {
+        return lastValues(bootstrap, topic, want, null);
+    }
+
+    /** The same, and every value of each key in order into seqs. */
+    static Map<String, Long> lastValues(String bootstrap, String topic, Map<String, Long> want,
+                                        Map<String, List<Long>> seqs) throws Exception {
         Properties p = consumerProps(bootstrap, null);
         p.put(ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, LongDeserializer.class.getName());
+        p.put(ConsumerConfig.ISOLATION_LEVEL_CONFIG, "read_committed");
         Map<String, Long> last = new TreeMap<>();
         try (KafkaConsumer<String, Long> c = new KafkaConsumer<>(p)) {
             List<TopicPartition> tps = new ArrayList<>();
@@ -139,8 +157,11 @@ final class WordCount {
             c.seekToBeginning(tps);
             long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
             while (!last.equals(want) && System.nanoTime() < deadline)
-                for (ConsumerRecord<String, Long> rec : c.poll(POLL))
+                for (ConsumerRecord<String, Long> rec : c.poll(POLL)) {
                     last.put(rec.key(), rec.value());
+                    if (seqs != null)
+                        seqs.computeIfAbsent(rec.key(), k -> new ArrayList<>()).add(rec.value());
+                }
         }
         return last;
     }
@@ -161,7 +182,7 @@ final class WordCount {
         return n;
     }
 
-    static Map<String, Object> run(String bootstrap, Path work) throws Exception {
+    Map<String, Object> run(String bootstrap, Path work) throws Exception {
         Map<String, Object> r = new LinkedHashMap<>();
         String changelog = APP + "-counts-changelog";
         String repartition = APP + "-words-repartition";
@@ -199,6 +220,20 @@ final class WordCount {
             r.put("final_counts", got2);
             r.put("expected_counts", want2);
             r.put("changelog_matches", lastValues(bootstrap, changelog, want2).equals(want2));
+            if (!guarantee.equals(StreamsConfig.AT_LEAST_ONCE)) {
+                // exactly once, without a store cache: each key's counts in
+                // the output are 1, 2, ... its final count, each once
+                Map<String, List<Long>> seqs = new TreeMap<>();
+                lastValues(bootstrap, OUT, want2, seqs);
+                List<String> bad = new ArrayList<>();
+                for (Map.Entry<String, List<Long>> e : seqs.entrySet())
+                    for (int i = 0; i < e.getValue().size(); i++)
+                        if (e.getValue().get(i) != i + 1) {
+                            bad.add(e.getKey() + "=" + e.getValue());
+                            break;
+                        }
+                r.put("output_counts_each_once", bad);
+            }
 
             Set<String> internal = new TreeSet<>();
             for (String n : a.listTopics().names().get(TIMEOUT_S, TimeUnit.SECONDS))
