@@ -99,8 +99,8 @@ def test_streams_word_count_exactly_once(java, kafka, start_broker, tmp_path, ti
         assert r['final_counts'] == r['expected_counts'], (name, r)
         assert r['output_counts_each_once'] == [], (name, r)
         assert r['committed_input_total'] == 600, (name, r)
-        assert r['internal_topics'] == ['j-wordcount-eos-counts-changelog',
-                                        'j-wordcount-eos-words-repartition'], (name, r)
+        assert r['internal_topics'] == ['j-eos-wordcount-counts-changelog',
+                                        'j-eos-wordcount-words-repartition'], (name, r)
     assert s == k, 'differs from Kafka:\nspool: %s\nkafka: %s' % (s, k)
 
 

@@ -66,7 +66,7 @@ final class WordCount {
 
     static final WordCount AT_LEAST_ONCE = new WordCount("wordcount", "wc-lines", "wc-counts",
                                                          StreamsConfig.AT_LEAST_ONCE);
-    static final WordCount EXACTLY_ONCE = new WordCount("wordcount-eos", "wc-eos-lines", "wc-eos-counts",
+    static final WordCount EXACTLY_ONCE = new WordCount("eos-wordcount", "wc-eos-lines", "wc-eos-counts",
                                                         StreamsConfig.EXACTLY_ONCE_V2);
     static final String[] VOCAB = {"spool", "kafka", "log", "segment", "offset", "broker", "group", "fsync",
                                    "batch", "record", "stream", "table", "topic", "partition", "leader"};
