@@ -27,3 +27,13 @@ bool sp_topic_is_internal(const char *name, int32_t len)
             return true;
     return false;
 }
+
+int32_t sp_key_partition(const char *key, int32_t len, int32_t n)
+{
+    int32_t h = 0;
+    for (int32_t i = 0; i < len; i++)
+        h = (int32_t)((uint32_t)h * 31u + (uint32_t)(unsigned char)key[i]);
+    /* Kafka's Utils.abs: Integer.MIN_VALUE maps to 0 */
+    int32_t a = h == INT32_MIN ? 0 : (h < 0 ? -h : h);
+    return n > 0 ? a % n : 0;
+}

@@ -15,4 +15,9 @@ bool sp_topic_name_valid(const char *name, int32_t len);
  * clients may not produce to them, create, delete or repartition them. */
 bool sp_topic_is_internal(const char *name, int32_t len);
 
+/* The partition of an internal topic that holds key (a group id, a
+ * transactional id): Kafka's Utils.abs(key.hashCode()) % n, the bytes
+ * taken as Java chars (the same for ASCII keys); 0 when n <= 0. */
+int32_t sp_key_partition(const char *key, int32_t len, int32_t n);
+
 #endif

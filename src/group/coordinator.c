@@ -34,6 +34,7 @@
 #include "broker/broker.h"
 #include "cluster/controller.h"
 #include "cluster/image.h"
+#include "cluster/names.h"
 #include "cluster/partition.h"
 #include "group/records.h"
 #include "proto/gen/errors.h"
@@ -97,12 +98,7 @@ static void coordinator_unref(sp_coordinator_t *c)
 
 int32_t sp_coordinator_partition_for(const char *group, int32_t len, int32_t n)
 {
-    int32_t h = 0;
-    for (int32_t i = 0; i < len; i++)
-        h = (int32_t)((uint32_t)h * 31u + (uint32_t)(unsigned char)group[i]);
-    /* Kafka's Utils.abs: Integer.MIN_VALUE maps to 0 */
-    int32_t a = h == INT32_MIN ? 0 : (h < 0 ? -h : h);
-    return n > 0 ? a % n : 0;
+    return sp_key_partition(group, len, n);
 }
 
 /*

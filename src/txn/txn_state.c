@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cluster/names.h"
 #include "proto/gen/errors.h"
 #include "proto/gen/transaction_log_key.h"
 #include "proto/gen/transaction_log_value.h"
@@ -298,13 +299,7 @@ void sp_txns_free(sp_txns_t *t)
 
 int32_t sp_txn_partition_for(sp_str_t id, int32_t n)
 {
-    /* Kafka's Utils.abs(transactionalId.hashCode) % n (the id's bytes as
-     * Java chars: the same for ASCII ids) */
-    int32_t h = 0;
-    for (int32_t i = 0; i < id.len; i++)
-        h = (int32_t)((uint32_t)h * 31u + (uint32_t)(unsigned char)id.ptr[i]);
-    int32_t a = h == INT32_MIN ? 0 : (h < 0 ? -h : h);
-    return n > 0 ? a % n : 0;
+    return sp_key_partition(id.ptr, id.len > 0 ? id.len : 0, n);
 }
 
 /* ---- records ---------------------------------------------------------------- */
