@@ -76,3 +76,31 @@ def fault_env(*rules, spoold=None):
 def injected(text):
     """The faults the shim reported in a log: [Fault(call, path, errno, rule, n)]."""
     return [Fault(c, p, e, int(r), int(n)) for c, p, e, r, n in _LINE.findall(text)]
+
+
+def sigstop(pid, timeout=10):
+    """SIGSTOP a process and return once every one of its threads is stopped.
+
+    A stop signal is not synchronous for a multi-threaded process: the
+    thread the kernel picks must first be scheduled to start the group
+    stop, and until then the other threads go on running (on a loaded
+    2-core machine, long enough to answer a request)."""
+    import signal
+    import time
+    os.kill(pid, signal.SIGSTOP)
+    deadline = time.monotonic() + timeout
+    while True:
+        running = []
+        for tid in os.listdir('/proc/%d/task' % pid):
+            try:
+                with open('/proc/%d/task/%s/stat' % (pid, tid)) as f:
+                    state = f.read().rsplit(')', 1)[1].split()[0]
+            except FileNotFoundError:
+                continue
+            if state not in ('T', 't', 'Z', 'X'):
+                running.append(tid)
+        if not running:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError('threads %s of %d not stopped after %ss' % (running, pid, timeout))
+        time.sleep(0.001)

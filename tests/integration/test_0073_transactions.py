@@ -46,6 +46,7 @@ import pytest
 
 import kafka_wire as kw
 from client_helpers import create_topic
+from faults import sigstop
 from tcp_proxy import ChaosProxy
 
 HERE = Path(__file__).resolve().parent
@@ -90,7 +91,10 @@ class KafkaTarget:
         return self.holder['kafka'].log_text()[-n:]
 
     def signal(self, sig):
-        os.kill(self.holder['kafka'].pid, sig)
+        if sig == signal.SIGSTOP:
+            sigstop(self.holder['kafka'].pid)
+        else:
+            os.kill(self.holder['kafka'].pid, sig)
 
 
 class SpoolTarget:
@@ -125,7 +129,10 @@ class SpoolTarget:
         return self.broker.log_text()[-n:]
 
     def signal(self, sig):
-        os.kill(self.broker.pid, sig)
+        if sig == signal.SIGSTOP:
+            sigstop(self.broker.pid)
+        else:
+            os.kill(self.broker.pid, sig)
 
 
 @pytest.fixture(scope='module')
