@@ -246,7 +246,8 @@ static int recover(sp_plog_t *l, bool clean, int64_t recovery_point, bool strict
         int64_t next_base = is_last ? INT64_MAX : l->segs[i + 1]->base_offset;
         if (!is_last && (clean || next_base <= recovery_point)) {
             check_sealed(l, s, next_base);
-            if (s->next_offset < next_base && atomic_load(&s->damaged_at) < 0)
+            /* (compaction leaves such gaps: its last records removed) */
+            if (s->next_offset < next_base && atomic_load(&s->damaged_at) < 0 && !l->cfg.compact)
                 sp_warn("log", "%s: offsets %" PRId64 "..%" PRId64 " are in no segment (a segment "
                         "file is missing?); fetches there continue at %" PRId64, l->dir,
                         s->next_offset, next_base - 1, next_base);

@@ -1,8 +1,9 @@
 """Kafka Connect 4.3.1 in distributed mode against Spool: one worker
 (ConnectDistributed) keeps its connectors' configs, its source offsets and
 its statuses in three topics it creates itself, compacted
-(cleanup.policy=compact; Spool takes the policy but does not compact yet,
-so Connect replays every record, which gives the same state).  Through the
+(cleanup.policy=compact; the broker's segments are small and its cleaner
+eager, so that the offset topic is compacted while Connect runs and what
+Connect reads back after each restart is the compacted log).  Through the
 REST API the test creates the file source connector (file -> topic) and the
 file sink connector (topic -> file); the sink file must come out equal to
 the source file, also for lines appended while the worker runs.
@@ -39,7 +40,10 @@ SOURCE, SINK = 'spool-file-source', 'spool-file-sink'
 OFFSET_PARTITIONS = 5
 STATUS_PARTITIONS = 5  # Connect's default
 # the worker group and the sink's consumer group form at once (default 3 s)
-FAST = {'group.initial.rebalance.delay.ms': 0}
+# small segments and an eager cleaner: Connect's compacted topics really
+# get compacted while it runs (checked at the end)
+FAST = {'group.initial.rebalance.delay.ms': 0, 'log.segment.bytes': 2048,
+        'log.cleaner.backoff.ms': 100, 'log.cleaner.min.cleanable.ratio': '0.01'}
 
 
 def ascii_lines(start, n):
@@ -258,6 +262,7 @@ def test_connect_distributed_file_connectors(java, start_broker, start_worker, t
         print('connect-dist: %5.1f s  %s' % (time.monotonic() - t0, what))
 
     broker = start_broker(FAST)
+    brokers = [broker]
     # one partition: the sink writes the records in the order they are read
     create_topic(broker.bootstrap, TOPIC, 1)
     run = uuid.uuid4().hex[:8]
@@ -323,6 +328,7 @@ def test_connect_distributed_file_connectors(java, start_broker, start_worker, t
     assert broker.stop() == 0, broker.log_text()[-3000:]
     append(src, ascii_lines(600, 100))
     broker = start_broker(same_broker, data_dir=broker.data_dir)
+    brokers.append(broker)
     mark('broker restarted')
     w = start_worker(props)
     running(w, [SOURCE, SINK])
@@ -334,6 +340,7 @@ def test_connect_distributed_file_connectors(java, start_broker, start_worker, t
     assert broker.stop() == 0, broker.log_text()[-3000:]
     append(src, ascii_lines(700, 50))
     broker = start_broker(same_broker, data_dir=broker.data_dir)
+    brokers.append(broker)
     mark('broker restarted under worker 3')
     same(w, src, dst, 'lines appended while the broker restarted under the worker')
     mark('750 lines in the sink file')
@@ -348,3 +355,9 @@ def test_connect_distributed_file_connectors(java, start_broker, start_worker, t
     assert end_offset(broker.bootstrap, TOPIC) == 800
     assert committed(broker.bootstrap, 'connect-' + SINK, TOPIC) == 800
     assert dst.read_bytes() == src.read_bytes()
+    # Connect's compacted topics were compacted while it ran (the status
+    # topic gets a record per state change of every connector and task)
+    text = ''.join(b.log_text() for b in brokers)
+    cleaned = [l for l in text.splitlines() if ': cleaned' in l and any(t in l for t in topics.values())]
+    assert cleaned, text[-3000:]
+    print('connect-dist: %d cleanings of Connect\'s topics, e.g. %s' % (len(cleaned), cleaned[-1]))
