@@ -68,6 +68,8 @@ static const sp_cfg_def_t defs[] = {
       "How often transactions past their timeout are aborted." },
     { "transaction.remove.expired.transaction.cleanup.interval.ms", SP_CFG_INT, "3600000", 1, INT32_MAX, NULL,
       "How often expired transactional ids are removed." },
+    { "offsets.topic.segment.bytes", SP_CFG_INT, "104857600", 1, INT32_MAX, NULL,
+      "segment.bytes of __consumer_offsets." },
     { "offsets.retention.minutes", SP_CFG_LONG, "10080", 1, INT32_MAX, NULL,
       "How long the committed offsets of an empty group are kept." },
     { "offsets.retention.check.interval.ms", SP_CFG_LONG, "600000", 1, INT32_MAX, NULL,
