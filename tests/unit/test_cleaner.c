@@ -6,6 +6,8 @@
  * same logical contents (log/cleaner.c sp_clean_recover_dir).
  */
 #include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <inttypes.h>
 #include <stdlib.h>
@@ -18,6 +20,7 @@
 #include "log/plog_internal.h"
 #include "proto/batch.h"
 #include "util/clock.h"
+#include "util/fsutil.h"
 
 #define KEYS 400
 #define MAXOFF 40000
@@ -431,6 +434,58 @@ static void test_crash_steps(const char *root)
     }
 }
 
+/* Bad input and failures: a cleaning that meets a damaged batch, or whose
+ * own fsync fails, changes nothing and leaves no file behind. */
+static int fail_syncs;
+static int fail_hook(const char *op, int fd)
+{
+    (void)op;
+    (void)fd;
+    return fail_syncs ? EIO : 0;
+}
+
+static void test_damage_and_faults(const char *root)
+{
+    char dir[512], path[700];
+    snprintf(dir, sizeof(dir), "%s/damage", root);
+    reset_model();
+    sp_plog_t *l = open_log(dir, true);
+    fill(l, 4, false);
+    seen_t before, after;
+    read_all(l, 0, &before);
+    sp_offset_map_t m;
+    CHECK(sp_offset_map_init(&m, 1 << 20, 0.9) == 0);
+    sp_clean_candidate_t c;
+    sp_clean_stats_t st;
+    sp_clean_opts_t o = { .io_buffer_size = 4096, .now_ms = sp_wall_ms() };
+
+    /* an fsync of the cleaned files fails */
+    sp_fault_hook = fail_hook;
+    fail_syncs = 1;
+    CHECK(sp_plog_clean_check(l, -1, sp_wall_ms(), &c) == 1);
+    CHECK(sp_plog_clean(l, &c, &m, &o, &st) == -1);
+    fail_syncs = 0;
+    sp_fault_hook = NULL;
+    CHECK(count_files(dir, ".cleaned") + count_files(dir, ".swap") == 0);
+    read_all(l, 0, &after);
+    CHECK(after.n == before.n && after.bad == 0);
+
+    /* a flipped byte in the second segment: the cleaner stops there */
+    snprintf(path, sizeof(path), "%s/%020" PRId64 ".log", dir, l->segs[1]->base_offset);
+    int fd = open(path, O_RDWR);
+    uint8_t byte;
+    CHECK(pread(fd, &byte, 1, 100) == 1);
+    byte ^= 0x40;
+    CHECK(pwrite(fd, &byte, 1, 100) == 1);
+    close(fd);
+    CHECK(sp_plog_clean_check(l, -1, sp_wall_ms(), &c) == 1);
+    CHECK(sp_plog_clean(l, &c, &m, &o, &st) == -1);
+    CHECK(count_files(dir, ".cleaned") + count_files(dir, ".swap") + count_files(dir, ".deleted") == 0);
+    CHECK(l->segs[1]->base_offset > 0 && atomic_load(&l->segs[1]->size) > 0);
+    sp_plog_unref(l);
+    sp_offset_map_free(&m);
+}
+
 /* Appends, reads from the start and cleaning at once (run under TSan):
  * every read sees each record as appended at its offset, in order. */
 static atomic_bool race_stop;
@@ -518,6 +573,7 @@ int main(void)
     test_producer_kept(root);
     test_crash_steps(root);
     test_races(root);
+    test_damage_and_faults(root);
     sp_fdcache_free(files);
     char cmd[600];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", root);
