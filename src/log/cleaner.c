@@ -95,9 +95,12 @@ int sp_plog_clean_check(sp_plog_t *l, int64_t checkpoint, int64_t now, sp_clean_
             end = i; /* too young, and so is everything after it */
             break;
         }
-        if (next <= fd)
+        /* Kafka's LogToClean: segments starting below the first dirty
+         * offset are clean, segments reaching past it dirty (the one
+         * holding it is both) */
+        if (s->base_offset < fd)
             c->clean_bytes += atomic_load(&s->size);
-        else {
+        if (next > fd) {
             if (first < 0)
                 first = i;
             c->dirty_bytes += atomic_load(&s->size);
@@ -133,6 +136,7 @@ typedef struct cleaning {
     sp_offset_map_t *map;
     int64_t started_mono;         /* for the throttle */
     int64_t io_bytes;             /* read + written, throttled */
+    bool mapping;                 /* reads count as the map's */
     uint8_t *buf;                 /* read window */
     size_t cap;
     sp_producer_last_t *prod;     /* sorted by producer id */
@@ -252,7 +256,10 @@ static int rd_next(rd_t *r, const uint8_t **p, size_t *len, sp_batch_hdr_t *h)
         }
         r->win = r->pos;
         r->have = got;
-        k->st->bytes_read += (int64_t)got;
+        if (k->mapping)
+            k->st->map_bytes += (int64_t)got;
+        else
+            k->st->bytes_read += (int64_t)got;
         throttle(k, (int64_t)got);
     }
     sp_error("log", "%s: the cleaner stops at %s position %" PRId64 ": %s", k->l->dir, r->s->path, r->pos,
@@ -459,6 +466,10 @@ static int build_map(cleaning_t *k, sp_segment_t **segs, int n, int64_t start, i
             rc = -1;
             break;
         }
+        if (s->base_offset < start) { /* from the first dirty batch, by the index */
+            int64_t bad, pos = sp_segment_find(s, start, r.end, &bad);
+            r.pos = pos >= 0 ? pos : 0;
+        }
         const uint8_t *b;
         size_t len;
         sp_batch_hdr_t h;
@@ -472,7 +483,7 @@ static int build_map(cleaning_t *k, sp_segment_t **segs, int n, int64_t start, i
                 int ir = sp_record_iter_init(&it, b, len, 0);
                 while (ir == 0 && (ir = sp_record_iter_next(&it, &rec)) == 1) {
                     ir = 0;
-                    k->st->records_read++;
+                    k->st->map_records++;
                     if (rec.key.len < 0 || rec.offset < start)
                         continue;
                     if (sp_offset_map_full(m)) {
@@ -890,7 +901,9 @@ int sp_plog_clean(sp_plog_t *l, const sp_clean_candidate_t *c, sp_offset_map_t *
         int first = 0;
         while (first + 1 < n && segs[first + 1]->base_offset <= c->first_dirty)
             first++;
+        k.mapping = true;
         rc = build_map(&k, segs + first, n - first, c->first_dirty, c->uncleanable);
+        k.mapping = false;
     }
     int64_t end = map->latest + 1;
     if (end < c->first_dirty)

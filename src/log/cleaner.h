@@ -14,7 +14,8 @@
  * data on disk), the owner's first unstable offset (an open transaction),
  * and the base of the first segment younger than min.compaction.lag.ms;
  * rounded down to a segment base: whole segments only.  A log is cleaned
- * when dirty bytes / (clean + dirty bytes) > min.cleanable.dirty.ratio,
+ * when dirty bytes / (clean + dirty bytes) > min.cleanable.dirty.ratio
+ * (Kafka's sums: the segment holding the first dirty offset counts in both),
  * or its oldest dirty segment is older than max.compaction.lag.ms, or a
  * delete horizon it wrote has passed; the dirtiest goes first.
  *
@@ -109,8 +110,9 @@ typedef struct sp_clean_opts {
 typedef struct sp_clean_stats {
     int64_t end_offset;           /* the next first dirty offset (the checkpoint) */
     int64_t map_entries;          /* keys mapped */
-    int64_t bytes_read, bytes_written;
-    int64_t records_read, records_kept;
+    int64_t map_bytes, map_records; /* read to build the map */
+    int64_t bytes_read, bytes_written; /* read and written by the copy (Kafka's "processed") */
+    int64_t records_read, records_kept; /* by the copy */
     int segments_in, segments_out;
     int64_t min_horizon;          /* earliest delete horizon left in the log, INT64_MAX */
     bool map_full;                /* the dirty section did not fit: more passes follow */

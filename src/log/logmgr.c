@@ -720,13 +720,16 @@ static void *cleaner_main(void *arg)
         int64_t t0 = sp_mono_ms();
         int rc = sp_plog_clean(l, &c, &map, &o, &st);
         int64_t ms = sp_mono_ms() - t0;
+        /* the map's pages go back to the kernel between cleanings */
+        sp_offset_map_clear(&map);
         if (rc == 0)
-            sp_info("log", "%s-%d: cleaned %d segment%s into %d (offsets up to %" PRId64 "): %.1f MB read, "
-                    "%.1f MB written, %" PRId64 " of %" PRId64 " records kept, %" PRId64 " keys mapped%s, "
-                    "%" PRId64 " ms, %.1f MB/s; dirty ratio was %.2f",
+            sp_info("log", "%s-%d: cleaned %d segment%s into %d (offsets up to %" PRId64 "): %.1f MB of log "
+                    "processed, %.1f MB written, %" PRId64 " of %" PRId64 " records kept; %" PRId64 " keys "
+                    "mapped from %.1f MB%s; %" PRId64 " ms, %.1f MB/s; dirty ratio was %.2f",
                     topic, partition, st.segments_in, st.segments_in == 1 ? "" : "s", st.segments_out,
                     st.end_offset, (double)st.bytes_read / 1e6, (double)st.bytes_written / 1e6, st.records_kept,
-                    st.records_read, st.map_entries, st.map_full ? " (map full: more passes follow)" : "", ms,
+                    st.records_read, st.map_entries, (double)st.map_bytes / 1e6,
+                    st.map_full ? " (map full: more passes follow)" : "", ms,
                     ms > 0 ? (double)st.bytes_read / 1e3 / (double)ms : 0.0, c.ratio);
         cleaning_done(m, l, topic, partition, dir, rc, st.end_offset);
         sp_plog_unref(l);
@@ -824,6 +827,13 @@ sp_logmgr_t *sp_logmgr_start(const sp_logmgr_opts_t *o)
     init_cond(&m->ccv);
     atomic_init(&m->cstop, false);
     m->copts = *o;
+    if (o->cleaner_threads > 0 && o->cleaner_dedupe_bytes / o->cleaner_threads <= 1024 * 1024) {
+        /* Kafka refuses this too (its map must exceed 1 MiB per thread) */
+        sp_error("log", "log.cleaner.dedupe.buffer.size (%" PRId64 ") must be more than 1 MiB per cleaner "
+                 "thread (log.cleaner.threads=%d)", o->cleaner_dedupe_bytes, o->cleaner_threads);
+        logmgr_free(m);
+        return NULL;
+    }
     m->retention_check_ms = o->retention_check_ms > 0 ? o->retention_check_ms : 300000;
     m->checkpoint_ms = o->checkpoint_ms > 0 ? o->checkpoint_ms : 60000;
     m->start_checkpoint_ms = o->start_checkpoint_ms > 0 ? o->start_checkpoint_ms : 60000;
