@@ -22,8 +22,9 @@ OPT      ?= -O2
 SANFLAGS ?=
 
 # Record batch codecs: zlib (gzip), libzstd, liblz4; snappy has no .pc file
-# on every Debian release, so it is linked by name.
-PKGS     := libuv zlib libzstd liblz4 libisal
+# on every Debian release, so it is linked by name.  libxxhash: the log
+# cleaner's key hashes (XXH3-128).
+PKGS     := libuv zlib libzstd liblz4 libisal libxxhash
 CFLAGS   += -std=c11 -D_GNU_SOURCE -g $(OPT) -Wall -Wextra $(WERROR) \
             -Isrc -I$(BUILD)/include -fno-strict-aliasing -pthread $(SANFLAGS) \
             $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -170,7 +171,7 @@ asan: test-deps kafka java clients old-clients
 # ThreadSanitizer over the unit tests that start threads.  A report fails
 # the run (TSan's exit code 66).  tests/tsan.supp is for third-party noise
 # only, never for our own races.
-TSAN_TESTS := test_log test_logmgr test_partition test_image test_producer_state test_pid test_metadata test_txn
+TSAN_TESTS := test_log test_logmgr test_partition test_image test_producer_state test_pid test_metadata test_txn test_cleaner
 tsan:
 	$(MAKE) BUILD=build/tsan OPT=-O1 SANFLAGS="-fsanitize=thread -fno-omit-frame-pointer" \
 	    $(TSAN_TESTS:%=build/tsan/tests/%)

@@ -80,7 +80,8 @@ bool sp_autocreate(sp_req_t *req, const sp_str_t *names, int n, void (*again)(sp
         if (sp_hashset_add(&seen, (uint32_t)i, sp_hash_bytes(names[i].ptr, (size_t)names[i].len)) >= 0)
             continue;
         if (sp_str_eq_lit(names[i], "__consumer_offsets")) {
-            sp_coordinator_offsets_topic(req->broker->config, &t[k]);
+            if (sp_coordinator_offsets_topic(req->broker->config, &t[k], &req->arena) != 0)
+                continue;
         } else {
             t[k].name = names[i];
             t[k].num_partitions = -1;

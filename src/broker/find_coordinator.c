@@ -122,8 +122,10 @@ void sp_handle_find_coordinator(sp_req_t *req)
             find_answer(req);
             return;
         }
-    } else
-        sp_coordinator_offsets_topic(req->broker->config, t);
+    } else if (sp_coordinator_offsets_topic(req->broker->config, t, &req->arena) != 0) {
+        find_answer(req);
+        return;
+    }
     op->kind = SP_CTL_CREATE_TOPICS;
     op->n = 1;
     op->topics = t;

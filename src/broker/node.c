@@ -230,6 +230,12 @@ sp_node_t *sp_node_start(const sp_config_t *cfg, uv_loop_t *loop, int max_open_f
     lo.checkpoint_ms = sp_config_long(cfg, "log.flush.offset.checkpoint.interval.ms");
     lo.start_checkpoint_ms = sp_config_long(cfg, "log.flush.start.offset.checkpoint.interval.ms");
     lo.max_open_files = max_open_files;
+    lo.cleaner_threads = sp_config_bool(cfg, "log.cleaner.enable") ? (int)sp_config_long(cfg, "log.cleaner.threads") : 0;
+    lo.cleaner_dedupe_bytes = sp_config_long(cfg, "log.cleaner.dedupe.buffer.size");
+    lo.cleaner_load_factor = strtod(sp_config_str(cfg, "log.cleaner.io.buffer.load.factor"), NULL);
+    lo.cleaner_io_buffer = sp_config_long(cfg, "log.cleaner.io.buffer.size");
+    lo.cleaner_io_bytes_per_sec = strtod(sp_config_str(cfg, "log.cleaner.io.max.bytes.per.second"), NULL);
+    lo.cleaner_backoff_ms = sp_config_long(cfg, "log.cleaner.backoff.ms");
     b->logs = sp_logmgr_start(&lo);
     if (b->logs)
         b->partitions = sp_partitions_new(b->logs);

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "log/cleaner.h"
 #include "log/logmgr.h"
 #include "proto/gen/errors.h"
 #include "txn/producer_state.h"
@@ -43,6 +44,8 @@ struct sp_partition {
 };
 
 /* ---- waiter lists (mu held) -------------------------------------------- */
+
+static int clean_info(void *ctx, int64_t *first_unstable, sp_producer_last_t **v, int *n);
 
 static void link_waiter(sp_waiter_t **head, sp_waiter_t *w)
 {
@@ -246,6 +249,7 @@ sp_partition_t *sp_partition_new(sp_plog_t *log, const char *topic, int32_t inde
     sp_pstate_on_hw(p->ps, atomic_load(&p->hw));
     atomic_store(&p->first_unstable, sp_pstate_first_unstable(p->ps));
     sp_plog_set_listener(log, on_log, p);
+    sp_plog_set_clean_info(log, clean_info, p);
     p->listening = true;
     /* anything that moved before the listener was set */
     sp_plog_offsets(log, &o);
@@ -253,10 +257,47 @@ sp_partition_t *sp_partition_new(sp_plog_t *log, const char *topic, int32_t inde
     return p;
 }
 
+typedef struct last_acc {
+    sp_producer_last_t *v;
+    int n, cap;
+} last_acc_t;
+
+static void add_last(const sp_pentry_t *e, void *ctx)
+{
+    last_acc_t *a = ctx;
+    if (a->n < a->cap)
+        a->v[a->n++] = (sp_producer_last_t){
+            .producer_id = e->producer_id,
+            .last_data_offset = e->nbatches > 0 ? e->batches[e->nbatches - 1].last_offset : -1,
+            .epoch = e->epoch,
+        };
+}
+
+/* For the log cleaner (log/cleaner.h): the first unstable offset and the
+ * last batch of every producer, whose batch cleaning keeps. */
+static int clean_info(void *ctx, int64_t *first_unstable, sp_producer_last_t **v, int *n)
+{
+    sp_partition_t *p = ctx;
+    int64_t f = atomic_load(&p->first_unstable);
+    *first_unstable = f < 0 ? INT64_MAX : f;
+    if (!v)
+        return 0;
+    pthread_mutex_lock(&p->ps_mu);
+    last_acc_t a = { NULL, 0, sp_pstate_count(p->ps) };
+    a.v = malloc(sizeof(*a.v) * (size_t)(a.cap ? a.cap : 1));
+    if (a.v)
+        sp_pstate_each(p->ps, add_last, &a);
+    pthread_mutex_unlock(&p->ps_mu);
+    *v = a.v;
+    *n = a.n;
+    return a.v ? 0 : -1;
+}
+
 /* Stops listening to the log (waits for a listener call in progress). */
 static void stop_listening(sp_partition_t *p)
 {
     if (p->listening) {
+        sp_plog_set_clean_info(p->log, NULL, NULL);
         sp_plog_set_listener(p->log, NULL, NULL);
         p->listening = false;
     }

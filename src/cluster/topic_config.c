@@ -249,6 +249,10 @@ void sp_topic_log_config(int n, char *const *ks, char *const *vs, const sp_image
     out->lz4_level = (int)num(&c, "compression.lz4.level");
     out->zstd_level = (int)num(&c, "compression.zstd.level");
     out->log_append_time = strcasecmp(val(&c, "message.timestamp.type"), "LogAppendTime") == 0;
+    out->min_cleanable_ratio = strtod(val(&c, "min.cleanable.dirty.ratio"), NULL);
+    out->min_compaction_lag_ms = num(&c, "min.compaction.lag.ms");
+    out->max_compaction_lag_ms = num(&c, "max.compaction.lag.ms");
+    out->delete_retention_ms = num(&c, "delete.retention.ms");
     out->compact = strstr(val(&c, "cleanup.policy"), "compact") != NULL;
     out->retention_delete = strstr(val(&c, "cleanup.policy"), "delete") != NULL;
     if (out->segment_index_bytes < 8)

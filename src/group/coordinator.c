@@ -658,15 +658,23 @@ void sp_coordinator_stop(sp_coordinator_t *c)
 
 /* ---- __consumer_offsets' shape ------------------------------------------- */
 
-void sp_coordinator_offsets_topic(const sp_config_t *cfg, sp_ctl_topic_t *t)
+int sp_coordinator_offsets_topic(const sp_config_t *cfg, sp_ctl_topic_t *t, sp_arena_t *arena)
 {
     static sp_str_t keys[] = { { "cleanup.policy", 14 }, { "segment.bytes", 13 },
                                { "compression.type", 16 } };
-    static sp_str_t vals[] = { { "compact", 7 }, { "104857600", 9 }, { "producer", 8 } };
+    sp_str_t *vals = sp_arena_alloc(arena, sizeof(*vals) * 3);
+    char *seg = sp_arena_alloc(arena, 24);
+    if (!vals || !seg)
+        return -1;
+    snprintf(seg, 24, "%lld", (long long)sp_config_long(cfg, "offsets.topic.segment.bytes"));
+    vals[0] = sp_str_lit("compact");
+    vals[1] = sp_str_c(seg);
+    vals[2] = sp_str_lit("producer");
     t->name = sp_str_lit(SP_OFFSETS_TOPIC);
     t->num_partitions = (int32_t)sp_config_long(cfg, "offsets.topic.num.partitions");
     t->replication_factor = -1;
     t->nconfigs = 3;
     t->ckeys = keys;
     t->cvalues = vals;
+    return 0;
 }

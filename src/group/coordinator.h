@@ -71,10 +71,11 @@ void sp_coordinator_txn_complete(sp_coordinator_t *c, int32_t partition, int64_t
 int32_t sp_coordinator_partition_for(const char *group, int32_t len, int32_t npartitions);
 
 /* Fills t (zeroed by the caller) with how __consumer_offsets is created:
- * offsets.topic.num.partitions partitions, compacted, 100 MiB segments,
- * compression.type=producer (Kafka's offsetsTopicConfigs).  The strings
- * are static.  Used by FindCoordinator and by auto-creation (Metadata,
- * Produce), so the topic has that shape whoever asks first.  Any thread. */
-void sp_coordinator_offsets_topic(const struct sp_config *cfg, struct sp_ctl_topic *t);
+ * offsets.topic.num.partitions partitions, compacted, segments of
+ * offsets.topic.segment.bytes, compression.type=producer (Kafka's
+ * offsetsTopicConfigs).  The strings live in arena.  Used by
+ * FindCoordinator and by auto-creation (Metadata, Produce), so the topic
+ * has that shape whoever asks first.  Any thread.  0, or -1 (no memory). */
+int sp_coordinator_offsets_topic(const struct sp_config *cfg, struct sp_ctl_topic *t, sp_arena_t *arena);
 
 #endif

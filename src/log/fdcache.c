@@ -2,6 +2,7 @@
 #include "log/fdcache.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -161,4 +162,19 @@ void sp_file_close(sp_file_t *f)
     }
     free(f->path);
     f->path = NULL;
+}
+
+int sp_file_rename(sp_file_t *f, char *path)
+{
+    sp_fdcache_t *c = f->cache;
+    pthread_mutex_lock(&c->mu);
+    int rc = rename(f->path, path) == 0 ? 0 : -errno;
+    if (rc == 0) {
+        free(f->path);
+        f->path = path;
+    }
+    pthread_mutex_unlock(&c->mu);
+    if (rc != 0)
+        free(path);
+    return rc;
 }

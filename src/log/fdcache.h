@@ -55,6 +55,10 @@ void sp_file_init(sp_file_t *f, sp_fdcache_t *c, char *path, int fd);
  * -errno (the file stays closed).  Any thread. */
 int sp_file_pin(sp_file_t *f);
 void sp_file_unpin(sp_file_t *f);
+/* Renames the file to path (taking ownership of path in every case)
+ * under the cache lock, so that a reopen never looks for the old name.
+ * 0 or -errno (the old name kept). */
+int sp_file_rename(sp_file_t *f, char *path);
 /* Closes the fd if open and frees the path.  No pins may remain. */
 void sp_file_close(sp_file_t *f);
 

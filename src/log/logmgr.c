@@ -1,6 +1,8 @@
 /* logmgr.c - partition logs, flush and housekeeping threads, checkpoints
  * (see logmgr.h). */
 #include "log/logmgr.h"
+
+#include "log/cleaner.h"
 #include "log/plog_internal.h"
 
 #include <dirent.h>
@@ -29,6 +31,7 @@ typedef struct ckpt {
     char *topic;
     int32_t partition;
     int64_t recovery, log_start;
+    int64_t cleaner;          /* first dirty offset, -1 = none */
 } ckpt_t;
 
 typedef struct entry {
@@ -38,6 +41,9 @@ typedef struct entry {
     sp_plog_t *log;
     int64_t ckpt_recovery;    /* the checkpoints read at start, kept for a */
     int64_t ckpt_log_start;   /* log that failed to open (written back as is) */
+    int64_t clean_ckpt;       /* the cleaner's first dirty offset, -1 (cmu) */
+    bool cleaning;            /* a cleaner works on it (cmu) */
+    bool clean_paused;        /* a cleaning failed: not again until restart (cmu) */
 } entry_t;
 
 struct sp_logmgr {
@@ -69,6 +75,13 @@ struct sp_logmgr {
     bool ckpt_soon;           /* a log start moved: write at the start-offset interval */
     bool deleted_pending;     /* -delete directories to remove */
     int64_t retention_check_ms, checkpoint_ms, start_checkpoint_ms;
+    /* cleaner threads (log/cleaner.h) */
+    pthread_t *cleaners;
+    int ncleaners;
+    pthread_mutex_t cmu;      /* entries' cleaning fields, the cleaner checkpoint files */
+    pthread_cond_t ccv;
+    atomic_bool cstop;
+    sp_logmgr_opts_t copts;   /* the cleaner settings */
 };
 
 /* rw held: entry i of the registry. */
@@ -209,6 +222,7 @@ static void read_checkpoint(sp_logmgr_t *m, const char *dir, const char *name, i
             got[n].partition = (int32_t)part;
             got[n].recovery = which == 0 ? off : -1;
             got[n].log_start = which == 1 ? off : -1;
+            got[n].cleaner = which == 2 ? off : -1;
             if (!got[n].topic) {
                 why = "out of memory";
                 goto bad;
@@ -236,8 +250,9 @@ static void read_checkpoint(sp_logmgr_t *m, const char *dir, const char *name, i
     return;
 bad:
     sp_error("log", "%s: malformed checkpoint file (%s, line %d): ignored whole; %s", path, why, line,
-             which == 0 ? "partitions of this directory are recovered from offset 0"
-                        : "log start offsets come from the first segments");
+             which == 0   ? "partitions of this directory are recovered from offset 0"
+             : which == 1 ? "log start offsets come from the first segments"
+                          : "compacted partitions are cleaned from their start");
     for (int64_t i = 0; i < n; i++)
         free(got[i].topic);
     free(got);
@@ -261,6 +276,8 @@ static void merge_checkpoints(sp_logmgr_t *m)
                 k->recovery = c->recovery;
             if (c->log_start >= 0)
                 k->log_start = c->log_start;
+            if (c->cleaner >= 0)
+                k->cleaner = c->cleaner;
             free(c->topic);
             continue;
         }
@@ -561,6 +578,193 @@ static void keeper_poke(sp_logmgr_t *m, bool starts, bool deleted)
     pthread_mutex_unlock(&m->hmu);
 }
 
+/* ---- cleaner threads ----------------------------------------------------- */
+
+/* Writes dir d's cleaner-offset-checkpoint (Kafka's: the compacted logs
+ * cleaned at least once).  cmu held. */
+static void write_cleaner_checkpoint(sp_logmgr_t *m, int d)
+{
+    if (atomic_load(&m->offline[d]))
+        return;
+    pthread_rwlock_rdlock(&m->rw);
+    int count = 0;
+    for (int i = 0; i < m->map.n; i++)
+        count += ent(m, i)->dir == d && ent(m, i)->clean_ckpt >= 0;
+    size_t cap = 32 + (size_t)count * 300, len = 0;
+    char *text = malloc(cap);
+    if (text) {
+        len = (size_t)snprintf(text, cap, "0\n%d\n", count);
+        for (int i = 0; i < m->map.n; i++) {
+            entry_t *e = ent(m, i);
+            if (e->dir == d && e->clean_ckpt >= 0)
+                len += (size_t)snprintf(text + len, cap - len, "%s %d %" PRId64 "\n", e->topic, e->partition,
+                                        e->clean_ckpt);
+        }
+    }
+    pthread_rwlock_unlock(&m->rw);
+    if (text && sp_write_file_atomic(m->dirs[d], "cleaner-offset-checkpoint", text, len) != 0)
+        sp_error("log", "cannot write %s/cleaner-offset-checkpoint: %s", m->dirs[d], strerror(errno));
+    free(text);
+}
+
+/* The dirtiest log to clean now, marked as being cleaned and referenced;
+ * NULL if none. */
+static sp_plog_t *pick_dirtiest(sp_logmgr_t *m, int64_t now, sp_clean_candidate_t *best, char **topic,
+                                int32_t *partition, int *dir)
+{
+    sp_plog_t *l = NULL;
+    entry_t *pick = NULL;
+    sp_clean_candidate_t c;
+    pthread_rwlock_rdlock(&m->rw);
+    for (int i = 0; i < m->map.n; i++) {
+        entry_t *e = ent(m, i);
+        pthread_mutex_lock(&m->cmu);
+        bool skip = e->cleaning || e->clean_paused || atomic_load(&m->offline[e->dir]);
+        int64_t ckpt = e->clean_ckpt;
+        pthread_mutex_unlock(&m->cmu);
+        if (skip || sp_plog_clean_check(e->log, ckpt, now, &c) != 1)
+            continue;
+        if (!pick || (c.due && !best->due) || (c.due == best->due && c.ratio > best->ratio)) {
+            pick = e;
+            *best = c;
+        }
+    }
+    if (pick) {
+        pthread_mutex_lock(&m->cmu);
+        if (!pick->cleaning) {
+            pick->cleaning = true;
+            l = pick->log;
+            sp_plog_ref(l);
+            *topic = strdup(pick->topic);
+            *partition = pick->partition;
+            *dir = pick->dir;
+        }
+        pthread_mutex_unlock(&m->cmu);
+    }
+    pthread_rwlock_unlock(&m->rw);
+    if (l && !*topic) {
+        sp_plog_unref(l);
+        l = NULL;
+    }
+    return l;
+}
+
+/* After a cleaning: the entry's checkpoint (if it is still the same log). */
+static void cleaning_done(sp_logmgr_t *m, sp_plog_t *l, const char *topic, int32_t partition, int dir, int rc,
+                          int64_t end)
+{
+    pthread_rwlock_rdlock(&m->rw);
+    int i = sp_tpmap_find(&m->map, topic, (int32_t)strlen(topic), partition);
+    entry_t *e = i >= 0 && ent(m, i)->log == l ? ent(m, i) : NULL;
+    pthread_mutex_lock(&m->cmu);
+    if (e) {
+        e->cleaning = false;
+        if (rc == 0)
+            e->clean_ckpt = end;
+        if (rc < 0)
+            e->clean_paused = true;
+    }
+    pthread_mutex_unlock(&m->cmu);
+    pthread_rwlock_unlock(&m->rw);
+    if (e && rc == 0) {
+        pthread_mutex_lock(&m->cmu);
+        write_cleaner_checkpoint(m, dir);
+        pthread_mutex_unlock(&m->cmu);
+    }
+    if (rc < 0)
+        sp_error("log", "%s-%d: cleaning failed; the partition is not cleaned again until the broker "
+                 "restarts (its data is as it was)", topic, partition);
+}
+
+static void *cleaner_main(void *arg)
+{
+    sp_logmgr_t *m = arg;
+    sp_offset_map_t map;
+    bool have_map = false;
+    pthread_setname_np(pthread_self(), "spool-cleaner");
+    int64_t per = m->copts.cleaner_dedupe_bytes / (m->ncleaners > 0 ? m->ncleaners : 1);
+    while (!atomic_load(&m->cstop)) {
+        sp_clean_candidate_t c;
+        char *topic = NULL;
+        int32_t partition = 0;
+        int dir = 0;
+        sp_plog_t *l = pick_dirtiest(m, sp_wall_ms(), &c, &topic, &partition, &dir);
+        if (!l) {
+            pthread_mutex_lock(&m->cmu);
+            if (!atomic_load(&m->cstop))
+                timed_wait(&m->ccv, &m->cmu, m->copts.cleaner_backoff_ms);
+            pthread_mutex_unlock(&m->cmu);
+            continue;
+        }
+        if (!have_map) {
+            if (sp_offset_map_init(&map, (size_t)per, m->copts.cleaner_load_factor) != 0) {
+                sp_error("log", "the log cleaner cannot have its %" PRId64 "-byte key map: no cleaning", per);
+                cleaning_done(m, l, topic, partition, dir, 1, 0);
+                sp_plog_unref(l);
+                free(topic);
+                break;
+            }
+            have_map = true;
+        }
+        sp_clean_opts_t o = {
+            .io_bytes_per_sec = m->copts.cleaner_io_bytes_per_sec > 0 && m->ncleaners > 0
+                                    ? m->copts.cleaner_io_bytes_per_sec / m->ncleaners
+                                    : 0,
+            .io_buffer_size = (size_t)m->copts.cleaner_io_buffer,
+            .now_ms = sp_wall_ms(),
+            .stop = &m->cstop,
+        };
+        if (o.io_bytes_per_sec > 1e15)
+            o.io_bytes_per_sec = 0;
+        sp_clean_stats_t st;
+        int64_t t0 = sp_mono_ms();
+        int rc = sp_plog_clean(l, &c, &map, &o, &st);
+        int64_t ms = sp_mono_ms() - t0;
+        if (rc == 0)
+            sp_info("log", "%s-%d: cleaned %d segment%s into %d (offsets up to %" PRId64 "): %.1f MB read, "
+                    "%.1f MB written, %" PRId64 " of %" PRId64 " records kept, %" PRId64 " keys mapped%s, "
+                    "%" PRId64 " ms, %.1f MB/s; dirty ratio was %.2f",
+                    topic, partition, st.segments_in, st.segments_in == 1 ? "" : "s", st.segments_out,
+                    st.end_offset, (double)st.bytes_read / 1e6, (double)st.bytes_written / 1e6, st.records_kept,
+                    st.records_read, st.map_entries, st.map_full ? " (map full: more passes follow)" : "", ms,
+                    ms > 0 ? (double)st.bytes_read / 1e3 / (double)ms : 0.0, c.ratio);
+        cleaning_done(m, l, topic, partition, dir, rc, st.end_offset);
+        sp_plog_unref(l);
+        free(topic);
+    }
+    if (have_map)
+        sp_offset_map_free(&map);
+    return NULL;
+}
+
+static void start_cleaners(sp_logmgr_t *m)
+{
+    int n = m->copts.cleaner_threads;
+    if (n <= 0)
+        return;
+    m->cleaners = calloc((size_t)n, sizeof(*m->cleaners));
+    if (!m->cleaners)
+        return;
+    m->ncleaners = n;
+    for (int i = 0; i < n; i++)
+        if (pthread_create(&m->cleaners[i], NULL, cleaner_main, m) != 0) {
+            sp_error("log", "cannot start log cleaner thread %d", i);
+            m->ncleaners = i;
+            break;
+        }
+}
+
+static void stop_cleaners(sp_logmgr_t *m)
+{
+    pthread_mutex_lock(&m->cmu);
+    atomic_store(&m->cstop, true);
+    pthread_cond_broadcast(&m->ccv);
+    pthread_mutex_unlock(&m->cmu);
+    for (int i = 0; i < m->ncleaners; i++)
+        pthread_join(m->cleaners[i], NULL);
+    m->ncleaners = 0;
+}
+
 /* ---- start ------------------------------------------------------------- */
 
 /* A condition variable whose timed waits use CLOCK_MONOTONIC (timed_wait
@@ -600,6 +804,9 @@ static void logmgr_free(sp_logmgr_t *m)
     pthread_mutex_destroy(&m->hmu);
     pthread_cond_destroy(&m->qcv);
     pthread_cond_destroy(&m->hcv);
+    pthread_mutex_destroy(&m->cmu);
+    pthread_cond_destroy(&m->ccv);
+    free(m->cleaners);
     free(m);
 }
 
@@ -611,8 +818,12 @@ sp_logmgr_t *sp_logmgr_start(const sp_logmgr_opts_t *o)
     pthread_rwlock_init(&m->rw, NULL);
     pthread_mutex_init(&m->qmu, NULL);
     pthread_mutex_init(&m->hmu, NULL);
+    pthread_mutex_init(&m->cmu, NULL);
     init_cond(&m->qcv);
     init_cond(&m->hcv);
+    init_cond(&m->ccv);
+    atomic_init(&m->cstop, false);
+    m->copts = *o;
     m->retention_check_ms = o->retention_check_ms > 0 ? o->retention_check_ms : 300000;
     m->checkpoint_ms = o->checkpoint_ms > 0 ? o->checkpoint_ms : 60000;
     m->start_checkpoint_ms = o->start_checkpoint_ms > 0 ? o->start_checkpoint_ms : 60000;
@@ -631,6 +842,7 @@ sp_logmgr_t *sp_logmgr_start(const sp_logmgr_opts_t *o)
         m->dirs[d] = strdup(o->dirs[d]);
         read_checkpoint(m, o->dirs[d], "recovery-point-offset-checkpoint", 0);
         read_checkpoint(m, o->dirs[d], "log-start-offset-checkpoint", 1);
+        read_checkpoint(m, o->dirs[d], "cleaner-offset-checkpoint", 2);
         merge_checkpoints(m);
         snprintf(path, sizeof(path), "%s/%s", o->dirs[d], CLEAN_MARKER);
         m->clean[d] = access(path, F_OK) == 0;
@@ -661,6 +873,7 @@ sp_logmgr_t *sp_logmgr_start(const sp_logmgr_opts_t *o)
         logmgr_free(m);
         return NULL;
     }
+    start_cleaners(m);
     return m;
 }
 
@@ -786,6 +999,7 @@ int sp_logmgr_open_partition(sp_logmgr_t *m, const char *topic, sp_uuid_t topic_
     e->log = l;
     e->ckpt_recovery = o.recovery_point;
     e->ckpt_log_start = o.log_start;
+    e->clean_ckpt = c ? c->cleaner : -1;
     m->nlogs[dir]++;
     pthread_rwlock_unlock(&m->rw);
     if (create)
@@ -906,6 +1120,7 @@ void sp_logmgr_shutdown(sp_logmgr_t *m, bool clean)
 {
     if (!m)
         return;
+    stop_cleaners(m); /* before the flusher: a swap kicks it */
     pthread_mutex_lock(&m->qmu);
     m->stop = true;
     pthread_cond_signal(&m->qcv);

@@ -10,6 +10,8 @@
  *   recovery-point-offset-checkpoint  per partition: offsets below are on disk
  *   log-start-offset-checkpoint     per partition: DeleteRecords' start
  *   replication-offset-checkpoint   per partition: high watermark
+ *   cleaner-offset-checkpoint       per compacted partition: its first dirty
+ *                                   offset (log/cleaner.h), after each cleaning
  *   <topic>-<p>/                    one partition log (plog.h)
  *   <topic>-<p>.<id>-delete/        a deleted partition, removed in the
  *                                   background by the housekeeping thread
@@ -28,7 +30,10 @@
  * Threads: lookups from any thread (read lock); creation and deletion from
  * the metadata thread; flushes on the flush thread only, so acks=all never
  * waits behind an unlink; retention, checkpoints and directory removal on
- * the housekeeping thread.  Group commit: appends kick the flush thread,
+ * the housekeeping thread; compaction on the cleaner threads
+ * (log.cleaner.threads, each with its own key map: log/cleaner.h), which
+ * pick the dirtiest compacted log every log.cleaner.backoff.ms or at once
+ * after a cleaning, one cleaner per log at a time.  Group commit: appends kick the flush thread,
  * which syncs every kicked log in one pass, so one pass covers many
  * requests and partitions.
  */
@@ -52,6 +57,12 @@ typedef struct sp_logmgr_opts {
     int64_t checkpoint_ms;        /* log.flush.offset.checkpoint.interval.ms */
     int64_t start_checkpoint_ms;  /* log.flush.start.offset.checkpoint.interval.ms */
     int max_open_files;           /* segment fds kept open (fdcache.h) */
+    int cleaner_threads;          /* log.cleaner.threads (0: log.cleaner.enable=false) */
+    int64_t cleaner_dedupe_bytes; /* log.cleaner.dedupe.buffer.size, shared by the threads */
+    double cleaner_load_factor;   /* log.cleaner.io.buffer.load.factor */
+    int64_t cleaner_io_buffer;    /* log.cleaner.io.buffer.size */
+    double cleaner_io_bytes_per_sec; /* log.cleaner.io.max.bytes.per.second, all threads */
+    int64_t cleaner_backoff_ms;   /* log.cleaner.backoff.ms */
 } sp_logmgr_opts_t;
 
 /* Opens the log directories: reads checkpoints, notes whether the last

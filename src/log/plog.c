@@ -2,6 +2,8 @@
 #include "log/plog.h"
 #include "log/plog_internal.h"
 
+#include "log/cleaner.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -180,9 +182,11 @@ static int load_segments(sp_plog_t *l)
         bool last = i == n - 1;
         sp_segment_t *s = sp_segment_open(l->dir, bases[i], false, last,
                                           (size_t)l->cfg.segment_index_bytes, l->files);
-        if (s && !last && atomic_load(&s->size) == 0) {
+        if (s && !last && i > 0 && atomic_load(&s->size) == 0) {
             /* an empty segment before the active one holds nothing, and
-             * its base would claim offsets its predecessor holds */
+             * its base would claim offsets its predecessor holds (the
+             * first may be empty: the cleaner keeps it, its base is where
+             * the log starts) */
             sp_warn("log", "%s: removing the empty segment %s", l->dir, s->path);
             sp_segment_unlink(s);
             sp_segment_unref(s);
@@ -242,7 +246,8 @@ static int recover(sp_plog_t *l, bool clean, int64_t recovery_point, bool strict
         int64_t next_base = is_last ? INT64_MAX : l->segs[i + 1]->base_offset;
         if (!is_last && (clean || next_base <= recovery_point)) {
             check_sealed(l, s, next_base);
-            if (s->next_offset < next_base && atomic_load(&s->damaged_at) < 0)
+            /* (compaction leaves such gaps: its last records removed) */
+            if (s->next_offset < next_base && atomic_load(&s->damaged_at) < 0 && !l->cfg.compact)
                 sp_warn("log", "%s: offsets %" PRId64 "..%" PRId64 " are in no segment (a segment "
                         "file is missing?); fetches there continue at %" PRId64, l->dir,
                         s->next_offset, next_base - 1, next_base);
@@ -350,6 +355,7 @@ sp_plog_t *sp_plog_open(const sp_plog_open_opts_t *o)
     pthread_mutex_init(&l->append_mu, NULL);
     pthread_rwlock_init(&l->lis_rw, NULL);
     atomic_init(&l->refs, 1);
+    atomic_init(&l->clean_horizon, INT64_MAX);
     l->dir = strdup(o->dir);
     l->topic = strdup(o->topic);
     l->partition = o->partition;
@@ -378,6 +384,8 @@ sp_plog_t *sp_plog_open(const sp_plog_open_opts_t *o)
             goto fail;
         }
     }
+    if (exists && sp_clean_recover_dir(o->dir) != 0)
+        goto fail;
     if (load_segments(l) != 0)
         goto fail;
     if (l->nsegs == 0) {

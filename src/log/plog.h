@@ -85,6 +85,10 @@ typedef struct sp_log_config {
     bool retention_delete;        /* cleanup.policy contains delete */
     int64_t retention_ms;         /* retention.ms */
     int64_t retention_bytes;      /* retention.bytes */
+    double min_cleanable_ratio;   /* min.cleanable.dirty.ratio */
+    int64_t min_compaction_lag_ms; /* min.compaction.lag.ms */
+    int64_t max_compaction_lag_ms; /* max.compaction.lag.ms */
+    int64_t delete_retention_ms;  /* delete.retention.ms */
     int64_t min_insync_replicas;  /* min.insync.replicas */
     int64_t timestamp_before_max_ms; /* message.timestamp.before.max.ms (a client's CreateTime) */
     int64_t timestamp_after_max_ms;  /* message.timestamp.after.max.ms */

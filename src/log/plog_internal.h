@@ -47,6 +47,9 @@ struct sp_plog {
     pthread_rwlock_t lis_rw;      /* held (read) while the listener runs */
     sp_plog_listener_fn listener; /* lis_rw */
     void *listener_ctx;
+    void *clean_info;             /* lis_rw: cleaner.h sp_plog_clean_info_fn */
+    void *clean_ctx;
+    _Atomic int64_t clean_horizon; /* earliest delete horizon the cleaner left, INT64_MAX */
     int leader_epoch;
     bool opened_clean;            /* the last stop was clean (fixed at open) */
     _Atomic bool owner_unclean;   /* the owner could not save its state: no clean close */

@@ -24,15 +24,23 @@
 #define HDR_LAST_OFFSET_DELTA 23
 #define HDR_MAX_TIMESTAMP 35
 
-static char *path_with(const char *logpath, const char *ext)
+/* <dir>/<base> + ext + suffix (".log", ".index", ...; "" or ".cleaned",
+ * ".swap", ".deleted"), malloc'd. */
+static char *file_of(const char *stem, const char *ext, const char *suffix)
 {
-    size_t n = strlen(logpath) - 4; /* strip ".log" */
-    char *p = malloc(n + strlen(ext) + 1);
+    size_t n = strlen(stem), e = strlen(ext), x = strlen(suffix);
+    char *p = malloc(n + e + x + 1);
     if (p) {
-        memcpy(p, logpath, n);
-        strcpy(p + n, ext);
+        memcpy(p, stem, n);
+        memcpy(p + n, ext, e);
+        memcpy(p + n + e, suffix, x + 1);
     }
     return p;
+}
+
+static char *path_with(const sp_segment_t *s, const char *ext)
+{
+    return file_of(s->stem, ext, s->suffix);
 }
 
 static uint64_t rd64(const uint8_t *p) { return ((uint64_t)sp_be32(p) << 32) | sp_be32(p + 4); }
@@ -125,9 +133,9 @@ static int load_index(const char *path, size_t want, bool writable, uint8_t **ma
  * segment first removes a stale one (Kafka deletes leftover files of a
  * newly rolled segment).  Damage is noted for the log (txn_damaged), which
  * has the owner rebuild the entries.  0 or -1 (errno). */
-static int open_txnindex(sp_segment_t *s, const char *path, bool fresh)
+static int open_txnindex(sp_segment_t *s, bool fresh)
 {
-    char *xp = path_with(path, ".txnindex");
+    char *xp = path_with(s, ".txnindex");
     if (!xp) {
         errno = ENOMEM;
         return -1;
@@ -144,8 +152,8 @@ static int open_txnindex(sp_segment_t *s, const char *path, bool fresh)
     return 0;
 }
 
-sp_segment_t *sp_segment_open(const char *dir, int64_t base_offset, bool create, bool active,
-                              size_t index_bytes, sp_fdcache_t *fc)
+static sp_segment_t *seg_open(const char *dir, int64_t base_offset, const char *suffix, bool create,
+                              bool active, size_t index_bytes, sp_fdcache_t *fc)
 {
     sp_segment_t *s = calloc(1, sizeof(*s));
     char path[4096];
@@ -164,11 +172,14 @@ sp_segment_t *sp_segment_open(const char *dir, int64_t base_offset, bool create,
     s->sealed = !active;
     s->index_bytes = index_bytes;
     s->idx_writable = active;
-    snprintf(path, sizeof(path), "%s/%020" PRId64 ".log", dir, base_offset);
+    s->suffix = suffix;
+    snprintf(path, sizeof(path), "%s/%020" PRId64, dir, base_offset);
+    s->stem = strdup(path);
+    snprintf(path, sizeof(path), "%s/%020" PRId64 ".log%s", dir, base_offset, suffix);
     s->path = strdup(path);
     char *fpath = strdup(path);
-    ip = path_with(path, ".index");
-    tp = path_with(path, ".timeindex");
+    ip = s->stem ? path_with(s, ".index") : NULL;
+    tp = s->stem ? path_with(s, ".timeindex") : NULL;
     if (!s->path || !fpath || !ip || !tp) {
         free(fpath);
         errno = ENOMEM;
@@ -197,7 +208,7 @@ sp_segment_t *sp_segment_open(const char *dir, int64_t base_offset, bool create,
         }
     }
     atomic_store(&s->size, (int64_t)st.st_size);
-    if (open_txnindex(s, path, create && st.st_size == 0) != 0)
+    if (open_txnindex(s, create && st.st_size == 0) != 0)
         goto fail;
     s->created_ms = create && st.st_size == 0 ? sp_wall_ms() : (int64_t)st.st_mtim.tv_sec * 1000;
     if (load_index(ip, index_bytes, active, &s->idx, &s->idx_cap, &n, IDX_ENTRY, &s->idx_bad_size) != 0)
@@ -234,6 +245,24 @@ fail:
     return NULL;
 }
 
+sp_segment_t *sp_segment_open(const char *dir, int64_t base_offset, bool create, bool active,
+                              size_t index_bytes, sp_fdcache_t *fc)
+{
+    return seg_open(dir, base_offset, "", create, active, index_bytes, fc);
+}
+
+sp_segment_t *sp_segment_create_as(const char *dir, int64_t base_offset, const char *suffix,
+                                   size_t index_bytes, sp_fdcache_t *fc)
+{
+    char path[4096];
+    static const char *const exts[] = { ".log", ".index", ".timeindex", ".txnindex" };
+    for (int i = 0; i < 4; i++) { /* leftovers of an earlier attempt */
+        snprintf(path, sizeof(path), "%s/%020" PRId64 "%s%s", dir, base_offset, exts[i], suffix);
+        unlink(path);
+    }
+    return seg_open(dir, base_offset, suffix, true, true, index_bytes, fc);
+}
+
 void sp_segment_ref(sp_segment_t *s)
 {
     atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
@@ -243,6 +272,8 @@ void sp_segment_unref(sp_segment_t *s)
 {
     if (!s || atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1)
         return;
+    if (s->unlink_on_free && !s->deleted)
+        sp_segment_unlink(s);
     if (s->idx)
         munmap(s->idx, s->idx_cap);
     if (s->tidx)
@@ -251,6 +282,7 @@ void sp_segment_unref(sp_segment_t *s)
         sp_file_close(&s->log);
     sp_txnindex_free(s->txn);
     free(s->path);
+    free(s->stem);
     free(s);
 }
 
@@ -860,7 +892,7 @@ int sp_segment_persist_indexes(sp_segment_t *s)
 {
     if (!s->idx_dirty || s->deleted)
         return 0;
-    char *ip = path_with(s->path, ".index"), *tp = path_with(s->path, ".timeindex");
+    char *ip = path_with(s, ".index"), *tp = path_with(s, ".timeindex");
     int rc = -ENOMEM;
     if (ip && tp) {
         rc = write_index_file(ip, s->idx, (size_t)atomic_load(&s->nidx) * IDX_ENTRY);
@@ -888,7 +920,7 @@ int sp_segment_sync(sp_segment_t *s)
 
 void sp_segment_unlink(sp_segment_t *s)
 {
-    char *ip = path_with(s->path, ".index"), *tp = path_with(s->path, ".timeindex");
+    char *ip = path_with(s, ".index"), *tp = path_with(s, ".timeindex");
     unlink(s->path);
     if (ip)
         unlink(ip);
@@ -899,4 +931,53 @@ void sp_segment_unlink(sp_segment_t *s)
     free(ip);
     free(tp);
     s->deleted = true;
+}
+
+/* Renames one file of s from its suffix to 'to' (missing: fine). */
+static int rename_one(sp_segment_t *s, const char *ext, const char *to)
+{
+    char *from = path_with(s, ext), *dst = file_of(s->stem, ext, to);
+    int rc = 0;
+    if (!from || !dst)
+        rc = -ENOMEM;
+    else if (rename(from, dst) != 0 && errno != ENOENT)
+        rc = -errno;
+    free(from);
+    free(dst);
+    return rc;
+}
+
+int sp_segment_rename(sp_segment_t *s, const char *suffix, bool log_first)
+{
+    char *lp = file_of(s->stem, ".log", suffix), *xp = file_of(s->stem, ".txnindex", suffix);
+    char *lp2 = lp ? strdup(lp) : NULL;
+    int rc = lp && xp && lp2 ? 0 : -ENOMEM;
+    if (rc == 0 && log_first)
+        rc = sp_file_rename(&s->log, lp2); /* takes lp2 */
+    else if (rc != 0)
+        free(lp2);
+    if (rc == 0)
+        rc = rename_one(s, ".index", suffix);
+    if (rc == 0)
+        rc = rename_one(s, ".timeindex", suffix);
+    if (rc == 0)
+        rc = sp_txnindex_rename(s->txn, xp); /* takes xp */
+    else
+        free(xp);
+    if (rc == 0 && !log_first)
+        rc = sp_file_rename(&s->log, lp2);
+    if (rc == 0) {
+        free(s->path);
+        s->path = lp;
+        s->suffix = suffix;
+    } else {
+        sp_error("log", "cannot rename the files of %s to %s: %s", s->path, suffix, strerror(-rc));
+        free(lp);
+    }
+    return rc;
+}
+
+void sp_segment_delete_later(sp_segment_t *s)
+{
+    s->unlink_on_free = true;
 }

@@ -94,7 +94,10 @@ typedef struct sp_segment {
     size_t index_bytes;       /* segment.index.bytes at open */
     bool deleted;             /* files unlinked */
     _Atomic int64_t damaged_at; /* first damaged position a read met, -1 */
-    char *path;               /* .log path; others derived */
+    char *path;               /* .log path (with suffix); others derived */
+    char *stem;               /* <dir>/<base>, without extension */
+    const char *suffix;       /* static: "" or ".cleaned", ".swap", ".deleted" */
+    bool unlink_on_free;      /* the last unref unlinks the files (delete_later) */
     sp_txnindex_t *txn;       /* .txnindex, always open (its own lock) */
     const char *txn_damaged;  /* why the .txnindex was damaged at open, or NULL */
 } sp_segment_t;
@@ -110,6 +113,22 @@ typedef struct sp_segment {
  */
 sp_segment_t *sp_segment_open(const char *dir, int64_t base_offset, bool create, bool active,
                               size_t index_bytes, sp_fdcache_t *fc);
+/* A new writable segment whose files carry 'suffix' (a static string,
+ * e.g. ".cleaned": <base>.log.cleaned, <base>.index.cleaned, ...), as the
+ * log cleaner writes its output; leftovers of that name are removed
+ * first.  Written like an active segment, then sealed and persisted.
+ * refs = 1, or NULL (logged). */
+sp_segment_t *sp_segment_create_as(const char *dir, int64_t base_offset, const char *suffix,
+                                   size_t index_bytes, sp_fdcache_t *fc);
+/* Renames the segment's files to 'suffix' (static; "" = the plain
+ * names), the .log first (log_first) or last, its fd staying valid
+ * (fdcache.h sp_file_rename).  Missing index files are fine.  0 or
+ * -errno (logged); a failure may leave some files renamed. */
+int sp_segment_rename(sp_segment_t *s, const char *suffix, bool log_first);
+/* The last sp_segment_unref unlinks the files (under whatever name they
+ * have then): a segment replaced while readers hold it stays readable,
+ * by fd or by reopening its path, until they let go. */
+void sp_segment_delete_later(sp_segment_t *s);
 void sp_segment_ref(sp_segment_t *s);
 /* Drops a reference; the last one closes and frees (no file I/O). */
 void sp_segment_unref(sp_segment_t *s);

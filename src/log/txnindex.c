@@ -2,6 +2,7 @@
 #include "log/txnindex.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -334,4 +335,18 @@ void sp_txnindex_unlink(sp_txnindex_t *t)
         sp_warn("log", "cannot remove %s: %s", t->path, strerror(errno));
     t->deleted = true;
     pthread_mutex_unlock(&t->mu);
+}
+
+int sp_txnindex_rename(sp_txnindex_t *t, char *path)
+{
+    pthread_mutex_lock(&t->mu);
+    int rc = rename(t->path, path) == 0 || errno == ENOENT ? 0 : -errno;
+    if (rc == 0) {
+        free(t->path);
+        t->path = path;
+    }
+    pthread_mutex_unlock(&t->mu);
+    if (rc != 0)
+        free(path);
+    return rc;
 }

@@ -113,6 +113,9 @@ int sp_txnindex_rewrite(sp_txnindex_t *t);
 int sp_txnindex_sync(sp_txnindex_t *t);
 /* Unlinks the file (entries stay readable in memory). */
 void sp_txnindex_unlink(sp_txnindex_t *t);
+/* Renames the file (if it exists) to path, which it takes in every case.
+ * 0 or -errno. */
+int sp_txnindex_rename(sp_txnindex_t *t, char *path);
 
 /* Encoding of one entry (tests, tools). */
 void sp_txnindex_encode(const sp_aborted_txn_t *e, uint8_t out[SP_TXNINDEX_ENTRY]);

@@ -912,6 +912,25 @@ static int zstd(const uint8_t *src, size_t n, int level, cbuf_t *c)
     return 0;
 }
 
+/* The records section rec[0..n) compressed by codec into c (after c->room). */
+static int compress_into(int codec, int level, const uint8_t *rec, size_t n, cbuf_t *c)
+{
+    int rc;
+    switch (codec) {
+    case SP_COMPRESSION_NONE:
+        if ((rc = cbuf_alloc(c, c->room, n)) == 0) {
+            memcpy(c->p + c->room, rec, n);
+            c->len = n;
+        }
+        return rc;
+    case SP_COMPRESSION_GZIP: return zip(rec, n, level, c);
+    case SP_COMPRESSION_SNAPPY: return snap(rec, n, c);
+    case SP_COMPRESSION_LZ4: return lz4(rec, n, level, c);
+    case SP_COMPRESSION_ZSTD: return zstd(rec, n, level, c);
+    default: return SP_BATCH_E_CODEC;
+    }
+}
+
 int sp_batch_recompress(const uint8_t *src, size_t len, int codec, int level,
                         size_t max_decompressed, uint8_t **out, size_t *out_len)
 {
@@ -920,21 +939,7 @@ int sp_batch_recompress(const uint8_t *src, size_t len, int codec, int level,
     int rc = sp_record_iter_init(&it, src, len, max_decompressed);
     if (rc == 0) {
         /* before the first next(): the whole records section */
-        const uint8_t *rec = it.r.pos;
-        size_t n = it.records_size;
-        switch (codec) {
-        case SP_COMPRESSION_NONE:
-            if ((rc = cbuf_alloc(&c, c.room, n)) == 0) {
-                memcpy(c.p + c.room, rec, n);
-                c.len = n;
-            }
-            break;
-        case SP_COMPRESSION_GZIP: rc = zip(rec, n, level, &c); break;
-        case SP_COMPRESSION_SNAPPY: rc = snap(rec, n, &c); break;
-        case SP_COMPRESSION_LZ4: rc = lz4(rec, n, level, &c); break;
-        case SP_COMPRESSION_ZSTD: rc = zstd(rec, n, level, &c); break;
-        default: rc = SP_BATCH_E_CODEC; break;
-        }
+        rc = compress_into(codec, level, it.r.pos, it.records_size, &c);
     }
     if (rc == 0 && c.len > (size_t)INT32_MAX - SP_BATCH_HEADER_SIZE)
         rc = SP_BATCH_E_TOO_BIG;
@@ -984,5 +989,135 @@ int sp_batches_each_record(const uint8_t *buf, size_t len,
         *next = sp_batch_next_offset(&h);
         off += bs;
     }
+    return 0;
+}
+
+/* ---- compaction ------------------------------------------------------------ */
+
+/* Kafka's default levels (Compression.of(type).build()): the cleaner's. */
+static int default_level(int codec)
+{
+    return codec == SP_COMPRESSION_LZ4 ? 9 : codec == SP_COMPRESSION_ZSTD ? 3 : -1;
+}
+
+/* Writes the 61-byte header of a rebuilt batch at p. */
+static void filter_header(uint8_t *p, size_t total, const sp_batch_hdr_t *h, int16_t attrs,
+                          int64_t base_ts, int64_t max_ts, int32_t count)
+{
+    sp_writer_t w = sp_writer(p, SP_BATCH_HEADER_SIZE);
+    sp_write_i64(&w, h->base_offset);
+    sp_write_i32(&w, (int32_t)(total - SP_BATCH_LOG_OVERHEAD));
+    sp_write_i32(&w, h->partition_leader_epoch);
+    sp_write_i8(&w, SP_BATCH_MAGIC);
+    sp_write_i32(&w, 0);
+    sp_write_i16(&w, attrs);
+    sp_write_i32(&w, h->last_offset_delta);     /* kept: the batch covers the same offsets */
+    sp_write_i64(&w, base_ts);
+    sp_write_i64(&w, max_ts);
+    sp_write_i64(&w, h->producer_id);
+    sp_write_i16(&w, h->producer_epoch);
+    sp_write_i32(&w, h->base_sequence);
+    sp_write_i32(&w, count);
+    sp_batch_set_crc(p, total);
+}
+
+int sp_batch_filter(const uint8_t *src, size_t len, const bool *keep, int32_t nkeep,
+                    int64_t delete_horizon, size_t max_decompressed, uint8_t **out, size_t *out_len)
+{
+    sp_batch_hdr_t h;
+    if (sp_batch_hdr_parse(src, len, &h) != 0)
+        return SP_BATCH_E_CORRUPT;
+    int codec = sp_batch_compression(&h);
+    bool lat = sp_batch_is_log_append_time(&h);
+    int16_t flags = h.attributes & (SP_BATCH_ATTR_LOG_APPEND_TIME | SP_BATCH_ATTR_TRANSACTIONAL |
+                                    SP_BATCH_ATTR_CONTROL);
+    int32_t kept = 0;
+    for (int32_t i = 0; i < nkeep; i++)
+        kept += keep[i];
+    if (kept == 0) { /* Kafka's DefaultRecordBatch.writeEmptyHeader */
+        uint8_t *p = malloc(SP_BATCH_HEADER_SIZE);
+        if (!p)
+            return SP_BATCH_E_NOMEM;
+        filter_header(p, SP_BATCH_HEADER_SIZE, &h, flags, h.max_timestamp, h.max_timestamp, 0);
+        *out = p;
+        *out_len = SP_BATCH_HEADER_SIZE;
+        return 0;
+    }
+    sp_record_iter_t it;
+    int rc = sp_record_iter_init(&it, src, len, max_decompressed);
+    uint8_t *recs = NULL;
+    size_t cap = it.records_size + 64, n = 0;
+    int64_t base_ts = delete_horizon, max_ts = -1;
+    int32_t count = 0, i = 0;
+    if (rc == 0 && !(recs = malloc(cap)))
+        rc = SP_BATCH_E_NOMEM;
+    sp_record_t r;
+    while (rc == 0 && (rc = sp_record_iter_next(&it, &r)) == 1) {
+        rc = 0;
+        if (i >= nkeep || !keep[i++])
+            continue;
+        if (count == 0 && delete_horizon < 0)
+            base_ts = r.timestamp; /* Kafka's builder: the first record's */
+        int64_t ts_delta = (int64_t)((uint64_t)r.timestamp - (uint64_t)base_ts);
+        size_t body = 1 + sp_varlong_size(ts_delta) + sp_varint_size(r.offset_delta) +
+                      sp_varint_size(r.key.len) + (r.key.len > 0 ? (size_t)r.key.len : 0) +
+                      sp_varint_size(r.value.len) + (r.value.len > 0 ? (size_t)r.value.len : 0) +
+                      sp_varint_size(r.header_count) + r.headers_len;
+        if (body > INT32_MAX) {
+            rc = SP_BATCH_E_TOO_BIG;
+            break;
+        }
+        size_t total = sp_varint_size((int32_t)body) + body;
+        if (n + total > cap) {
+            size_t ncap = (n + total) * 2;
+            uint8_t *nr = realloc(recs, ncap);
+            if (!nr) {
+                rc = SP_BATCH_E_NOMEM;
+                break;
+            }
+            recs = nr;
+            cap = ncap;
+        }
+        sp_writer_t w = sp_writer(recs + n, total);
+        sp_write_varint(&w, (int32_t)body);
+        sp_write_i8(&w, 0);
+        sp_write_varlong(&w, ts_delta);
+        sp_write_varint(&w, r.offset_delta);
+        sp_write_varint(&w, r.key.len);
+        if (r.key.len > 0)
+            sp_write_raw(&w, r.key.ptr, (size_t)r.key.len);
+        sp_write_varint(&w, r.value.len);
+        if (r.value.len > 0)
+            sp_write_raw(&w, r.value.ptr, (size_t)r.value.len);
+        sp_write_varint(&w, r.header_count);
+        if (r.headers_len)
+            sp_write_raw(&w, r.headers, r.headers_len);
+        if (w.err || sp_writer_len(&w) != total) {
+            rc = SP_BATCH_E_CORRUPT;
+            break;
+        }
+        n += total;
+        if (count == 0 || r.timestamp > max_ts)
+            max_ts = r.timestamp;
+        count++;
+    }
+    sp_record_iter_free(&it);
+    cbuf_t c = { NULL, SP_BATCH_HEADER_SIZE, 0 };
+    if (rc == 0)
+        rc = compress_into(codec, default_level(codec), recs, n, &c);
+    free(recs);
+    if (rc == 0 && c.len > (size_t)INT32_MAX - SP_BATCH_HEADER_SIZE)
+        rc = SP_BATCH_E_TOO_BIG;
+    if (rc) {
+        free(c.p);
+        return rc;
+    }
+    if (lat)
+        max_ts = h.max_timestamp; /* the log append time stays */
+    int16_t attrs = (int16_t)(flags | codec | (delete_horizon >= 0 ? SP_BATCH_ATTR_DELETE_HORIZON : 0));
+    size_t total = SP_BATCH_HEADER_SIZE + c.len;
+    filter_header(c.p, total, &h, attrs, base_ts, max_ts, count);
+    *out = c.p;
+    *out_len = total;
     return 0;
 }

@@ -431,6 +431,26 @@ int sp_batch_recompress(const uint8_t *src, size_t len, int codec, int level,
                         size_t max_decompressed, uint8_t **out, size_t *out_len);
 
 /*
+ * Compaction (Kafka's MemoryRecords.filterTo and buildRetainedRecordsInto):
+ * rebuilds the batch src[0..len) (read from a log, CRC checked) with only
+ * the records i for which keep[i] (i < nkeep; records past nkeep are
+ * dropped).  Kept: base and last offset (the batch covers the same
+ * offsets, with gaps), partition leader epoch, producer id, epoch and base
+ * sequence, the transactional, control and timestamp-type bits, the codec
+ * (compressed again at Kafka's default level).  Rebuilt: each record, with
+ * its attributes byte 0 and its timestamp delta from the new base
+ * timestamp: delete_horizon when >= 0 (the DELETE_HORIZON bit is then set:
+ * KIP-534), else the first kept record's timestamp; maxTimestamp the
+ * largest kept timestamp (LogAppendTime batches keep theirs).  With no
+ * record kept: a header-only batch, recordCount 0, uncompressed, both
+ * timestamps the old maxTimestamp (Kafka's writeEmptyHeader: what keeps a
+ * producer's last sequence).  Returns 0 with *out (malloc'd) and *out_len,
+ * or SP_BATCH_E_*.
+ */
+int sp_batch_filter(const uint8_t *src, size_t len, const bool *keep, int32_t nkeep,
+                    int64_t delete_horizon, size_t max_decompressed, uint8_t **out, size_t *out_len);
+
+/*
  * Calls fn(record, ctx) for every record of the concatenated batches in
  * buf[0..len) (a log read or a snapshot file), in order.  *next is set to
  * the offset after the last batch (from its header, so gaps left by

@@ -13,7 +13,9 @@
  * no UB (UBSan), no leak, and consistency: a batch that validates iterates
  * to exactly info.records records, its headers iterate cleanly, it
  * recompresses to a batch with the same records, and
- * sp_batch_set_log_append_time() keeps it valid; a batch a client may
+ * sp_batch_set_log_append_time() keeps it valid, sp_batch_filter() (the
+ * cleaner's rebuild) makes a valid compacted batch of exactly the records it
+ * kept, same offsets and producer; a batch a client may
  * write reported no record error.
  */
 #include <stdlib.h>
@@ -67,6 +69,24 @@ static void check_valid(uint8_t *b, size_t len, const sp_batch_info_t *info,
             abort();
         free(out);
     }
+    /* compacted (a mask from the size), it is a valid compacted batch over
+     * the same offsets holding exactly the kept records */
+    int32_t n = info->hdr.record_count;
+    bool *keep = calloc(n > 0 ? (size_t)n : 1, sizeof(bool));
+    int32_t kept = 0;
+    for (int32_t i = 0; keep && i < n; i++)
+        kept += keep[i] = ((len >> (i % 13)) ^ (size_t)i) & 1;
+    sp_batch_validate_opts_t compacted = { opts->require_keys, true, MAX_DECOMPRESSED };
+    if (keep && sp_batch_filter(b, len, keep, n, (len & 2) ? 5000 : -1, MAX_DECOMPRESSED, &out, &olen) == 0) {
+        sp_batch_hdr_t h;
+        if (sp_batch_validate(out, olen, &compacted, &again) != 0 || again.records != kept ||
+            sp_batch_hdr_parse(out, olen, &h) != 0 || h.base_offset != info->hdr.base_offset ||
+            h.last_offset_delta != info->hdr.last_offset_delta || h.producer_id != info->hdr.producer_id ||
+            (kept > 0 && sp_batch_compression(&h) != sp_batch_compression(&info->hdr)))
+            abort();
+        free(out);
+    }
+    free(keep);
     if (sp_batch_set_log_append_time(b, len, 1234567) != 0 ||
         sp_batch_validate(b, len, opts, NULL) != 0)
         abort();

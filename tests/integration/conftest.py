@@ -8,6 +8,8 @@
 `start_broker`  -- factory: start_broker({'node.id': 7}, data_dir=..., env=...,
                    preexec_fn=..., **kw)
                    (keyword names have '_' replaced by '.', e.g. node_id=7;
+                   listeners='PLAINTEXT://127.0.0.1:<port>' to choose the
+                   port, e.g. a stopped broker's, which clients still use;
                    env: extra environment variables for that broker only,
                    e.g. faults.fault_env(...) to preload the fault shim;
                    preexec_fn=f runs f in the child before spoold starts,
@@ -128,9 +130,11 @@ def _launch(tmp_path, seq, overrides, data_dir, env=None, preexec_fn=None):
     user_listeners = 'listeners' in overrides
     last_err = None
     for attempt in range(3):  # retry only on port races
-        port = free_port()
         opts = {}
-        if not user_listeners:
+        if user_listeners:  # the first listener's port, e.g. a stopped broker's
+            port = int(str(overrides['listeners']).split(',')[0].rsplit(':', 1)[1])
+        else:
+            port = free_port()
             opts['listeners'] = 'PLAINTEXT://127.0.0.1:%d' % port
         opts['log.dirs'] = str(data_dir)
         opts.update(overrides)

@@ -5,9 +5,10 @@ appended while the worker runs.  The worker's producers keep Connect's
 default, which is idempotence off (unlike the producer's own default):
 checked on disk, so that a change of default shows.
 
-Distributed mode is not tested: its config, offset and status topics must
-be compacted (cleanup.policy=compact is accepted, but Spool does not
-compact yet)."""
+Distributed mode, with its config, offset and status topics on Spool
+(compacted topics: Spool takes cleanup.policy=compact but does not compact
+yet, and Connect replays them whole), and restarts of the worker and of
+the broker: test_0057_connect_distributed."""
 import os
 import signal
 import subprocess

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The Java ecosystem against Spool: Kafka's Java clients, Kafka Streams and
 Kafka Connect 4.3.1, and the small Java programs of tests/java/src that
-drive them (tests/integration/test_0051, 0053, 0054).
+drive them (tests/integration/test_0051, 0053, 0054, 0057).
 
     tests/java/java_side.py build     fetch the jars and compile (once)
 
@@ -16,7 +16,7 @@ match their pom, compiles again when the sources or jars changed.
 run(scenarios, workdir, name=bootstrap, ...): one JVM running
 dev.spool.javatest.Main; returns {(name, scenario): line} from its JSON
 lines.  java(main_class, *args): the command line of any class on that
-classpath (ConnectStandalone, ...).
+classpath (ConnectStandalone, ConnectDistributed, ...).
 
 Standard library only (Python 3.9+); needs java and javac (17+) and mvn.
 """
