@@ -39,6 +39,9 @@ the beginning sees exactly that.  The active segment is the highest
   compact (old duplicates and keyless records cleaned) -> delete (nothing
   cleaned any more; retention.ms applies).
 - test_compact_and_delete: cleanup.policy=compact,delete.
+- test_min_compaction_lag, test_max_compaction_lag: nothing cleaned before
+  min.compaction.lag.ms; cleaning forced after max.compaction.lag.ms
+  below min.cleanable.dirty.ratio.
 - test_compressed_batches: gzip, snappy, lz4, zstd batches cleaned: values
   read back, and every batch (raw Fetch) keeps its codec.
 - test_consumers_during_cleaning: consumers reading from the beginning
@@ -226,6 +229,14 @@ def producer(t, **conf):
     return Producer(c)
 
 
+def warm(p, topic):
+    """Puts the topic in the client's metadata cache: else a broker that
+    answers fast (Spool) answers librdkafka's first metadata request
+    (brokers only) before the client knows of the topic, and its first
+    record waits a second for the next one."""
+    p.list_topics(topic, timeout=10)
+
+
 def send(p, topic, records, delivered=None, flush=True, partition=0, timestamps=None):
     """records: [(key, value)] or [(key, value, timestamp)], produced in
     order to one partition.  Each delivery report adds offset -> (key,
@@ -234,6 +245,7 @@ def send(p, topic, records, delivered=None, flush=True, partition=0, timestamps=
     if delivered is None:
         delivered = {}
     errors = []
+    warm(p, topic)
 
     def cb(err, msg):
         if err is not None:
@@ -570,6 +582,7 @@ def test_keyless_records_refused(target):
         assert resp['record_errors'] == [(3, msg), (13, msg), (23, msg)], resp
         assert kw.end_offset(t.port, topic, 0) == 0
         p = producer(t, **{'linger.ms': 0})
+        warm(p, topic)
         errs = []
         p.produce(topic, value=b'no key', partition=0,
                   on_delivery=lambda err, msg: errs.append(err))
@@ -675,6 +688,55 @@ def test_compact_and_delete(target):
     print('\n[%s] retention and compaction done in %.1f s' % (t.name, waited))
 
 
+# ---------------------------------------------------------------- compaction lags
+
+
+def test_min_compaction_lag(target):
+    """min.compaction.lag.ms 4000: 500 keys x 3 versions and a filler are
+    not cleaned 2 s after they were written (20 cleaner backoffs), and are
+    cleaned, but never before 4 s after the first of them was written (a
+    segment is cleanable once its newest record is that old)."""
+    t = target
+    topic = make_topic(t, 'cmp-minlag', dict(COMPACT, **{'min.compaction.lag.ms': '4000'}))
+    t0 = time.time()
+    p = producer(t)
+    delivered = {}
+    for v in range(3):
+        send(p, topic, [(b'k%03d' % i, b'v%d' % v) for i in range(500)], delivered, flush=False)
+    send(p, topic, filler('minlag'), delivered)
+    time.sleep(max(0.0, t0 + 2 - time.time()))
+    assert read_all(t, topic)[0] == sorted((o,) + kv for o, kv in delivered.items())
+    assert time.time() < t0 + 3.5, 'too slow to tell'
+    recs, a, waited = wait_cleaned(t, topic, delivered)
+    assert time.time() >= t0 + 4, time.time() - t0
+    print('\n[%s] cleaned %.1f s after the first write' % (t.name, time.time() - t0))
+
+
+def test_max_compaction_lag(target):
+    """min.cleanable.dirty.ratio 0.9, max.compaction.lag.ms 5000: 500 keys
+    and a filler are cleaned (all dirty: ratio 1); then 500 keys again and
+    a filler, a dirty ratio about a half: not cleaned 2 s after the first
+    write, but cleaned once the first batch of the first dirty segment
+    (the active one at the first cleaning: written after the first write)
+    is 5 s old: never before 5 s after the first write."""
+    t = target
+    lag = 5.0
+    topic = make_topic(t, 'cmp-maxlag', dict(COMPACT, **{'min.cleanable.dirty.ratio': '0.9',
+                                                         'max.compaction.lag.ms': '%d' % (lag * 1000)}))
+    p = producer(t)
+    t1 = time.time()
+    delivered = send(p, topic, [(b'k%03d' % i, b'v0') for i in range(500)] + filler('maxlag1'))
+    wait_cleaned(t, topic, delivered)
+    send(p, topic, [(b'k%03d' % i, b'v1') for i in range(500)] + filler('maxlag2'), delivered)
+    time.sleep(max(0.0, t1 + 2 - time.time()))
+    vals = [r[2] for r in read_all(t, topic)[0] if r[1].startswith(b'k')]
+    assert vals == [b'v0'] * 500 + [b'v1'] * 500, 'cleaned before max.compaction.lag.ms'
+    assert time.time() < t1 + lag - 0.5, 'too slow to tell'
+    recs, a, waited = wait_cleaned(t, topic, delivered)
+    assert time.time() >= t1 + lag, time.time() - t1
+    print('\n[%s] cleaned %.1f s after the first write' % (t.name, time.time() - t1))
+
+
 # ---------------------------------------------------------------- 6. compression
 
 
@@ -707,10 +769,13 @@ def test_compressed_batches(target):
     topic = make_topic(t, 'cmp-codec', COMPACT)
     delivered = {}
     codec_of = {}
+    prods = {}
+    for codec in CODECS:
+        prods[codec] = producer(t, **{'compression.type': codec, 'linger.ms': 50,
+                                      'batch.num.messages': 50})
     for v in range(3):
         for codec in CODECS:
-            p = producer(t, **{'compression.type': codec, 'linger.ms': 50,
-                               'batch.num.messages': 50})
+            p = prods[codec]
             recs = [(b'%s-k%03d' % (codec.encode(), i),
                      b'%s-v%d-%03d-' % (codec.encode(), v, i) + b'abcdefgh' * 20)
                     for i in range(200) if v < 2 or i % 3 == 0]
@@ -741,13 +806,14 @@ def test_compressed_batches(target):
 
 def test_consumers_during_cleaning(target):
     """A producer writes 2000 keys with 200-byte values over and over
-    (about 2 MB/s, a new segment every half second) for 12 s while a
+    (about 2 MB/s, a new segment every half second) for 8 s while a
     consumer reads the partition from the beginning again and again
     (64 KiB fetches).  Every pass: no error, offsets increasing, every
     record as written at its offset, and for each key a record at or
     after the offset of its last delivered record when the pass began
-    (what was the latest then can only be replaced by a newer one).
-    The cleaner ran between passes at least 3 times."""
+    (what was the latest then can only be replaced by a newer one), and
+    no record that a pass did not see below its end comes back in the
+    next.  The cleaner ran between passes at least 3 times."""
     t = target
     topic = make_topic(t, 'cmp-live', COMPACT)
     delivered = {}
@@ -757,6 +823,7 @@ def test_consumers_during_cleaning(target):
 
     def produce_loop():
         p = producer(t)
+        warm(p, topic)
 
         def cb(err, msg):
             if err is not None:
@@ -788,7 +855,7 @@ def test_consumers_during_cleaning(target):
     changes = 0
     prev = None
     unchecked = []
-    t_end = time.monotonic() + 12
+    t_end = time.monotonic() + 8
     try:
         while time.monotonic() < t_end or len(passes) < 5:
             assert time.monotonic() < t_end + 60, 'too slow: %d passes' % len(passes)
@@ -810,10 +877,14 @@ def test_consumers_during_cleaning(target):
                                 'latest records missing (key, latest, read): %s' % (
                                     len(passes), len(recs), lo, hi, behind[:5]))
             offs = {r[0] for r in recs}
-            if prev is not None and any(o not in offs for o in prev):
-                changes += 1
-            prev = offs
-            passes.append((len(recs), recs[-1][0] + 1 if recs else lo))
+            if prev is not None:
+                back = sorted(o for o in offs if o < prev_end and o not in prev)
+                assert not back, 'pass %d: records gone in the pass before are back: %s' % (
+                    len(passes), back[:5])
+                if any(o not in offs for o in prev):
+                    changes += 1
+            prev, prev_end = offs, (recs[-1][0] + 1 if recs else lo)
+            passes.append((len(recs), prev_end))
     finally:
         stop.set()
         th.join(60)
@@ -896,6 +967,7 @@ def test_group_commits_cleaned(target):
     topic = make_topic(t, 'cmp-group', {}, partitions=parts)
     group = 'cmp-group-%s' % t.name
     p = producer(t)
+    warm(p, topic)
     for i in range(5000):
         p.produce(topic, value=b'%d' % i, partition=i % parts)
     assert p.flush(30) == 0
@@ -931,6 +1003,7 @@ def test_group_commits_cleaned(target):
     print('\n[%s] __consumer_offsets-%d holds %d records after 80000 commits' % (t.name, q, most))
     t.restart()
     p = producer(t)
+    warm(p, topic)
     for i in range(parts):
         p.produce(topic, value=b'after-%d' % i, partition=i)
     assert p.flush(30) == 0
@@ -958,35 +1031,60 @@ def test_group_commits_cleaned(target):
 
 
 LEFTOVER = re.compile(r'\.(cleaned|swap|deleted)$')
+IN_PROGRESS = re.compile(r'\.(cleaned|swap)$')
+
+
+def cleaning_files(pdir, pattern=IN_PROGRESS):
+    try:
+        return [f for f in os.listdir(pdir) if pattern.search(f)]
+    except FileNotFoundError:
+        return []
 
 
 @pytest.mark.parametrize('target', ['spool'], indirect=True)
 def test_kill9_while_cleaning(target):
-    """15 rounds: 2000 keys with 500-byte values (about a segment), the
-    cleaner throttled (log.cleaner.io.max.bytes.per.second 4 MB/s) so that
-    a pass takes a while; once the broker logs a new line about its
-    cleaner, a random 0-400 ms later, kill -9, and a restart on the same
-    data.  After each restart: every key's last record is at the offset
-    its delivery report named, every record read is the one written at
-    its offset, and no .cleaned/.swap/.deleted file is left in the
-    partition directory."""
+    """15 rounds: 2000 keys with 600-byte values (more than a segment), the
+    cleaner throttled (log.cleaner.io.max.bytes.per.second 4 MB/s) so
+    that a pass takes about a second; then, by turns, a kill -9 as soon as
+    a cleaned segment is being written (a .cleaned file in the partition
+    directory), a random 0-300 ms after that, or as soon as a cleaned
+    segment is being swapped in (a .swap file; else at the end of the
+    pass); and a restart on the same data.  After each restart: every
+    key's last record is at the offset its delivery report named, every
+    record read is the one written at its offset (Kafka's swap protocol:
+    each segment group is either the old or the cleaned one), no record
+    that was gone after the previous restart is back (a pass cut short
+    leaves what the passes before it left), and no .cleaned/.swap/.deleted
+    file is left in the partition directory.  At
+    least 8 of the kills came while a cleaned segment was being written
+    or swapped in."""
     t = target
     t.conf['log.cleaner.io.max.bytes.per.second'] = '4000000'
     t.restart()
     topic = make_topic(t, 'cmp-kill', COMPACT)
+    pdir = log_segments.partition_dir(t.log_dir, topic, 0)
     rng = random.Random(810)
     delivered = {}
+    mid_clean = []
+    prev, prev_hi = set(), 0
     for rnd in range(15):
-        lines_before = len(re.findall(r'cleaner', t.log_text(), re.I))
+        passes_before = t.log_text().count(': cleaned ')
         p = producer(t)
-        send(p, topic, [(b'k%04d' % i, b'r%02d-' % rnd + b'.' * 500) for i in range(2000)],
+        send(p, topic, [(b'k%04d' % i, b'r%02d-' % rnd + b'.' * 600) for i in range(2000)],
              delivered)
+        del p                               # no client left trying the killed broker
+        mode = ('cleaned', 'later', 'swap')[rnd % 3]
         deadline = time.monotonic() + 30
-        while len(re.findall(r'cleaner', t.log_text(), re.I)) <= lines_before:
-            assert time.monotonic() < deadline, 'round %d: no line about the cleaner in 30 s' % rnd
-            time.sleep(0.01)
-        time.sleep(rng.uniform(0, 0.4))
+        while not cleaning_files(pdir, re.compile(r'\.swap$' if mode == 'swap' else r'\.cleaned$')):
+            if mode == 'swap' and t.log_text().count(': cleaned ') > passes_before:
+                break                       # the pass ended: no .swap seen
+            assert time.monotonic() < deadline, 'round %d: no cleaning within 30 s' % rnd
+            time.sleep(0.001)
+        if mode == 'later':
+            time.sleep(rng.uniform(0, 0.3))
+        seen = cleaning_files(pdir)
         t.restart(kill=True)
+        mid_clean.append((rnd, mode, sorted(seen)))
         recs, lo, hi = read_all(t, topic)
         assert hi == max(delivered) + 1, (rnd, hi, max(delivered))
         last = {}
@@ -997,14 +1095,16 @@ def test_kill9_while_cleaning(target):
             assert delivered.get(off) == (k, v), (rnd, off, k, v, delivered.get(off))
             got[k] = off
         assert got == last, (rnd, [(k, o, got.get(k)) for k, o in last.items() if got.get(k) != o][:5])
-        pdir = log_segments.partition_dir(t.log_dir, topic, 0)
+        offs = {r[0] for r in recs}
+        back = sorted(o for o in offs if o < prev_hi and o not in prev)
+        assert not back, 'round %d: records gone after the last restart are back: %s' % (rnd, back[:5])
+        prev, prev_hi = offs, hi
         deadline = time.monotonic() + 5
-        while True:
-            left = sorted(f for f in os.listdir(pdir) if LEFTOVER.search(f))
-            if not left:
-                break
-            assert time.monotonic() < deadline, (rnd, left)
+        while cleaning_files(pdir, LEFTOVER):
+            assert time.monotonic() < deadline, (rnd, cleaning_files(pdir, LEFTOVER))
             time.sleep(0.1)
+    print('\n[%s] killed while cleaning: %s' % (t.name, mid_clean))
+    assert len([m for m in mid_clean if m[2]]) >= 8, mid_clean
     wait_cleaned(t, topic, delivered)
 
 
