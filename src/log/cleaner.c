@@ -276,6 +276,7 @@ typedef struct txnmeta {
     int64_t *com;                 /* producers with an ongoing committed transaction */
     int ncom, capcom;
     sp_txnindex_t *cleaned;       /* the output segment's index, or NULL (mapping) */
+    bool followup;                /* an ABORT marker kept for data this cleaning removes */
 } txnmeta_t;
 
 static void txn_free(txnmeta_t *t)
@@ -372,6 +373,7 @@ static bool txn_on_control(txnmeta_t *t, const sp_batch_hdr_t *h, const uint8_t 
             if (o.observed) { /* its data is still in the log: the marker and entry stay */
                 if (t->cleaned)
                     sp_txnindex_append(t->cleaned, &o.txn);
+                t->followup = true; /* the next cleaning may let it go */
                 return false;
             }
         }
@@ -425,7 +427,26 @@ static int collect_aborted(sp_segment_t **segs, int n, sp_aborted_list_t *out)
  * is full.  0, or -1 (read error). */
 static int build_map(cleaning_t *k, sp_segment_t **segs, int n, int64_t start, int64_t upto)
 {
-    txnmeta_t t = { .aborted = &k->aborted };
+    /* only transactions whose marker is at or past the start (Kafka's
+     * collectAbortedTransactions(start, ...)): one aborted before it must
+     * not make a later transaction of the same producer look aborted */
+    sp_aborted_list_t from = { 0 };
+    for (int i = 0; i < k->aborted.n; i++) {
+        if (k->aborted.v[i].last_offset < start)
+            continue;
+        if (from.n == from.cap) {
+            int cap = from.cap ? from.cap * 2 : 16;
+            sp_aborted_txn_t *v = realloc(from.v, sizeof(*v) * (size_t)cap);
+            if (!v) {
+                sp_aborted_list_free(&from);
+                return -1;
+            }
+            from.v = v;
+            from.cap = cap;
+        }
+        from.v[from.n++] = k->aborted.v[i];
+    }
+    txnmeta_t t = { .aborted = &from };
     sp_offset_map_t *m = k->map;
     int rc = 0;
     for (int i = 0; i < n && rc == 0 && !m->full_stop; i++) {
@@ -482,6 +503,7 @@ static int build_map(cleaning_t *k, sp_segment_t **segs, int n, int64_t start, i
             rc = 1;
     }
     txn_free(&t);
+    sp_aborted_list_free(&from);
     return rc;
 }
 
@@ -894,6 +916,11 @@ int sp_plog_clean(sp_plog_t *l, const sp_clean_candidate_t *c, sp_offset_map_t *
     }
     txn_free(&t);
     if (rc == 0) {
+        /* a passed horizon makes the log cleanable without new writes; so
+         * does an ABORT marker whose records this cleaning removed (Kafka
+         * waits for new dirty data in both cases) */
+        if (t.followup && o->now_ms < st->min_horizon)
+            st->min_horizon = o->now_ms;
         atomic_store(&l->clean_horizon, st->min_horizon);
         if (l->hooks.kick) /* the directory changes become durable */
             l->hooks.kick(l->hooks.ctx, l);

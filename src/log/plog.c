@@ -1163,10 +1163,15 @@ int sp_plog_scan_batches(sp_plog_t *l, int64_t from,
 /* ---- retention ------------------------------------------------------------ */
 
 /* Unlinks and drops segments taken out of the log (outside mu). */
+/* Segments taken out of the log (retention, DeleteRecords): renamed
+ * .deleted at once, unlinked when their last reader (a fetch, the
+ * cleaner) lets go, so that a reader that still holds one can reopen it. */
 static void drop_taken(sp_segment_t **taken, int n)
 {
     for (int i = 0; i < n; i++) {
-        sp_segment_unlink(taken[i]);
+        if (sp_segment_rename(taken[i], ".deleted", true) != 0)
+            sp_segment_unlink(taken[i]);
+        sp_segment_delete_later(taken[i]);
         sp_segment_unref(taken[i]);
     }
 }

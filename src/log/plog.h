@@ -330,7 +330,8 @@ int sp_plog_scan_batches(sp_plog_t *l, int64_t from,
 /* Retention (cleanup.policy=delete): deletes the oldest sealed segments
  * whose newest record is older than retention.ms, or while the log is
  * above retention.bytes; only segments wholly below the high watermark.
- * Files are unlinked outside mu.  The log start moves to the first segment
+ * Files are renamed .deleted outside mu and unlinked when the last reader
+ * of the segment lets go.  The log start moves to the first segment
  * kept.  Housekeeping thread.  Returns the number of segments deleted. */
 int sp_plog_retention(sp_plog_t *l, int64_t now_ms);
 
