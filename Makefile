@@ -149,12 +149,14 @@ integration: all fault kafka java clients old-clients $(BUILD)/spool-nodes
 # The differential tests in full (tests/integration/test_0061_differential.py;
 # make test runs their short form): every API and version Spool serves and
 # every recorded client session, sent to Kafka 4.3 and to Spool; the report
-# lists every difference, the known ones (docs/DIFFERENCES.md) included.
+# lists every difference, the known ones (docs/DIFFERENCES.md) included.  And
+# the compaction tests on Kafka's side too (test_0080).
 difftest: all kafka
 	@mkdir -p $(BUILD)
 	SPOOL_DIFF_FULL=1 SPOOL_DIFF_REPORT=$(abspath $(BUILD)/difftest-report.txt) \
 	    SPOOLD=$(abspath $(BUILD)/spoold) $(PYTHON) -m pytest -q \
-	    tests/integration/test_0060_kafka_schema.py tests/integration/test_0061_differential.py
+	    tests/integration/test_0060_kafka_schema.py tests/integration/test_0061_differential.py \
+	    tests/integration/test_0080_compaction.py
 	@head -30 $(BUILD)/difftest-report.txt
 
 test: test-deps
