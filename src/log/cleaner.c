@@ -142,7 +142,45 @@ typedef struct cleaning {
     sp_producer_last_t *prod;     /* sorted by producer id */
     int nprod;
     sp_aborted_list_t aborted;    /* every aborted transaction, by first offset */
+    sp_record_t *recs;            /* the records of the batch at hand (gather) */
+    sp_okey_t *keys;              /* and their keys' hashes */
+    int32_t recs_cap;
 } cleaning_t;
+
+/* Decodes every record of the batch into k->recs (pointing into the batch
+ * or its decompression buffer: valid until sp_record_iter_free), and, with
+ * hash, hashes each key of a record at or below k->map->latest and
+ * prefetches its slot, so that the lookups that follow overlap their cache
+ * misses.  The number of records, or -1 (a record that does not decode). */
+static int32_t gather(cleaning_t *k, sp_record_iter_t *it, const uint8_t *b, size_t len, int32_t count, bool hash,
+                      int64_t min_offset)
+{
+    memset(it, 0, sizeof(*it)); /* freeable whatever happens */
+    if (count > k->recs_cap) {
+        int32_t cap = count > 2 * k->recs_cap ? count : 2 * k->recs_cap;
+        sp_record_t *r = realloc(k->recs, sizeof(*r) * (size_t)cap);
+        if (r)
+            k->recs = r;
+        sp_okey_t *h = r ? realloc(k->keys, sizeof(*h) * (size_t)cap) : NULL;
+        if (h)
+            k->keys = h;
+        if (!r || !h)
+            return -1;
+        k->recs_cap = cap;
+    }
+    int32_t n = 0;
+    int ir = sp_record_iter_init(it, b, len, 0);
+    while (ir == 0 && n < count && (ir = sp_record_iter_next(it, &k->recs[n])) == 1) {
+        ir = 0;
+        sp_record_t *r = &k->recs[n];
+        if (hash && r->key.len >= 0 && r->offset >= min_offset && r->offset <= k->map->latest) {
+            sp_offset_map_hash(r->key.ptr, (size_t)r->key.len, &k->keys[n]);
+            sp_offset_map_prefetch(k->map, &k->keys[n]);
+        }
+        n++;
+    }
+    return ir < 0 ? -1 : n;
+}
 
 static bool stopping(const cleaning_t *k)
 {
@@ -479,21 +517,23 @@ static int build_map(cleaning_t *k, sp_segment_t **segs, int n, int64_t start, i
                 txn_on_control(&t, &h, b, len);
             } else if (!txn_on_batch(&t, &h) && sp_batch_last_offset(&h) >= start) {
                 sp_record_iter_t it;
-                sp_record_t rec;
-                int ir = sp_record_iter_init(&it, b, len, 0);
-                while (ir == 0 && (ir = sp_record_iter_next(&it, &rec)) == 1) {
-                    ir = 0;
+                int64_t latest = m->latest;
+                m->latest = INT64_MAX; /* gather hashes every key at or past start */
+                int32_t nr = gather(k, &it, b, len, h.record_count, true, start);
+                m->latest = latest;
+                for (int32_t i = 0; i < nr; i++) {
+                    const sp_record_t *rec = &k->recs[i];
                     k->st->map_records++;
-                    if (rec.key.len < 0 || rec.offset < start)
+                    if (rec->key.len < 0 || rec->offset < start)
                         continue;
                     if (sp_offset_map_full(m)) {
                         m->full_stop = true;
                         break;
                     }
-                    sp_offset_map_put(m, rec.key.ptr, (size_t)rec.key.len, rec.offset);
+                    sp_offset_map_put_hash(m, &k->keys[i], rec->offset);
                 }
                 sp_record_iter_free(&it);
-                if (ir < 0) {
+                if (nr < 0) {
                     sp_error("log", "%s: the cleaner cannot read the records of the batch at offset %" PRId64
                              " in %s", k->l->dir, h.base_offset, s->path);
                     got = -1;
@@ -540,14 +580,14 @@ static bool last_of_producer(const cleaning_t *k, const sp_batch_hdr_t *h)
     return sp_batch_is_control(h) && h->producer_epoch == p->epoch;
 }
 
-/* Kafka's shouldRetainRecord. */
-static bool retain_record(const cleaning_t *k, const sp_batch_hdr_t *h, const sp_record_t *r)
+/* Kafka's shouldRetainRecord (key: r's key hashed, when it has one). */
+static bool retain_record(const cleaning_t *k, const sp_batch_hdr_t *h, const sp_record_t *r, const sp_okey_t *key)
 {
     if (r->offset > k->map->latest)
         return true;
     if (r->key.len < 0)
         return false;
-    int64_t found = sp_offset_map_get(k->map, r->key.ptr, (size_t)r->key.len);
+    int64_t found = sp_offset_map_get_hash(k->map, key);
     if (r->offset < found)
         return false;
     if (r->value.len >= 0)
@@ -636,19 +676,18 @@ static int clean_batch(cleaning_t *k, txnmeta_t *t, out_t *o, const uint8_t *b, 
     int32_t kept = 0, i = 0;
     bool tombstones = false, all = true;
     sp_record_iter_t it;
-    sp_record_t r;
-    int ir = sp_record_iter_init(&it, b, len, 0);
-    while (ir == 0 && (ir = sp_record_iter_next(&it, &r)) == 1 && i < n) {
-        ir = 0;
+    int32_t nr = gather(k, &it, b, len, n, !discard_records && !control, INT64_MIN);
+    for (i = 0; i < nr; i++) {
+        const sp_record_t *r = &k->recs[i];
         k->st->records_read++;
-        bool kp = !discard_records && (control || retain_record(k, h, &r));
-        keep[i++] = kp;
+        bool kp = !discard_records && (control || retain_record(k, h, r, &k->keys[i]));
+        keep[i] = kp;
         kept += kp;
         all &= kp;
-        tombstones |= kp && r.value.len < 0;
+        tombstones |= kp && r->value.len < 0;
     }
     sp_record_iter_free(&it);
-    if (ir < 0) {
+    if (nr < 0) {
         free(keep);
         sp_error("log", "%s: the cleaner cannot read the records of the batch at offset %" PRId64, k->l->dir,
                  h->base_offset);
@@ -942,6 +981,8 @@ int sp_plog_clean(sp_plog_t *l, const sp_clean_candidate_t *c, sp_offset_map_t *
         sp_segment_unref(segs[i]);
     free(segs);
     free(k.buf);
+    free(k.recs);
+    free(k.keys);
     free(k.prod);
     sp_aborted_list_free(&k.aborted);
     return rc;

@@ -45,10 +45,17 @@ void sp_offset_map_clear(sp_offset_map_t *m)
     m->latest = -1;
 }
 
-/* A slot: hash (16 bytes), then offset + 1 (0 = empty), host order. */
-static size_t find(const sp_offset_map_t *m, const XXH128_hash_t *h, bool *found)
+void sp_offset_map_hash(const void *key, size_t klen, sp_okey_t *h)
 {
-    size_t i = (size_t)(h->low64 % m->nslots);
+    XXH128_hash_t x = XXH3_128bits(key, klen);
+    h->lo = x.low64;
+    h->hi = x.high64;
+}
+
+/* A slot: hash (16 bytes), then offset + 1 (0 = empty), host order. */
+static size_t find(const sp_offset_map_t *m, const sp_okey_t *h, bool *found)
+{
+    size_t i = (size_t)(h->lo % m->nslots);
     for (;;) {
         const uint8_t *s = m->slots + i * SP_OFFSET_MAP_SLOT;
         int64_t stored;
@@ -57,7 +64,7 @@ static size_t find(const sp_offset_map_t *m, const XXH128_hash_t *h, bool *found
             *found = false;
             return i;
         }
-        if (memcmp(s, &h->low64, 8) == 0 && memcmp(s + 8, &h->high64, 8) == 0) {
+        if (memcmp(s, &h->lo, 8) == 0 && memcmp(s + 8, &h->hi, 8) == 0) {
             *found = true;
             return i;
         }
@@ -66,17 +73,16 @@ static size_t find(const sp_offset_map_t *m, const XXH128_hash_t *h, bool *found
     }
 }
 
-void sp_offset_map_put(sp_offset_map_t *m, const void *key, size_t klen, int64_t offset)
+void sp_offset_map_put_hash(sp_offset_map_t *m, const sp_okey_t *h, int64_t offset)
 {
-    XXH128_hash_t h = XXH3_128bits(key, klen);
     bool found;
-    size_t i = find(m, &h, &found);
+    size_t i = find(m, h, &found);
     uint8_t *s = m->slots + i * SP_OFFSET_MAP_SLOT;
     if (!found) {
         if (m->entries >= m->max_entries)
             return; /* the caller checks full(); never past the probe guarantee */
-        memcpy(s, &h.low64, 8);
-        memcpy(s + 8, &h.high64, 8);
+        memcpy(s, &h->lo, 8);
+        memcpy(s + 8, &h->hi, 8);
         m->entries++;
     }
     int64_t stored = offset + 1;
@@ -84,14 +90,27 @@ void sp_offset_map_put(sp_offset_map_t *m, const void *key, size_t klen, int64_t
     sp_offset_map_note(m, offset);
 }
 
-int64_t sp_offset_map_get(const sp_offset_map_t *m, const void *key, size_t klen)
+int64_t sp_offset_map_get_hash(const sp_offset_map_t *m, const sp_okey_t *h)
 {
-    XXH128_hash_t h = XXH3_128bits(key, klen);
     bool found;
-    size_t i = find(m, &h, &found);
+    size_t i = find(m, h, &found);
     if (!found)
         return -1;
     int64_t stored;
     memcpy(&stored, m->slots + i * SP_OFFSET_MAP_SLOT + 16, 8);
     return stored - 1;
+}
+
+void sp_offset_map_put(sp_offset_map_t *m, const void *key, size_t klen, int64_t offset)
+{
+    sp_okey_t h;
+    sp_offset_map_hash(key, klen, &h);
+    sp_offset_map_put_hash(m, &h, offset);
+}
+
+int64_t sp_offset_map_get(const sp_offset_map_t *m, const void *key, size_t klen)
+{
+    sp_okey_t h;
+    sp_offset_map_hash(key, klen, &h);
+    return sp_offset_map_get_hash(m, &h);
 }

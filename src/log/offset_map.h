@@ -39,6 +39,22 @@ void sp_offset_map_free(sp_offset_map_t *m);
 /* Empties the map and gives its pages back to the kernel. */
 void sp_offset_map_clear(sp_offset_map_t *m);
 static inline bool sp_offset_map_full(const sp_offset_map_t *m) { return m->entries >= m->max_entries; }
+/* A key's 128-bit hash: computed once, then prefetched and used. */
+typedef struct sp_okey {
+    uint64_t lo, hi;
+} sp_okey_t;
+
+void sp_offset_map_hash(const void *key, size_t klen, sp_okey_t *h);
+/* Starts loading h's first slot into the cache: a batch's keys are
+ * hashed and prefetched before they are looked up, so that the cache
+ * misses overlap (each costs about 150 ns in a 128 MiB map). */
+static inline void sp_offset_map_prefetch(const sp_offset_map_t *m, const sp_okey_t *h)
+{
+    __builtin_prefetch(m->slots + (size_t)(h->lo % m->nslots) * SP_OFFSET_MAP_SLOT);
+}
+void sp_offset_map_put_hash(sp_offset_map_t *m, const sp_okey_t *h, int64_t offset);
+int64_t sp_offset_map_get_hash(const sp_offset_map_t *m, const sp_okey_t *h);
+
 /* Records key -> offset (offsets are put in increasing order; a key put
  * again keeps the new one).  The caller checks full() first. */
 void sp_offset_map_put(sp_offset_map_t *m, const void *key, size_t klen, int64_t offset);
