@@ -671,7 +671,7 @@ static void cleaning_done(sp_logmgr_t *m, sp_plog_t *l, const char *topic, int32
         write_cleaner_checkpoint(m, dir);
         pthread_mutex_unlock(&m->cmu);
     }
-    if (rc < 0)
+    if (rc < 0 && e) /* (a log deleted under the cleaner just goes) */
         sp_error("log", "%s-%d: cleaning failed; the partition is not cleaned again until the broker "
                  "restarts (its data is as it was)", topic, partition);
 }
