@@ -78,7 +78,8 @@ struct sp_logmgr {
     /* cleaner threads (log/cleaner.h) */
     pthread_t *cleaners;
     int ncleaners;
-    pthread_mutex_t cmu;      /* entries' cleaning fields, the cleaner checkpoint files */
+    pthread_mutex_t cmu;      /* entries' cleaning fields */
+    pthread_mutex_t ckmu;     /* the cleaner checkpoint files (taken before rw and cmu) */
     pthread_cond_t ccv;
     atomic_bool cstop;
     sp_logmgr_opts_t copts;   /* the cleaner settings */
@@ -581,12 +582,15 @@ static void keeper_poke(sp_logmgr_t *m, bool starts, bool deleted)
 /* ---- cleaner threads ----------------------------------------------------- */
 
 /* Writes dir d's cleaner-offset-checkpoint (Kafka's: the compacted logs
- * cleaned at least once).  cmu held. */
+ * cleaned at least once).  Locks: ckmu (one writer of the files), then
+ * rw, then cmu (the order pick_dirtiest takes rw and cmu in). */
 static void write_cleaner_checkpoint(sp_logmgr_t *m, int d)
 {
     if (atomic_load(&m->offline[d]))
         return;
+    pthread_mutex_lock(&m->ckmu);
     pthread_rwlock_rdlock(&m->rw);
+    pthread_mutex_lock(&m->cmu);
     int count = 0;
     for (int i = 0; i < m->map.n; i++)
         count += ent(m, i)->dir == d && ent(m, i)->clean_ckpt >= 0;
@@ -601,9 +605,11 @@ static void write_cleaner_checkpoint(sp_logmgr_t *m, int d)
                                         e->clean_ckpt);
         }
     }
+    pthread_mutex_unlock(&m->cmu);
     pthread_rwlock_unlock(&m->rw);
     if (text && sp_write_file_atomic(m->dirs[d], "cleaner-offset-checkpoint", text, len) != 0)
         sp_error("log", "cannot write %s/cleaner-offset-checkpoint: %s", m->dirs[d], strerror(errno));
+    pthread_mutex_unlock(&m->ckmu);
     free(text);
 }
 
@@ -666,11 +672,8 @@ static void cleaning_done(sp_logmgr_t *m, sp_plog_t *l, const char *topic, int32
     }
     pthread_mutex_unlock(&m->cmu);
     pthread_rwlock_unlock(&m->rw);
-    if (e && rc == 0) {
-        pthread_mutex_lock(&m->cmu);
+    if (e && rc == 0)
         write_cleaner_checkpoint(m, dir);
-        pthread_mutex_unlock(&m->cmu);
-    }
     if (rc < 0 && e) /* (a log deleted under the cleaner just goes) */
         sp_error("log", "%s-%d: cleaning failed; the partition is not cleaned again until the broker "
                  "restarts (its data is as it was)", topic, partition);
@@ -808,6 +811,7 @@ static void logmgr_free(sp_logmgr_t *m)
     pthread_cond_destroy(&m->qcv);
     pthread_cond_destroy(&m->hcv);
     pthread_mutex_destroy(&m->cmu);
+    pthread_mutex_destroy(&m->ckmu);
     pthread_cond_destroy(&m->ccv);
     free(m->cleaners);
     free(m);
@@ -822,6 +826,7 @@ sp_logmgr_t *sp_logmgr_start(const sp_logmgr_opts_t *o)
     pthread_mutex_init(&m->qmu, NULL);
     pthread_mutex_init(&m->hmu, NULL);
     pthread_mutex_init(&m->cmu, NULL);
+    pthread_mutex_init(&m->ckmu, NULL);
     init_cond(&m->qcv);
     init_cond(&m->hcv);
     init_cond(&m->ccv);

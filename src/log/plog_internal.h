@@ -39,11 +39,13 @@ struct sp_plog {
     int64_t unflushed;            /* records appended since the last flush */
     int64_t last_flush_ms;        /* monotonic */
     bool dir_dirty;               /* a file was created or removed since the last flush */
-    bool flush_queued;            /* on the flush thread's queue */
     bool deleted;
     sp_plog_state_t state;
     const char *fail_reason;      /* static text, once FAILED */
     struct sp_plog *flush_next;   /* flush queue link (flush thread's lock) */
+    bool flush_queued;            /* on the flush thread's queue (the same lock; kept
+                                   * apart from the fields under mu, so that no wider
+                                   * load of those touches it) */
     pthread_rwlock_t lis_rw;      /* held (read) while the listener runs */
     sp_plog_listener_fn listener; /* lis_rw */
     void *listener_ctx;
