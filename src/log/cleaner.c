@@ -144,16 +144,17 @@ typedef struct cleaning {
     sp_aborted_list_t aborted;    /* every aborted transaction, by first offset */
     sp_record_t *recs;            /* the records of the batch at hand (gather) */
     sp_okey_t *keys;              /* and their keys' hashes */
+    bool *keep;                   /* and whether each stays */
     int32_t recs_cap;
 } cleaning_t;
 
 /* Decodes every record of the batch into k->recs (pointing into the batch
- * or its decompression buffer: valid until sp_record_iter_free), and, with
- * hash, hashes each key of a record at or below k->map->latest and
+ * or its decompression buffer: valid until sp_record_iter_free), hashes
+ * the key of each record with an offset in [min_offset, max_offset] and
  * prefetches its slot, so that the lookups that follow overlap their cache
  * misses.  The number of records, or -1 (a record that does not decode). */
-static int32_t gather(cleaning_t *k, sp_record_iter_t *it, const uint8_t *b, size_t len, int32_t count, bool hash,
-                      int64_t min_offset)
+static int32_t gather(cleaning_t *k, sp_record_iter_t *it, const uint8_t *b, size_t len, int32_t count,
+                      int64_t min_offset, int64_t max_offset)
 {
     memset(it, 0, sizeof(*it)); /* freeable whatever happens */
     if (count > k->recs_cap) {
@@ -164,7 +165,10 @@ static int32_t gather(cleaning_t *k, sp_record_iter_t *it, const uint8_t *b, siz
         sp_okey_t *h = r ? realloc(k->keys, sizeof(*h) * (size_t)cap) : NULL;
         if (h)
             k->keys = h;
-        if (!r || !h)
+        bool *kp = h ? realloc(k->keep, sizeof(*kp) * (size_t)cap) : NULL;
+        if (kp)
+            k->keep = kp;
+        if (!r || !h || !kp)
             return -1;
         k->recs_cap = cap;
     }
@@ -173,7 +177,7 @@ static int32_t gather(cleaning_t *k, sp_record_iter_t *it, const uint8_t *b, siz
     while (ir == 0 && n < count && (ir = sp_record_iter_next(it, &k->recs[n])) == 1) {
         ir = 0;
         sp_record_t *r = &k->recs[n];
-        if (hash && r->key.len >= 0 && r->offset >= min_offset && r->offset <= k->map->latest) {
+        if (r->key.len >= 0 && r->offset >= min_offset && r->offset <= max_offset) {
             sp_offset_map_hash(r->key.ptr, (size_t)r->key.len, &k->keys[n]);
             sp_offset_map_prefetch(k->map, &k->keys[n]);
         }
@@ -393,23 +397,11 @@ static bool txn_on_batch(txnmeta_t *t, const sp_batch_hdr_t *h)
     return false;
 }
 
-/* The control record's type: 0 abort, 1 commit, -1 unknown. */
-static int control_type(const uint8_t *b, size_t len)
-{
-    sp_record_iter_t it;
-    sp_record_t r;
-    int type = -1;
-    if (sp_record_iter_init(&it, b, len, 0) == 0 && sp_record_iter_next(&it, &r) == 1 && r.key.len >= 4)
-        type = (int)(int16_t)((r.key.ptr[2] << 8) | r.key.ptr[3]);
-    sp_record_iter_free(&it);
-    return type;
-}
-
 /* A control batch: whether the marker may go (once its horizon passed). */
 static bool txn_on_control(txnmeta_t *t, const sp_batch_hdr_t *h, const uint8_t *b, size_t len)
 {
     consume_upto(t, sp_batch_last_offset(h));
-    int type = h->record_count > 0 ? control_type(b, len) : -1;
+    int type = sp_batch_marker_type(b, len, NULL); /* 2 (emptied), -1: neither */
     if (type == 0) {
         int i = find_ab(t, h->producer_id);
         if (i >= 0) {
@@ -448,17 +440,8 @@ static int collect_aborted(sp_segment_t **segs, int n, sp_aborted_list_t *out)
         int cnt = sp_txnindex_count(segs[i]->txn);
         for (int j = 0; j < cnt; j++) {
             sp_aborted_txn_t e;
-            if (!sp_txnindex_get(segs[i]->txn, j, &e))
-                continue;
-            if (out->n == out->cap) {
-                int cap = out->cap ? out->cap * 2 : 16;
-                sp_aborted_txn_t *v = realloc(out->v, sizeof(*v) * (size_t)cap);
-                if (!v)
-                    return -1;
-                out->v = v;
-                out->cap = cap;
-            }
-            out->v[out->n++] = e;
+            if (sp_txnindex_get(segs[i]->txn, j, &e) && sp_aborted_list_push(out, &e) != 0)
+                return -1;
         }
     }
     if (out->n > 1)
@@ -477,19 +460,10 @@ static int build_map(cleaning_t *k, sp_segment_t **segs, int n, int64_t start, i
      * not make a later transaction of the same producer look aborted */
     sp_aborted_list_t from = { 0 };
     for (int i = 0; i < k->aborted.n; i++) {
-        if (k->aborted.v[i].last_offset < start)
-            continue;
-        if (from.n == from.cap) {
-            int cap = from.cap ? from.cap * 2 : 16;
-            sp_aborted_txn_t *v = realloc(from.v, sizeof(*v) * (size_t)cap);
-            if (!v) {
-                sp_aborted_list_free(&from);
-                return -1;
-            }
-            from.v = v;
-            from.cap = cap;
+        if (k->aborted.v[i].last_offset >= start && sp_aborted_list_push(&from, &k->aborted.v[i]) != 0) {
+            sp_aborted_list_free(&from);
+            return -1;
         }
-        from.v[from.n++] = k->aborted.v[i];
     }
     txnmeta_t t = { .aborted = &from };
     sp_offset_map_t *m = k->map;
@@ -517,10 +491,7 @@ static int build_map(cleaning_t *k, sp_segment_t **segs, int n, int64_t start, i
                 txn_on_control(&t, &h, b, len);
             } else if (!txn_on_batch(&t, &h) && sp_batch_last_offset(&h) >= start) {
                 sp_record_iter_t it;
-                int64_t latest = m->latest;
-                m->latest = INT64_MAX; /* gather hashes every key at or past start */
-                int32_t nr = gather(k, &it, b, len, h.record_count, true, start);
-                m->latest = latest;
+                int32_t nr = gather(k, &it, b, len, h.record_count, start, INT64_MAX);
                 for (int32_t i = 0; i < nr; i++) {
                     const sp_record_t *rec = &k->recs[i];
                     k->st->map_records++;
@@ -670,13 +641,13 @@ static int clean_batch(cleaning_t *k, txnmeta_t *t, out_t *o, const uint8_t *b, 
     if (discard_records && !retain_empty)
         return 0;
     int32_t n = h->record_count;
-    bool *keep = calloc(n > 0 ? (size_t)n : 1, sizeof(bool));
-    if (!keep)
-        return -1;
     int32_t kept = 0, i = 0;
     bool tombstones = false, all = true;
     sp_record_iter_t it;
-    int32_t nr = gather(k, &it, b, len, n, !discard_records && !control, INT64_MIN);
+    /* keys looked up: those of data records the map may hold a newer one of */
+    bool lookup = !discard_records && !control;
+    int32_t nr = gather(k, &it, b, len, n, lookup ? INT64_MIN : INT64_MAX, lookup ? k->map->latest : INT64_MIN);
+    bool *keep = k->keep;
     for (i = 0; i < nr; i++) {
         const sp_record_t *r = &k->recs[i];
         k->st->records_read++;
@@ -688,7 +659,6 @@ static int clean_batch(cleaning_t *k, txnmeta_t *t, out_t *o, const uint8_t *b, 
     }
     sp_record_iter_free(&it);
     if (nr < 0) {
-        free(keep);
         sp_error("log", "%s: the cleaner cannot read the records of the batch at offset %" PRId64, k->l->dir,
                  h->base_offset);
         return -1;
@@ -716,7 +686,6 @@ static int clean_batch(cleaning_t *k, txnmeta_t *t, out_t *o, const uint8_t *b, 
             rc = -1;
         }
     }
-    free(keep);
     return rc;
 }
 
@@ -983,6 +952,7 @@ int sp_plog_clean(sp_plog_t *l, const sp_clean_candidate_t *c, sp_offset_map_t *
     free(k.buf);
     free(k.recs);
     free(k.keys);
+    free(k.keep);
     free(k.prod);
     sp_aborted_list_free(&k.aborted);
     return rc;

@@ -100,17 +100,3 @@ int64_t sp_offset_map_get_hash(const sp_offset_map_t *m, const sp_okey_t *h)
     memcpy(&stored, m->slots + i * SP_OFFSET_MAP_SLOT + 16, 8);
     return stored - 1;
 }
-
-void sp_offset_map_put(sp_offset_map_t *m, const void *key, size_t klen, int64_t offset)
-{
-    sp_okey_t h;
-    sp_offset_map_hash(key, klen, &h);
-    sp_offset_map_put_hash(m, &h, offset);
-}
-
-int64_t sp_offset_map_get(const sp_offset_map_t *m, const void *key, size_t klen)
-{
-    sp_okey_t h;
-    sp_offset_map_hash(key, klen, &h);
-    return sp_offset_map_get_hash(m, &h);
-}

@@ -52,14 +52,12 @@ static inline void sp_offset_map_prefetch(const sp_offset_map_t *m, const sp_oke
 {
     __builtin_prefetch(m->slots + (size_t)(h->lo % m->nslots) * SP_OFFSET_MAP_SLOT);
 }
-void sp_offset_map_put_hash(sp_offset_map_t *m, const sp_okey_t *h, int64_t offset);
-int64_t sp_offset_map_get_hash(const sp_offset_map_t *m, const sp_okey_t *h);
-
 /* Records key -> offset (offsets are put in increasing order; a key put
  * again keeps the new one).  The caller checks full() first. */
-void sp_offset_map_put(sp_offset_map_t *m, const void *key, size_t klen, int64_t offset);
-/* The offset of key, or -1. */
-int64_t sp_offset_map_get(const sp_offset_map_t *m, const void *key, size_t klen);
+void sp_offset_map_put_hash(sp_offset_map_t *m, const sp_okey_t *h, int64_t offset);
+/* The offset of the key, or -1. */
+int64_t sp_offset_map_get_hash(const sp_offset_map_t *m, const sp_okey_t *h);
+
 /* Moves latest up to offset (a batch read without keys to map). */
 static inline void sp_offset_map_note(sp_offset_map_t *m, int64_t offset)
 {

@@ -30,7 +30,7 @@ void sp_aborted_list_free(sp_aborted_list_t *l)
     l->n = l->cap = 0;
 }
 
-static int list_push(sp_aborted_list_t *l, const sp_aborted_txn_t *e)
+int sp_aborted_list_push(sp_aborted_list_t *l, const sp_aborted_txn_t *e)
 {
     if (l->n == l->cap) {
         int cap = l->cap ? l->cap * 2 : 4;
@@ -111,7 +111,7 @@ static int load(sp_txnindex_t *t, bool *damaged, const char **why)
             *why = "entries out of order or outside the segment";
             break;
         }
-        if (list_push(&t->e, &e) != 0) {
+        if (sp_aborted_list_push(&t->e, &e) != 0) {
             free(buf);
             errno = ENOMEM;
             return -1;
@@ -188,7 +188,7 @@ int sp_txnindex_append(sp_txnindex_t *t, const sp_aborted_txn_t *e)
         rc = -ENOENT;
     if (rc == 0)
         rc = write_at(t->path, buf, sizeof(buf), (off_t)t->e.n * SP_TXNINDEX_ENTRY);
-    if (rc == 0 && list_push(&t->e, e) != 0)
+    if (rc == 0 && sp_aborted_list_push(&t->e, e) != 0)
         rc = -ENOMEM; /* the file has one entry more than memory: harmless, cut at the next open */
     pthread_mutex_unlock(&t->mu);
     return rc;
@@ -231,7 +231,7 @@ int sp_txnindex_collect(sp_txnindex_t *t, int64_t fetch_offset, int64_t upper_bo
     pthread_mutex_lock(&t->mu);
     for (int i = 0; i < t->e.n && rc == 0; i++) {
         const sp_aborted_txn_t *x = &t->e.v[i];
-        if (x->last_offset >= fetch_offset && x->first_offset < upper_bound && list_push(out, x) != 0)
+        if (x->last_offset >= fetch_offset && x->first_offset < upper_bound && sp_aborted_list_push(out, x) != 0)
             rc = -1;
         else if (x->last_stable_offset >= upper_bound)
             rc = 1;

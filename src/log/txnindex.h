@@ -68,6 +68,8 @@ typedef struct sp_aborted_list {
 } sp_aborted_list_t;
 
 void sp_aborted_list_free(sp_aborted_list_t *l);
+/* Appends a copy of e.  0, or -1 (out of memory; l unchanged). */
+int sp_aborted_list_push(sp_aborted_list_t *l, const sp_aborted_txn_t *e);
 
 typedef struct sp_txnindex sp_txnindex_t;
 

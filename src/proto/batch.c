@@ -683,6 +683,35 @@ int sp_batch_set_log_append_time(uint8_t *batch, size_t len, int64_t ts)
 
 /* ---- builder ---------------------------------------------------------------- */
 
+/* One record's bytes (batch.h's layout): its body size (after the length
+ * varint), and writing length and body; headers are passed encoded. */
+static size_t record_body_size(int64_t ts_delta, int32_t off_delta, int32_t klen, int32_t vlen, int32_t nheaders,
+                               size_t headers_len)
+{
+    return 1 + sp_varlong_size(ts_delta) + sp_varint_size(off_delta) + sp_varint_size(klen) +
+           (klen > 0 ? (size_t)klen : 0) + sp_varint_size(vlen) + (vlen > 0 ? (size_t)vlen : 0) +
+           sp_varint_size(nheaders) + headers_len;
+}
+
+static void write_record(sp_writer_t *w, size_t body, int64_t ts_delta, int32_t off_delta, const void *key,
+                         int32_t klen, const void *val, int32_t vlen, int32_t nheaders, const uint8_t *headers,
+                         size_t headers_len)
+{
+    sp_write_varint(w, (int32_t)body);
+    sp_write_i8(w, 0);                          /* record attributes: unused (Kafka writes 0) */
+    sp_write_varlong(w, ts_delta);
+    sp_write_varint(w, off_delta);
+    sp_write_varint(w, klen);
+    if (klen > 0)
+        sp_write_raw(w, key, (size_t)klen);
+    sp_write_varint(w, vlen);
+    if (vlen > 0)
+        sp_write_raw(w, val, (size_t)vlen);
+    sp_write_varint(w, nheaders);
+    if (headers_len)
+        sp_write_raw(w, headers, headers_len);
+}
+
 void sp_batch_builder_init(sp_batch_builder_t *b, int64_t base_offset, int64_t timestamp)
 {
     memset(b, 0, sizeof(*b));
@@ -725,9 +754,7 @@ int sp_batch_builder_add(sp_batch_builder_t *b, const void *key, int32_t klen,
 
     int64_t ts_delta = (int64_t)((uint64_t)timestamp - (uint64_t)b->base_timestamp);
     int32_t off_delta = b->count;
-    size_t body = 1 + sp_varlong_size(ts_delta) + sp_varint_size(off_delta) +
-                  sp_varint_size(klen) + (klen > 0 ? (size_t)klen : 0) +
-                  sp_varint_size(vlen) + (vlen > 0 ? (size_t)vlen : 0) + sp_varint_size(0);
+    size_t body = record_body_size(ts_delta, off_delta, klen, vlen, 0, 0);
     if (body > INT32_MAX)
         return builder_fail(b);
     size_t total = sp_varint_size((int32_t)body) + body;
@@ -748,17 +775,7 @@ int sp_batch_builder_add(sp_batch_builder_t *b, const void *key, int32_t klen,
     b->len = used;
 
     sp_writer_t w = sp_writer(b->buf + b->len, total);
-    sp_write_varint(&w, (int32_t)body);
-    sp_write_i8(&w, 0);                         /* record attributes: unused */
-    sp_write_varlong(&w, ts_delta);
-    sp_write_varint(&w, off_delta);
-    sp_write_varint(&w, klen);
-    if (klen > 0)
-        sp_write_raw(&w, key, (size_t)klen);
-    sp_write_varint(&w, vlen);
-    if (vlen > 0)
-        sp_write_raw(&w, val, (size_t)vlen);
-    sp_write_varint(&w, 0);                     /* no headers */
+    write_record(&w, body, ts_delta, off_delta, key, klen, val, vlen, 0, NULL, 0);
     if (w.err || sp_writer_len(&w) != total)    /* our size arithmetic */
         return builder_fail(b);
     b->len += total;
@@ -992,6 +1009,37 @@ int sp_batches_each_record(const uint8_t *buf, size_t len,
     return 0;
 }
 
+/* ---- transaction markers ------------------------------------------------------ */
+
+int sp_batch_marker_type(const uint8_t *batch, size_t len, int32_t *coord_epoch)
+{
+    sp_record_iter_t it;
+    sp_record_t rec;
+    int rc = -1;
+    if (sp_record_iter_init(&it, batch, len, 0) == 0) {
+        int n = sp_record_iter_next(&it, &rec);
+        if (n == 0) {
+            rc = 2;
+        } else if (n == 1 && rec.key.len >= 4 && rec.value.len >= 6) {
+            sp_reader_t k = sp_reader(rec.key.ptr, (size_t)rec.key.len);
+            sp_reader_t v = sp_reader(rec.value.ptr, (size_t)rec.value.len);
+            int16_t kver, type, vver;
+            int32_t epoch;
+            sp_read_i16(&k, &kver);
+            sp_read_i16(&k, &type);
+            sp_read_i16(&v, &vver);
+            sp_read_i32(&v, &epoch);
+            if (sp_reader_ok(&k) && sp_reader_ok(&v) && (type == 0 || type == 1)) {
+                if (coord_epoch)
+                    *coord_epoch = epoch;
+                rc = type;
+            }
+        }
+    }
+    sp_record_iter_free(&it);
+    return rc;
+}
+
 /* ---- compaction ------------------------------------------------------------ */
 
 /* Kafka's default levels (Compression.of(type).build()): the cleaner's. */
@@ -1059,10 +1107,8 @@ int sp_batch_filter(const uint8_t *src, size_t len, const bool *keep, int32_t nk
         if (count == 0 && delete_horizon < 0)
             base_ts = r.timestamp; /* Kafka's builder: the first record's */
         int64_t ts_delta = (int64_t)((uint64_t)r.timestamp - (uint64_t)base_ts);
-        size_t body = 1 + sp_varlong_size(ts_delta) + sp_varint_size(r.offset_delta) +
-                      sp_varint_size(r.key.len) + (r.key.len > 0 ? (size_t)r.key.len : 0) +
-                      sp_varint_size(r.value.len) + (r.value.len > 0 ? (size_t)r.value.len : 0) +
-                      sp_varint_size(r.header_count) + r.headers_len;
+        size_t body = record_body_size(ts_delta, r.offset_delta, r.key.len, r.value.len, r.header_count,
+                                       r.headers_len);
         if (body > INT32_MAX) {
             rc = SP_BATCH_E_TOO_BIG;
             break;
@@ -1079,19 +1125,8 @@ int sp_batch_filter(const uint8_t *src, size_t len, const bool *keep, int32_t nk
             cap = ncap;
         }
         sp_writer_t w = sp_writer(recs + n, total);
-        sp_write_varint(&w, (int32_t)body);
-        sp_write_i8(&w, 0);
-        sp_write_varlong(&w, ts_delta);
-        sp_write_varint(&w, r.offset_delta);
-        sp_write_varint(&w, r.key.len);
-        if (r.key.len > 0)
-            sp_write_raw(&w, r.key.ptr, (size_t)r.key.len);
-        sp_write_varint(&w, r.value.len);
-        if (r.value.len > 0)
-            sp_write_raw(&w, r.value.ptr, (size_t)r.value.len);
-        sp_write_varint(&w, r.header_count);
-        if (r.headers_len)
-            sp_write_raw(&w, r.headers, r.headers_len);
+        write_record(&w, body, ts_delta, r.offset_delta, r.key.ptr, r.key.len, r.value.ptr, r.value.len,
+                     r.header_count, r.headers, r.headers_len);
         if (w.err || sp_writer_len(&w) != total) {
             rc = SP_BATCH_E_CORRUPT;
             break;

@@ -431,6 +431,15 @@ int sp_batch_recompress(const uint8_t *src, size_t len, int codec, int level,
                         size_t max_decompressed, uint8_t **out, size_t *out_len);
 
 /*
+ * A transaction marker's control record (Kafka's EndTransactionMarker:
+ * key version, type; value version, coordinator epoch).  Returns 0
+ * (ABORT) or 1 (COMMIT) with *coord_epoch (may be NULL); 2 for a control
+ * batch without records (its marker emptied by compaction); -1 if the
+ * record is not a marker.  Borrows batch.
+ */
+int sp_batch_marker_type(const uint8_t *batch, size_t len, int32_t *coord_epoch);
+
+/*
  * Compaction (Kafka's MemoryRecords.filterTo and buildRetainedRecordsInto):
  * rebuilds the batch src[0..len) (read from a log, CRC checked) with only
  * the records i for which keep[i] (i < nkeep; records past nkeep are

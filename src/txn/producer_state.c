@@ -274,29 +274,13 @@ static bool in_sequence(int32_t last, int32_t next)
  * (an empty control batch, whose transaction was cleaned away, is 1). */
 static int read_marker(const uint8_t *batch, size_t len, bool *commit, int32_t *coord_epoch)
 {
-    sp_record_iter_t it;
-    sp_record_t rec;
-    int rc = -1;
-    if (sp_record_iter_init(&it, batch, len, 0) == 0) {
-        int n = sp_record_iter_next(&it, &rec);
-        if (n == 0) {
-            rc = 1;
-        } else if (n == 1 && rec.key.len >= 4 && rec.value.len >= 6) {
-            sp_reader_t k = sp_reader(rec.key.ptr, (size_t)rec.key.len);
-            sp_reader_t v = sp_reader(rec.value.ptr, (size_t)rec.value.len);
-            int16_t kver, type, vver;
-            sp_read_i16(&k, &kver);
-            sp_read_i16(&k, &type);
-            sp_read_i16(&v, &vver);
-            sp_read_i32(&v, coord_epoch);
-            if (sp_reader_ok(&k) && sp_reader_ok(&v) && (type == 0 || type == 1)) {
-                *commit = type == 1;
-                rc = 0;
-            }
-        }
-    }
-    sp_record_iter_free(&it);
-    return rc;
+    int type = sp_batch_marker_type(batch, len, coord_epoch);
+    if (type == 2)
+        return 1;
+    if (type < 0)
+        return -1;
+    *commit = type == 1;
+    return 0;
 }
 
 static void refuse(sp_pverdict_t *v, int16_t err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
