@@ -24,10 +24,8 @@ requests, so that:
   moments of the client's traffic) it picks one live connection at
   random, among those that sent a request whose API key is in `only_keys`
   when given (e.g. {0}: connections that carried a Produce request, so
-  that consumers and admin clients are left alone) and that have a request
-  in flight (when none has, at the first moment one has: a drop of an idle
-  connection cuts nothing), and closes both of its sockets, dropping
-  whatever it still held for them;
+  that consumers and admin clients are left alone), and closes both of
+  its sockets, dropping whatever it still held for them;
 - each drop is counted, and with it the requests the broker was sent on
   that connection whose answer the client never got (`requests_cut`):
   those are the ones a client retries, and the reason a drop tests
@@ -221,13 +219,8 @@ class ChaosProxy:
             pass
 
     def _drop_random(self, only_keys):
-        """Drops a live connection that has requests in flight (a drop of
-        an idle one cuts nothing a client would retry); None, dropping
-        nothing, while there is none: the caller tries again as frames
-        move."""
         live = [c for _, c in sorted(self.conns.items())
-                if (only_keys is None or c.up_frames.keys & only_keys)
-                and c.up_frames.count > c.down_frames.count]
+                if only_keys is None or c.up_frames.keys & only_keys]
         if not live:
             return None
         c = self.rng.choice(live)
@@ -353,8 +346,7 @@ class ChaosProxy:
                 if self._stop:
                     return
                 nd = self._next_drop
-            # (an overdue drop waiting for a request in flight looks again each ms)
-            timeout = 0.2 if nd is None else max(0.001, min(0.2, nd - time.monotonic()))
+            timeout = 0.2 if nd is None else max(0.0, min(0.2, nd - time.monotonic()))
             events = self.sel.select(timeout)
             with self.lock:
                 if self._stop:
@@ -379,5 +371,5 @@ class ChaosProxy:
                 if self._chaos is not None and self._next_drop is not None \
                         and time.monotonic() >= self._next_drop:
                     lo, hi, keys = self._chaos
-                    if self._drop_random(keys) is not None:
-                        self._next_drop = time.monotonic() + self.rng.uniform(lo, hi) / 1000.0
+                    self._drop_random(keys)
+                    self._next_drop = time.monotonic() + self.rng.uniform(lo, hi) / 1000.0
